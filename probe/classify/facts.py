@@ -1,0 +1,249 @@
+"""Facts: what the rules look at, derived purely from observations and control evidence.
+
+Contract: ``derive(obs, control, fingerprints, network_ok)`` compares the system path with the
+control evidence (the control resolver's answers, a page fetched through a control address, and
+a test helper's answer when there is one) and returns a :class:`Facts` value. No I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from probe import failures
+from probe.classify.fingerprints import FingerprintSet
+from probe.model import ControlEvidence, HTTPTransaction, Observations
+
+DNS_DOWN_FAILURES = {failures.DNS_NXDOMAIN, failures.DNS_NO_ANSWER}
+CERT_FAILURES = {failures.SSL_INVALID_HOSTNAME, failures.SSL_UNKNOWN_AUTHORITY,
+                 failures.SSL_INVALID_CERTIFICATE}
+COMMON_HEADERS = frozenset({
+    "date", "content-type", "server", "cache-control", "vary", "set-cookie", "location",
+    "expires", "x-powered-by", "content-encoding", "last-modified", "accept-ranges", "pragma",
+    "x-frame-options", "etag", "x-content-type-options", "age", "via", "p3p", "x-xss-protection",
+    "content-language", "cf-ray", "strict-transport-security", "link", "x-varnish",
+})
+STEP_OF_OPERATION = {
+    failures.OP_RESOLVE: "dns", failures.OP_CONNECT: "tcp", failures.OP_TLS: "tls",
+    failures.OP_HTTP: "http", failures.OP_READ: "http", "deadline": "http",
+}
+
+
+def is_bogon(ip: str) -> bool:
+    """Addresses that no public site has: private, loopback, link-local, reserved, ..."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return True
+    return not addr.is_global
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A page known to come from the real site: the helper's, or one fetched via control DNS."""
+
+    status_code: int | None
+    body_length: int | None
+    title: str | None
+    header_names: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPDiff:
+    body_proportion: float | None = None
+    body_length_match: bool | None = None
+    status_code_match: bool | None = None
+    headers_match: bool | None = None
+    title_match: bool | None = None
+
+    @property
+    def same_page(self) -> bool:
+        """OONI's acceptance: status matches, and then body length, uncommon headers or title."""
+        return bool(self.status_code_match) and bool(
+            self.body_length_match or self.headers_match or self.title_match)
+
+
+def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
+    proportion = length_match = status_match = headers_match = title_match = None
+    if (ref.body_length or 0) > 0 and not probe.body_truncated and (probe.body_length or 0) > 0:
+        a, b = probe.body_length or 0, ref.body_length or 0
+        proportion = min(a, b) / max(a, b)
+        length_match = proportion > 0.7
+    ps, cs = probe.status_code or 0, ref.status_code or 0
+    if ps > 0 and cs > 0 and (ps == cs or cs // 100 == 2):
+        status_match = ps == cs
+    ours = {k.lower() for k, _ in probe.headers}
+    theirs = set(ref.header_names)
+    if theirs and ps > 0:
+        headers_match = ours == theirs or bool((ours & theirs) - COMMON_HEADERS)
+    if ps > 0 and cs > 0 and not probe.body_truncated and probe.title and ref.title:
+        words: dict[str, int] = {}
+        for w in probe.title.split(" "):
+            if len(w) >= 5:
+                words[w.lower()] = words.get(w.lower(), 0) | 1
+        for w in ref.title.split(" "):
+            if len(w) >= 5:
+                words[w.lower()] = words.get(w.lower(), 0) | 2
+        title_match = all(v == 3 for v in words.values())
+    return HTTPDiff(proportion, length_match, status_match, headers_match, title_match)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    https: bool
+    network_ok: bool | None
+    has_helper: bool
+    helper_ok: bool
+    helper: ControlEvidence | None
+    sys_addrs: tuple[str, ...]
+    sys_dns_failure: str | None
+    ref_addrs: tuple[str, ...]
+    ref_dns_failure: str | None
+    ref_dns_known: bool
+    dns_consistency: str | None
+    dns_validated: bool  # an inconsistent answer still led to the real site (TLS or same page)
+    final: HTTPTransaction | None
+    final_failure: str | None
+    failing_step: str | None
+    final_depth: int
+    tcp0_all_failed: bool
+    helper_tcp_ok: bool | None
+    reference: Reference | None
+    diff: HTTPDiff
+    dns_blockpage: str | None
+    http_blockpage: str | None
+    evidence: str
+
+
+def _reference(control: ControlEvidence | None, obs: Observations) -> Reference | None:
+    if control is not None and control.failure is None:
+        if control.http_failure is None and (control.http_status_code or 0) > 0:
+            return Reference(control.http_status_code, control.http_body_length,
+                             control.http_title, frozenset(k.lower() for k in control.http_headers))
+        return None
+    ctl = [h for h in obs.http if h.role == "control"]
+    if ctl and ctl[-1].failure is None:
+        h = ctl[-1]
+        return Reference(h.status_code, None if h.body_truncated else h.body_length, h.title,
+                         frozenset(k.lower() for k, _ in h.headers))
+    return None
+
+
+def derive(
+    obs: Observations,
+    control: ControlEvidence | None,
+    fingerprints: FingerprintSet,
+    network_ok: bool | None,
+) -> Facts:
+    host_queries = [q for q in obs.dns if q.depth == 0]
+    sys_q = [q for q in host_queries if q.resolver == "system"]
+    ctl_q = [q for q in host_queries if q.resolver == "control"]
+    sys_addrs = tuple(dict.fromkeys(a for q in sys_q for a in q.addrs))
+    ctl_addrs = tuple(dict.fromkeys(a for q in ctl_q for a in q.addrs))
+
+    def failure_of(queries: list) -> str | None:  # type: ignore[type-arg]
+        if not queries or any(q.addrs for q in queries):
+            return None
+        fails = [q.failure for q in queries if q.failure]
+        # NXDOMAIN explains more than a missing AAAA record.
+        for f in fails:
+            if f != failures.DNS_NO_ANSWER:
+                return f
+        return fails[0] if fails else failures.DNS_NO_ANSWER
+
+    sys_dns_failure = failure_of(sys_q)
+    helper_ok = control is not None and control.failure is None
+    ref_addrs = list(ctl_addrs)
+    ref_failures = []
+    if ctl_q:
+        ref_failures.append(failure_of(ctl_q))
+    if helper_ok and control is not None:
+        ref_addrs += [a for a in control.dns_addrs if a not in ref_addrs]
+        if control.dns_failure or not control.dns_addrs:
+            ref_failures.append(_normalise_helper_dns_failure(control.dns_failure))
+    ref_dns_known = bool(ctl_q) or helper_ok
+    ref_dns_failure = None if ref_addrs else next((f for f in ref_failures if f), None)
+
+    # DNS consistency (OONI's meaning: the answers, not what the addresses served).
+    consistency: str | None = None
+    if sys_q:
+        if sys_dns_failure is not None:
+            if ref_addrs:
+                consistency = "inconsistent"
+            elif ref_dns_failure in DNS_DOWN_FAILURES and sys_dns_failure in DNS_DOWN_FAILURES:
+                consistency = "consistent"
+        elif ref_addrs:
+            sys_bogons = [a for a in sys_addrs if is_bogon(a)]
+            ref_bogons = [a for a in ref_addrs if is_bogon(a)]
+            if set(sys_addrs) & set(ref_addrs):
+                consistency = "consistent"
+            elif sys_bogons and not ref_bogons:
+                consistency = "inconsistent"
+            else:
+                consistency = "inconsistent"
+        elif ref_dns_failure == failures.DNS_NXDOMAIN:
+            consistency = "inconsistent"  # the resolver under test invents a dead name
+
+    system_http = [h for h in obs.http if h.role == "system"]
+    final = system_http[-1] if system_http else None
+    https = (final.url if final else obs.url).startswith("https://")
+    final_failure = final.failure if final else sys_dns_failure
+    failing_step = None
+    if final is not None and final.failure is not None:
+        failing_step = STEP_OF_OPERATION.get(final.failed_operation or "", "http")
+    elif final is None and sys_dns_failure is not None:
+        failing_step = "dns"
+
+    # Was an inconsistent system address validated?
+    sys_only = set(sys_addrs) - set(ref_addrs)
+    tls_valid = any(t.ok and t.ip in sys_only and t.depth == 0 for t in obs.tls)
+    reference = _reference(control, obs)
+    diff = HTTPDiff()
+    if final is not None and final.failure is None and reference is not None:
+        diff = http_diff(final, reference)
+    page_match = diff.same_page
+    # A verified TLS handshake proves an address reaches the real site, but not that it serves
+    # the real plaintext page (a transparent proxy can pass TLS through and rewrite port 80).
+    served = final is not None and final.failure is None
+    dns_validated = consistency == "inconsistent" and bool(sys_only) and (
+        page_match if served else tls_valid)
+
+    tcp0 = [t for t in obs.tcp if t.depth == 0 and "system" in t.sources]
+    tcp0_all_failed = bool(tcp0) and not any(t.ok for t in tcp0)
+    helper_tcp_ok = None
+    if helper_ok and control is not None and tcp0:
+        eps = [control.tcp_connect.get(_ep(t.ip, t.port)) for t in tcp0]
+        known = [e for e in eps if e is not None]
+        helper_tcp_ok = any(e.ok for e in known) if known else None
+
+    dns_bp = fingerprints.match_dns(sys_addrs)
+    http_bp = None
+    for h in system_http:
+        fp = fingerprints.match_http(h)
+        if fp is not None:
+            http_bp = fp.name
+            break
+    return Facts(
+        https=https, network_ok=network_ok, has_helper=control is not None, helper_ok=helper_ok,
+        helper=control, sys_addrs=sys_addrs, sys_dns_failure=sys_dns_failure,
+        ref_addrs=tuple(ref_addrs), ref_dns_failure=ref_dns_failure, ref_dns_known=ref_dns_known,
+        dns_consistency=consistency, dns_validated=dns_validated, final=final,
+        final_failure=final_failure, failing_step=failing_step,
+        final_depth=final.depth if final else 0, tcp0_all_failed=tcp0_all_failed,
+        helper_tcp_ok=helper_tcp_ok, reference=reference, diff=diff,
+        dns_blockpage=dns_bp.name if dns_bp else None, http_blockpage=http_bp,
+        evidence="helper" if helper_ok else ("local" if ctl_q else "none"),
+    )
+
+
+def _ep(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _normalise_helper_dns_failure(failure: str | None) -> str:
+    """OONI's helper reports legacy names (dns_name_error); map them to df-007."""
+    if failure in (None, "", "dns_no_answer"):
+        return failures.DNS_NO_ANSWER
+    if failure in ("dns_name_error", "dns_nxdomain_error"):
+        return failures.DNS_NXDOMAIN
+    return failure

@@ -1,0 +1,267 @@
+"""The command line: a thin skin over the library (parse, call one function, format).
+
+Exit status: 0 whatever the network did; 2 on bad input (targets file, flags, database), with
+one line ``probe: error: ...`` naming the file, line or field; 1 on an internal error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import yaml
+
+from probe import __version__
+from probe.classify.fingerprints import FingerprintError, FingerprintSet, builtin
+from probe.classify.fingerprints import load as load_fingerprints
+from probe.export import ExportError, parse_time, records
+from probe.export import write as write_export
+from probe.measure.dns import ResolverSpecError, parse_resolver, system_resolver
+from probe.store import Store, StoreError
+from probe.targets import TargetsError, import_citizenlab_csv, load_targets
+
+DEFAULT_CONTROL_RESOLVER = "https://1.1.1.1/dns-query"
+DEFAULT_DB = "results/probe.db"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputError(click.ClickException):
+    """Bad input: one line, exit status 2."""
+
+    exit_code = 2
+
+
+def fail(message: str) -> NoReturn:
+    raise InputError(message)
+
+
+def db_option(f: F) -> F:
+    return click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
+                        type=click.Path(dir_okay=False), help="SQLite database.")(f)
+
+
+def fingerprints_option(f: F) -> F:
+    return click.option(
+        "--fingerprints", "fingerprint_paths", multiple=True, type=click.Path(dir_okay=False),
+        help="Extra blockpage fingerprints in OONI's CSV format (repeatable).")(f)
+
+
+def _fingerprints(paths: tuple[str, ...]) -> FingerprintSet:
+    fps = builtin()
+    for p in paths:
+        try:
+            fps = fps + load_fingerprints(p)
+        except FingerprintError as exc:
+            fail(str(exc))
+    return fps
+
+
+def _open_store(path: str, *, create: bool = True) -> Store:
+    try:
+        return Store.open(path, create=create)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="probe")
+def cli() -> None:
+    """Measure network interference (DNS, TCP, TLS, HTTP) and keep the evidence in SQLite.
+
+    \b
+    Example:
+      probe run                      # measure targets.yaml once, store in results/probe.db
+      probe export --format jsonl -o out.jsonl
+    """
+
+
+@cli.command()
+@click.option("--targets", "targets_path", default="targets.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="Target list (YAML).")
+@db_option
+@click.option("--only", multiple=True, metavar="NAME", help="Measure only this target (repeatable).")
+@click.option("--resolver", metavar="IP[:PORT]",
+              help="Resolver under test (default: the first nameserver in /etc/resolv.conf).")
+@click.option("--control-resolver", default=DEFAULT_CONTROL_RESOLVER, show_default=True,
+              metavar="URL", help="Honest resolver: https://HOST/dns-query, tls://IP[:PORT] or "
+              "udp://IP[:PORT].")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
+              help="Extra trust anchors (PEM), added to the system's.")
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 256))
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
+              help="Seconds allowed for each step.")
+@click.option("--deadline", default=90.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds allowed for each target, all steps included.")
+@fingerprints_option
+@click.option("--allow-loopback", is_flag=True, hidden=True,
+              help="Connect to loopback answers (tests and the lab only).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
+def run(targets_path: str, db_path: str, only: tuple[str, ...], resolver: str | None,
+        control_resolver: str, ca_bundle: str | None, concurrency: int, timeout: float,
+        deadline: float, fingerprint_paths: tuple[str, ...], allow_loopback: bool,
+        quiet: bool) -> None:
+    """Measure every target once, classify each, and store the results.
+
+    \b
+    Example:
+      probe run --only facebook --resolver 192.168.1.1 --db results/probe.db
+    """
+    from probe import report
+    from probe.measure.runner import MeasureConfig
+    from probe.round import run_round
+
+    try:
+        tl = load_targets(targets_path)
+        if only:
+            tl = tl.select(only)
+        spec = parse_resolver(resolver) if resolver else system_resolver()
+        control = parse_resolver(control_resolver, what="--control-resolver")
+    except (TargetsError, ResolverSpecError) as exc:
+        fail(str(exc))
+    fps = _fingerprints(fingerprint_paths)
+    store = _open_store(db_path)
+    cfg = MeasureConfig(resolver=spec, control_resolver=control, ca_bundle=ca_bundle,
+                        timeout=timeout, deadline=deadline, allow_loopback=allow_loopback)
+    total = len(tl.targets) + len(tl.controls)
+    with report.Progress(total, enabled=not quiet) as progress:
+        def save(m: Any) -> None:
+            store.save(m)
+            progress.advance(m)
+
+        result = asyncio.run(run_round(tl.targets, tl.controls, cfg, fingerprints=fps,
+                                       concurrency=concurrency, device_id=store.device_id,
+                                       on_measurement=save))
+    store.save_round({"id": result.id, "device_id": store.device_id,
+                      "started_at": result.started_at, "finished_at": result.finished_at,
+                      "targets": len(result.measurements),
+                      "network_ok": None if result.network_ok is None else int(result.network_ok),
+                      "bytes_used": result.bytes_used, "software": f"probe/{__version__}"})
+    if not quiet:
+        report.summary(result)
+    click.echo(f"{len(result.measurements)} measurements stored in {db_path} "
+               f"({result.bytes_used} bytes used)", err=True)
+
+
+@cli.group()
+def targets() -> None:
+    """Work with target lists."""
+
+
+@targets.command("check")
+@click.argument("path", default="targets.yaml", type=click.Path(dir_okay=False))
+def targets_check(path: str) -> None:
+    """Validate a target list.
+
+    \b
+    Example:
+      probe targets check targets.yaml
+    """
+    try:
+        tl = load_targets(path)
+    except TargetsError as exc:
+        fail(str(exc))
+    click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
+
+
+@targets.command("import")
+@click.argument("csv_path", type=click.Path(dir_okay=False))
+@click.option("--targets", "targets_path", type=click.Path(dir_okay=False),
+              help="Existing target list: URLs already in it are skipped.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write a complete targets file here (default: entries to stdout).")
+def targets_import(csv_path: str, targets_path: str | None, output: str | None) -> None:
+    """Turn a Citizen Lab test-list CSV into targets.yaml entries.
+
+    \b
+    Example:
+      probe targets import vn.csv --targets targets.yaml > more-targets.yaml
+    """
+    try:
+        existing = load_targets(targets_path) if targets_path else None
+        entries, skipped = import_citizenlab_csv(csv_path, existing)
+    except TargetsError as exc:
+        fail(str(exc))
+    text = yaml.safe_dump({"targets": entries}, allow_unicode=True, sort_keys=False)
+    if output:
+        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    else:
+        click.echo(text, nl=False)
+    click.echo(f"{len(entries)} entries from {csv_path}, {skipped} duplicates skipped", err=True)
+
+
+@cli.command()
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File (default: stdout).")
+@click.option("--since", metavar="T", help="Only measurements started at or after T (ISO-8601).")
+@click.option("--until", metavar="T", help="Only measurements started before T (ISO-8601).")
+@click.option("--target", "target_names", multiple=True, metavar="NAME",
+              help="Only this target (repeatable).")
+def export(db_path: str, fmt: str, output: str | None, since: str | None, until: str | None,
+           target_names: tuple[str, ...]) -> None:
+    """Export one record per measurement (JSON Lines or CSV).
+
+    \b
+    Example:
+      probe export --db results/probe.db --format csv --since 2026-11-01 -o nov.csv
+    """
+    try:
+        lo = parse_time(since, "--since") if since else None
+        hi = parse_time(until, "--until") if until else None
+    except ExportError as exc:
+        fail(str(exc))
+    store = _open_store(db_path, create=False)
+    n = write_export(records(store, since=lo, until=hi, targets=target_names), fmt, output)
+    click.echo(f"{n} measurements exported", err=True)
+
+
+@cli.command()
+@db_option
+@fingerprints_option
+def reclassify(db_path: str, fingerprint_paths: tuple[str, ...]) -> None:
+    """Re-run the current rules over every stored measurement.
+
+    \b
+    Example:
+      probe reclassify --db results/probe.db --fingerprints fingerprints_http.csv
+    """
+    from probe.reclassify import reclassify as run_reclassify
+
+    fps = _fingerprints(fingerprint_paths)
+    store = _open_store(db_path, create=False)
+    total, changed = run_reclassify(store, fps)
+    click.echo(f"{total} measurements reclassified, {changed} verdicts changed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors."""
+    try:
+        cli.main(args=argv, prog_name="probe", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("probe: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        message = exc.format_message().replace("\n", " ")
+        click.echo(f"probe: error: {message}", err=True)
+        return 2 if isinstance(exc, InputError | click.UsageError) else exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("probe: interrupted", err=True)
+        return 130
+    except Exception as exc:  # an internal error: say so plainly
+        if os.environ.get("PROBE_DEBUG"):
+            raise
+        click.echo(f"probe: internal error: {type(exc).__name__}: {exc}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

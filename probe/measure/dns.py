@@ -1,0 +1,201 @@
+"""DNS step: A and AAAA queries through the resolver under test and through a control resolver.
+
+Contract: ``query()`` never raises on network failure; it returns a :class:`DNSQuery` with the
+answers, CNAMEs, TTLs, rcode, the df-007 failure and the bytes moved. dnspython builds and parses
+messages and does UDP (with TCP fallback on truncation) and DoT; DoH (RFC 8484, POST
+``application/dns-message``) goes through the project's own httpx client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import httpx
+
+from probe import failures
+from probe.model import DNSAnswer, DNSQuery
+
+
+class ResolverSpecError(ValueError):
+    """A resolver given on the command line or in config cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverSpec:
+    kind: str  # "udp", "dot" or "doh"
+    host: str  # IP address for udp/dot; host name for doh
+    port: int
+    url: str | None = None  # the DoH URL
+    server_name: str | None = None  # DoT: the name to verify, if given as tls://NAME@IP
+
+    @property
+    def address(self) -> str:
+        if self.kind == "doh":
+            return self.url or ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "tls" if self.kind == "dot" else "udp"
+        return f"{scheme}://{host}:{self.port}"
+
+
+def _split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ResolverSpecError(f"{what}: unclosed '[' in {text!r}")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ResolverSpecError(f"{what}: expected ':PORT' after ']' in {text!r}")
+            port = _port(rest[1:], what)
+    elif text.count(":") == 1:
+        host, p = text.split(":")
+        port = _port(p, what)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ResolverSpecError(f"{what}: {host!r} is not an IP address") from None
+    return host, port
+
+
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ResolverSpecError(f"{what}: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def parse_resolver(text: str, *, what: str = "--resolver") -> ResolverSpec:
+    """Parse ``IP[:PORT]``, ``udp://IP[:PORT]``, ``tls://IP[:PORT]`` or ``https://HOST/PATH``."""
+    text = text.strip()
+    if text.startswith("https://"):
+        parts = urlsplit(text)
+        if not parts.hostname:
+            raise ResolverSpecError(f"{what}: no host in {text!r}")
+        return ResolverSpec("doh", parts.hostname, parts.port or 443, url=text)
+    if text.startswith("http://"):
+        raise ResolverSpecError(f"{what}: DoH needs https://, not {text!r}")
+    if text.startswith("tls://"):
+        host, port = _split_host_port(text[6:], 853, what)
+        return ResolverSpec("dot", host, port)
+    if text.startswith("udp://"):
+        text = text[6:]
+    elif "://" in text:
+        raise ResolverSpecError(f"{what}: unknown scheme in {text!r} (udp://, tls://, https://)")
+    host, port = _split_host_port(text, 53, what)
+    return ResolverSpec("udp", host, port)
+
+
+def system_resolver(path: str = "/etc/resolv.conf") -> ResolverSpec:
+    """The first nameserver of the system's resolver configuration."""
+    try:
+        conf = dns.resolver.Resolver(filename=path, configure=True)
+    except (OSError, dns.resolver.NoResolverConfiguration) as exc:
+        raise ResolverSpecError(f"{path}: no usable nameserver ({exc})") from None
+    for ns in conf.nameservers:
+        if isinstance(ns, str):
+            return parse_resolver(ns, what=path)
+    raise ResolverSpecError(f"{path}: no nameserver line")
+
+
+def _answers(msg: dns.message.Message, rdtype: int) -> tuple[DNSAnswer, ...]:
+    out: list[DNSAnswer] = []
+    for rrset in msg.answer:
+        kind = dns.rdatatype.to_text(rrset.rdtype)
+        if rrset.rdtype not in (rdtype, dns.rdatatype.CNAME):
+            continue
+        for rr in rrset:
+            value = rr.target.to_text(omit_final_dot=True) if kind == "CNAME" else rr.to_text()
+            out.append(DNSAnswer(kind, value, int(rrset.ttl)))
+    return tuple(out)
+
+
+async def _exchange(
+    spec: ResolverSpec, q: dns.message.Message, timeout: float, client: httpx.AsyncClient | None
+) -> tuple[dns.message.Message, int]:
+    wire = q.to_wire()
+    if spec.kind == "udp":
+        resp, _tcp = await dns.asyncquery.udp_with_fallback(q, spec.host, timeout=timeout,
+                                                            port=spec.port)
+        return resp, len(wire) + len(resp.to_wire())
+    if spec.kind == "dot":
+        resp = await dns.asyncquery.tls(q, spec.host, timeout=timeout, port=spec.port,
+                                        server_hostname=spec.server_name)
+        return resp, len(wire) + len(resp.to_wire())
+    assert client is not None and spec.url is not None
+    r = await client.post(
+        spec.url,
+        content=wire,
+        headers={"content-type": "application/dns-message", "accept": "application/dns-message"},
+        timeout=timeout,
+    )
+    if r.status_code != 200:
+        raise DoHStatusError(r.status_code)
+    body = r.content[:65535]
+    return dns.message.from_wire(body), len(wire) + len(body) + 200
+
+
+class DoHStatusError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"DoH server answered HTTP {status}")
+        self.status = status
+
+
+async def query(
+    hostname: str,
+    rdtype: str,
+    spec: ResolverSpec,
+    *,
+    role: str,
+    timeout: float,
+    clock0: float,
+    client: httpx.AsyncClient | None = None,
+    depth: int = 0,
+) -> DNSQuery:
+    """One query; a failure is a result."""
+    t0 = time.monotonic() - clock0
+    base = dict(hostname=hostname, query_type=rdtype, resolver=role,
+                resolver_address=spec.address, engine=spec.kind, depth=depth, t0=t0)
+    try:
+        q = dns.message.make_query(dns.name.from_text(hostname), rdtype)
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        return DNSQuery(**base, failure=failures.DNS_SERVER_MISBEHAVING,
+                        raw_failure=failures.scrub(f"bad name: {exc}"), t=t0)
+    try:
+        resp, moved = await _exchange(spec, q, timeout, client)
+    except dns.exception.Timeout:
+        return DNSQuery(**base, failure=failures.GENERIC_TIMEOUT, raw_failure="timeout",
+                        t=time.monotonic() - clock0, bytes=len(q.to_wire()))
+    except DoHStatusError as exc:
+        return DNSQuery(**base, failure=failures.DNS_SERVER_MISBEHAVING,
+                        raw_failure=f"http_status:{exc.status}", t=time.monotonic() - clock0)
+    except dns.exception.DNSException as exc:
+        return DNSQuery(**base, failure=failures.DNS_SERVER_MISBEHAVING,
+                        raw_failure=failures.scrub(f"{type(exc).__name__}: {exc}")[:200],
+                        t=time.monotonic() - clock0)
+    except Exception as exc:  # network errors: mapped in one place
+        info = failures.classify(exc, failures.OP_RESOLVE)
+        return DNSQuery(**base, failure=info.failure, raw_failure=info.raw,
+                        t=time.monotonic() - clock0)
+    t = time.monotonic() - clock0
+    if resp.id != q.id:
+        return DNSQuery(**base, failure=failures.DNS_WRONG_QUERY_ID, t=t, bytes=moved)
+    rcode = dns.rcode.to_text(resp.rcode())
+    answers = _answers(resp, dns.rdatatype.from_text(rdtype))
+    failure = failures.DNS_RCODE_FAILURES.get(rcode)
+    if failure is None and rcode != "NOERROR":
+        failure = failures.DNS_SERVER_MISBEHAVING
+    if failure is None and not any(a.type == rdtype for a in answers):
+        failure = failures.DNS_NO_ANSWER
+    return DNSQuery(**base, answers=answers, rcode=rcode, failure=failure,
+                    raw_failure=None if failure is None else f"rcode:{rcode}", t=t, bytes=moved)

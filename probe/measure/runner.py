@@ -1,0 +1,263 @@
+"""Measure targets step by step: DNS, then TCP/TLS to every address, then HTTP hop by hop.
+
+Contract: ``measure_target`` always returns :class:`probe.model.Observations` (plus the bytes it
+used); network failures become records, an overall per-target deadline ends it cleanly with a
+``generic_timeout_error`` on the step that was running. For every hop of the redirect chain (up
+to ``max_redirects``) the host is resolved through the resolver under test and the control
+resolver concurrently, every address is connected to (and TLS-handshaken for HTTPS), and one GET
+goes to the first system address that worked. When the control resolver's first-hop answers share
+no address with the system's, a second chain fetches the page through a control address, so the
+classifier can tell a lying resolver that still leads to the real site from a blockpage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import httpcore
+import httpx
+
+from probe import failures
+from probe.measure import dns as dnsq
+from probe.measure import net, steps
+from probe.model import DNSQuery, HTTPTransaction, Observations, TCPConnect, TLSHandshake
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureConfig:
+    resolver: dnsq.ResolverSpec
+    control_resolver: dnsq.ResolverSpec
+    ca_bundle: str | None = None
+    timeout: float = 10.0  # per step
+    deadline: float = 90.0  # per target
+    body_cap: int = 512 * 1024
+    store_cap: int = 64 * 1024
+    max_redirects: int = 10
+    max_addresses: int = 8
+    allow_loopback: bool = False  # tests and the lab only: never connect to loopback otherwise
+
+
+@dataclass(slots=True)
+class Shared:
+    """What every target of a round shares: TLS contexts and the DoH client."""
+
+    cfg: MeasureConfig
+    ssl_verify: ssl.SSLContext
+    ssl_noverify: ssl.SSLContext
+    doh: httpx.AsyncClient
+
+    @classmethod
+    def create(cls, cfg: MeasureConfig) -> Shared:
+        verify = steps.make_ssl_context(cfg.ca_bundle)
+        doh_ctx = steps.make_ssl_context(cfg.ca_bundle)
+        doh = httpx.AsyncClient(verify=doh_ctx, timeout=cfg.timeout, trust_env=False,
+                                headers={"user-agent": "probe-doh"})
+        return cls(cfg, verify, steps.make_ssl_context(verify=False), doh)
+
+    async def aclose(self) -> None:
+        await self.doh.aclose()
+
+
+class _PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (and exception mapping) over our pinning, counting backend."""
+
+    def __init__(self, backend: net.PinnedBackend, ctx: ssl.SSLContext) -> None:
+        super().__init__(verify=ctx, trust_env=False, retries=0)
+        # httpx exposes no network_backend argument; the pool it builds is replaced by one
+        # that uses our backend (same options otherwise).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ctx, max_connections=4, http1=True, http2=False,
+            network_backend=backend,
+        )
+
+
+@dataclass(slots=True)
+class _State:
+    dns: list[DNSQuery] = field(default_factory=list)
+    tcp: list[TCPConnect] = field(default_factory=list)
+    tls: list[TLSHandshake] = field(default_factory=list)
+    http: list[HTTPTransaction] = field(default_factory=list)
+    resolved: dict[str, tuple[list[str], list[str], DNSQuery | None]] = field(default_factory=dict)
+    endpoints: dict[tuple[str, int, str | None], tuple[TCPConnect, TLSHandshake | None]] = field(
+        default_factory=dict)
+
+
+def _skip_address(ip: str, cfg: MeasureConfig) -> bool:
+    """Never connect to the volunteer's own machine because a resolver said so."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return True
+    if cfg.allow_loopback:
+        return addr.is_multicast or addr.is_unspecified
+    return addr.is_loopback or addr.is_unspecified or addr.is_multicast
+
+
+class TargetMeasurer:
+    def __init__(self, shared: Shared, url: str) -> None:
+        self.shared = shared
+        self.cfg = shared.cfg
+        self.url = url
+        self.counter = net.ByteCounter()
+        self.clock0 = time.monotonic()
+        self.ctx = steps.StepContext(self.clock0, self.cfg.timeout, shared.ssl_verify,
+                                     shared.ssl_noverify, self.counter)
+        self.state = _State()
+        self.backend = net.PinnedBackend(self.counter)
+
+    async def _resolve(self, host: str, depth: int) -> tuple[list[str], list[str], DNSQuery | None]:
+        """System and control addresses for a host; the system query whose failure explains it."""
+        if host in self.state.resolved:
+            return self.state.resolved[host]
+        try:
+            ipaddress.ip_address(host)
+            result: tuple[list[str], list[str], DNSQuery | None] = ([host], [host], None)
+            self.state.resolved[host] = result
+            return result
+        except ValueError:
+            pass
+        cfg = self.cfg
+        jobs = [
+            dnsq.query(host, qt, spec, role=role, timeout=cfg.timeout, clock0=self.clock0,
+                       client=self.shared.doh, depth=depth)
+            for role, spec in (("system", cfg.resolver), ("control", cfg.control_resolver))
+            for qt in ("A", "AAAA")
+        ]
+        results = await asyncio.gather(*jobs)
+        self.state.dns.extend(results)
+        for q in results:
+            self.counter.add(q.bytes)
+        sys_a, sys_aaaa, ctl_a, ctl_aaaa = results
+        system = _unique(sys_a.addrs + sys_aaaa.addrs)
+        control = _unique(ctl_a.addrs + ctl_aaaa.addrs)
+        # The A failure explains "no address" unless A merely had no answer and AAAA failed worse.
+        explain = sys_a if sys_a.failure != failures.DNS_NO_ANSWER or sys_aaaa.failure in (
+            None, failures.DNS_NO_ANSWER) else sys_aaaa
+        result = (system, control, explain)
+        self.state.resolved[host] = result
+        return result
+
+    async def _endpoints(
+        self, host: str, port: int, https: bool, system: list[str], control: list[str], depth: int
+    ) -> None:
+        wanted: list[tuple[str, tuple[str, ...]]] = []
+        for ip in _unique(system + control)[: self.cfg.max_addresses]:
+            sources = tuple(r for r, addrs in (("system", system), ("control", control))
+                            if ip in addrs)
+            if not _skip_address(ip, self.cfg):
+                wanted.append((ip, sources))
+        sni = host if https else None
+        todo = [(ip, s) for ip, s in wanted if (ip, port, sni) not in self.state.endpoints]
+        results = await asyncio.gather(
+            *(steps.tcp_tls_step(self.ctx, ip, port, sni, s, depth) for ip, s in todo))
+        for (ip, _), (tcp, tls) in zip(todo, results, strict=True):
+            self.state.endpoints[(ip, port, sni)] = (tcp, tls)
+            self.state.tcp.append(tcp)
+            if tls is not None:
+                self.state.tls.append(tls)
+
+    def _pick(self, addrs: list[str], port: int, sni: str | None) -> tuple[str | None, str | None,
+                                                                           str | None, str | None]:
+        """First usable address, else the failure (and raw error, operation) of the first tried."""
+        first_fail: tuple[str | None, str | None, str | None] | None = None
+        for ip in addrs:
+            got = self.state.endpoints.get((ip, port, sni))
+            if got is None:
+                continue
+            tcp, tls = got
+            if tcp.ok and (tls is None or tls.ok):
+                return ip, None, None, None
+            if first_fail is None:
+                if not tcp.ok:
+                    first_fail = (tcp.failure, tcp.raw_failure, failures.OP_CONNECT)
+                elif tls is not None:
+                    first_fail = (tls.failure, tls.raw_failure, failures.OP_TLS)
+        if first_fail is None:
+            return None, None, None, None
+        return None, *first_fail
+
+    async def _chain(self, role: str) -> None:
+        url = httpx.URL(self.url)
+        for depth in range(self.cfg.max_redirects + 1):
+            host = url.raw_host.decode("ascii").lower()
+            https = url.scheme == "https"
+            port = url.port or (443 if https else 80)
+            system, control, explain = await self._resolve(host, depth)
+            if depth == 0 and role == "system":
+                self._first_hop = (system, control)
+            await self._endpoints(host, port, https, system, control, depth)
+            addrs = system if role == "system" else control
+            ip, failure, raw, op = self._pick(addrs, port, host if https else None)
+            base = dict(url=str(url), role=role, depth=depth, t0=self.ctx.now())
+            if ip is None:
+                if not addrs:
+                    q = explain if role == "system" else None
+                    failure = (q.failure if q else None) or failures.DNS_NO_ANSWER
+                    raw, op = (q.raw_failure if q else None), failures.OP_RESOLVE
+                self.state.http.append(HTTPTransaction(
+                    **base, failure=failure or failures.DNS_NO_ANSWER, raw_failure=raw,
+                    failed_operation=op, t=self.ctx.now()))
+                return
+            self.backend.pins[host] = ip
+            tx = await steps.http_step(self.ctx, self.client, str(url), ip, port, role, depth,
+                                       self.cfg.body_cap, self.cfg.store_cap)
+            self.state.http.append(tx)
+            if tx.failure is not None or tx.status_code not in REDIRECT_STATUSES or not tx.location:
+                return
+            try:
+                loc = httpx.URL(tx.location)
+                nxt = url.join(loc)
+                # "http://" with no host is a broken redirect (OONI's
+                # http_invalid_redirect_location_host), not a relative reference.
+                valid = (not loc.scheme or bool(loc.host)) and bool(nxt.host) and (
+                    nxt.scheme in ("http", "https"))
+            except (httpx.InvalidURL, UnicodeError, ValueError):
+                valid = False
+            if not valid:
+                self.state.http.append(HTTPTransaction(
+                    url=str(url), role=role, depth=depth, t0=self.ctx.now(), t=self.ctx.now(),
+                    failure=failures.HTTP_INVALID_REDIRECT_LOCATION_HOST,
+                    raw_failure=failures.scrub(tx.location)[:200],
+                    failed_operation=failures.OP_HTTP))
+                return
+            url = nxt
+        self.state.http.append(HTTPTransaction(
+            url=str(url), role=role, depth=self.cfg.max_redirects + 1, t0=self.ctx.now(),
+            t=self.ctx.now(), failure=failures.HTTP_TOO_MANY_REDIRECTS,
+            failed_operation=failures.OP_HTTP))
+
+    async def run(self) -> tuple[Observations, int, float]:
+        transport = _PinnedTransport(self.backend, self.shared.ssl_verify)
+        self._first_hop: tuple[list[str], list[str]] = ([], [])
+        async with httpx.AsyncClient(transport=transport, follow_redirects=False,
+                                     timeout=self.cfg.timeout, trust_env=False) as client:
+            self.client = client
+            try:
+                async with asyncio.timeout(self.cfg.deadline):
+                    await self._chain("system")
+                    system, control = self._first_hop
+                    if control and not set(system) & set(control):
+                        await self._chain("control")
+            except TimeoutError:
+                self.state.http.append(HTTPTransaction(
+                    url=self.url, role="system", t0=self.ctx.now(), t=self.ctx.now(),
+                    failure=failures.GENERIC_TIMEOUT, raw_failure="target deadline",
+                    failed_operation="deadline"))
+        obs = Observations(self.url, tuple(self.state.dns), tuple(self.state.tcp),
+                           tuple(self.state.tls), tuple(self.state.http))
+        return obs, self.counter.total, time.monotonic() - self.clock0
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+async def measure_url(shared: Shared, url: str) -> tuple[Observations, int, float]:
+    """Observations for one URL, the bytes used, and the runtime in seconds."""
+    return await TargetMeasurer(shared, url).run()

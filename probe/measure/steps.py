@@ -1,0 +1,219 @@
+"""TCP, TLS and HTTP steps: each returns one timed record and never raises on network failure.
+
+Contract: ``tcp_tls_step`` connects to one address and, for HTTPS, handshakes on the same
+connection with the target's SNI and verifies the certificate; when verification fails it
+handshakes once more without verifying, only to record which certificate was presented.
+``http_step`` does one GET (no redirect following: the runner records every hop) through the
+pinned backend, reads at most ``body_cap`` bytes *after* decompression (a gzip bomb stops at the
+cap), and summarises the response: status, headers, title, length, SHA-256, truncation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import ssl
+import time
+import zlib
+from dataclasses import dataclass
+
+import httpx
+
+from probe import failures
+from probe.measure import net
+from probe.model import HTTPTransaction, TCPConnect, TLSHandshake
+
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+REQUEST_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.9",
+    "Accept-Encoding": "gzip, deflate",
+}
+_TITLE = re.compile(rb"<title[^>]*>([^<]{1,256})</title>", re.IGNORECASE)
+
+
+def make_ssl_context(ca_bundle: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
+    """The system trust store plus optional extra anchors; HTTP/1.1 ALPN like a browser's."""
+    if verify:
+        ctx = ssl.create_default_context()
+        if ca_bundle:
+            ctx.load_verify_locations(cafile=ca_bundle)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+@dataclass(slots=True)
+class StepContext:
+    clock0: float
+    timeout: float
+    ssl_verify: ssl.SSLContext
+    ssl_noverify: ssl.SSLContext
+    counter: net.ByteCounter
+
+    def now(self) -> float:
+        return time.monotonic() - self.clock0
+
+
+async def tcp_tls_step(
+    ctx: StepContext, ip: str, port: int, server_name: str | None, sources: tuple[str, ...],
+    depth: int,
+) -> tuple[TCPConnect, TLSHandshake | None]:
+    t0 = ctx.now()
+    try:
+        sock = await net.tcp_connect(ip, port, ctx.timeout)
+    except Exception as exc:
+        info = failures.classify(exc, failures.OP_CONNECT)
+        tcp = TCPConnect(ip, port, sources, info.failure, info.raw, t0, ctx.now(), depth)
+        return tcp, None
+    tcp = TCPConnect(ip, port, sources, None, None, t0, ctx.now(), depth)
+    if server_name is None:
+        ctx.counter.add(net.tcp_bytes(sock) or 0)
+        sock.close()
+        return tcp, None
+    t1 = ctx.now()
+    try:
+        res = await net.tls_handshake(sock, ctx.ssl_verify, server_name, ctx.timeout)
+    except Exception as exc:
+        info = failures.classify(exc, failures.OP_TLS)
+        ctx.counter.add(net.tcp_bytes(sock) or 0)
+        sock.close()
+        certs = ()
+        if info.failure in (failures.SSL_INVALID_HOSTNAME, failures.SSL_UNKNOWN_AUTHORITY,
+                            failures.SSL_INVALID_CERTIFICATE):
+            certs = await _presented_certificates(ctx, ip, port, server_name)
+        tls = TLSHandshake(ip, port, server_name, sources, certificates=certs,
+                           failure=info.failure, raw_failure=info.raw, t0=t1, t=ctx.now(),
+                           depth=depth)
+        return tcp, tls
+    ctx.counter.add(net.tcp_bytes(sock) or res.bytes)
+    sock.close()
+    tls = TLSHandshake(ip, port, server_name, sources, res.version, res.cipher, res.alpn,
+                       res.certificates, None, None, t1, ctx.now(), depth, res.bytes)
+    return tcp, tls
+
+
+async def _presented_certificates(
+    ctx: StepContext, ip: str, port: int, server_name: str
+) -> tuple[net.Certificate, ...]:
+    """Evidence only: who answered with which certificate, when verification failed."""
+    try:
+        sock = await net.tcp_connect(ip, port, ctx.timeout)
+    except Exception:
+        return ()
+    try:
+        res = await net.tls_handshake(sock, ctx.ssl_noverify, server_name, ctx.timeout)
+        return res.certificates
+    except Exception:
+        return ()
+    finally:
+        ctx.counter.add(net.tcp_bytes(sock) or 0)
+        sock.close()
+
+
+class _Decoder:
+    """Content-Encoding decoding with a hard cap on the decoded size."""
+
+    def __init__(self, encoding: str) -> None:
+        enc = encoding.strip().lower()
+        self._obj: zlib._Decompress | None = None
+        if enc in ("gzip", "x-gzip"):
+            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self._obj = zlib.decompressobj(zlib.MAX_WBITS)
+        self._deflate = enc == "deflate"
+
+    def feed(self, data: bytes, limit: int) -> tuple[bytes, bool]:
+        """Decode up to ``limit`` bytes; the flag says more output was pending (truncated)."""
+        if self._obj is None:
+            return data[:limit], len(data) > limit
+        try:
+            out = self._obj.decompress(data, limit + 1)
+        except zlib.error:
+            if self._deflate:  # some servers send raw deflate without the zlib header
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                self._deflate = False
+                return self.feed(data, limit)
+            raise
+        more = len(out) > limit or bool(self._obj.unconsumed_tail)
+        return out[:limit], more
+
+
+def extract_title(body: bytes) -> str | None:
+    m = _TITLE.search(body)
+    if not m:
+        return None
+    return " ".join(m.group(1).decode("utf-8", "replace").split())[:200] or None
+
+
+def decode_text(body: bytes, content_type: str | None) -> str:
+    charset = "utf-8"
+    if content_type:
+        m = re.search(r"charset=([\w.:-]+)", content_type, re.IGNORECASE)
+        if m:
+            charset = m.group(1)
+    try:
+        return body.decode(charset, "replace")
+    except LookupError:
+        return body.decode("utf-8", "replace")
+
+
+async def http_step(
+    ctx: StepContext,
+    client: httpx.AsyncClient,
+    url: str,
+    ip: str,
+    port: int,
+    role: str,
+    depth: int,
+    body_cap: int,
+    store_cap: int,
+) -> HTTPTransaction:
+    t0 = ctx.now()
+    base = dict(url=url, role=role, ip=ip, port=port, depth=depth, t0=t0)
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    received = bytearray()
+    truncated = False
+    try:
+        async with asyncio.timeout(ctx.timeout * 2):
+            async with client.stream("GET", url, headers=REQUEST_HEADERS) as resp:
+                status = resp.status_code
+                headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
+                                for k, v in resp.headers.raw)
+                decoder = _Decoder(resp.headers.get("content-encoding", "identity"))
+                async for chunk in resp.aiter_raw():
+                    out, more = decoder.feed(chunk, body_cap - len(received))
+                    received += out
+                    if more or len(received) >= body_cap:
+                        truncated = True
+                        break
+    except Exception as exc:
+        op = failures.OP_HTTP if status is None else failures.OP_READ
+        info = failures.classify(exc, op)
+        return HTTPTransaction(**base, status_code=status, headers=headers,
+                               failure=info.failure, raw_failure=info.raw,
+                               failed_operation=info.operation, t=ctx.now())
+    body = bytes(received)
+    content_type = dict((k.lower(), v) for k, v in headers).get("content-type")
+    location = dict((k.lower(), v) for k, v in headers).get("location")
+    return HTTPTransaction(
+        **base,
+        status_code=status,
+        headers=headers,
+        title=extract_title(body),
+        body_length=len(body),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_truncated=truncated,
+        body=decode_text(body[:store_cap], content_type),
+        location=location,
+        t=ctx.now(),
+    )

@@ -1,0 +1,232 @@
+"""Observation and verdict records: frozen values shared by measuring, classifying and storing.
+
+Contract: every step of a measurement (each DNS query, TCP connect, TLS handshake and HTTP
+transaction) is one record with its own timing (``t0`` and ``t``, seconds since the measurement
+started) and, on failure, a df-007 ``failure`` string plus the raw error beside it. Records hold
+only what the network showed; comparisons belong to :mod:`probe.classify`. ``to_json`` and
+``from_json`` (pydantic over these dataclasses) round-trip everything the classifier needs, so a
+stored measurement can be reclassified exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+Blocking = Literal["dns", "tcp_ip", "http-failure", "http-diff"] | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class DNSAnswer:
+    type: str  # "A", "AAAA" or "CNAME"
+    value: str
+    ttl: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DNSQuery:
+    hostname: str
+    query_type: str  # "A" or "AAAA"
+    resolver: str  # "system" (the resolver under test) or "control"
+    resolver_address: str  # "udp://IP:PORT", "tls://IP:PORT", "https://HOST/dns-query"
+    engine: str  # "udp", "tcp", "dot", "doh", "getaddrinfo"
+    answers: tuple[DNSAnswer, ...] = ()
+    rcode: str | None = None
+    failure: str | None = None
+    raw_failure: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    depth: int = 0
+    bytes: int = 0
+
+    @property
+    def addrs(self) -> list[str]:
+        return [a.value for a in self.answers if a.type in ("A", "AAAA")]
+
+
+@dataclass(frozen=True, slots=True)
+class TCPConnect:
+    ip: str
+    port: int
+    sources: tuple[str, ...] = ("system",)  # which resolvers gave this address
+    failure: str | None = None
+    raw_failure: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    depth: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    subject: str
+    issuer: str
+    not_before: str | None = None
+    not_after: str | None = None
+    san: tuple[str, ...] = ()
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSHandshake:
+    ip: str
+    port: int
+    server_name: str
+    sources: tuple[str, ...] = ("system",)
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    negotiated_protocol: str | None = None
+    certificates: tuple[Certificate, ...] = ()
+    failure: str | None = None
+    raw_failure: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    depth: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPTransaction:
+    url: str
+    role: str = "system"  # "system": the path a user would take; "control": via control DNS
+    ip: str | None = None
+    port: int | None = None
+    depth: int = 0
+    status_code: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    title: str | None = None
+    body_length: int | None = None
+    body_sha256: str | None = None
+    body_truncated: bool = False
+    body: str | None = None  # decoded text, capped; the store keeps it deduplicated by hash
+    location: str | None = None
+    failure: str | None = None
+    raw_failure: str | None = None
+    failed_operation: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    bytes: int = 0
+
+    def header(self, name: str) -> str | None:
+        low = name.lower()
+        for k, v in self.headers:
+            if k.lower() == low:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """Everything one measurement saw on the local network, step by step."""
+
+    url: str
+    dns: tuple[DNSQuery, ...] = ()
+    tcp: tuple[TCPConnect, ...] = ()
+    tls: tuple[TLSHandshake, ...] = ()
+    http: tuple[HTTPTransaction, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEndpoint:
+    ok: bool
+    failure: str | None = None
+    server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEvidence:
+    """What an uncensored vantage (a Web Connectivity test helper) saw for the same URL."""
+
+    source: str = "helper"  # "helper" (ours or OONI's), "ooni" (imported)
+    failure: str | None = None  # the helper itself could not be reached
+    dns_failure: str | None = None
+    dns_addrs: tuple[str, ...] = ()
+    tcp_connect: dict[str, ControlEndpoint] = field(default_factory=dict)
+    tls_handshake: dict[str, ControlEndpoint] = field(default_factory=dict)
+    http_failure: str | None = None
+    http_status_code: int | None = None
+    http_body_length: int | None = None
+    http_title: str | None = None
+    http_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    blocking: Blocking
+    accessible: bool | None
+    rule_id: str
+    rules_version: str
+    evidence: str  # "helper", "local" or "none"
+    dns_consistency: str | None = None  # "consistent", "inconsistent" or None
+    failing_step: str | None = None  # "dns", "tcp", "tls", "http" or None
+    failure: str | None = None
+    blockpage: str | None = None  # the fingerprint name that matched
+    body_proportion: float | None = None
+    body_length_match: bool | None = None
+    status_code_match: bool | None = None
+    headers_match: bool | None = None
+    title_match: bool | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    id: str
+    target: str
+    url: str
+    started_at: str  # UTC ISO-8601
+    observations: Observations
+    verdict: Verdict
+    runtime: float = 0.0
+    round_id: str | None = None
+    device_id: str | None = None
+    category: str | None = None
+    is_control: bool = False
+    resolver: str | None = None
+    control_resolver: str | None = None
+    network_ok: bool | None = None  # did the round's control targets load?
+    control: ControlEvidence | None = None
+    bytes_used: int = 0
+    source: str = "probe"  # "probe" or "ooni" (imported)
+    probe_asn: str | None = None
+    probe_cc: str | None = None
+    software: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_OBS = TypeAdapter(Observations)
+_CONTROL = TypeAdapter(ControlEvidence)
+_VERDICT = TypeAdapter(Verdict)
+
+
+def observations_to_json(obs: Observations, *, with_bodies: bool = False) -> Any:
+    data = _OBS.dump_python(obs, mode="json")
+    if not with_bodies:
+        for h in data["http"]:
+            h.pop("body", None)
+    return data
+
+
+def observations_from_json(data: Any) -> Observations:
+    return _OBS.validate_python(data)
+
+
+def control_to_json(control: ControlEvidence | None) -> Any:
+    return None if control is None else _CONTROL.dump_python(control, mode="json")
+
+
+def control_from_json(data: Any) -> ControlEvidence | None:
+    return None if data is None else _CONTROL.validate_python(data)
+
+
+def verdict_to_json(verdict: Verdict) -> Any:
+    return _VERDICT.dump_python(verdict, mode="json")

@@ -1,0 +1,29 @@
+"""Replay the current rules over stored observations, so old data benefits from new rules.
+
+Contract: every stored measurement is classified again from its stored observations, control
+evidence and ``network_ok``; a changed verdict is written in its own transaction. Returns
+(measurements seen, verdicts changed).
+"""
+
+from __future__ import annotations
+
+from probe.classify import classify
+from probe.classify.fingerprints import FingerprintSet
+from probe.store import Store, blocking_from_db
+
+
+def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
+    total = changed = 0
+    for row in list(store.rows()):
+        total += 1
+        obs = store.observations(row)
+        network_ok = None if row["network_ok"] is None else bool(row["network_ok"])
+        v = classify(obs, control=store.control(row), fingerprints=fingerprints,
+                     network_ok=network_ok)
+        before = (blocking_from_db(row["blocking"]),
+                  None if row["accessible"] is None else bool(row["accessible"]),
+                  row["rule_id"], row["rules_version"], row["blockpage"])
+        if before != (v.blocking, v.accessible, v.rule_id, v.rules_version, v.blockpage):
+            changed += 1
+        store.update_verdict(row["id"], v)
+    return total, changed

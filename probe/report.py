@@ -1,0 +1,54 @@
+"""Terminal output for ``probe run``: a progress bar while it runs, a summary table at the end."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+
+def verdict_text(blocking: Any, accessible: Any) -> str:
+    if blocking is None and accessible is None:
+        return "cannot tell"
+    if blocking is False:
+        return "accessible" if accessible else "down for everyone"
+    return f"blocked ({blocking})"
+
+
+class Progress:
+    def __init__(self, total: int, *, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._bar = RichProgress(TextColumn("[bold]measuring"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.description}"),
+                                 console=Console(stderr=True), transient=True)
+        self._task = self._bar.add_task("", total=total)
+
+    def __enter__(self) -> Progress:
+        if self._enabled:
+            self._bar.start()
+        return self
+
+    def advance(self, m: Any) -> None:
+        self._bar.update(self._task, advance=1, description=m.target)
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._enabled:
+            self._bar.stop()
+
+
+def summary(result: Any) -> None:
+    table = Table(title=f"round {result.id[:8]}: network "
+                  f"{'ok' if result.network_ok else 'OFFLINE' if result.network_ok is False else '?'}")
+    for col in ("target", "verdict", "step", "failure", "rule"):
+        table.add_column(col)
+    for m in sorted(result.measurements, key=lambda m: (not m.is_control, m.target)):
+        v = m.verdict
+        name = f"{m.target} (control)" if m.is_control else m.target
+        table.add_row(name, verdict_text(v.blocking, v.accessible), v.failing_step or "",
+                      v.failure or "", v.rule_id)
+    Console().print(table)

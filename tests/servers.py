@@ -1,0 +1,296 @@
+"""Real loopback servers for the measuring code: DNS, DoH, HTTP(S) with trustme, RST, EOF, blackhole.
+
+Every server binds to an address in 127.0.0.0/8 (Linux answers for the whole range on ``lo``),
+so a "site" and a "blockpage" can share a port number on different addresses, as they would on
+the internet. Nothing here sends a packet anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import socket
+import socketserver
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+PAGE = (b"<!doctype html><html><head><title>Independent News Today</title></head><body>"
+        + b"<p>Reporting the news that matters.</p>" * 60 + b"</body></html>")
+BLOCKPAGE = ("<html><head><title>Thong bao</title></head><body><h1>Trang web này đã bị chặn"
+             "</h1><p>Access restricted.</p></body></html>").encode()
+OTHER_PAGE = b"<html><head><title>Parked domain for sale</title></head><body>ads</body></html>"
+
+
+# -- DNS -------------------------------------------------------------------------------------
+Zone = dict[str, Any]  # name -> list of IPs | "NXDOMAIN" | "SERVFAIL" | "REFUSED" | "DROP"
+
+
+def answer(zone: Zone, wire: bytes) -> bytes | None:
+    """The reply to a query under ``zone``; None means: do not answer at all."""
+    q = dns.message.from_wire(wire)
+    resp = dns.message.make_response(q)
+    resp.flags |= dns.flags.RA
+    question = q.question[0]
+    name = question.name.to_text(omit_final_dot=True).lower()
+    entry = zone.get(name, "NXDOMAIN")
+    if entry == "DROP":
+        return None
+    if isinstance(entry, str):
+        resp.set_rcode(dns.rcode.from_text(entry))
+        return resp.to_wire()
+    for ip in entry:
+        kind = dns.rdatatype.AAAA if ":" in ip else dns.rdatatype.A
+        if kind == question.rdtype:
+            resp.answer.append(dns.rrset.from_text(question.name, 300, "IN", kind, ip))
+    return resp.to_wire()
+
+
+class DNSServer:
+    """UDP and TCP DNS on one loopback address and port."""
+
+    def __init__(self, zone: Zone, host: str = "127.0.0.1") -> None:
+        self.zone = zone
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((host, 0))
+        self.port = self.udp.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((host, self.port))
+        self.tcp.listen(16)
+        self.host = host
+        self._stop = False
+        self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
+                         threading.Thread(target=self._serve_tcp, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _serve_udp(self) -> None:
+        while not self._stop:
+            try:
+                data, peer = self.udp.recvfrom(4096)
+            except OSError:
+                return
+            with contextlib.suppress(Exception):
+                reply = answer(self.zone, data)
+                if reply is not None:
+                    self.udp.sendto(reply, peer)
+
+    def _serve_tcp(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(Exception):
+                n = struct.unpack("!H", conn.recv(2))[0]
+                reply = answer(self.zone, conn.recv(n))
+                if reply is not None:
+                    conn.sendall(struct.pack("!H", len(reply)) + reply)
+
+    def close(self) -> None:
+        self._stop = True
+        self.udp.close()
+        self.tcp.close()
+
+
+# -- HTTP and HTTPS ----------------------------------------------------------------------------
+@dataclass
+class Site:
+    """Routes: path -> (status, headers, body) or a callable(handler) doing it all."""
+
+    routes: dict[str, Any] = field(default_factory=dict)
+
+
+def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            route = site.routes.get(self.path.split("?")[0], (404, {}, b"not found"))
+            if callable(route):
+                route(self)
+                return
+            status, headers, body = route
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.do_GET()
+
+    return Handler
+
+
+class WebServer:
+    def __init__(self, site: Site, host: str, port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer((host, port), _handler(site))
+        self.httpd.daemon_threads = True
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True,
+                                                        do_handshake_on_connect=False)
+        self.host, self.port = host, self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def redirect(to: str, status: int = 302) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Location": to}, b""
+
+
+def gzip_bomb(handler: BaseHTTPRequestHandler) -> None:
+    """64 MiB of zeros compressed to ~64 KiB: only a decoder with a cap survives it."""
+    payload = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    handler.send_response(200)
+    handler.send_header("Content-Encoding", "gzip")
+    handler.send_header("Content-Type", "text/html")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+def large(size: int) -> Callable[[BaseHTTPRequestHandler], None]:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(size))
+        handler.end_headers()
+        chunk = b"x" * 65536
+        with contextlib.suppress(OSError):
+            for _ in range(size // len(chunk)):
+                handler.wfile.write(chunk)
+    return route
+
+
+def doh_route(zone: Zone) -> Callable[[BaseHTTPRequestHandler], None]:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        n = int(handler.headers.get("Content-Length") or 0)
+        reply = answer(zone, handler.rfile.read(n))
+        if reply is None:
+            time.sleep(30)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/dns-message")
+        handler.send_header("Content-Length", str(len(reply)))
+        handler.end_headers()
+        handler.wfile.write(reply)
+    return route
+
+
+# -- misbehaving TCP servers -------------------------------------------------------------------
+class _Misbehaving(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def _rst(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+class TCPServer:
+    """Accepts connections, reads the first bytes (a request or a ClientHello), then
+    ``mode``: "rst" resets, "eof" closes cleanly, "hang" says nothing."""
+
+    def __init__(self, mode: str, host: str, port: int = 0) -> None:
+        outer = self
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.settimeout(30)
+                with contextlib.suppress(OSError):
+                    self.request.recv(4096)
+                if outer.mode == "rst":
+                    _rst(self.request)
+                elif outer.mode == "hang":
+                    with contextlib.suppress(OSError):
+                        self.request.recv(4096)
+
+        self.mode = mode
+        self.server = _Misbehaving((host, port), H)
+        self.host, self.port = host, self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Blackhole:
+    """A listener whose accept queue is full and never drained: the kernel drops further SYNs,
+    so a connect times out, as behind a censor's silent drop."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(0)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self._fillers = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                s.connect((host, self.port))
+            self._fillers.append(s)
+        time.sleep(0.05)
+
+    def close(self) -> None:
+        for s in self._fillers:
+            s.close()
+        self.sock.close()
+
+
+def free_port(hosts: list[str]) -> int:
+    """A TCP port free on every given loopback address."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+        ok = True
+        for h in hosts[1:]:
+            with socket.socket() as s2:
+                try:
+                    s2.bind((h, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return int(port)
+    raise RuntimeError("no common free port")
+
+
+@contextlib.contextmanager
+def closing_all(*objs: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for o in objs:
+            with contextlib.suppress(Exception):
+                o.close()
