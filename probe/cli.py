@@ -41,14 +41,24 @@ def fail(message: str) -> NoReturn:
 
 
 def db_option(f: F) -> F:
-    return click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
-                        type=click.Path(dir_okay=False), help="SQLite database.")(f)
+    return click.option(
+        "--db",
+        "db_path",
+        default=DEFAULT_DB,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="SQLite database.",
+    )(f)
 
 
 def fingerprints_option(f: F) -> F:
     return click.option(
-        "--fingerprints", "fingerprint_paths", multiple=True, type=click.Path(dir_okay=False),
-        help="Extra blockpage fingerprints in OONI's CSV format (repeatable).")(f)
+        "--fingerprints",
+        "fingerprint_paths",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="Extra blockpage fingerprints in OONI's CSV format (repeatable).",
+    )(f)
 
 
 def _fingerprints(paths: tuple[str, ...]) -> FingerprintSet:
@@ -81,30 +91,72 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--targets", "targets_path", default="targets.yaml", show_default=True,
-              type=click.Path(dir_okay=False), help="Target list (YAML).")
+@click.option(
+    "--targets",
+    "targets_path",
+    default="targets.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Target list (YAML).",
+)
 @db_option
-@click.option("--only", multiple=True, metavar="NAME", help="Measure only this target (repeatable).")
-@click.option("--resolver", metavar="IP[:PORT]",
-              help="Resolver under test (default: the first nameserver in /etc/resolv.conf).")
-@click.option("--control-resolver", default=DEFAULT_CONTROL_RESOLVER, show_default=True,
-              metavar="URL", help="Honest resolver: https://HOST/dns-query, tls://IP[:PORT] or "
-              "udp://IP[:PORT].")
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
-              help="Extra trust anchors (PEM), added to the system's.")
+@click.option(
+    "--only", multiple=True, metavar="NAME", help="Measure only this target (repeatable)."
+)
+@click.option(
+    "--resolver",
+    metavar="IP[:PORT]",
+    help="Resolver under test (default: the first nameserver in /etc/resolv.conf).",
+)
+@click.option(
+    "--control-resolver",
+    default=DEFAULT_CONTROL_RESOLVER,
+    show_default=True,
+    metavar="URL",
+    help="Honest resolver: https://HOST/dns-query, tls://IP[:PORT] or udp://IP[:PORT].",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Extra trust anchors (PEM), added to the system's.",
+)
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 256))
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
-              help="Seconds allowed for each step.")
-@click.option("--deadline", default=90.0, show_default=True, type=click.FloatRange(1, 3600),
-              help="Seconds allowed for each target, all steps included.")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 300),
+    help="Seconds allowed for each step.",
+)
+@click.option(
+    "--deadline",
+    default=90.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds allowed for each target, all steps included.",
+)
 @fingerprints_option
-@click.option("--allow-loopback", is_flag=True, hidden=True,
-              help="Connect to loopback answers (tests and the lab only).")
+@click.option(
+    "--allow-loopback",
+    is_flag=True,
+    hidden=True,
+    help="Connect to loopback answers (tests and the lab only).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def run(targets_path: str, db_path: str, only: tuple[str, ...], resolver: str | None,
-        control_resolver: str, ca_bundle: str | None, concurrency: int, timeout: float,
-        deadline: float, fingerprint_paths: tuple[str, ...], allow_loopback: bool,
-        quiet: bool) -> None:
+def run(
+    targets_path: str,
+    db_path: str,
+    only: tuple[str, ...],
+    resolver: str | None,
+    control_resolver: str,
+    ca_bundle: str | None,
+    concurrency: int,
+    timeout: float,
+    deadline: float,
+    fingerprint_paths: tuple[str, ...],
+    allow_loopback: bool,
+    quiet: bool,
+) -> None:
     """Measure every target once, classify each, and store the results.
 
     \b
@@ -125,26 +177,51 @@ def run(targets_path: str, db_path: str, only: tuple[str, ...], resolver: str | 
         fail(str(exc))
     fps = _fingerprints(fingerprint_paths)
     store = _open_store(db_path)
-    cfg = MeasureConfig(resolver=spec, control_resolver=control, ca_bundle=ca_bundle,
-                        timeout=timeout, deadline=deadline, allow_loopback=allow_loopback)
+    cfg = MeasureConfig(
+        resolver=spec,
+        control_resolver=control,
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+        deadline=deadline,
+        allow_loopback=allow_loopback,
+    )
     total = len(tl.targets) + len(tl.controls)
     with report.Progress(total, enabled=not quiet) as progress:
+
         def save(m: Any) -> None:
             store.save(m)
             progress.advance(m)
 
-        result = asyncio.run(run_round(tl.targets, tl.controls, cfg, fingerprints=fps,
-                                       concurrency=concurrency, device_id=store.device_id,
-                                       on_measurement=save))
-    store.save_round({"id": result.id, "device_id": store.device_id,
-                      "started_at": result.started_at, "finished_at": result.finished_at,
-                      "targets": len(result.measurements),
-                      "network_ok": None if result.network_ok is None else int(result.network_ok),
-                      "bytes_used": result.bytes_used, "software": f"probe/{__version__}"})
+        result = asyncio.run(
+            run_round(
+                tl.targets,
+                tl.controls,
+                cfg,
+                fingerprints=fps,
+                concurrency=concurrency,
+                device_id=store.device_id,
+                on_measurement=save,
+            )
+        )
+    store.save_round(
+        {
+            "id": result.id,
+            "device_id": store.device_id,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "targets": len(result.measurements),
+            "network_ok": None if result.network_ok is None else int(result.network_ok),
+            "bytes_used": result.bytes_used,
+            "software": f"probe/{__version__}",
+        }
+    )
     if not quiet:
         report.summary(result)
-    click.echo(f"{len(result.measurements)} measurements stored in {db_path} "
-               f"({result.bytes_used} bytes used)", err=True)
+    click.echo(
+        f"{len(result.measurements)} measurements stored in {db_path} "
+        f"({result.bytes_used} bytes used)",
+        err=True,
+    )
 
 
 @cli.group()
@@ -170,10 +247,18 @@ def targets_check(path: str) -> None:
 
 @targets.command("import")
 @click.argument("csv_path", type=click.Path(dir_okay=False))
-@click.option("--targets", "targets_path", type=click.Path(dir_okay=False),
-              help="Existing target list: URLs already in it are skipped.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write a complete targets file here (default: entries to stdout).")
+@click.option(
+    "--targets",
+    "targets_path",
+    type=click.Path(dir_okay=False),
+    help="Existing target list: URLs already in it are skipped.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write a complete targets file here (default: entries to stdout).",
+)
 def targets_import(csv_path: str, targets_path: str | None, output: str | None) -> None:
     """Turn a Citizen Lab test-list CSV into targets.yaml entries.
 
@@ -198,15 +283,23 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
 
 @cli.command()
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="File (default: stdout).")
 @click.option("--since", metavar="T", help="Only measurements started at or after T (ISO-8601).")
 @click.option("--until", metavar="T", help="Only measurements started before T (ISO-8601).")
-@click.option("--target", "target_names", multiple=True, metavar="NAME",
-              help="Only this target (repeatable).")
-def export(db_path: str, fmt: str, output: str | None, since: str | None, until: str | None,
-           target_names: tuple[str, ...]) -> None:
+@click.option(
+    "--target", "target_names", multiple=True, metavar="NAME", help="Only this target (repeatable)."
+)
+def export(
+    db_path: str,
+    fmt: str,
+    output: str | None,
+    since: str | None,
+    until: str | None,
+    target_names: tuple[str, ...],
+) -> None:
     """Export one record per measurement (JSON Lines or CSV).
 
     \b

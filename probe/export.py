@@ -10,7 +10,6 @@ so an interrupted export never leaves a half-written file.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -22,11 +21,36 @@ from typing import Any, TextIO
 
 from probe.store import Store, blocking_from_db
 
-FLAT = ["id", "target", "url", "category", "is_control", "started_at", "blocking", "accessible",
-        "throttled", "failing_step", "failure", "dns_consistency", "blockpage", "evidence",
-        "offline", "network_ok", "rule_id", "rules_version", "bytes_used", "runtime",
-        "round_id", "device_id", "source", "software", "resolver", "control_resolver",
-        "probe_asn", "probe_cc"]
+FLAT = [
+    "id",
+    "target",
+    "url",
+    "category",
+    "is_control",
+    "started_at",
+    "blocking",
+    "accessible",
+    "throttled",
+    "failing_step",
+    "failure",
+    "dns_consistency",
+    "blockpage",
+    "evidence",
+    "offline",
+    "network_ok",
+    "rule_id",
+    "rules_version",
+    "bytes_used",
+    "runtime",
+    "round_id",
+    "device_id",
+    "source",
+    "software",
+    "resolver",
+    "control_resolver",
+    "probe_asn",
+    "probe_cc",
+]
 NESTED = ["http_diff", "dns", "tcp", "tls", "http", "control"]
 
 
@@ -49,8 +73,9 @@ def _bool(v: Any) -> bool | None:
     return None if v is None else bool(v)
 
 
-def records(store: Store, *, since: str | None = None, until: str | None = None,
-            targets: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+def records(
+    store: Store, *, since: str | None = None, until: str | None = None, targets: Iterable[str] = ()
+) -> Iterator[dict[str, Any]]:
     where, params = ["1"], []
     if since:
         where.append("started_at >= ?")
@@ -77,7 +102,7 @@ def records(store: Store, *, since: str | None = None, until: str | None = None,
         }
         for section in ("dns", "tcp", "tls", "http"):
             rec[section] = obs.get(section, [])
-        for h in rec["http"]:
+        for h in obs.get("http", []):
             h.pop("body", None)
         rec["control"] = json.loads(row["control"]) if row["control"] else None
         yield rec
@@ -113,7 +138,7 @@ def write(recs: Iterable[dict[str, Any]], fmt: str, output: str | None) -> int:
     dest = Path(output)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent or Path("."))
     try:
-        with io.open(fd, "w", encoding="utf-8", newline="") as fh:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
             n = writer(recs, fh)
         os.replace(tmp, dest)
     except BaseException:

@@ -137,7 +137,11 @@ def _walk(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        for nxt in (e.__cause__, e.__context__, *[a for a in e.args if isinstance(a, BaseException)]):
+        for nxt in (
+            e.__cause__,
+            e.__context__,
+            *[a for a in e.args if isinstance(a, BaseException)],
+        ):
             if nxt is not None:
                 stack.append(nxt)
 
@@ -159,12 +163,12 @@ def _one(e: BaseException) -> tuple[str, str | None] | None:
         return failure, f"x509:{code}:{msg}"
     if isinstance(e, ssl.SSLEOFError | ssl.SSLZeroReturnError):
         return EOF_ERROR, "ssl_eof"
+    if isinstance(e, OSError) and e.errno in ERRNO_FAILURES:
+        return ERRNO_FAILURES[e.errno], errno_mod.errorcode.get(e.errno, str(e.errno))
     if isinstance(e, TimeoutError):
         return GENERIC_TIMEOUT, "timeout"
     if isinstance(e, EOFError):
         return EOF_ERROR, "eof"
-    if isinstance(e, OSError) and e.errno in ERRNO_FAILURES:
-        return ERRNO_FAILURES[e.errno], errno_mod.errorcode.get(e.errno, str(e.errno))
     if isinstance(e, ConnectionResetError):
         return CONNECTION_RESET, "ECONNRESET"
     if isinstance(e, ConnectionRefusedError):
@@ -187,8 +191,16 @@ def _one(e: BaseException) -> tuple[str, str | None] | None:
 
 
 # Generic httpx/httpcore wrappers say nothing by themselves: look beneath them first.
-_WRAPPERS = {"ConnectError", "ReadError", "WriteError", "NetworkError", "TransportError",
-             "BrokenResourceError", "OSError", "ExceptionGroup"}
+_WRAPPERS = {
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "NetworkError",
+    "TransportError",
+    "BrokenResourceError",
+    "OSError",
+    "ExceptionGroup",
+}
 
 
 def classify(exc: BaseException, operation: str) -> FailureInfo:

@@ -3,9 +3,10 @@
 Contract: every step of a measurement (each DNS query, TCP connect, TLS handshake and HTTP
 transaction) is one record with its own timing (``t0`` and ``t``, seconds since the measurement
 started) and, on failure, a df-007 ``failure`` string plus the raw error beside it. Records hold
-only what the network showed; comparisons belong to :mod:`probe.classify`. ``to_json`` and
-``from_json`` (pydantic over these dataclasses) round-trip everything the classifier needs, so a
-stored measurement can be reclassified exactly.
+only what the network showed; comparisons belong to :mod:`probe.classify`. The ``*_to_json``
+and ``*_from_json`` functions (msgspec over these dataclasses: fast, and light on a daemon's
+memory) round-trip everything the classifier needs, so a stored measurement can be reclassified
+exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import TypeAdapter
+import msgspec
 
 Blocking = Literal["dns", "tcp_ip", "http-failure", "http-diff"] | bool | None
 
@@ -203,13 +204,8 @@ class Measurement:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_OBS = TypeAdapter(Observations)
-_CONTROL = TypeAdapter(ControlEvidence)
-_VERDICT = TypeAdapter(Verdict)
-
-
 def observations_to_json(obs: Observations, *, with_bodies: bool = False) -> Any:
-    data = _OBS.dump_python(obs, mode="json")
+    data = msgspec.to_builtins(obs)
     if not with_bodies:
         for h in data["http"]:
             h.pop("body", None)
@@ -217,16 +213,16 @@ def observations_to_json(obs: Observations, *, with_bodies: bool = False) -> Any
 
 
 def observations_from_json(data: Any) -> Observations:
-    return _OBS.validate_python(data)
+    return msgspec.convert(data, type=Observations)
 
 
 def control_to_json(control: ControlEvidence | None) -> Any:
-    return None if control is None else _CONTROL.dump_python(control, mode="json")
+    return None if control is None else msgspec.to_builtins(control)
 
 
 def control_from_json(data: Any) -> ControlEvidence | None:
-    return None if data is None else _CONTROL.validate_python(data)
+    return None if data is None else msgspec.convert(data, type=ControlEvidence)
 
 
 def verdict_to_json(verdict: Verdict) -> Any:
-    return _VERDICT.dump_python(verdict, mode="json")
+    return msgspec.to_builtins(verdict)

@@ -30,9 +30,21 @@ from probe.model import (
 )
 
 VERDICT_KEYS = (
-    "dns_experiment_failure", "dns_consistency", "control_failure", "http_experiment_failure",
-    "body_length_match", "body_proportion", "status_code_match", "headers_match", "title_match",
-    "x_status", "x_dns_flags", "x_blocking_flags", "x_null_null_flags", "accessible", "blocking",
+    "dns_experiment_failure",
+    "dns_consistency",
+    "control_failure",
+    "http_experiment_failure",
+    "body_length_match",
+    "body_proportion",
+    "status_code_match",
+    "headers_match",
+    "title_match",
+    "x_status",
+    "x_dns_flags",
+    "x_blocking_flags",
+    "x_null_null_flags",
+    "accessible",
+    "blocking",
 )
 _DEPTH = re.compile(r"^depth=(\d+)$")
 _REDIRECT = {301, 302, 303, 307, 308}
@@ -101,37 +113,55 @@ def _queries(tk: dict[str, Any]) -> list[DNSQuery]:
             if kind and value:
                 answers.append(DNSAnswer(kind, value, a.get("ttl")))
         failure = q.get("failure")
-        out.append(DNSQuery(
-            hostname=q.get("hostname") or "", query_type=q.get("query_type") or "A",
-            resolver=role, resolver_address=q.get("resolver_address") or engine, engine=engine,
-            answers=tuple(answers), failure=failure, t0=q.get("t0") or 0.0, t=q.get("t") or 0.0,
-            depth=_depth(q.get("tags"))))
+        out.append(
+            DNSQuery(
+                hostname=q.get("hostname") or "",
+                query_type=q.get("query_type") or "A",
+                resolver=role,
+                resolver_address=q.get("resolver_address") or engine,
+                engine=engine,
+                answers=tuple(answers),
+                failure=failure,
+                t0=q.get("t0") or 0.0,
+                t=q.get("t") or 0.0,
+                depth=_depth(q.get("tags")),
+            )
+        )
     return out
 
 
-def _chain_failure(depth: int, dns: list[DNSQuery], tcp: list[TCPConnect],
-                   tls: list[TLSHandshake], url: str) -> HTTPTransaction:
+def _chain_failure(
+    depth: int, dns: list[DNSQuery], tcp: list[TCPConnect], tls: list[TLSHandshake], url: str
+) -> HTTPTransaction:
     """Why the system chain stopped at ``depth`` before any HTTP request."""
     sysq = [q for q in dns if q.depth == depth and q.resolver == "system"]
     if sysq and not any(q.addrs for q in sysq):
         f = next((q.failure for q in sysq if q.failure != failures.DNS_NO_ANSWER), None)
-        return HTTPTransaction(url=url, depth=depth, failure=f or failures.DNS_NO_ANSWER,
-                               failed_operation=failures.OP_RESOLVE)
+        return HTTPTransaction(
+            url=url,
+            depth=depth,
+            failure=f or failures.DNS_NO_ANSWER,
+            failed_operation=failures.OP_RESOLVE,
+        )
     conns = [t for t in tcp if t.depth == depth and "system" in t.sources]
     wanted_port = 443 if url.startswith("https://") else 80
     conns = [t for t in conns if t.port == wanted_port] or conns
     if conns and not any(t.ok for t in conns):
-        return HTTPTransaction(url=url, depth=depth, failure=conns[0].failure,
-                               failed_operation=failures.OP_CONNECT)
+        return HTTPTransaction(
+            url=url, depth=depth, failure=conns[0].failure, failed_operation=failures.OP_CONNECT
+        )
     hands = [h for h in tls if h.depth == depth and "system" in h.sources]
     if hands and not any(h.ok for h in hands):
-        return HTTPTransaction(url=url, depth=depth, failure=hands[0].failure,
-                               failed_operation=failures.OP_TLS)
+        return HTTPTransaction(
+            url=url, depth=depth, failure=hands[0].failure, failed_operation=failures.OP_TLS
+        )
     if not conns:  # no endpoint was tried: the only answers were bogons OONI does not dial
-        return HTTPTransaction(url=url, depth=depth, failure=failures.DNS_BOGON,
-                               failed_operation=failures.OP_RESOLVE)
-    return HTTPTransaction(url=url, depth=depth, failure=failures.GENERIC_TIMEOUT,
-                           failed_operation=failures.OP_HTTP)
+        return HTTPTransaction(
+            url=url, depth=depth, failure=failures.DNS_BOGON, failed_operation=failures.OP_RESOLVE
+        )
+    return HTTPTransaction(
+        url=url, depth=depth, failure=failures.GENERIC_TIMEOUT, failed_operation=failures.OP_HTTP
+    )
 
 
 def _control(tk: dict[str, Any]) -> ControlEvidence:
@@ -141,14 +171,22 @@ def _control(tk: dict[str, Any]) -> ControlEvidence:
         return ControlEvidence(source="ooni", failure=failure or "control_missing")
     dns = ctl.get("dns") or {}
     http = ctl.get("http_request") or {}
-    tcp = {k: ControlEndpoint(bool(v.get("status")), v.get("failure"))
-           for k, v in (ctl.get("tcp_connect") or {}).items()}
-    tls = {k: ControlEndpoint(bool(v.get("status")), v.get("failure"), v.get("server_name"))
-           for k, v in (ctl.get("tls_handshake") or {}).items()}
+    tcp = {
+        k: ControlEndpoint(bool(v.get("status")), v.get("failure"))
+        for k, v in (ctl.get("tcp_connect") or {}).items()
+    }
+    tls = {
+        k: ControlEndpoint(bool(v.get("status")), v.get("failure"), v.get("server_name"))
+        for k, v in (ctl.get("tls_handshake") or {}).items()
+    }
     status = http.get("status_code")
     return ControlEvidence(
-        source="ooni", failure=failure, dns_failure=dns.get("failure"),
-        dns_addrs=tuple(dns.get("addrs") or ()), tcp_connect=tcp, tls_handshake=tls,
+        source="ooni",
+        failure=failure,
+        dns_failure=dns.get("failure"),
+        dns_addrs=tuple(dns.get("addrs") or ()),
+        tcp_connect=tcp,
+        tls_handshake=tls,
         http_failure=http.get("failure"),
         http_status_code=status if isinstance(status, int) and status > 0 else None,
         http_body_length=http.get("body_length") if (http.get("body_length") or -1) >= 0 else None,
@@ -169,19 +207,36 @@ def from_ooni(m: dict[str, Any]) -> Imported:
     for t in tk.get("tcp_connect") or []:
         status = t.get("status") or {}
         tags = t.get("tags")
-        tcp.append(TCPConnect(ip=t.get("ip") or "", port=int(t.get("port") or 0),
-                              sources=(_role(tags, True),), failure=status.get("failure"),
-                              t0=t.get("t0") or 0.0, t=t.get("t") or 0.0, depth=_depth(tags)))
+        tcp.append(
+            TCPConnect(
+                ip=t.get("ip") or "",
+                port=int(t.get("port") or 0),
+                sources=(_role(tags, True),),
+                failure=status.get("failure"),
+                t0=t.get("t0") or 0.0,
+                t=t.get("t") or 0.0,
+                depth=_depth(tags),
+            )
+        )
     tls = []
     for h in tk.get("tls_handshakes") or []:
         ip, port = _split_endpoint(h.get("address") or ":0")
         tags = h.get("tags")
-        tls.append(TLSHandshake(ip=ip, port=port, server_name=h.get("server_name") or "",
-                                sources=(_role(tags, True),), tls_version=h.get("tls_version"),
-                                cipher_suite=h.get("cipher_suite"),
-                                negotiated_protocol=h.get("negotiated_protocol"),
-                                failure=h.get("failure"), t0=h.get("t0") or 0.0,
-                                t=h.get("t") or 0.0, depth=_depth(tags)))
+        tls.append(
+            TLSHandshake(
+                ip=ip,
+                port=port,
+                server_name=h.get("server_name") or "",
+                sources=(_role(tags, True),),
+                tls_version=h.get("tls_version"),
+                cipher_suite=h.get("cipher_suite"),
+                negotiated_protocol=h.get("negotiated_protocol"),
+                failure=h.get("failure"),
+                t0=h.get("t0") or 0.0,
+                t=h.get("t") or 0.0,
+                depth=_depth(tags),
+            )
+        )
     http: list[HTTPTransaction] = []
     for r in tk.get("requests") or []:
         req = r.get("request") or {}
@@ -189,21 +244,31 @@ def from_ooni(m: dict[str, Any]) -> Imported:
         body = _body(resp)
         code = resp.get("code")
         tags = r.get("tags")
-        ip, port = _split_endpoint(r.get("address") or ":0") if r.get("address") else (None, None)
+        ip, port = _split_endpoint(r["address"]) if r.get("address") else ("", 0)
         failure = r.get("failure")
         headers = _headers(resp)
         location = dict((k.lower(), v) for k, v in headers).get("location")
-        http.append(HTTPTransaction(
-            url=req.get("url") or url, role=_role(tags, True), ip=ip, port=port,
-            depth=_depth(tags), status_code=code if isinstance(code, int) and code > 0 else None,
-            headers=headers, title=extract_title(body) if body else None,
-            body_length=len(body) if code else None,
-            body_sha256=hashlib.sha256(body).hexdigest() if code else None,
-            body_truncated=bool(resp.get("body_is_truncated")),
-            body=body[:65536].decode("utf-8", "replace") if body else None,
-            location=location, failure=failure,
-            failed_operation=failures.OP_HTTP if failure else None,
-            t0=r.get("t0") or 0.0, t=r.get("t") or 0.0))
+        http.append(
+            HTTPTransaction(
+                url=req.get("url") or url,
+                role=_role(tags, True),
+                ip=ip or None,
+                port=port or None,
+                depth=_depth(tags),
+                status_code=code if isinstance(code, int) and code > 0 else None,
+                headers=headers,
+                title=extract_title(body) if body else None,
+                body_length=len(body) if code else None,
+                body_sha256=hashlib.sha256(body).hexdigest() if code else None,
+                body_truncated=bool(resp.get("body_is_truncated")),
+                body=body[:65536].decode("utf-8", "replace") if body else None,
+                location=location,
+                failure=failure,
+                failed_operation=failures.OP_HTTP if failure else None,
+                t0=r.get("t0") or 0.0,
+                t=r.get("t") or 0.0,
+            )
+        )
     http.sort(key=lambda h: (h.role != "system", h.depth))
     system = [h for h in http if h.role == "system"]
     last = system[-1] if system else None
@@ -214,9 +279,19 @@ def from_ooni(m: dict[str, Any]) -> Imported:
         http.insert(len(system), _chain_failure(last.depth + 1, dns, tcp, tls, nxt))
     obs = Observations(url, tuple(dns), tuple(tcp), tuple(tls), tuple(http))
     verdict = {k: tk.get(k) for k in VERDICT_KEYS if k in tk}
-    meta = {k: m.get(k) for k in ("probe_asn", "probe_cc", "report_id", "measurement_start_time",
-                                  "software_name", "software_version", "test_version",
-                                  "measurement_uid")}
+    meta = {
+        k: m.get(k)
+        for k in (
+            "probe_asn",
+            "probe_cc",
+            "report_id",
+            "measurement_start_time",
+            "software_name",
+            "software_version",
+            "test_version",
+            "measurement_uid",
+        )
+    }
     return Imported(obs, _control(tk), verdict, meta)
 
 

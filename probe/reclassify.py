@@ -18,11 +18,16 @@ def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
         total += 1
         obs = store.observations(row)
         network_ok = None if row["network_ok"] is None else bool(row["network_ok"])
-        v = classify(obs, control=store.control(row), fingerprints=fingerprints,
-                     network_ok=network_ok)
-        before = (blocking_from_db(row["blocking"]),
-                  None if row["accessible"] is None else bool(row["accessible"]),
-                  row["rule_id"], row["rules_version"], row["blockpage"])
+        v = classify(
+            obs, control=store.control(row), fingerprints=fingerprints, network_ok=network_ok
+        )
+        before = (
+            blocking_from_db(row["blocking"]),
+            None if row["accessible"] is None else bool(row["accessible"]),
+            row["rule_id"],
+            row["rules_version"],
+            row["blockpage"],
+        )
         if before != (v.blocking, v.accessible, v.rule_id, v.rules_version, v.blockpage):
             changed += 1
         store.update_verdict(row["id"], v)

@@ -22,9 +22,15 @@ def verdict_text(blocking: Any, accessible: Any) -> str:
 class Progress:
     def __init__(self, total: int, *, enabled: bool = True) -> None:
         self._enabled = enabled
-        self._bar = RichProgress(TextColumn("[bold]measuring"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.description}"),
-                                 console=Console(stderr=True), transient=True)
+        self._bar = RichProgress(
+            TextColumn("[bold]measuring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self._task = self._bar.add_task("", total=total)
 
     def __enter__(self) -> Progress:
@@ -35,20 +41,28 @@ class Progress:
     def advance(self, m: Any) -> None:
         self._bar.update(self._task, advance=1, description=m.target)
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._enabled:
             self._bar.stop()
 
 
 def summary(result: Any) -> None:
-    table = Table(title=f"round {result.id[:8]}: network "
-                  f"{'ok' if result.network_ok else 'OFFLINE' if result.network_ok is False else '?'}")
+    table = Table(
+        title=f"round {result.id[:8]}: network "
+        f"{'ok' if result.network_ok else 'OFFLINE' if result.network_ok is False else '?'}"
+    )
     for col in ("target", "verdict", "step", "failure", "rule"):
         table.add_column(col)
     for m in sorted(result.measurements, key=lambda m: (not m.is_control, m.target)):
         v = m.verdict
         name = f"{m.target} (control)" if m.is_control else m.target
-        table.add_row(name, verdict_text(v.blocking, v.accessible), v.failing_step or "",
-                      v.failure or "", v.rule_id)
+        table.add_row(
+            name,
+            verdict_text(v.blocking, v.accessible),
+            v.failing_step or "",
+            v.failure or "",
+            v.rule_id,
+        )
     Console().print(table)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from probe import __version__
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.measure.runner import MeasureConfig, Shared, measure_url
-from probe.model import Measurement
+from probe.model import Measurement, Observations
 from probe.targets import Target
 
 SOFTWARE = f"probe/{__version__}"
@@ -45,18 +45,35 @@ class RoundResult:
     bytes_used: int = 0
 
 
-async def _measure(shared: Shared, target: Target, *, round_id: str, device_id: str | None,
-                   fingerprints: FingerprintSet, network_ok: bool | None) -> Measurement:
+async def _measure(
+    shared: Shared,
+    target: Target,
+    *,
+    round_id: str,
+    device_id: str | None,
+    fingerprints: FingerprintSet,
+    network_ok: bool | None,
+) -> Measurement:
     started = datetime.now(UTC)
     obs, used, runtime = await measure_url(shared, target.url)
     verdict = classify(obs, fingerprints=fingerprints, network_ok=network_ok)
     return Measurement(
-        id=new_measurement_id(started), target=target.name, url=target.url,
+        id=new_measurement_id(started),
+        target=target.name,
+        url=target.url,
         started_at=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        observations=obs, verdict=verdict, runtime=round(runtime, 4), round_id=round_id,
-        device_id=device_id, category=target.category, is_control=target.is_control,
-        resolver=shared.cfg.resolver.address, control_resolver=shared.cfg.control_resolver.address,
-        network_ok=network_ok, bytes_used=used, software=SOFTWARE,
+        observations=obs,
+        verdict=verdict,
+        runtime=round(runtime, 4),
+        round_id=round_id,
+        device_id=device_id,
+        category=target.category,
+        is_control=target.is_control,
+        resolver=shared.cfg.resolver.address,
+        control_resolver=shared.cfg.control_resolver.address,
+        network_ok=network_ok,
+        bytes_used=used,
+        software=SOFTWARE,
     )
 
 
@@ -76,10 +93,17 @@ async def run_round(
 
     async def one(t: Target, network_ok: bool | None) -> Measurement:
         async with sem:
-            m = await _measure(shared, t, round_id=result.id, device_id=device_id,
-                               fingerprints=fingerprints, network_ok=network_ok)
+            m = await _measure(
+                shared,
+                t,
+                round_id=result.id,
+                device_id=device_id,
+                fingerprints=fingerprints,
+                network_ok=network_ok,
+            )
         on_measurement(m)
-        result.measurements.append(m)
+        # Keep the verdict for the summary, not the observations: a long round stays small.
+        result.measurements.append(replace(m, observations=Observations(m.url)))
         result.bytes_used += m.bytes_used
         return m
 

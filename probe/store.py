@@ -20,7 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database, Migrations
+from probe._lazy import without_numpy
+
+with without_numpy():
+    from sqlite_utils import Database, Migrations
 
 from probe.failures import scrub
 from probe.model import (
@@ -44,54 +47,162 @@ migrations = Migrations("probe")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["rounds"].create({
-        "id": str, "device_id": str, "started_at": str, "finished_at": str, "targets": int,
-        "network_ok": int, "bytes_used": int, "software": str,
-    }, pk="id")
-    db["measurements"].create({
-        "id": str, "round_id": str, "device_id": str, "source": str, "target": str, "url": str,
-        "category": str, "is_control": int, "started_at": str, "runtime": float,
-        "resolver": str, "control_resolver": str, "probe_asn": str, "probe_cc": str,
-        "software": str, "network_ok": int,
-        "blocking": str, "accessible": int, "throttled": int, "dns_consistency": str,
-        "failing_step": str, "failure": str, "blockpage": str, "evidence": str, "offline": int,
-        "body_proportion": float, "body_length_match": int, "status_code_match": int,
-        "headers_match": int, "title_match": int, "rule_id": str, "rules_version": str,
-        "bytes_used": int, "observations": str, "control": str, "extra": str,
-    }, pk="id", not_null={"target", "url", "started_at"})
-    db["measurements"].create_index(["started_at"])
-    db["measurements"].create_index(["target", "started_at"])
-    db["dns_queries"].create({
-        "measurement_id": str, "seq": int, "hostname": str, "query_type": str, "resolver": str,
-        "resolver_address": str, "engine": str, "answers": str, "rcode": str, "failure": str,
-        "raw_failure": str, "t0": float, "t": float, "depth": int, "bytes": int,
-    }, pk=("measurement_id", "seq"), foreign_keys=[("measurement_id", "measurements", "id")])
-    db["tcp_connects"].create({
-        "measurement_id": str, "seq": int, "ip": str, "port": int, "sources": str,
-        "failure": str, "raw_failure": str, "t0": float, "t": float, "depth": int,
-    }, pk=("measurement_id", "seq"), foreign_keys=[("measurement_id", "measurements", "id")])
-    db["tls_handshakes"].create({
-        "measurement_id": str, "seq": int, "ip": str, "port": int, "server_name": str,
-        "sources": str, "tls_version": str, "cipher_suite": str, "negotiated_protocol": str,
-        "certificates": str, "failure": str, "raw_failure": str, "t0": float, "t": float,
-        "depth": int, "bytes": int,
-    }, pk=("measurement_id", "seq"), foreign_keys=[("measurement_id", "measurements", "id")])
-    db["http_requests"].create({
-        "measurement_id": str, "seq": int, "url": str, "role": str, "ip": str, "port": int,
-        "depth": int, "status_code": int, "headers": str, "title": str, "body_length": int,
-        "body_sha256": str, "body_truncated": int, "location": str, "failure": str,
-        "raw_failure": str, "failed_operation": str, "t0": float, "t": float, "bytes": int,
-    }, pk=("measurement_id", "seq"), foreign_keys=[("measurement_id", "measurements", "id")])
-    db["bodies"].create({"sha256": str, "length": int, "stored": int, "data": bytes},
-                        pk="sha256")
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("rounds").create(
+        {
+            "id": str,
+            "device_id": str,
+            "started_at": str,
+            "finished_at": str,
+            "targets": int,
+            "network_ok": int,
+            "bytes_used": int,
+            "software": str,
+        },
+        pk="id",
+    )
+    db.table("measurements").create(
+        {
+            "id": str,
+            "round_id": str,
+            "device_id": str,
+            "source": str,
+            "target": str,
+            "url": str,
+            "category": str,
+            "is_control": int,
+            "started_at": str,
+            "runtime": float,
+            "resolver": str,
+            "control_resolver": str,
+            "probe_asn": str,
+            "probe_cc": str,
+            "software": str,
+            "network_ok": int,
+            "blocking": str,
+            "accessible": int,
+            "throttled": int,
+            "dns_consistency": str,
+            "failing_step": str,
+            "failure": str,
+            "blockpage": str,
+            "evidence": str,
+            "offline": int,
+            "body_proportion": float,
+            "body_length_match": int,
+            "status_code_match": int,
+            "headers_match": int,
+            "title_match": int,
+            "rule_id": str,
+            "rules_version": str,
+            "bytes_used": int,
+            "observations": str,
+            "control": str,
+            "extra": str,
+        },
+        pk="id",
+        not_null={"target", "url", "started_at"},
+    )
+    db.table("measurements").create_index(["started_at"])
+    db.table("measurements").create_index(["target", "started_at"])
+    db.table("dns_queries").create(
+        {
+            "measurement_id": str,
+            "seq": int,
+            "hostname": str,
+            "query_type": str,
+            "resolver": str,
+            "resolver_address": str,
+            "engine": str,
+            "answers": str,
+            "rcode": str,
+            "failure": str,
+            "raw_failure": str,
+            "t0": float,
+            "t": float,
+            "depth": int,
+            "bytes": int,
+        },
+        pk=("measurement_id", "seq"),
+        foreign_keys=[("measurement_id", "measurements", "id")],
+    )
+    db.table("tcp_connects").create(
+        {
+            "measurement_id": str,
+            "seq": int,
+            "ip": str,
+            "port": int,
+            "sources": str,
+            "failure": str,
+            "raw_failure": str,
+            "t0": float,
+            "t": float,
+            "depth": int,
+        },
+        pk=("measurement_id", "seq"),
+        foreign_keys=[("measurement_id", "measurements", "id")],
+    )
+    db.table("tls_handshakes").create(
+        {
+            "measurement_id": str,
+            "seq": int,
+            "ip": str,
+            "port": int,
+            "server_name": str,
+            "sources": str,
+            "tls_version": str,
+            "cipher_suite": str,
+            "negotiated_protocol": str,
+            "certificates": str,
+            "failure": str,
+            "raw_failure": str,
+            "t0": float,
+            "t": float,
+            "depth": int,
+            "bytes": int,
+        },
+        pk=("measurement_id", "seq"),
+        foreign_keys=[("measurement_id", "measurements", "id")],
+    )
+    db.table("http_requests").create(
+        {
+            "measurement_id": str,
+            "seq": int,
+            "url": str,
+            "role": str,
+            "ip": str,
+            "port": int,
+            "depth": int,
+            "status_code": int,
+            "headers": str,
+            "title": str,
+            "body_length": int,
+            "body_sha256": str,
+            "body_truncated": int,
+            "location": str,
+            "failure": str,
+            "raw_failure": str,
+            "failed_operation": str,
+            "t0": float,
+            "t": float,
+            "bytes": int,
+        },
+        pk=("measurement_id", "seq"),
+        foreign_keys=[("measurement_id", "measurements", "id")],
+    )
+    db.table("bodies").create(
+        {"sha256": str, "length": int, "stored": int, "data": bytes}, pk="sha256"
+    )
     for table in ("dns_queries", "tcp_connects", "tls_handshakes", "http_requests"):
-        db[table].create_index(["measurement_id"])
-    db.create_view("verdicts", """
+        db.table(table).create_index(["measurement_id"])
+    db.create_view(
+        "verdicts",
+        """
         SELECT id, started_at, target, url, category, blocking, accessible, throttled,
                failing_step, failure, dns_consistency, blockpage, evidence, rule_id,
                rules_version, bytes_used
-        FROM measurements WHERE is_control = 0 ORDER BY started_at""")
+        FROM measurements WHERE is_control = 0 ORDER BY started_at""",
+    )
 
 
 def _b(v: bool | None) -> int | None:
@@ -136,8 +247,9 @@ class Store:
             migrations.apply(db)
             if not _has_meta(db):
                 with db.atomic():
-                    db["meta"].insert({"key": "device_id", "value": str(uuid.uuid4())},
-                                      replace=True)
+                    db.table("meta").insert(
+                        {"key": "device_id", "value": str(uuid.uuid4())}, replace=True
+                    )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{p}: not a usable SQLite database ({exc})") from None
         except OSError as exc:
@@ -146,7 +258,7 @@ class Store:
 
     @property
     def device_id(self) -> str:
-        return str(self.db["meta"].get("device_id")["value"])
+        return str(self.db.table("meta").get("device_id")["value"])
 
     def close(self) -> None:
         self.db.close()
@@ -154,27 +266,39 @@ class Store:
     # -- writing ----------------------------------------------------------------------------
     def save_round(self, row: dict[str, Any]) -> None:
         with self.db.atomic():
-            self.db["rounds"].upsert(row, pk="id")
+            self.db.table("rounds").upsert(row, pk="id")
 
     def save(self, m: Measurement) -> None:
         """Store one measurement whole (one transaction), or raise and store nothing."""
         with self.db.atomic():
-            self.db["measurements"].insert(self._row(m))
+            self.db.table("measurements").insert(self._row(m))
             self._children(m)
 
     def exists(self, measurement_id: str) -> bool:
-        return bool(list(self.db.query("SELECT 1 FROM measurements WHERE id = ?",
-                                       [measurement_id])))
+        return bool(
+            list(self.db.query("SELECT 1 FROM measurements WHERE id = ?", [measurement_id]))
+        )
 
     def _row(self, m: Measurement) -> dict[str, Any]:
         v = m.verdict
         return {
-            "id": m.id, "round_id": m.round_id, "device_id": m.device_id, "source": m.source,
-            "target": m.target, "url": m.url, "category": m.category,
-            "is_control": int(m.is_control), "started_at": m.started_at, "runtime": m.runtime,
-            "resolver": m.resolver, "control_resolver": m.control_resolver,
-            "probe_asn": m.probe_asn, "probe_cc": m.probe_cc, "software": m.software,
-            "network_ok": _b(m.network_ok), "throttled": None,
+            "id": m.id,
+            "round_id": m.round_id,
+            "device_id": m.device_id,
+            "source": m.source,
+            "target": m.target,
+            "url": m.url,
+            "category": m.category,
+            "is_control": int(m.is_control),
+            "started_at": m.started_at,
+            "runtime": m.runtime,
+            "resolver": m.resolver,
+            "control_resolver": m.control_resolver,
+            "probe_asn": m.probe_asn,
+            "probe_cc": m.probe_cc,
+            "software": m.software,
+            "network_ok": _b(m.network_ok),
+            "throttled": None,
             "bytes_used": m.bytes_used,
             "observations": json.dumps(observations_to_json(m.observations)),
             "control": json.dumps(control_to_json(m.control)),
@@ -185,48 +309,115 @@ class Store:
     @staticmethod
     def _verdict_columns(v: Verdict) -> dict[str, Any]:
         return {
-            "blocking": blocking_to_db(v.blocking), "accessible": _b(v.accessible),
-            "dns_consistency": v.dns_consistency, "failing_step": v.failing_step,
-            "failure": v.failure, "blockpage": v.blockpage, "evidence": v.evidence,
-            "offline": int(v.offline), "body_proportion": v.body_proportion,
+            "blocking": blocking_to_db(v.blocking),
+            "accessible": _b(v.accessible),
+            "dns_consistency": v.dns_consistency,
+            "failing_step": v.failing_step,
+            "failure": v.failure,
+            "blockpage": v.blockpage,
+            "evidence": v.evidence,
+            "offline": int(v.offline),
+            "body_proportion": v.body_proportion,
             "body_length_match": _b(v.body_length_match),
-            "status_code_match": _b(v.status_code_match), "headers_match": _b(v.headers_match),
-            "title_match": _b(v.title_match), "rule_id": v.rule_id,
+            "status_code_match": _b(v.status_code_match),
+            "headers_match": _b(v.headers_match),
+            "title_match": _b(v.title_match),
+            "rule_id": v.rule_id,
             "rules_version": v.rules_version,
         }
 
     def _children(self, m: Measurement) -> None:
         o = m.observations
         mid = m.id
-        self.db["dns_queries"].insert_all(
-            ({"measurement_id": mid, "seq": i, "hostname": q.hostname,
-              "query_type": q.query_type, "resolver": q.resolver,
-              "resolver_address": q.resolver_address, "engine": q.engine,
-              "answers": json.dumps([[a.type, a.value, a.ttl] for a in q.answers]),
-              "rcode": q.rcode, "failure": q.failure, "raw_failure": q.raw_failure, "t0": q.t0,
-              "t": q.t, "depth": q.depth, "bytes": q.bytes} for i, q in enumerate(o.dns)))
-        self.db["tcp_connects"].insert_all(
-            ({"measurement_id": mid, "seq": i, "ip": t.ip, "port": t.port,
-              "sources": ",".join(t.sources), "failure": t.failure,
-              "raw_failure": t.raw_failure, "t0": t.t0, "t": t.t, "depth": t.depth}
-             for i, t in enumerate(o.tcp)))
-        self.db["tls_handshakes"].insert_all(
-            ({"measurement_id": mid, "seq": i, "ip": t.ip, "port": t.port,
-              "server_name": t.server_name, "sources": ",".join(t.sources),
-              "tls_version": t.tls_version, "cipher_suite": t.cipher_suite,
-              "negotiated_protocol": t.negotiated_protocol,
-              "certificates": json.dumps([_cert(c) for c in t.certificates]),
-              "failure": t.failure, "raw_failure": t.raw_failure, "t0": t.t0, "t": t.t,
-              "depth": t.depth, "bytes": t.bytes} for i, t in enumerate(o.tls)))
-        self.db["http_requests"].insert_all(
-            ({"measurement_id": mid, "seq": i, "url": h.url, "role": h.role, "ip": h.ip,
-              "port": h.port, "depth": h.depth, "status_code": h.status_code,
-              "headers": json.dumps([[k, _scrub_header(k, v)] for k, v in h.headers]),
-              "title": h.title, "body_length": h.body_length, "body_sha256": h.body_sha256,
-              "body_truncated": int(h.body_truncated), "location": h.location,
-              "failure": h.failure, "raw_failure": h.raw_failure,
-              "failed_operation": h.failed_operation, "t0": h.t0, "t": h.t, "bytes": h.bytes}
-             for i, h in enumerate(o.http)))
+        self.db.table("dns_queries").insert_all(
+            (
+                {
+                    "measurement_id": mid,
+                    "seq": i,
+                    "hostname": q.hostname,
+                    "query_type": q.query_type,
+                    "resolver": q.resolver,
+                    "resolver_address": q.resolver_address,
+                    "engine": q.engine,
+                    "answers": json.dumps([[a.type, a.value, a.ttl] for a in q.answers]),
+                    "rcode": q.rcode,
+                    "failure": q.failure,
+                    "raw_failure": q.raw_failure,
+                    "t0": q.t0,
+                    "t": q.t,
+                    "depth": q.depth,
+                    "bytes": q.bytes,
+                }
+                for i, q in enumerate(o.dns)
+            )
+        )
+        self.db.table("tcp_connects").insert_all(
+            (
+                {
+                    "measurement_id": mid,
+                    "seq": i,
+                    "ip": t.ip,
+                    "port": t.port,
+                    "sources": ",".join(t.sources),
+                    "failure": t.failure,
+                    "raw_failure": t.raw_failure,
+                    "t0": t.t0,
+                    "t": t.t,
+                    "depth": t.depth,
+                }
+                for i, t in enumerate(o.tcp)
+            )
+        )
+        self.db.table("tls_handshakes").insert_all(
+            (
+                {
+                    "measurement_id": mid,
+                    "seq": i,
+                    "ip": t.ip,
+                    "port": t.port,
+                    "server_name": t.server_name,
+                    "sources": ",".join(t.sources),
+                    "tls_version": t.tls_version,
+                    "cipher_suite": t.cipher_suite,
+                    "negotiated_protocol": t.negotiated_protocol,
+                    "certificates": json.dumps([_cert(c) for c in t.certificates]),
+                    "failure": t.failure,
+                    "raw_failure": t.raw_failure,
+                    "t0": t.t0,
+                    "t": t.t,
+                    "depth": t.depth,
+                    "bytes": t.bytes,
+                }
+                for i, t in enumerate(o.tls)
+            )
+        )
+        self.db.table("http_requests").insert_all(
+            (
+                {
+                    "measurement_id": mid,
+                    "seq": i,
+                    "url": h.url,
+                    "role": h.role,
+                    "ip": h.ip,
+                    "port": h.port,
+                    "depth": h.depth,
+                    "status_code": h.status_code,
+                    "headers": json.dumps([[k, _scrub_header(k, v)] for k, v in h.headers]),
+                    "title": h.title,
+                    "body_length": h.body_length,
+                    "body_sha256": h.body_sha256,
+                    "body_truncated": int(h.body_truncated),
+                    "location": h.location,
+                    "failure": h.failure,
+                    "raw_failure": h.raw_failure,
+                    "failed_operation": h.failed_operation,
+                    "t0": h.t0,
+                    "t": h.t,
+                    "bytes": h.bytes,
+                }
+                for i, h in enumerate(o.http)
+            )
+        )
         for h in o.http:
             if h.body_sha256 and h.body is not None:
                 self._body(h)
@@ -236,7 +427,8 @@ class Store:
         text = scrub(h.body).encode("utf-8")
         self.db.execute(
             "INSERT OR IGNORE INTO bodies (sha256, length, stored, data) VALUES (?, ?, ?, ?)",
-            [h.body_sha256, h.body_length, len(text), zlib.compress(text, 6)])
+            [h.body_sha256, h.body_length, len(text), zlib.compress(text, 6)],
+        )
 
     # -- reading ----------------------------------------------------------------------------
     def body(self, sha256: str) -> str | None:
@@ -248,30 +440,42 @@ class Store:
     def observations(self, row: dict[str, Any]) -> Observations:
         """The stored observations of a measurement row, with bodies re-attached."""
         obs = observations_from_json(json.loads(row["observations"]))
-        http = tuple(replace(h, body=self.body(h.body_sha256)) if h.body_sha256 else h
-                     for h in obs.http)
+        http = tuple(
+            replace(h, body=self.body(h.body_sha256)) if h.body_sha256 else h for h in obs.http
+        )
         return replace(obs, http=http)
 
     def control(self, row: dict[str, Any]) -> Any:
         return control_from_json(json.loads(row["control"]) if row["control"] else None)
 
-    def rows(self, where: str = "1", params: list[Any] | None = None,
-             order: str = "started_at, id") -> Iterator[dict[str, Any]]:
-        yield from self.db.query(f"SELECT * FROM measurements WHERE {where} ORDER BY {order}",
-                                 params or [])
+    def rows(
+        self, where: str = "1", params: list[Any] | None = None, order: str = "started_at, id"
+    ) -> Iterator[dict[str, Any]]:
+        yield from self.db.query(
+            f"SELECT * FROM measurements WHERE {where} ORDER BY {order}", params or []
+        )
 
     def children(self, table: str, measurement_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            f"SELECT * FROM {table} WHERE measurement_id = ? ORDER BY seq", [measurement_id]))
+        return list(
+            self.db.query(
+                f"SELECT * FROM {table} WHERE measurement_id = ? ORDER BY seq", [measurement_id]
+            )
+        )
 
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
         with self.db.atomic():
-            self.db["measurements"].update(measurement_id, self._verdict_columns(v))
+            self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
 
 
 def _cert(c: Any) -> dict[str, Any]:
-    return {"subject": c.subject, "issuer": c.issuer, "not_before": c.not_before,
-            "not_after": c.not_after, "san": list(c.san), "sha256": c.sha256}
+    return {
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "not_before": c.not_before,
+        "not_after": c.not_after,
+        "san": list(c.san),
+        "sha256": c.sha256,
+    }
 
 
 def _scrub_header(name: str, value: str) -> str:

@@ -15,27 +15,62 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Citizen Lab category codes (both the original and the 2024 codes), with our short labels.
 CATEGORIES: dict[str, str] = {
-    "ALDR": "Alcohol & drugs", "REL": "Religion", "PORN": "Pornography",
-    "PROV": "Provocative attire", "POLR": "Political criticism", "HUMR": "Human rights",
-    "ENV": "Environment", "MILX": "Terrorism and militants", "HATE": "Hate speech",
-    "NEWS": "News media", "XED": "Sex education", "PUBH": "Public health",
-    "GMB": "Gambling", "ANON": "Circumvention tools", "DATE": "Online dating",
-    "GRP": "Social networking", "LGBT": "LGBTQ+", "FILE": "File sharing",
-    "HACK": "Hacking tools", "COMT": "Communication tools", "MMED": "Media sharing",
-    "HOST": "Hosting and blogging", "SRCH": "Search engines", "GAME": "Gaming",
-    "CULTR": "Culture", "ECON": "Economics", "GOVT": "Government", "COMM": "E-commerce",
-    "CTRL": "Control content", "IGO": "Intergovernmental organisations",
-    "MISC": "Miscellaneous", "FEXP": "Freedom of expression", "POLT": "Political transformation",
-    "MINF": "Minority faiths", "MINR": "Minority rights", "USMIL": "US military",
-    "WOM": "Women's rights", "SEX": "Sex", "FAMR": "Family relations", "ALC": "Alcohol",
-    "DRUG": "Drugs", "ALT": "Alternative lifestyles", "PROXY": "Proxies", "IMMI": "Immigration",
-    "MEDT": "Medical", "TECH": "Technology", "BLOG": "Blogs", "EMAIL": "Email",
-    "SOC": "Social", "INTL": "International", "RELG": "Religion (old)",
+    "ALDR": "Alcohol & drugs",
+    "REL": "Religion",
+    "PORN": "Pornography",
+    "PROV": "Provocative attire",
+    "POLR": "Political criticism",
+    "HUMR": "Human rights",
+    "ENV": "Environment",
+    "MILX": "Terrorism and militants",
+    "HATE": "Hate speech",
+    "NEWS": "News media",
+    "XED": "Sex education",
+    "PUBH": "Public health",
+    "GMB": "Gambling",
+    "ANON": "Circumvention tools",
+    "DATE": "Online dating",
+    "GRP": "Social networking",
+    "LGBT": "LGBTQ+",
+    "FILE": "File sharing",
+    "HACK": "Hacking tools",
+    "COMT": "Communication tools",
+    "MMED": "Media sharing",
+    "HOST": "Hosting and blogging",
+    "SRCH": "Search engines",
+    "GAME": "Gaming",
+    "CULTR": "Culture",
+    "ECON": "Economics",
+    "GOVT": "Government",
+    "COMM": "E-commerce",
+    "CTRL": "Control content",
+    "IGO": "Intergovernmental organisations",
+    "MISC": "Miscellaneous",
+    "FEXP": "Freedom of expression",
+    "POLT": "Political transformation",
+    "MINF": "Minority faiths",
+    "MINR": "Minority rights",
+    "USMIL": "US military",
+    "WOM": "Women's rights",
+    "SEX": "Sex",
+    "FAMR": "Family relations",
+    "ALC": "Alcohol",
+    "DRUG": "Drugs",
+    "ALT": "Alternative lifestyles",
+    "PROXY": "Proxies",
+    "IMMI": "Immigration",
+    "MEDT": "Medical",
+    "TECH": "Technology",
+    "BLOG": "Blogs",
+    "EMAIL": "Email",
+    "SOC": "Social",
+    "INTL": "International",
+    "RELG": "Religion (old)",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -45,38 +80,29 @@ class TargetsError(ValueError):
     """A targets file is unusable; the message names file, line and field."""
 
 
-class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     name: str
     url: str
     category: str | None = None
     throughput_url: str | None = None
     tags: tuple[str, ...] = ()
     notes: str | None = None
-    is_control: bool = Field(default=False, exclude=True)
+    is_control: bool = False
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-', starting alnum")
-        return v
-
-    @field_validator("url", "throughput_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        check_url(v)
-        return v
-
-    @field_validator("category")
-    @classmethod
-    def _category(cls, v: str | None) -> str | None:
-        if v is not None and v not in CATEGORIES:
-            raise ValueError(f"unknown Citizen Lab category code {v!r}")
-        return v
+    def check(self) -> tuple[str, str] | None:
+        """The first (field, problem) that makes this entry unusable, or None."""
+        if not _NAME.match(self.name):
+            return "name", "must be 1-64 letters, digits, '.', '_' or '-', starting alnum"
+        for fname in ("url", "throughput_url"):
+            value = getattr(self, fname)
+            if value is not None:
+                try:
+                    check_url(value)
+                except ValueError as exc:
+                    return fname, str(exc)
+        if self.category is not None and self.category not in CATEGORIES:
+            return "category", f"unknown Citizen Lab category code {self.category!r}"
+        return None
 
 
 def check_url(v: str) -> None:
@@ -110,7 +136,9 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
+    mapping: dict[str, Any] = {
+        str(k): v for k, v in loader.construct_mapping(node, deep=True).items()
+    }
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
@@ -118,19 +146,34 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+_FIELD = re.compile(r"`\$\.(\w+)`|field `(\w+)`")
+
+
 def _entry(path: Path, section: str, i: int, raw: Any, is_control: bool) -> Target:
     if not isinstance(raw, dict):
-        raise TargetsError(f"{path}: {section}[{i}]: each entry must be a mapping with name and url")
+        raise TargetsError(
+            f"{path}: {section}[{i}]: each entry must be a mapping with name and url"
+        )
     line = raw.pop("__line__", "?")
+    where = f"{path}:{line}: {section}[{i}]"
+    if "is_control" in raw:
+        raise TargetsError(f"{where}.is_control: not a target field (use the 'controls:' list)")
     try:
-        return Target(**raw, is_control=is_control)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "entry"
-        msg = err["msg"].removeprefix("Value error, ")
-        raise TargetsError(f"{path}:{line}: {section}[{i}].{field}: {msg}") from None
-    except TypeError as exc:
-        raise TargetsError(f"{path}:{line}: {section}[{i}]: {exc}") from None
+        target = msgspec.convert({**raw, "is_control": is_control}, type=Target)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _FIELD.search(text)
+        field = next((g for g in m.groups() if g), "entry") if m else "entry"
+        msg = text.split(" - at ")[0].replace("`", "'")
+        if msg.startswith("Object contains unknown field"):
+            msg = "unknown field (allowed: name, url, category, throughput_url, tags, notes)"
+        elif msg.startswith("Object missing required field"):
+            msg = "missing (every entry needs name and url)"
+        raise TargetsError(f"{where}.{field}: {msg}") from None
+    problem = target.check()
+    if problem is not None:
+        raise TargetsError(f"{where}.{problem[0]}: {problem[1]}")
+    return target
 
 
 def load_targets(path: str | Path) -> TargetList:
@@ -142,7 +185,7 @@ def load_targets(path: str | Path) -> TargetList:
     except (OSError, UnicodeDecodeError) as exc:
         raise TargetsError(f"{p}: cannot read ({exc})") from None
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)

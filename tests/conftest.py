@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ssl
 from collections.abc import Iterator
@@ -44,7 +45,11 @@ class World:
         base: dict[str, Any] = dict(
             resolver=parse_resolver(self.system_dns.address),
             control_resolver=parse_resolver("udp://" + self.control_dns.address),
-            ca_bundle=self.ca_pem, timeout=1.5, deadline=20, allow_loopback=True)
+            ca_bundle=self.ca_pem,
+            timeout=1.5,
+            deadline=20,
+            allow_loopback=True,
+        )
         base.update(kw)
         return MeasureConfig(**base)
 
@@ -62,21 +67,41 @@ class World:
                 return obs, used
             finally:
                 await shared.aclose()
+
         return asyncio.run(go())
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@contextlib.contextmanager
+def make_world(tmp: Path) -> Iterator[World]:
+    """Start the loopback world (servers, resolvers, CA) and stop all of it afterwards."""
     ca = trustme.CA()
-    names = ["news.test", "blocked.test", "reset.test", "eof.test", "hole.test", "proxied.test",
-             "redirect.test", "xn--bcher-kva.test", "tls-reset.test", "big.test", "bomb.test",
-             "down.test", "other.test", "cdn.test", "expired.test", "rogue.test"]
+    names = [
+        "news.test",
+        "blocked.test",
+        "reset.test",
+        "eof.test",
+        "hole.test",
+        "proxied.test",
+        "redirect.test",
+        "xn--bcher-kva.test",
+        "tls-reset.test",
+        "big.test",
+        "bomb.test",
+        "down.test",
+        "other.test",
+        "cdn.test",
+        "expired.test",
+        "rogue.test",
+    ]
     good = ca.issue_cert(*names)
     wrong = ca.issue_cert("somewhere-else.test")
     rogue = trustme.CA().issue_cert(*names)
-    expired = ca.issue_cert(*names, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-                            not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
-    pem = tmp_path_factory.mktemp("ca") / "ca.pem"
+    expired = ca.issue_cert(
+        *names,
+        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
+    )
+    pem = tmp / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
 
     def ctx(leaf: trustme.LeafCert) -> ssl.SSLContext:
@@ -89,56 +114,105 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     http_port = S.free_port(hosts)
     https_port = S.free_port(hosts)
     redirect_chain = {f"/hop{i}": S.redirect(f"/hop{i + 1}") for i in range(15)}
-    site = S.Site({
-        "/": (200, {"Content-Type": "text/html; charset=utf-8", "X-News-Site": "1"}, S.PAGE),
-        "/to-blocked": S.redirect(f"http://blocked.test:{http_port}/"),
-        "/to-reset": S.redirect(f"http://reset.test:{http_port}/"),
-        "/to-nx": S.redirect(f"http://nowhere.test:{http_port}/"),
-        "/broken": S.redirect("http://"),
-        "/large": S.large(2 * 1024 * 1024),
-        "/bomb": S.gzip_bomb,
-        "/hop15": (200, {"Content-Type": "text/html"}, S.PAGE),
-        **redirect_chain,
-    })
+    site = S.Site(
+        {
+            "/": (200, {"Content-Type": "text/html; charset=utf-8", "X-News-Site": "1"}, S.PAGE),
+            "/to-blocked": S.redirect(f"http://blocked.test:{http_port}/"),
+            "/to-reset": S.redirect(f"http://reset.test:{http_port}/"),
+            "/to-nx": S.redirect(f"http://nowhere.test:{http_port}/"),
+            "/broken": S.redirect("http://"),
+            "/large": S.large(2 * 1024 * 1024),
+            "/bomb": S.gzip_bomb,
+            "/hop15": (200, {"Content-Type": "text/html"}, S.PAGE),
+            **redirect_chain,
+        }
+    )
     block = S.Site({"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.BLOCKPAGE)})
     other = S.Site({"/": (200, {"Content-Type": "text/html"}, S.OTHER_PAGE)})
     zone: dict[str, Any] = {
-        "news.test": [SITE], "blocked.test": [BLOCKPAGE], "reset.test": [RST],
-        "tls-reset.test": [RST], "eof.test": [EOF], "hole.test": [HOLE],
-        "proxied.test": [PROXY], "redirect.test": [SITE], "xn--bcher-kva.test": [SITE],
-        "big.test": [SITE], "bomb.test": [SITE], "other.test": [OTHER], "refused.test": [REFUSE],
-        "loopback.test": ["127.0.0.1"], "servfail.test": "SERVFAIL", "silent.test": "DROP",
-        "wrongname.test": [BADCERT], "rogue.test": ["127.0.0.81"], "expired.test": ["127.0.0.82"],
-        "cdn.test": [SITE], "down.test": "NXDOMAIN",
+        "news.test": [SITE],
+        "blocked.test": [BLOCKPAGE],
+        "reset.test": [RST],
+        "tls-reset.test": [RST],
+        "eof.test": [EOF],
+        "hole.test": [HOLE],
+        "proxied.test": [PROXY],
+        "redirect.test": [SITE],
+        "xn--bcher-kva.test": [SITE],
+        "big.test": [SITE],
+        "bomb.test": [SITE],
+        "other.test": [OTHER],
+        "refused.test": [REFUSE],
+        "loopback.test": ["127.0.0.1"],
+        "servfail.test": "SERVFAIL",
+        "silent.test": "DROP",
+        "wrongname.test": [BADCERT],
+        "rogue.test": ["127.0.0.81"],
+        "expired.test": ["127.0.0.82"],
+        "cdn.test": [SITE],
+        "down.test": "NXDOMAIN",
+        "nxblocked.test": "NXDOMAIN",
+        "injected.test": [BLOCKPAGE],
     }
     control_zone = dict(zone)
-    control_zone.update({
-        "blocked.test": [SITE], "proxied.test": [SITE], "loopback.test": [SITE],
-        "servfail.test": [SITE], "silent.test": [SITE], "nowhere.test": [SITE],
-        "cdn.test": ["127.0.0.11"],
-    })
+    control_zone.update(
+        {
+            "blocked.test": [SITE],
+            "proxied.test": [SITE],
+            "loopback.test": [SITE],
+            "servfail.test": [SITE],
+            "silent.test": [SITE],
+            "nowhere.test": [SITE],
+            "cdn.test": ["127.0.0.11"],
+            "nxblocked.test": [SITE],
+        }
+    )
     zone["nowhere.test"] = "NXDOMAIN"
     objs: list[Any] = [
-        S.WebServer(site, SITE, http_port), S.WebServer(site, SITE, https_port, ctx(good)),
-        S.WebServer(block, BLOCKPAGE, http_port), S.WebServer(site, PROXY, http_port),
-        S.WebServer(site, PROXY, https_port, ctx(good)), S.WebServer(other, OTHER, http_port),
+        S.WebServer(site, SITE, http_port),
+        S.WebServer(site, SITE, https_port, ctx(good)),
+        S.WebServer(block, BLOCKPAGE, http_port),
+        S.WebServer(site, PROXY, http_port),
+        S.WebServer(site, PROXY, https_port, ctx(good)),
+        S.WebServer(other, OTHER, http_port),
         S.WebServer(site, BADCERT, https_port, ctx(wrong)),
         S.WebServer(site, "127.0.0.81", https_port, ctx(rogue)),
         S.WebServer(site, "127.0.0.82", https_port, ctx(expired)),
-        S.TCPServer("rst", RST, http_port), S.TCPServer("rst", RST, https_port),
-        S.TCPServer("eof", EOF, http_port), S.TCPServer("eof", EOF, https_port),
-        S.Blackhole(HOLE, http_port), S.Blackhole(HOLE, https_port),
+        S.TCPServer("rst", RST, http_port),
+        S.TCPServer("rst", RST, https_port),
+        S.TCPServer("eof", EOF, http_port),
+        S.TCPServer("eof", EOF, https_port),
+        S.Blackhole(HOLE, http_port),
+        S.Blackhole(HOLE, https_port),
     ]
-    doh = S.WebServer(S.Site({"/dns-query": S.doh_route(control_zone)}), "127.0.0.90", 0,
-                      ctx(ca.issue_cert("127.0.0.90")))
+    doh = S.WebServer(
+        S.Site({"/dns-query": S.doh_route(control_zone)}),
+        "127.0.0.90",
+        0,
+        ctx(ca.issue_cert("127.0.0.90")),
+    )
     sysdns, ctldns = S.DNSServer(zone), S.DNSServer(control_zone, host="127.0.0.53")
     objs += [doh, sysdns, ctldns]
     try:
-        yield World(http_port, https_port, str(pem), sysdns, ctldns,
-                    f"https://127.0.0.90:{doh.port}/dns-query", zone, control_zone)
+        yield World(
+            http_port,
+            https_port,
+            str(pem),
+            sysdns,
+            ctldns,
+            f"https://127.0.0.90:{doh.port}/dns-query",
+            zone,
+            control_zone,
+        )
     finally:
         for o in objs:
             o.close()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with make_world(tmp_path_factory.mktemp("world")) as w:
+        yield w
 
 
 @pytest.fixture

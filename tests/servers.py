@@ -1,4 +1,4 @@
-"""Real loopback servers for the measuring code: DNS, DoH, HTTP(S) with trustme, RST, EOF, blackhole.
+"""Real loopback servers for the measuring code: DNS, DoH, HTTP(S), RST, EOF, blackhole.
 
 Every server binds to an address in 127.0.0.0/8 (Linux answers for the whole range on ``lo``),
 so a "site" and a "blockpage" can share a port number on different addresses, as they would on
@@ -26,10 +26,15 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-PAGE = (b"<!doctype html><html><head><title>Independent News Today</title></head><body>"
-        + b"<p>Reporting the news that matters.</p>" * 60 + b"</body></html>")
-BLOCKPAGE = ("<html><head><title>Thong bao</title></head><body><h1>Trang web này đã bị chặn"
-             "</h1><p>Access restricted.</p></body></html>").encode()
+PAGE = (
+    b"<!doctype html><html><head><title>Independent News Today</title></head><body>"
+    + b"<p>Reporting the news that matters.</p>" * 60
+    + b"</body></html>"
+)
+BLOCKPAGE = (
+    "<html><head><title>Thong bao</title></head><body><h1>Trang web này đã bị chặn"
+    "</h1><p>Access restricted.</p></body></html>"
+).encode()
 OTHER_PAGE = b"<html><head><title>Parked domain for sale</title></head><body>ads</body></html>"
 
 
@@ -71,8 +76,10 @@ class DNSServer:
         self.tcp.listen(16)
         self.host = host
         self._stop = False
-        self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
-                         threading.Thread(target=self._serve_tcp, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self._serve_tcp, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -124,7 +131,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             route = site.routes.get(self.path.split("?")[0], (404, {}, b"not found"))
             if callable(route):
                 route(self)
@@ -137,21 +144,23 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.do_GET()
 
     return Handler
 
 
 class WebServer:
-    def __init__(self, site: Site, host: str, port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, site: Site, host: str, port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         ThreadingHTTPServer.allow_reuse_address = True
         self.httpd = ThreadingHTTPServer((host, port), _handler(site))
         self.httpd.daemon_threads = True
         if ssl_context is not None:
-            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True,
-                                                        do_handshake_on_connect=False)
+            self.httpd.socket = ssl_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.host, self.port = host, self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -185,6 +194,7 @@ def large(size: int) -> Callable[[BaseHTTPRequestHandler], None]:
         with contextlib.suppress(OSError):
             for _ in range(size // len(chunk)):
                 handler.wfile.write(chunk)
+
     return route
 
 
@@ -200,6 +210,7 @@ def doh_route(zone: Zone) -> Callable[[BaseHTTPRequestHandler], None]:
         handler.send_header("Content-Length", str(len(reply)))
         handler.end_headers()
         handler.wfile.write(reply)
+
     return route
 
 

@@ -43,8 +43,9 @@ def test_success_https_records_tls(world: World) -> None:
 def test_doh_control_resolver(world: World) -> None:
     from probe.measure.dns import parse_resolver
 
-    obs, _ = world.measure(world.http("blocked.test"),
-                           control_resolver=parse_resolver(world.doh_url))
+    obs, _ = world.measure(
+        world.http("blocked.test"), control_resolver=parse_resolver(world.doh_url)
+    )
     ctl = [q for q in obs.dns if q.resolver == "control" and q.query_type == "A"]
     assert ctl[0].engine == "doh" and ctl[0].addrs == [SITE] and ctl[0].bytes > 0
 

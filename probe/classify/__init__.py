@@ -30,69 +30,181 @@ class Rule:
     accessible: bool | None
 
 
-def _dns_or(other: Blocking) -> Callable[[Facts], Blocking]:
-    return lambda f: "dns" if f.dns_consistency == "inconsistent" and not f.dns_validated else other
-
-
 def _success(f: Facts) -> bool:
     return f.final is not None and f.final.failure is None
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("offline", "the round's control sites failed too: the volunteer's own link is down",
-         lambda f: f.network_ok is False, lambda f: None, None),
-    Rule("blockpage.dns", "the resolver answered with a known blockpage address",
-         lambda f: f.dns_blockpage is not None, lambda f: "dns", False),
-    Rule("blockpage.http", "a response matched a known blockpage fingerprint",
-         lambda f: f.http_blockpage is not None, _dns_or("http-diff"), False),
-    Rule("https.success", "verified TLS reached the site and it answered: content is authentic",
-         lambda f: _success(f) and f.https, lambda f: False, True),
-    Rule("dns.down_for_everyone", "the name does not resolve for the control either",
-         lambda f: f.sys_dns_failure in DNS_DOWN_FAILURES
-         and f.ref_dns_failure in DNS_DOWN_FAILURES, lambda f: False, False),
-    Rule("dns.failure", "the resolver under test failed where the control resolved the name",
-         lambda f: f.sys_dns_failure is not None and bool(f.ref_addrs), lambda f: "dns", False),
-    Rule("dns.failure.unknown", "the resolver failed and there is no control answer to compare",
-         lambda f: f.sys_dns_failure is not None, lambda f: None, None),
-    Rule("dns.inconsistent.same_page", "another address, but it served the control's page",
-         lambda f: _success(f) and f.dns_consistency == "inconsistent" and f.dns_validated,
-         lambda f: False, True),
-    Rule("dns.inconsistent.diff", "another address, and it served a different page (or the "
-         "control says the name does not exist)",
-         lambda f: _success(f) and f.dns_consistency == "inconsistent"
-         and (f.reference is not None or f.ref_dns_failure == failures.DNS_NXDOMAIN),
-         lambda f: "dns", False),
-    Rule("dns.inconsistent.unverified", "another address served a page we cannot compare",
-         lambda f: _success(f) and f.dns_consistency == "inconsistent",
-         lambda f: None, None),
-    Rule("dns.inconsistent.failure", "the lying answer led nowhere",
-         lambda f: f.final_failure is not None and f.dns_consistency == "inconsistent"
-         and not f.dns_validated, lambda f: "dns", False),
-    Rule("down.helper_failed_too", "the test helper could not load the page either",
-         lambda f: f.final_failure is not None and f.helper_ok and f.helper is not None
-         and f.helper.http_failure is not None, lambda f: False, False),
-    Rule("down.bad_certificate", "the site's own certificate is bad on its real address",
-         lambda f: not f.helper_ok and f.final_failure in CERT_FAILURES
-         and f.dns_consistency == "consistent", lambda f: False, False),
-    Rule("down.redirect_loop", "the site redirects without end",
-         lambda f: not f.helper_ok and f.final_failure == failures.HTTP_TOO_MANY_REDIRECTS,
-         lambda f: False, False),
-    Rule("tcp.blocked", "every address of the site refused or dropped our connection",
-         lambda f: f.failing_step == "tcp" and f.final_depth == 0 and f.tcp0_all_failed
-         and f.helper_tcp_ok is not False, lambda f: "tcp_ip", False),
-    Rule("dns.redirect_hop", "a redirect led to a name the resolver under test would not resolve",
-         lambda f: f.failing_step == "dns" and f.final_depth > 0, lambda f: "dns", False),
-    Rule("http.failure", "TCP worked, then TLS or HTTP was reset, cut or timed out",
-         lambda f: f.final_failure is not None, lambda f: "http-failure", False),
-    Rule("http.same_page", "the page matches the control's",
-         lambda f: _success(f) and f.reference is not None and f.diff.same_page,
-         lambda f: False, True),
-    Rule("http.diff", "the page differs from the control's (status, length, headers, title)",
-         lambda f: _success(f) and f.reference is not None, lambda f: "http-diff", False),
-    Rule("http.no_control", "the page loaded, but the helper failed: nothing to compare with",
-         lambda f: _success(f) and f.has_helper, lambda f: None, None),
-    Rule("http.success.local", "the page loaded over consistent DNS and is no known blockpage",
-         lambda f: _success(f) and f.dns_consistency == "consistent", lambda f: False, True),
+    Rule(
+        "offline",
+        "the round's control sites failed too: the volunteer's own link is down",
+        lambda f: f.network_ok is False,
+        lambda f: None,
+        None,
+    ),
+    Rule(
+        "blockpage.dns",
+        "the resolver answered with a known blockpage address",
+        lambda f: f.dns_blockpage is not None,
+        lambda f: "dns",
+        False,
+    ),
+    Rule(
+        "blockpage.http",
+        "a response matched a known blockpage fingerprint",
+        lambda f: f.http_blockpage is not None,
+        lambda f: "dns" if f.dns_consistency == "inconsistent" else "http-diff",
+        False,
+    ),
+    Rule(
+        "https.success",
+        "verified TLS reached the site and it answered: content is authentic",
+        lambda f: _success(f) and f.https,
+        lambda f: False,
+        True,
+    ),
+    Rule(
+        "dns.down_for_everyone",
+        "the name does not resolve for the control either",
+        lambda f: f.sys_dns_failure in DNS_DOWN_FAILURES and f.ref_dns_failure in DNS_DOWN_FAILURES,
+        lambda f: False,
+        False,
+    ),
+    Rule(
+        "dns.failure",
+        "the resolver under test failed where the control resolved the name",
+        lambda f: f.sys_dns_failure is not None and bool(f.ref_addrs),
+        lambda f: "dns",
+        False,
+    ),
+    Rule(
+        "dns.failure.unknown",
+        "the resolver failed and there is no control answer to compare",
+        lambda f: f.sys_dns_failure is not None,
+        lambda f: None,
+        None,
+    ),
+    Rule(
+        "dns.inconsistent.same_page",
+        "another address, but it served the control's page",
+        lambda f: _success(f) and f.dns_consistency == "inconsistent" and f.dns_validated,
+        lambda f: False,
+        True,
+    ),
+    Rule(
+        "dns.inconsistent.diff",
+        "another address, and it served a different page (or the "
+        "control says the name does not exist)",
+        lambda f: (
+            _success(f)
+            and f.dns_consistency == "inconsistent"
+            and (f.reference is not None or f.ref_dns_failure == failures.DNS_NXDOMAIN)
+        ),
+        lambda f: "dns",
+        False,
+    ),
+    Rule(
+        "dns.inconsistent.unverified",
+        "another address served a page we cannot compare",
+        lambda f: _success(f) and f.dns_consistency == "inconsistent",
+        lambda f: None,
+        None,
+    ),
+    Rule(
+        "dns.inconsistent.failure",
+        "the lying answer led nowhere",
+        lambda f: (
+            f.final_failure is not None
+            and f.dns_consistency == "inconsistent"
+            and not f.dns_validated
+        ),
+        lambda f: "dns",
+        False,
+    ),
+    Rule(
+        "down.helper_failed_too",
+        "the test helper could not load the page either",
+        lambda f: (
+            f.final_failure is not None
+            and f.helper_ok
+            and f.helper is not None
+            and f.helper.http_failure is not None
+        ),
+        lambda f: False,
+        False,
+    ),
+    Rule(
+        "down.bad_certificate",
+        "the site's own certificate is bad on its real address",
+        lambda f: (
+            not f.helper_ok
+            and f.final_failure in CERT_FAILURES
+            and f.dns_consistency == "consistent"
+        ),
+        lambda f: False,
+        False,
+    ),
+    Rule(
+        "down.redirect_loop",
+        "the site redirects without end",
+        lambda f: not f.helper_ok and f.final_failure == failures.HTTP_TOO_MANY_REDIRECTS,
+        lambda f: False,
+        False,
+    ),
+    Rule(
+        "tcp.blocked",
+        "every address of the site refused or dropped our connection",
+        lambda f: (
+            f.failing_step == "tcp"
+            and f.final_depth == 0
+            and f.tcp0_all_failed
+            and f.helper_tcp_ok is not False
+        ),
+        lambda f: "tcp_ip",
+        False,
+    ),
+    Rule(
+        "dns.redirect_hop",
+        "a redirect led to a name the resolver under test would not resolve",
+        lambda f: f.failing_step == "dns" and f.final_depth > 0,
+        lambda f: "dns",
+        False,
+    ),
+    Rule(
+        "http.failure",
+        "TCP worked, then TLS or HTTP was reset, cut or timed out",
+        lambda f: f.final_failure is not None,
+        lambda f: "http-failure",
+        False,
+    ),
+    Rule(
+        "http.same_page",
+        "the page matches the control's",
+        lambda f: _success(f) and f.reference is not None and f.diff.same_page,
+        lambda f: False,
+        True,
+    ),
+    Rule(
+        "http.diff",
+        "the page differs from the control's (status, length, headers, title)",
+        lambda f: _success(f) and f.reference is not None,
+        lambda f: "http-diff",
+        False,
+    ),
+    Rule(
+        "http.no_control",
+        "the page loaded, but the helper failed: nothing to compare with",
+        lambda f: _success(f) and f.has_helper,
+        lambda f: None,
+        None,
+    ),
+    Rule(
+        "http.success.local",
+        "the page loaded over consistent DNS and is no known blockpage",
+        lambda f: _success(f) and f.dns_consistency == "consistent",
+        lambda f: False,
+        True,
+    ),
     Rule("undetermined", "no rule could decide", lambda f: True, lambda f: None, None),
 )
 

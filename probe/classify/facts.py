@@ -12,20 +12,50 @@ from dataclasses import dataclass
 
 from probe import failures
 from probe.classify.fingerprints import FingerprintSet
-from probe.model import ControlEvidence, HTTPTransaction, Observations
+from probe.model import ControlEvidence, DNSQuery, HTTPTransaction, Observations
 
 DNS_DOWN_FAILURES = {failures.DNS_NXDOMAIN, failures.DNS_NO_ANSWER}
-CERT_FAILURES = {failures.SSL_INVALID_HOSTNAME, failures.SSL_UNKNOWN_AUTHORITY,
-                 failures.SSL_INVALID_CERTIFICATE}
-COMMON_HEADERS = frozenset({
-    "date", "content-type", "server", "cache-control", "vary", "set-cookie", "location",
-    "expires", "x-powered-by", "content-encoding", "last-modified", "accept-ranges", "pragma",
-    "x-frame-options", "etag", "x-content-type-options", "age", "via", "p3p", "x-xss-protection",
-    "content-language", "cf-ray", "strict-transport-security", "link", "x-varnish",
-})
+CERT_FAILURES = {
+    failures.SSL_INVALID_HOSTNAME,
+    failures.SSL_UNKNOWN_AUTHORITY,
+    failures.SSL_INVALID_CERTIFICATE,
+}
+COMMON_HEADERS = frozenset(
+    {
+        "date",
+        "content-type",
+        "server",
+        "cache-control",
+        "vary",
+        "set-cookie",
+        "location",
+        "expires",
+        "x-powered-by",
+        "content-encoding",
+        "last-modified",
+        "accept-ranges",
+        "pragma",
+        "x-frame-options",
+        "etag",
+        "x-content-type-options",
+        "age",
+        "via",
+        "p3p",
+        "x-xss-protection",
+        "content-language",
+        "cf-ray",
+        "strict-transport-security",
+        "link",
+        "x-varnish",
+    }
+)
 STEP_OF_OPERATION = {
-    failures.OP_RESOLVE: "dns", failures.OP_CONNECT: "tcp", failures.OP_TLS: "tls",
-    failures.OP_HTTP: "http", failures.OP_READ: "http", "deadline": "http",
+    failures.OP_RESOLVE: "dns",
+    failures.OP_CONNECT: "tcp",
+    failures.OP_TLS: "tls",
+    failures.OP_HTTP: "http",
+    failures.OP_READ: "http",
+    "deadline": "http",
 }
 
 
@@ -60,7 +90,8 @@ class HTTPDiff:
     def same_page(self) -> bool:
         """OONI's acceptance: status matches, and then body length, uncommon headers or title."""
         return bool(self.status_code_match) and bool(
-            self.body_length_match or self.headers_match or self.title_match)
+            self.body_length_match or self.headers_match or self.title_match
+        )
 
 
 def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
@@ -118,14 +149,22 @@ class Facts:
 def _reference(control: ControlEvidence | None, obs: Observations) -> Reference | None:
     if control is not None and control.failure is None:
         if control.http_failure is None and (control.http_status_code or 0) > 0:
-            return Reference(control.http_status_code, control.http_body_length,
-                             control.http_title, frozenset(k.lower() for k in control.http_headers))
+            return Reference(
+                control.http_status_code,
+                control.http_body_length,
+                control.http_title,
+                frozenset(k.lower() for k in control.http_headers),
+            )
         return None
     ctl = [h for h in obs.http if h.role == "control"]
     if ctl and ctl[-1].failure is None:
         h = ctl[-1]
-        return Reference(h.status_code, None if h.body_truncated else h.body_length, h.title,
-                         frozenset(k.lower() for k, _ in h.headers))
+        return Reference(
+            h.status_code,
+            None if h.body_truncated else h.body_length,
+            h.title,
+            frozenset(k.lower() for k, _ in h.headers),
+        )
     return None
 
 
@@ -141,10 +180,10 @@ def derive(
     sys_addrs = tuple(dict.fromkeys(a for q in sys_q for a in q.addrs))
     ctl_addrs = tuple(dict.fromkeys(a for q in ctl_q for a in q.addrs))
 
-    def failure_of(queries: list) -> str | None:  # type: ignore[type-arg]
+    def failure_of(queries: list[DNSQuery]) -> str | None:
         if not queries or any(q.addrs for q in queries):
             return None
-        fails = [q.failure for q in queries if q.failure]
+        fails: list[str] = [q.failure for q in queries if q.failure]
         # NXDOMAIN explains more than a missing AAAA record.
         for f in fails:
             if f != failures.DNS_NO_ANSWER:
@@ -205,8 +244,9 @@ def derive(
     # A verified TLS handshake proves an address reaches the real site, but not that it serves
     # the real plaintext page (a transparent proxy can pass TLS through and rewrite port 80).
     served = final is not None and final.failure is None
-    dns_validated = consistency == "inconsistent" and bool(sys_only) and (
-        page_match if served else tls_valid)
+    dns_validated = (
+        consistency == "inconsistent" and bool(sys_only) and (page_match if served else tls_valid)
+    )
 
     tcp0 = [t for t in obs.tcp if t.depth == 0 and "system" in t.sources]
     tcp0_all_failed = bool(tcp0) and not any(t.ok for t in tcp0)
@@ -224,14 +264,28 @@ def derive(
             http_bp = fp.name
             break
     return Facts(
-        https=https, network_ok=network_ok, has_helper=control is not None, helper_ok=helper_ok,
-        helper=control, sys_addrs=sys_addrs, sys_dns_failure=sys_dns_failure,
-        ref_addrs=tuple(ref_addrs), ref_dns_failure=ref_dns_failure, ref_dns_known=ref_dns_known,
-        dns_consistency=consistency, dns_validated=dns_validated, final=final,
-        final_failure=final_failure, failing_step=failing_step,
-        final_depth=final.depth if final else 0, tcp0_all_failed=tcp0_all_failed,
-        helper_tcp_ok=helper_tcp_ok, reference=reference, diff=diff,
-        dns_blockpage=dns_bp.name if dns_bp else None, http_blockpage=http_bp,
+        https=https,
+        network_ok=network_ok,
+        has_helper=control is not None,
+        helper_ok=helper_ok,
+        helper=control,
+        sys_addrs=sys_addrs,
+        sys_dns_failure=sys_dns_failure,
+        ref_addrs=tuple(ref_addrs),
+        ref_dns_failure=ref_dns_failure,
+        ref_dns_known=ref_dns_known,
+        dns_consistency=consistency,
+        dns_validated=dns_validated,
+        final=final,
+        final_failure=final_failure,
+        failing_step=failing_step,
+        final_depth=final.depth if final else 0,
+        tcp0_all_failed=tcp0_all_failed,
+        helper_tcp_ok=helper_tcp_ok,
+        reference=reference,
+        diff=diff,
+        dns_blockpage=dns_bp.name if dns_bp else None,
+        http_blockpage=http_bp,
         evidence="helper" if helper_ok else ("local" if ctl_q else "none"),
     )
 

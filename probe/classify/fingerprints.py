@@ -70,7 +70,7 @@ class FingerprintSet:
                 if tx.body and fp.matches(tx.body):
                     return fp
             elif fp.location.startswith("header."):
-                value = tx.header(fp.location[len("header."):])
+                value = tx.header(fp.location[len("header.") :])
                 if value is not None and fp.matches(value):
                     return fp
         return None
@@ -81,22 +81,26 @@ def _rows(path: Path, text: str) -> FingerprintSet:
     http: list[Fingerprint] = []
     reader = csv.DictReader(text.splitlines(keepends=True))
     missing = {"name", "scope", "location_found", "pattern_type", "pattern"} - set(
-        reader.fieldnames or [])
+        reader.fieldnames or []
+    )
     if missing:
         raise FingerprintError(f"{path}:1: missing column {sorted(missing)[0]!r}")
     for row in reader:
         line = reader.line_num
         ptype = (row.get("pattern_type") or "").strip()
         if ptype not in PATTERN_TYPES:
-            raise FingerprintError(f"{path}:{line}: pattern_type: {ptype!r} is not one of "
-                                   f"{', '.join(sorted(PATTERN_TYPES))}")
+            raise FingerprintError(
+                f"{path}:{line}: pattern_type: {ptype!r} is not one of "
+                f"{', '.join(sorted(PATTERN_TYPES))}"
+            )
         pattern = (row.get("pattern") or "").replace("\r\n", "\n")
         if not pattern:
             raise FingerprintError(f"{path}:{line}: pattern: empty")
         location = (row.get("location_found") or "").strip().lower()
         if location != "dns" and location != "body" and not location.startswith("header."):
-            raise FingerprintError(f"{path}:{line}: location_found: {location!r} "
-                                   "(dns, body or header.NAME)")
+            raise FingerprintError(
+                f"{path}:{line}: location_found: {location!r} (dns, body or header.NAME)"
+            )
         regex = None
         if ptype == "regexp":
             try:
@@ -107,8 +111,15 @@ def _rows(path: Path, text: str) -> FingerprintSet:
             confidence = int(row.get("confidence_no_fp") or 5)
         except ValueError:
             raise FingerprintError(f"{path}:{line}: confidence_no_fp: not a number") from None
-        fp = Fingerprint((row.get("name") or "").strip(), (row.get("scope") or "").strip(),
-                         location, ptype, pattern, confidence, regex)
+        fp = Fingerprint(
+            (row.get("name") or "").strip(),
+            (row.get("scope") or "").strip(),
+            location,
+            ptype,
+            pattern,
+            confidence,
+            regex,
+        )
         (dns if location == "dns" else http).append(fp)
     return FingerprintSet(tuple(dns), tuple(http))
 

@@ -8,6 +8,7 @@ messages and does UDP (with TCP fallback on truncation) and DoT; DoH (RFC 8484, 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -125,12 +126,14 @@ async def _exchange(
 ) -> tuple[dns.message.Message, int]:
     wire = q.to_wire()
     if spec.kind == "udp":
-        resp, _tcp = await dns.asyncquery.udp_with_fallback(q, spec.host, timeout=timeout,
-                                                            port=spec.port)
+        resp, _tcp = await dns.asyncquery.udp_with_fallback(
+            q, spec.host, timeout=timeout, port=spec.port
+        )
         return resp, len(wire) + len(resp.to_wire())
     if spec.kind == "dot":
-        resp = await dns.asyncquery.tls(q, spec.host, timeout=timeout, port=spec.port,
-                                        server_hostname=spec.server_name)
+        resp = await dns.asyncquery.tls(
+            q, spec.host, timeout=timeout, port=spec.port, server_hostname=spec.server_name
+        )
         return resp, len(wire) + len(resp.to_wire())
     assert client is not None and spec.url is not None
     r = await client.post(
@@ -164,32 +167,51 @@ async def query(
 ) -> DNSQuery:
     """One query; a failure is a result."""
     t0 = time.monotonic() - clock0
-    base = dict(hostname=hostname, query_type=rdtype, resolver=role,
-                resolver_address=spec.address, engine=spec.kind, depth=depth, t0=t0)
+    base = functools.partial(
+        DNSQuery,
+        hostname=hostname,
+        query_type=rdtype,
+        resolver=role,
+        resolver_address=spec.address,
+        engine=spec.kind,
+        depth=depth,
+        t0=t0,
+    )
     try:
         q = dns.message.make_query(dns.name.from_text(hostname), rdtype)
     except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
-        return DNSQuery(**base, failure=failures.DNS_SERVER_MISBEHAVING,
-                        raw_failure=failures.scrub(f"bad name: {exc}"), t=t0)
+        return base(
+            failure=failures.DNS_SERVER_MISBEHAVING,
+            raw_failure=failures.scrub(f"bad name: {exc}"),
+            t=t0,
+        )
     try:
         resp, moved = await _exchange(spec, q, timeout, client)
     except dns.exception.Timeout:
-        return DNSQuery(**base, failure=failures.GENERIC_TIMEOUT, raw_failure="timeout",
-                        t=time.monotonic() - clock0, bytes=len(q.to_wire()))
+        return base(
+            failure=failures.GENERIC_TIMEOUT,
+            raw_failure="timeout",
+            t=time.monotonic() - clock0,
+            bytes=len(q.to_wire()),
+        )
     except DoHStatusError as exc:
-        return DNSQuery(**base, failure=failures.DNS_SERVER_MISBEHAVING,
-                        raw_failure=f"http_status:{exc.status}", t=time.monotonic() - clock0)
+        return base(
+            failure=failures.DNS_SERVER_MISBEHAVING,
+            raw_failure=f"http_status:{exc.status}",
+            t=time.monotonic() - clock0,
+        )
     except dns.exception.DNSException as exc:
-        return DNSQuery(**base, failure=failures.DNS_SERVER_MISBEHAVING,
-                        raw_failure=failures.scrub(f"{type(exc).__name__}: {exc}")[:200],
-                        t=time.monotonic() - clock0)
+        return base(
+            failure=failures.DNS_SERVER_MISBEHAVING,
+            raw_failure=failures.scrub(f"{type(exc).__name__}: {exc}")[:200],
+            t=time.monotonic() - clock0,
+        )
     except Exception as exc:  # network errors: mapped in one place
         info = failures.classify(exc, failures.OP_RESOLVE)
-        return DNSQuery(**base, failure=info.failure, raw_failure=info.raw,
-                        t=time.monotonic() - clock0)
+        return base(failure=info.failure, raw_failure=info.raw, t=time.monotonic() - clock0)
     t = time.monotonic() - clock0
     if resp.id != q.id:
-        return DNSQuery(**base, failure=failures.DNS_WRONG_QUERY_ID, t=t, bytes=moved)
+        return base(failure=failures.DNS_WRONG_QUERY_ID, t=t, bytes=moved)
     rcode = dns.rcode.to_text(resp.rcode())
     answers = _answers(resp, dns.rdatatype.from_text(rdtype))
     failure = failures.DNS_RCODE_FAILURES.get(rcode)
@@ -197,5 +219,11 @@ async def query(
         failure = failures.DNS_SERVER_MISBEHAVING
     if failure is None and not any(a.type == rdtype for a in answers):
         failure = failures.DNS_NO_ANSWER
-    return DNSQuery(**base, answers=answers, rcode=rcode, failure=failure,
-                    raw_failure=None if failure is None else f"rcode:{rcode}", t=t, bytes=moved)
+    return base(
+        answers=answers,
+        rcode=rcode,
+        failure=failure,
+        raw_failure=None if failure is None else f"rcode:{rcode}",
+        t=t,
+        bytes=moved,
+    )

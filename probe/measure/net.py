@@ -14,13 +14,11 @@ import hashlib
 import socket
 import ssl
 import struct
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpcore
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from probe.model import Certificate
 
@@ -67,7 +65,28 @@ class TLSResult:
     bytes: int
 
 
-def summarise_certificate(der: bytes) -> Certificate:
+def _name(rdns: tuple[tuple[tuple[str, str], ...], ...]) -> str:
+    return ",".join(f"{k}={v}" for rdn in reversed(rdns) for k, v in rdn)
+
+
+def _from_info(info: dict[str, Any], der: bytes) -> Certificate:
+    """A certificate summary from the ssl module's decoded form (no extra library needed)."""
+    san = tuple(v for k, v in info.get("subjectAltName", ()) if k == "DNS")
+    return Certificate(
+        subject=_name(info.get("subject", ())),
+        issuer=_name(info.get("issuer", ())),
+        not_before=info.get("notBefore"),
+        not_after=info.get("notAfter"),
+        san=san,
+        sha256=hashlib.sha256(der).hexdigest(),
+    )
+
+
+def summarise_der(der: bytes) -> Certificate:
+    """A certificate summary from DER. Imported lazily: cryptography costs a daemon ~8 MB of
+    memory, and it is needed only for certificates that failed verification."""
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -80,27 +99,33 @@ def summarise_certificate(der: bytes) -> Certificate:
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
         san=san,
-        sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        sha256=hashlib.sha256(der).hexdigest(),
     )
 
 
 def peer_chain(obj: ssl.SSLObject) -> tuple[Certificate, ...]:
     """The peer's chain (Python >= 3.13) or its leaf certificate (older Pythons)."""
-    chain_fn = getattr(obj, "get_unverified_chain", None)
-    ders: list[bytes] = []
+    out: list[Certificate] = []
+    chain_fn = getattr(obj, "get_verified_chain", None) if obj.getpeercert() else None
+    if chain_fn is None:
+        chain_fn = getattr(obj, "get_unverified_chain", None)
     if chain_fn is not None:
-        ders = [c.public_bytes(ssl.ENCODING_DER) if hasattr(c, "public_bytes") else c
-                for c in (chain_fn() or [])]
-    if not ders:
-        leaf = obj.getpeercert(binary_form=True)
-        ders = [leaf] if leaf else []
-    out = []
-    for der in ders[:5]:
-        try:
-            out.append(summarise_certificate(der))
-        except ValueError:
-            continue
-    return tuple(out)
+        for c in (chain_fn() or [])[:5]:
+            der = ssl.PEM_cert_to_DER_cert(c.public_bytes())
+            try:
+                out.append(_from_info(c.get_info(), der))
+            except (AttributeError, ValueError):
+                out.append(summarise_der(der))
+        if out:
+            return tuple(out)
+    leaf = obj.getpeercert(binary_form=True)
+    if not leaf:
+        return ()
+    info = obj.getpeercert()
+    try:
+        return (_from_info(info, leaf) if info else summarise_der(leaf),)
+    except ValueError:
+        return ()
 
 
 async def tls_handshake(
@@ -195,7 +220,7 @@ class _CountingStream(httpcore.AsyncNetworkStream):
         self._closed = True  # the TLS stream accounts for the connection from now on
         return stream
 
-    def get_extra_info(self, info: str) -> typing.Any:
+    def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
 
 
@@ -216,7 +241,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         address = self.pins.get(host.lower(), host)
-        stream = await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+        stream = await self._inner.connect_tcp(
+            address, port, timeout, local_address, socket_options
+        )
         return _CountingStream(stream, self.counter, stream.get_extra_info("socket"))
 
     async def connect_unix_socket(

@@ -13,6 +13,7 @@ classifier can tell a lying resolver that still leads to the real site from a bl
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import ssl
 import time
@@ -56,8 +57,12 @@ class Shared:
     def create(cls, cfg: MeasureConfig) -> Shared:
         verify = steps.make_ssl_context(cfg.ca_bundle)
         doh_ctx = steps.make_ssl_context(cfg.ca_bundle)
-        doh = httpx.AsyncClient(verify=doh_ctx, timeout=cfg.timeout, trust_env=False,
-                                headers={"user-agent": "probe-doh"})
+        doh = httpx.AsyncClient(
+            verify=doh_ctx,
+            timeout=cfg.timeout,
+            trust_env=False,
+            headers={"user-agent": "probe-doh"},
+        )
         return cls(cfg, verify, steps.make_ssl_context(verify=False), doh)
 
     async def aclose(self) -> None:
@@ -72,7 +77,10 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         # httpx exposes no network_backend argument; the pool it builds is replaced by one
         # that uses our backend (same options otherwise).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ctx, max_connections=4, http1=True, http2=False,
+            ssl_context=ctx,
+            max_connections=4,
+            http1=True,
+            http2=False,
             network_backend=backend,
         )
 
@@ -85,7 +93,8 @@ class _State:
     http: list[HTTPTransaction] = field(default_factory=list)
     resolved: dict[str, tuple[list[str], list[str], DNSQuery | None]] = field(default_factory=dict)
     endpoints: dict[tuple[str, int, str | None], tuple[TCPConnect, TLSHandshake | None]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
 
 def _skip_address(ip: str, cfg: MeasureConfig) -> bool:
@@ -106,10 +115,12 @@ class TargetMeasurer:
         self.url = url
         self.counter = net.ByteCounter()
         self.clock0 = time.monotonic()
-        self.ctx = steps.StepContext(self.clock0, self.cfg.timeout, shared.ssl_verify,
-                                     shared.ssl_noverify, self.counter)
+        self.ctx = steps.StepContext(
+            self.clock0, self.cfg.timeout, shared.ssl_verify, shared.ssl_noverify, self.counter
+        )
         self.state = _State()
         self.backend = net.PinnedBackend(self.counter)
+        self._first_hop: tuple[list[str], list[str]] = ([], [])
 
     async def _resolve(self, host: str, depth: int) -> tuple[list[str], list[str], DNSQuery | None]:
         """System and control addresses for a host; the system query whose failure explains it."""
@@ -124,8 +135,16 @@ class TargetMeasurer:
             pass
         cfg = self.cfg
         jobs = [
-            dnsq.query(host, qt, spec, role=role, timeout=cfg.timeout, clock0=self.clock0,
-                       client=self.shared.doh, depth=depth)
+            dnsq.query(
+                host,
+                qt,
+                spec,
+                role=role,
+                timeout=cfg.timeout,
+                clock0=self.clock0,
+                client=self.shared.doh,
+                depth=depth,
+            )
             for role, spec in (("system", cfg.resolver), ("control", cfg.control_resolver))
             for qt in ("A", "AAAA")
         ]
@@ -137,8 +156,12 @@ class TargetMeasurer:
         system = _unique(sys_a.addrs + sys_aaaa.addrs)
         control = _unique(ctl_a.addrs + ctl_aaaa.addrs)
         # The A failure explains "no address" unless A merely had no answer and AAAA failed worse.
-        explain = sys_a if sys_a.failure != failures.DNS_NO_ANSWER or sys_aaaa.failure in (
-            None, failures.DNS_NO_ANSWER) else sys_aaaa
+        explain = (
+            sys_a
+            if sys_a.failure != failures.DNS_NO_ANSWER
+            or sys_aaaa.failure in (None, failures.DNS_NO_ANSWER)
+            else sys_aaaa
+        )
         result = (system, control, explain)
         self.state.resolved[host] = result
         return result
@@ -148,22 +171,25 @@ class TargetMeasurer:
     ) -> None:
         wanted: list[tuple[str, tuple[str, ...]]] = []
         for ip in _unique(system + control)[: self.cfg.max_addresses]:
-            sources = tuple(r for r, addrs in (("system", system), ("control", control))
-                            if ip in addrs)
+            sources = tuple(
+                r for r, addrs in (("system", system), ("control", control)) if ip in addrs
+            )
             if not _skip_address(ip, self.cfg):
                 wanted.append((ip, sources))
         sni = host if https else None
         todo = [(ip, s) for ip, s in wanted if (ip, port, sni) not in self.state.endpoints]
         results = await asyncio.gather(
-            *(steps.tcp_tls_step(self.ctx, ip, port, sni, s, depth) for ip, s in todo))
+            *(steps.tcp_tls_step(self.ctx, ip, port, sni, s, depth) for ip, s in todo)
+        )
         for (ip, _), (tcp, tls) in zip(todo, results, strict=True):
             self.state.endpoints[(ip, port, sni)] = (tcp, tls)
             self.state.tcp.append(tcp)
             if tls is not None:
                 self.state.tls.append(tls)
 
-    def _pick(self, addrs: list[str], port: int, sni: str | None) -> tuple[str | None, str | None,
-                                                                           str | None, str | None]:
+    def _pick(
+        self, addrs: list[str], port: int, sni: str | None
+    ) -> tuple[str | None, str | None, str | None, str | None]:
         """First usable address, else the failure (and raw error, operation) of the first tried."""
         first_fail: tuple[str | None, str | None, str | None] | None = None
         for ip in addrs:
@@ -194,19 +220,35 @@ class TargetMeasurer:
             await self._endpoints(host, port, https, system, control, depth)
             addrs = system if role == "system" else control
             ip, failure, raw, op = self._pick(addrs, port, host if https else None)
-            base = dict(url=str(url), role=role, depth=depth, t0=self.ctx.now())
+            base = functools.partial(
+                HTTPTransaction, url=str(url), role=role, depth=depth, t0=self.ctx.now()
+            )
             if ip is None:
                 if not addrs:
                     q = explain if role == "system" else None
                     failure = (q.failure if q else None) or failures.DNS_NO_ANSWER
                     raw, op = (q.raw_failure if q else None), failures.OP_RESOLVE
-                self.state.http.append(HTTPTransaction(
-                    **base, failure=failure or failures.DNS_NO_ANSWER, raw_failure=raw,
-                    failed_operation=op, t=self.ctx.now()))
+                self.state.http.append(
+                    base(
+                        failure=failure or failures.DNS_NO_ANSWER,
+                        raw_failure=raw,
+                        failed_operation=op,
+                        t=self.ctx.now(),
+                    )
+                )
                 return
             self.backend.pins[host] = ip
-            tx = await steps.http_step(self.ctx, self.client, str(url), ip, port, role, depth,
-                                       self.cfg.body_cap, self.cfg.store_cap)
+            tx = await steps.http_step(
+                self.ctx,
+                self.client,
+                str(url),
+                ip,
+                port,
+                role,
+                depth,
+                self.cfg.body_cap,
+                self.cfg.store_cap,
+            )
             self.state.http.append(tx)
             if tx.failure is not None or tx.status_code not in REDIRECT_STATUSES or not tx.location:
                 return
@@ -215,28 +257,45 @@ class TargetMeasurer:
                 nxt = url.join(loc)
                 # "http://" with no host is a broken redirect (OONI's
                 # http_invalid_redirect_location_host), not a relative reference.
-                valid = (not loc.scheme or bool(loc.host)) and bool(nxt.host) and (
-                    nxt.scheme in ("http", "https"))
+                valid = (
+                    (not loc.scheme or bool(loc.host))
+                    and bool(nxt.host)
+                    and (nxt.scheme in ("http", "https"))
+                )
             except (httpx.InvalidURL, UnicodeError, ValueError):
                 valid = False
             if not valid:
-                self.state.http.append(HTTPTransaction(
-                    url=str(url), role=role, depth=depth, t0=self.ctx.now(), t=self.ctx.now(),
-                    failure=failures.HTTP_INVALID_REDIRECT_LOCATION_HOST,
-                    raw_failure=failures.scrub(tx.location)[:200],
-                    failed_operation=failures.OP_HTTP))
+                self.state.http.append(
+                    HTTPTransaction(
+                        url=str(url),
+                        role=role,
+                        depth=depth,
+                        t0=self.ctx.now(),
+                        t=self.ctx.now(),
+                        failure=failures.HTTP_INVALID_REDIRECT_LOCATION_HOST,
+                        raw_failure=failures.scrub(tx.location)[:200],
+                        failed_operation=failures.OP_HTTP,
+                    )
+                )
                 return
             url = nxt
-        self.state.http.append(HTTPTransaction(
-            url=str(url), role=role, depth=self.cfg.max_redirects + 1, t0=self.ctx.now(),
-            t=self.ctx.now(), failure=failures.HTTP_TOO_MANY_REDIRECTS,
-            failed_operation=failures.OP_HTTP))
+        self.state.http.append(
+            HTTPTransaction(
+                url=str(url),
+                role=role,
+                depth=self.cfg.max_redirects + 1,
+                t0=self.ctx.now(),
+                t=self.ctx.now(),
+                failure=failures.HTTP_TOO_MANY_REDIRECTS,
+                failed_operation=failures.OP_HTTP,
+            )
+        )
 
     async def run(self) -> tuple[Observations, int, float]:
         transport = _PinnedTransport(self.backend, self.shared.ssl_verify)
-        self._first_hop: tuple[list[str], list[str]] = ([], [])
-        async with httpx.AsyncClient(transport=transport, follow_redirects=False,
-                                     timeout=self.cfg.timeout, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            transport=transport, follow_redirects=False, timeout=self.cfg.timeout, trust_env=False
+        ) as client:
             self.client = client
             try:
                 async with asyncio.timeout(self.cfg.deadline):
@@ -245,12 +304,24 @@ class TargetMeasurer:
                     if control and not set(system) & set(control):
                         await self._chain("control")
             except TimeoutError:
-                self.state.http.append(HTTPTransaction(
-                    url=self.url, role="system", t0=self.ctx.now(), t=self.ctx.now(),
-                    failure=failures.GENERIC_TIMEOUT, raw_failure="target deadline",
-                    failed_operation="deadline"))
-        obs = Observations(self.url, tuple(self.state.dns), tuple(self.state.tcp),
-                           tuple(self.state.tls), tuple(self.state.http))
+                self.state.http.append(
+                    HTTPTransaction(
+                        url=self.url,
+                        role="system",
+                        t0=self.ctx.now(),
+                        t=self.ctx.now(),
+                        failure=failures.GENERIC_TIMEOUT,
+                        raw_failure="target deadline",
+                        failed_operation="deadline",
+                    )
+                )
+        obs = Observations(
+            self.url,
+            tuple(self.state.dns),
+            tuple(self.state.tcp),
+            tuple(self.state.tls),
+            tuple(self.state.http),
+        )
         return obs, self.counter.total, time.monotonic() - self.clock0
 
 

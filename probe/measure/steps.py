@@ -11,6 +11,7 @@ cap), and summarises the response: status, headers, title, length, SHA-256, trun
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import ssl
@@ -22,7 +23,7 @@ import httpx
 
 from probe import failures
 from probe.measure import net
-from probe.model import HTTPTransaction, TCPConnect, TLSHandshake
+from probe.model import Certificate, HTTPTransaction, TCPConnect, TLSHandshake
 
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -64,7 +65,11 @@ class StepContext:
 
 
 async def tcp_tls_step(
-    ctx: StepContext, ip: str, port: int, server_name: str | None, sources: tuple[str, ...],
+    ctx: StepContext,
+    ip: str,
+    port: int,
+    server_name: str | None,
+    sources: tuple[str, ...],
     depth: int,
 ) -> tuple[TCPConnect, TLSHandshake | None]:
     t0 = ctx.now()
@@ -86,24 +91,50 @@ async def tcp_tls_step(
         info = failures.classify(exc, failures.OP_TLS)
         ctx.counter.add(net.tcp_bytes(sock) or 0)
         sock.close()
-        certs = ()
-        if info.failure in (failures.SSL_INVALID_HOSTNAME, failures.SSL_UNKNOWN_AUTHORITY,
-                            failures.SSL_INVALID_CERTIFICATE):
+        certs: tuple[Certificate, ...] = ()
+        if info.failure in (
+            failures.SSL_INVALID_HOSTNAME,
+            failures.SSL_UNKNOWN_AUTHORITY,
+            failures.SSL_INVALID_CERTIFICATE,
+        ):
             certs = await _presented_certificates(ctx, ip, port, server_name)
-        tls = TLSHandshake(ip, port, server_name, sources, certificates=certs,
-                           failure=info.failure, raw_failure=info.raw, t0=t1, t=ctx.now(),
-                           depth=depth)
+        tls = TLSHandshake(
+            ip,
+            port,
+            server_name,
+            sources,
+            certificates=certs,
+            failure=info.failure,
+            raw_failure=info.raw,
+            t0=t1,
+            t=ctx.now(),
+            depth=depth,
+        )
         return tcp, tls
     ctx.counter.add(net.tcp_bytes(sock) or res.bytes)
     sock.close()
-    tls = TLSHandshake(ip, port, server_name, sources, res.version, res.cipher, res.alpn,
-                       res.certificates, None, None, t1, ctx.now(), depth, res.bytes)
+    tls = TLSHandshake(
+        ip,
+        port,
+        server_name,
+        sources,
+        res.version,
+        res.cipher,
+        res.alpn,
+        res.certificates,
+        None,
+        None,
+        t1,
+        ctx.now(),
+        depth,
+        res.bytes,
+    )
     return tcp, tls
 
 
 async def _presented_certificates(
     ctx: StepContext, ip: str, port: int, server_name: str
-) -> tuple[net.Certificate, ...]:
+) -> tuple[Certificate, ...]:
     """Evidence only: who answered with which certificate, when verification failed."""
     try:
         sock = await net.tcp_connect(ip, port, ctx.timeout)
@@ -178,7 +209,9 @@ async def http_step(
     store_cap: int,
 ) -> HTTPTransaction:
     t0 = ctx.now()
-    base = dict(url=url, role=role, ip=ip, port=port, depth=depth, t0=t0)
+    base = functools.partial(
+        HTTPTransaction, url=url, role=role, ip=ip, port=port, depth=depth, t0=t0
+    )
     status: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
     received = bytearray()
@@ -187,8 +220,9 @@ async def http_step(
         async with asyncio.timeout(ctx.timeout * 2):
             async with client.stream("GET", url, headers=REQUEST_HEADERS) as resp:
                 status = resp.status_code
-                headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
-                                for k, v in resp.headers.raw)
+                headers = tuple(
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw
+                )
                 decoder = _Decoder(resp.headers.get("content-encoding", "identity"))
                 async for chunk in resp.aiter_raw():
                     out, more = decoder.feed(chunk, body_cap - len(received))
@@ -199,14 +233,18 @@ async def http_step(
     except Exception as exc:
         op = failures.OP_HTTP if status is None else failures.OP_READ
         info = failures.classify(exc, op)
-        return HTTPTransaction(**base, status_code=status, headers=headers,
-                               failure=info.failure, raw_failure=info.raw,
-                               failed_operation=info.operation, t=ctx.now())
+        return base(
+            status_code=status,
+            headers=headers,
+            failure=info.failure,
+            raw_failure=info.raw,
+            failed_operation=info.operation,
+            t=ctx.now(),
+        )
     body = bytes(received)
     content_type = dict((k.lower(), v) for k, v in headers).get("content-type")
     location = dict((k.lower(), v) for k, v in headers).get("location")
-    return HTTPTransaction(
-        **base,
+    return base(
         status_code=status,
         headers=headers,
         title=extract_title(body),

@@ -1,0 +1,111 @@
+"""The failure vocabulary: real exceptions from real sockets mapped to df-007 strings."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+
+import httpx
+import pytest
+
+from probe import failures
+from tests import servers as S
+
+
+def _httpx_error(url: str, **kw: object) -> BaseException:
+    async def go() -> BaseException:
+        async with httpx.AsyncClient(trust_env=False, **kw) as c:  # type: ignore[arg-type]
+            try:
+                await c.get(url)
+            except Exception as exc:
+                return exc
+        raise AssertionError("no error")
+
+    return asyncio.run(go())
+
+
+def test_httpx_chain_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exc = _httpx_error(f"http://127.0.0.1:{port}/")
+    info = failures.classify(exc, failures.OP_CONNECT)
+    assert (info.failure, info.raw) == (failures.CONNECTION_REFUSED, "ECONNREFUSED")
+
+
+@pytest.mark.parametrize(
+    ("mode", "failure"), [("rst", failures.CONNECTION_RESET), ("eof", failures.EOF_ERROR)]
+)
+def test_httpx_chain_reset_and_eof(mode: str, failure: str) -> None:
+    srv = S.TCPServer(mode, "127.0.0.1")
+    try:
+        exc = _httpx_error(f"http://127.0.0.1:{srv.port}/")
+        assert failures.classify(exc, failures.OP_HTTP).failure == failure
+        exc = _httpx_error(f"https://127.0.0.1:{srv.port}/")
+        assert failures.classify(exc, failures.OP_TLS).failure == failure
+    finally:
+        srv.close()
+
+
+def test_httpx_read_timeout() -> None:
+    srv = S.TCPServer("hang", "127.0.0.1")
+    try:
+        exc = _httpx_error(f"http://127.0.0.1:{srv.port}/", timeout=0.3)
+        assert failures.classify(exc, failures.OP_HTTP).failure == failures.GENERIC_TIMEOUT
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "failure"),
+    [
+        (62, failures.SSL_INVALID_HOSTNAME),
+        (20, failures.SSL_UNKNOWN_AUTHORITY),
+        (18, failures.SSL_UNKNOWN_AUTHORITY),
+        (10, failures.SSL_INVALID_CERTIFICATE),
+    ],
+)
+def test_every_ssl_verify_code_row(code: int, failure: str) -> None:
+    e = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    e.verify_code = code
+    e.verify_message = "x"
+    assert failures.classify(e, failures.OP_TLS).failure == failure
+
+
+def test_every_mapped_errno_has_a_row() -> None:
+    for num, failure in failures.ERRNO_FAILURES.items():
+        info = failures.classify(OSError(num, "x"), failures.OP_CONNECT)
+        assert info.failure == failure and info.raw == errno.errorcode[num]
+        assert failure in failures.VOCABULARY
+
+
+def test_every_rcode_maps_into_the_vocabulary() -> None:
+    assert set(failures.DNS_RCODE_FAILURES.values()) <= failures.VOCABULARY
+
+
+def test_unknown_error_keeps_text_scrubbed() -> None:
+    info = failures.classify(
+        RuntimeError("boom talking to 203.0.113.9 and 2001:db8::1"), failures.OP_HTTP
+    )
+    assert info.failure.startswith(failures.UNKNOWN_PREFIX)
+    assert "203.0.113.9" not in info.failure and "2001:db8::1" not in info.failure
+    assert "[scrubbed]" in info.failure and failures.is_known(info.failure)
+
+
+def test_scrub_ipv4_and_ipv6() -> None:
+    assert (
+        failures.scrub("from 10.1.2.3:443 via fe80::1 ok")
+        == "from [scrubbed]:443 via [scrubbed] ok"
+    )
+    assert failures.scrub("version 1.2.3") == "version 1.2.3"
+
+
+def test_classify_never_raises_on_odd_exceptions() -> None:
+    class Weird(Exception):
+        def __str__(self) -> str:
+            return "weird"
+
+    assert failures.classify(Weird(), "x").failure == "unknown_failure: Weird: weird"
+    assert failures.classify(asyncio.CancelledError(), "x").failure == failures.INTERRUPTED

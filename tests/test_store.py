@@ -1,0 +1,146 @@
+"""Storage: migrations, WAL, one transaction per measurement, reclassification, bad databases."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from probe.classify import RULES_VERSION, classify
+from probe.classify.fingerprints import FingerprintSet, builtin
+from probe.model import HTTPTransaction, Measurement, Observations, observations_from_json
+from probe.reclassify import reclassify
+from probe.store import Store, StoreError
+
+GOLDEN = Path(__file__).parent / "golden" / "scenarios"
+
+
+def _measurement(name: str, mid: str = "m1") -> Measurement:
+    doc = json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
+    obs = observations_from_json(doc["observations"])
+    return Measurement(
+        id=mid,
+        target=name,
+        url=doc["url"],
+        started_at="2026-11-29T00:00:00.000Z",
+        observations=obs,
+        verdict=classify(obs, network_ok=doc["network_ok"]),
+        network_ok=doc["network_ok"],
+        bytes_used=1234,
+        category="NEWS",
+    )
+
+
+def test_schema_wal_device_id(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "sub" / "p.db")
+    assert s.db.journal_mode == "wal"
+    assert {
+        "measurements",
+        "dns_queries",
+        "tcp_connects",
+        "tls_handshakes",
+        "http_requests",
+        "bodies",
+        "rounds",
+        "meta",
+        "_sqlite_migrations",
+    } <= set(s.db.table_names())
+    assert "verdicts" in s.db.view_names()
+    dev = s.device_id
+    s.close()
+    assert Store.open(tmp_path / "sub" / "p.db").device_id == dev  # stable, migrations idempotent
+
+
+def test_save_whole_measurement(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "p.db")
+    m = _measurement("dns_blockpage_address")
+    s.save(m)
+    row = next(s.rows())
+    assert (row["blocking"], row["accessible"], row["rule_id"]) == ("dns", 0, "blockpage.http")
+    assert row["rules_version"] == RULES_VERSION and row["bytes_used"] == 1234
+    assert len(s.children("dns_queries", "m1")) == len(m.observations.dns)
+    assert len(s.children("http_requests", "m1")) == len(m.observations.http)
+    # body stored once, compressed, and restored for reclassification
+    obs = s.observations(row)
+    assert any(h.body and "bị chặn" in h.body for h in obs.http)
+
+
+def test_a_failed_save_stores_nothing(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "p.db")
+    m = _measurement("success_http")
+    s.save(m)
+    bad = replace(_measurement("success_http", "m2"), target=None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        s.save(bad)
+    assert [r["id"] for r in s.rows()] == ["m1"]
+    assert s.children("dns_queries", "m2") == []  # no orphan step rows either
+
+
+def test_bodies_are_deduplicated_and_scrubbed(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "p.db")
+    obs = Observations(
+        "http://x.test/",
+        http=(
+            HTTPTransaction(
+                url="http://x.test/",
+                status_code=200,
+                body="your address is 198.51.100.7",
+                body_sha256="ab" * 32,
+                body_length=28,
+                headers=(("X-Client-IP", "198.51.100.7"), ("Location", "http://10.0.0.1/block")),
+            ),
+        ),
+    )
+    for i in range(3):
+        s.save(
+            Measurement(
+                id=f"m{i}",
+                target="x",
+                url="http://x.test/",
+                started_at="t",
+                observations=obs,
+                verdict=classify(obs),
+            )
+        )
+    assert s.db["bodies"].count == 1
+    assert "198.51.100.7" not in (s.body("ab" * 32) or "")
+    headers = json.loads(s.children("http_requests", "m0")[0]["headers"])
+    assert headers == [["X-Client-IP", "[scrubbed]"], ["Location", "http://10.0.0.1/block"]]
+
+
+def test_reclassify_uses_new_fingerprints(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "p.db")
+    m = _measurement("blockpage_injection_consistent_dns")
+    # as if measured before the fingerprint existed
+    s.save(
+        replace(m, verdict=classify(m.observations, fingerprints=FingerprintSet(), network_ok=True))
+    )
+    assert next(s.rows())["blocking"] == "false"
+    total, changed = reclassify(s, builtin())
+    assert (total, changed) == (1, 1)
+    row = next(s.rows())
+    assert (row["blocking"], row["blockpage"]) == ("http-diff", "probe.vn_http_blocked_vi")
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    p = tmp_path / "junk.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db: not a usable SQLite database"):
+        Store.open(p)
+    assert p.read_bytes() == b"this is not sqlite" * 100  # nothing written
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "other.db"
+    with sqlite3.connect(p) as c:
+        c.execute("CREATE TABLE songs (id)")
+    with pytest.raises(StoreError, match="not a probe database"):
+        Store.open(p)
+
+
+def test_missing_database_for_export(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such database"):
+        Store.open(tmp_path / "none.db", create=False)
