@@ -20,6 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from probe._lazy import without_numpy
 
 with without_numpy():
@@ -328,96 +330,15 @@ class Store:
 
     def _children(self, m: Measurement) -> None:
         o = m.observations
-        mid = m.id
-        self.db.table("dns_queries").insert_all(
-            (
-                {
-                    "measurement_id": mid,
-                    "seq": i,
-                    "hostname": q.hostname,
-                    "query_type": q.query_type,
-                    "resolver": q.resolver,
-                    "resolver_address": q.resolver_address,
-                    "engine": q.engine,
-                    "answers": json.dumps([[a.type, a.value, a.ttl] for a in q.answers]),
-                    "rcode": q.rcode,
-                    "failure": q.failure,
-                    "raw_failure": q.raw_failure,
-                    "t0": q.t0,
-                    "t": q.t,
-                    "depth": q.depth,
-                    "bytes": q.bytes,
-                }
-                for i, q in enumerate(o.dns)
+        for table, records in (
+            ("dns_queries", o.dns),
+            ("tcp_connects", o.tcp),
+            ("tls_handshakes", o.tls),
+            ("http_requests", o.http),
+        ):
+            self.db.table(table).insert_all(
+                _step_row(m.id, seq, r) for seq, r in enumerate(records)
             )
-        )
-        self.db.table("tcp_connects").insert_all(
-            (
-                {
-                    "measurement_id": mid,
-                    "seq": i,
-                    "ip": t.ip,
-                    "port": t.port,
-                    "sources": ",".join(t.sources),
-                    "failure": t.failure,
-                    "raw_failure": t.raw_failure,
-                    "t0": t.t0,
-                    "t": t.t,
-                    "depth": t.depth,
-                }
-                for i, t in enumerate(o.tcp)
-            )
-        )
-        self.db.table("tls_handshakes").insert_all(
-            (
-                {
-                    "measurement_id": mid,
-                    "seq": i,
-                    "ip": t.ip,
-                    "port": t.port,
-                    "server_name": t.server_name,
-                    "sources": ",".join(t.sources),
-                    "tls_version": t.tls_version,
-                    "cipher_suite": t.cipher_suite,
-                    "negotiated_protocol": t.negotiated_protocol,
-                    "certificates": json.dumps([_cert(c) for c in t.certificates]),
-                    "failure": t.failure,
-                    "raw_failure": t.raw_failure,
-                    "t0": t.t0,
-                    "t": t.t,
-                    "depth": t.depth,
-                    "bytes": t.bytes,
-                }
-                for i, t in enumerate(o.tls)
-            )
-        )
-        self.db.table("http_requests").insert_all(
-            (
-                {
-                    "measurement_id": mid,
-                    "seq": i,
-                    "url": h.url,
-                    "role": h.role,
-                    "ip": h.ip,
-                    "port": h.port,
-                    "depth": h.depth,
-                    "status_code": h.status_code,
-                    "headers": json.dumps([[k, _scrub_header(k, v)] for k, v in h.headers]),
-                    "title": h.title,
-                    "body_length": h.body_length,
-                    "body_sha256": h.body_sha256,
-                    "body_truncated": int(h.body_truncated),
-                    "location": h.location,
-                    "failure": h.failure,
-                    "raw_failure": h.raw_failure,
-                    "failed_operation": h.failed_operation,
-                    "t0": h.t0,
-                    "t": h.t,
-                    "bytes": h.bytes,
-                }
-                for i, h in enumerate(o.http)
-            )
-        )
         for h in o.http:
             if h.body_sha256 and h.body is not None:
                 self._body(h)
@@ -467,15 +388,16 @@ class Store:
             self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
 
 
-def _cert(c: Any) -> dict[str, Any]:
-    return {
-        "subject": c.subject,
-        "issuer": c.issuer,
-        "not_before": c.not_before,
-        "not_after": c.not_after,
-        "san": list(c.san),
-        "sha256": c.sha256,
-    }
+def _step_row(measurement_id: str, seq: int, record: Any) -> dict[str, Any]:
+    """One step record as a row: lists become JSON text; header values are scrubbed."""
+    row: dict[str, Any] = {"measurement_id": measurement_id, "seq": seq}
+    for key, value in msgspec.to_builtins(record).items():
+        if key == "body":
+            continue  # bodies live in their own table, once per hash
+        if key == "headers":
+            value = [[k, _scrub_header(k, v)] for k, v in value]
+        row[key] = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+    return row
 
 
 def _scrub_header(name: str, value: str) -> str:
