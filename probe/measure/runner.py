@@ -228,6 +228,9 @@ class TargetMeasurer:
                     q = explain if role == "system" else None
                     failure = (q.failure if q else None) or failures.DNS_NO_ANSWER
                     raw, op = (q.raw_failure if q else None), failures.OP_RESOLVE
+                elif failure is None:
+                    # Every answer was an address we never dial (loopback, unspecified).
+                    failure, raw, op = failures.DNS_BOGON, ",".join(addrs), failures.OP_RESOLVE
                 self.state.http.append(
                     base(
                         failure=failure or failures.DNS_NO_ANSWER,

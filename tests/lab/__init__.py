@@ -1,0 +1,478 @@
+"""The censorship lab: three network namespaces with real servers and real interference.
+
+    client (the probe) --veth-- isp (middlebox, lying resolver) --veth-- servers (sites, DoH)
+
+Everything lives in namespaces this module creates; no namespace has a route out of the lab.
+:class:`Lab` builds it (as root), applies and removes interference (iptables in the ISP
+namespace, tc on its links, the client's link state) and tears everything down: processes,
+namespaces, and with them every rule. See ``tests/lab/README.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+DOMAIN = "lab"
+CLIENT_IP, ISP_CLIENT_SIDE = "10.77.0.2", "10.77.0.1"
+ISP_SERVER_SIDE, SERVERS_IP = "10.77.1.1", "10.77.1.2"
+NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, CONTROL = (
+    "10.77.1.10",
+    "10.77.1.11",
+    "10.77.1.12",
+    "10.77.1.13",
+    "10.77.1.14",
+    "10.77.1.15",
+)
+BLOCKPAGE, PROXY, HONEST_DNS, DOH = "10.77.1.20", "10.77.1.60", "10.77.1.53", "10.77.1.54"
+THROTTLED = "10.77.1.16"
+SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED]
+REPO = Path(__file__).resolve().parent.parent.parent
+
+# The honest zone: what every name really is.
+HONEST = {
+    "news": NEWS,
+    "tlsblocked": NEWS,
+    "httpblocked": NEWS,
+    "tcprst": TCP_RST,
+    "tcpdrop": TCP_DROP,
+    "injected": INJECTED,
+    "dnsnx": NEWS,
+    "dnsblockpage": NEWS,
+    "dnsloopback": NEWS,
+    "proxied": NEWS,
+    "control": CONTROL,
+    "xn--bcher-kva": NEWS,
+    "ipthrottled": THROTTLED,
+    "snithrottled": NEWS,
+}
+# The ISP resolver's lies ("" means NXDOMAIN).
+LIES = {"dnsnx": "", "dnsblockpage": BLOCKPAGE, "dnsloopback": "127.0.0.1", "proxied": PROXY}
+# Interference scoped to traffic from the client (filter FORWARD and nat PREROUTING).
+FILTER_RULES = [
+    f"-d {TCP_RST} -p tcp -j REJECT --reject-with tcp-reset",
+    f"-d {TCP_DROP} -j DROP",
+    f"-p tcp --dport 443 -m string --string tlsblocked.{DOMAIN} --algo bm "
+    "-j REJECT --reject-with tcp-reset",
+    f"-p tcp --dport 80 -m string --string Host:\\ httpblocked.{DOMAIN} --algo bm "
+    "-j REJECT --reject-with tcp-reset",
+]
+NAT_RULES = [
+    f"-d {INJECTED} -p tcp --dport 80 -j DNAT --to-destination {BLOCKPAGE}:80",
+    f"-d {PROXY} -j DNAT --to-destination {NEWS}",
+]
+
+
+class LabUnavailable(RuntimeError):
+    """The machine cannot host the lab (not root, no namespaces, no dnsmasq)."""
+
+
+def check_available() -> None:
+    if os.geteuid() != 0:
+        raise LabUnavailable("lab: needs root (network namespaces, iptables, tc)")
+    for tool in ("ip", "iptables", "tc", "dnsmasq"):
+        if shutil.which(tool) is None:
+            raise LabUnavailable(f"lab: {tool} not found (scripts/check installs it)")
+    name = f"plabcheck{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise LabUnavailable(f"lab: network namespaces unavailable ({r.stderr.strip()})")
+    subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [*(["ip", "netns", "exec", ns] if ns else []), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def cleanup_stale() -> None:
+    """Remove namespaces left by a lab whose process died (SIGKILL, power loss)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not name.startswith("plab") or name.startswith("plabcheck"):
+            continue
+        pid = name[4:].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            for p in subprocess.run(
+                ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+            ).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(p), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+class Lab:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        tag = f"plab{os.getpid()}"
+        self.client, self.isp, self.servers = f"{tag}-c", f"{tag}-isp", f"{tag}-srv"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ca_pem = str(tmp / "lab-ca.pem")
+        self.resolver = f"{ISP_CLIENT_SIDE}:53"
+        self.control_resolver = f"https://{DOH}/dns-query"
+
+    # -- building ------------------------------------------------------------------------
+    def start(self) -> Lab:
+        check_available()
+        cleanup_stale()
+        try:
+            self._namespaces()
+            self._certificates()
+            self._servers()
+            self._resolvers()
+            self.interfere()
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _namespaces(self) -> None:
+        for ns in (self.client, self.isp, self.servers):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", "lo", "up", ns=ns)
+            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns)
+        sh(
+            "ip",
+            "link",
+            "add",
+            "c0",
+            "netns",
+            self.client,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "i0",
+            "netns",
+            self.isp,
+        )
+        sh(
+            "ip",
+            "link",
+            "add",
+            "i1",
+            "netns",
+            self.isp,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "s0",
+            "netns",
+            self.servers,
+        )
+        sh("ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "c0", ns=self.client)
+        sh("ip", "addr", "add", f"{ISP_CLIENT_SIDE}/24", "dev", "i0", ns=self.isp)
+        sh("ip", "addr", "add", f"{ISP_SERVER_SIDE}/24", "dev", "i1", ns=self.isp)
+        sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
+        for ip in [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH]:
+            sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
+        for ns, dev in (
+            (self.client, "c0"),
+            (self.isp, "i0"),
+            (self.isp, "i1"),
+            (self.servers, "s0"),
+        ):
+            sh("ip", "link", "set", dev, "up", ns=ns)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=self.isp)
+        self._client_routes()
+        sh("ip", "route", "add", "10.77.0.0/24", "via", ISP_SERVER_SIDE, ns=self.servers)
+
+    def _client_routes(self) -> None:
+        # Only the lab's server network: nothing in the client has a route out of the lab.
+        sh("ip", "route", "replace", "10.77.1.0/24", "via", ISP_CLIENT_SIDE, ns=self.client)
+
+    def _certificates(self) -> None:
+        ca = trustme.CA()
+        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH]
+        leaf = ca.issue_cert(*names)
+        ca.cert_pem.write_to_path(self.ca_pem)
+        leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "lab-cert.pem"))
+        leaf.private_key_pem.write_to_path(str(self.tmp / "lab-key.pem"))
+
+    def _spawn(self, ns: str, *args: str) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            cwd=REPO,
+        )
+        self.procs.append(p)
+        return p
+
+    def _servers(self) -> None:
+        cfg = {
+            "cert": str(self.tmp / "lab-cert.pem"),
+            "key": str(self.tmp / "lab-key.pem"),
+            "site_addrs": SITE_ADDRS,
+            "control_addr": CONTROL,
+            "blockpage_addr": BLOCKPAGE,
+            "doh_addr": DOH,
+            "honest_dns": HONEST_DNS,
+            "lab_http": DOMAIN,
+        }
+        path = self.tmp / "serve.json"
+        path.write_text(json.dumps(cfg), encoding="utf-8")
+        self.web = self._spawn(self.servers, sys.executable, "-m", "tests.lab.serve", str(path))
+
+    def _dnsmasq(self, ns: str, listen: str, extra: Sequence[str]) -> None:
+        self._spawn(
+            ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-hosts",
+            "--no-resolv",
+            "--bind-interfaces",
+            f"--listen-address={listen}",
+            "--pid-file=",
+            "--user=root",
+            "--cache-size=0",
+            *extra,
+        )
+
+    def _resolvers(self) -> None:
+        honest = [f"--address=/{n}.{DOMAIN}/{ip}" for n, ip in HONEST.items()]
+        self._dnsmasq(self.servers, HONEST_DNS, [f"--local=/{DOMAIN}/", *honest])
+        lies = [f"--address=/{n}.{DOMAIN}/{ip}" for n, ip in LIES.items()]
+        self._dnsmasq(self.isp, ISP_CLIENT_SIDE, [f"--server={HONEST_DNS}", *lies])
+
+    def _wait_ready(self) -> None:
+        assert self.web.stdout is not None
+        line = self.web.stdout.readline()
+        if b"ready" not in line:
+            err = self.web.stderr.read().decode() if self.web.stderr else ""
+            raise RuntimeError(f"lab servers did not start: {err.strip()[-500:]}")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # both resolvers answer through the middlebox
+            r = sh(
+                "python3",
+                "-c",
+                f"import socket; s=socket.create_connection(('{NEWS}', 80), 2); s.close()",
+                ns=self.client,
+                check=False,
+            )
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead:
+                err = dead[0].stderr.read().decode() if dead[0].stderr else ""
+                raise RuntimeError(f"lab process {dead[0].args} died: {err.strip()[-500:]}")
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("lab: the client cannot reach the servers")
+
+    # -- interference --------------------------------------------------------------------
+    def interfere(self) -> None:
+        """The standing censorship: every host-scoped rule at once (each scenario its host)."""
+        for rule in FILTER_RULES:
+            sh("sh", "-c", f"iptables -A FORWARD -s {CLIENT_IP} {rule}", ns=self.isp)
+        for rule in NAT_RULES:
+            sh("sh", "-c", f"iptables -t nat -A PREROUTING -s {CLIENT_IP} {rule}", ns=self.isp)
+
+    def rules(self) -> str:
+        return sh("iptables-save", ns=self.isp).stdout
+
+    @contextlib.contextmanager
+    def link_down(self) -> Iterator[None]:
+        """The volunteer's own access link fails."""
+        sh("ip", "link", "set", "c0", "down", ns=self.client)
+        try:
+            yield
+        finally:
+            sh("ip", "link", "set", "c0", "up", ns=self.client)
+            self._client_routes()
+
+    @contextlib.contextmanager
+    def congestion(self, rate: str = "2mbit") -> Iterator[None]:
+        """The whole access link is slow (tbf on the ISP's client-facing port, both ways)."""
+        for ns, dev in ((self.isp, "i0"), (self.client, "c0")):
+            sh(
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "32kbit",
+                "latency",
+                "400ms",
+                ns=ns,
+            )
+        try:
+            yield
+        finally:
+            for ns, dev in ((self.isp, "i0"), (self.client, "c0")):
+                sh("tc", "qdisc", "del", "dev", dev, "root", ns=ns, check=False)
+
+    @contextlib.contextmanager
+    def throttle(
+        self, rate: str, *, address: str | None = None, sni: str | None = None
+    ) -> Iterator[None]:
+        """Slow downloads to the client: by server address (htb + u32) or by the SNI a
+        ClientHello carries (string match -> connmark -> fw filter -> htb class)."""
+        tc = functools.partial(sh, "tc", ns=self.isp)
+        tc("qdisc", "add", "dev", "i0", "root", "handle", "1:", "htb", "default", "10")
+        tc("class", "add", "dev", "i0", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+        tc(
+            "class",
+            "add",
+            "dev",
+            "i0",
+            "parent",
+            "1:",
+            "classid",
+            "1:20",
+            "htb",
+            "rate",
+            rate,
+            "ceil",
+            rate,
+            "burst",
+            "4k",
+            "cburst",
+            "4k",
+        )
+        mangle: list[str] = []
+        if address:
+            tc(
+                "filter",
+                "add",
+                "dev",
+                "i0",
+                "parent",
+                "1:",
+                "protocol",
+                "ip",
+                "prio",
+                "1",
+                "u32",
+                "match",
+                "ip",
+                "src",
+                f"{address}/32",
+                "flowid",
+                "1:20",
+            )
+        if sni:
+            # The ClientHello marks its connection; every later packet of that connection
+            # towards the client is put in the slow class (CLASSIFY: this kernel has no fw
+            # classifier, and the connmark needs no tc filter at all).
+            mangle = [
+                f"FORWARD -s {CLIENT_IP} -p tcp --dport 443 -m string --string {sni} "
+                "--algo bm -j CONNMARK --set-mark 7",
+                "POSTROUTING -o i0 -m connmark --mark 7 -j CLASSIFY --set-class 1:20",
+            ]
+            for rule in mangle:
+                sh("sh", "-c", f"iptables -t mangle -A {rule}", ns=self.isp)
+        try:
+            yield
+        finally:
+            sh("tc", "qdisc", "del", "dev", "i0", "root", ns=self.isp, check=False)
+            for rule in mangle:
+                sh("sh", "-c", f"iptables -t mangle -D {rule}", ns=self.isp, check=False)
+
+    # -- running the probe ---------------------------------------------------------------
+    def probe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m probe ARGS`` inside the client namespace."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.client, sys.executable, "-m", "probe", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            check=False,
+        )
+
+    def run_targets(
+        self, targets: dict[str, str], controls: dict[str, str], name: str, *extra: str
+    ) -> list[dict[str, Any]]:
+        """Measure ``targets`` (name -> URL) through the lab; the exported records."""
+        import yaml
+
+        tfile = self.tmp / f"{name}.yaml"
+        tfile.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": [{"name": k, "url": v} for k, v in targets.items()],
+                    "controls": [{"name": k, "url": v} for k, v in controls.items()],
+                },
+                allow_unicode=True,
+            ),
+            encoding="utf-8",
+        )
+        db = self.tmp / f"{name}.db"
+        r = self.probe(
+            "run",
+            "--targets",
+            str(tfile),
+            "--db",
+            str(db),
+            "--resolver",
+            self.resolver,
+            "--control-resolver",
+            self.control_resolver,
+            "--ca-bundle",
+            self.ca_pem,
+            "--timeout",
+            "3",
+            "--quiet",
+            *extra,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"probe run failed ({r.returncode}): {r.stderr.strip()}")
+        r = self.probe("export", "--db", str(db), "--format", "jsonl")
+        if r.returncode != 0:
+            raise RuntimeError(f"probe export failed: {r.stderr.strip()}")
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    # -- teardown ------------------------------------------------------------------------
+    def stop(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+        for p in self.procs:
+            with contextlib.suppress(Exception):
+                p.wait(5)
+                for stream in (p.stdout, p.stderr):
+                    if stream:
+                        stream.close()
+        for ns in (self.client, self.isp, self.servers):
+            # any process still inside (a probe run cut short) goes with its namespace
+            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@contextlib.contextmanager
+def running_lab() -> Iterator[Lab]:
+    with tempfile.TemporaryDirectory(prefix="probe-lab-") as tmp:
+        lab = Lab(Path(tmp)).start()
+        try:
+            yield lab
+        finally:
+            lab.stop()
