@@ -14,8 +14,8 @@ import socket
 import ssl
 import sys
 import threading
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 from tests import servers as S
