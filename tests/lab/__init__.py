@@ -38,8 +38,8 @@ NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, CONTROL = (
     "10.77.1.15",
 )
 BLOCKPAGE, PROXY, HONEST_DNS, DOH = "10.77.1.20", "10.77.1.60", "10.77.1.53", "10.77.1.54"
-THROTTLED = "10.77.1.16"
-SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED]
+THROTTLED, EOF_SITE = "10.77.1.16", "10.77.1.17"
+SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED, EOF_SITE]
 REPO = Path(__file__).resolve().parent.parent.parent
 
 # The honest zone: what every name really is.
@@ -58,6 +58,7 @@ HONEST = {
     "xn--bcher-kva": NEWS,
     "ipthrottled": THROTTLED,
     "snithrottled": NEWS,
+    "eofinjected": EOF_SITE,
 }
 # The ISP resolver's lies ("" means NXDOMAIN).
 LIES = {"dnsnx": "", "dnsblockpage": BLOCKPAGE, "dnsloopback": "127.0.0.1", "proxied": PROXY}
@@ -73,6 +74,9 @@ FILTER_RULES = [
 NAT_RULES = [
     f"-d {INJECTED} -p tcp --dport 80 -j DNAT --to-destination {BLOCKPAGE}:80",
     f"-d {PROXY} -j DNAT --to-destination {NEWS}",
+    # FIN instead of an answer: the middlebox's own process takes these connections.
+    f"-d {EOF_SITE} -p tcp --dport 80 -j REDIRECT --to-ports 8080",
+    f"-d {EOF_SITE} -p tcp --dport 443 -j REDIRECT --to-ports 8443",
 ]
 
 
@@ -233,6 +237,9 @@ class Lab:
         path = self.tmp / "serve.json"
         path.write_text(json.dumps(cfg), encoding="utf-8")
         self.web = self._spawn(self.servers, sys.executable, "-m", "tests.lab.serve", str(path))
+        self.middlebox = self._spawn(
+            self.isp, sys.executable, "-m", "tests.lab.middlebox", "8080", "8443"
+        )
 
     def _dnsmasq(self, ns: str, listen: str, extra: Sequence[str]) -> None:
         self._spawn(
@@ -257,11 +264,11 @@ class Lab:
         self._dnsmasq(self.isp, ISP_CLIENT_SIDE, [f"--server={HONEST_DNS}", *lies])
 
     def _wait_ready(self) -> None:
-        assert self.web.stdout is not None
-        line = self.web.stdout.readline()
-        if b"ready" not in line:
-            err = self.web.stderr.read().decode() if self.web.stderr else ""
-            raise RuntimeError(f"lab servers did not start: {err.strip()[-500:]}")
+        for proc in (self.web, self.middlebox):
+            assert proc.stdout is not None
+            if b"ready" not in proc.stdout.readline():
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"lab process {proc.args} did not start: {err[-500:]}")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # both resolvers answer through the middlebox
             r = sh(

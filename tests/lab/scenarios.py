@@ -144,6 +144,24 @@ SCENARIOS = [
         "generic_timeout_error",
         "a redirect leads to a dropped address",
     ),
+    Scenario(
+        "http_fin_injection",
+        f"http://eofinjected.{D}/",
+        "http-failure",
+        False,
+        "http",
+        "eof_error",
+        "the middlebox ends the connection (FIN) after the request",
+    ),
+    Scenario(
+        "tls_fin_injection",
+        f"https://eofinjected.{D}/",
+        "http-failure",
+        False,
+        "tls",
+        "eof_error",
+        "the middlebox ends the connection (FIN) after the ClientHello",
+    ),
     Scenario("idn_host", f"http://bücher.{D}/", False, True, what="an internationalised name"),
     Scenario(
         "large_body", f"http://news.{D}/large", False, True, what="a 4 MiB body, read up to the cap"
