@@ -137,6 +137,17 @@ def cli() -> None:
 )
 @fingerprints_option
 @click.option(
+    "--helper",
+    "helper_url",
+    metavar="URL",
+    help="A Web Connectivity test helper (ours or OONI's) to ask about every target.",
+)
+@click.option(
+    "--helper-token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file holding the helper's bearer token.",
+)
+@click.option(
     "--allow-loopback",
     is_flag=True,
     hidden=True,
@@ -154,6 +165,8 @@ def run(
     timeout: float,
     deadline: float,
     fingerprint_paths: tuple[str, ...],
+    helper_url: str | None,
+    helper_token_file: str | None,
     allow_loopback: bool,
     quiet: bool,
 ) -> None:
@@ -164,6 +177,7 @@ def run(
       probe run --only facebook --resolver 192.168.1.1 --db results/probe.db
     """
     from probe import report
+    from probe.control import HelperClient
     from probe.measure.runner import MeasureConfig
     from probe.round import run_round
 
@@ -176,6 +190,12 @@ def run(
     except (TargetsError, ResolverSpecError) as exc:
         fail(str(exc))
     fps = _fingerprints(fingerprint_paths)
+    helper = None
+    if helper_url:
+        if not helper_url.startswith(("https://", "http://")):
+            fail(f"--helper: {helper_url!r} must be an http(s):// URL")
+        token = _read_token(helper_token_file) if helper_token_file else None
+        helper = HelperClient(helper_url, token=token, ca_bundle=ca_bundle)
     store = _open_store(db_path)
     cfg = MeasureConfig(
         resolver=spec,
@@ -201,6 +221,7 @@ def run(
                 concurrency=concurrency,
                 device_id=store.device_id,
                 on_measurement=save,
+                helper=helper,
             )
         )
     store.save_round(
@@ -221,6 +242,104 @@ def run(
         f"{len(result.measurements)} measurements stored in {db_path} "
         f"({result.bytes_used} bytes used)",
         err=True,
+    )
+
+
+def _read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read the token ({exc})")
+    if not token or any(c.isspace() for c in token):
+        fail(f"{path}: the token must be one word")
+    return token
+
+
+@cli.group()
+def helper() -> None:
+    """Run a Web Connectivity test helper (a control vantage for probes)."""
+
+
+@helper.command("serve")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="ADDR:PORT")
+@click.option(
+    "--upstream",
+    metavar="IP[:PORT]",
+    help="Resolver for the helper's own lookups and its DoH endpoint "
+    "(default: the first nameserver in /etc/resolv.conf).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Require this bearer token (a file holding one word).",
+)
+@click.option(
+    "--max-in-flight",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="Requests measured at once; 503 past it.",
+)
+@click.option(
+    "--allow-network",
+    "allow_networks",
+    multiple=True,
+    metavar="CIDR",
+    help="Measure addresses in this private network anyway (labs only).",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Extra trust anchors (PEM) for the sites it measures.",
+)
+def helper_serve(
+    listen: str,
+    upstream: str | None,
+    token_file: str | None,
+    max_in_flight: int,
+    allow_networks: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    ca_bundle: str | None,
+) -> None:
+    """Serve the test helper protocol (POST /) and DoH (/dns-query).
+
+    \b
+    Example:
+      probe helper serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+    """
+    import ipaddress
+
+    from probe.helper.server import serve
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        fail(f"--listen: {listen!r} is not ADDR:PORT")
+    try:
+        ipaddress.ip_address(host)
+        spec = parse_resolver(upstream, what="--upstream") if upstream else system_resolver()
+        for net in allow_networks:
+            ipaddress.ip_network(net, strict=False)
+    except ResolverSpecError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(f"--listen/--allow-network: {exc}")
+    if bool(tls_cert) != bool(tls_key):
+        fail("--tls-cert and --tls-key go together")
+    token = _read_token(token_file) if token_file else None
+    serve(
+        host,
+        int(port),
+        spec,
+        token=token,
+        max_in_flight=max_in_flight,
+        allow_networks=allow_networks,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        ca_bundle=ca_bundle,
     )
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from probe import failures
+from probe.control import to_evidence
 from probe.measure.steps import extract_title
 from probe.model import (
-    ControlEndpoint,
     ControlEvidence,
     DNSAnswer,
     DNSQuery,
@@ -165,34 +165,12 @@ def _chain_failure(
 
 
 def _control(tk: dict[str, Any]) -> ControlEvidence:
-    ctl = tk.get("control") or {}
-    failure = tk.get("control_failure")
+    ctl = tk.get("control")
     if not ctl:
-        return ControlEvidence(source="ooni", failure=failure or "control_missing")
-    dns = ctl.get("dns") or {}
-    http = ctl.get("http_request") or {}
-    tcp = {
-        k: ControlEndpoint(bool(v.get("status")), v.get("failure"))
-        for k, v in (ctl.get("tcp_connect") or {}).items()
-    }
-    tls = {
-        k: ControlEndpoint(bool(v.get("status")), v.get("failure"), v.get("server_name"))
-        for k, v in (ctl.get("tls_handshake") or {}).items()
-    }
-    status = http.get("status_code")
-    return ControlEvidence(
-        source="ooni",
-        failure=failure,
-        dns_failure=dns.get("failure"),
-        dns_addrs=tuple(dns.get("addrs") or ()),
-        tcp_connect=tcp,
-        tls_handshake=tls,
-        http_failure=http.get("failure"),
-        http_status_code=status if isinstance(status, int) and status > 0 else None,
-        http_body_length=http.get("body_length") if (http.get("body_length") or -1) >= 0 else None,
-        http_title=http.get("title") or None,
-        http_headers={str(k): str(v) for k, v in (http.get("headers") or {}).items()},
-    )
+        return ControlEvidence(
+            source="ooni", failure=tk.get("control_failure") or "control_missing"
+        )
+    return replace(to_evidence(ctl, source="ooni"), failure=tk.get("control_failure"))
 
 
 def from_ooni(m: dict[str, Any]) -> Imported:

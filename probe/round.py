@@ -14,12 +14,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from probe import __version__
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
-from probe.measure.runner import MeasureConfig, Shared, measure_url
-from probe.model import Measurement, Observations
+from probe.control import HelperClient
+from probe.measure.runner import MeasureConfig, Shared, TargetMeasurer
+from probe.model import ControlEvidence, Measurement, Observations
 from probe.targets import Target
 
 SOFTWARE = f"probe/{__version__}"
@@ -45,8 +47,16 @@ class RoundResult:
     bytes_used: int = 0
 
 
+def _endpoints(url: str, addrs: list[str]) -> list[str]:
+    """What the helper should also try: every address we were given, on the URL's port."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addrs]
+
+
 async def _measure(
     shared: Shared,
+    helper: HelperClient | None,
     target: Target,
     *,
     round_id: str,
@@ -55,8 +65,16 @@ async def _measure(
     network_ok: bool | None,
 ) -> Measurement:
     started = datetime.now(UTC)
-    obs, used, runtime = await measure_url(shared, target.url)
-    verdict = classify(obs, fingerprints=fingerprints, network_ok=network_ok)
+    measurer = TargetMeasurer(shared, target.url)
+    task = asyncio.create_task(measurer.run())
+    control: ControlEvidence | None = None
+    if helper is not None:
+        # Ask the helper as soon as our own DNS answers are known, while we go on measuring.
+        await measurer.first_hop_ready.wait()
+        system, ctl = measurer.first_hop
+        control = await helper.query(target.url, _endpoints(target.url, [*system, *ctl]))
+    obs, used, runtime = await task
+    verdict = classify(obs, control=control, fingerprints=fingerprints, network_ok=network_ok)
     return Measurement(
         id=new_measurement_id(started),
         target=target.name,
@@ -70,8 +88,11 @@ async def _measure(
         category=target.category,
         is_control=target.is_control,
         resolver=shared.cfg.resolver.address,
-        control_resolver=shared.cfg.control_resolver.address,
+        control_resolver=(
+            shared.cfg.control_resolver.address if shared.cfg.control_resolver else None
+        ),
         network_ok=network_ok,
+        control=control,
         bytes_used=used,
         software=SOFTWARE,
     )
@@ -86,7 +107,9 @@ async def run_round(
     concurrency: int = 16,
     device_id: str | None = None,
     on_measurement: Callable[[Measurement], None] = lambda m: None,
+    helper: HelperClient | None = None,
 ) -> RoundResult:
+    """One round; ``helper`` (a test helper client) adds a control vantage to every target."""
     result = RoundResult(id=str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
     sem = asyncio.Semaphore(max(1, concurrency))
@@ -95,6 +118,7 @@ async def run_round(
         async with sem:
             m = await _measure(
                 shared,
+                helper,
                 t,
                 round_id=result.id,
                 device_id=device_id,
@@ -115,6 +139,8 @@ async def run_round(
         await asyncio.gather(*(one(t, result.network_ok) for t in targets))
     finally:
         await shared.aclose()
+        if helper is not None:
+            await helper.aclose()
     result.finished_at = utc_now()
     return result
 

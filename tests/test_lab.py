@@ -131,3 +131,82 @@ def test_throttle_mechanisms_slow_only_their_target(lab: Lab, how: str, url: str
     assert recs["throttled"]["http"][-1]["body_length"] == 512 * 1024
     assert 0.5e6 < slow < 1.3e6, slow
     assert fast > 10e6, fast
+
+
+# -- with the test helper (issue: a control vantage) -----------------------------------------
+DOWN_TCP = Scenario(
+    "down_for_everyone_tcp",
+    "http://tcpdown.lab/",
+    False,
+    False,
+    "tcp",
+    "connection_refused",
+    "nothing listens on the site's address, anywhere",
+)
+
+
+@pytest.fixture(scope="module")
+def helper_records(lab: Lab) -> dict[str, dict[str, Any]]:
+    targets = {s.name: s.url for s in [*SCENARIOS, DOWN_TCP]}
+    recs = lab.run_targets(targets, CONTROLS, "helper", "--helper", lab.helper)
+    return {r["target"]: r for r in recs}
+
+
+@pytest.mark.parametrize("s", [*SCENARIOS, DOWN_TCP], ids=lambda s: s.name)
+def test_scenario_with_helper(helper_records: dict[str, dict[str, Any]], s: Scenario) -> None:
+    """Every blocking scenario keeps its verdict; down-for-everyone becomes false/false."""
+    r = helper_records[s.name]
+    got = (r["blocking"], r["accessible"], r["failing_step"], r["failure"])
+    assert got == (s.blocking, s.accessible, s.failing_step, s.failure), (
+        f"{s.name}: rule {r['rule_id']}"
+    )
+    assert r["evidence"] == "helper" and r["control"]["failure"] is None
+
+
+def test_down_for_everyone_needs_the_helper(lab: Lab) -> None:
+    """Without a helper, a site refusing connections everywhere looks like IP blocking."""
+    (r,) = [
+        r
+        for r in lab.run_targets({"down": DOWN_TCP.url}, CONTROLS, "nohelper")
+        if r["target"] == "down"
+    ]
+    assert (r["blocking"], r["accessible"], r["evidence"]) == ("tcp_ip", False, "local")
+
+
+def test_blocked_helper_gives_null_where_ooni_does(lab: Lab) -> None:
+    """OONI: control failure + HTTP success -> null/null; + HTTPS success -> accessible."""
+    with lab.helper_blocked():
+        recs = {
+            r["target"]: r
+            for r in lab.run_targets(
+                {"http": SCENARIOS[0].url, "https": SCENARIOS[1].url},
+                CONTROLS,
+                "helperblocked",
+                "--helper",
+                lab.helper,
+            )
+        }
+    assert (recs["http"]["blocking"], recs["http"]["accessible"]) == (None, None)
+    assert (recs["https"]["blocking"], recs["https"]["accessible"]) == (False, True)
+    assert recs["http"]["control"]["failure"] == "connection_refused"  # RST to the SYN
+
+
+def test_helper_doh_as_control_resolver(lab: Lab) -> None:
+    """The helper's /dns-query serves as the probe's control resolver."""
+    picks = {
+        s.name: s
+        for s in SCENARIOS
+        if s.name in ("success_http", "dns_nxdomain", "dns_lie_to_transparent_proxy_http")
+    }
+    recs = lab.run_targets(
+        {k: s.url for k, s in picks.items()},
+        CONTROLS,
+        "helperdoh",
+        "--control-resolver",
+        lab.helper + "dns-query",
+    )
+    for r in recs:
+        if r["target"] in picks:
+            s = picks[r["target"]]
+            assert (r["blocking"], r["accessible"]) == (s.blocking, s.accessible), s.name
+            assert r["control_resolver"] == lab.helper + "dns-query"

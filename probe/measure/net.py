@@ -240,7 +240,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        address = self.pins.get(host.lower(), host)
+        address = self.pins.get(host.lower())
+        if address is None:  # never let the HTTP client resolve names behind our back
+            raise httpcore.ConnectError(f"no address chosen for {host}")
         stream = await self._inner.connect_tcp(
             address, port, timeout, local_address, socket_options
         )

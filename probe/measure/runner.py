@@ -33,7 +33,7 @@ REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 @dataclass(frozen=True, slots=True)
 class MeasureConfig:
     resolver: dnsq.ResolverSpec
-    control_resolver: dnsq.ResolverSpec
+    control_resolver: dnsq.ResolverSpec | None  # None: the test helper, which is the control
     ca_bundle: str | None = None
     timeout: float = 10.0  # per step
     deadline: float = 90.0  # per target
@@ -42,6 +42,10 @@ class MeasureConfig:
     max_redirects: int = 10
     max_addresses: int = 8
     allow_loopback: bool = False  # tests and the lab only: never connect to loopback otherwise
+    public_only: bool = False  # the test helper: dial only globally routable addresses
+    allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)
+    deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
+    read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
 
 
 @dataclass(slots=True)
@@ -97,19 +101,29 @@ class _State:
     )
 
 
-def _skip_address(ip: str, cfg: MeasureConfig) -> bool:
-    """Never connect to the volunteer's own machine because a resolver said so."""
+def skip_address(ip: str, cfg: MeasureConfig) -> bool:
+    """Addresses never dialled: the volunteer's own machine (a resolver may point there), and
+    for the test helper anything not globally routable (it must not be a way into its own
+    network) and its own addresses."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return True
-    if cfg.allow_loopback:
-        return addr.is_multicast or addr.is_unspecified
-    return addr.is_loopback or addr.is_unspecified or addr.is_multicast
+    if addr.is_multicast or addr.is_unspecified or ip in cfg.deny_addrs:
+        return True
+    allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
+    if any(addr in ipaddress.ip_network(n, strict=False) for n in allowed):
+        return False
+    if cfg.public_only:
+        return not addr.is_global
+    return addr.is_loopback
 
 
 class TargetMeasurer:
-    def __init__(self, shared: Shared, url: str) -> None:
+    def __init__(
+        self, shared: Shared, url: str, request_headers: dict[str, str] | None = None
+    ) -> None:
+        self.request_headers = request_headers
         self.shared = shared
         self.cfg = shared.cfg
         self.url = url
@@ -120,7 +134,8 @@ class TargetMeasurer:
         )
         self.state = _State()
         self.backend = net.PinnedBackend(self.counter)
-        self._first_hop: tuple[list[str], list[str]] = ([], [])
+        self.first_hop: tuple[list[str], list[str]] = ([], [])
+        self.first_hop_ready = asyncio.Event()  # the first hop's addresses are known
 
     async def _resolve(self, host: str, depth: int) -> tuple[list[str], list[str], DNSQuery | None]:
         """System and control addresses for a host; the system query whose failure explains it."""
@@ -134,6 +149,9 @@ class TargetMeasurer:
         except ValueError:
             pass
         cfg = self.cfg
+        specs = [("system", cfg.resolver)]
+        if cfg.control_resolver is not None:
+            specs.append(("control", cfg.control_resolver))
         jobs = [
             dnsq.query(
                 host,
@@ -145,16 +163,16 @@ class TargetMeasurer:
                 client=self.shared.doh,
                 depth=depth,
             )
-            for role, spec in (("system", cfg.resolver), ("control", cfg.control_resolver))
+            for role, spec in specs
             for qt in ("A", "AAAA")
         ]
         results = await asyncio.gather(*jobs)
         self.state.dns.extend(results)
         for q in results:
             self.counter.add(q.bytes)
-        sys_a, sys_aaaa, ctl_a, ctl_aaaa = results
+        sys_a, sys_aaaa = results[0], results[1]
         system = _unique(sys_a.addrs + sys_aaaa.addrs)
-        control = _unique(ctl_a.addrs + ctl_aaaa.addrs)
+        control = _unique([a for q in results[2:] for a in q.addrs])
         # The A failure explains "no address" unless A merely had no answer and AAAA failed worse.
         explain = (
             sys_a
@@ -174,7 +192,7 @@ class TargetMeasurer:
             sources = tuple(
                 r for r, addrs in (("system", system), ("control", control)) if ip in addrs
             )
-            if not _skip_address(ip, self.cfg):
+            if not skip_address(ip, self.cfg):
                 wanted.append((ip, sources))
         sni = host if https else None
         todo = [(ip, s) for ip, s in wanted if (ip, port, sni) not in self.state.endpoints]
@@ -216,7 +234,8 @@ class TargetMeasurer:
             port = url.port or (443 if https else 80)
             system, control, explain = await self._resolve(host, depth)
             if depth == 0 and role == "system":
-                self._first_hop = (system, control)
+                self.first_hop = (system, control)
+                self.first_hop_ready.set()
             await self._endpoints(host, port, https, system, control, depth)
             addrs = system if role == "system" else control
             ip, failure, raw, op = self._pick(addrs, port, host if https else None)
@@ -251,6 +270,8 @@ class TargetMeasurer:
                 depth,
                 self.cfg.body_cap,
                 self.cfg.store_cap,
+                read_deadline=self.cfg.read_deadline,
+                headers_out=self.request_headers,
             )
             self.state.http.append(tx)
             if tx.failure is not None or tx.status_code not in REDIRECT_STATUSES or not tx.location:
@@ -303,7 +324,7 @@ class TargetMeasurer:
             try:
                 async with asyncio.timeout(self.cfg.deadline):
                     await self._chain("system")
-                    system, control = self._first_hop
+                    system, control = self.first_hop
                     if control and not set(system) & set(control):
                         await self._chain("control")
             except TimeoutError:
@@ -318,6 +339,8 @@ class TargetMeasurer:
                         failed_operation="deadline",
                     )
                 )
+            finally:
+                self.first_hop_ready.set()  # never leave a waiter hanging
         obs = Observations(
             self.url,
             tuple(self.state.dns),

@@ -207,6 +207,9 @@ async def http_step(
     depth: int,
     body_cap: int,
     store_cap: int,
+    *,
+    read_deadline: float | None = None,
+    headers_out: dict[str, str] | None = None,
 ) -> HTTPTransaction:
     t0 = ctx.now()
     base = functools.partial(
@@ -214,20 +217,25 @@ async def http_step(
     )
     status: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
-    received = bytearray()
+    kept = bytearray()  # the first ``store_cap`` bytes: the title and fingerprints need no more
+    length = 0
+    digest = hashlib.sha256()
     truncated = False
     try:
-        async with asyncio.timeout(ctx.timeout * 2):
-            async with client.stream("GET", url, headers=REQUEST_HEADERS) as resp:
+        async with asyncio.timeout(read_deadline or ctx.timeout * 2):
+            async with client.stream("GET", url, headers=headers_out or REQUEST_HEADERS) as resp:
                 status = resp.status_code
                 headers = tuple(
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw
                 )
                 decoder = _Decoder(resp.headers.get("content-encoding", "identity"))
                 async for chunk in resp.aiter_raw():
-                    out, more = decoder.feed(chunk, body_cap - len(received))
-                    received += out
-                    if more or len(received) >= body_cap:
+                    out, more = decoder.feed(chunk, body_cap - length)
+                    length += len(out)
+                    digest.update(out)
+                    if len(kept) < store_cap:
+                        kept += out[: store_cap - len(kept)]
+                    if more or length >= body_cap:
                         truncated = True
                         break
     except Exception as exc:
@@ -241,17 +249,17 @@ async def http_step(
             failed_operation=info.operation,
             t=ctx.now(),
         )
-    body = bytes(received)
+    body = bytes(kept)
     content_type = dict((k.lower(), v) for k, v in headers).get("content-type")
     location = dict((k.lower(), v) for k, v in headers).get("location")
     return base(
         status_code=status,
         headers=headers,
         title=extract_title(body),
-        body_length=len(body),
-        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_length=length,
+        body_sha256=digest.hexdigest(),
         body_truncated=truncated,
-        body=decode_text(body[:store_cap], content_type),
+        body=decode_text(body, content_type),
         location=location,
         t=ctx.now(),
     )

@@ -38,7 +38,7 @@ NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, CONTROL = (
     "10.77.1.15",
 )
 BLOCKPAGE, PROXY, HONEST_DNS, DOH = "10.77.1.20", "10.77.1.60", "10.77.1.53", "10.77.1.54"
-THROTTLED, EOF_SITE = "10.77.1.16", "10.77.1.17"
+THROTTLED, EOF_SITE, TCP_DOWN, HELPER = "10.77.1.16", "10.77.1.17", "10.77.1.18", "10.77.1.70"
 SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED, EOF_SITE]
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -59,6 +59,7 @@ HONEST = {
     "ipthrottled": THROTTLED,
     "snithrottled": NEWS,
     "eofinjected": EOF_SITE,
+    "tcpdown": TCP_DOWN,
 }
 # The ISP resolver's lies ("" means NXDOMAIN).
 LIES = {"dnsnx": "", "dnsblockpage": BLOCKPAGE, "dnsloopback": "127.0.0.1", "proxied": PROXY}
@@ -187,7 +188,7 @@ class Lab:
         sh("ip", "addr", "add", f"{ISP_CLIENT_SIDE}/24", "dev", "i0", ns=self.isp)
         sh("ip", "addr", "add", f"{ISP_SERVER_SIDE}/24", "dev", "i1", ns=self.isp)
         sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
-        for ip in [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH]:
+        for ip in [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
         for ns, dev in (
             (self.client, "c0"),
@@ -206,7 +207,7 @@ class Lab:
 
     def _certificates(self) -> None:
         ca = trustme.CA()
-        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH]
+        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH, HELPER]
         leaf = ca.issue_cert(*names)
         ca.cert_pem.write_to_path(self.ca_pem)
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "lab-cert.pem"))
@@ -237,6 +238,28 @@ class Lab:
         path = self.tmp / "serve.json"
         path.write_text(json.dumps(cfg), encoding="utf-8")
         self.web = self._spawn(self.servers, sys.executable, "-m", "tests.lab.serve", str(path))
+        # The test helper, on the uncensored side (OONI's protocol; lab addresses allowed).
+        self.helper = f"https://{HELPER}/"
+        self._spawn(
+            self.servers,
+            sys.executable,
+            "-m",
+            "probe",
+            "helper",
+            "serve",
+            "--listen",
+            f"{HELPER}:443",
+            "--upstream",
+            HONEST_DNS,
+            "--allow-network",
+            "10.77.0.0/16",
+            "--tls-cert",
+            cfg["cert"],
+            "--tls-key",
+            cfg["key"],
+            "--ca-bundle",
+            self.ca_pem,
+        )
         self.middlebox = self._spawn(
             self.isp, sys.executable, "-m", "tests.lab.middlebox", "8080", "8443"
         )
@@ -274,7 +297,9 @@ class Lab:
             r = sh(
                 "python3",
                 "-c",
-                f"import socket; s=socket.create_connection(('{NEWS}', 80), 2); s.close()",
+                "import socket\n"
+                f"for a, p in (('{NEWS}', 80), ('{HELPER}', 443)):\n"
+                "    socket.create_connection((a, p), 2).close()",
                 ns=self.client,
                 check=False,
             )
@@ -297,6 +322,16 @@ class Lab:
 
     def rules(self) -> str:
         return sh("iptables-save", ns=self.isp).stdout
+
+    @contextlib.contextmanager
+    def helper_blocked(self) -> Iterator[None]:
+        """The censor resets connections to the test helper."""
+        rule = f"FORWARD -s {CLIENT_IP} -d {HELPER} -p tcp -j REJECT --reject-with tcp-reset"
+        sh("sh", "-c", f"iptables -I {rule}", ns=self.isp)
+        try:
+            yield
+        finally:
+            sh("sh", "-c", f"iptables -D {rule}", ns=self.isp, check=False)
 
     @contextlib.contextmanager
     def link_down(self) -> Iterator[None]:

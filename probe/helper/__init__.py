@@ -1,0 +1,207 @@
+"""A Web Connectivity test helper (OONI's ``oohelperd`` protocol), server and client.
+
+Contract: :func:`measure` answers one control request exactly as OONI's helper does (field
+names, legacy failure strings, ``-1`` for an absent status code or body length), measuring from
+the helper's own, uncensored network with the probe's own measuring code. It never dials
+loopback, private, link-local or multicast addresses, nor the helper's own, unless an
+allow-list says so (the lab). The client side is :mod:`probe.control`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from probe import failures
+from probe.measure import steps
+from probe.measure.runner import MeasureConfig, Shared, TargetMeasurer, skip_address
+from probe.model import Observations
+
+MAX_ENDPOINTS = 32
+FORWARDED_HEADERS = {"user-agent", "accept", "accept-language"}
+
+# ip_info flags, as OONI's helper sets them.
+FLAG_RESOLVED_BY_PROBE, FLAG_RESOLVED_BY_TH, FLAG_BOGON, FLAG_VALID_FOR_DOMAIN = 1, 2, 4, 8
+
+
+class BadRequest(ValueError):
+    """The control request is malformed; the message says which field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    url: str
+    headers: dict[str, str]
+    endpoints: tuple[tuple[str, int], ...]
+
+
+def _endpoint(text: Any) -> tuple[str, int]:
+    if not isinstance(text, str) or ":" not in text:
+        raise BadRequest(f"tcp_connect: {str(text)[:60]!r} is not IP:PORT")
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise BadRequest(f"tcp_connect: {host[:60]!r} is not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadRequest(f"tcp_connect: {port[:10]!r} is not a port")
+    return host, int(port)
+
+
+def parse_request(doc: Any) -> ControlRequest:
+    if not isinstance(doc, dict):
+        raise BadRequest("the body must be a JSON object")
+    url = doc.get("http_request")
+    if not isinstance(url, str) or len(url) > 2048:
+        raise BadRequest("http_request: a URL string is required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("http_request: must be an http:// or https:// URL with a host")
+    raw_headers = doc.get("http_request_headers") or {}
+    if not isinstance(raw_headers, dict):
+        raise BadRequest("http_request_headers: must be an object of lists")
+    headers = {}
+    for k, v in raw_headers.items():
+        if str(k).lower() in FORWARDED_HEADERS:
+            value = v[0] if isinstance(v, list) and v else v
+            if isinstance(value, str) and len(value) < 512:
+                headers[str(k)] = value
+    eps = doc.get("tcp_connect") or []
+    if not isinstance(eps, list) or len(eps) > MAX_ENDPOINTS:
+        raise BadRequest(f"tcp_connect: a list of at most {MAX_ENDPOINTS} IP:PORT strings")
+    return ControlRequest(url, headers, tuple(dict.fromkeys(_endpoint(e) for e in eps)))
+
+
+def _legacy_dns(failure: str | None) -> str | None:
+    if failure in (None, failures.DNS_NO_ANSWER):
+        return None
+    if failure == failures.DNS_NXDOMAIN:
+        return "dns_name_error"
+    if failure in (failures.DNS_REFUSED, failures.DNS_SERVER_MISBEHAVING, failures.DNS_SERVFAIL):
+        return "dns_server_failure"
+    return "unknown_error"
+
+
+def _legacy_tcp(failure: str | None) -> str | None:
+    return {
+        None: None,
+        failures.CONNECTION_REFUSED: "connection_refused_error",
+        failures.CONNECTION_RESET: "connection_reset_error",
+        failures.GENERIC_TIMEOUT: failures.GENERIC_TIMEOUT,
+    }.get(failure, "unknown_error")
+
+
+def _legacy_http(failure: str | None, operation: str | None) -> str | None:
+    if failure is None:
+        return None
+    if operation == failures.OP_RESOLVE or (failure or "").startswith("dns_"):
+        return "dns_lookup_error"
+    if failure == failures.GENERIC_TIMEOUT:
+        return failure
+    if failure == failures.CONNECTION_REFUSED:
+        return "connection_refused_error"
+    return "unknown_error"
+
+
+def _ep(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+async def measure(shared: Shared, req: ControlRequest) -> dict[str, Any]:
+    """The helper's answer to one control request (OONI's THResponse shape)."""
+    cfg = shared.cfg
+    parts = urlsplit(req.url)
+    https = parts.scheme == "https"
+    host = (parts.hostname or "").lower()
+    measurer = TargetMeasurer(shared, req.url, request_headers=req.headers or None)
+    run = asyncio.create_task(measurer.run())
+    # The probe's endpoints, measured beside the helper's own (TLS where the URL is HTTPS).
+    probe_eps = [(ip, port) for ip, port in req.endpoints if not skip_address(ip, cfg)]
+    extra = await asyncio.gather(
+        *(
+            steps.tcp_tls_step(
+                measurer.ctx, ip, port, host if https or port == 443 else None, ("probe",), 0
+            )
+            for ip, port in probe_eps
+        )
+    )
+    obs, _, _ = await run
+    return _response(obs, req, extra, cfg)
+
+
+def _response(
+    obs: Observations, req: ControlRequest, extra: list[Any], cfg: MeasureConfig
+) -> dict[str, Any]:
+    sys_q = [q for q in obs.dns if q.depth == 0 and q.resolver == "system"]
+    addrs = list(dict.fromkeys(a for q in sys_q for a in q.addrs))
+    dns_failure = None
+    if sys_q and not addrs:
+        dns_failure = next(
+            (q.failure for q in sys_q if q.failure != failures.DNS_NO_ANSWER),
+            failures.DNS_NO_ANSWER,
+        )
+    tcp: dict[str, Any] = {}
+    tls: dict[str, Any] = {}
+    for t in [t for t in obs.tcp if t.depth == 0] + [t for t, _ in extra]:
+        tcp[_ep(t.ip, t.port)] = {"status": t.ok, "failure": _legacy_tcp(t.failure)}
+    valid: set[str] = set()
+    for h in [h for h in obs.tls if h.depth == 0] + [h for _, h in extra if h is not None]:
+        tls[_ep(h.ip, h.port)] = {
+            "server_name": h.server_name,
+            "status": h.ok,
+            "failure": h.failure,
+        }
+        if h.ok:
+            valid.add(h.ip)
+    final = next((h for h in reversed(obs.http) if h.role == "system"), None)
+    if final is not None and final.failure is None:
+        headers: dict[str, str] = {}
+        for k, v in final.headers:
+            headers.setdefault(k, v)
+        http = {
+            "body_length": final.body_length if final.body_length is not None else -1,
+            "discovered_h3_endpoint": "",
+            "failure": None,
+            "title": final.title or "",
+            "headers": headers,
+            "status_code": final.status_code or -1,
+        }
+    else:
+        http = {
+            "body_length": -1,
+            "discovered_h3_endpoint": "",
+            "failure": _legacy_http(
+                final.failure if final else "unknown_error",
+                final.failed_operation if final else None,
+            ),
+            "title": "",
+            "headers": {},
+            "status_code": -1,
+        }
+    ip_info: dict[str, Any] = {}
+    probe_ips = {ip for ip, _ in req.endpoints}
+    for ip in dict.fromkeys([*addrs, *probe_ips]):
+        flags = (FLAG_RESOLVED_BY_PROBE if ip in probe_ips else 0) | (
+            FLAG_RESOLVED_BY_TH if ip in addrs else 0
+        )
+        try:
+            if not ipaddress.ip_address(ip).is_global:
+                flags |= FLAG_BOGON
+        except ValueError:
+            continue
+        if ip in valid:
+            flags |= FLAG_VALID_FOR_DOMAIN
+        ip_info[ip] = {"asn": 0, "flags": flags}
+    return {
+        "tcp_connect": tcp,
+        "tls_handshake": tls,
+        "quic_handshake": {},
+        "http_request": http,
+        "http3_request": None,
+        "dns": {"failure": _legacy_dns(dns_failure), "addrs": addrs},
+        "ip_info": ip_info,
+    }

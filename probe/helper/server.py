@@ -1,0 +1,280 @@
+"""``probe helper serve``: the test helper as an ASGI app under uvicorn, safe to expose.
+
+Routes: ``POST /`` (a Web Connectivity control request), ``POST|GET /dns-query`` (DoH, RFC 8484,
+relayed to the helper's upstream resolver), ``GET /health``. Bounded: request bodies (64 KiB,
+413 past it), the time a client may take to send its body (408), the time per measurement, and
+requests in flight (503 past the limit). An optional bearer token (401 without it). The access
+log is JSON lines with no client address in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+
+from probe.helper import BadRequest, measure, parse_request
+from probe.measure.dns import ResolverSpec
+from probe.measure.runner import MeasureConfig, Shared
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY = 64 * 1024
+MAX_DNS_MESSAGE = 4096
+
+
+class TooLarge(Exception):
+    pass
+
+
+class HelperApp:
+    def __init__(
+        self,
+        cfg: MeasureConfig,
+        *,
+        token: str | None = None,
+        max_in_flight: int = 32,
+        request_timeout: float = 60.0,
+        body_timeout: float = 10.0,
+        log: TextIO | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.token = token
+        self.max_in_flight = max_in_flight
+        self.request_timeout = request_timeout
+        self.body_timeout = body_timeout
+        self.log = log if log is not None else sys.stderr
+        self.in_flight = 0
+        self._shared: Shared | None = None
+
+    @property
+    def shared(self) -> Shared:
+        if self._shared is None:
+            self._shared = Shared.create(self.cfg)
+        return self._shared
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        t0 = time.monotonic()
+        status, sent = await self._handle(scope, receive, send)
+        self.log.write(
+            json.dumps(
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.monotonic() - t0) * 1000, 1),
+                    "bytes": sent,
+                    "in_flight": self.in_flight,
+                }
+            )
+            + "\n"
+        )
+        self.log.flush()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self._shared is not None:
+                    await self._shared.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
+        path, method = scope["path"], scope["method"]
+        if path == "/health" and method == "GET":
+            return await _reply(send, 200, b"ok\n", "text/plain")
+        if path not in ("/", "/dns-query"):
+            return await _error(send, 404, "not found")
+        if self.token is not None and not self._authorised(scope):
+            return await _error(
+                send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
+            )
+        if self.in_flight >= self.max_in_flight:
+            return await _error(
+                send, 503, "busy: too many requests in flight", [(b"retry-after", b"5")]
+            )
+        self.in_flight += 1
+        try:
+            if path == "/dns-query":
+                return await self._doh(scope, receive, send)
+            if method != "POST":
+                return await _error(send, 405, "POST a JSON control request", [(b"allow", b"POST")])
+            return await self._control(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    def _authorised(self, scope: Scope) -> bool:
+        want = f"Bearer {self.token}".encode()
+        got = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        return hmac.compare_digest(got, want)
+
+    async def _body(self, scope: Scope, receive: Receive, cap: int) -> bytes:
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise TooLarge
+        chunks, size = [], 0
+        async with asyncio.timeout(self.body_timeout):
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    break
+                chunk = msg.get("body", b"")
+                size += len(chunk)
+                if size > cap:
+                    raise TooLarge
+                chunks.append(chunk)
+                if not msg.get("more_body"):
+                    break
+        return b"".join(chunks)
+
+    async def _control(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
+        try:
+            raw = await self._body(scope, receive, MAX_BODY)
+            req = parse_request(json.loads(raw))
+        except TooLarge:
+            return await _error(send, 413, f"request body over {MAX_BODY} bytes")
+        except TimeoutError:
+            return await _error(send, 408, "request body too slow")
+        except (ValueError, UnicodeDecodeError) as exc:  # JSON errors and BadRequest
+            msg = str(exc) if isinstance(exc, BadRequest) else "the body is not valid JSON"
+            return await _error(send, 400, msg)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                answer = await measure(self.shared, req)
+        except TimeoutError:
+            return await _error(send, 504, "measurement took too long")
+        return await _reply(send, 200, json.dumps(answer).encode(), "application/json")
+
+    async def _doh(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
+        try:
+            if scope["method"] == "GET":
+                q = _query_param(scope, "dns")
+                wire = base64.urlsafe_b64decode(q + "=" * (-len(q) % 4))
+            elif scope["method"] == "POST":
+                wire = await self._body(scope, receive, MAX_DNS_MESSAGE)
+            else:
+                return await _error(send, 405, "GET or POST", [(b"allow", b"GET, POST")])
+            if len(wire) > MAX_DNS_MESSAGE:
+                raise TooLarge
+            query = dns.message.from_wire(wire)
+        except TooLarge:
+            return await _error(send, 413, "DNS message too large")
+        except TimeoutError:
+            return await _error(send, 408, "request body too slow")
+        except (ValueError, dns.exception.DNSException):
+            return await _error(send, 400, "not a DNS message")
+        up = self.cfg.resolver
+        try:
+            reply, _ = await dns.asyncquery.udp_with_fallback(
+                query, up.host, timeout=5, port=up.port
+            )
+        except (dns.exception.DNSException, OSError):
+            return await _error(send, 502, "upstream resolver failed")
+        return await _reply(send, 200, reply.to_wire(), "application/dns-message")
+
+
+def _query_param(scope: Scope, name: str) -> str:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    if not values:
+        raise ValueError(f"missing ?{name}=")
+    return str(values[0])
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, ctype: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, int]:
+    headers = [
+        (b"content-type", ctype.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return status, len(body)
+
+
+async def _error(
+    send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, int]:
+    body = json.dumps({"error": message}).encode()
+    return await _reply(send, status, body, "application/json", extra)
+
+
+def own_addresses(listen_host: str) -> frozenset[str]:
+    """The helper's own addresses, which it must never be asked to measure."""
+    out = {listen_host}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            out.add(str(info[4][0]))
+    except OSError:
+        pass
+    return frozenset(a for a in out if a not in ("", "0.0.0.0", "::"))
+
+
+def serve(
+    host: str,
+    port: int,
+    upstream: ResolverSpec,
+    *,
+    token: str | None = None,
+    max_in_flight: int = 32,
+    allow_networks: tuple[str, ...] = (),
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    ca_bundle: str | None = None,
+    timeout: float = 10.0,
+) -> None:
+    import uvicorn
+
+    cfg = MeasureConfig(
+        resolver=upstream,
+        control_resolver=None,
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+        deadline=45.0,
+        body_cap=16 * 1024 * 1024,
+        store_cap=64 * 1024,
+        read_deadline=30.0,
+        public_only=True,
+        allow_networks=allow_networks,
+        deny_addrs=own_addresses(host),
+    )
+    app = HelperApp(cfg, token=token, max_in_flight=max_in_flight)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_keep_alive=5,
+        limit_concurrency=max_in_flight * 4 + 16,
+        h11_max_incomplete_event_size=16 * 1024,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
+    uvicorn.Server(config).run()
