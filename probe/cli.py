@@ -10,6 +10,8 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -148,6 +150,36 @@ def cli() -> None:
     help="A file holding the helper's bearer token.",
 )
 @click.option(
+    "--helper-bulk-address",
+    "bulk_addresses",
+    multiple=True,
+    metavar="IP",
+    help="The helper's addresses for the SNI A/B test (up to two; default: the helper URL's).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["default", "mobile"]),
+    default="default",
+    show_default=True,
+    help="Throughput tests: default (1 MiB, 8 s, 3 trials) or mobile (256 KiB, 4 s, 2 trials, "
+    "50 MB a day unless --max-bytes-per-day says otherwise).",
+)
+@click.option(
+    "--max-bytes-per-day",
+    metavar="BYTES",
+    help="Daily data cap (e.g. 200M, 1G), checked before each throughput test starts.",
+)
+@click.option("--no-throughput", is_flag=True, help="Skip throughput tests this round.")
+@click.option("--throughput-bytes", metavar="BYTES", help="Cap on each flow (overrides profile).")
+@click.option(
+    "--throughput-seconds",
+    type=click.FloatRange(0.5, 60),
+    help="Time cap on each flow (overrides the profile).",
+)
+@click.option(
+    "--throughput-trials", type=click.IntRange(1, 20), help="Trials per test (overrides profile)."
+)
+@click.option(
     "--allow-loopback",
     is_flag=True,
     hidden=True,
@@ -167,6 +199,13 @@ def run(
     fingerprint_paths: tuple[str, ...],
     helper_url: str | None,
     helper_token_file: str | None,
+    bulk_addresses: tuple[str, ...],
+    profile: str,
+    max_bytes_per_day: str | None,
+    no_throughput: bool,
+    throughput_bytes: str | None,
+    throughput_seconds: float | None,
+    throughput_trials: int | None,
     allow_loopback: bool,
     quiet: bool,
 ) -> None:
@@ -179,7 +218,8 @@ def run(
     from probe import report
     from probe.control import HelperClient
     from probe.measure.runner import MeasureConfig
-    from probe.round import run_round
+    from probe.measure.throughput import Plan
+    from probe.round import ThroughputOptions, run_round
 
     try:
         tl = load_targets(targets_path)
@@ -196,7 +236,29 @@ def run(
             fail(f"--helper: {helper_url!r} must be an http(s):// URL")
         token = _read_token(helper_token_file) if helper_token_file else None
         helper = HelperClient(helper_url, token=token, ca_bundle=ca_bundle)
+    cap = _parse_bytes(max_bytes_per_day, "--max-bytes-per-day") if max_bytes_per_day else None
+    if cap is None and profile == "mobile":
+        cap = 50 * 1000 * 1000
+    if len(bulk_addresses) > 2:
+        fail("--helper-bulk-address: at most two")
     store = _open_store(db_path)
+    tp = None
+    if not no_throughput:
+        today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00.000Z")
+        bulk = helper.bulk(bulk_addresses) if helper is not None else None
+        plan = Plan.profile(profile)
+        if throughput_bytes:
+            n = _parse_bytes(throughput_bytes, "--throughput-bytes")
+            plan = replace(plan, max_bytes=n, ab_bytes=n)
+        if throughput_seconds:
+            plan = replace(
+                plan,
+                max_seconds=throughput_seconds,
+                ab_seconds=min(plan.ab_seconds, throughput_seconds),
+            )
+        if throughput_trials:
+            plan = replace(plan, trials=throughput_trials)
+        tp = ThroughputOptions(plan, cap, lambda: store.bytes_used_since(today), bulk)
     cfg = MeasureConfig(
         resolver=spec,
         control_resolver=control,
@@ -222,6 +284,7 @@ def run(
                 device_id=store.device_id,
                 on_measurement=save,
                 helper=helper,
+                throughput=tp,
             )
         )
     store.save_round(
@@ -243,6 +306,16 @@ def run(
         f"({result.bytes_used} bytes used)",
         err=True,
     )
+
+
+def _parse_bytes(text: str, flag: str) -> int:
+    units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KI": 2**10, "MI": 2**20, "GI": 2**30}
+    t = text.strip().upper().removesuffix("B")
+    num = t.rstrip("KMGI")
+    unit = t[len(num) :]
+    if not num.isdigit() or unit not in units:
+        fail(f"{flag}: {text!r} is not a size (e.g. 500000000, 500M, 1G)")
+    return int(num) * units[unit]
 
 
 def _read_token(path: str) -> str:
@@ -433,6 +506,53 @@ def export(
     store = _open_store(db_path, create=False)
     n = write_export(records(store, since=lo, until=hi, targets=target_names), fmt, output)
     click.echo(f"{n} measurements exported", err=True)
+
+
+@cli.command()
+@db_option
+@click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this target.")
+@click.option("--open", "only_open", is_flag=True, help="Only events still open.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+)
+def events(db_path: str, target_names: tuple[str, ...], only_open: bool, fmt: str) -> None:
+    """List throttling events: where a target fell well below its own throughput history.
+
+    \b
+    Example:
+      probe events --db results/probe.db --open
+    """
+    import json
+
+    from probe.events import find_events
+
+    store = _open_store(db_path, create=False)
+    found = [
+        e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
+    ]
+    if fmt == "jsonl":
+        for e in found:
+            click.echo(json.dumps(e.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} throttling events")
+    for col in ("target", "network", "opened", "closed", "tests", "ratio", "baseline", "label"):
+        table.add_column(col)
+    for e in found:
+        d = e.as_dict()
+        table.add_row(
+            d["target"],
+            d["network"],
+            d["opened_at"],
+            d["closed_at"] or "OPEN",
+            str(d["tests"]),
+            f"{d['median_ratio']:.3f}",
+            "" if d["baseline_ratio"] is None else f"{d['baseline_ratio']:.3f}",
+            d["label"] or "",
+        )
+    Console().print(table)
 
 
 @cli.command()

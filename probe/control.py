@@ -9,12 +9,14 @@ evidence. ``to_evidence`` is pure and also serves the OONI importer.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from probe import failures
 from probe.measure.steps import REQUEST_HEADERS
+from probe.measure.throughput import HelperBulk
 from probe.model import ControlEndpoint, ControlEvidence
 
 MAX_ANSWER = 1024 * 1024
@@ -62,6 +64,46 @@ class HelperClient:
             return ControlEvidence(failure="control_malformed")
         except Exception as exc:
             return ControlEvidence(failure=failures.classify(exc, failures.OP_HTTP).failure)
+
+    async def speed(self, url: str, max_bytes: int, max_seconds: float) -> dict[str, Any]:
+        """The helper's own timed download of ``url`` (is the site slow everywhere?)."""
+        base = self.url.rstrip("/")
+        try:
+            r = await self._client.post(
+                f"{base}/speed",
+                json={"url": url, "max_bytes": max_bytes, "max_seconds": max_seconds},
+                timeout=max_seconds + 30,
+            )
+            doc = r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            return {"bps": None, "failure": f"helper_speed: {type(exc).__name__}"}
+        if not isinstance(doc, dict):
+            return {"bps": None, "failure": f"helper_speed_http_{r.status_code}"}
+        bps = doc.get("bps")
+        return {
+            "bps": float(bps) if isinstance(bps, int | float) else None,
+            "bytes": doc.get("bytes"),
+            "seconds": doc.get("seconds"),
+            "failure": doc.get("failure"),
+            "bytes_used": 0,
+        }
+
+    def bulk(self, addresses: Sequence[str] = ()) -> HelperBulk | None:
+        """The helper's bulk endpoint for the SNI A/B test: on ``addresses`` (one or two), or
+        on the address its URL names. A helper known only by name gets no A/B test: resolving
+        the name through a censored resolver would prove little."""
+        import ipaddress
+
+        u = httpx.URL(self.url)
+        if not addresses:
+            try:
+                ipaddress.ip_address(u.host)
+            except ValueError:
+                return None
+            addresses = (u.host,)
+        return HelperBulk(
+            base=self.url, addresses=tuple(addresses), port=u.port or 443, speed=self.speed
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

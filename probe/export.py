@@ -51,7 +51,7 @@ FLAT = [
     "probe_asn",
     "probe_cc",
 ]
-NESTED = ["http_diff", "dns", "tcp", "tls", "http", "control"]
+NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
 
 
 class ExportError(ValueError):
@@ -105,7 +105,33 @@ def records(
         for h in obs.get("http", []):
             h.pop("body", None)
         rec["control"] = json.loads(row["control"]) if row["control"] else None
+        rec["throughput"] = throughput_record(row.get("throughput"))
         yield rec
+
+
+def throughput_record(raw: str | None) -> dict[str, Any] | None:
+    """The export's ``throughput`` object: the analysis, bytes used, and every flow's samples."""
+    if not raw:
+        return None
+    doc = json.loads(raw)
+    a = doc.get("analysis") or {}
+    return {
+        "bps": a.get("bps"),
+        "control_bps": a.get("control_bps"),
+        "ratio": a.get("ratio"),
+        "p_value": a.get("p_value"),
+        "label": a.get("label"),
+        "mechanism": a.get("mechanism"),
+        "burst_bytes": a.get("burst_bytes"),
+        "bytes_used": doc.get("bytes_used", 0),
+        "skipped": doc.get("skipped"),
+        "ab": a.get("ab"),
+        "helper_bps": a.get("helper_bps"),
+        "tests_in_round": doc.get("tests_in_round"),
+        "url": doc.get("url"),
+        "control": doc.get("control"),
+        "samples": doc.get("flows", []),
+    }
 
 
 def write_jsonl(recs: Iterable[dict[str, Any]], out: TextIO) -> int:

@@ -161,6 +161,32 @@ class ControlEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Sample:
+    t: float  # seconds since the flow's request was sent
+    bytes: int  # cumulative bytes received: TCP payload where Linux says, else body bytes
+    rtt_us: int | None = None
+    rcv_rtt_us: int | None = None
+    min_rtt_us: int | None = None
+    ooo: int | None = None  # out-of-order packets received (rcv_ooopack)
+    segs_in: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    role: str  # "target", "control", "ab_neutral", "ab_target", "ab_neutral2", "helper"
+    url: str
+    ip: str | None
+    trial: int = 0
+    start: float = 0.0  # seconds since the test began
+    ttfb: float | None = None  # request sent -> response headers
+    duration: float = 0.0
+    bytes: int = 0
+    wire_bytes: int = 0
+    samples: tuple[Sample, ...] = ()
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     blocking: Blocking
     accessible: bool | None
@@ -177,6 +203,7 @@ class Verdict:
     headers_match: bool | None = None
     title_match: bool | None = None
     offline: bool = False
+    throttled: bool | None = None  # None until throughput is measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +223,7 @@ class Measurement:
     control_resolver: str | None = None
     network_ok: bool | None = None  # did the round's control targets load?
     control: ControlEvidence | None = None
+    throughput: dict[str, Any] | None = None  # flows, analysis; see probe.classify.throughput
     bytes_used: int = 0
     source: str = "probe"  # "probe" or "ooni" (imported)
     probe_asn: str | None = None

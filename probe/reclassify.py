@@ -7,8 +7,15 @@ evidence and ``network_ok``; a changed verdict is written in its own transaction
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
+import msgspec
+
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
+from probe.classify.throughput import analyse
+from probe.model import Flow
 from probe.store import Store, blocking_from_db
 
 
@@ -21,14 +28,33 @@ def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
         v = classify(
             obs, control=store.control(row), fingerprints=fingerprints, network_ok=network_ok
         )
+        tp = json.loads(row["throughput"]) if row.get("throughput") else None
+        if tp and tp.get("flows"):
+            flows = msgspec.convert(tp["flows"], type=list[Flow])
+            analysis = analyse(
+                flows,
+                tests_in_round=tp.get("tests_in_round") or 1,
+                helper_speed=tp.get("helper_speed"),
+            )
+            if analysis != tp.get("analysis"):
+                store.update_throughput(row["id"], {**tp, "analysis": analysis})
+            v = replace(v, throttled=analysis["throttled"])
         before = (
+            None if row["throttled"] is None else bool(row["throttled"]),
             blocking_from_db(row["blocking"]),
             None if row["accessible"] is None else bool(row["accessible"]),
             row["rule_id"],
             row["rules_version"],
             row["blockpage"],
         )
-        if before != (v.blocking, v.accessible, v.rule_id, v.rules_version, v.blockpage):
+        if before != (
+            v.throttled,
+            v.blocking,
+            v.accessible,
+            v.rule_id,
+            v.rules_version,
+            v.blockpage,
+        ):
             changed += 1
         store.update_verdict(row["id"], v)
     return total, changed

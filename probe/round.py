@@ -14,13 +14,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from probe import __version__
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
+from probe.classify.throughput import analyse, looks_slow
 from probe.control import HelperClient
 from probe.measure.runner import MeasureConfig, Shared, TargetMeasurer
+from probe.measure.throughput import HelperBulk, Plan, run_test
 from probe.model import ControlEvidence, Measurement, Observations
 from probe.targets import Target
 
@@ -98,6 +103,64 @@ async def _measure(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ThroughputOptions:
+    """Throughput tests: the plan per test, the daily data cap, and the helper's bulk endpoint."""
+
+    plan: Plan
+    max_bytes_per_day: int | None = None
+    bytes_used_today: Callable[[], int] = lambda: 0
+    bulk: HelperBulk | None = None
+
+
+async def _throughput(
+    shared: Shared,
+    m: Measurement,
+    target: Target,
+    control: Target,
+    opts: ThroughputOptions,
+    tests_in_round: int,
+) -> Measurement:
+    """Add a throughput test to a finished page measurement (tests run one at a time)."""
+    assert target.throughput_url and control.throughput_url
+    cap = opts.max_bytes_per_day
+    if cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap:
+        doc: dict[str, Any] = {"skipped": "data_cap", "analysis": None}
+        return replace(m, throughput=doc)
+    res = await run_test(
+        shared,
+        target.throughput_url,
+        control.throughput_url,
+        opts.plan,
+        helper=opts.bulk,
+        suspicious=looks_slow,
+    )
+    analysis = (
+        None
+        if res.skipped
+        else analyse(res.flows, tests_in_round=tests_in_round, helper_speed=res.helper_speed)
+    )
+    doc = {
+        "skipped": res.skipped,
+        "url": target.throughput_url,
+        "control_url": control.throughput_url,
+        "control": control.name,
+        "plan": msgspec.to_builtins(opts.plan),
+        "tests_in_round": tests_in_round,
+        "helper_speed": res.helper_speed,
+        "flows": msgspec.to_builtins(res.flows),
+        "bytes_used": res.bytes_used,
+        "analysis": analysis,
+    }
+    throttled = None if analysis is None else analysis["throttled"]
+    return replace(
+        m,
+        throughput=doc,
+        bytes_used=m.bytes_used + res.bytes_used,
+        verdict=replace(m.verdict, throttled=throttled),
+    )
+
+
 async def run_round(
     targets: Sequence[Target],
     controls: Sequence[Target],
@@ -108,11 +171,27 @@ async def run_round(
     device_id: str | None = None,
     on_measurement: Callable[[Measurement], None] = lambda m: None,
     helper: HelperClient | None = None,
+    throughput: ThroughputOptions | None = None,
 ) -> RoundResult:
-    """One round; ``helper`` (a test helper client) adds a control vantage to every target."""
+    """One round; ``helper`` (a test helper client) adds a control vantage to every target;
+    ``throughput`` adds throttling tests for targets with a ``throughput_url``, run one at a
+    time after every page was measured, so they do not compete with each other or the pages."""
     result = RoundResult(id=str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
     sem = asyncio.Semaphore(max(1, concurrency))
+    tp_control = next((c for c in controls if c.throughput_url), None)
+    tp_targets = (
+        {t.name for t in targets if t.throughput_url}
+        if (throughput is not None and tp_control is not None)
+        else set()
+    )
+    held: list[tuple[Target, Measurement]] = []
+
+    def finish(m: Measurement) -> None:
+        on_measurement(m)
+        # Keep the verdict for the summary, not the observations: a long round stays small.
+        result.measurements.append(replace(m, observations=Observations(m.url)))
+        result.bytes_used += m.bytes_used
 
     async def one(t: Target, network_ok: bool | None) -> Measurement:
         async with sem:
@@ -125,10 +204,10 @@ async def run_round(
                 fingerprints=fingerprints,
                 network_ok=network_ok,
             )
-        on_measurement(m)
-        # Keep the verdict for the summary, not the observations: a long round stays small.
-        result.measurements.append(replace(m, observations=Observations(m.url)))
-        result.bytes_used += m.bytes_used
+        if t.name in tp_targets and network_ok is not False:
+            held.append((t, m))
+        else:
+            finish(m)
         return m
 
     try:
@@ -137,6 +216,9 @@ async def run_round(
             # Any control that loaded a page proves the link works.
             result.network_ok = any(_system_ok(m) for m in done)
         await asyncio.gather(*(one(t, result.network_ok) for t in targets))
+        for t, m in held:
+            assert throughput is not None and tp_control is not None
+            finish(await _throughput(shared, m, t, tp_control, throughput, len(held)))
     finally:
         await shared.aclose()
         if helper is not None:

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from probe._lazy import without_numpy
 with without_numpy():
     from sqlite_utils import Database, Migrations
 
+from probe.events import ThroughputTest
 from probe.failures import scrub
 from probe.model import (
     HTTPTransaction,
@@ -207,6 +208,23 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_throughput(db: Database) -> None:
+    """Throughput tests: the flows, samples and analysis of each test, beside the verdict."""
+    db.table("measurements").add_column("throughput", str)
+    db.execute("DROP VIEW verdicts")
+    db.create_view(
+        "verdicts",
+        """
+        SELECT id, started_at, target, url, category, blocking, accessible, throttled,
+               failing_step, failure, dns_consistency, blockpage, evidence, rule_id,
+               rules_version, bytes_used,
+               json_extract(throughput, '$.analysis.label') AS throttle_label,
+               json_extract(throughput, '$.analysis.ratio') AS throughput_ratio
+        FROM measurements WHERE is_control = 0 ORDER BY started_at""",
+    )
+
+
 def _b(v: bool | None) -> int | None:
     return None if v is None else int(v)
 
@@ -300,7 +318,7 @@ class Store:
             "probe_cc": m.probe_cc,
             "software": m.software,
             "network_ok": _b(m.network_ok),
-            "throttled": None,
+            "throughput": None if m.throughput is None else json.dumps(m.throughput),
             "bytes_used": m.bytes_used,
             "observations": json.dumps(observations_to_json(m.observations)),
             "control": json.dumps(control_to_json(m.control)),
@@ -319,6 +337,7 @@ class Store:
             "blockpage": v.blockpage,
             "evidence": v.evidence,
             "offline": int(v.offline),
+            "throttled": _b(v.throttled),
             "body_proportion": v.body_proportion,
             "body_length_match": _b(v.body_length_match),
             "status_code_match": _b(v.status_code_match),
@@ -382,6 +401,44 @@ class Store:
                 f"SELECT * FROM {table} WHERE measurement_id = ? ORDER BY seq", [measurement_id]
             )
         )
+
+    def bytes_used_since(self, started_at: str) -> int:
+        """Bytes the probe moved in measurements started at or after ``started_at``."""
+        rows = list(
+            self.db.query(
+                "SELECT coalesce(sum(bytes_used), 0) AS n FROM measurements "
+                "WHERE source = 'probe' AND started_at >= ?",
+                [started_at],
+            )
+        )
+        return int(rows[0]["n"])
+
+    def throughput_tests(self, targets: Iterable[str] = ()) -> list[ThroughputTest]:
+        """Every analysed throughput test, per target and network, for ``probe events``."""
+        names = list(targets)
+        where = f"AND target IN ({', '.join('?' for _ in names)})" if names else ""
+        rows = self.db.query(
+            "SELECT target, coalesce(probe_asn, resolver, '?') AS network, started_at, "
+            "throttled, json_extract(throughput, '$.analysis.ratio') AS ratio, "
+            "json_extract(throughput, '$.analysis.label') AS label FROM measurements "
+            f"WHERE ratio IS NOT NULL {where} ORDER BY started_at",
+            names,
+        )
+        return [
+            ThroughputTest(
+                r["target"],
+                r["network"],
+                r["started_at"],
+                float(r["ratio"]),
+                None if r["throttled"] is None else bool(r["throttled"]),
+                r["label"],
+            )
+            for r in rows
+        ]
+
+    def update_throughput(self, measurement_id: str, doc: dict[str, Any]) -> None:
+        with self.db.atomic():
+            self.db.table("measurements").update(measurement_id, {"throughput": json.dumps(doc)})
 
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
         with self.db.atomic():

@@ -184,16 +184,24 @@ def gzip_bomb(handler: BaseHTTPRequestHandler) -> None:
     handler.wfile.write(payload)
 
 
-def large(size: int) -> Callable[[BaseHTTPRequestHandler], None]:
+def large(size: int, rate_bps: int | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
+    """``size`` bytes; at most ``rate_bps`` if given (a slow server, not a slow network)."""
+
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/octet-stream")
         handler.send_header("Content-Length", str(size))
         handler.end_headers()
-        chunk = b"x" * 65536
+        chunk = b"x" * (8192 if rate_bps else 65536)
+        start, sent = time.monotonic(), 0
         with contextlib.suppress(OSError):
             for _ in range(size // len(chunk)):
                 handler.wfile.write(chunk)
+                sent += len(chunk)
+                if rate_bps:
+                    ahead = sent * 8 / rate_bps - (time.monotonic() - start)
+                    if ahead > 0:
+                        time.sleep(ahead)
 
     return route
 

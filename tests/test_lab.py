@@ -6,6 +6,7 @@ they fail instead, because CI must prove the probe against a real network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -210,3 +211,124 @@ def test_helper_doh_as_control_resolver(lab: Lab) -> None:
             s = picks[r["target"]]
             assert (r["blocking"], r["accessible"]) == (s.blocking, s.accessible), s.name
             assert r["control_resolver"] == lab.helper + "dns-query"
+
+
+# -- throughput and throttling -----------------------------------------------------------------
+TP_CONTROL = {
+    "control-site": {"url": "https://control.lab/", "throughput_url": "https://control.lab/tp"}
+}
+TARGETED = {"sni_targeted", "ip_targeted"}
+
+
+def _tp_args(lab: Lab, seconds: float, trials: int, helper: bool = True) -> list[str]:
+    args = ["--throughput-seconds", str(seconds), "--throughput-trials", str(trials)]
+    if helper:
+        args += [
+            "--helper",
+            lab.helper,
+            "--helper-bulk-address",
+            "10.77.1.70",
+            "--helper-bulk-address",
+            "10.77.1.71",
+        ]
+    return args
+
+
+def _tp(recs: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    (r,) = [r for r in recs if r["target"] == name]
+    assert r["throughput"] is not None, name
+    return r, r["throughput"]
+
+
+@pytest.mark.parametrize(
+    ("how", "rate", "bps"),
+    [
+        ("address", "1mbit", 1_000_000),
+        ("sni", "1mbit", 1_000_000),
+        ("address", "150kbit", 150_000),
+        ("sni", "150kbit", 150_000),
+    ],
+)
+def test_throttle_detected_labelled_and_measured(lab: Lab, how: str, rate: str, bps: int) -> None:
+    name = "ipthrottled" if how == "address" else "snithrottled"
+    kw: dict[str, Any] = (
+        {"address": "10.77.1.16"} if how == "address" else {"sni": "snithrottled.lab"}
+    )
+    target = {name: {"url": f"https://{name}.lab/", "throughput_url": f"https://{name}.lab/tp"}}
+    with lab.throttle(rate, **kw):
+        seconds = 4 if bps >= 1_000_000 else 6  # enough packets at 150 kbit/s for a steady rate
+        recs = lab.run_targets(target, TP_CONTROL, f"tp-{how}-{rate}", *_tp_args(lab, seconds, 3))
+    r, tp = _tp(recs, name)
+    assert r["throttled"] is True, tp
+    assert tp["label"] == ("ip_targeted" if how == "address" else "sni_targeted"), tp
+    assert abs(tp["bps"] / bps - 1) <= 0.10, tp["bps"]  # within 10% of the configured rate
+    assert tp["ratio"] <= 0.5 and tp["p_value"] < 0.05 and tp["mechanism"] == "shaper"
+    assert tp["bytes_used"] > 0 and r["bytes_used"] >= tp["bytes_used"]
+    assert {f["role"] for f in tp["samples"]} >= {
+        "target",
+        "control",
+        "ab_neutral",
+        "ab_target",
+        "ab_neutral2",
+    }
+
+
+def test_throttle_after_a_burst(lab: Lab) -> None:
+    target = {
+        "ipthrottled": {
+            "url": "https://ipthrottled.lab/",
+            "throughput_url": "https://ipthrottled.lab/tp",
+        }
+    }
+    with lab.throttle("1mbit", address="10.77.1.16", after_bytes=500_000):
+        recs = lab.run_targets(target, TP_CONTROL, "tp-burst", *_tp_args(lab, 5, 3))
+    r, tp = _tp(recs, "ipthrottled")
+    assert r["throttled"] is True, tp
+    # "near 500 KB": the lab's connbytes counts IP bytes per (offload-free) packet from the
+    # handshake on, and the probe sees the shift at 250 ms granularity.
+    assert 350_000 <= tp["burst_bytes"] <= 650_000, tp["burst_bytes"]
+
+
+def _reps(n: int, url: str, tp_url: str) -> dict[str, Any]:
+    return {f"rep{i:02d}": {"url": url, "throughput_url": tp_url} for i in range(n)}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("case", ["congestion", "capacity_drop", "slow_server"])
+def test_never_a_targeted_label(lab: Lab, case: str) -> None:
+    """20 repetitions each: what slows everything, or only the site's own server, is never
+    blamed on the censor."""
+    tp_url = "https://news.lab/slowtp" if case == "slow_server" else "https://news.lab/tp"
+    targets = _reps(20, "https://news.lab/", tp_url)
+    args = [*_tp_args(lab, 1.5, 2), "--concurrency", "1"]
+    if case == "congestion":
+        ctx: Any = lab.congestion("4mbit")
+    elif case == "capacity_drop":
+        ctx = lab.capacity_flapping("20mbit", "3mbit", 0.6)
+    else:
+        ctx = contextlib.nullcontext()
+    with ctx:
+        recs = lab.run_targets(targets, TP_CONTROL, f"tp-{case}", *args)
+    tps = [_tp(recs, name)[1] for name in targets]
+    labels = [tp["label"] for tp in tps]
+    assert len(labels) == 20 and not TARGETED & set(labels), labels
+    if case == "slow_server":
+        # It looked slow every time, so the attribution ran, and it saw the site slow from
+        # the helper too: the site's own server, not the censor.
+        for tp in tps:
+            assert {f["role"] for f in tp["samples"]} >= {"ab_neutral", "ab_target"}
+            assert tp["helper_bps"] is not None and tp["helper_bps"] < 1e6, tp["helper_bps"]
+
+
+def test_data_cap_stops_throughput_tests(lab: Lab) -> None:
+    target = {"t": {"url": "https://news.lab/", "throughput_url": "https://news.lab/tp"}}
+    recs = lab.run_targets(
+        target,
+        TP_CONTROL,
+        "tp-cap",
+        *_tp_args(lab, 1, 1, helper=False),
+        "--max-bytes-per-day",
+        "1M",
+    )
+    r, tp = _tp(recs, "t")
+    assert tp["skipped"] == "data_cap" and r["throttled"] is None and tp["samples"] == []

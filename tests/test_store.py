@@ -144,3 +144,53 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
 def test_missing_database_for_export(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no such database"):
         Store.open(tmp_path / "none.db", create=False)
+
+
+def test_migration_from_the_first_schema(tmp_path: Path) -> None:
+    """A database made by 0.1's first schema gains the throughput column, data intact."""
+    from probe.store import migrations
+
+    p = tmp_path / "old.db"
+    from sqlite_utils import Database
+
+    db = Database(str(p))
+    migrations.apply(db, stop_before="m002_throughput")
+    db.table("measurements").insert(
+        {
+            "id": "old",
+            "target": "t",
+            "url": "u",
+            "started_at": "2026-01-01T00:00:00.000Z",
+            "observations": "{}",
+        }
+    )
+    db.close()
+    s = Store.open(p)
+    assert "throughput" in s.db.table("measurements").columns_dict
+    assert [r["id"] for r in s.rows()] == ["old"]
+    assert "throttle_label" in s.db.execute("SELECT * FROM verdicts").description[-2]
+
+
+def test_events_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from probe.cli import main
+
+    s = Store.open(tmp_path / "e.db")
+    base = _measurement("success_http")
+    ratios = [1.0, 0.9, 1.1, 1.0, 0.95, 1.05, 0.1, 0.1, 0.12]
+    for i, r in enumerate(ratios):
+        s.save(
+            replace(
+                base,
+                id=f"m{i}",
+                started_at=f"2026-11-{i + 1:02d}T00:00:00.000Z",
+                target="facebook",
+                resolver="udp://192.0.2.53:53",
+                throughput={"analysis": {"ratio": r, "label": "sni_targeted"}},
+            )
+        )
+    code = main(["events", "--db", str(tmp_path / "e.db"), "--format", "jsonl", "--open"])
+    out = capsys.readouterr().out
+    assert code == 0
+    (ev,) = [json.loads(line) for line in out.splitlines()]
+    assert ev["target"] == "facebook" and ev["closed_at"] is None and ev["tests"] == 3
+    assert ev["network"] == "udp://192.0.2.53:53" and ev["label"] == "sni_targeted"

@@ -1,7 +1,9 @@
 """``probe helper serve``: the test helper as an ASGI app under uvicorn, safe to expose.
 
 Routes: ``POST /`` (a Web Connectivity control request), ``POST|GET /dns-query`` (DoH, RFC 8484,
-relayed to the helper's upstream resolver), ``GET /health``. Bounded: request bodies (64 KiB,
+relayed to the helper's upstream resolver), ``GET /bulk?bytes=N`` (incompressible bytes over
+TLS whatever the SNI: the probe's SNI A/B throttling test), ``POST /speed`` (the helper times a
+download of a URL from its own network), ``GET /health``. Bounded: request bodies (64 KiB,
 413 past it), the time a client may take to send its body (408), the time per measurement, and
 requests in flight (503 past the limit). An optional bearer token (401 without it). The access
 log is JSON lines with no client address in them.
@@ -13,6 +15,7 @@ import asyncio
 import base64
 import hmac
 import json
+import os
 import socket
 import sys
 import time
@@ -33,6 +36,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
 MAX_DNS_MESSAGE = 4096
+MAX_BULK = 16 * 1024 * 1024
+_RANDOM = os.urandom(64 * 1024)  # incompressible, and cheap to repeat
 
 
 class TooLarge(Exception):
@@ -104,7 +109,7 @@ class HelperApp:
         path, method = scope["path"], scope["method"]
         if path == "/health" and method == "GET":
             return await _reply(send, 200, b"ok\n", "text/plain")
-        if path not in ("/", "/dns-query"):
+        if path not in ("/", "/dns-query", "/bulk", "/speed"):
             return await _error(send, 404, "not found")
         if self.token is not None and not self._authorised(scope):
             return await _error(
@@ -118,6 +123,10 @@ class HelperApp:
         try:
             if path == "/dns-query":
                 return await self._doh(scope, receive, send)
+            if path == "/bulk":
+                return await self._bulk(scope, send)
+            if path == "/speed":
+                return await self._speed(scope, receive, send)
             if method != "POST":
                 return await _error(send, 405, "POST a JSON control request", [(b"allow", b"POST")])
             return await self._control(scope, receive, send)
@@ -164,6 +173,76 @@ class HelperApp:
                 answer = await measure(self.shared, req)
         except TimeoutError:
             return await _error(send, 504, "measurement took too long")
+        return await _reply(send, 200, json.dumps(answer).encode(), "application/json")
+
+    async def _bulk(self, scope: Scope, send: Send) -> tuple[int, int]:
+        try:
+            n = int(_query_param(scope, "bytes"))
+        except ValueError:
+            return await _error(send, 400, "bulk: ?bytes=N is required")
+        if not 0 < n <= MAX_BULK:
+            return await _error(send, 400, f"bulk: bytes must be 1..{MAX_BULK}")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(n).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        sent = 0
+        while sent < n:
+            chunk = _RANDOM[: min(len(_RANDOM), n - sent)]
+            sent += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": sent < n})
+        return 200, sent
+
+    async def _speed(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
+        from probe.measure.throughput import _first_address, download
+
+        try:
+            doc = json.loads(await self._body(scope, receive, 4096))
+            url = doc["url"]
+            max_bytes = min(int(doc.get("max_bytes", 1 << 20)), MAX_BULK)
+            max_seconds = min(float(doc.get("max_seconds", 8)), 15.0)
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError("url must be http(s)")
+        except TooLarge:
+            return await _error(send, 413, "request body too large")
+        except TimeoutError:
+            return await _error(send, 408, "request body too slow")
+        except (ValueError, KeyError, TypeError) as exc:
+            return await _error(send, 400, f"speed: {exc}")
+        ip = await _first_address(self.shared, url)
+        if ip is None:
+            answer: dict[str, Any] = {
+                "bps": None,
+                "bytes": 0,
+                "seconds": 0.0,
+                "bytes_used": 0,
+                "failure": "no_usable_address",
+            }
+        else:
+            flow = await download(
+                self.shared,
+                url,
+                ip,
+                role="helper",
+                max_bytes=max_bytes,
+                max_seconds=max_seconds,
+                clock0=time.monotonic(),
+            )
+            body_time = flow.duration - (flow.ttfb or 0.0)
+            answer = {
+                "bps": flow.bytes * 8 / body_time if flow.bytes and body_time > 0 else None,
+                "bytes": flow.bytes,
+                "seconds": flow.duration,
+                "bytes_used": 0,
+                "failure": flow.failure,
+            }
         return await _reply(send, 200, json.dumps(answer).encode(), "application/json")
 
     async def _doh(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:

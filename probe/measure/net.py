@@ -14,7 +14,7 @@ import hashlib
 import socket
 import ssl
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,6 +231,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         self._inner = httpcore.AnyIOBackend()
         self.counter = counter
         self.pins: dict[str, str] = dict(pins or {})
+        self.on_connect: Callable[[socket.socket], None] | None = None  # e.g. for TCP_INFO
 
     async def connect_tcp(
         self,
@@ -246,7 +247,10 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         stream = await self._inner.connect_tcp(
             address, port, timeout, local_address, socket_options
         )
-        return _CountingStream(stream, self.counter, stream.get_extra_info("socket"))
+        sock = stream.get_extra_info("socket")
+        if self.on_connect is not None and sock is not None:
+            self.on_connect(sock)
+        return _CountingStream(stream, self.counter, sock)
 
     async def connect_unix_socket(
         self,

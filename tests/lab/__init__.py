@@ -11,7 +11,7 @@ namespaces, and with them every rule. See ``tests/lab/README.md``.
 from __future__ import annotations
 
 import contextlib
-import functools
+import itertools
 import json
 import os
 import shutil
@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,7 +39,8 @@ NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, CONTROL = (
     "10.77.1.15",
 )
 BLOCKPAGE, PROXY, HONEST_DNS, DOH = "10.77.1.20", "10.77.1.60", "10.77.1.53", "10.77.1.54"
-THROTTLED, EOF_SITE, TCP_DOWN, HELPER = "10.77.1.16", "10.77.1.17", "10.77.1.18", "10.77.1.70"
+THROTTLED, EOF_SITE, TCP_DOWN = "10.77.1.16", "10.77.1.17", "10.77.1.18"
+HELPER, HELPER2 = "10.77.1.70", "10.77.1.71"
 SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED, EOF_SITE]
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -81,6 +83,15 @@ NAT_RULES = [
 ]
 
 
+def _queue_packets(rate: str) -> int:
+    """About three seconds of full-size packets at ``rate`` (e.g. "1mbit", "150kbit"): a
+    shaper's queue, deep enough that TCP keeps the slow class busy."""
+    units = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+    unit = next(u for u in units if rate.endswith(u))
+    bps = float(rate[: -len(unit)]) * units[unit]
+    return max(20, int(3 * bps / 12000))
+
+
 class LabUnavailable(RuntimeError):
     """The machine cannot host the lab (not root, no namespaces, no dnsmasq)."""
 
@@ -88,7 +99,7 @@ class LabUnavailable(RuntimeError):
 def check_available() -> None:
     if os.geteuid() != 0:
         raise LabUnavailable("lab: needs root (network namespaces, iptables, tc)")
-    for tool in ("ip", "iptables", "tc", "dnsmasq"):
+    for tool in ("ip", "iptables", "tc", "dnsmasq", "ethtool"):
         if shutil.which(tool) is None:
             raise LabUnavailable(f"lab: {tool} not found (scripts/check installs it)")
     name = f"plabcheck{os.getpid()}"
@@ -188,7 +199,7 @@ class Lab:
         sh("ip", "addr", "add", f"{ISP_CLIENT_SIDE}/24", "dev", "i0", ns=self.isp)
         sh("ip", "addr", "add", f"{ISP_SERVER_SIDE}/24", "dev", "i1", ns=self.isp)
         sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
-        for ip in [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER]:
+        for ip in [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER, HELPER2]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
         for ns, dev in (
             (self.client, "c0"),
@@ -197,6 +208,15 @@ class Lab:
             (self.servers, "s0"),
         ):
             sh("ip", "link", "set", dev, "up", ns=ns)
+        for ns, dev in (
+            (self.client, "c0"),
+            (self.isp, "i0"),
+            (self.isp, "i1"),
+            (self.servers, "s0"),
+        ):
+            # Wire-size packets, as on a real access link: with segmentation offload a veth
+            # passes 64 KB super-packets, which makes shaping queues and byte counts coarse.
+            sh("ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", ns=ns)
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=self.isp)
         self._client_routes()
         sh("ip", "route", "add", "10.77.0.0/24", "via", ISP_SERVER_SIDE, ns=self.servers)
@@ -207,7 +227,7 @@ class Lab:
 
     def _certificates(self) -> None:
         ca = trustme.CA()
-        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH, HELPER]
+        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH, HELPER, HELPER2]
         leaf = ca.issue_cert(*names)
         ca.cert_pem.write_to_path(self.ca_pem)
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "lab-cert.pem"))
@@ -240,26 +260,13 @@ class Lab:
         self.web = self._spawn(self.servers, sys.executable, "-m", "tests.lab.serve", str(path))
         # The test helper, on the uncensored side (OONI's protocol; lab addresses allowed).
         self.helper = f"https://{HELPER}/"
-        self._spawn(
-            self.servers,
-            sys.executable,
-            "-m",
-            "probe",
-            "helper",
-            "serve",
-            "--listen",
-            f"{HELPER}:443",
-            "--upstream",
-            HONEST_DNS,
-            "--allow-network",
-            "10.77.0.0/16",
-            "--tls-cert",
-            cfg["cert"],
-            "--tls-key",
-            cfg["key"],
-            "--ca-bundle",
-            self.ca_pem,
-        )
+        for addr in (HELPER, HELPER2):  # two addresses, for the SNI A/B test's third leg
+            args = (
+                f"helper serve --listen {addr}:443 --upstream {HONEST_DNS} "
+                f"--allow-network 10.77.0.0/16 --tls-cert {cfg['cert']} "
+                f"--tls-key {cfg['key']} --ca-bundle {self.ca_pem}"
+            )
+            self._spawn(self.servers, sys.executable, "-m", "probe", *args.split())
         self.middlebox = self._spawn(
             self.isp, sys.executable, "-m", "tests.lab.middlebox", "8080", "8443"
         )
@@ -371,70 +378,90 @@ class Lab:
 
     @contextlib.contextmanager
     def throttle(
-        self, rate: str, *, address: str | None = None, sni: str | None = None
+        self,
+        rate: str,
+        *,
+        address: str | None = None,
+        sni: str | None = None,
+        after_bytes: int | None = None,
     ) -> Iterator[None]:
-        """Slow downloads to the client: by server address (htb + u32) or by the SNI a
-        ClientHello carries (string match -> connmark -> fw filter -> htb class)."""
-        tc = functools.partial(sh, "tc", ns=self.isp)
-        tc("qdisc", "add", "dev", "i0", "root", "handle", "1:", "htb", "default", "10")
-        tc("class", "add", "dev", "i0", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+        """Slow downloads to the client: by server address (htb + u32), by the SNI a
+        ClientHello carries (string match -> CONNMARK -> CLASSIFY into the slow htb class), or
+        by address only after ``after_bytes`` of a connection (connbytes -> CLASSIFY)."""
+
+        def tc(cmd: str) -> None:
+            sh("tc", *cmd.split(), ns=self.isp)
+
+        tc("qdisc add dev i0 root handle 1: htb default 10")
+        tc("class add dev i0 parent 1: classid 1:10 htb rate 10gbit")
         tc(
-            "class",
-            "add",
-            "dev",
-            "i0",
-            "parent",
-            "1:",
-            "classid",
-            "1:20",
-            "htb",
-            "rate",
-            rate,
-            "ceil",
-            rate,
-            "burst",
-            "4k",
-            "cburst",
-            "4k",
+            f"class add dev i0 parent 1: classid 1:20 htb rate {rate} ceil {rate} "
+            "burst 4k cburst 4k"
         )
+        # A short queue, as real shapers have: a deep one would still be draining one
+        # connection's data when the next trial starts.
+        tc(f"qdisc add dev i0 parent 1:20 handle 20: pfifo limit {_queue_packets(rate)}")
         mangle: list[str] = []
-        if address:
+        if address and after_bytes is None:
             tc(
-                "filter",
-                "add",
-                "dev",
-                "i0",
-                "parent",
-                "1:",
-                "protocol",
-                "ip",
-                "prio",
-                "1",
-                "u32",
-                "match",
-                "ip",
-                "src",
-                f"{address}/32",
-                "flowid",
-                "1:20",
+                f"filter add dev i0 parent 1: protocol ip prio 1 u32 match ip src {address}/32 "
+                "flowid 1:20"
             )
+        elif address:
+            sh("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", ns=self.isp)
+            mangle = [
+                f"POSTROUTING -o i0 -s {address} -m connbytes --connbytes {after_bytes}: "
+                "--connbytes-dir reply --connbytes-mode bytes -j CLASSIFY "
+                "--set-class 1:20"
+            ]
         if sni:
             # The ClientHello marks its connection; every later packet of that connection
-            # towards the client is put in the slow class (CLASSIFY: this kernel has no fw
-            # classifier, and the connmark needs no tc filter at all).
+            # towards the client goes to the slow class (this kernel has no fw classifier).
             mangle = [
                 f"FORWARD -s {CLIENT_IP} -p tcp --dport 443 -m string --string {sni} "
                 "--algo bm -j CONNMARK --set-mark 7",
                 "POSTROUTING -o i0 -m connmark --mark 7 -j CLASSIFY --set-class 1:20",
             ]
-            for rule in mangle:
-                sh("sh", "-c", f"iptables -t mangle -A {rule}", ns=self.isp)
+        for rule in mangle:
+            sh("sh", "-c", f"iptables -t mangle -A {rule}", ns=self.isp)
         try:
             yield
         finally:
             sh("tc", "qdisc", "del", "dev", "i0", "root", ns=self.isp, check=False)
             for rule in mangle:
                 sh("sh", "-c", f"iptables -t mangle -D {rule}", ns=self.isp, check=False)
+
+    @contextlib.contextmanager
+    def capacity_flapping(
+        self, high: str = "20mbit", low: str = "3mbit", period: float = 0.7
+    ) -> Iterator[None]:
+        """The whole access link's capacity drops and recovers, again and again (tbf)."""
+        sh(
+            "tc",
+            *f"qdisc add dev i0 root tbf rate {high} burst 32kbit latency 200ms".split(),
+            ns=self.isp,
+        )
+        stop = threading.Event()
+
+        def flap() -> None:
+            rates = itertools.cycle([low, high])
+            while not stop.wait(period):
+                sh(
+                    "tc",
+                    *f"qdisc change dev i0 root tbf rate {next(rates)} burst 32kbit "
+                    "latency 200ms".split(),
+                    ns=self.isp,
+                    check=False,
+                )
+
+        t = threading.Thread(target=flap, daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(5)
+            sh("tc", "qdisc", "del", "dev", "i0", "root", ns=self.isp, check=False)
 
     # -- running the probe ---------------------------------------------------------------
     def probe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -449,19 +476,18 @@ class Lab:
         )
 
     def run_targets(
-        self, targets: dict[str, str], controls: dict[str, str], name: str, *extra: str
+        self, targets: dict[str, Any], controls: dict[str, Any], name: str, *extra: str
     ) -> list[dict[str, Any]]:
-        """Measure ``targets`` (name -> URL) through the lab; the exported records."""
+        """Measure ``targets`` (name -> URL, or name -> entry) through the lab; the records."""
         import yaml
+
+        def entries(d: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{"name": k, **(v if isinstance(v, dict) else {"url": v})} for k, v in d.items()]
 
         tfile = self.tmp / f"{name}.yaml"
         tfile.write_text(
             yaml.safe_dump(
-                {
-                    "targets": [{"name": k, "url": v} for k, v in targets.items()],
-                    "controls": [{"name": k, "url": v} for k, v in controls.items()],
-                },
-                allow_unicode=True,
+                {"targets": entries(targets), "controls": entries(controls)}, allow_unicode=True
             ),
             encoding="utf-8",
         )

@@ -56,11 +56,15 @@ def main(path: str) -> None:
         {
             "/": (200, {"Content-Type": "text/html; charset=utf-8", "X-Site": "news"}, NEWS_PAGE),
             "/large": S.large(4 * 1024 * 1024),
+            "/tp": S.large(16 * 1024 * 1024),
+            "/slowtp": S.large(16 * 1024 * 1024, rate_bps=400_000),
             "/to-httpblocked": S.redirect(f"http://httpblocked.{lab}/"),
             "/to-tcpdrop": S.redirect(f"http://tcpdrop.{lab}/"),
         }
     )
-    control = S.Site({"/": (200, {"Content-Type": "text/html"}, CONTROL_PAGE)})
+    control = S.Site(
+        {"/": (200, {"Content-Type": "text/html"}, CONTROL_PAGE), "/tp": S.large(16 * 1024 * 1024)}
+    )
     block = S.Site({"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.BLOCKPAGE)})
     servers: list[Any] = []
     for ip in cfg["site_addrs"]:

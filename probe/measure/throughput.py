@@ -1,0 +1,281 @@
+"""Throughput step: timed downloads sampled every 250 ms, with the kernel's TCP_INFO.
+
+Contract: ``download`` fetches one URL through a chosen address, stops at ``max_bytes`` or
+``max_seconds`` (neither is a failure), and returns a :class:`Flow` whose samples hold the
+cumulative body bytes and, on Linux, TCP_INFO's rtt, rcv_rtt, min_rtt, rcv_ooopack and segs_in.
+Network failures are results. ``run_test`` runs the trials (target and control started
+together, the start order alternated) and the SNI A/B against a test helper's bulk endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from probe import failures
+from probe.measure import net, steps
+from probe.measure.runner import Shared, _PinnedTransport, skip_address
+from probe.model import Flow, Sample
+
+SAMPLE_EVERY = 0.25
+TRIAL_GAP = 1.0
+# struct tcp_info (linux/tcp.h) offsets of the u32 fields we read.
+_TCPI = {"rtt": 68, "rcv_rtt": 92, "segs_in": 140, "min_rtt": 148, "rcv_ooopack": 224}
+_TCPI_SIZE = 232
+_TCPI_BYTES_RECEIVED = 128  # u64
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one throughput test may use: the profile, and the data budget it was given."""
+
+    max_bytes: int = 1024 * 1024
+    max_seconds: float = 8.0
+    trials: int = 3
+    ab_bytes: int = 512 * 1024
+    ab_seconds: float = 4.0
+
+    @property
+    def worst_case_bytes(self) -> int:
+        return self.trials * 2 * self.max_bytes + 3 * self.ab_bytes + self.max_bytes
+
+    @classmethod
+    def profile(cls, name: str) -> Plan:
+        if name == "mobile":
+            return cls(
+                max_bytes=256 * 1024, max_seconds=4.0, trials=2, ab_bytes=128 * 1024, ab_seconds=3.0
+            )
+        if name == "default":
+            return cls()
+        raise ValueError(f"unknown profile {name!r} (default, mobile)")
+
+
+def tcp_info(sock: socket.socket | None) -> dict[str, int]:
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return {}
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SIZE)
+    except OSError:
+        return {}
+    info = {
+        k: struct.unpack_from("I", raw, off)[0] for k, off in _TCPI.items() if len(raw) >= off + 4
+    }
+    if len(raw) >= _TCPI_BYTES_RECEIVED + 8:
+        info["bytes_received"] = struct.unpack_from("Q", raw, _TCPI_BYTES_RECEIVED)[0]
+    return info
+
+
+async def download(
+    shared: Shared,
+    url: str,
+    ip: str,
+    *,
+    role: str,
+    max_bytes: int,
+    max_seconds: float,
+    clock0: float,
+    trial: int = 0,
+    verify: bool = True,
+) -> Flow:
+    """One timed download of ``url`` through ``ip``."""
+    parts = httpx.URL(url)
+    host = parts.raw_host.decode("ascii").lower()
+    counter = net.ByteCounter()
+    backend = net.PinnedBackend(counter, {host: ip})
+    sockets: list[socket.socket] = []
+    backend.on_connect = sockets.append
+    ctx = shared.ssl_verify if verify else shared.ssl_noverify
+    samples: list[Sample] = []
+    got = 0
+    start = time.monotonic()
+
+    def sample() -> None:
+        info = tcp_info(sockets[-1] if sockets else None)
+        # The kernel's count of bytes received on the connection (TLS handshake and headers
+        # included, a few KB): exact, where the body seen by the application arrives in 16 KiB
+        # TLS records (too coarse at 150 kbit/s) and what was buffered before the headers
+        # were parsed would be missed.
+        wire = info.get("bytes_received")
+        # Before the connection, or after it closed: never go backwards.
+        progress = wire if wire is not None else max(got, samples[-1].bytes if samples else 0)
+        samples.append(
+            Sample(
+                round(time.monotonic() - start, 4),
+                progress,
+                info.get("rtt"),
+                info.get("rcv_rtt"),
+                info.get("min_rtt"),
+                info.get("rcv_ooopack"),
+                info.get("segs_in"),
+            )
+        )
+
+    async def sampler() -> None:
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            sample()
+
+    ttfb: float | None = None
+    failure: str | None = None
+    headers = {"User-Agent": steps.USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
+    ticker = asyncio.create_task(sampler())
+    try:
+        async with httpx.AsyncClient(
+            transport=_PinnedTransport(backend, ctx),
+            timeout=max(shared.cfg.timeout, max_seconds),
+            trust_env=False,
+        ) as client:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max_seconds):
+                    async with client.stream("GET", url, headers=headers) as resp:
+                        ttfb = time.monotonic() - start
+                        if resp.status_code != 200:
+                            failure = f"http_status_{resp.status_code}"
+                        else:
+                            async for chunk in resp.aiter_raw():
+                                got += len(chunk)
+                                if got >= max_bytes:
+                                    break
+                        sample()  # while the socket is open: TCP_INFO still answers
+            sample()
+    except Exception as exc:
+        failure = failures.classify(exc, failures.OP_READ if ttfb else failures.OP_HTTP).failure
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    return Flow(
+        role,
+        url,
+        ip,
+        trial,
+        round(start - clock0, 4),
+        None if ttfb is None else round(ttfb, 4),
+        round(time.monotonic() - start, 4),
+        got,
+        counter.total,
+        tuple(samples),
+        failure,
+    )
+
+
+async def _first_address(shared: Shared, url: str) -> str | None:
+    """The system resolver's first dialable address for the URL's host."""
+    from probe.measure.dns import query
+
+    host = httpx.URL(url).raw_host.decode("ascii").lower()
+    with contextlib.suppress(ValueError):
+        import ipaddress
+
+        ipaddress.ip_address(host)
+        return None if skip_address(host, shared.cfg) else host
+    q = await query(
+        host,
+        "A",
+        shared.cfg.resolver,
+        role="system",
+        timeout=shared.cfg.timeout,
+        clock0=time.monotonic(),
+        client=shared.doh,
+    )
+    return next((a for a in q.addrs if not skip_address(a, shared.cfg)), None)
+
+
+@dataclass(slots=True)
+class HelperBulk:
+    """The helper's bulk TLS endpoint (any SNI) on one or two addresses, and its /speed."""
+
+    base: str  # https://HOST[:PORT]/
+    addresses: tuple[str, ...]
+    port: int
+    speed: Callable[[str, int, float], Awaitable[dict[str, Any]]] | None = None
+
+
+@dataclass(slots=True)
+class TestResult:
+    flows: list[Flow] = field(default_factory=list)
+    helper_speed: dict[str, Any] | None = None
+    skipped: str | None = None
+
+    @property
+    def bytes_used(self) -> int:
+        return sum(f.wire_bytes or f.bytes for f in self.flows) + int(
+            (self.helper_speed or {}).get("bytes_used", 0)
+        )
+
+
+async def run_test(
+    shared: Shared,
+    target_url: str,
+    control_url: str,
+    plan: Plan,
+    *,
+    helper: HelperBulk | None = None,
+    neutral_sni: str = "www.example.com",
+    suspicious: Callable[[list[Flow]], bool] = lambda flows: True,
+) -> TestResult:
+    """Trials of target and control together; then, when ``suspicious(flows)`` says the target
+    looks slow, the attribution: the SNI A/B on the helper and the helper's own download."""
+    clock0 = time.monotonic()
+    result = TestResult()
+    t_ip, c_ip = await asyncio.gather(
+        _first_address(shared, target_url), _first_address(shared, control_url)
+    )
+    if t_ip is None or c_ip is None:
+        result.skipped = "no_address"
+        return result
+    for trial in range(plan.trials):
+        jobs = [("target", target_url, t_ip), ("control", control_url, c_ip)]
+        if trial % 2:
+            jobs.reverse()  # alternate which request leaves first
+        flows = await asyncio.gather(
+            *(
+                download(
+                    shared,
+                    url,
+                    ip,
+                    role=role,
+                    max_bytes=plan.max_bytes,
+                    max_seconds=plan.max_seconds,
+                    clock0=clock0,
+                    trial=trial,
+                )
+                for role, url, ip in jobs
+            )
+        )
+        result.flows.extend(flows)
+        if trial < plan.trials - 1:
+            await asyncio.sleep(TRIAL_GAP)  # let queues on the path drain between trials
+    if helper is not None and suspicious(result.flows):
+        await asyncio.sleep(TRIAL_GAP)
+        sni = httpx.URL(target_url).raw_host.decode("ascii").lower()
+        second = helper.addresses[1] if len(helper.addresses) > 1 else helper.addresses[0]
+        for role, name, ip in (
+            ("ab_neutral", neutral_sni, helper.addresses[0]),
+            ("ab_target", sni, helper.addresses[0]),
+            ("ab_neutral2", neutral_sni, second),
+        ):
+            url = f"https://{name}:{helper.port}/bulk?bytes={plan.ab_bytes}"
+            result.flows.append(
+                await download(
+                    shared,
+                    url,
+                    ip,
+                    role=role,
+                    max_bytes=plan.ab_bytes,
+                    max_seconds=plan.ab_seconds,
+                    clock0=clock0,
+                    verify=False,
+                )
+            )
+        if helper.speed is not None:
+            result.helper_speed = await helper.speed(target_url, plan.max_bytes, plan.max_seconds)
+    return result

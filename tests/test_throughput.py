@@ -1,0 +1,244 @@
+"""Throughput: the pure analysis on synthetic flows, events, and real downloads on loopback.
+
+Synthetic flows are built from a rate profile plus seeded noise (randomness is a parameter), so
+each case is exact and repeatable; the lab (tests/test_lab.py) checks the same analysis against
+real throttles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import pytest
+
+from probe.classify.throughput import analyse, flow_stats, looks_slow
+from probe.events import ThroughputTest, find_events
+from probe.measure.runner import Shared
+from probe.measure.throughput import Plan, download
+from probe.model import Flow, Sample
+from tests.conftest import SITE, World
+
+Profile = Callable[[float], float]  # time -> bit/s
+
+
+def flow(
+    role: str,
+    profile: Profile,
+    *,
+    seconds: float = 6.0,
+    trial: int = 0,
+    rng: random.Random | None = None,
+    ttfb: float = 0.05,
+    rtt: int = 20_000,
+    min_rtt: int = 20_000,
+    ooo: int = 0,
+    stall: tuple[float, float] | None = None,
+) -> Flow:
+    rng = rng or random.Random(7)
+    samples, got, t = [], 0.0, ttfb
+    while t < seconds:
+        t_next = round(t + 0.25, 4)
+        if not (stall and stall[0] <= t < stall[1]):
+            got += profile(t) * (t_next - t) / 8 * rng.uniform(0.9, 1.1)
+        samples.append(Sample(t_next, int(got), rtt, rtt, min_rtt, ooo, 0))
+        t = t_next
+    return Flow(
+        role,
+        f"https://{role}.test/tp",
+        "192.0.2.1",
+        trial,
+        0.0,
+        ttfb,
+        seconds,
+        int(got),
+        int(got),
+        tuple(samples),
+    )
+
+
+def trials(target: Profile, control: Profile, n: int = 3, **kw: object) -> list[Flow]:
+    rng = random.Random(42)
+    out = []
+    for i in range(n):
+        out.append(flow("target", target, trial=i, rng=rng, **kw))  # type: ignore[arg-type]
+        out.append(flow("control", control, trial=i, rng=rng))
+    return out
+
+
+def const(bps: float) -> Profile:
+    return lambda t: bps
+
+
+def test_steady_rate_is_measured_after_slow_start() -> None:
+    st = flow_stats(flow("target", lambda t: 2e5 if t < 0.3 else 1e6))
+    assert st is not None and abs(st.bps / 1e6 - 1) < 0.05 and st.burst_bytes is None
+
+
+def test_throttled_when_slow_and_significant() -> None:
+    a = analyse(trials(const(150e3), const(20e6)))
+    assert a["throttled"] is True and a["ratio"] < 0.01 and a["p_value"] < 0.05
+    assert a["label"] == "target_slow_unattributed" and abs(a["bps"] / 150e3 - 1) < 0.05
+
+
+def test_not_throttled_when_alike() -> None:
+    a = analyse(trials(const(5e6), const(5e6)))
+    assert a["throttled"] is False and a["label"] is None and 0.8 < a["ratio"] < 1.25
+
+
+def test_not_throttled_when_ratio_is_above_half() -> None:
+    a = analyse(trials(const(3e6), const(5e6)))
+    assert a["throttled"] is False  # slower, significant even, but not half
+
+
+def test_bonferroni_correction_for_the_round() -> None:
+    few = trials(const(1e6), const(10e6), n=1, seconds=2.0)
+    assert analyse(few, tests_in_round=1)["p_raw"] == analyse(few, tests_in_round=40)["p_raw"]
+    assert analyse(few, tests_in_round=40)["p_value"] == pytest.approx(
+        min(1.0, analyse(few, tests_in_round=1)["p_value"] * 40)
+    )
+    assert analyse(few, tests_in_round=40)["throttled"] is False
+
+
+def test_burst_then_throttle() -> None:
+    burst = lambda t: 16e6 if t < 0.1 else 1e6  # noqa: E731 - 500 KB in 250 ms, then 1 Mbit/s
+    a = analyse(trials(burst, const(20e6)))
+    assert a["throttled"] is True
+    assert 400_000 < a["burst_bytes"] < 600_000 and abs(a["bps"] / 1e6 - 1) < 0.1
+
+
+def test_no_burst_from_slow_start_alone() -> None:
+    st = flow_stats(flow("target", lambda t: 4e5 if t < 0.25 else 150e3))
+    assert st is not None and st.burst_bytes is None
+
+
+@pytest.mark.parametrize(
+    ("ab", "helper_bps", "label"),
+    [
+        ({"ab_neutral": 50e6, "ab_target": 150e3, "ab_neutral2": 50e6}, 50e6, "sni_targeted"),
+        ({"ab_neutral": 50e6, "ab_target": 45e6, "ab_neutral2": 50e6}, 50e6, "ip_targeted"),
+        (
+            {"ab_neutral": 50e6, "ab_target": 45e6, "ab_neutral2": 50e6},
+            160e3,
+            "target_slow_unattributed",
+        ),  # slow from the helper too: the site's own server
+    ],
+)
+def test_labels_from_ab_and_helper(ab: dict[str, float], helper_bps: float, label: str) -> None:
+    flows = trials(const(150e3), const(20e6))
+    for role, bps in ab.items():
+        flows.append(flow(role, const(bps), seconds=3.0))
+    a = analyse(flows, helper_speed={"bps": helper_bps})
+    assert a["label"] == label
+
+
+def test_ab_target_that_never_starts_counts_as_zero() -> None:
+    flows = trials(const(150e3), const(20e6))
+    flows += [
+        flow("ab_neutral", const(50e6), seconds=3.0),
+        Flow("ab_target", "https://x/bulk", "192.0.2.1", 0, 0.0, None, 4.0, 0, 0, ()),
+        flow("ab_neutral2", const(50e6), seconds=3.0),
+    ]
+    assert analyse(flows)["label"] == "sni_targeted"
+
+
+def test_handshake_and_stall_labels() -> None:
+    slow_start = trials(const(150e3), const(20e6), ttfb=3.0, seconds=8.0)
+    assert analyse(slow_start)["label"] == "handshake_throttled"
+    stalls = trials(const(150e3), const(20e6), stall=(2.0, 4.5))
+    assert analyse(stalls)["label"] == "stall"
+
+
+def test_congestion_label_when_both_slow_down() -> None:
+    drop = lambda t: 10e6 if t < 1.5 else 2e6  # noqa: E731
+    a = analyse(trials(drop, drop))
+    assert a["throttled"] is False and a["label"] == "congestion"
+
+
+@pytest.mark.parametrize(
+    ("rtt", "ooo", "mechanism"),
+    [(200_000, 0, "shaper"), (22_000, 12, "policer"), (25_000, 0, None)],
+)
+def test_mechanism(rtt: int, ooo: int, mechanism: str | None) -> None:
+    a = analyse(trials(const(150e3), const(20e6), rtt=rtt, min_rtt=20_000, ooo=ooo))
+    assert a["mechanism"] == mechanism
+
+
+def test_failed_downloads_give_no_verdict() -> None:
+    broken = [Flow("target", "u", None, 0, failure="connection_reset"), flow("control", const(1e6))]
+    a = analyse(broken)
+    assert a["throttled"] is None and "reason" in a
+    assert looks_slow(broken) is False
+
+
+def test_plan_profiles() -> None:
+    assert Plan.profile("default").max_bytes == 1024 * 1024
+    mobile = Plan.profile("mobile")
+    assert mobile.worst_case_bytes < Plan.profile("default").worst_case_bytes
+    with pytest.raises(ValueError, match="unknown profile"):
+        Plan.profile("satellite")
+
+
+# -- events ---------------------------------------------------------------------------------
+def _series(ratios: list[float], throttled: bool | None = None) -> list[ThroughputTest]:
+    return [
+        ThroughputTest("facebook", "AS7552", f"2026-11-{i + 1:02d}T00:00:00Z", r, throttled)
+        for i, r in enumerate(ratios)
+    ]
+
+
+def test_event_opens_and_closes() -> None:
+    rng = random.Random(3)
+    normal = [rng.uniform(0.8, 1.2) for _ in range(10)]
+    ratios = [*normal, 0.1, 0.12, 0.09, 0.11, 1.0, 0.95]
+    (e,) = find_events(_series(ratios))
+    assert e.opened_at.startswith("2026-11-11") and e.closed_at is not None
+    assert e.closed_at.startswith("2026-11-15") and len(e.ratios) == 4
+    assert 0.8 < (e.baseline_ratio or 0) < 1.2
+
+
+def test_single_dip_is_no_event_and_open_event_stays_open() -> None:
+    assert find_events(_series([1.0] * 8 + [0.1] + [1.0] * 3)) == []
+    (e,) = find_events(_series([1.0] * 8 + [0.2, 0.2, 0.2]))
+    assert e.open
+
+
+def test_without_history_the_throttled_verdicts_decide() -> None:
+    (e,) = find_events(_series([0.1, 0.1, 0.1], throttled=True))
+    assert e.open and e.baseline_ratio is None
+    assert find_events(_series([0.1, 0.1, 0.1], throttled=False)) == []
+
+
+# -- real downloads on loopback ----------------------------------------------------------------
+def test_download_samples_and_caps(world: World) -> None:
+    async def go() -> tuple[Flow, Flow]:
+        shared = Shared.create(world.config())
+        try:
+            capped = await download(
+                shared,
+                world.http("big.test", "/large"),
+                SITE,
+                role="target",
+                max_bytes=300_000,
+                max_seconds=5,
+                clock0=0.0,
+            )
+            timed = await download(
+                shared,
+                world.http("hole.test"),
+                "127.0.0.40",
+                role="target",
+                max_bytes=10**6,
+                max_seconds=0.6,
+                clock0=0.0,
+            )
+            return capped, timed
+        finally:
+            await shared.aclose()
+
+    capped, timed = asyncio.run(go())
+    assert capped.failure is None and 300_000 <= capped.bytes < 2 * 1024 * 1024
+    assert capped.samples and capped.samples[-1].bytes >= 300_000
+    assert any(s.min_rtt_us is not None for s in capped.samples)  # TCP_INFO was read
+    assert timed.bytes == 0 and timed.duration < 2  # the time cap ends it, whatever happens
