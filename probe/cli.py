@@ -555,6 +555,46 @@ def events(db_path: str, target_names: tuple[str, ...], only_open: bool, fmt: st
     Console().print(table)
 
 
+@cli.command("import")
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ooni"]),
+    required=True,
+    help="ooni: Web Connectivity measurements (JSONL, .gz, or one JSON document).",
+)
+@fingerprints_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def import_(
+    db_path: str, fmt: str, fingerprint_paths: tuple[str, ...], files: tuple[str, ...]
+) -> None:
+    """Import measurements from elsewhere, classified by our rules (theirs kept beside).
+
+    \b
+    Example:
+      probe import --format ooni 2026-11-01_VN_webconnectivity.jsonl.gz --db results/ooni.db
+    """
+    from probe.importer import import_ooni
+
+    paths = [Path(f) for f in files]
+    for p in paths:
+        if not p.is_file():
+            fail(f"{p}: no such file")
+    fps = _fingerprints(fingerprint_paths)
+    store = _open_store(db_path)
+    try:
+        report = import_ooni(store, paths, fps)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable or truncated gzip
+        fail(f"{files[0] if len(files) == 1 else 'input'}: cannot read ({exc})")
+    for line in report.skipped:
+        click.echo(f"probe: skipped {line}", err=True)
+    click.echo(
+        f"{report.imported} imported, {report.duplicates} already there, "
+        f"{len(report.skipped)} skipped, from {report.read} records"
+    )
+
+
 @cli.command()
 @db_option
 @fingerprints_option

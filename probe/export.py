@@ -106,6 +106,9 @@ def records(
             h.pop("body", None)
         rec["control"] = json.loads(row["control"]) if row["control"] else None
         rec["throughput"] = throughput_record(row.get("throughput"))
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        if "ooni_verdict" in extra:  # imported: OONI's own verdict, beside ours
+            rec["ooni_verdict"] = extra["ooni_verdict"]
         yield rec
 
 
