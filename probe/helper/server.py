@@ -201,7 +201,7 @@ class HelperApp:
         return 200, sent
 
     async def _speed(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
-        from probe.measure.throughput import _first_address, download
+        from probe.measure.throughput import download, first_address
 
         try:
             doc = json.loads(await self._body(scope, receive, 4096))
@@ -216,7 +216,7 @@ class HelperApp:
             return await _error(send, 408, "request body too slow")
         except (ValueError, KeyError, TypeError) as exc:
             return await _error(send, 400, f"speed: {exc}")
-        ip = await _first_address(self.shared, url)
+        ip = await first_address(self.shared, url)
         if ip is None:
             answer: dict[str, Any] = {
                 "bps": None,

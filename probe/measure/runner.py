@@ -73,7 +73,7 @@ class Shared:
         await self.doh.aclose()
 
 
-class _PinnedTransport(httpx.AsyncHTTPTransport):
+class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (and exception mapping) over our pinning, counting backend."""
 
     def __init__(self, backend: net.PinnedBackend, ctx: ssl.SSLContext) -> None:
@@ -316,7 +316,7 @@ class TargetMeasurer:
         )
 
     async def run(self) -> tuple[Observations, int, float]:
-        transport = _PinnedTransport(self.backend, self.shared.ssl_verify)
+        transport = PinnedTransport(self.backend, self.shared.ssl_verify)
         async with httpx.AsyncClient(
             transport=transport, follow_redirects=False, timeout=self.cfg.timeout, trust_env=False
         ) as client:

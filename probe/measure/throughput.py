@@ -22,7 +22,7 @@ import httpx
 
 from probe import failures
 from probe.measure import net, steps
-from probe.measure.runner import Shared, _PinnedTransport, skip_address
+from probe.measure.runner import PinnedTransport, Shared, skip_address
 from probe.model import Flow, Sample
 
 SAMPLE_EVERY = 0.25
@@ -129,7 +129,7 @@ async def download(
     ticker = asyncio.create_task(sampler())
     try:
         async with httpx.AsyncClient(
-            transport=_PinnedTransport(backend, ctx),
+            transport=PinnedTransport(backend, ctx),
             timeout=max(shared.cfg.timeout, max_seconds),
             trust_env=False,
         ) as client:
@@ -167,7 +167,7 @@ async def download(
     )
 
 
-async def _first_address(shared: Shared, url: str) -> str | None:
+async def first_address(shared: Shared, url: str) -> str | None:
     """The system resolver's first dialable address for the URL's host."""
     from probe.measure.dns import query
 
@@ -227,7 +227,7 @@ async def run_test(
     clock0 = time.monotonic()
     result = TestResult()
     t_ip, c_ip = await asyncio.gather(
-        _first_address(shared, target_url), _first_address(shared, control_url)
+        first_address(shared, target_url), first_address(shared, control_url)
     )
     if t_ip is None or c_ip is None:
         result.skipped = "no_address"
