@@ -250,7 +250,3 @@ def control_to_json(control: ControlEvidence | None) -> Any:
 
 def control_from_json(data: Any) -> ControlEvidence | None:
     return None if data is None else msgspec.convert(data, type=ControlEvidence)
-
-
-def verdict_to_json(verdict: Verdict) -> Any:
-    return msgspec.to_builtins(verdict)

@@ -7,7 +7,6 @@ a test helper's answer when there is one) and returns a :class:`Facts` value. No
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from probe import failures
@@ -57,15 +56,6 @@ STEP_OF_OPERATION = {
     failures.OP_READ: "http",
     "deadline": "http",
 }
-
-
-def is_bogon(ip: str) -> bool:
-    """Addresses that no public site has: private, loopback, link-local, reserved, ..."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return True
-    return not addr.is_global
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,14 +202,9 @@ def derive(
             elif ref_dns_failure in DNS_DOWN_FAILURES and sys_dns_failure in DNS_DOWN_FAILURES:
                 consistency = "consistent"
         elif ref_addrs:
-            sys_bogons = [a for a in sys_addrs if is_bogon(a)]
-            ref_bogons = [a for a in ref_addrs if is_bogon(a)]
-            if set(sys_addrs) & set(ref_addrs):
-                consistency = "consistent"
-            elif sys_bogons and not ref_bogons:
-                consistency = "inconsistent"
-            else:
-                consistency = "inconsistent"
+            # A shared address is consistent, so the same private answer from both is too; a
+            # bogon or loopback answer where the control has public ones shares none.
+            consistency = "consistent" if set(sys_addrs) & set(ref_addrs) else "inconsistent"
         elif ref_dns_failure == failures.DNS_NXDOMAIN:
             consistency = "inconsistent"  # the resolver under test invents a dead name
 

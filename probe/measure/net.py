@@ -165,10 +165,6 @@ async def tls_handshake(
     )
 
 
-def body_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class ByteCounter:
     """Bytes moved by a set of connections (one per measurement)."""
 
