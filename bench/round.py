@@ -32,7 +32,7 @@ def main() -> int:
 
     from probe.classify.fingerprints import builtin
     from probe.measure.dns import parse_resolver
-    from probe.measure.runner import MeasureConfig
+    from probe.measure.net import MeasureConfig
     from probe.round import run_round
     from probe.store import Store
     from probe.targets import Target

@@ -10,8 +10,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -19,38 +17,43 @@ import click
 import yaml
 
 from probe import __version__
-from probe.classify.fingerprints import FingerprintError, FingerprintSet, builtin
-from probe.classify.fingerprints import load as load_fingerprints
-from probe.export import ExportError, parse_time, records
+from probe import settings as settings_mod
+from probe.classify.fingerprints import FingerprintSet
+from probe.errors import InputError
+from probe.export import parse_time, records
 from probe.export import write as write_export
-from probe.measure.dns import ResolverSpecError, parse_resolver, system_resolver
-from probe.store import Store, StoreError
-from probe.targets import TargetsError, import_citizenlab_csv, load_targets
+from probe.measure.dns import parse_resolver, system_resolver
+from probe.round import load_fingerprints, read_token
+from probe.settings import DAEMON, MEASURE, OPTIONS, Settings
+from probe.store import Store
+from probe.targets import import_citizenlab_csv, load_targets
 
-DEFAULT_CONTROL_RESOLVER = "https://1.1.1.1/dns-query"
-DEFAULT_DB = "results/probe.db"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class InputError(click.ClickException):
-    """Bad input: one line, exit status 2."""
+class UsageInputError(click.ClickException):
+    """Bad input found by the CLI itself: one line, exit status 2."""
 
     exit_code = 2
 
 
 def fail(message: str) -> NoReturn:
-    raise InputError(message)
+    raise UsageInputError(message)
 
 
 def db_option(f: F) -> F:
-    return click.option(
+    """``--db`` (default: the settings' database) and ``--config``."""
+    f = click.option(
         "--db",
         "db_path",
-        default=DEFAULT_DB,
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="SQLite database.",
+        metavar="FILE",
+        help="SQLite database (default: the settings' db; see 'probe config').",
     )(f)
+    return config_option(f)
+
+
+def resolve_db(db_path: str | None, config_path: str | None) -> str:
+    return load_settings({"db": db_path}, config_path).db
 
 
 def fingerprints_option(f: F) -> F:
@@ -64,20 +67,11 @@ def fingerprints_option(f: F) -> F:
 
 
 def _fingerprints(paths: tuple[str, ...]) -> FingerprintSet:
-    fps = builtin()
-    for p in paths:
-        try:
-            fps = fps + load_fingerprints(p)
-        except FingerprintError as exc:
-            fail(str(exc))
-    return fps
+    return load_fingerprints(paths)
 
 
 def _open_store(path: str, *, create: bool = True) -> Store:
-    try:
-        return Store.open(path, create=create)
-    except StoreError as exc:
-        fail(str(exc))
+    return Store.open(path, create=create)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,123 +86,53 @@ def cli() -> None:
     """
 
 
+def settings_options(*scopes: str) -> Callable[[F], F]:
+    """The settings' flags (from :data:`probe.settings.OPTIONS`) for commands of these scopes,
+    plus ``--config``; defined once, so ``run`` and ``daemon`` take the same ones."""
+
+    def decorate(f: F) -> F:
+        for o in reversed(OPTIONS):
+            if o.flag is None or o.scope not in scopes:
+                continue
+            default = o.default
+            shown = "" if o.is_flag or default in (None, ()) else f" [default: {_show(default)}]"
+            if o.is_flag:
+                f = click.option(o.flag, o.name, is_flag=True, hidden=o.hidden, help=o.help)(f)
+            else:
+                f = click.option(
+                    o.flag,
+                    o.name,
+                    multiple=o.multiple,
+                    metavar=o.metavar,
+                    hidden=o.hidden,
+                    help=o.help + shown,
+                )(f)
+        return config_option(f)
+
+    return decorate
+
+
+def _show(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def config_option(f: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        metavar="FILE",
+        help="Settings file (TOML; default: settings.toml in the platform's config directory).",
+    )(f)
+
+
+def load_settings(flags: dict[str, Any], config_path: str | None) -> Settings:
+    return settings_mod.resolve(flags, config=config_path)
+
+
 @cli.command()
-@click.option(
-    "--targets",
-    "targets_path",
-    default="targets.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Target list (YAML).",
-)
-@db_option
-@click.option(
-    "--only", multiple=True, metavar="NAME", help="Measure only this target (repeatable)."
-)
-@click.option(
-    "--resolver",
-    metavar="IP[:PORT]",
-    help="Resolver under test (default: the first nameserver in /etc/resolv.conf).",
-)
-@click.option(
-    "--control-resolver",
-    default=DEFAULT_CONTROL_RESOLVER,
-    show_default=True,
-    metavar="URL",
-    help="Honest resolver: https://HOST/dns-query, tls://IP[:PORT] or udp://IP[:PORT].",
-)
-@click.option(
-    "--ca-bundle",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Extra trust anchors (PEM), added to the system's.",
-)
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 256))
-@click.option(
-    "--timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 300),
-    help="Seconds allowed for each step.",
-)
-@click.option(
-    "--deadline",
-    default=90.0,
-    show_default=True,
-    type=click.FloatRange(1, 3600),
-    help="Seconds allowed for each target, all steps included.",
-)
-@fingerprints_option
-@click.option(
-    "--helper",
-    "helper_url",
-    metavar="URL",
-    help="A Web Connectivity test helper (ours or OONI's) to ask about every target.",
-)
-@click.option(
-    "--helper-token-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="A file holding the helper's bearer token.",
-)
-@click.option(
-    "--helper-bulk-address",
-    "bulk_addresses",
-    multiple=True,
-    metavar="IP",
-    help="The helper's addresses for the SNI A/B test (up to two; default: the helper URL's).",
-)
-@click.option(
-    "--profile",
-    type=click.Choice(["default", "mobile"]),
-    default="default",
-    show_default=True,
-    help="Throughput tests: default (1 MiB, 8 s, 3 trials) or mobile (256 KiB, 4 s, 2 trials, "
-    "50 MB a day unless --max-bytes-per-day says otherwise).",
-)
-@click.option(
-    "--max-bytes-per-day",
-    metavar="BYTES",
-    help="Daily data cap (e.g. 200M, 1G), checked before each throughput test starts.",
-)
-@click.option("--no-throughput", is_flag=True, help="Skip throughput tests this round.")
-@click.option("--throughput-bytes", metavar="BYTES", help="Cap on each flow (overrides profile).")
-@click.option(
-    "--throughput-seconds",
-    type=click.FloatRange(0.5, 60),
-    help="Time cap on each flow (overrides the profile).",
-)
-@click.option(
-    "--throughput-trials", type=click.IntRange(1, 20), help="Trials per test (overrides profile)."
-)
-@click.option(
-    "--allow-loopback",
-    is_flag=True,
-    hidden=True,
-    help="Connect to loopback answers (tests and the lab only).",
-)
+@settings_options(MEASURE)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def run(
-    targets_path: str,
-    db_path: str,
-    only: tuple[str, ...],
-    resolver: str | None,
-    control_resolver: str,
-    ca_bundle: str | None,
-    concurrency: int,
-    timeout: float,
-    deadline: float,
-    fingerprint_paths: tuple[str, ...],
-    helper_url: str | None,
-    helper_token_file: str | None,
-    bulk_addresses: tuple[str, ...],
-    profile: str,
-    max_bytes_per_day: str | None,
-    no_throughput: bool,
-    throughput_bytes: str | None,
-    throughput_seconds: float | None,
-    throughput_trials: int | None,
-    allow_loopback: bool,
-    quiet: bool,
-) -> None:
+def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     """Measure every target once, classify each, and store the results.
 
     \b
@@ -216,116 +140,44 @@ def run(
       probe run --only facebook --resolver 192.168.1.1 --db results/probe.db
     """
     from probe import report
-    from probe.control import HelperClient
-    from probe.measure.runner import MeasureConfig
-    from probe.measure.throughput import Plan
-    from probe.round import ThroughputOptions, run_round
+    from probe.round import prepare, run_once
 
-    try:
-        tl = load_targets(targets_path)
-        if only:
-            tl = tl.select(only)
-        spec = parse_resolver(resolver) if resolver else system_resolver()
-        control = parse_resolver(control_resolver, what="--control-resolver")
-    except (TargetsError, ResolverSpecError) as exc:
-        fail(str(exc))
-    fps = _fingerprints(fingerprint_paths)
-    helper = None
-    if helper_url:
-        if not helper_url.startswith(("https://", "http://")):
-            fail(f"--helper: {helper_url!r} must be an http(s):// URL")
-        token = _read_token(helper_token_file) if helper_token_file else None
-        helper = HelperClient(helper_url, token=token, ca_bundle=ca_bundle)
-    cap = _parse_bytes(max_bytes_per_day, "--max-bytes-per-day") if max_bytes_per_day else None
-    if cap is None and profile == "mobile":
-        cap = 50 * 1000 * 1000
-    if len(bulk_addresses) > 2:
-        fail("--helper-bulk-address: at most two")
-    store = _open_store(db_path)
-    tp = None
-    if not no_throughput:
-        today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00.000Z")
-        bulk = helper.bulk(bulk_addresses) if helper is not None else None
-        plan = Plan.profile(profile)
-        if throughput_bytes:
-            n = _parse_bytes(throughput_bytes, "--throughput-bytes")
-            plan = replace(plan, max_bytes=n, ab_bytes=n)
-        if throughput_seconds:
-            plan = replace(
-                plan,
-                max_seconds=throughput_seconds,
-                ab_seconds=min(plan.ab_seconds, throughput_seconds),
-            )
-        if throughput_trials:
-            plan = replace(plan, trials=throughput_trials)
-        tp = ThroughputOptions(plan, cap, lambda: store.bytes_used_since(today), bulk)
-    cfg = MeasureConfig(
-        resolver=spec,
-        control_resolver=control,
-        ca_bundle=ca_bundle,
-        timeout=timeout,
-        deadline=deadline,
-        allow_loopback=allow_loopback,
-    )
-    total = len(tl.targets) + len(tl.controls)
+    settings = load_settings(flags, config_path)
+    setup = prepare(settings)
+    store = _open_store(settings.db)
+    total = len(setup.targets.targets) + len(setup.targets.controls)
     with report.Progress(total, enabled=not quiet) as progress:
-
-        def save(m: Any) -> None:
-            store.save(m)
-            progress.advance(m)
-
-        result = asyncio.run(
-            run_round(
-                tl.targets,
-                tl.controls,
-                cfg,
-                fingerprints=fps,
-                concurrency=concurrency,
-                device_id=store.device_id,
-                on_measurement=save,
-                helper=helper,
-                throughput=tp,
-            )
-        )
-    store.save_round(
-        {
-            "id": result.id,
-            "device_id": store.device_id,
-            "started_at": result.started_at,
-            "finished_at": result.finished_at,
-            "targets": len(result.measurements),
-            "network_ok": None if result.network_ok is None else int(result.network_ok),
-            "bytes_used": result.bytes_used,
-            "software": f"probe/{__version__}",
-        }
-    )
+        result = asyncio.run(run_once(setup, store, on_measurement=progress.advance))
     if not quiet:
         report.summary(result)
     click.echo(
-        f"{len(result.measurements)} measurements stored in {db_path} "
+        f"{len(result.measurements)} measurements stored in {settings.db} "
         f"({result.bytes_used} bytes used)",
         err=True,
     )
 
 
-def _parse_bytes(text: str, flag: str) -> int:
-    units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KI": 2**10, "MI": 2**20, "GI": 2**30}
-    t = text.strip().upper().removesuffix("B")
-    num = t.rstrip("KMGI")
-    unit = t[len(num) :]
-    if not num.isdigit() or unit not in units:
-        fail(f"{flag}: {text!r} is not a size (e.g. 500000000, 500M, 1G)")
-    return int(num) * units[unit]
+@cli.command("config")
+@settings_options(MEASURE, DAEMON)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: value and source.")
+def config_cmd(config_path: str | None, as_json: bool, **flags: Any) -> None:
+    """Print the effective settings and where each value came from.
 
+    \b
+    Example:
+      probe config                   # flags > PROBE_* variables > settings file > defaults
+    """
+    import json
 
-def _read_token(path: str) -> str:
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{path}: cannot read the token ({exc})")
-    if not token or any(c.isspace() for c in token):
-        fail(f"{path}: the token must be one word")
-    return token
+    settings = load_settings(flags, config_path)
+    rows = [*settings.items(), ("config", settings.config, settings.sources.get("config", ""))]
+    if as_json:
+        click.echo(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}))
+        return
+    width = max(len(k) for k, _, _ in rows)
+    for k, v, src in rows:
+        shown = ",".join(map(str, v)) if isinstance(v, tuple) else v
+        click.echo(f"{k.ljust(width)}  {'' if shown is None else shown}  ({src})")
 
 
 @cli.group()
@@ -391,18 +243,16 @@ def helper_serve(
     host = host.strip("[]")
     if not port.isdigit() or not 0 < int(port) < 65536 or not host:
         fail(f"--listen: {listen!r} is not ADDR:PORT")
+    spec = parse_resolver(upstream, what="--upstream") if upstream else system_resolver()
     try:
         ipaddress.ip_address(host)
-        spec = parse_resolver(upstream, what="--upstream") if upstream else system_resolver()
         for net in allow_networks:
             ipaddress.ip_network(net, strict=False)
-    except ResolverSpecError as exc:
-        fail(str(exc))
     except ValueError as exc:
         fail(f"--listen/--allow-network: {exc}")
     if bool(tls_cert) != bool(tls_key):
         fail("--tls-cert and --tls-key go together")
-    token = _read_token(token_file) if token_file else None
+    token = read_token(token_file) if token_file else None
     serve(
         host,
         int(port),
@@ -430,10 +280,7 @@ def targets_check(path: str) -> None:
     Example:
       probe targets check targets.yaml
     """
-    try:
-        tl = load_targets(path)
-    except TargetsError as exc:
-        fail(str(exc))
+    tl = load_targets(path)
     click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
 
 
@@ -458,11 +305,8 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
     Example:
       probe targets import vn.csv --targets targets.yaml > more-targets.yaml
     """
-    try:
-        existing = load_targets(targets_path) if targets_path else None
-        entries, skipped = import_citizenlab_csv(csv_path, existing)
-    except TargetsError as exc:
-        fail(str(exc))
+    existing = load_targets(targets_path) if targets_path else None
+    entries, skipped = import_citizenlab_csv(csv_path, existing)
     text = yaml.safe_dump({"targets": entries}, allow_unicode=True, sort_keys=False)
     if output:
         tmp = Path(output).with_name(f".{Path(output).name}.tmp")
@@ -485,7 +329,8 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
     "--target", "target_names", multiple=True, metavar="NAME", help="Only this target (repeatable)."
 )
 def export(
-    db_path: str,
+    db_path: str | None,
+    config_path: str | None,
     fmt: str,
     output: str | None,
     since: str | None,
@@ -498,12 +343,9 @@ def export(
     Example:
       probe export --db results/probe.db --format csv --since 2026-11-01 -o nov.csv
     """
-    try:
-        lo = parse_time(since, "--since") if since else None
-        hi = parse_time(until, "--until") if until else None
-    except ExportError as exc:
-        fail(str(exc))
-    store = _open_store(db_path, create=False)
+    lo = parse_time(since, "--since") if since else None
+    hi = parse_time(until, "--until") if until else None
+    store = _open_store(resolve_db(db_path, config_path), create=False)
     n = write_export(records(store, since=lo, until=hi, targets=target_names), fmt, output)
     click.echo(f"{n} measurements exported", err=True)
 
@@ -515,7 +357,13 @@ def export(
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
 )
-def events(db_path: str, target_names: tuple[str, ...], only_open: bool, fmt: str) -> None:
+def events(
+    db_path: str | None,
+    config_path: str | None,
+    target_names: tuple[str, ...],
+    only_open: bool,
+    fmt: str,
+) -> None:
     """List throttling events: where a target fell well below its own throughput history.
 
     \b
@@ -526,7 +374,7 @@ def events(db_path: str, target_names: tuple[str, ...], only_open: bool, fmt: st
 
     from probe.events import find_events
 
-    store = _open_store(db_path, create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False)
     found = [
         e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
     ]
@@ -567,7 +415,11 @@ def events(db_path: str, target_names: tuple[str, ...], only_open: bool, fmt: st
 @fingerprints_option
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def import_(
-    db_path: str, fmt: str, fingerprint_paths: tuple[str, ...], files: tuple[str, ...]
+    db_path: str | None,
+    config_path: str | None,
+    fmt: str,
+    fingerprint_paths: tuple[str, ...],
+    files: tuple[str, ...],
 ) -> None:
     """Import measurements from elsewhere, classified by our rules (theirs kept beside).
 
@@ -582,7 +434,7 @@ def import_(
         if not p.is_file():
             fail(f"{p}: no such file")
     fps = _fingerprints(fingerprint_paths)
-    store = _open_store(db_path)
+    store = _open_store(resolve_db(db_path, config_path))
     try:
         report = import_ooni(store, paths, fps)
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable or truncated gzip
@@ -598,7 +450,9 @@ def import_(
 @cli.command()
 @db_option
 @fingerprints_option
-def reclassify(db_path: str, fingerprint_paths: tuple[str, ...]) -> None:
+def reclassify(
+    db_path: str | None, config_path: str | None, fingerprint_paths: tuple[str, ...]
+) -> None:
     """Re-run the current rules over every stored measurement.
 
     \b
@@ -608,7 +462,7 @@ def reclassify(db_path: str, fingerprint_paths: tuple[str, ...]) -> None:
     from probe.reclassify import reclassify as run_reclassify
 
     fps = _fingerprints(fingerprint_paths)
-    store = _open_store(db_path, create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False)
     total, changed = run_reclassify(store, fps)
     click.echo(f"{total} measurements reclassified, {changed} verdicts changed")
 
@@ -620,10 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("probe: interrupted", err=True)
         return 130
+    except InputError as exc:
+        click.echo(f"probe: error: {str(exc).replace(chr(10), ' ')}", err=True)
+        return 2
     except click.ClickException as exc:
         message = exc.format_message().replace("\n", " ")
         click.echo(f"probe: error: {message}", err=True)
-        return 2 if isinstance(exc, InputError | click.UsageError) else exc.exit_code
+        return 2 if isinstance(exc, UsageInputError | click.UsageError) else exc.exit_code
     except KeyboardInterrupt:
         click.echo("probe: interrupted", err=True)
         return 130

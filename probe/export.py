@@ -15,11 +15,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from probe.errors import InputError
 from probe.store import Store, blocking_from_db
+from probe.timeutil import iso, parse_iso
 
 FLAT = [
     "id",
@@ -54,19 +55,16 @@ FLAT = [
 NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     pass
 
 
 def parse_time(text: str, flag: str) -> str:
     """An ISO-8601 date or date-time (UTC if no zone) -> the form stored in started_at."""
     try:
-        t = datetime.fromisoformat(text)
+        return iso(parse_iso(text))
     except ValueError:
         raise ExportError(f"{flag}: {text!r} is not an ISO-8601 date or time") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _bool(v: Any) -> bool | None:

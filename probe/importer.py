@@ -26,6 +26,7 @@ from probe.classify.fingerprints import FingerprintSet
 from probe.model import Measurement
 from probe.ooni import OONIFormatError, from_ooni
 from probe.store import Store
+from probe.timeutil import iso
 
 MAX_SINGLE_DOCUMENT = 64 * 1024 * 1024
 
@@ -98,7 +99,7 @@ def _started_at(text: Any) -> str:
         raise OONIFormatError(
             f"measurement_start_time {text[:40]!r} is not OONI's format"
         ) from None
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(t)
 
 
 def to_measurement(m: dict[str, Any], fingerprints: FingerprintSet) -> Measurement:

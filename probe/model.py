@@ -16,7 +16,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from probe import failures
+
 Blocking = Literal["dns", "tcp_ip", "http-failure", "http-diff"] | bool | None
+
+# HTTP statuses whose Location the probe follows, hop by hop (OONI's set).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,25 @@ class DNSQuery:
     @property
     def addrs(self) -> list[str]:
         return [a.value for a in self.answers if a.type in ("A", "AAAA")]
+
+
+def no_address_query(queries: list[DNSQuery] | tuple[DNSQuery, ...]) -> DNSQuery | None:
+    """The query whose failure explains why a name gave no address: None when any query gave
+    one (or there were none); else the first that failed worse than having no answer (an
+    NXDOMAIN explains more than a missing AAAA record), else the first."""
+    if not queries or any(q.addrs for q in queries):
+        return None
+    return next(
+        (q for q in queries if q.failure and q.failure != failures.DNS_NO_ANSWER), queries[0]
+    )
+
+
+def no_address_failure(queries: list[DNSQuery] | tuple[DNSQuery, ...]) -> str | None:
+    """The df-007 failure that explains no address (see :func:`no_address_query`)."""
+    q = no_address_query(queries)
+    if q is None:
+        return None
+    return q.failure or failures.DNS_NO_ANSWER
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from probe import failures
+from probe import addr, failures
 from probe.control import to_evidence
-from probe.measure.steps import extract_title
 from probe.model import (
+    REDIRECT_STATUSES,
     ControlEvidence,
     DNSAnswer,
     DNSQuery,
@@ -27,7 +27,9 @@ from probe.model import (
     Observations,
     TCPConnect,
     TLSHandshake,
+    no_address_failure,
 )
+from probe.pages import extract_title
 
 VERDICT_KEYS = (
     "dns_experiment_failure",
@@ -47,7 +49,6 @@ VERDICT_KEYS = (
     "blocking",
 )
 _DEPTH = re.compile(r"^depth=(\d+)$")
-_REDIRECT = {301, 302, 303, 307, 308}
 
 
 class OONIFormatError(ValueError):
@@ -76,9 +77,11 @@ def _role(tags: list[str] | None, default_classic: bool) -> str:
     return "system" if "classic" in tags else "control"
 
 
-def _split_endpoint(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port or 0)
+def _split_endpoint(text: str) -> tuple[str, int]:
+    try:
+        return addr.parse_endpoint(text)
+    except addr.AddressError:
+        return "", 0
 
 
 def _body(resp: dict[str, Any]) -> bytes:
@@ -134,14 +137,10 @@ def _chain_failure(
     depth: int, dns: list[DNSQuery], tcp: list[TCPConnect], tls: list[TLSHandshake], url: str
 ) -> HTTPTransaction:
     """Why the system chain stopped at ``depth`` before any HTTP request."""
-    sysq = [q for q in dns if q.depth == depth and q.resolver == "system"]
-    if sysq and not any(q.addrs for q in sysq):
-        f = next((q.failure for q in sysq if q.failure != failures.DNS_NO_ANSWER), None)
+    f = no_address_failure([q for q in dns if q.depth == depth and q.resolver == "system"])
+    if f is not None:
         return HTTPTransaction(
-            url=url,
-            depth=depth,
-            failure=f or failures.DNS_NO_ANSWER,
-            failed_operation=failures.OP_RESOLVE,
+            url=url, depth=depth, failure=f, failed_operation=failures.OP_RESOLVE
         )
     conns = [t for t in tcp if t.depth == depth and "system" in t.sources]
     wanted_port = 443 if url.startswith("https://") else 80
@@ -252,7 +251,7 @@ def from_ooni(m: dict[str, Any]) -> Imported:
     last = system[-1] if system else None
     if last is None:
         http.insert(0, _chain_failure(0, dns, tcp, tls, url))
-    elif last.failure is None and last.status_code in _REDIRECT and last.location:
+    elif last.failure is None and last.status_code in REDIRECT_STATUSES and last.location:
         nxt = _join(last.url, last.location)
         http.insert(len(system), _chain_failure(last.depth + 1, dns, tcp, tls, nxt))
     obs = Observations(url, tuple(dns), tuple(tcp), tuple(tls), tuple(http))

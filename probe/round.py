@@ -1,10 +1,15 @@
 """One round: measure the controls, then every target, classify each, store each whole.
 
-Contract: ``run_round`` measures the control sites first (they decide whether the volunteer's
-own link works: when none loads, the round is offline and no target gets a blocking verdict),
-then the targets with bounded concurrency. Each measurement is classified and handed to
-``on_measurement`` (the store writes it in one transaction) as soon as it completes, so a killed
-round keeps everything finished before the kill. Network failures never raise.
+Contract: ``prepare(settings)`` turns the settings into everything a round needs (targets,
+resolvers, fingerprints, helper, throughput plan and data cap), raising an
+:class:`~probe.errors.InputError` for anything unusable before a byte is written; ``run_once``
+runs one round from it and records it in the store's ``rounds`` table (a row at the start, so a
+round cut short is visible, completed at the end). ``run_round`` measures the control sites
+first (they decide whether the volunteer's own link works: when none loads, the round is offline
+and no target gets a blocking verdict), then the targets with bounded concurrency. Each
+measurement is classified and handed to ``on_measurement`` (the store writes it in one
+transaction) as soon as it completes, so a killed round keeps everything finished before the
+kill. Network failures never raise.
 """
 
 from __future__ import annotations
@@ -14,26 +19,32 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from probe import __version__
+from probe import __version__, addr
 from probe.classify import classify
-from probe.classify.fingerprints import FingerprintSet
+from probe.classify.fingerprints import FingerprintSet, builtin
+from probe.classify.fingerprints import load as load_fingerprint_file
 from probe.classify.throughput import analyse, looks_slow
-from probe.control import HelperClient
-from probe.measure.runner import MeasureConfig, Shared, TargetMeasurer
+from probe.errors import InputError
+from probe.measure.dns import parse_resolver, system_resolver
+from probe.measure.helper_client import HelperClient
+from probe.measure.net import MeasureConfig, Shared
+from probe.measure.runner import TargetMeasurer
 from probe.measure.throughput import HelperBulk, Plan, run_test
 from probe.model import ControlEvidence, Measurement, Observations
-from probe.targets import Target
+from probe.settings import Settings
+from probe.targets import Target, TargetList, load_targets
+from probe.timeutil import day_start, iso, utc_now
+
+if TYPE_CHECKING:
+    from probe.store import Store
 
 SOFTWARE = f"probe/{__version__}"
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_measurement_id(started: datetime | None = None) -> str:
@@ -56,7 +67,7 @@ def _endpoints(url: str, addrs: list[str]) -> list[str]:
     """What the helper should also try: every address we were given, on the URL's port."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addrs]
+    return [addr.endpoint(a, port) for a in addrs]
 
 
 async def _measure(
@@ -84,7 +95,7 @@ async def _measure(
         id=new_measurement_id(started),
         target=target.name,
         url=target.url,
-        started_at=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        started_at=iso(started),
         observations=obs,
         verdict=verdict,
         runtime=round(runtime, 4),
@@ -172,11 +183,12 @@ async def run_round(
     on_measurement: Callable[[Measurement], None] = lambda m: None,
     helper: HelperClient | None = None,
     throughput: ThroughputOptions | None = None,
+    round_id: str | None = None,
 ) -> RoundResult:
     """One round; ``helper`` (a test helper client) adds a control vantage to every target;
     ``throughput`` adds throttling tests for targets with a ``throughput_url``, run one at a
     time after every page was measured, so they do not compete with each other or the pages."""
-    result = RoundResult(id=str(uuid.uuid4()), started_at=utc_now())
+    result = RoundResult(id=round_id or str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
     sem = asyncio.Semaphore(max(1, concurrency))
     tp_control = next((c for c in controls if c.throughput_url), None)
@@ -230,3 +242,142 @@ async def run_round(
 def _system_ok(m: Measurement) -> bool:
     system = [h for h in m.observations.http if h.role == "system"]
     return bool(system) and system[-1].failure is None
+
+
+# -- from settings to a stored round ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RoundSetup:
+    """Everything a round needs, resolved and checked from the settings."""
+
+    settings: Settings
+    targets: TargetList
+    cfg: MeasureConfig
+    fingerprints: FingerprintSet
+    helper_token: str | None
+    plan: Plan | None  # None: no throughput tests
+
+
+def read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the token ({exc})") from None
+    if not token or any(c.isspace() for c in token):
+        raise InputError(f"{path}: the token must be one word")
+    return token
+
+
+def load_fingerprints(paths: Sequence[str]) -> FingerprintSet:
+    fps = builtin()
+    for p in paths:
+        fps = fps + load_fingerprint_file(p)
+    return fps
+
+
+def throughput_plan(settings: Settings) -> Plan | None:
+    """The profile's plan with the settings' overrides; None when throughput is off."""
+    if not settings.throughput:
+        return None
+    plan = Plan.profile(settings.profile)
+    if settings.throughput_bytes:
+        n = settings.throughput_bytes
+        plan = replace(plan, max_bytes=n, ab_bytes=n)
+    if settings.throughput_seconds:
+        plan = replace(
+            plan,
+            max_seconds=settings.throughput_seconds,
+            ab_seconds=min(plan.ab_seconds, settings.throughput_seconds),
+        )
+    if settings.throughput_trials:
+        plan = replace(plan, trials=settings.throughput_trials)
+    return plan
+
+
+def prepare(settings: Settings) -> RoundSetup:
+    """Check and load what the settings name; raises InputError, never half-way."""
+    tl = load_targets(settings.targets)
+    if settings.only:
+        tl = tl.select(settings.only)
+    spec = parse_resolver(settings.resolver) if settings.resolver else system_resolver()
+    control = parse_resolver(settings.control_resolver, what="control_resolver")
+    cfg = MeasureConfig(
+        resolver=spec,
+        control_resolver=control,
+        ca_bundle=settings.ca_bundle,
+        timeout=settings.timeout,
+        deadline=settings.deadline,
+        allow_loopback=settings.allow_loopback,
+    )
+    token = read_token(settings.helper_token_file) if settings.helper_token_file else None
+    return RoundSetup(
+        settings,
+        tl,
+        cfg,
+        load_fingerprints(settings.fingerprints),
+        token,
+        throughput_plan(settings),
+    )
+
+
+async def run_once(
+    setup: RoundSetup,
+    store: Store,
+    *,
+    on_measurement: Callable[[Measurement], None] = lambda m: None,
+    throughput: bool = True,
+) -> RoundResult:
+    """One round from ``setup``, every measurement stored whole as it completes, the round
+    recorded in ``rounds``. ``throughput=False`` skips throughput tests this time."""
+    s = setup.settings
+    helper = (
+        HelperClient(s.helper, token=setup.helper_token, ca_bundle=s.ca_bundle)
+        if s.helper
+        else None
+    )
+    tp = None
+    if throughput and setup.plan is not None:
+        today = day_start(datetime.now(UTC))
+        bulk = helper.bulk(s.helper_bulk_addresses) if helper is not None else None
+        tp = ThroughputOptions(
+            setup.plan, s.max_bytes_per_day, lambda: store.bytes_used_since(today), bulk
+        )
+    round_id = str(uuid.uuid4())
+    row: dict[str, Any] = {
+        "id": round_id,
+        "device_id": store.device_id,
+        "started_at": utc_now(),
+        "finished_at": None,
+        "targets": len(setup.targets.targets) + len(setup.targets.controls),
+        "network_ok": None,
+        "bytes_used": 0,
+        "software": SOFTWARE,
+    }
+    store.save_round(row)
+
+    def save(m: Measurement) -> None:
+        store.save(m)
+        on_measurement(m)
+
+    result = await run_round(
+        setup.targets.targets,
+        setup.targets.controls,
+        setup.cfg,
+        fingerprints=setup.fingerprints,
+        concurrency=s.concurrency,
+        device_id=store.device_id,
+        on_measurement=save,
+        helper=helper,
+        throughput=tp,
+        round_id=round_id,
+    )
+    result.started_at = row["started_at"]
+    store.save_round(
+        {
+            **row,
+            "finished_at": result.finished_at,
+            "targets": len(result.measurements),
+            "network_ok": None if result.network_ok is None else int(result.network_ok),
+            "bytes_used": result.bytes_used,
+        }
+    )
+    return result

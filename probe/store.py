@@ -27,6 +27,7 @@ from probe._lazy import without_numpy
 with without_numpy():
     from sqlite_utils import Database, Migrations
 
+from probe.errors import InputError
 from probe.events import ThroughputTest
 from probe.failures import scrub
 from probe.model import (
@@ -41,7 +42,7 @@ from probe.model import (
 )
 
 
-class StoreError(RuntimeError):
+class StoreError(InputError):
     """The database cannot be used; the message names the file."""
 
 

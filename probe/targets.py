@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from probe.errors import InputError
+
 # Citizen Lab category codes (both the original and the 2024 codes), with our short labels.
 CATEGORIES: dict[str, str] = {
     "ALDR": "Alcohol & drugs",
@@ -76,7 +78,7 @@ CATEGORIES: dict[str, str] = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class TargetsError(ValueError):
+class TargetsError(InputError):
     """A targets file is unusable; the message names file, line and field."""
 
 

@@ -15,7 +15,8 @@ import pytest
 import trustme
 
 from probe.measure.dns import parse_resolver
-from probe.measure.runner import MeasureConfig, Shared, measure_url
+from probe.measure.net import MeasureConfig, Shared
+from probe.measure.runner import measure_url
 from probe.model import Observations
 from tests import servers as S
 

@@ -21,7 +21,7 @@ import uvicorn
 
 from probe.helper.server import HelperApp
 from probe.measure.dns import parse_resolver
-from probe.measure.runner import MeasureConfig
+from probe.measure.net import MeasureConfig
 from tests.conftest import REFUSE, SITE, World
 from tests.servers import PAGE
 

@@ -15,7 +15,7 @@ import pytest
 
 from probe.classify.throughput import analyse, flow_stats, looks_slow
 from probe.events import ThroughputTest, find_events
-from probe.measure.runner import Shared
+from probe.measure.net import Shared
 from probe.measure.throughput import Plan, download
 from probe.model import Flow, Sample
 from tests.conftest import SITE, World

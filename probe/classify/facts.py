@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probe import failures
+from probe import addr, failures
 from probe.classify.fingerprints import FingerprintSet
-from probe.model import ControlEvidence, DNSQuery, HTTPTransaction, Observations
+from probe.model import ControlEvidence, HTTPTransaction, Observations, no_address_failure
 
 DNS_DOWN_FAILURES = {failures.DNS_NXDOMAIN, failures.DNS_NO_ANSWER}
 CERT_FAILURES = {
@@ -170,22 +170,12 @@ def derive(
     sys_addrs = tuple(dict.fromkeys(a for q in sys_q for a in q.addrs))
     ctl_addrs = tuple(dict.fromkeys(a for q in ctl_q for a in q.addrs))
 
-    def failure_of(queries: list[DNSQuery]) -> str | None:
-        if not queries or any(q.addrs for q in queries):
-            return None
-        fails: list[str] = [q.failure for q in queries if q.failure]
-        # NXDOMAIN explains more than a missing AAAA record.
-        for f in fails:
-            if f != failures.DNS_NO_ANSWER:
-                return f
-        return fails[0] if fails else failures.DNS_NO_ANSWER
-
-    sys_dns_failure = failure_of(sys_q)
+    sys_dns_failure = no_address_failure(sys_q)
     helper_ok = control is not None and control.failure is None
     ref_addrs = list(ctl_addrs)
     ref_failures = []
     if ctl_q:
-        ref_failures.append(failure_of(ctl_q))
+        ref_failures.append(no_address_failure(ctl_q))
     if helper_ok and control is not None:
         ref_addrs += [a for a in control.dns_addrs if a not in ref_addrs]
         if control.dns_failure or not control.dns_addrs:
@@ -237,7 +227,7 @@ def derive(
     tcp0_all_failed = bool(tcp0) and not any(t.ok for t in tcp0)
     helper_tcp_ok = None
     if helper_ok and control is not None and tcp0:
-        eps = [control.tcp_connect.get(_ep(t.ip, t.port)) for t in tcp0]
+        eps = [control.tcp_connect.get(addr.endpoint(t.ip, t.port)) for t in tcp0]
         known = [e for e in eps if e is not None]
         helper_tcp_ok = any(e.ok for e in known) if known else None
 
@@ -273,10 +263,6 @@ def derive(
         http_blockpage=http_bp,
         evidence="helper" if helper_ok else ("local" if ctl_q else "none"),
     )
-
-
-def _ep(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _normalise_helper_dns_failure(failure: str | None) -> str:

@@ -17,12 +17,13 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from probe.errors import InputError
 from probe.model import HTTPTransaction
 
 PATTERN_TYPES = {"full", "prefix", "contains", "regexp"}
 
 
-class FingerprintError(ValueError):
+class FingerprintError(InputError):
     """A fingerprint file cannot be used; the message names file, line and field."""
 
 

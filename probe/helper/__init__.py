@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from probe import failures
+from probe import addr, failures
 from probe.measure import steps
-from probe.measure.runner import MeasureConfig, Shared, TargetMeasurer, skip_address
-from probe.model import Observations
+from probe.measure.net import MeasureConfig, Shared, skip_address
+from probe.measure.runner import TargetMeasurer
+from probe.model import Observations, no_address_failure
 
 MAX_ENDPOINTS = 32
 FORWARDED_HEADERS = {"user-agent", "accept", "accept-language"}
@@ -39,17 +40,12 @@ class ControlRequest:
 
 
 def _endpoint(text: Any) -> tuple[str, int]:
-    if not isinstance(text, str) or ":" not in text:
+    if not isinstance(text, str):
         raise BadRequest(f"tcp_connect: {str(text)[:60]!r} is not IP:PORT")
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]")
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise BadRequest(f"tcp_connect: {host[:60]!r} is not an IP address") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadRequest(f"tcp_connect: {port[:10]!r} is not a port")
-    return host, int(port)
+        return addr.parse_endpoint(text)
+    except addr.AddressError as exc:
+        raise BadRequest(f"tcp_connect: {exc}") from None
 
 
 def parse_request(doc: Any) -> ControlRequest:
@@ -107,10 +103,6 @@ def _legacy_http(failure: str | None, operation: str | None) -> str | None:
     return "unknown_error"
 
 
-def _ep(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 async def measure(shared: Shared, req: ControlRequest) -> dict[str, Any]:
     """The helper's answer to one control request (OONI's THResponse shape)."""
     cfg = shared.cfg
@@ -138,19 +130,14 @@ def _response(
 ) -> dict[str, Any]:
     sys_q = [q for q in obs.dns if q.depth == 0 and q.resolver == "system"]
     addrs = list(dict.fromkeys(a for q in sys_q for a in q.addrs))
-    dns_failure = None
-    if sys_q and not addrs:
-        dns_failure = next(
-            (q.failure for q in sys_q if q.failure != failures.DNS_NO_ANSWER),
-            failures.DNS_NO_ANSWER,
-        )
+    dns_failure = no_address_failure(sys_q)
     tcp: dict[str, Any] = {}
     tls: dict[str, Any] = {}
     for t in [t for t in obs.tcp if t.depth == 0] + [t for t, _ in extra]:
-        tcp[_ep(t.ip, t.port)] = {"status": t.ok, "failure": _legacy_tcp(t.failure)}
+        tcp[addr.endpoint(t.ip, t.port)] = {"status": t.ok, "failure": _legacy_tcp(t.failure)}
     valid: set[str] = set()
     for h in [h for h in obs.tls if h.depth == 0] + [h for _, h in extra if h is not None]:
-        tls[_ep(h.ip, h.port)] = {
+        tls[addr.endpoint(h.ip, h.port)] = {
             "server_name": h.server_name,
             "status": h.ok,
             "failure": h.failure,

@@ -28,7 +28,8 @@ import dns.message
 
 from probe.helper import BadRequest, measure, parse_request
 from probe.measure.dns import ResolverSpec
-from probe.measure.runner import MeasureConfig, Shared
+from probe.measure.net import MeasureConfig, Shared
+from probe.timeutil import utc_now
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -81,7 +82,7 @@ class HelperApp:
         self.log.write(
             json.dumps(
                 {
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "time": utc_now(),
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,

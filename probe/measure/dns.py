@@ -9,7 +9,6 @@ messages and does UDP (with TCP fallback on truncation) and DoT; DoH (RFC 8484, 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,11 +22,12 @@ import dns.rdatatype
 import dns.resolver
 import httpx
 
-from probe import failures
+from probe import addr, failures
+from probe.errors import InputError
 from probe.model import DNSAnswer, DNSQuery
 
 
-class ResolverSpecError(ValueError):
+class ResolverSpecError(InputError):
     """A resolver given on the command line or in config cannot be used."""
 
 
@@ -43,37 +43,15 @@ class ResolverSpec:
     def address(self) -> str:
         if self.kind == "doh":
             return self.url or ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
         scheme = "tls" if self.kind == "dot" else "udp"
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://{addr.endpoint(self.host, self.port)}"
 
 
 def _split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
-    host, port = text, default_port
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ResolverSpecError(f"{what}: unclosed '[' in {text!r}")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ResolverSpecError(f"{what}: expected ':PORT' after ']' in {text!r}")
-            port = _port(rest[1:], what)
-    elif text.count(":") == 1:
-        host, p = text.split(":")
-        port = _port(p, what)
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ResolverSpecError(f"{what}: {host!r} is not an IP address") from None
-    return host, port
-
-
-def _port(text: str, what: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ResolverSpecError(f"{what}: {text!r} is not a port number (1-65535)")
-    return int(text)
+        return addr.split_ip_port(text, default_port)
+    except addr.AddressError as exc:
+        raise ResolverSpecError(f"{what}: {exc}") from None
 
 
 def parse_resolver(text: str, *, what: str = "--resolver") -> ResolverSpec:

@@ -1,45 +1,79 @@
-"""The one seam where bytes touch the network: TCP connect, TLS handshake, and httpx's backend.
+"""The one seam where bytes touch the network: TCP connect, TLS handshake, httpx's transport,
+which addresses may be dialled, and what a round's measurements share.
 
 Contract: ``tcp_connect`` and ``tls_handshake`` raise the OS / SSL exception on failure (the step
 functions in :mod:`probe.measure.steps` turn it into a result). ``PinnedBackend`` is an httpcore
 network backend that connects every request for a host to the address the measurement chose (so
 HTTP goes to the address the DNS step saw, with the right Host and SNI) and counts the bytes each
-connection moved, read from the kernel's TCP_INFO where Linux offers it.
+connection moved, read from the kernel's TCP_INFO where Linux offers it (:func:`tcp_info`, the one
+parser of that structure). ``PinnedTransport`` is httpx's own transport over that backend.
+``skip_address`` says which addresses are never dialled; :class:`Shared` holds what every target
+of a round shares (configuration, TLS contexts, the DoH client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import socket
 import ssl
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
+import httpx
 
 from probe.model import Certificate
 
-# struct tcp_info (linux/tcp.h): tcpi_bytes_acked at 120, tcpi_bytes_received at 128 (u64).
-_TCPI_BYTES_ACKED = 120
-_TCPI_BYTES_RECEIVED = 128
-_TCPI_LEN = 136
+if TYPE_CHECKING:
+    from probe.measure.dns import ResolverSpec
+
+# struct tcp_info (linux/tcp.h): byte offsets of the fields we read (u32, or u64 for bytes).
+_TCPI_U32 = {"rtt": 68, "rcv_rtt": 92, "segs_in": 140, "min_rtt": 148, "rcv_ooopack": 224}
+_TCPI_U64 = {"bytes_acked": 120, "bytes_received": 128}
+_TCPI_SIZE = 232
+
+
+@dataclass(frozen=True, slots=True)
+class TCPInfo:
+    """What the kernel says of a TCP connection; None where this kernel's struct is shorter."""
+
+    bytes_acked: int | None = None
+    bytes_received: int | None = None
+    rtt: int | None = None  # microseconds
+    rcv_rtt: int | None = None
+    min_rtt: int | None = None
+    segs_in: int | None = None
+    rcv_ooopack: int | None = None
+
+
+def tcp_info(sock: socket.socket | None) -> TCPInfo | None:
+    """TCP_INFO of a connected socket (Linux), or None where it cannot be read."""
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SIZE)
+    except OSError:
+        return None
+    values: dict[str, int] = {}
+    for name, off in _TCPI_U32.items():
+        if len(raw) >= off + 4:
+            values[name] = struct.unpack_from("I", raw, off)[0]
+    for name, off in _TCPI_U64.items():
+        if len(raw) >= off + 8:
+            values[name] = struct.unpack_from("Q", raw, off)[0]
+    return TCPInfo(**values)
 
 
 def tcp_bytes(sock: socket.socket | None) -> int | None:
     """Payload bytes sent (acked) plus received on a TCP socket, from TCP_INFO; None if unknown."""
-    if sock is None or not hasattr(socket, "TCP_INFO"):
+    info = tcp_info(sock)
+    if info is None or info.bytes_acked is None or info.bytes_received is None:
         return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_LEN)
-    except OSError:
-        return None
-    if len(raw) < _TCPI_LEN:
-        return None
-    acked, received = struct.unpack_from("QQ", raw, _TCPI_BYTES_ACKED)
-    return int(acked + received)
+    return info.bytes_acked + info.bytes_received
 
 
 async def tcp_connect(ip: str, port: int, timeout: float) -> socket.socket:
@@ -258,3 +292,94 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+def make_ssl_context(ca_bundle: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
+    """The system trust store plus optional extra anchors; HTTP/1.1 ALPN like a browser's."""
+    if verify:
+        ctx = ssl.create_default_context()
+        if ca_bundle:
+            ctx.load_verify_locations(cafile=ca_bundle)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureConfig:
+    resolver: ResolverSpec
+    control_resolver: ResolverSpec | None  # None: the test helper, which is the control
+    ca_bundle: str | None = None
+    timeout: float = 10.0  # per step
+    deadline: float = 90.0  # per target
+    body_cap: int = 512 * 1024
+    store_cap: int = 64 * 1024
+    max_redirects: int = 10
+    max_addresses: int = 8
+    allow_loopback: bool = False  # tests and the lab only: never connect to loopback otherwise
+    public_only: bool = False  # the test helper: dial only globally routable addresses
+    allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)
+    deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
+    read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
+
+
+@dataclass(slots=True)
+class Shared:
+    """What every target of a round shares: TLS contexts and the DoH client."""
+
+    cfg: MeasureConfig
+    ssl_verify: ssl.SSLContext
+    ssl_noverify: ssl.SSLContext
+    doh: httpx.AsyncClient
+
+    @classmethod
+    def create(cls, cfg: MeasureConfig) -> Shared:
+        verify = make_ssl_context(cfg.ca_bundle)
+        doh_ctx = make_ssl_context(cfg.ca_bundle)
+        doh = httpx.AsyncClient(
+            verify=doh_ctx,
+            timeout=cfg.timeout,
+            trust_env=False,
+            headers={"user-agent": "probe-doh"},
+        )
+        return cls(cfg, verify, make_ssl_context(verify=False), doh)
+
+    async def aclose(self) -> None:
+        await self.doh.aclose()
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (and exception mapping) over our pinning, counting backend."""
+
+    def __init__(self, backend: PinnedBackend, ctx: ssl.SSLContext) -> None:
+        super().__init__(verify=ctx, trust_env=False, retries=0)
+        # httpx exposes no network_backend argument; the pool it builds is replaced by one
+        # that uses our backend (same options otherwise).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ctx,
+            max_connections=4,
+            http1=True,
+            http2=False,
+            network_backend=backend,
+        )
+
+
+def skip_address(ip: str, cfg: MeasureConfig) -> bool:
+    """Addresses never dialled: the volunteer's own machine (a resolver may point there), and
+    for the test helper anything not globally routable (it must not be a way into its own
+    network) and its own addresses."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return True
+    if addr.is_multicast or addr.is_unspecified or ip in cfg.deny_addrs:
+        return True
+    allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
+    if any(addr in ipaddress.ip_network(n, strict=False) for n in allowed):
+        return False
+    if cfg.public_only:
+        return not addr.is_global
+    return addr.is_loopback

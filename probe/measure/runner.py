@@ -15,78 +15,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import ssl
 import time
 from dataclasses import dataclass, field
 
-import httpcore
 import httpx
 
 from probe import failures
 from probe.measure import dns as dnsq
 from probe.measure import net, steps
-from probe.model import DNSQuery, HTTPTransaction, Observations, TCPConnect, TLSHandshake
-
-REDIRECT_STATUSES = {301, 302, 303, 307, 308}
-
-
-@dataclass(frozen=True, slots=True)
-class MeasureConfig:
-    resolver: dnsq.ResolverSpec
-    control_resolver: dnsq.ResolverSpec | None  # None: the test helper, which is the control
-    ca_bundle: str | None = None
-    timeout: float = 10.0  # per step
-    deadline: float = 90.0  # per target
-    body_cap: int = 512 * 1024
-    store_cap: int = 64 * 1024
-    max_redirects: int = 10
-    max_addresses: int = 8
-    allow_loopback: bool = False  # tests and the lab only: never connect to loopback otherwise
-    public_only: bool = False  # the test helper: dial only globally routable addresses
-    allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)
-    deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
-    read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
-
-
-@dataclass(slots=True)
-class Shared:
-    """What every target of a round shares: TLS contexts and the DoH client."""
-
-    cfg: MeasureConfig
-    ssl_verify: ssl.SSLContext
-    ssl_noverify: ssl.SSLContext
-    doh: httpx.AsyncClient
-
-    @classmethod
-    def create(cls, cfg: MeasureConfig) -> Shared:
-        verify = steps.make_ssl_context(cfg.ca_bundle)
-        doh_ctx = steps.make_ssl_context(cfg.ca_bundle)
-        doh = httpx.AsyncClient(
-            verify=doh_ctx,
-            timeout=cfg.timeout,
-            trust_env=False,
-            headers={"user-agent": "probe-doh"},
-        )
-        return cls(cfg, verify, steps.make_ssl_context(verify=False), doh)
-
-    async def aclose(self) -> None:
-        await self.doh.aclose()
-
-
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (and exception mapping) over our pinning, counting backend."""
-
-    def __init__(self, backend: net.PinnedBackend, ctx: ssl.SSLContext) -> None:
-        super().__init__(verify=ctx, trust_env=False, retries=0)
-        # httpx exposes no network_backend argument; the pool it builds is replaced by one
-        # that uses our backend (same options otherwise).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ctx,
-            max_connections=4,
-            http1=True,
-            http2=False,
-            network_backend=backend,
-        )
+from probe.measure.net import Shared, skip_address
+from probe.model import (
+    REDIRECT_STATUSES,
+    DNSQuery,
+    HTTPTransaction,
+    Observations,
+    TCPConnect,
+    TLSHandshake,
+    no_address_query,
+)
 
 
 @dataclass(slots=True)
@@ -99,24 +45,6 @@ class _State:
     endpoints: dict[tuple[str, int, str | None], tuple[TCPConnect, TLSHandshake | None]] = field(
         default_factory=dict
     )
-
-
-def skip_address(ip: str, cfg: MeasureConfig) -> bool:
-    """Addresses never dialled: the volunteer's own machine (a resolver may point there), and
-    for the test helper anything not globally routable (it must not be a way into its own
-    network) and its own addresses."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return True
-    if addr.is_multicast or addr.is_unspecified or ip in cfg.deny_addrs:
-        return True
-    allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
-    if any(addr in ipaddress.ip_network(n, strict=False) for n in allowed):
-        return False
-    if cfg.public_only:
-        return not addr.is_global
-    return addr.is_loopback
 
 
 class TargetMeasurer:
@@ -173,13 +101,7 @@ class TargetMeasurer:
         sys_a, sys_aaaa = results[0], results[1]
         system = _unique(sys_a.addrs + sys_aaaa.addrs)
         control = _unique([a for q in results[2:] for a in q.addrs])
-        # The A failure explains "no address" unless A merely had no answer and AAAA failed worse.
-        explain = (
-            sys_a
-            if sys_a.failure != failures.DNS_NO_ANSWER
-            or sys_aaaa.failure in (None, failures.DNS_NO_ANSWER)
-            else sys_aaaa
-        )
+        explain = no_address_query([sys_a, sys_aaaa])
         result = (system, control, explain)
         self.state.resolved[host] = result
         return result
@@ -316,7 +238,7 @@ class TargetMeasurer:
         )
 
     async def run(self) -> tuple[Observations, int, float]:
-        transport = PinnedTransport(self.backend, self.shared.ssl_verify)
+        transport = net.PinnedTransport(self.backend, self.shared.ssl_verify)
         async with httpx.AsyncClient(
             transport=transport, follow_redirects=False, timeout=self.cfg.timeout, trust_env=False
         ) as client:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import re
 import ssl
 import time
 import zlib
@@ -24,6 +23,7 @@ import httpx
 from probe import failures
 from probe.measure import net
 from probe.model import Certificate, HTTPTransaction, TCPConnect, TLSHandshake
+from probe.pages import decode_text, extract_title
 
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -35,21 +35,6 @@ REQUEST_HEADERS = {
     "Accept-Language": "en-US,en;q=0.9",
     "Accept-Encoding": "gzip, deflate",
 }
-_TITLE = re.compile(rb"<title[^>]*>([^<]{1,256})</title>", re.IGNORECASE)
-
-
-def make_ssl_context(ca_bundle: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
-    """The system trust store plus optional extra anchors; HTTP/1.1 ALPN like a browser's."""
-    if verify:
-        ctx = ssl.create_default_context()
-        if ca_bundle:
-            ctx.load_verify_locations(cafile=ca_bundle)
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 @dataclass(slots=True)
@@ -176,25 +161,6 @@ class _Decoder:
             raise
         more = len(out) > limit or bool(self._obj.unconsumed_tail)
         return out[:limit], more
-
-
-def extract_title(body: bytes) -> str | None:
-    m = _TITLE.search(body)
-    if not m:
-        return None
-    return " ".join(m.group(1).decode("utf-8", "replace").split())[:200] or None
-
-
-def decode_text(body: bytes, content_type: str | None) -> str:
-    charset = "utf-8"
-    if content_type:
-        m = re.search(r"charset=([\w.:-]+)", content_type, re.IGNORECASE)
-        if m:
-            charset = m.group(1)
-    try:
-        return body.decode(charset, "replace")
-    except LookupError:
-        return body.decode("utf-8", "replace")
 
 
 async def http_step(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,15 +21,11 @@ import httpx
 
 from probe import failures
 from probe.measure import net, steps
-from probe.measure.runner import PinnedTransport, Shared, skip_address
+from probe.measure.net import PinnedTransport, Shared, skip_address
 from probe.model import Flow, Sample
 
 SAMPLE_EVERY = 0.25
 TRIAL_GAP = 1.0
-# struct tcp_info (linux/tcp.h) offsets of the u32 fields we read.
-_TCPI = {"rtt": 68, "rcv_rtt": 92, "segs_in": 140, "min_rtt": 148, "rcv_ooopack": 224}
-_TCPI_SIZE = 232
-_TCPI_BYTES_RECEIVED = 128  # u64
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +53,6 @@ class Plan:
         raise ValueError(f"unknown profile {name!r} (default, mobile)")
 
 
-def tcp_info(sock: socket.socket | None) -> dict[str, int]:
-    if sock is None or not hasattr(socket, "TCP_INFO"):
-        return {}
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SIZE)
-    except OSError:
-        return {}
-    info = {
-        k: struct.unpack_from("I", raw, off)[0] for k, off in _TCPI.items() if len(raw) >= off + 4
-    }
-    if len(raw) >= _TCPI_BYTES_RECEIVED + 8:
-        info["bytes_received"] = struct.unpack_from("Q", raw, _TCPI_BYTES_RECEIVED)[0]
-    return info
-
-
 async def download(
     shared: Shared,
     url: str,
@@ -98,23 +78,23 @@ async def download(
     start = time.monotonic()
 
     def sample() -> None:
-        info = tcp_info(sockets[-1] if sockets else None)
+        info = net.tcp_info(sockets[-1] if sockets else None) or net.TCPInfo()
         # The kernel's count of bytes received on the connection (TLS handshake and headers
         # included, a few KB): exact, where the body seen by the application arrives in 16 KiB
         # TLS records (too coarse at 150 kbit/s) and what was buffered before the headers
         # were parsed would be missed.
-        wire = info.get("bytes_received")
+        wire = info.bytes_received
         # Before the connection, or after it closed: never go backwards.
         progress = wire if wire is not None else max(got, samples[-1].bytes if samples else 0)
         samples.append(
             Sample(
                 round(time.monotonic() - start, 4),
                 progress,
-                info.get("rtt"),
-                info.get("rcv_rtt"),
-                info.get("min_rtt"),
-                info.get("rcv_ooopack"),
-                info.get("segs_in"),
+                info.rtt,
+                info.rcv_rtt,
+                info.min_rtt,
+                info.rcv_ooopack,
+                info.segs_in,
             )
         )
 

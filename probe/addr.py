@@ -1,0 +1,75 @@
+"""Host, port and endpoint text: the one place where ``IP:PORT`` and ``[IPv6]:PORT`` are parsed
+and written.
+
+Contract: ``endpoint(ip, port)`` writes ``1.2.3.4:80`` or ``[2001:db8::1]:443`` (OONI's form);
+``split_host_port(text, default_port)`` reads ``HOST``, ``HOST:PORT``, ``[IPv6]`` or
+``[IPv6]:PORT`` and raises :class:`AddressError` (a ``ValueError``) with a one-line reason;
+``parse_endpoint(text)`` requires an IP address and a port. Pure: no name is ever resolved.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+class AddressError(ValueError):
+    """Text that is not a usable host, port or endpoint; the message says why."""
+
+
+def endpoint(ip: str, port: int) -> str:
+    """``IP:PORT``, with brackets around an IPv6 address."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def host_for_url(host: str) -> str:
+    """A host as it appears in a URL's authority: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def port_number(text: str) -> int:
+    """A TCP/UDP port, 1-65535."""
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 65536:
+        raise AddressError(f"{text[:20]!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def split_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST[:PORT]`` or ``[IPv6][:PORT]`` -> (host, port); a bare IPv6 address has no port."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise AddressError(f"unclosed '[' in {text[:60]!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise AddressError(f"expected ':PORT' after ']' in {text[:60]!r}")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None  # a name, an IPv4 address, or a bare IPv6 address
+    if not host:
+        raise AddressError(f"no host in {text[:60]!r}")
+    if port_text is None:
+        if default_port is None:
+            raise AddressError(f"no port in {text[:60]!r}")
+        return host, default_port
+    return host, port_number(port_text)
+
+
+def ip_address(text: str) -> str:
+    """The canonical text of an IP address, or AddressError."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise AddressError(f"{text[:60]!r} is not an IP address") from None
+
+
+def split_ip_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """Like :func:`split_host_port`, and the host must be an IP address."""
+    host, port = split_host_port(text, default_port)
+    return ip_address(host), port
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """``IP:PORT`` or ``[IPv6]:PORT``, both parts required."""
+    return split_ip_port(text, None)
