@@ -20,8 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from probe._lazy import without_numpy
 
 with without_numpy():
@@ -226,6 +224,62 @@ def m002_throughput(db: Database) -> None:
     )
 
 
+_STEP_VIEWS = {
+    "dns_queries": (
+        "dns",
+        "hostname query_type resolver resolver_address engine answers rcode failure "
+        "raw_failure t0 t depth bytes",
+    ),
+    "tcp_connects": ("tcp", "ip port sources failure raw_failure t0 t depth"),
+    "tls_handshakes": (
+        "tls",
+        "ip port server_name sources tls_version cipher_suite negotiated_protocol certificates "
+        "failure raw_failure t0 t depth bytes",
+    ),
+    "http_requests": (
+        "http",
+        "url role ip port depth status_code headers title body_length body_sha256 "
+        "body_truncated location failure raw_failure failed_operation t0 t bytes",
+    ),
+}
+
+
+def _step_view_sql(section: str, columns: str) -> str:
+    cols = ",\n".join(f"  json_extract(step.value, '$.{c}') AS {c}" for c in columns.split())
+    return (
+        "SELECT m.id AS measurement_id, CAST(step.key AS INTEGER) AS seq,\n"
+        f"{cols}\nFROM measurements AS m, json_each(m.observations, '$.{section}') AS step"
+    )
+
+
+@migrations()
+def m003_one_record_of_observations(db: Database) -> None:
+    """One representation of the observations: the ``observations`` JSON column. The step
+    tables become views over it (same names and columns), so the two can never disagree. Header
+    values of older rows are scrubbed of addresses here, as their step rows were (Location
+    kept: it is evidence); new rows are scrubbed of the volunteer's own addresses before they
+    are classified and stored (``probe.privacy``)."""
+    for row in list(db.query("SELECT id, observations FROM measurements")):
+        try:
+            obs = json.loads(row["observations"] or "{}")
+        except ValueError:
+            continue
+        changed = False
+        for h in obs.get("http", []) if isinstance(obs, dict) else []:
+            headers = h.get("headers") or []
+            new = [[k, v if str(k).lower() == "location" else scrub(str(v))] for k, v in headers]
+            if new != headers:
+                h["headers"], changed = new, True
+        if changed:
+            db.execute(
+                "UPDATE measurements SET observations = ? WHERE id = ?",
+                [json.dumps(obs, ensure_ascii=False), row["id"]],
+            )
+    for view, (section, columns) in _STEP_VIEWS.items():
+        db.execute(f"DROP TABLE IF EXISTS {view}")
+        db.create_view(view, _step_view_sql(section, columns))
+
+
 def _b(v: bool | None) -> int | None:
     return None if v is None else int(v)
 
@@ -293,7 +347,7 @@ class Store:
         """Store one measurement whole (one transaction), or raise and store nothing."""
         with self.db.atomic():
             self.db.table("measurements").insert(self._row(m))
-            self._children(m)
+            self._bodies(m)
 
     def exists(self, measurement_id: str) -> bool:
         return bool(
@@ -321,7 +375,7 @@ class Store:
             "network_ok": _b(m.network_ok),
             "throughput": None if m.throughput is None else json.dumps(m.throughput),
             "bytes_used": m.bytes_used,
-            "observations": json.dumps(observations_to_json(m.observations)),
+            "observations": json.dumps(_scrub_headers(observations_to_json(m.observations))),
             "control": json.dumps(control_to_json(m.control)),
             "extra": json.dumps(m.extra),
             **self._verdict_columns(v),
@@ -348,18 +402,8 @@ class Store:
             "rules_version": v.rules_version,
         }
 
-    def _children(self, m: Measurement) -> None:
-        o = m.observations
-        for table, records in (
-            ("dns_queries", o.dns),
-            ("tcp_connects", o.tcp),
-            ("tls_handshakes", o.tls),
-            ("http_requests", o.http),
-        ):
-            self.db.table(table).insert_all(
-                _step_row(m.id, seq, r) for seq, r in enumerate(records)
-            )
-        for h in o.http:
+    def _bodies(self, m: Measurement) -> None:
+        for h in m.observations.http:
             if h.body_sha256 and h.body is not None:
                 self._body(h)
 
@@ -446,22 +490,12 @@ class Store:
             self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
 
 
-def _step_row(measurement_id: str, seq: int, record: Any) -> dict[str, Any]:
-    """One step record as a row: lists become JSON text; header values are scrubbed."""
-    row: dict[str, Any] = {"measurement_id": measurement_id, "seq": seq}
-    for key, value in msgspec.to_builtins(record).items():
-        if key == "body":
-            continue  # bodies live in their own table, once per hash
-        if key == "headers":
-            value = [[k, _scrub_header(k, v)] for k, v in value]
-        row[key] = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
-    return row
-
-
-def _scrub_header(name: str, value: str) -> str:
+def _scrub_headers(obs: Any) -> Any:
     """Header values can echo the client's address; only Location is kept verbatim (it names
     where a blockpage sends the user, evidence we need)."""
-    return value if name.lower() == "location" else scrub(value)
+    for h in obs.get("http", []):
+        h["headers"] = [[k, v if k.lower() == "location" else scrub(v)] for k, v in h["headers"]]
+    return obs
 
 
 def _has_meta(db: Database) -> bool:

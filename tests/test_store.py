@@ -37,18 +37,13 @@ def _measurement(name: str, mid: str = "m1") -> Measurement:
 def test_schema_wal_device_id(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "sub" / "p.db")
     assert s.db.journal_mode == "wal"
-    assert {
-        "measurements",
-        "dns_queries",
-        "tcp_connects",
-        "tls_handshakes",
-        "http_requests",
-        "bodies",
-        "rounds",
-        "meta",
-        "_sqlite_migrations",
-    } <= set(s.db.table_names())
-    assert "verdicts" in s.db.view_names()
+    assert {"measurements", "bodies", "rounds", "meta", "_sqlite_migrations"} <= set(
+        s.db.table_names()
+    )
+    # the steps are views over the one record of observations, so they cannot disagree with it
+    assert {"verdicts", "dns_queries", "tcp_connects", "tls_handshakes", "http_requests"} <= set(
+        s.db.view_names()
+    )
     dev = s.device_id
     s.close()
     assert Store.open(tmp_path / "sub" / "p.db").device_id == dev  # stable, migrations idempotent
@@ -194,3 +189,38 @@ def test_events_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (ev,) = [json.loads(line) for line in out.splitlines()]
     assert ev["target"] == "facebook" and ev["closed_at"] is None and ev["tests"] == 3
     assert ev["network"] == "udp://192.0.2.53:53" and ev["label"] == "sni_targeted"
+
+
+def test_migration_to_one_record_of_observations(tmp_path: Path) -> None:
+    """m003: the step tables become views over the observations JSON, and header values that
+    older versions kept raw in that JSON are scrubbed of addresses (Location kept)."""
+    from sqlite_utils import Database
+
+    from probe.store import migrations
+
+    p = tmp_path / "old.db"
+    db = Database(str(p))
+    migrations.apply(db, stop_before="m003_one_record_of_observations")
+    obs = {
+        "url": "http://x.test/",
+        "http": [
+            {
+                "url": "http://x.test/",
+                "headers": [["X-Your-IP", "203.0.113.5"], ["Location", "http://10.0.0.1/b"]],
+            }
+        ],
+    }
+    db.table("measurements").insert(
+        {"id": "old", "target": "t", "url": "u", "started_at": "s", "observations": json.dumps(obs)}
+    )
+    db.table("http_requests").insert({"measurement_id": "old", "seq": 0, "url": "http://x.test/"})
+    db.close()
+    s = Store.open(p)
+    assert "http_requests" in s.db.view_names() and "http_requests" not in s.db.table_names()
+    (row,) = s.children("http_requests", "old")
+    assert row["url"] == "http://x.test/" and row["seq"] == 0
+    assert json.loads(row["headers"]) == [
+        ["X-Your-IP", "[scrubbed]"],
+        ["Location", "http://10.0.0.1/b"],
+    ]
+    assert "203.0.113.5" not in next(s.rows())["observations"]
