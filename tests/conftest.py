@@ -22,6 +22,7 @@ from tests import servers as S
 
 SITE = "127.0.0.10"  # the real news site (HTTP and HTTPS)
 BLOCKPAGE = "127.0.0.20"  # the ISP's blockpage server
+UNKNOWN_BLOCK = "127.0.0.21"  # a blockpage server whose page no fingerprint knows
 RST = "127.0.0.30"  # resets after the first bytes (HTTP Host / TLS SNI reset)
 EOF = "127.0.0.31"  # closes after the first bytes
 HOLE = "127.0.0.40"  # drops SYNs
@@ -79,6 +80,7 @@ def make_world(tmp: Path) -> Iterator[World]:
     names = [
         "news.test",
         "blocked.test",
+        "unknownblock.test",
         "reset.test",
         "eof.test",
         "hole.test",
@@ -111,13 +113,25 @@ def make_world(tmp: Path) -> Iterator[World]:
         c.set_alpn_protocols(["http/1.1"])
         return c
 
-    hosts = [SITE, BLOCKPAGE, RST, EOF, HOLE, PROXY, OTHER, BADCERT, "127.0.0.81", "127.0.0.82"]
+    hosts = [
+        SITE,
+        BLOCKPAGE,
+        UNKNOWN_BLOCK,
+        RST,
+        EOF,
+        HOLE,
+        PROXY,
+        OTHER,
+        BADCERT,
+        "127.0.0.81",
+        "127.0.0.82",
+    ]
     http_port = S.free_port(hosts)
     https_port = S.free_port(hosts)
     redirect_chain = {f"/hop{i}": S.redirect(f"/hop{i + 1}") for i in range(15)}
     site = S.Site(
         {
-            "/": (200, {"Content-Type": "text/html; charset=utf-8", "X-News-Site": "1"}, S.PAGE),
+            "/": (200, S.SITE_HEADERS, S.PAGE),
             "/to-blocked": S.redirect(f"http://blocked.test:{http_port}/"),
             "/to-reset": S.redirect(f"http://reset.test:{http_port}/"),
             "/to-nx": S.redirect(f"http://nowhere.test:{http_port}/"),
@@ -129,10 +143,15 @@ def make_world(tmp: Path) -> Iterator[World]:
         }
     )
     block = S.Site({"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.BLOCKPAGE)})
+    unknown_block = S.Site(
+        {"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.UNKNOWN_BLOCKPAGE)},
+        server="Viettel-WAF",
+    )
     other = S.Site({"/": (200, {"Content-Type": "text/html"}, S.OTHER_PAGE)})
     zone: dict[str, Any] = {
         "news.test": [SITE],
         "blocked.test": [BLOCKPAGE],
+        "unknownblock.test": [UNKNOWN_BLOCK],
         "reset.test": [RST],
         "tls-reset.test": [RST],
         "eof.test": [EOF],
@@ -159,6 +178,7 @@ def make_world(tmp: Path) -> Iterator[World]:
     control_zone.update(
         {
             "blocked.test": [SITE],
+            "unknownblock.test": [SITE],
             "proxied.test": [SITE],
             "loopback.test": [SITE],
             "servfail.test": [SITE],
@@ -173,6 +193,7 @@ def make_world(tmp: Path) -> Iterator[World]:
         S.WebServer(site, SITE, http_port),
         S.WebServer(site, SITE, https_port, ctx(good)),
         S.WebServer(block, BLOCKPAGE, http_port),
+        S.WebServer(unknown_block, UNKNOWN_BLOCK, http_port),
         S.WebServer(site, PROXY, http_port),
         S.WebServer(site, PROXY, https_port, ctx(good)),
         S.WebServer(other, OTHER, http_port),

@@ -36,6 +36,21 @@ BLOCKPAGE = (
     "</h1><p>Access restricted.</p></body></html>"
 ).encode()
 OTHER_PAGE = b"<html><head><title>Parked domain for sale</title></head><body>ads</body></html>"
+# An ISP notice no fingerprint knows: only a comparison with the real page can tell.
+UNKNOWN_BLOCKPAGE = (
+    "<html><head><title>Thông báo của nhà mạng</title></head><body><p>Trang này hiện không "
+    "truy cập được theo quy định hiện hành.</p></body></html>"
+).encode()
+# What a real site sends: caching, cookies, security headers, and one of its own.
+SITE_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Cache-Control": "max-age=60, public",
+    "Set-Cookie": "session=abc123; Path=/; HttpOnly",
+    "Strict-Transport-Security": "max-age=31536000",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Vary": "Accept-Encoding",
+    "X-News-Site": "1",
+}
 
 
 # -- DNS -------------------------------------------------------------------------------------
@@ -119,14 +134,18 @@ class DNSServer:
 # -- HTTP and HTTPS ----------------------------------------------------------------------------
 @dataclass
 class Site:
-    """Routes: path -> (status, headers, body) or a callable(handler) doing it all."""
+    """Routes: path -> (status, headers, body) or a callable(handler) doing it all. Served over
+    HTTP/1.1 with keep-alive, as real servers do, under the ``server`` name."""
 
     routes: dict[str, Any] = field(default_factory=dict)
+    server: str = "nginx"
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        server_version = site.server
+        sys_version = ""
 
         def log_message(self, *args: Any) -> None:  # quiet
             pass

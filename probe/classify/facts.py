@@ -48,6 +48,13 @@ COMMON_HEADERS = frozenset(
         "x-varnish",
     }
 )
+# Message framing, not content: every server sends some of these, so sharing them says nothing
+# about whether two responses came from the same site (a blockpage and the real page both carry
+# Content-Length). OONI counts Content-Length among the uncommon headers; its ``headers_match``
+# is reported as OONI computes it, but the same-page decision never rests on these.
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection"}
+)
 STEP_OF_OPERATION = {
     failures.OP_RESOLVE: "dns",
     failures.OP_CONNECT: "tcp",
@@ -73,19 +80,22 @@ class HTTPDiff:
     body_proportion: float | None = None
     body_length_match: bool | None = None
     status_code_match: bool | None = None
-    headers_match: bool | None = None
+    headers_match: bool | None = None  # OONI's definition (reported, for parity)
     title_match: bool | None = None
+    site_headers_match: bool | None = None  # an uncommon header that is not framing is shared
 
     @property
     def same_page(self) -> bool:
-        """OONI's acceptance: status matches, and then body length, uncommon headers or title."""
+        """OONI's acceptance (status matches, and then body length, uncommon headers or title),
+        where the headers must share one that is neither common nor framing."""
         return bool(self.status_code_match) and bool(
-            self.body_length_match or self.headers_match or self.title_match
+            self.body_length_match or self.site_headers_match or self.title_match
         )
 
 
 def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
     proportion = length_match = status_match = headers_match = title_match = None
+    site_headers = None
     if (ref.body_length or 0) > 0 and not probe.body_truncated and (probe.body_length or 0) > 0:
         a, b = probe.body_length or 0, ref.body_length or 0
         proportion = min(a, b) / max(a, b)
@@ -97,6 +107,7 @@ def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
     theirs = set(ref.header_names)
     if theirs and ps > 0:
         headers_match = ours == theirs or bool((ours & theirs) - COMMON_HEADERS)
+        site_headers = bool((ours & theirs) - COMMON_HEADERS - FRAMING_HEADERS)
     if ps > 0 and cs > 0 and not probe.body_truncated and probe.title and ref.title:
         words: dict[str, int] = {}
         for w in probe.title.split(" "):
@@ -106,7 +117,9 @@ def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
             if len(w) >= 5:
                 words[w.lower()] = words.get(w.lower(), 0) | 2
         title_match = all(v == 3 for v in words.values())
-    return HTTPDiff(proportion, length_match, status_match, headers_match, title_match)
+    return HTTPDiff(
+        proportion, length_match, status_match, headers_match, title_match, site_headers
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,14 @@ of a round shares (configuration, TLS contexts, the DoH client).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import socket
 import ssl
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpcore
@@ -76,7 +77,24 @@ def tcp_bytes(sock: socket.socket | None) -> int | None:
     return info.bytes_acked + info.bytes_received
 
 
-async def tcp_connect(ip: str, port: int, timeout: float) -> socket.socket:
+def note_local_address(sock: socket.socket, into: set[str] | None) -> None:
+    """Remember the local address a connected socket uses: with IPv6, or with no NAT, it is the
+    volunteer's public address, which must never be stored (see probe.privacy)."""
+    if into is None:
+        return
+    with contextlib.suppress(OSError):
+        into.add(str(sock.getsockname()[0]))
+
+
+def peer_address(stream: Any) -> str | None:
+    """The address a connection actually reached, from its socket (not the one asked for)."""
+    addr = stream.get_extra_info("server_addr") if stream is not None else None
+    return str(addr[0]) if addr else None
+
+
+async def tcp_connect(
+    ip: str, port: int, timeout: float, local_addresses: set[str] | None = None
+) -> socket.socket:
     """Connect a non-blocking TCP socket to ip:port within ``timeout`` seconds."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -87,6 +105,7 @@ async def tcp_connect(ip: str, port: int, timeout: float) -> socket.socket:
     except BaseException:
         sock.close()
         raise
+    note_local_address(sock, local_addresses)
     return sock
 
 
@@ -255,12 +274,18 @@ class _CountingStream(httpcore.AsyncNetworkStream):
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects host names to chosen addresses and counts bytes; everything else is anyio's."""
+    """Connects every request, whatever its host, to one chosen address (so HTTP goes where the
+    DNS step said, and the HTTP client never resolves a name behind our back) and counts bytes;
+    everything else is anyio's. One backend per address: a pool built on it can never carry a
+    request to another address."""
 
-    def __init__(self, counter: ByteCounter, pins: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, counter: ByteCounter, address: str, *, local_addresses: set[str] | None = None
+    ) -> None:
         self._inner = httpcore.AnyIOBackend()
         self.counter = counter
-        self.pins: dict[str, str] = dict(pins or {})
+        self.address = address
+        self.local_addresses = local_addresses  # every local address our sockets used
         self.on_connect: Callable[[socket.socket], None] | None = None  # e.g. for TCP_INFO
 
     async def connect_tcp(
@@ -271,15 +296,14 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        address = self.pins.get(host.lower())
-        if address is None:  # never let the HTTP client resolve names behind our back
-            raise httpcore.ConnectError(f"no address chosen for {host}")
         stream = await self._inner.connect_tcp(
-            address, port, timeout, local_address, socket_options
+            self.address, port, timeout, local_address, socket_options
         )
         sock = stream.get_extra_info("socket")
-        if self.on_connect is not None and sock is not None:
-            self.on_connect(sock)
+        if sock is not None:
+            note_local_address(sock, self.local_addresses)
+            if self.on_connect is not None:
+                self.on_connect(sock)
         return _CountingStream(stream, self.counter, sock)
 
     async def connect_unix_socket(
@@ -328,12 +352,14 @@ class MeasureConfig:
 
 @dataclass(slots=True)
 class Shared:
-    """What every target of a round shares: TLS contexts and the DoH client."""
+    """What every target of a round shares: TLS contexts, the DoH client, and the local
+    addresses the round's sockets used (for probe.privacy)."""
 
     cfg: MeasureConfig
     ssl_verify: ssl.SSLContext
     ssl_noverify: ssl.SSLContext
     doh: httpx.AsyncClient
+    local_addresses: set[str] = field(default_factory=set)
 
     @classmethod
     def create(cls, cfg: MeasureConfig) -> Shared:

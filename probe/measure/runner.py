@@ -58,10 +58,17 @@ class TargetMeasurer:
         self.counter = net.ByteCounter()
         self.clock0 = time.monotonic()
         self.ctx = steps.StepContext(
-            self.clock0, self.cfg.timeout, shared.ssl_verify, shared.ssl_noverify, self.counter
+            self.clock0,
+            self.cfg.timeout,
+            shared.ssl_verify,
+            shared.ssl_noverify,
+            self.counter,
+            shared.local_addresses,
         )
         self.state = _State()
-        self.backend = net.PinnedBackend(self.counter)
+        # One HTTP client per (role, address): nothing pooled crosses addresses or roles, so a
+        # control fetch can never ride a keep-alive connection the system fetch opened.
+        self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
         self.first_hop: tuple[list[str], list[str]] = ([], [])
         self.first_hop_ready = asyncio.Event()  # the first hop's addresses are known
 
@@ -148,6 +155,21 @@ class TargetMeasurer:
             return None, None, None, None
         return None, *first_fail
 
+    def _client(self, role: str, ip: str) -> httpx.AsyncClient:
+        client = self._clients.get((role, ip))
+        if client is None:
+            backend = net.PinnedBackend(
+                self.counter, ip, local_addresses=self.shared.local_addresses
+            )
+            client = httpx.AsyncClient(
+                transport=net.PinnedTransport(backend, self.shared.ssl_verify),
+                follow_redirects=False,
+                timeout=self.cfg.timeout,
+                trust_env=False,
+            )
+            self._clients[(role, ip)] = client
+        return client
+
     async def _chain(self, role: str) -> None:
         url = httpx.URL(self.url)
         for depth in range(self.cfg.max_redirects + 1):
@@ -181,10 +203,9 @@ class TargetMeasurer:
                     )
                 )
                 return
-            self.backend.pins[host] = ip
             tx = await steps.http_step(
                 self.ctx,
-                self.client,
+                self._client(role, ip),
                 str(url),
                 ip,
                 port,
@@ -238,31 +259,28 @@ class TargetMeasurer:
         )
 
     async def run(self) -> tuple[Observations, int, float]:
-        transport = net.PinnedTransport(self.backend, self.shared.ssl_verify)
-        async with httpx.AsyncClient(
-            transport=transport, follow_redirects=False, timeout=self.cfg.timeout, trust_env=False
-        ) as client:
-            self.client = client
-            try:
-                async with asyncio.timeout(self.cfg.deadline):
-                    await self._chain("system")
-                    system, control = self.first_hop
-                    if control and not set(system) & set(control):
-                        await self._chain("control")
-            except TimeoutError:
-                self.state.http.append(
-                    HTTPTransaction(
-                        url=self.url,
-                        role="system",
-                        t0=self.ctx.now(),
-                        t=self.ctx.now(),
-                        failure=failures.GENERIC_TIMEOUT,
-                        raw_failure="target deadline",
-                        failed_operation="deadline",
-                    )
+        try:
+            async with asyncio.timeout(self.cfg.deadline):
+                await self._chain("system")
+                system, control = self.first_hop
+                if control and not set(system) & set(control):
+                    await self._chain("control")
+        except TimeoutError:
+            self.state.http.append(
+                HTTPTransaction(
+                    url=self.url,
+                    role="system",
+                    t0=self.ctx.now(),
+                    t=self.ctx.now(),
+                    failure=failures.GENERIC_TIMEOUT,
+                    raw_failure="target deadline",
+                    failed_operation="deadline",
                 )
-            finally:
-                self.first_hop_ready.set()  # never leave a waiter hanging
+            )
+        finally:
+            self.first_hop_ready.set()  # never leave a waiter hanging
+            for client in self._clients.values():
+                await client.aclose()
         obs = Observations(
             self.url,
             tuple(self.state.dns),

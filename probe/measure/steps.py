@@ -44,6 +44,7 @@ class StepContext:
     ssl_verify: ssl.SSLContext
     ssl_noverify: ssl.SSLContext
     counter: net.ByteCounter
+    local_addresses: set[str] | None = None  # filled by every connection (probe.privacy)
 
     def now(self) -> float:
         return time.monotonic() - self.clock0
@@ -59,7 +60,7 @@ async def tcp_tls_step(
 ) -> tuple[TCPConnect, TLSHandshake | None]:
     t0 = ctx.now()
     try:
-        sock = await net.tcp_connect(ip, port, ctx.timeout)
+        sock = await net.tcp_connect(ip, port, ctx.timeout, ctx.local_addresses)
     except Exception as exc:
         info = failures.classify(exc, failures.OP_CONNECT)
         tcp = TCPConnect(ip, port, sources, info.failure, info.raw, t0, ctx.now(), depth)
@@ -122,7 +123,7 @@ async def _presented_certificates(
 ) -> tuple[Certificate, ...]:
     """Evidence only: who answered with which certificate, when verification failed."""
     try:
-        sock = await net.tcp_connect(ip, port, ctx.timeout)
+        sock = await net.tcp_connect(ip, port, ctx.timeout, ctx.local_addresses)
     except Exception:
         return ()
     try:
@@ -187,9 +188,11 @@ async def http_step(
     length = 0
     digest = hashlib.sha256()
     truncated = False
+    peer = ip  # until the socket says where it really went
     try:
         async with asyncio.timeout(read_deadline or ctx.timeout * 2):
             async with client.stream("GET", url, headers=headers_out or REQUEST_HEADERS) as resp:
+                peer = net.peer_address(resp.extensions.get("network_stream")) or ip
                 status = resp.status_code
                 headers = tuple(
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw
@@ -208,6 +211,7 @@ async def http_step(
         op = failures.OP_HTTP if status is None else failures.OP_READ
         info = failures.classify(exc, op)
         return base(
+            ip=peer,
             status_code=status,
             headers=headers,
             failure=info.failure,
@@ -219,6 +223,7 @@ async def http_step(
     content_type = dict((k.lower(), v) for k, v in headers).get("content-type")
     location = dict((k.lower(), v) for k, v in headers).get("location")
     return base(
+        ip=peer,
         status_code=status,
         headers=headers,
         title=extract_title(body),

@@ -66,10 +66,8 @@ async def download(
     verify: bool = True,
 ) -> Flow:
     """One timed download of ``url`` through ``ip``."""
-    parts = httpx.URL(url)
-    host = parts.raw_host.decode("ascii").lower()
     counter = net.ByteCounter()
-    backend = net.PinnedBackend(counter, {host: ip})
+    backend = net.PinnedBackend(counter, ip, local_addresses=shared.local_addresses)
     sockets: list[socket.socket] = []
     backend.on_connect = sockets.append
     ctx = shared.ssl_verify if verify else shared.ssl_noverify
