@@ -25,11 +25,13 @@ BLOCKPAGE = "127.0.0.20"  # the ISP's blockpage server
 UNKNOWN_BLOCK = "127.0.0.21"  # a blockpage server whose page no fingerprint knows
 RST = "127.0.0.30"  # resets after the first bytes (HTTP Host / TLS SNI reset)
 EOF = "127.0.0.31"  # closes after the first bytes
+HANG = "127.0.0.32"  # accepts, reads the request, never answers
 HOLE = "127.0.0.40"  # drops SYNs
 REFUSE = "127.0.0.50"  # nothing listens
 PROXY = "127.0.0.60"  # a transparent proxy: serves the real page after a DNS lie
 OTHER = "127.0.0.70"  # a different site (for HTTP diff)
 BADCERT = "127.0.0.80"  # TLS with a certificate for another name / an unknown CA / expired
+CDN = [f"127.0.1.{i}" for i in range(1, 10)]  # a CDN: nine edge addresses serving the site
 
 
 @dataclass
@@ -119,12 +121,14 @@ def make_world(tmp: Path) -> Iterator[World]:
         UNKNOWN_BLOCK,
         RST,
         EOF,
+        HANG,
         HOLE,
         PROXY,
         OTHER,
         BADCERT,
         "127.0.0.81",
         "127.0.0.82",
+        *CDN,
     ]
     http_port = S.free_port(hosts)
     https_port = S.free_port(hosts)
@@ -157,6 +161,8 @@ def make_world(tmp: Path) -> Iterator[World]:
         "eof.test": [EOF],
         "hole.test": [HOLE],
         "proxied.test": [PROXY],
+        "slowcontrol.test": [PROXY],
+        "bigcdn.test": CDN,  # the resolver under test sends users to nine edge addresses
         "redirect.test": [SITE],
         "xn--bcher-kva.test": [SITE],
         "big.test": [SITE],
@@ -179,6 +185,8 @@ def make_world(tmp: Path) -> Iterator[World]:
         {
             "blocked.test": [SITE],
             "unknownblock.test": [SITE],
+            "slowcontrol.test": [HANG],
+            "bigcdn.test": [SITE],  # the control's answer is outside them
             "proxied.test": [SITE],
             "loopback.test": [SITE],
             "servfail.test": [SITE],
@@ -204,6 +212,8 @@ def make_world(tmp: Path) -> Iterator[World]:
         S.TCPServer("rst", RST, https_port),
         S.TCPServer("eof", EOF, http_port),
         S.TCPServer("eof", EOF, https_port),
+        S.TCPServer("hang", HANG, http_port),
+        *(S.WebServer(site, edge, http_port) for edge in CDN),
         S.Blackhole(HOLE, http_port),
         S.Blackhole(HOLE, https_port),
     ]

@@ -163,5 +163,6 @@ def test_loopback_answer_is_never_dialled_by_default(world: World) -> None:
 def test_deadline_ends_a_target_cleanly(world: World) -> None:
     obs, _ = world.measure(world.http("hole.test"), timeout=5, deadline=1)
     assert obs.http[-1].failure == failures.GENERIC_TIMEOUT
-    assert obs.http[-1].failed_operation == "deadline"
+    assert obs.http[-1].raw_failure == "target deadline"
+    assert obs.http[-1].failed_operation == failures.OP_CONNECT  # the step in flight
     assert HOLE in {t.ip for t in obs.tcp} or obs.tcp == ()

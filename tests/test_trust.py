@@ -62,3 +62,33 @@ def test_with_a_helper_its_page_is_the_control(world: World) -> None:
     v = m.verdict
     assert (v.blocking, v.accessible, v.evidence) == ("dns", False, "helper")
     assert v.rule_id == "dns.inconsistent.diff" and v.headers_match is True  # as OONI says
+
+
+def test_a_deadline_in_the_control_chain_is_no_blocking(world: World) -> None:
+    """The system page loads through an inconsistent answer; the control chain then waits on a
+    server that never answers until the target's deadline. The deadline record names the chain
+    it interrupted, and a control-side timeout alone never makes a blocking verdict."""
+    obs, _ = world.measure(world.http("slowcontrol.test"), timeout=3, deadline=1)
+    system = [h for h in obs.http if h.role == "system"]
+    deadline = obs.http[-1]
+    assert system[-1].status_code == 200 and system[-1].failure is None
+    assert (deadline.role, deadline.failure, deadline.raw_failure) == (
+        "control",
+        "generic_timeout_error",
+        "target deadline",
+    )
+    assert deadline.failed_operation == "http_round_trip"  # the step in flight, df-008
+    v = classify(obs, network_ok=True)
+    assert (v.blocking, v.accessible, v.rule_id) == (None, None, "dns.inconsistent.unverified")
+
+
+def test_max_addresses_is_per_source(world: World) -> None:
+    """Nine system addresses must not crowd out the control's: each source gets its own cap,
+    so the control address is dialled and its page fetched (not labelled dns_bogon_error)."""
+    obs, _ = world.measure(world.http("bigcdn.test"))
+    dialled = {t.ip: t.sources for t in obs.tcp}
+    assert dialled[SITE] == ("control",) and len(dialled) == 8 + 1
+    control = [h for h in obs.http if h.role == "control"]
+    assert (control[-1].ip, control[-1].status_code, control[-1].failure) == (SITE, 200, None)
+    v = classify(obs, network_ok=True)
+    assert (v.blocking, v.accessible, v.rule_id) == (False, True, "dns.inconsistent.same_page")

@@ -61,7 +61,6 @@ STEP_OF_OPERATION = {
     failures.OP_TLS: "tls",
     failures.OP_HTTP: "http",
     failures.OP_READ: "http",
-    "deadline": "http",
 }
 
 

@@ -342,7 +342,7 @@ class MeasureConfig:
     body_cap: int = 512 * 1024
     store_cap: int = 64 * 1024
     max_redirects: int = 10
-    max_addresses: int = 8
+    max_addresses: int = 8  # per source (system, control): a CDN can answer with dozens
     allow_loopback: bool = False  # tests and the lab only: never connect to loopback otherwise
     public_only: bool = False  # the test helper: dial only globally routable addresses
     allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)

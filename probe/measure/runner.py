@@ -47,6 +47,9 @@ class _State:
     )
 
 
+DEADLINE = "target deadline"  # raw_failure of the record the per-target deadline leaves
+
+
 class TargetMeasurer:
     def __init__(
         self, shared: Shared, url: str, request_headers: dict[str, str] | None = None
@@ -71,6 +74,8 @@ class TargetMeasurer:
         self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
         self.first_hop: tuple[list[str], list[str]] = ([], [])
         self.first_hop_ready = asyncio.Event()  # the first hop's addresses are known
+        # (role, url, depth, operation) of the step running now, for the deadline's record
+        self.in_flight = ("system", url, 0, failures.OP_RESOLVE)
 
     async def _resolve(self, host: str, depth: int) -> tuple[list[str], list[str], DNSQuery | None]:
         """System and control addresses for a host; the system query whose failure explains it."""
@@ -117,7 +122,9 @@ class TargetMeasurer:
         self, host: str, port: int, https: bool, system: list[str], control: list[str], depth: int
     ) -> None:
         wanted: list[tuple[str, tuple[str, ...]]] = []
-        for ip in _unique(system + control)[: self.cfg.max_addresses]:
+        # The cap is per source: a CDN's many answers must not crowd out the control's.
+        cap = self.cfg.max_addresses
+        for ip in _unique(system[:cap] + control[:cap]):
             sources = tuple(
                 r for r, addrs in (("system", system), ("control", control)) if ip in addrs
             )
@@ -172,15 +179,19 @@ class TargetMeasurer:
 
     async def _chain(self, role: str) -> None:
         url = httpx.URL(self.url)
+        self.in_flight = (role, str(url), 0, failures.OP_RESOLVE)
         for depth in range(self.cfg.max_redirects + 1):
             host = url.raw_host.decode("ascii").lower()
             https = url.scheme == "https"
             port = url.port or (443 if https else 80)
+            self.in_flight = (role, str(url), depth, failures.OP_RESOLVE)
             system, control, explain = await self._resolve(host, depth)
             if depth == 0 and role == "system":
                 self.first_hop = (system, control)
                 self.first_hop_ready.set()
+            self.in_flight = (role, str(url), depth, failures.OP_CONNECT)
             await self._endpoints(host, port, https, system, control, depth)
+            self.in_flight = (role, str(url), depth, failures.OP_HTTP)
             addrs = system if role == "system" else control
             ip, failure, raw, op = self._pick(addrs, port, host if https else None)
             base = functools.partial(
@@ -266,15 +277,19 @@ class TargetMeasurer:
                 if control and not set(system) & set(control):
                     await self._chain("control")
         except TimeoutError:
+            # The record belongs to the chain the deadline interrupted, at the step in flight:
+            # a control chain cut short is missing evidence, never the system path's failure.
+            role, url, depth, operation = self.in_flight
             self.state.http.append(
                 HTTPTransaction(
-                    url=self.url,
-                    role="system",
+                    url=url,
+                    role=role,
+                    depth=depth,
                     t0=self.ctx.now(),
                     t=self.ctx.now(),
                     failure=failures.GENERIC_TIMEOUT,
-                    raw_failure="target deadline",
-                    failed_operation="deadline",
+                    raw_failure=DEADLINE,
+                    failed_operation=operation,
                 )
             )
         finally:
