@@ -16,7 +16,7 @@ from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.classify.throughput import analyse
 from probe.model import Flow
-from probe.store import Store, blocking_from_db
+from probe.store import Store
 
 
 def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
@@ -39,22 +39,7 @@ def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
             if analysis != tp.get("analysis"):
                 store.update_throughput(row["id"], {**tp, "analysis": analysis})
             v = replace(v, throttled=analysis["throttled"])
-        before = (
-            None if row["throttled"] is None else bool(row["throttled"]),
-            blocking_from_db(row["blocking"]),
-            None if row["accessible"] is None else bool(row["accessible"]),
-            row["rule_id"],
-            row["rules_version"],
-            row["blockpage"],
-        )
-        if before != (
-            v.throttled,
-            v.blocking,
-            v.accessible,
-            v.rule_id,
-            v.rules_version,
-            v.blockpage,
-        ):
+        if store.verdict(row) != v:  # every field, not only blocking and accessible
             changed += 1
-        store.update_verdict(row["id"], v)
+            store.update_verdict(row["id"], v)
     return total, changed

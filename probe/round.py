@@ -37,6 +37,7 @@ from probe.measure.net import MeasureConfig, Shared
 from probe.measure.runner import TargetMeasurer
 from probe.measure.throughput import HelperBulk, Plan, run_test
 from probe.model import ControlEvidence, Measurement, Observations
+from probe.privacy import Recogniser, Scrubber
 from probe.settings import Settings
 from probe.targets import Target, TargetList, load_targets
 from probe.timeutil import day_start, iso, utc_now
@@ -79,6 +80,7 @@ async def _measure(
     device_id: str | None,
     fingerprints: FingerprintSet,
     network_ok: bool | None,
+    scrubber: Scrubber,
 ) -> Measurement:
     started = datetime.now(UTC)
     measurer = TargetMeasurer(shared, target.url)
@@ -90,6 +92,11 @@ async def _measure(
         system, ctl = measurer.first_hop
         control = await helper.query(target.url, _endpoints(target.url, [*system, *ctl]))
     obs, used, runtime = await task
+    # The one place the volunteer's addresses leave: before classifying, so the verdict read
+    # back from the database (probe reclassify) is the verdict made now.
+    obs = scrubber.observations(obs)
+    if control is not None:
+        control = scrubber.struct(control)
     verdict = classify(obs, control=control, fingerprints=fingerprints, network_ok=network_ok)
     return Measurement(
         id=new_measurement_id(started),
@@ -103,7 +110,7 @@ async def _measure(
         device_id=device_id,
         category=target.category,
         is_control=target.is_control,
-        resolver=shared.cfg.resolver.address,
+        resolver=scrubber.text(shared.cfg.resolver.address),
         control_resolver=(
             shared.cfg.control_resolver.address if shared.cfg.control_resolver else None
         ),
@@ -131,6 +138,7 @@ async def _throughput(
     control: Target,
     opts: ThroughputOptions,
     tests_in_round: int,
+    scrubber: Scrubber,
 ) -> Measurement:
     """Add a throughput test to a finished page measurement (tests run one at a time)."""
     assert target.throughput_url and control.throughput_url
@@ -166,7 +174,7 @@ async def _throughput(
     throttled = None if analysis is None else analysis["throttled"]
     return replace(
         m,
-        throughput=doc,
+        throughput=scrubber.tree(doc),
         bytes_used=m.bytes_used + res.bytes_used,
         verdict=replace(m.verdict, throttled=throttled),
     )
@@ -184,12 +192,14 @@ async def run_round(
     helper: HelperClient | None = None,
     throughput: ThroughputOptions | None = None,
     round_id: str | None = None,
+    recognisers: Sequence[Recogniser] = (),
 ) -> RoundResult:
     """One round; ``helper`` (a test helper client) adds a control vantage to every target;
     ``throughput`` adds throttling tests for targets with a ``throughput_url``, run one at a
     time after every page was measured, so they do not compete with each other or the pages."""
     result = RoundResult(id=round_id or str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
+    scrubber = Scrubber(shared.local_addresses, recognisers)
     sem = asyncio.Semaphore(max(1, concurrency))
     tp_control = next((c for c in controls if c.throughput_url), None)
     tp_targets = (
@@ -215,6 +225,7 @@ async def run_round(
                 device_id=device_id,
                 fingerprints=fingerprints,
                 network_ok=network_ok,
+                scrubber=scrubber,
             )
         if t.name in tp_targets and network_ok is not False:
             held.append((t, m))
@@ -230,7 +241,7 @@ async def run_round(
         await asyncio.gather(*(one(t, result.network_ok) for t in targets))
         for t, m in held:
             assert throughput is not None and tp_control is not None
-            finish(await _throughput(shared, m, t, tp_control, throughput, len(held)))
+            finish(await _throughput(shared, m, t, tp_control, throughput, len(held), scrubber))
     finally:
         await shared.aclose()
         if helper is not None:

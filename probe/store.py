@@ -375,7 +375,7 @@ class Store:
             "network_ok": _b(m.network_ok),
             "throughput": None if m.throughput is None else json.dumps(m.throughput),
             "bytes_used": m.bytes_used,
-            "observations": json.dumps(_scrub_headers(observations_to_json(m.observations))),
+            "observations": json.dumps(observations_to_json(m.observations), ensure_ascii=False),
             "control": json.dumps(control_to_json(m.control)),
             "extra": json.dumps(m.extra),
             **self._verdict_columns(v),
@@ -409,7 +409,7 @@ class Store:
 
     def _body(self, h: HTTPTransaction) -> None:
         assert h.body_sha256 is not None and h.body is not None
-        text = scrub(h.body).encode("utf-8")
+        text = h.body.encode("utf-8")
         self.db.execute(
             "INSERT OR IGNORE INTO bodies (sha256, length, stored, data) VALUES (?, ?, ?, ?)",
             [h.body_sha256, h.body_length, len(text), zlib.compress(text, 6)],
@@ -429,6 +429,32 @@ class Store:
             replace(h, body=self.body(h.body_sha256)) if h.body_sha256 else h for h in obs.http
         )
         return replace(obs, http=http)
+
+    @staticmethod
+    def verdict(row: dict[str, Any]) -> Verdict:
+        """The stored verdict of a measurement row, every field."""
+
+        def b(key: str) -> bool | None:
+            return None if row[key] is None else bool(row[key])
+
+        return Verdict(
+            blocking=blocking_from_db(row["blocking"]),
+            accessible=b("accessible"),
+            rule_id=row["rule_id"],
+            rules_version=row["rules_version"],
+            evidence=row["evidence"],
+            dns_consistency=row["dns_consistency"],
+            failing_step=row["failing_step"],
+            failure=row["failure"],
+            blockpage=row["blockpage"],
+            body_proportion=row["body_proportion"],
+            body_length_match=b("body_length_match"),
+            status_code_match=b("status_code_match"),
+            headers_match=b("headers_match"),
+            title_match=b("title_match"),
+            offline=bool(row["offline"]),
+            throttled=b("throttled"),
+        )
 
     def control(self, row: dict[str, Any]) -> Any:
         return control_from_json(json.loads(row["control"]) if row["control"] else None)
@@ -488,14 +514,6 @@ class Store:
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
         with self.db.atomic():
             self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
-
-
-def _scrub_headers(obs: Any) -> Any:
-    """Header values can echo the client's address; only Location is kept verbatim (it names
-    where a blockpage sends the user, evidence we need)."""
-    for h in obs.get("http", []):
-        h["headers"] = [[k, v if k.lower() == "location" else scrub(v)] for k, v in h["headers"]]
-    return obs
 
 
 def _has_meta(db: Database) -> bool:

@@ -26,6 +26,8 @@ UNKNOWN_BLOCK = "127.0.0.21"  # a blockpage server whose page no fingerprint kno
 RST = "127.0.0.30"  # resets after the first bytes (HTTP Host / TLS SNI reset)
 EOF = "127.0.0.31"  # closes after the first bytes
 HANG = "127.0.0.32"  # accepts, reads the request, never answers
+ECHO = "127.0.0.33"  # echoes the volunteer's public address everywhere (see PUBLIC_ADDRESS)
+PUBLIC_ADDRESS = "203.0.113.5"  # the volunteer's address behind NAT, as servers see it
 HOLE = "127.0.0.40"  # drops SYNs
 REFUSE = "127.0.0.50"  # nothing listens
 PROXY = "127.0.0.60"  # a transparent proxy: serves the real page after a DNS lie
@@ -100,6 +102,7 @@ def make_world(tmp: Path) -> Iterator[World]:
     ]
     good = ca.issue_cert(*names)
     wrong = ca.issue_cert("somewhere-else.test")
+    echo_cert = ca.issue_cert("echo.test", common_name=f"echo.test for {PUBLIC_ADDRESS}")
     rogue = trustme.CA().issue_cert(*names)
     expired = ca.issue_cert(
         *names,
@@ -122,6 +125,7 @@ def make_world(tmp: Path) -> Iterator[World]:
         RST,
         EOF,
         HANG,
+        ECHO,
         HOLE,
         PROXY,
         OTHER,
@@ -147,8 +151,14 @@ def make_world(tmp: Path) -> Iterator[World]:
         }
     )
     block = S.Site({"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.BLOCKPAGE)})
+    echo_route = S.echo(PUBLIC_ADDRESS)
+    echo_site = S.Site({"/": echo_route, "/go": echo_route, "/bad": echo_route})
     unknown_block = S.Site(
-        {"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.UNKNOWN_BLOCKPAGE)},
+        {
+            "/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.UNKNOWN_BLOCKPAGE),
+            # Iran's style: the blockpage is an iframe to the filter's own address.
+            "/iframe": (200, {"Content-Type": "text/html"}, S.IFRAME_BLOCKPAGE),
+        },
         server="Viettel-WAF",
     )
     other = S.Site({"/": (200, {"Content-Type": "text/html"}, S.OTHER_PAGE)})
@@ -162,6 +172,7 @@ def make_world(tmp: Path) -> Iterator[World]:
         "hole.test": [HOLE],
         "proxied.test": [PROXY],
         "slowcontrol.test": [PROXY],
+        "echo.test": [ECHO],
         "bigcdn.test": CDN,  # the resolver under test sends users to nine edge addresses
         "redirect.test": [SITE],
         "xn--bcher-kva.test": [SITE],
@@ -214,6 +225,8 @@ def make_world(tmp: Path) -> Iterator[World]:
         S.TCPServer("eof", EOF, https_port),
         S.TCPServer("hang", HANG, http_port),
         *(S.WebServer(site, edge, http_port) for edge in CDN),
+        S.WebServer(echo_site, ECHO, http_port),
+        S.WebServer(echo_site, ECHO, https_port, ctx(echo_cert)),
         S.Blackhole(HOLE, http_port),
         S.Blackhole(HOLE, https_port),
     ]

@@ -41,6 +41,12 @@ UNKNOWN_BLOCKPAGE = (
     "<html><head><title>Thông báo của nhà mạng</title></head><body><p>Trang này hiện không "
     "truy cập được theo quy định hiện hành.</p></body></html>"
 ).encode()
+IFRAME_BLOCKPAGE = (
+    b'<html><head><meta http-equiv="Content-Type" content="text/html"></head><body>'
+    b'<iframe src="http://10.10.34.34?type=Invalid Site&policy=MainPolicy" style="width: 100%;'
+    b' height: 100%" scrolling="no" marginwidth="0" marginheight="0" frameborder="0"></iframe>'
+    b"</body></html>"
+)
 # What a real site sends: caching, cookies, security headers, and one of its own.
 SITE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
@@ -221,6 +227,58 @@ def large(size: int, rate_bps: int | None = None) -> Callable[[BaseHTTPRequestHa
                     ahead = sent * 8 / rate_bps - (time.monotonic() - start)
                     if ahead > 0:
                         time.sleep(ahead)
+
+    return route
+
+
+def echo_forms(address: str) -> list[str]:
+    """How servers echo a client's IPv4 address: dotted, dashed, underscored, URL-encoded,
+    reversed (in-addr.arpa), decimal and hexadecimal."""
+    octets = address.split(".")
+    number = sum(int(o) << (8 * (3 - i)) for i, o in enumerate(octets))
+    return [
+        address,
+        "-".join(octets),
+        "_".join(octets),
+        "%2E".join(octets),
+        ".".join(reversed(octets)),
+        str(number),
+        f"{number:08x}",
+        f"0x{number:08X}",
+    ]
+
+
+def echo(address: str | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A page that echoes the client's address (``address``, else the peer it sees) in every
+    place a server can: headers, a cookie, the title, the body in every form, and a redirect's
+    Location (``/go``); ``/bad`` answers a malformed status line carrying it."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        ip = address or handler.client_address[0]
+        forms = echo_forms(ip)
+        if handler.path.startswith("/bad"):
+            handler.wfile.write(f"HTTP/1.1 2OO {ip}\r\n\r\n".encode())
+            handler.close_connection = True
+            return
+        if handler.path.startswith("/go"):
+            handler.send_response(302)
+            handler.send_header("Location", f"/?from=ip-{forms[1]}&ip={forms[3]}")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        body = (
+            f"<html><head><title>Your address is {ip}</title></head><body>"
+            + "".join(f"<p>seen as {f}</p>" for f in forms)
+            + "</body></html>"
+        ).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("X-Your-IP", ip)
+        handler.send_header("X-Forwarded-For", f"{ip}, 198.51.100.1")
+        handler.send_header("Set-Cookie", f"visitor=ip-{forms[1]}; Path=/")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     return route
 

@@ -7,10 +7,14 @@ keep-alive, a blockpage server on one address and the real site on another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from dataclasses import replace
+from pathlib import Path
 
 from probe.classify import classify
+from probe.classify.fingerprints import FingerprintSet
 from probe.model import Measurement
-from tests.conftest import SITE, UNKNOWN_BLOCK, World
+from tests.conftest import PUBLIC_ADDRESS, SITE, UNKNOWN_BLOCK, World
 
 
 def test_control_fetch_has_its_own_connection(world: World) -> None:
@@ -30,8 +34,16 @@ def test_dns_redirect_to_an_unknown_blockpage_is_dns_blocking(world: World) -> N
     assert v.rule_id == "dns.inconsistent.diff" and v.blockpage is None
 
 
-def _round_with_helper(world: World, url: str, **cfg: object) -> Measurement:
-    """One target measured by a round that asks the in-process test helper."""
+def _round_measurement(
+    world: World,
+    url: str,
+    fingerprints: FingerprintSet | None = None,
+    *,
+    helper: bool = False,
+    **cfg: object,
+) -> Measurement:
+    """One target measured by a real round (scrubbed, classified), with the in-process test
+    helper when ``helper``."""
     from probe.classify.fingerprints import builtin
     from probe.measure.helper_client import HelperClient
     from probe.round import run_round
@@ -39,14 +51,18 @@ def _round_with_helper(world: World, url: str, **cfg: object) -> Measurement:
     from tests.test_helper import helper_server
 
     stored: list[Measurement] = []
-    with helper_server(world) as (base, _):
+    with contextlib.ExitStack() as stack:
+        client = None
+        if helper:
+            base, _ = stack.enter_context(helper_server(world))
+            client = HelperClient(base)
         asyncio.run(
             run_round(
                 [Target(name="t", url=url)],
                 [],
                 world.config(**cfg),
-                fingerprints=builtin(),
-                helper=HelperClient(base),
+                fingerprints=fingerprints or builtin(),
+                helper=client,
                 on_measurement=stored.append,
             )
         )
@@ -57,7 +73,7 @@ def _round_with_helper(world: World, url: str, **cfg: object) -> Measurement:
 def test_with_a_helper_its_page_is_the_control(world: World) -> None:
     """The helper fetched the real page; the system page is an unknown blockpage that shares
     only framing headers (Content-Length) with it: not the same page."""
-    m = _round_with_helper(world, world.http("unknownblock.test"))
+    m = _round_measurement(world, world.http("unknownblock.test"), helper=True)
     assert m.control is not None and m.control.http_title == "Independent News Today"
     v = m.verdict
     assert (v.blocking, v.accessible, v.evidence) == ("dns", False, "helper")
@@ -92,3 +108,136 @@ def test_max_addresses_is_per_source(world: World) -> None:
     assert (control[-1].ip, control[-1].status_code, control[-1].failure) == (SITE, 200, None)
     v = classify(obs, network_ok=True)
     assert (v.blocking, v.accessible, v.rule_id) == (False, True, "dns.inconsistent.same_page")
+
+
+def _all_forms(address: str) -> list[str]:
+    from tests.servers import echo_forms
+
+    return [f.lower() for f in echo_forms(address)] + [
+        ".".join(f"{int(o):03d}" for o in address.split("."))
+    ]
+
+
+def test_the_volunteers_address_is_stored_nowhere(world: World, tmp_path: Path) -> None:
+    """Servers echo the volunteer's address (behind NAT, recognised as theirs) in headers, a
+    cookie, the title, the body in every form, a Location and an HTTP error's text; the whole
+    database file (WAL included, bodies decompressed) and every export hold it in no form,
+    while evidence (another address in X-Forwarded-For) is kept and live and replayed
+    verdicts agree."""
+    import ipaddress
+    import zlib
+
+    from probe.classify.fingerprints import builtin
+    from probe.export import records, write
+    from probe.reclassify import reclassify
+    from probe.round import run_round
+    from probe.store import Store
+    from probe.targets import Target
+
+    urls = {
+        "page": world.http("echo.test"),
+        "redirect": world.http("echo.test", "/go"),
+        "malformed": world.http("echo.test", "/bad"),
+        "tls": world.https("echo.test"),
+    }
+    store = Store.open(tmp_path / "p.db")
+    live: list[Measurement] = []
+
+    def save(m: Measurement) -> None:
+        store.save(m)
+        live.append(m)
+
+    mine = ipaddress.ip_address(PUBLIC_ADDRESS)
+    asyncio.run(
+        run_round(
+            [Target(name=k, url=u) for k, u in urls.items()],
+            [],
+            world.config(),
+            fingerprints=builtin(),
+            on_measurement=save,
+            recognisers=[lambda ip: ip == mine],
+        )
+    )
+    assert {m.target for m in live} == set(urls)
+    by_name = {m.target: m for m in live}
+    page = by_name["page"].observations.http[-1]
+    assert page.status_code == 200 and page.title == "Your address is [scrubbed]"
+    assert page.header("x-forwarded-for") == "[scrubbed], 198.51.100.1"  # evidence kept
+    hop = by_name["redirect"].observations.http[0]
+    assert hop.location == "/?from=ip-[scrubbed]&ip=[scrubbed]" and hop.status_code == 302
+    assert by_name["malformed"].observations.http[-1].failure == "http_protocol_error"
+    subject = by_name["tls"].observations.tls[0].certificates[0].subject
+    assert "commonName=echo.test for [scrubbed]," in subject
+
+    jsonl, csv_out = tmp_path / "out.jsonl", tmp_path / "out.csv"
+    write(records(store), "jsonl", str(jsonl))
+    write(records(store), "csv", str(csv_out))
+    texts = [jsonl.read_text(encoding="utf-8"), csv_out.read_text(encoding="utf-8")]
+    texts += [
+        zlib.decompress(r["data"]).decode() for r in store.db.query("SELECT data FROM bodies")
+    ]
+    texts += ["\n".join(store.db.iterdump())]
+    for suffix in ("", "-wal"):
+        path = tmp_path / f"p.db{suffix}"
+        if path.exists():
+            texts.append(path.read_bytes().decode("latin-1"))
+    for text in texts:
+        low = text.lower()
+        for form in _all_forms(PUBLIC_ADDRESS):
+            assert form not in low, form
+
+    # Reclassifying what was stored gives every live verdict, field by field.
+    assert reclassify(store, builtin()) == (4, 0)
+    for row in store.rows():
+        assert store.verdict(row) == by_name[row["target"]].verdict
+
+
+def test_a_fingerprint_with_an_address_fires_live_and_on_replay(
+    world: World, tmp_path: Path
+) -> None:
+    """Bodies used to be scrubbed of every address on the way into the database but matched
+    raw when live, so a fingerprint naming the filter's address (an iframe to 10.10.34.34)
+    fired live and not in probe reclassify. Addresses that are evidence are kept now."""
+    from probe.classify.fingerprints import builtin, load
+    from probe.reclassify import reclassify
+    from probe.store import Store
+
+    fp = tmp_path / "fp.csv"
+    fp.write_text(
+        "name,scope,location_found,pattern_type,pattern\n"
+        'test.iframe_filter,nat,body,contains,"<iframe src=""http://10.10.34.34"\n',
+        encoding="utf-8",
+    )
+    fps: FingerprintSet = builtin() + load(fp)
+    m = _round_measurement(world, world.http("unknownblock.test", "/iframe"), fps)
+    assert (m.verdict.rule_id, m.verdict.blockpage) == ("blockpage.http", "test.iframe_filter")
+    store = Store.open(tmp_path / "p.db")
+    store.save(replace(m, verdict=replace(m.verdict, blocking=False)))  # older rules
+    assert reclassify(store, fps) == (1, 1)
+    assert store.verdict(next(store.rows())) == m.verdict
+
+
+def test_a_truncated_body_is_compared_by_its_declared_length() -> None:
+    """A large file read up to the body cap shares only framing headers with the helper's
+    copy; its declared Content-Length (unencoded) is its length, so it is the same page, not a
+    blockpage. An encoded body's declared length is not comparable and is not used."""
+    from probe.classify.facts import Reference, http_diff
+    from probe.model import HTTPTransaction
+
+    ref = Reference(200, 4 * 1024 * 1024, None, frozenset({"content-type", "content-length"}))
+
+    def ours(**headers: str) -> HTTPTransaction:
+        return HTTPTransaction(
+            url="http://x.test/large",
+            status_code=200,
+            headers=tuple(headers.items()),
+            body_length=512 * 1024,
+            body_truncated=True,
+        )
+
+    same = http_diff(ours(**{"Content-Length": str(4 * 1024 * 1024)}), ref)
+    assert (same.body_proportion, same.body_length_match, same.same_page) == (1.0, True, True)
+    gz = http_diff(ours(**{"Content-Length": "4194304", "Content-Encoding": "gzip"}), ref)
+    assert (gz.body_proportion, gz.body_length_match, gz.same_page) == (None, None, False)
+    short = http_diff(ours(**{"Content-Length": "1000"}), ref)
+    assert short.body_length_match is False and not short.same_page

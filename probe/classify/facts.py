@@ -92,11 +92,24 @@ class HTTPDiff:
         )
 
 
+def _probe_length(probe: HTTPTransaction) -> int | None:
+    """The page's length: what we read, or, when we stopped at the body cap, what the server
+    declared (Content-Length of an unencoded body), so a large file can still be compared."""
+    if not probe.body_truncated:
+        return probe.body_length or None
+    declared = probe.header("content-length")
+    encoding = (probe.header("content-encoding") or "identity").strip().lower()
+    if declared is None or encoding != "identity" or not declared.strip().isdigit():
+        return None
+    return int(declared.strip()) or None
+
+
 def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
     proportion = length_match = status_match = headers_match = title_match = None
     site_headers = None
-    if (ref.body_length or 0) > 0 and not probe.body_truncated and (probe.body_length or 0) > 0:
-        a, b = probe.body_length or 0, ref.body_length or 0
+    ours_length = _probe_length(probe)
+    if (ref.body_length or 0) > 0 and ours_length:
+        a, b = ours_length, ref.body_length or 0
         proportion = min(a, b) / max(a, b)
         length_match = proportion > 0.7
     ps, cs = probe.status_code or 0, ref.status_code or 0
