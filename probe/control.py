@@ -9,37 +9,71 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from probe import failures
 from probe.model import ControlEndpoint, ControlEvidence
 
 
-def to_evidence(resp: dict[str, Any], source: str = "helper") -> ControlEvidence:
-    """ControlEvidence from a helper's answer (ours or OONI's)."""
-    if not isinstance(resp, dict):
-        return ControlEvidence(source=source, failure="control_malformed")
-    dns = resp.get("dns") or {}
-    http = resp.get("http_request") or {}
+class _Endpoint(msgspec.Struct):
+    status: bool | None = None
+    failure: str | None = None
+    server_name: str | None = None
 
-    def eps(section: str) -> dict[str, ControlEndpoint]:
-        out = {}
-        for k, v in (resp.get(section) or {}).items():
-            if isinstance(v, dict):
-                out[str(k)] = ControlEndpoint(
-                    bool(v.get("status")), v.get("failure"), v.get("server_name")
-                )
-        return out
 
-    status = http.get("status_code")
-    length = http.get("body_length")
+class _DNS(msgspec.Struct):
+    failure: str | None = None
+    addrs: list[str] | None = None
+
+
+class _HTTP(msgspec.Struct):
+    failure: str | None = None
+    status_code: int | None = None
+    body_length: int | None = None
+    title: str | None = None
+    headers: dict[str, str] | None = None
+
+
+class _Answer(msgspec.Struct):
+    """OONI's test-helper response (oohelperd), the parts the classifier uses; others ignored."""
+
+    tcp_connect: dict[str, _Endpoint] | None = None
+    tls_handshake: dict[str, _Endpoint] | None = None
+    http_request: _HTTP | None = None
+    dns: _DNS | None = None
+
+
+def to_evidence(resp: Any, source: str = "helper") -> ControlEvidence:
+    """ControlEvidence from a helper's decoded JSON answer (ours or OONI's). An answer that is
+    not of that shape is evidence of nothing: ``failure`` json_parse_error, the reason kept."""
+    try:
+        answer = msgspec.convert(resp, type=_Answer)
+    except msgspec.ValidationError as exc:
+        return ControlEvidence(
+            source=source,
+            failure=failures.JSON_PARSE_ERROR,
+            raw_failure=f"not a test helper answer: {str(exc)[:200]}",
+        )
+    dns = answer.dns or _DNS()
+    http = answer.http_request or _HTTP()
+
+    def eps(section: dict[str, _Endpoint] | None) -> dict[str, ControlEndpoint]:
+        return {
+            k: ControlEndpoint(bool(v.status), v.failure, v.server_name)
+            for k, v in (section or {}).items()
+        }
+
+    status, length = http.status_code, http.body_length
     return ControlEvidence(
         source=source,
         failure=None,
-        dns_failure=dns.get("failure"),
-        dns_addrs=tuple(str(a) for a in dns.get("addrs") or ()),
-        tcp_connect=eps("tcp_connect"),
-        tls_handshake=eps("tls_handshake"),
-        http_failure=http.get("failure"),
-        http_status_code=status if isinstance(status, int) and status > 0 else None,
-        http_body_length=length if isinstance(length, int) and length >= 0 else None,
-        http_title=http.get("title") or None,
-        http_headers={str(k): str(v) for k, v in (http.get("headers") or {}).items()},
+        dns_failure=dns.failure,
+        dns_addrs=tuple(dns.addrs or ()),
+        tcp_connect=eps(answer.tcp_connect),
+        tls_handshake=eps(answer.tls_handshake),
+        http_failure=http.failure,
+        http_status_code=status if status is not None and status > 0 else None,
+        http_body_length=length if length is not None and length >= 0 else None,
+        http_title=http.title or None,
+        http_headers=dict(http.headers or {}),
     )

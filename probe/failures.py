@@ -13,15 +13,19 @@ from __future__ import annotations
 import errno as errno_mod
 import re
 import ssl
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
-# -- the closed vocabulary (OONI df-007 and probe-cli netxlite) --------------------------------
+# -- the closed vocabulary: OONI df-007 strings ------------------------------------------------
 CONNECTION_REFUSED = "connection_refused"
 CONNECTION_RESET = "connection_reset"
 CONNECTION_ABORTED = "connection_aborted"
 HOST_UNREACHABLE = "host_unreachable"
 NETWORK_UNREACHABLE = "network_unreachable"
+NETWORK_DOWN = "network_down"
+NETWORK_RESET = "network_reset"
 EOF_ERROR = "eof_error"
 GENERIC_TIMEOUT = "generic_timeout_error"
 INTERRUPTED = "interrupted"
@@ -37,17 +41,19 @@ SSL_UNKNOWN_AUTHORITY = "ssl_unknown_authority"
 SSL_INVALID_CERTIFICATE = "ssl_invalid_certificate"
 SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 HTTP_INVALID_REDIRECT_LOCATION_HOST = "http_invalid_redirect_location_host"
-HTTP_TOO_MANY_REDIRECTS = "http_too_many_redirects"
-HTTP_PROTOCOL_ERROR = "http_protocol_error"
-UNKNOWN_PREFIX = "unknown_failure: "
+HTTP_REQUEST_FAILED = "http_request_failed"  # a non-successful status where one was needed
+JSON_PARSE_ERROR = "json_parse_error"  # e.g. a test helper's answer that is not its JSON
+UNKNOWN_PREFIX = "unknown_failure: "  # any other error, its text kept (addresses scrubbed)
 
-VOCABULARY: frozenset[str] = frozenset(
+DF007: frozenset[str] = frozenset(
     {
         CONNECTION_REFUSED,
         CONNECTION_RESET,
         CONNECTION_ABORTED,
         HOST_UNREACHABLE,
         NETWORK_UNREACHABLE,
+        NETWORK_DOWN,
+        NETWORK_RESET,
         EOF_ERROR,
         GENERIC_TIMEOUT,
         INTERRUPTED,
@@ -63,10 +69,20 @@ VOCABULARY: frozenset[str] = frozenset(
         SSL_INVALID_CERTIFICATE,
         SSL_FAILED_HANDSHAKE,
         HTTP_INVALID_REDIRECT_LOCATION_HOST,
-        HTTP_TOO_MANY_REDIRECTS,
-        HTTP_PROTOCOL_ERROR,
+        HTTP_REQUEST_FAILED,
+        JSON_PARSE_ERROR,
     }
 )
+
+# -- two documented extensions ---------------------------------------------------------------
+# OONI reports both as "unknown_failure: <Go's error text>" (e.g. "unknown_failure: stopped
+# after too many redirects"); the classifier needs to tell them apart from other failures, so
+# they have names here. probe.ooni reads OONI's text back into them.
+HTTP_TOO_MANY_REDIRECTS = "http_too_many_redirects"  # more than 10 redirects: a loop
+HTTP_PROTOCOL_ERROR = "http_protocol_error"  # an HTTP reply that breaks HTTP/1.1's framing
+EXTENSIONS: frozenset[str] = frozenset({HTTP_TOO_MANY_REDIRECTS, HTTP_PROTOCOL_ERROR})
+
+VOCABULARY: frozenset[str] = DF007 | EXTENSIONS
 
 # Operations, as OONI names them (df-008 "failed_operation").
 OP_RESOLVE = "resolve"
@@ -83,6 +99,8 @@ ERRNO_FAILURES: dict[int, str] = {
     errno_mod.ENETUNREACH: NETWORK_UNREACHABLE,
     errno_mod.ETIMEDOUT: GENERIC_TIMEOUT,
     errno_mod.EPIPE: CONNECTION_RESET,
+    errno_mod.ENETDOWN: NETWORK_DOWN,
+    errno_mod.ENETRESET: NETWORK_RESET,
 }
 
 # OpenSSL X509_V_ERR_* codes carried by ssl.SSLCertVerificationError.verify_code.
@@ -141,83 +159,192 @@ def _walk(exc: BaseException) -> Iterator[BaseException]:
             e.__cause__,
             e.__context__,
             *[a for a in e.args if isinstance(a, BaseException)],
+            *(e.exceptions if isinstance(e, BaseExceptionGroup) else ()),
         ):
             if nxt is not None:
                 stack.append(nxt)
 
 
-def _one(e: BaseException) -> tuple[str, str | None] | None:
-    """Map a single exception (not its chain) to (failure, raw); most specific checks first."""
-    if isinstance(e, ssl.SSLCertVerificationError):
-        code = getattr(e, "verify_code", None)
-        msg = getattr(e, "verify_message", None) or str(e)
-        failure = SSL_VERIFY_FAILURES.get(code or -1)
-        if failure is None:
-            low = msg.lower()
-            if "hostname" in low or "ip address mismatch" in low:
-                failure = SSL_INVALID_HOSTNAME
-            elif "issuer" in low or "self-signed" in low or "self signed" in low:
-                failure = SSL_UNKNOWN_AUTHORITY
-            else:
-                failure = SSL_INVALID_CERTIFICATE
-        return failure, f"x509:{code}:{msg}"
-    if isinstance(e, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-        return EOF_ERROR, "ssl_eof"
-    if isinstance(e, OSError) and e.errno in ERRNO_FAILURES:
+# What an exception type means, most specific type first. ``WRAPPER``: a generic error that
+# says nothing by itself (httpx's ConnectError wraps an OSError): look at what it carries.
+# ``PROTOCOL``: an HTTP framing error, used only when nothing more specific is in the chain.
+# Built on first use, so that importing the vocabulary does not import the network stack.
+WRAPPER = "<wrapper>"
+PROTOCOL = "<protocol>"
+_Row = tuple[type[BaseException], str]
+
+
+@cache
+def by_type() -> tuple[_Row, ...]:
+    import asyncio
+
+    import anyio
+    import httpcore
+    import httpx
+
+    return (
+        (ssl.SSLCertVerificationError, "<x509>"),
+        (ssl.SSLEOFError, EOF_ERROR),
+        (ssl.SSLZeroReturnError, EOF_ERROR),
+        (ssl.SSLError, "<ssl>"),
+        (ConnectionRefusedError, CONNECTION_REFUSED),
+        (ConnectionResetError, CONNECTION_RESET),
+        (ConnectionAbortedError, CONNECTION_ABORTED),
+        (BrokenPipeError, CONNECTION_RESET),
+        (TimeoutError, GENERIC_TIMEOUT),
+        (OSError, "<errno>"),
+        (EOFError, EOF_ERROR),
+        (asyncio.CancelledError, INTERRUPTED),
+        (anyio.EndOfStream, EOF_ERROR),
+        (anyio.IncompleteRead, EOF_ERROR),
+        (anyio.ClosedResourceError, EOF_ERROR),
+        (anyio.BrokenResourceError, WRAPPER),
+        (httpx.TimeoutException, GENERIC_TIMEOUT),
+        (httpcore.TimeoutException, GENERIC_TIMEOUT),
+        (httpx.RemoteProtocolError, PROTOCOL),
+        (httpcore.RemoteProtocolError, PROTOCOL),
+        (httpx.LocalProtocolError, PROTOCOL),
+        (httpcore.LocalProtocolError, PROTOCOL),
+        (httpx.ProxyError, WRAPPER),
+        (httpcore.ProxyError, WRAPPER),
+        (httpx.NetworkError, WRAPPER),  # ConnectError, ReadError, WriteError, CloseError
+        (httpcore.NetworkError, WRAPPER),
+        (httpx.ProtocolError, PROTOCOL),
+        (httpcore.ProtocolError, PROTOCOL),
+        (httpx.TransportError, WRAPPER),
+        (zlib.error, PROTOCOL),  # a Content-Encoding that does not decode
+        (ExceptionGroup, WRAPPER),
+    )
+
+
+def _by_errno(e: OSError) -> tuple[str, str | None] | None:
+    if e.errno in ERRNO_FAILURES:
         return ERRNO_FAILURES[e.errno], errno_mod.errorcode.get(e.errno, str(e.errno))
-    if isinstance(e, TimeoutError):
-        return GENERIC_TIMEOUT, "timeout"
-    if isinstance(e, EOFError):
-        return EOF_ERROR, "eof"
-    if isinstance(e, ConnectionResetError):
-        return CONNECTION_RESET, "ECONNRESET"
-    if isinstance(e, ConnectionRefusedError):
-        return CONNECTION_REFUSED, "ECONNREFUSED"
-    if isinstance(e, ssl.SSLError):
-        reason = getattr(e, "reason", None) or str(e)
-        if "UNEXPECTED_EOF" in str(reason).upper():
-            return EOF_ERROR, f"ssl:{reason}"
-        return SSL_FAILED_HANDSHAKE, scrub(f"ssl:{reason}")
-    name = type(e).__name__
-    if name in ("EndOfStream", "IncompleteRead", "ClosedResourceError"):
-        return EOF_ERROR, name
-    if name in ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"):
-        return GENERIC_TIMEOUT, name
-    if name == "RemoteProtocolError" and "disconnected" in str(e).lower():
-        return EOF_ERROR, "server_disconnected"
-    if name == "CancelledError":
-        return INTERRUPTED, name
     return None
 
 
-# Generic httpx/httpcore wrappers say nothing by themselves: look beneath them first.
-_WRAPPERS = {
-    "ConnectError",
-    "ReadError",
-    "WriteError",
-    "NetworkError",
-    "TransportError",
-    "BrokenResourceError",
-    "OSError",
-    "ExceptionGroup",
-}
+def _x509(e: ssl.SSLCertVerificationError) -> tuple[str, str | None]:
+    code = getattr(e, "verify_code", None)
+    msg = getattr(e, "verify_message", None) or str(e)
+    failure = SSL_VERIFY_FAILURES.get(code or -1)
+    if failure is None:
+        low = msg.lower()
+        if "hostname" in low or "ip address mismatch" in low:
+            failure = SSL_INVALID_HOSTNAME
+        elif "issuer" in low or "self-signed" in low or "self signed" in low:
+            failure = SSL_UNKNOWN_AUTHORITY
+        else:
+            failure = SSL_INVALID_CERTIFICATE
+    return failure, scrub(f"x509:{code}:{msg}")
+
+
+def _one(e: BaseException) -> tuple[str, str | None] | None:
+    """(failure, raw) for one exception by its type, PROTOCOL or WRAPPER as failure for the
+    generic ones, or None for a type the table does not know."""
+    if isinstance(e, OSError) and not isinstance(e, ssl.SSLError) and e.errno in ERRNO_FAILURES:
+        return _by_errno(e)  # the errno says more than the class (and is kept raw)
+    for cls, meaning in by_type():
+        if not isinstance(e, cls):
+            continue
+        if meaning == "<x509>":
+            assert isinstance(e, ssl.SSLCertVerificationError)
+            return _x509(e)
+        if meaning == "<ssl>":
+            reason = str(getattr(e, "reason", None) or e)
+            if "UNEXPECTED_EOF" in reason.upper():
+                return EOF_ERROR, f"ssl:{reason}"
+            return SSL_FAILED_HANDSHAKE, scrub(f"ssl:{reason}")[:200]
+        if meaning == "<errno>":
+            assert isinstance(e, OSError)
+            return _by_errno(e) or (WRAPPER, None)
+        if meaning == PROTOCOL and "disconnected" in str(e).lower():
+            return EOF_ERROR, "server_disconnected"  # closed before a response: an EOF
+        raw = type(e).__name__ if meaning != PROTOCOL else scrub(str(e))[:200]
+        return meaning, raw
+    return None
 
 
 def classify(exc: BaseException, operation: str) -> FailureInfo:
-    """Map any exception to a df-007 failure, most specific cause first."""
-    chain = list(_walk(exc))
-    # Specific causes (errno, SSL verify, EOF) win over the wrappers that carry them.
-    for e in chain:
-        if type(e).__name__ in _WRAPPERS and not (isinstance(e, OSError) and e.errno):
-            continue
+    """Map any exception to a df-007 failure by its type, most specific cause first: the chain
+    (``__cause__``, ``__context__``, arguments, group members) is walked and a wrapper defers
+    to what it carries; an HTTP framing error counts only when nothing more specific is there."""
+    protocol: tuple[str, str | None] | None = None
+    for e in _walk(exc):
         hit = _one(e)
-        if hit is not None:
-            return FailureInfo(hit[0], operation, hit[1])
-    for e in chain:
-        if type(e).__name__ == "RemoteProtocolError" or type(e).__name__ == "LocalProtocolError":
-            return FailureInfo(HTTP_PROTOCOL_ERROR, operation, scrub(str(e))[:200])
+        if hit is None or hit[0] == WRAPPER:
+            continue
+        if hit[0] == PROTOCOL:
+            protocol = protocol or (HTTP_PROTOCOL_ERROR, hit[1])
+            continue
+        return FailureInfo(hit[0], operation, hit[1])
+    if protocol is not None:
+        return FailureInfo(protocol[0], operation, protocol[1])
     text = scrub(f"{type(exc).__name__}: {exc}".strip())
     return FailureInfo(UNKNOWN_PREFIX + text[:300], operation, None)
+
+
+@cache
+def network_error_types() -> tuple[type[Exception], ...]:
+    """Every exception type that is a network event (and so a measurement result). Never a
+    cancellation: that must propagate, or the per-target deadline could not stop a step."""
+    return tuple(cls for cls, _ in by_type() if issubclass(cls, Exception))
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """True when ``exc`` is something the network did: a step records it as its failure.
+    Anything else is a bug in the probe and must propagate (never become a measurement)."""
+    return isinstance(exc, network_error_types())
+
+
+_NOT_NETWORK: tuple[tuple[str, str, str], ...] = (
+    ("httpx", "HTTPStatusError", "raised only by raise_for_status(), never called"),
+    ("httpx", "TooManyRedirects", "the probe follows redirects itself"),
+    ("httpx", "DecodingError", "bodies are read raw and decoded by steps._Decoder"),
+    ("httpx", "InvalidURL", "URLs are checked when loaded and when a redirect is joined"),
+    ("httpx", "UnsupportedProtocol", "only http(s) URLs reach a step"),
+    ("httpcore", "UnsupportedProtocol", "only http(s) URLs reach a step"),
+    ("httpx", "CookieConflict", "cookies are never read"),
+    ("httpx", "StreamError", "stream misuse (read twice, after close): a bug"),
+    ("httpx", "RequestNotRead", "stream misuse: a bug"),
+    ("httpx", "ResponseNotRead", "stream misuse: a bug"),
+    ("httpx", "StreamClosed", "stream misuse: a bug"),
+    ("httpx", "StreamConsumed", "stream misuse: a bug"),
+    ("httpx", "HTTPError", "a base class: its network subclasses are mapped"),
+    ("httpx", "RequestError", "a base class: its network subclasses are mapped"),
+    ("httpcore", "ConnectionNotAvailable", "one request per connection at a time: a bug"),
+    ("anyio", "BusyResourceError", "concurrent use of one stream: a bug"),
+    ("anyio", "WouldBlock", "non-blocking API misuse: a bug"),
+    ("anyio", "TypedAttributeLookupError", "get_extra_info misuse: a bug"),
+    ("anyio", "DelimiterNotFound", "buffered-stream API, unused"),
+    ("anyio", "BrokenWorkerProcess", "worker processes, unused"),
+    ("anyio", "BrokenWorkerInterpreter", "worker interpreters, unused"),
+    ("anyio", "NoEventLoopError", "called outside the event loop: a bug"),
+    ("anyio", "RunFinishedError", "called after the event loop ended: a bug"),
+    ("anyio", "ConnectionFailed", "anyio's own connect_tcp; httpcore maps it to ConnectError"),
+    ("anyio", "TaskCancelled", "anyio's task API, unused"),
+    ("anyio", "TaskFailed", "anyio's task API, unused"),
+    ("anyio", "TaskNotFinished", "anyio's task API, unused"),
+    ("anyio", "FutureAlreadyFinished", "anyio's future API, unused"),
+    ("anyio", "FutureCancelled", "anyio's future API, unused"),
+    ("anyio", "FutureFailed", "anyio's future API, unused"),
+    ("anyio", "FutureNotFinished", "anyio's future API, unused"),
+    ("ssl", "SSLWantReadError", "handled inside net.tls_handshake's loop"),
+    ("ssl", "SSLWantWriteError", "handled inside net.tls_handshake's loop"),
+)
+
+
+def not_network_errors() -> dict[type[BaseException], str]:
+    """Exception types the libraries export that are never a network event, with why: a step
+    that meets one has a bug. tests/test_failures.py fails when a library type is in neither
+    this table nor :func:`by_type`."""
+    import importlib
+
+    out: dict[type[BaseException], str] = {}
+    for module, name, why in _NOT_NETWORK:
+        cls = getattr(importlib.import_module(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            out[cls] = why
+    return out
 
 
 def is_known(failure: str | None) -> bool:

@@ -172,7 +172,8 @@ class ControlEvidence:
     """What an uncensored vantage (a Web Connectivity test helper) saw for the same URL."""
 
     source: str = "helper"  # "helper" (ours or OONI's), "ooni" (imported)
-    failure: str | None = None  # the helper itself could not be reached
+    failure: str | None = None  # the helper could not be reached or its answer is unusable
+    raw_failure: str | None = None  # the detail behind ``failure`` (a status, a parse error)
     dns_failure: str | None = None
     dns_addrs: tuple[str, ...] = ()
     tcp_connect: dict[str, ControlEndpoint] = field(default_factory=dict)
@@ -208,6 +209,7 @@ class Flow:
     wire_bytes: int = 0
     samples: tuple[Sample, ...] = ()
     failure: str | None = None
+    raw_failure: str | None = None  # the detail: errno, status code
 
 
 @dataclass(frozen=True, slots=True)

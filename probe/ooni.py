@@ -165,11 +165,18 @@ def _chain_failure(
 
 def _control(tk: dict[str, Any]) -> ControlEvidence:
     ctl = tk.get("control")
+    failure = tk.get("control_failure")
     if not ctl:
+        # OONI's own control_failure when it has one (e.g. "connection_refused"); a
+        # measurement with neither has no control evidence at all.
         return ControlEvidence(
-            source="ooni", failure=tk.get("control_failure") or "control_missing"
+            source="ooni",
+            failure=failure or failures.UNKNOWN_PREFIX + "no control answer",
         )
-    return replace(to_evidence(ctl, source="ooni"), failure=tk.get("control_failure"))
+    evidence = to_evidence(ctl, source="ooni")
+    if evidence.failure is not None:
+        return evidence
+    return replace(evidence, failure=failure)
 
 
 def from_ooni(m: dict[str, Any]) -> Imported:

@@ -109,3 +109,90 @@ def test_classify_never_raises_on_odd_exceptions() -> None:
 
     assert failures.classify(Weird(), "x").failure == "unknown_failure: Weird: weird"
     assert failures.classify(asyncio.CancelledError(), "x").failure == failures.INTERRUPTED
+
+
+def _exception_types(module: object) -> list[type[BaseException]]:
+    import inspect
+
+    return [
+        c for _, c in inspect.getmembers(module, inspect.isclass) if issubclass(c, BaseException)
+    ]
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpcore", "anyio", "ssl"])
+def test_every_library_exception_type_is_mapped_or_explained(module: str) -> None:
+    """Failures are mapped by type (issue 9, item 9): every exception type these libraries
+    export is either a row of the table (a network event, so a measurement result) or listed
+    with the reason it can never come from the network (a bug, which must propagate)."""
+    import importlib
+
+    mapped = failures.network_error_types()
+    explained = failures.not_network_errors()
+    missing = [
+        c.__qualname__
+        for c in _exception_types(importlib.import_module(module))
+        if not issubclass(c, mapped) and c not in explained
+    ]
+    assert missing == [], f"{module}: map these in probe/failures.py: {missing}"
+
+
+def test_a_bug_in_a_step_propagates() -> None:
+    """A programming error is never a network event: it must not become a measurement."""
+    assert not failures.is_network_error(TypeError("bad argument"))
+    assert not failures.is_network_error(KeyError("x"))
+    assert failures.is_network_error(ConnectionResetError(errno.ECONNRESET, "reset"))
+    assert failures.is_network_error(httpx.ReadTimeout("slow"))
+    assert not failures.is_network_error(asyncio.CancelledError())  # cancellation propagates
+
+
+def test_every_failure_string_written_by_the_code_is_in_the_vocabulary() -> None:
+    """Scan the package: a literal given as ``failure=`` (or assigned to ``failure``) is a
+    vocabulary string or an unknown_failure; issue 9 item 10 found control_malformed,
+    http_status_N, no_usable_address and control_missing written this way."""
+    import ast
+    from pathlib import Path
+
+    root = Path(failures.__file__).parent
+    values = {
+        name: getattr(failures, name)
+        for name in dir(failures)
+        if name.isupper() and isinstance(getattr(failures, name), str)
+    }
+    bad: list[str] = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found: list[ast.expr] = [
+            n.value for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "failure"
+        ]
+        found += [
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "failure" for t in n.targets)
+        ]
+        for value in found:
+            literal = value.value if isinstance(value, ast.Constant) else None
+            if isinstance(value, ast.JoinedStr):
+                bad.append(f"{path.name}:{value.lineno}: f-string")
+            elif isinstance(literal, str) and not failures.is_known(literal):
+                bad.append(f"{path.name}:{value.lineno}: {literal!r}")
+    assert bad == [], bad
+    assert set(values.values()) >= failures.VOCABULARY
+
+
+def test_failure_strings_outside_df007_are_the_documented_extensions() -> None:
+    assert (
+        failures.VOCABULARY - failures.DF007
+        == failures.EXTENSIONS
+        == {
+            "http_too_many_redirects",
+            "http_protocol_error",
+        }
+    )
+
+
+def test_a_bad_content_encoding_is_a_protocol_error() -> None:
+    import zlib
+
+    info = failures.classify(zlib.error("incorrect header check"), failures.OP_READ)
+    assert info.failure == failures.HTTP_PROTOCOL_ERROR

@@ -217,14 +217,14 @@ class HelperApp:
             return await _error(send, 408, "request body too slow")
         except (ValueError, KeyError, TypeError) as exc:
             return await _error(send, 400, f"speed: {exc}")
-        ip = await first_address(self.shared, url)
+        ip, why = await first_address(self.shared, url)
         if ip is None:
             answer: dict[str, Any] = {
                 "bps": None,
                 "bytes": 0,
                 "seconds": 0.0,
                 "bytes_used": 0,
-                "failure": "no_usable_address",
+                "failure": why,
             }
         else:
             flow = await download(

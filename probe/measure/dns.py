@@ -184,7 +184,7 @@ async def query(
             raw_failure=failures.scrub(f"{type(exc).__name__}: {exc}")[:200],
             t=time.monotonic() - clock0,
         )
-    except Exception as exc:  # network errors: mapped in one place
+    except failures.network_error_types() as exc:  # mapped in one place
         info = failures.classify(exc, failures.OP_RESOLVE)
         return base(failure=info.failure, raw_failure=info.raw, t=time.monotonic() - clock0)
     t = time.monotonic() - clock0

@@ -57,14 +57,24 @@ class HelperClient:
                 async for chunk in r.aiter_bytes():
                     raw += chunk
                     if len(raw) > MAX_ANSWER:
-                        return ControlEvidence(failure="control_answer_too_large")
+                        return ControlEvidence(
+                            failure=failures.UNKNOWN_PREFIX + "answer too large",
+                            raw_failure=f"over {MAX_ANSWER} bytes",
+                        )
                 if r.status_code != 200:
-                    return ControlEvidence(failure=f"control_http_status_{r.status_code}")
-            return to_evidence(json.loads(raw))
-        except (ValueError, UnicodeDecodeError):
-            return ControlEvidence(failure="control_malformed")
-        except Exception as exc:
-            return ControlEvidence(failure=failures.classify(exc, failures.OP_HTTP).failure)
+                    return ControlEvidence(
+                        failure=failures.HTTP_REQUEST_FAILED, raw_failure=f"status:{r.status_code}"
+                    )
+        except failures.network_error_types() as exc:
+            info = failures.classify(exc, failures.OP_HTTP)
+            return ControlEvidence(failure=info.failure, raw_failure=info.raw)
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return ControlEvidence(
+                failure=failures.JSON_PARSE_ERROR, raw_failure=failures.scrub(str(exc))[:200]
+            )
+        return to_evidence(doc)
 
     async def speed(self, url: str, max_bytes: int, max_seconds: float) -> dict[str, Any]:
         """The helper's own timed download of ``url`` (is the site slow everywhere?)."""
@@ -75,11 +85,16 @@ class HelperClient:
                 json={"url": url, "max_bytes": max_bytes, "max_seconds": max_seconds},
                 timeout=max_seconds + 30,
             )
-            doc = r.json() if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError) as exc:
-            return {"bps": None, "failure": f"helper_speed: {type(exc).__name__}"}
+        except failures.network_error_types() as exc:
+            return {"bps": None, "failure": failures.classify(exc, failures.OP_HTTP).failure}
+        if r.status_code != 200:
+            return {"bps": None, "failure": failures.HTTP_REQUEST_FAILED}
+        try:
+            doc = json.loads(r.content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = None
         if not isinstance(doc, dict):
-            return {"bps": None, "failure": f"helper_speed_http_{r.status_code}"}
+            return {"bps": None, "failure": failures.JSON_PARSE_ERROR}
         bps = doc.get("bps")
         return {
             "bps": float(bps) if isinstance(bps, int | float) else None,

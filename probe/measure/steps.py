@@ -61,7 +61,7 @@ async def tcp_tls_step(
     t0 = ctx.now()
     try:
         sock = await net.tcp_connect(ip, port, ctx.timeout, ctx.local_addresses)
-    except Exception as exc:
+    except failures.network_error_types() as exc:
         info = failures.classify(exc, failures.OP_CONNECT)
         tcp = TCPConnect(ip, port, sources, info.failure, info.raw, t0, ctx.now(), depth)
         return tcp, None
@@ -73,7 +73,7 @@ async def tcp_tls_step(
     t1 = ctx.now()
     try:
         res = await net.tls_handshake(sock, ctx.ssl_verify, server_name, ctx.timeout)
-    except Exception as exc:
+    except failures.network_error_types() as exc:
         info = failures.classify(exc, failures.OP_TLS)
         ctx.counter.add(net.tcp_bytes(sock) or 0)
         sock.close()
@@ -124,12 +124,12 @@ async def _presented_certificates(
     """Evidence only: who answered with which certificate, when verification failed."""
     try:
         sock = await net.tcp_connect(ip, port, ctx.timeout, ctx.local_addresses)
-    except Exception:
+    except failures.network_error_types():
         return ()
     try:
         res = await net.tls_handshake(sock, ctx.ssl_noverify, server_name, ctx.timeout)
         return res.certificates
-    except Exception:
+    except failures.network_error_types():
         return ()
     finally:
         ctx.counter.add(net.tcp_bytes(sock) or 0)
@@ -207,7 +207,7 @@ async def http_step(
                     if more or length >= body_cap:
                         truncated = True
                         break
-    except Exception as exc:
+    except failures.network_error_types() as exc:
         op = failures.OP_HTTP if status is None else failures.OP_READ
         info = failures.classify(exc, op)
         return base(

@@ -103,6 +103,7 @@ async def download(
 
     ttfb: float | None = None
     failure: str | None = None
+    raw_failure: str | None = None
     headers = {"User-Agent": steps.USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
     ticker = asyncio.create_task(sampler())
     try:
@@ -116,7 +117,8 @@ async def download(
                     async with client.stream("GET", url, headers=headers) as resp:
                         ttfb = time.monotonic() - start
                         if resp.status_code != 200:
-                            failure = f"http_status_{resp.status_code}"
+                            failure = failures.HTTP_REQUEST_FAILED
+                            raw_failure = f"status:{resp.status_code}"
                         else:
                             async for chunk in resp.aiter_raw():
                                 got += len(chunk)
@@ -124,8 +126,9 @@ async def download(
                                     break
                         sample()  # while the socket is open: TCP_INFO still answers
             sample()
-    except Exception as exc:
-        failure = failures.classify(exc, failures.OP_READ if ttfb else failures.OP_HTTP).failure
+    except failures.network_error_types() as exc:
+        info = failures.classify(exc, failures.OP_READ if ttfb else failures.OP_HTTP)
+        failure, raw_failure = info.failure, info.raw
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -142,11 +145,13 @@ async def download(
         counter.total,
         tuple(samples),
         failure,
+        raw_failure,
     )
 
 
-async def first_address(shared: Shared, url: str) -> str | None:
-    """The system resolver's first dialable address for the URL's host."""
+async def first_address(shared: Shared, url: str) -> tuple[str | None, str | None]:
+    """The system resolver's first dialable address for the URL's host, or (None, why): the
+    lookup's df-007 failure, or dns_bogon_error when every answer is one we never dial."""
     from probe.measure.dns import query
 
     host = httpx.URL(url).raw_host.decode("ascii").lower()
@@ -154,7 +159,7 @@ async def first_address(shared: Shared, url: str) -> str | None:
         import ipaddress
 
         ipaddress.ip_address(host)
-        return None if skip_address(host, shared.cfg) else host
+        return (None, failures.DNS_BOGON) if skip_address(host, shared.cfg) else (host, None)
     q = await query(
         host,
         "A",
@@ -164,7 +169,10 @@ async def first_address(shared: Shared, url: str) -> str | None:
         clock0=time.monotonic(),
         client=shared.doh,
     )
-    return next((a for a in q.addrs if not skip_address(a, shared.cfg)), None)
+    ip = next((a for a in q.addrs if not skip_address(a, shared.cfg)), None)
+    if ip is not None:
+        return ip, None
+    return None, q.failure or failures.DNS_BOGON
 
 
 @dataclass(slots=True)
@@ -204,7 +212,7 @@ async def run_test(
     looks slow, the attribution: the SNI A/B on the helper and the helper's own download."""
     clock0 = time.monotonic()
     result = TestResult()
-    t_ip, c_ip = await asyncio.gather(
+    (t_ip, _), (c_ip, _) = await asyncio.gather(
         first_address(shared, target_url), first_address(shared, control_url)
     )
     if t_ip is None or c_ip is None:
