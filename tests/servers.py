@@ -137,6 +137,46 @@ class DNSServer:
         self.tcp.close()
 
 
+class DoTServer:
+    """DNS over TLS (RFC 7858) on one loopback address: TLS, then length-prefixed messages."""
+
+    def __init__(self, zone: Zone, host: str, ssl_context: ssl.SSLContext) -> None:
+        self.zone, self.host, self.ctx = zone, host, ssl_context
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with (
+            contextlib.suppress(OSError),
+            conn,
+            self.ctx.wrap_socket(conn, server_side=True) as tls,
+        ):
+            while True:
+                head = tls.recv(2)
+                if len(head) < 2:
+                    return
+                n = struct.unpack("!H", head)[0]
+                reply = answer(self.zone, tls.recv(n))
+                if reply is not None:
+                    tls.sendall(struct.pack("!H", len(reply)) + reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # -- HTTP and HTTPS ----------------------------------------------------------------------------
 @dataclass
 class Site:

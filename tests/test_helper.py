@@ -29,7 +29,7 @@ from tests.servers import PAGE
 @contextmanager
 def helper_server(world: World, **kw: Any) -> Iterator[tuple[str, io.StringIO]]:
     cfg_kw = dict(
-        resolver=parse_resolver("udp://" + world.control_dns.address),
+        resolver=kw.pop("resolver", None) or parse_resolver("udp://" + world.control_dns.address),
         control_resolver=None,
         ca_bundle=world.ca_pem,
         timeout=1.5,

@@ -241,3 +241,68 @@ def test_a_truncated_body_is_compared_by_its_declared_length() -> None:
     assert (gz.body_proportion, gz.body_length_match, gz.same_page) == (None, None, False)
     short = http_diff(ours(**{"Content-Length": "1000"}), ref)
     assert short.body_length_match is False and not short.same_page
+
+
+def test_dot_checks_the_resolvers_name(world: World, tmp_path: Path) -> None:
+    """tls://NAME@IP (issue 9 item 8): the certificate must be valid for NAME; without a name
+    the query is encrypted but not authenticated (RFC 7858's opportunistic profile)."""
+    import ssl
+    import time
+
+    import trustme
+
+    from probe.measure.dns import parse_resolver, query
+    from tests.servers import DoTServer
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("dns.test").configure_cert(ctx)
+    server = DoTServer(world.zone, "127.0.0.54", ctx)
+    verify = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+
+    def ask(spec_text: str) -> tuple[str | None, list[str], str]:
+        spec = parse_resolver(spec_text)
+        q = asyncio.run(
+            query(
+                "news.test",
+                "A",
+                spec,
+                role="system",
+                timeout=2,
+                clock0=time.monotonic(),
+                tls=verify,
+            )
+        )
+        return q.failure, q.addrs, q.resolver_address
+
+    try:
+        right = ask(f"tls://dns.test@127.0.0.54:{server.port}")
+        wrong = ask(f"tls://other.test@127.0.0.54:{server.port}")
+        unnamed = ask(f"tls://127.0.0.54:{server.port}")
+    finally:
+        server.close()
+    assert right == (None, [SITE], f"tls://dns.test@127.0.0.54:{server.port}")
+    assert wrong[0] == "ssl_invalid_hostname" and wrong[1] == []
+    assert unnamed[:2] == (None, [SITE])
+
+
+def test_the_helpers_doh_relay_uses_its_upstreams_own_transport(world: World) -> None:
+    """--upstream https://... raised an unhandled ValueError and tls://... sent UDP to port
+    853 (issue 9 item 7): the relay speaks DoH to a DoH upstream (and DoT to a DoT one)."""
+    import dns.message
+    import httpx
+
+    from probe.measure.dns import parse_resolver
+    from tests.test_helper import helper_server
+
+    q = dns.message.make_query("blocked.test", "A")
+    with helper_server(world, resolver=parse_resolver(world.doh_url)) as (base, _):
+        r = httpx.post(
+            base + "/dns-query",
+            content=q.to_wire(),
+            headers={"content-type": "application/dns-message"},
+            timeout=10,
+        )
+    assert r.status_code == 200
+    assert dns.message.from_wire(r.content).answer[0][0].to_text() == SITE  # the honest answer

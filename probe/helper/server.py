@@ -22,12 +22,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-import dns.asyncquery
 import dns.exception
 import dns.message
 
+from probe import failures
 from probe.helper import BadRequest, measure, parse_request
-from probe.measure.dns import ResolverSpec
+from probe.measure.dns import DoHStatusError, ResolverSpec, exchange
 from probe.measure.net import MeasureConfig, Shared
 from probe.timeutil import utc_now
 
@@ -264,13 +264,14 @@ class HelperApp:
             return await _error(send, 408, "request body too slow")
         except (ValueError, dns.exception.DNSException):
             return await _error(send, 400, "not a DNS message")
-        up = self.cfg.resolver
+        shared = self.shared
         try:
-            reply, _ = await dns.asyncquery.udp_with_fallback(
-                query, up.host, timeout=5, port=up.port
-            )
-        except (dns.exception.DNSException, OSError):
+            # Relayed over the upstream's own transport: UDP, DoT (tls://) or DoH (https://).
+            reply, _ = await exchange(shared.cfg.resolver, query, 5.0, shared.doh, shared.dot)
+        except (dns.exception.DNSException, DoHStatusError):
             return await _error(send, 502, "upstream resolver failed")
+        except failures.network_error_types():
+            return await _error(send, 502, "upstream resolver unreachable")
         return await _reply(send, 200, reply.to_wire(), "application/dns-message")
 
 

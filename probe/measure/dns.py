@@ -8,7 +8,11 @@ messages and does UDP (with TCP fallback on truncation) and DoT; DoH (RFC 8484, 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import re
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,6 +21,7 @@ import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.name
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
@@ -25,6 +30,11 @@ import httpx
 from probe import addr, failures
 from probe.errors import InputError
 from probe.model import DNSAnswer, DNSQuery
+
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.)*"
+    r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
 
 
 class ResolverSpecError(InputError):
@@ -44,7 +54,8 @@ class ResolverSpec:
         if self.kind == "doh":
             return self.url or ""
         scheme = "tls" if self.kind == "dot" else "udp"
-        return f"{scheme}://{addr.endpoint(self.host, self.port)}"
+        name = f"{self.server_name}@" if self.server_name else ""
+        return f"{scheme}://{name}{addr.endpoint(self.host, self.port)}"
 
 
 def _split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
@@ -65,8 +76,13 @@ def parse_resolver(text: str, *, what: str = "--resolver") -> ResolverSpec:
     if text.startswith("http://"):
         raise ResolverSpecError(f"{what}: DoH needs https://, not {text!r}")
     if text.startswith("tls://"):
-        host, port = _split_host_port(text[6:], 853, what)
-        return ResolverSpec("dot", host, port)
+        # tls://NAME@IP[:PORT]: the certificate must be valid for NAME (RFC 8310's strict
+        # profile); tls://IP[:PORT]: encrypted, not authenticated (RFC 7858's opportunistic).
+        name, at, rest = text[6:].rpartition("@")
+        if at and not _DNS_NAME.match(name):
+            raise ResolverSpecError(f"{what}: {name[:60]!r} is not a host name (tls://NAME@IP)")
+        host, port = _split_host_port(rest, 853, what)
+        return ResolverSpec("dot", host, port, server_name=name.lower() if at else None)
     if text.startswith("udp://"):
         text = text[6:]
     elif "://" in text:
@@ -99,9 +115,15 @@ def _answers(msg: dns.message.Message, rdtype: int) -> tuple[DNSAnswer, ...]:
     return tuple(out)
 
 
-async def _exchange(
-    spec: ResolverSpec, q: dns.message.Message, timeout: float, client: httpx.AsyncClient | None
+async def exchange(
+    spec: ResolverSpec,
+    q: dns.message.Message,
+    timeout: float,
+    client: httpx.AsyncClient | None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[dns.message.Message, int]:
+    """Send ``q`` to the resolver ``spec`` describes, over its own transport (UDP with TCP
+    fallback, DoT or DoH); the reply and the bytes moved. Raises on failure."""
     wire = q.to_wire()
     if spec.kind == "udp":
         resp, _tcp = await dns.asyncquery.udp_with_fallback(
@@ -109,9 +131,7 @@ async def _exchange(
         )
         return resp, len(wire) + len(resp.to_wire())
     if spec.kind == "dot":
-        resp = await dns.asyncquery.tls(
-            q, spec.host, timeout=timeout, port=spec.port, server_hostname=spec.server_name
-        )
+        resp = await asyncio.to_thread(_dot, spec, q, timeout, dot_context(spec, tls))
         return resp, len(wire) + len(resp.to_wire())
     assert client is not None and spec.url is not None
     r = await client.post(
@@ -124,6 +144,31 @@ async def _exchange(
         raise DoHStatusError(r.status_code)
     body = r.content[:65535]
     return dns.message.from_wire(body), len(wire) + len(body) + 200
+
+
+def _dot(
+    spec: ResolverSpec, q: dns.message.Message, timeout: float, ctx: ssl.SSLContext
+) -> dns.message.Message:
+    """One DoT exchange on a socket we own, so it is closed whatever happens (asyncio's TLS
+    leaves a failed handshake's transport to the garbage collector)."""
+    with (
+        socket.create_connection((spec.host, spec.port), timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname=spec.server_name) as tls,
+    ):
+        return dns.query.tls(q, spec.host, timeout=timeout, port=spec.port, sock=tls)
+
+
+def dot_context(spec: ResolverSpec, verify: ssl.SSLContext | None) -> ssl.SSLContext:
+    """DoT's TLS: verified against the resolver's name when it has one (``verify`` carries
+    the trust anchors, ``--ca-bundle`` included), else encrypted without authentication."""
+    if spec.server_name:
+        if verify is not None:
+            return verify
+        return ssl.create_default_context()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class DoHStatusError(Exception):
@@ -142,6 +187,7 @@ async def query(
     clock0: float,
     client: httpx.AsyncClient | None = None,
     depth: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> DNSQuery:
     """One query; a failure is a result."""
     t0 = time.monotonic() - clock0
@@ -164,7 +210,7 @@ async def query(
             t=t0,
         )
     try:
-        resp, moved = await _exchange(spec, q, timeout, client)
+        resp, moved = await exchange(spec, q, timeout, client, tls)
     except dns.exception.Timeout:
         return base(
             failure=failures.GENERIC_TIMEOUT,

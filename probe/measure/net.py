@@ -318,7 +318,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def make_ssl_context(ca_bundle: str | None = None, *, verify: bool = True) -> ssl.SSLContext:
+def make_ssl_context(
+    ca_bundle: str | None = None, *, verify: bool = True, alpn: tuple[str, ...] = ("http/1.1",)
+) -> ssl.SSLContext:
     """The system trust store plus optional extra anchors; HTTP/1.1 ALPN like a browser's."""
     if verify:
         ctx = ssl.create_default_context()
@@ -328,7 +330,8 @@ def make_ssl_context(ca_bundle: str | None = None, *, verify: bool = True) -> ss
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -359,6 +362,7 @@ class Shared:
     ssl_verify: ssl.SSLContext
     ssl_noverify: ssl.SSLContext
     doh: httpx.AsyncClient
+    dot: ssl.SSLContext  # DoT to a named resolver (tls://NAME@IP): verified, no HTTP ALPN
     local_addresses: set[str] = field(default_factory=set)
 
     @classmethod
@@ -371,7 +375,8 @@ class Shared:
             trust_env=False,
             headers={"user-agent": "probe-doh"},
         )
-        return cls(cfg, verify, make_ssl_context(verify=False), doh)
+        dot = make_ssl_context(cfg.ca_bundle, alpn=())
+        return cls(cfg, verify, make_ssl_context(verify=False), doh, dot)
 
     async def aclose(self) -> None:
         await self.doh.aclose()

@@ -101,6 +101,7 @@ class TargetMeasurer:
                 timeout=cfg.timeout,
                 clock0=self.clock0,
                 client=self.shared.doh,
+                tls=self.shared.dot,
                 depth=depth,
             )
             for role, spec in specs

@@ -168,6 +168,7 @@ async def first_address(shared: Shared, url: str) -> tuple[str | None, str | Non
         timeout=shared.cfg.timeout,
         clock0=time.monotonic(),
         client=shared.doh,
+        tls=shared.dot,
     )
     ip = next((a for a in q.addrs if not skip_address(a, shared.cfg)), None)
     if ip is not None:
