@@ -29,6 +29,10 @@ from probe.store import Store
 from probe.targets import import_citizenlab_csv, load_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
+NO_HELPER_NOTE = (
+    "no test helper (--helper): 'accessible (no control)' verdicts cannot see a transparent "
+    "proxy's unknown blockpage, and throttling by SNI cannot be told from other throttling."
+)
 
 
 class UsageInputError(click.ClickException):
@@ -145,11 +149,15 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     settings = load_settings(flags, config_path)
     setup = prepare(settings)
     store = _open_store(settings.db)
+    if not settings.helper:
+        click.echo(f"probe: note: {NO_HELPER_NOTE}", err=True)
     total = len(setup.targets.targets) + len(setup.targets.controls)
     with report.Progress(total, enabled=not quiet) as progress:
         result = asyncio.run(run_once(setup, store, on_measurement=progress.advance))
     if not quiet:
         report.summary(result)
+    if result.offline_reason:
+        click.echo(f"probe: {result.offline_reason}", err=True)
     click.echo(
         f"{len(result.measurements)} measurements stored in {settings.db} "
         f"({result.bytes_used} bytes used)",

@@ -10,12 +10,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from probe.classify import NO_CONTROL
 
-def verdict_text(blocking: Any, accessible: Any) -> str:
+
+def verdict_text(blocking: Any, accessible: Any, evidence: str | None = None) -> str:
     if blocking is None and accessible is None:
         return "cannot tell"
     if blocking is False:
-        return "accessible" if accessible else "down for everyone"
+        if not accessible:
+            return "down for everyone"
+        return "accessible (no control)" if evidence == NO_CONTROL else "accessible"
     return f"blocked ({blocking})"
 
 
@@ -54,13 +58,13 @@ def summary(result: Any) -> None:
         f"{'ok' if result.network_ok else 'OFFLINE' if result.network_ok is False else '?'}"
     )
     for col in ("target", "verdict", "step", "failure", "rule"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "verdict")  # a verdict is read whole
     for m in sorted(result.measurements, key=lambda m: (not m.is_control, m.target)):
         v = m.verdict
         name = f"{m.target} (control)" if m.is_control else m.target
         table.add_row(
             name,
-            verdict_text(v.blocking, v.accessible),
+            verdict_text(v.blocking, v.accessible, v.evidence),
             v.failing_step or "",
             v.failure or "",
             v.rule_id,

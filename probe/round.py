@@ -60,6 +60,7 @@ class RoundResult:
     started_at: str
     finished_at: str = ""
     network_ok: bool | None = None
+    offline_reason: str | None = None  # one line, when no control loaded
     measurements: list[Measurement] = field(default_factory=list)
     bytes_used: int = 0
 
@@ -215,7 +216,7 @@ async def run_round(
         result.measurements.append(replace(m, observations=Observations(m.url)))
         result.bytes_used += m.bytes_used
 
-    async def one(t: Target, network_ok: bool | None) -> Measurement:
+    async def one(t: Target, network_ok: bool | None, hold: bool = False) -> Measurement:
         async with sem:
             m = await _measure(
                 shared,
@@ -227,17 +228,31 @@ async def run_round(
                 network_ok=network_ok,
                 scrubber=scrubber,
             )
-        if t.name in tp_targets and network_ok is not False:
+        if hold:
+            pass  # a control: stored once the round knows whether the link works
+        elif t.name in tp_targets and network_ok is not False:
             held.append((t, m))
         else:
             finish(m)
         return m
 
     try:
-        done = await asyncio.gather(*(one(c, None) for c in controls))
+        done = await asyncio.gather(*(one(c, None, hold=True) for c in controls))
         if done:
             # Any control that loaded a page proves the link works.
             result.network_ok = any(_system_ok(m) for m in done)
+            if not result.network_ok:
+                result.offline_reason = offline_reason(done)
+        for m in done:
+            # Judged again now that the round's state is known: an offline round's controls
+            # are offline too (the classifier is pure, so this costs nothing).
+            verdict = classify(
+                m.observations,
+                control=m.control,
+                fingerprints=fingerprints,
+                network_ok=result.network_ok,
+            )
+            finish(replace(m, verdict=verdict, network_ok=result.network_ok))
         await asyncio.gather(*(one(t, result.network_ok) for t in targets))
         for t, m in held:
             assert throughput is not None and tp_control is not None
@@ -248,6 +263,21 @@ async def run_round(
             await helper.aclose()
     result.finished_at = utc_now()
     return result
+
+
+def offline_reason(controls: Sequence[Measurement]) -> str:
+    """One line: why the round is offline, and what the volunteer can check."""
+    how = ", ".join(
+        f"{m.target}: {m.verdict.failure or 'no page'}" for m in sorted(controls, key=_name)
+    )
+    return (
+        f"offline: none of the {len(controls)} controls loaded ({how}); no target was judged. "
+        "Check that this machine is online and that its resolver answers."
+    )
+
+
+def _name(m: Measurement) -> str:
+    return m.target
 
 
 def _system_ok(m: Measurement) -> bool:

@@ -159,9 +159,56 @@ controls:
         capsys,
     )
     assert code == 0, err
-    code, out, _ = run_cli(["export", "--db", str(db), "--target", "blocked"], capsys)
-    (rec,) = map(json.loads, out.splitlines())
+    assert err.count("probe: offline: none of the 1 controls loaded (c1: connection_refused)") == 1
+    code, out, _ = run_cli(["export", "--db", str(db)], capsys)
+    recs = {r["target"]: r for r in map(json.loads, out.splitlines())}
+    rec = recs["blocked"]
     assert (rec["blocking"], rec["accessible"], rec["offline"]) == (None, None, True)
+    # the controls of an offline round are offline too (issue 9 item 11)
+    ctl = recs["c1"]
+    assert (ctl["blocking"], ctl["accessible"], ctl["offline"], ctl["network_ok"]) == (
+        None,
+        None,
+        True,
+        False,
+    )
+
+
+def test_run_says_once_what_no_helper_cannot_see(
+    tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a helper, a page over consistent DNS is 'accessible (no control)' in the table
+    and the export's evidence, and the run says once why (issue 9 item 11)."""
+    db = tmp_path / "r.db"
+    code, out, err = run_cli(
+        [
+            "run",
+            "--targets",
+            str(_targets(tmp_path, world)),
+            "--db",
+            str(db),
+            "--resolver",
+            world.system_dns.address,
+            "--control-resolver",
+            world.doh_url,
+            "--ca-bundle",
+            world.ca_pem,
+            "--allow-loopback",
+            "--only",
+            "news",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert err.count("a test helper") == 0 and err.count("no test helper (--helper)") == 1
+    assert "accessible (no control)" in out
+    code, out, _ = run_cli(["export", "--db", str(db), "--target", "news"], capsys)
+    (rec,) = map(json.loads, out.splitlines())
+    assert (rec["accessible"], rec["evidence"], rec["rule_id"]) == (
+        True,
+        "no control",
+        "http.success.local",
+    )
 
 
 def test_reclassify_command(

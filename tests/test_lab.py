@@ -48,7 +48,7 @@ def test_scenario(records: dict[str, dict[str, Any]], s: Scenario) -> None:
     assert got == (s.blocking, s.accessible, s.failing_step, s.failure), (
         f"{s.name} ({s.what}): rule {r['rule_id']}"
     )
-    assert r["offline"] is False and r["network_ok"] is True and r["evidence"] == "local"
+    assert (r["offline"], r["network_ok"], r["evidence"]) == (False, True, s.evidence)
 
 
 def test_controls_loaded(records: dict[str, dict[str, Any]]) -> None:

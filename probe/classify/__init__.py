@@ -18,7 +18,10 @@ from probe.classify.facts import CERT_FAILURES, DNS_DOWN_FAILURES, Facts, derive
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import Blocking, ControlEvidence, Observations, Verdict
 
-RULES_VERSION = "2026.11.1"
+RULES_VERSION = "2026.11.2"
+# ``evidence`` values: a test helper's view, the probe's own control resolver and control
+# fetch, nothing at all, or (NO_CONTROL) a verdict that compared the page with nothing.
+NO_CONTROL = "no control"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,7 @@ class Rule:
     when: Callable[[Facts], bool]
     blocking: Callable[[Facts], Blocking]
     accessible: bool | None
+    evidence: str | None = None  # what the verdict rests on, when not the facts' own
 
 
 def _success(f: Facts) -> bool:
@@ -200,10 +204,12 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "http.success.local",
-        "the page loaded over consistent DNS and is no known blockpage",
+        "the page loaded over consistent DNS and is no known blockpage; with no page to "
+        "compare it with, a transparent proxy's unknown blockpage would read the same",
         lambda f: _success(f) and f.dns_consistency == "consistent",
         lambda f: False,
         True,
+        evidence=NO_CONTROL,
     ),
     Rule("undetermined", "no rule could decide", lambda f: True, lambda f: None, None),
 )
@@ -226,7 +232,7 @@ def classify(
         accessible=rule.accessible,
         rule_id=rule.id,
         rules_version=RULES_VERSION,
-        evidence=f.evidence,
+        evidence=rule.evidence or f.evidence,
         dns_consistency=f.dns_consistency,
         failing_step=f.failing_step,
         failure=failure,
@@ -240,4 +246,4 @@ def classify(
     )
 
 
-__all__ = ["RULES", "RULES_VERSION", "FingerprintSet", "Rule", "classify"]
+__all__ = ["NO_CONTROL", "RULES", "RULES_VERSION", "FingerprintSet", "Rule", "classify"]

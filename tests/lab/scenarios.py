@@ -23,10 +23,18 @@ class Scenario:
     failing_step: str | None = None
     failure: str | None = None
     what: str = ""
+    evidence: str = "local"  # "no control": an HTTP page with nothing to compare it with
 
 
 SCENARIOS = [
-    Scenario("success_http", f"http://news.{D}/", False, True, what="no interference"),
+    Scenario(
+        "success_http",
+        f"http://news.{D}/",
+        False,
+        True,
+        what="no interference",
+        evidence="no control",
+    ),
     Scenario("success_https", f"https://news.{D}/", False, True, what="no interference"),
     Scenario(
         "dns_nxdomain",
@@ -162,9 +170,21 @@ SCENARIOS = [
         "eof_error",
         "the middlebox ends the connection (FIN) after the ClientHello",
     ),
-    Scenario("idn_host", f"http://bücher.{D}/", False, True, what="an internationalised name"),
     Scenario(
-        "large_body", f"http://news.{D}/large", False, True, what="a 4 MiB body, read up to the cap"
+        "idn_host",
+        f"http://bücher.{D}/",
+        False,
+        True,
+        what="an internationalised name",
+        evidence="no control",
+    ),
+    Scenario(
+        "large_body",
+        f"http://news.{D}/large",
+        False,
+        True,
+        what="a 4 MiB body, read up to the cap",
+        evidence="no control",
     ),
 ]
 CONTROLS = {"control-site": f"https://control.{D}/"}
