@@ -173,6 +173,9 @@ def make_world(tmp: Path) -> Iterator[World]:
         "proxied.test": [PROXY],
         "slowcontrol.test": [PROXY],
         "echo.test": [ECHO],
+        "alias.test": {"cname": "edge.cdn.test"},  # a CNAME chain to the site
+        "edge.cdn.test": [SITE],
+        "spoofed.test": {"foreign": ("victim.example", [OTHER])},  # records for another name
         "bigcdn.test": CDN,  # the resolver under test sends users to nine edge addresses
         "redirect.test": [SITE],
         "xn--bcher-kva.test": [SITE],

@@ -22,6 +22,7 @@ from typing import Any
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -64,7 +65,10 @@ Zone = dict[str, Any]  # name -> list of IPs | "NXDOMAIN" | "SERVFAIL" | "REFUSE
 
 
 def answer(zone: Zone, wire: bytes) -> bytes | None:
-    """The reply to a query under ``zone``; None means: do not answer at all."""
+    """The reply to a query under ``zone``; None means: do not answer at all. An entry is a
+    list of IPs, an rcode ("NXDOMAIN", "SERVFAIL", "REFUSED"), "DROP", ``{"cname": NAME}`` (a
+    CNAME, then NAME's own records, as a recursive resolver sends them) or ``{"foreign": (NAME,
+    IPs)}`` (records owned by another name: an off-path injector's or a broken resolver's)."""
     q = dns.message.from_wire(wire)
     resp = dns.message.make_response(q)
     resp.flags |= dns.flags.RA
@@ -76,10 +80,20 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
     if isinstance(entry, str):
         resp.set_rcode(dns.rcode.from_text(entry))
         return resp.to_wire()
-    for ip in entry:
+    owner, seen = question.name, set()
+    while isinstance(entry, dict) and "cname" in entry and name not in seen:
+        seen.add(name)
+        target = entry["cname"]
+        resp.answer.append(dns.rrset.from_text(owner, 300, "IN", "CNAME", target + "."))
+        owner, name = dns.name.from_text(target), target.lower()
+        entry = zone.get(name, [])
+    if isinstance(entry, dict) and "foreign" in entry:
+        foreign, entry = entry["foreign"]
+        owner = dns.name.from_text(foreign)
+    for ip in entry if isinstance(entry, list) else []:
         kind = dns.rdatatype.AAAA if ":" in ip else dns.rdatatype.A
         if kind == question.rdtype:
-            resp.answer.append(dns.rrset.from_text(question.name, 300, "IN", kind, ip))
+            resp.answer.append(dns.rrset.from_text(owner, 300, "IN", kind, ip))
     return resp.to_wire()
 
 

@@ -168,6 +168,13 @@ RULES: tuple[Rule, ...] = (
         False,
     ),
     Rule(
+        "down.redirect_dns",
+        "a redirect leads to a name the control resolver cannot resolve either",
+        lambda f: f.failing_step == "dns" and f.final_depth > 0 and f.hop_control_failed,
+        lambda f: False,
+        False,
+    ),
+    Rule(
         "dns.redirect_hop",
         "a redirect led to a name the resolver under test would not resolve",
         lambda f: f.failing_step == "dns" and f.final_depth > 0,

@@ -152,6 +152,7 @@ class Facts:
     final_failure: str | None
     failing_step: str | None
     final_depth: int
+    hop_control_failed: bool  # the final hop's name failed on the control resolver too
     tcp0_all_failed: bool
     helper_tcp_ok: bool | None
     reference: Reference | None
@@ -280,6 +281,7 @@ def derive(
         final_failure=final_failure,
         failing_step=failing_step,
         final_depth=final.depth if final else 0,
+        hop_control_failed=_hop_control_failed(obs, final),
         tcp0_all_failed=tcp0_all_failed,
         helper_tcp_ok=helper_tcp_ok,
         reference=reference,
@@ -288,6 +290,16 @@ def derive(
         http_blockpage=http_bp,
         evidence="helper" if helper_ok else ("local" if ctl_q else "none"),
     )
+
+
+def _hop_control_failed(obs: Observations, final: HTTPTransaction | None) -> bool:
+    """Did the control resolver fail to resolve the name the final (redirected) hop needed?
+    False when it resolved it or was never asked (OONI's data: its helper resolves only the
+    first hop)."""
+    if final is None or final.depth == 0:
+        return False
+    ctl = [q for q in obs.dns if q.depth == final.depth and q.resolver == "control"]
+    return bool(ctl) and no_address_failure(ctl) is not None
 
 
 def _normalise_helper_dns_failure(failure: str | None) -> str:

@@ -103,15 +103,24 @@ def system_resolver(path: str = "/etc/resolv.conf") -> ResolverSpec:
     raise ResolverSpecError(f"{path}: no nameserver line")
 
 
-def _answers(msg: dns.message.Message, rdtype: int) -> tuple[DNSAnswer, ...]:
-    out: list[DNSAnswer] = []
-    for rrset in msg.answer:
-        kind = dns.rdatatype.to_text(rrset.rdtype)
-        if rrset.rdtype not in (rdtype, dns.rdatatype.CNAME):
-            continue
-        for rr in rrset:
-            value = rr.target.to_text(omit_final_dot=True) if kind == "CNAME" else rr.to_text()
-            out.append(DNSAnswer(kind, value, int(rrset.ttl)))
+def _answers(msg: dns.message.Message) -> tuple[DNSAnswer, ...]:
+    """The CNAME chain from the queried name and the records at its end, in order. Records
+    owned by any other name (an off-path injector's, a confused resolver's) are ignored:
+    dnspython's resolve_chaining follows the chain as a stub resolver must."""
+    try:
+        chain = msg.resolve_chaining() if isinstance(msg, dns.message.QueryMessage) else None
+    except (dns.message.ChainTooLong, dns.message.AnswerForNXDOMAIN, dns.exception.FormError):
+        return ()
+    if chain is None:
+        return ()
+    out = [
+        DNSAnswer("CNAME", rr.target.to_text(omit_final_dot=True), int(rrset.ttl))
+        for rrset in chain.cnames
+        for rr in rrset
+    ]
+    if chain.answer is not None:
+        kind = dns.rdatatype.to_text(chain.answer.rdtype)
+        out += [DNSAnswer(kind, rr.to_text(), int(chain.answer.ttl)) for rr in chain.answer]
     return tuple(out)
 
 
@@ -237,7 +246,7 @@ async def query(
     if resp.id != q.id:
         return base(failure=failures.DNS_WRONG_QUERY_ID, t=t, bytes=moved)
     rcode = dns.rcode.to_text(resp.rcode())
-    answers = _answers(resp, dns.rdatatype.from_text(rdtype))
+    answers = _answers(resp)
     failure = failures.DNS_RCODE_FAILURES.get(rcode)
     if failure is None and rcode != "NOERROR":
         failure = failures.DNS_SERVER_MISBEHAVING

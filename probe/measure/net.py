@@ -20,7 +20,7 @@ import ipaddress
 import socket
 import ssl
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -318,6 +318,24 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@contextlib.asynccontextmanager
+async def fetch(
+    transport: httpx.AsyncBaseTransport, url: str, headers: dict[str, str], timeout: float
+) -> AsyncIterator[httpx.Response]:
+    """One GET straight through ``transport``, the response streaming: no client between, so
+    nothing follows, parses or rejects a hostile Location (httpx's client builds the next
+    request even when it does not follow redirects, and raises on ``javascript:``)."""
+    request = httpx.Request(
+        "GET", url, headers=headers, extensions={"timeout": httpx.Timeout(timeout).as_dict()}
+    )
+    response = await transport.handle_async_request(request)
+    response.request = request
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
 def make_ssl_context(
     ca_bundle: str | None = None, *, verify: bool = True, alpn: tuple[str, ...] = ("http/1.1",)
 ) -> ssl.SSLContext:
@@ -414,3 +432,17 @@ def skip_address(ip: str, cfg: MeasureConfig) -> bool:
     if cfg.public_only:
         return not addr.is_global
     return addr.is_loopback
+
+
+def refuse_redirect_to(host: str, cfg: MeasureConfig) -> bool:
+    """A redirect's host that is a literal address not routable on the internet (private,
+    loopback, link-local, multicast, reserved): never dialled, unless a lab allows it. Names
+    are resolved and judged by their answers, as for any hop."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
+    if any(ip in ipaddress.ip_network(n, strict=False) for n in allowed):
+        return False
+    return not ip.is_global or ip.is_multicast

@@ -23,7 +23,7 @@ import httpx
 from probe import failures
 from probe.measure import dns as dnsq
 from probe.measure import net, steps
-from probe.measure.net import Shared, skip_address
+from probe.measure.net import Shared, refuse_redirect_to, skip_address
 from probe.model import (
     REDIRECT_STATUSES,
     DNSQuery,
@@ -69,9 +69,9 @@ class TargetMeasurer:
             shared.local_addresses,
         )
         self.state = _State()
-        # One HTTP client per (role, address): nothing pooled crosses addresses or roles, so a
+        # One transport per (role, address): nothing pooled crosses addresses or roles, so a
         # control fetch can never ride a keep-alive connection the system fetch opened.
-        self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
+        self._transports: dict[tuple[str, str], net.PinnedTransport] = {}
         self.first_hop: tuple[list[str], list[str]] = ([], [])
         self.first_hop_ready = asyncio.Event()  # the first hop's addresses are known
         # (role, url, depth, operation) of the step running now, for the deadline's record
@@ -163,20 +163,15 @@ class TargetMeasurer:
             return None, None, None, None
         return None, *first_fail
 
-    def _client(self, role: str, ip: str) -> httpx.AsyncClient:
-        client = self._clients.get((role, ip))
-        if client is None:
+    def _transport(self, role: str, ip: str) -> net.PinnedTransport:
+        transport = self._transports.get((role, ip))
+        if transport is None:
             backend = net.PinnedBackend(
                 self.counter, ip, local_addresses=self.shared.local_addresses
             )
-            client = httpx.AsyncClient(
-                transport=net.PinnedTransport(backend, self.shared.ssl_verify),
-                follow_redirects=False,
-                timeout=self.cfg.timeout,
-                trust_env=False,
-            )
-            self._clients[(role, ip)] = client
-        return client
+            transport = net.PinnedTransport(backend, self.shared.ssl_verify)
+            self._transports[(role, ip)] = transport
+        return transport
 
     async def _chain(self, role: str) -> None:
         url = httpx.URL(self.url)
@@ -217,7 +212,7 @@ class TargetMeasurer:
                 return
             tx = await steps.http_step(
                 self.ctx,
-                self._client(role, ip),
+                self._transport(role, ip),
                 str(url),
                 ip,
                 port,
@@ -257,6 +252,11 @@ class TargetMeasurer:
                     )
                 )
                 return
+            if refuse_redirect_to(nxt.host, self.cfg):
+                # A literal private, loopback or link-local address in a Location: recorded
+                # (the 3xx above, with its Location) and not followed, so a hostile site
+                # cannot make a volunteer's probe knock on their own network.
+                return
             url = nxt
         self.state.http.append(
             HTTPTransaction(
@@ -295,8 +295,8 @@ class TargetMeasurer:
             )
         finally:
             self.first_hop_ready.set()  # never leave a waiter hanging
-            for client in self._clients.values():
-                await client.aclose()
+            for transport in self._transports.values():
+                await transport.aclose()
         obs = Observations(
             self.url,
             tuple(self.state.dns),

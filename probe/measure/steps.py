@@ -166,7 +166,7 @@ class _Decoder:
 
 async def http_step(
     ctx: StepContext,
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
     url: str,
     ip: str,
     port: int,
@@ -191,7 +191,8 @@ async def http_step(
     peer = ip  # until the socket says where it really went
     try:
         async with asyncio.timeout(read_deadline or ctx.timeout * 2):
-            async with client.stream("GET", url, headers=headers_out or REQUEST_HEADERS) as resp:
+            headers_sent = headers_out or REQUEST_HEADERS
+            async with net.fetch(transport, url, headers_sent, ctx.timeout) as resp:
                 peer = net.peer_address(resp.extensions.get("network_stream")) or ip
                 status = resp.status_code
                 headers = tuple(

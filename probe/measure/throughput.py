@@ -107,14 +107,11 @@ async def download(
     headers = {"User-Agent": steps.USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
     ticker = asyncio.create_task(sampler())
     try:
-        async with httpx.AsyncClient(
-            transport=PinnedTransport(backend, ctx),
-            timeout=max(shared.cfg.timeout, max_seconds),
-            trust_env=False,
-        ) as client:
+        async with PinnedTransport(backend, ctx) as transport:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max_seconds):
-                    async with client.stream("GET", url, headers=headers) as resp:
+                    wait = max(shared.cfg.timeout, max_seconds)
+                    async with net.fetch(transport, url, headers, wait) as resp:
                         ttfb = time.monotonic() - start
                         if resp.status_code != 200:
                             failure = failures.HTTP_REQUEST_FAILED
