@@ -106,14 +106,15 @@ def to_measurement(m: dict[str, Any], fingerprints: FingerprintSet) -> Measureme
     imported = from_ooni(m)
     verdict = classify(imported.observations, control=imported.control, fingerprints=fingerprints)
     meta = imported.meta
+    runtime = m.get("test_runtime")
     return Measurement(
         id=measurement_id(m),
-        target=str(m.get("input")),
-        url=str(m.get("input")),
+        target=imported.observations.url,
+        url=imported.observations.url,
         started_at=_started_at(m.get("measurement_start_time")),
         observations=imported.observations,
         verdict=verdict,
-        runtime=float(m.get("test_runtime") or 0.0),
+        runtime=float(runtime) if isinstance(runtime, int | float) else 0.0,
         control=imported.control,
         source="ooni",
         probe_asn=meta.get("probe_asn"),
@@ -145,14 +146,15 @@ def import_ooni(
                     else f"{where}: {doc}"
                 )
                 continue
+            if not isinstance(doc, dict):
+                report.skipped.append(f"{where}: not a JSON object")
+                continue
+            if store.exists(measurement_id(doc)):
+                report.duplicates += 1
+                continue
             try:
-                if not isinstance(doc, dict):
-                    raise OONIFormatError("not a JSON object")
-                if store.exists(measurement_id(doc)):
-                    report.duplicates += 1
-                    continue
                 m = to_measurement(doc, fingerprints)
-            except (OONIFormatError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            except OONIFormatError as exc:  # the only error bad input can raise
                 report.skipped.append(f"{where}: {exc}")
                 continue
             store.save(m)

@@ -213,6 +213,78 @@ class Flow:
 
 
 @dataclass(frozen=True, slots=True)
+class Plan:
+    """What one throughput test may use: bytes and seconds per flow, trials, and the SNI A/B
+    test's flows."""
+
+    max_bytes: int = 1024 * 1024
+    max_seconds: float = 8.0
+    trials: int = 3
+    ab_bytes: int = 512 * 1024
+    ab_seconds: float = 4.0
+
+    @property
+    def worst_case_bytes(self) -> int:
+        return self.trials * 2 * self.max_bytes + 3 * self.ab_bytes + self.max_bytes
+
+    @classmethod
+    def profile(cls, name: str) -> Plan:
+        if name == "mobile":
+            return cls(
+                max_bytes=256 * 1024, max_seconds=4.0, trials=2, ab_bytes=128 * 1024, ab_seconds=3.0
+            )
+        if name == "default":
+            return cls()
+        raise ValueError(f"unknown profile {name!r} (default, mobile)")
+
+
+@dataclass(frozen=True, slots=True)
+class HelperSpeed:
+    """The test helper's own timed download of a target (is the site slow everywhere?)."""
+
+    bps: float | None = None
+    bytes: int | None = None
+    seconds: float | None = None
+    failure: str | None = None
+    bytes_used: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputAnalysis:
+    """The throttling verdict of one test (probe.classify.throughput.analyse)."""
+
+    throttled: bool | None = None
+    label: str | None = None  # sni_targeted, ip_targeted, ..., congestion
+    mechanism: str | None = None  # shaper or policer
+    bps: float | None = None  # the target's steady rate, median over trials
+    control_bps: float | None = None
+    ratio: float | None = None  # median target/control ratio over trials
+    p_value: float | None = None  # Bonferroni-corrected
+    p_raw: float | None = None
+    tests_in_round: int = 1
+    burst_bytes: int | None = None
+    ab: dict[str, float | None] = field(default_factory=dict)  # SNI A/B rates by role
+    helper_bps: float | None = None
+    reason: str | None = None  # why there is no verdict
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRecord:
+    """One throughput test of a target against a control: what ran, and what it showed."""
+
+    skipped: str | None = None  # "data_cap", "no_address": the test did not run
+    url: str | None = None
+    control_url: str | None = None
+    control: str | None = None  # the control target's name
+    plan: Plan | None = None
+    tests_in_round: int = 1
+    helper_speed: HelperSpeed | None = None
+    flows: tuple[Flow, ...] = ()
+    bytes_used: int = 0
+    analysis: ThroughputAnalysis | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     blocking: Blocking
     accessible: bool | None
@@ -249,7 +321,7 @@ class Measurement:
     control_resolver: str | None = None
     network_ok: bool | None = None  # did the round's control targets load?
     control: ControlEvidence | None = None
-    throughput: dict[str, Any] | None = None  # flows, analysis; see probe.classify.throughput
+    throughput: ThroughputRecord | None = None
     bytes_used: int = 0
     source: str = "probe"  # "probe" or "ooni" (imported)
     probe_asn: str | None = None
@@ -276,3 +348,11 @@ def control_to_json(control: ControlEvidence | None) -> Any:
 
 def control_from_json(data: Any) -> ControlEvidence | None:
     return None if data is None else msgspec.convert(data, type=ControlEvidence)
+
+
+def throughput_to_json(test: ThroughputRecord | None) -> Any:
+    return None if test is None else msgspec.to_builtins(test)
+
+
+def throughput_from_json(data: Any) -> ThroughputRecord | None:
+    return None if data is None else msgspec.convert(data, type=ThroughputRecord)

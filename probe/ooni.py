@@ -11,10 +11,14 @@ a Web Connectivity measurement.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urljoin
+
+import msgspec
 
 from probe import addr, failures
 from probe.control import to_evidence
@@ -55,6 +59,97 @@ class OONIFormatError(ValueError):
     pass
 
 
+# -- OONI's measurement, as typed records: anything of another shape is an OONIFormatError --------
+class _Tagged(msgspec.Struct):
+    tags: list[str] | None = None
+    t0: float | None = None
+    t: float | None = None
+
+
+class _Answer(msgspec.Struct):
+    answer_type: str | None = None
+    ipv4: str | None = None
+    ipv6: str | None = None
+    hostname: str | None = None
+    ttl: int | None = None
+
+
+class _Query(_Tagged):
+    hostname: str | None = None
+    query_type: str | None = None
+    engine: str | None = None
+    resolver_address: str | None = None
+    answers: list[_Answer] | None = None
+    failure: str | None = None
+
+
+class _Status(msgspec.Struct):
+    success: bool | None = None
+    failure: str | None = None
+
+
+class _Connect(_Tagged):
+    ip: str | None = None
+    port: int | None = None
+    status: _Status | None = None
+
+
+class _Handshake(_Tagged):
+    address: str | None = None
+    server_name: str | None = None
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    negotiated_protocol: str | None = None
+    failure: str | None = None
+
+
+class _Body(msgspec.Struct):
+    format: str | None = None
+    data: str | None = None
+
+
+class _Request(msgspec.Struct):
+    url: str | None = None
+
+
+class _Response(msgspec.Struct):
+    code: int | None = None
+    headers: dict[str, str] | None = None
+    headers_list: list[tuple[str, str]] | None = None
+    body: str | _Body | None = None
+    body_is_truncated: bool | None = None
+
+
+class _Round(_Tagged):
+    address: str | None = None
+    request: _Request | None = None
+    response: _Response | None = None
+    failure: str | None = None
+
+
+class _TestKeys(msgspec.Struct):
+    queries: list[_Query] | None = None
+    tcp_connect: list[_Connect] | None = None
+    tls_handshakes: list[_Handshake] | None = None
+    requests: list[_Round] | None = None
+    control: dict[str, Any] | None = None
+    control_failure: str | None = None
+
+
+class _Measurement(msgspec.Struct):
+    test_name: str
+    input: str
+    test_keys: _TestKeys
+    measurement_start_time: str | None = None
+    probe_asn: str | None = None
+    probe_cc: str | None = None
+    report_id: str | None = None
+    software_name: str | None = None
+    software_version: str | None = None
+    test_version: str | None = None
+    measurement_uid: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Imported:
     observations: Observations
@@ -71,10 +166,8 @@ def _depth(tags: list[str] | None) -> int:
     return 0
 
 
-def _role(tags: list[str] | None, default_classic: bool) -> str:
-    if tags is None:
-        return "system" if default_classic else "control"
-    return "system" if "classic" in tags else "control"
+def _role(tags: list[str] | None) -> str:
+    return "system" if tags is None or "classic" in tags else "control"
 
 
 def _split_endpoint(text: str) -> tuple[str, int]:
@@ -84,53 +177,64 @@ def _split_endpoint(text: str) -> tuple[str, int]:
         return "", 0
 
 
-def _body(resp: dict[str, Any]) -> bytes:
-    body = resp.get("body")
+def _body(resp: _Response) -> bytes:
+    body = resp.body
     if body is None:
         return b""
-    if isinstance(body, dict):
-        if body.get("format") == "base64":
-            return base64.b64decode(body.get("data") or "")
-        return str(body.get("data") or "").encode()
-    return str(body).encode("utf-8", "surrogateescape")
+    if isinstance(body, _Body):
+        if body.format == "base64":
+            try:
+                return base64.b64decode(body.data or "", validate=True)
+            except binascii.Error:
+                raise OONIFormatError("a response body is not valid base64") from None
+        return (body.data or "").encode("utf-8", "surrogateescape")
+    return body.encode("utf-8", "surrogateescape")
 
 
-def _headers(resp: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    if resp.get("headers_list"):
-        return tuple((str(k), str(v)) for k, v in resp["headers_list"])
-    return tuple((str(k), str(v)) for k, v in (resp.get("headers") or {}).items())
+def _headers(resp: _Response) -> tuple[tuple[str, str], ...]:
+    if resp.headers_list:
+        return tuple(resp.headers_list)
+    return tuple((resp.headers or {}).items())
 
 
-def _queries(tk: dict[str, Any]) -> list[DNSQuery]:
+def _queries(tk: _TestKeys) -> list[DNSQuery]:
     out = []
-    for q in tk.get("queries") or []:
-        engine = q.get("engine") or "getaddrinfo"
+    for q in tk.queries or []:
+        engine = q.engine or "getaddrinfo"
         # OONI's classic analysis judges the system resolver (getaddrinfo). Its extra udp and
         # DoH lookups run from the probe through the network under test, so they are neither
         # the resolver under test nor an uncensored control: kept, but the classifier skips them.
         role = "system" if engine == "getaddrinfo" else f"probe-{engine}"
         answers = []
-        for a in q.get("answers") or []:
-            kind = a.get("answer_type")
-            value = a.get("ipv4") or a.get("ipv6") or a.get("hostname")
-            if kind and value:
-                answers.append(DNSAnswer(kind, value, a.get("ttl")))
-        failure = q.get("failure")
+        for a in q.answers or []:
+            value = a.ipv4 or a.ipv6 or a.hostname
+            if a.answer_type and value:
+                answers.append(DNSAnswer(a.answer_type, value, a.ttl))
         out.append(
             DNSQuery(
-                hostname=q.get("hostname") or "",
-                query_type=q.get("query_type") or "A",
+                hostname=q.hostname or "",
+                query_type=q.query_type or "A",
                 resolver=role,
-                resolver_address=q.get("resolver_address") or engine,
+                resolver_address=q.resolver_address or engine,
                 engine=engine,
                 answers=tuple(answers),
-                failure=failure,
-                t0=q.get("t0") or 0.0,
-                t=q.get("t") or 0.0,
-                depth=_depth(q.get("tags")),
+                failure=_failure(q.failure),
+                t0=q.t0 or 0.0,
+                t=q.t or 0.0,
+                depth=_depth(q.tags),
             )
         )
     return out
+
+
+# OONI writes these two as unknown_failure with Go's text; ours has names for them.
+_OONI_TEXTS = {
+    "unknown_failure: stopped after too many redirects": failures.HTTP_TOO_MANY_REDIRECTS,
+}
+
+
+def _failure(text: str | None) -> str | None:
+    return _OONI_TEXTS.get(text, text) if text else None
 
 
 def _chain_failure(
@@ -163,94 +267,89 @@ def _chain_failure(
     )
 
 
-def _control(tk: dict[str, Any]) -> ControlEvidence:
-    ctl = tk.get("control")
-    failure = tk.get("control_failure")
-    if not ctl:
+def _control(tk: _TestKeys) -> ControlEvidence:
+    if not tk.control:
         # OONI's own control_failure when it has one (e.g. "connection_refused"); a
         # measurement with neither has no control evidence at all.
         return ControlEvidence(
             source="ooni",
-            failure=failure or failures.UNKNOWN_PREFIX + "no control answer",
+            failure=tk.control_failure or failures.UNKNOWN_PREFIX + "no control answer",
         )
-    evidence = to_evidence(ctl, source="ooni")
+    evidence = to_evidence(tk.control, source="ooni")
     if evidence.failure is not None:
         return evidence
-    return replace(evidence, failure=failure)
+    return replace(evidence, failure=tk.control_failure)
 
 
-def from_ooni(m: dict[str, Any]) -> Imported:
-    if not isinstance(m, dict) or m.get("test_name") != "web_connectivity":
+def from_ooni(doc: Any) -> Imported:
+    if not isinstance(doc, dict):
+        raise OONIFormatError("not a JSON object")
+    if doc.get("test_name") != "web_connectivity":
         raise OONIFormatError("not a web_connectivity measurement")
-    tk = m.get("test_keys")
-    url = m.get("input")
-    if not isinstance(tk, dict) or not isinstance(url, str):
-        raise OONIFormatError("missing test_keys or input")
+    try:
+        m = msgspec.convert(doc, type=_Measurement, strict=False)
+    except msgspec.ValidationError as exc:
+        raise OONIFormatError(f"not an OONI measurement: {str(exc)[:200]}") from None
+    tk, url = m.test_keys, m.input
     dns = _queries(tk)
-    tcp = []
-    for t in tk.get("tcp_connect") or []:
-        status = t.get("status") or {}
-        tags = t.get("tags")
-        tcp.append(
-            TCPConnect(
-                ip=t.get("ip") or "",
-                port=int(t.get("port") or 0),
-                sources=(_role(tags, True),),
-                failure=status.get("failure"),
-                t0=t.get("t0") or 0.0,
-                t=t.get("t") or 0.0,
-                depth=_depth(tags),
-            )
+    tcp = [
+        TCPConnect(
+            ip=t.ip or "",
+            port=t.port or 0,
+            sources=(_role(t.tags),),
+            failure=_failure((t.status or _Status()).failure),
+            t0=t.t0 or 0.0,
+            t=t.t or 0.0,
+            depth=_depth(t.tags),
         )
+        for t in tk.tcp_connect or []
+    ]
     tls = []
-    for h in tk.get("tls_handshakes") or []:
-        ip, port = _split_endpoint(h.get("address") or ":0")
-        tags = h.get("tags")
+    for h in tk.tls_handshakes or []:
+        ip, port = _split_endpoint(h.address or ":0")
         tls.append(
             TLSHandshake(
                 ip=ip,
                 port=port,
-                server_name=h.get("server_name") or "",
-                sources=(_role(tags, True),),
-                tls_version=h.get("tls_version"),
-                cipher_suite=h.get("cipher_suite"),
-                negotiated_protocol=h.get("negotiated_protocol"),
-                failure=h.get("failure"),
-                t0=h.get("t0") or 0.0,
-                t=h.get("t") or 0.0,
-                depth=_depth(tags),
+                server_name=h.server_name or "",
+                sources=(_role(h.tags),),
+                tls_version=h.tls_version,
+                cipher_suite=h.cipher_suite,
+                negotiated_protocol=h.negotiated_protocol,
+                failure=_failure(h.failure),
+                t0=h.t0 or 0.0,
+                t=h.t or 0.0,
+                depth=_depth(h.tags),
             )
         )
     http: list[HTTPTransaction] = []
-    for r in tk.get("requests") or []:
-        req = r.get("request") or {}
-        resp = r.get("response") or {}
+    for r in tk.requests or []:
+        resp = r.response or _Response()
         body = _body(resp)
-        code = resp.get("code")
-        tags = r.get("tags")
-        ip, port = _split_endpoint(r["address"]) if r.get("address") else ("", 0)
-        failure = r.get("failure")
+        code = resp.code
+        ip, port = _split_endpoint(r.address) if r.address else ("", 0)
+        failure = _failure(r.failure)
         headers = _headers(resp)
         location = dict((k.lower(), v) for k, v in headers).get("location")
         http.append(
             HTTPTransaction(
-                url=req.get("url") or url,
-                role=_role(tags, True),
+                url=(r.request.url if r.request else None) or url,
+                role=_role(r.tags),
                 ip=ip or None,
                 port=port or None,
-                depth=_depth(tags),
-                status_code=code if isinstance(code, int) and code > 0 else None,
+                depth=_depth(r.tags),
+                status_code=code if code is not None and code > 0 else None,
                 headers=headers,
                 title=extract_title(body) if body else None,
                 body_length=len(body) if code else None,
                 body_sha256=hashlib.sha256(body).hexdigest() if code else None,
-                body_truncated=bool(resp.get("body_is_truncated")),
+                body_truncated=bool(resp.body_is_truncated),
                 body=body[:65536].decode("utf-8", "replace") if body else None,
                 location=location,
                 failure=failure,
                 failed_operation=failures.OP_HTTP if failure else None,
-                t0=r.get("t0") or 0.0,
-                t=r.get("t") or 0.0,
+                t0=r.t0 or 0.0,
+                t=r.t or 0.0,
             )
         )
     http.sort(key=lambda h: (h.role != "system", h.depth))
@@ -259,30 +358,19 @@ def from_ooni(m: dict[str, Any]) -> Imported:
     if last is None:
         http.insert(0, _chain_failure(0, dns, tcp, tls, url))
     elif last.failure is None and last.status_code in REDIRECT_STATUSES and last.location:
-        nxt = _join(last.url, last.location)
+        nxt = urljoin(last.url, last.location)
         http.insert(len(system), _chain_failure(last.depth + 1, dns, tcp, tls, nxt))
     obs = Observations(url, tuple(dns), tuple(tcp), tuple(tls), tuple(http))
-    verdict = {k: tk.get(k) for k in VERDICT_KEYS if k in tk}
+    raw_keys = doc["test_keys"]
+    verdict = {k: raw_keys[k] for k in VERDICT_KEYS if k in raw_keys}
     meta = {
-        k: m.get(k)
-        for k in (
-            "probe_asn",
-            "probe_cc",
-            "report_id",
-            "measurement_start_time",
-            "software_name",
-            "software_version",
-            "test_version",
-            "measurement_uid",
-        )
+        "probe_asn": m.probe_asn,
+        "probe_cc": m.probe_cc,
+        "report_id": m.report_id,
+        "measurement_start_time": m.measurement_start_time,
+        "software_name": m.software_name,
+        "software_version": m.software_version,
+        "test_version": m.test_version,
+        "measurement_uid": m.measurement_uid,
     }
     return Imported(obs, _control(tk), verdict, meta)
-
-
-def _join(base: str, location: str) -> str:
-    import httpx
-
-    try:
-        return str(httpx.URL(base).join(location))
-    except (httpx.InvalidURL, ValueError):
-        return location

@@ -7,15 +7,11 @@ evidence and ``network_ok``; a changed verdict is written in its own transaction
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-
-import msgspec
 
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.classify.throughput import analyse
-from probe.model import Flow
 from probe.store import Store
 
 
@@ -28,17 +24,14 @@ def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
         v = classify(
             obs, control=store.control(row), fingerprints=fingerprints, network_ok=network_ok
         )
-        tp = json.loads(row["throughput"]) if row.get("throughput") else None
-        if tp and tp.get("flows"):
-            flows = msgspec.convert(tp["flows"], type=list[Flow])
+        tp = store.throughput(row)
+        if tp is not None and tp.flows:
             analysis = analyse(
-                flows,
-                tests_in_round=tp.get("tests_in_round") or 1,
-                helper_speed=tp.get("helper_speed"),
+                tp.flows, tests_in_round=tp.tests_in_round or 1, helper_speed=tp.helper_speed
             )
-            if analysis != tp.get("analysis"):
-                store.update_throughput(row["id"], {**tp, "analysis": analysis})
-            v = replace(v, throttled=analysis["throttled"])
+            if analysis != tp.analysis:
+                store.update_throughput(row["id"], replace(tp, analysis=analysis))
+            v = replace(v, throttled=analysis.throttled)
         if store.verdict(row) != v:  # every field, not only blocking and accessible
             changed += 1
             store.update_verdict(row["id"], v)

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import msgspec
-
 from probe import __version__, addr
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet, builtin
@@ -35,8 +33,8 @@ from probe.measure.dns import parse_resolver, system_resolver
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import MeasureConfig, Shared
 from probe.measure.runner import TargetMeasurer
-from probe.measure.throughput import HelperBulk, Plan, run_test
-from probe.model import ControlEvidence, Measurement, Observations
+from probe.measure.throughput import HelperBulk, run_test
+from probe.model import ControlEvidence, Measurement, Observations, Plan, ThroughputRecord
 from probe.privacy import Recogniser, Scrubber
 from probe.settings import Settings
 from probe.targets import Target, TargetList, load_targets
@@ -145,8 +143,7 @@ async def _throughput(
     assert target.throughput_url and control.throughput_url
     cap = opts.max_bytes_per_day
     if cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap:
-        doc: dict[str, Any] = {"skipped": "data_cap", "analysis": None}
-        return replace(m, throughput=doc)
+        return replace(m, throughput=ThroughputRecord(skipped="data_cap"))
     res = await run_test(
         shared,
         target.throughput_url,
@@ -160,24 +157,23 @@ async def _throughput(
         if res.skipped
         else analyse(res.flows, tests_in_round=tests_in_round, helper_speed=res.helper_speed)
     )
-    doc = {
-        "skipped": res.skipped,
-        "url": target.throughput_url,
-        "control_url": control.throughput_url,
-        "control": control.name,
-        "plan": msgspec.to_builtins(opts.plan),
-        "tests_in_round": tests_in_round,
-        "helper_speed": res.helper_speed,
-        "flows": msgspec.to_builtins(res.flows),
-        "bytes_used": res.bytes_used,
-        "analysis": analysis,
-    }
-    throttled = None if analysis is None else analysis["throttled"]
+    test = ThroughputRecord(
+        skipped=res.skipped,
+        url=target.throughput_url,
+        control_url=control.throughput_url,
+        control=control.name,
+        plan=opts.plan,
+        tests_in_round=tests_in_round,
+        helper_speed=res.helper_speed,
+        flows=tuple(res.flows),
+        bytes_used=res.bytes_used,
+        analysis=analysis,
+    )
     return replace(
         m,
-        throughput=scrubber.tree(doc),
+        throughput=scrubber.struct(test),
         bytes_used=m.bytes_used + res.bytes_used,
-        verdict=replace(m.verdict, throttled=throttled),
+        verdict=replace(m.verdict, throttled=None if analysis is None else analysis.throttled),
     )
 
 

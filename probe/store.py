@@ -32,11 +32,14 @@ from probe.model import (
     HTTPTransaction,
     Measurement,
     Observations,
+    ThroughputRecord,
     Verdict,
     control_from_json,
     control_to_json,
     observations_from_json,
     observations_to_json,
+    throughput_from_json,
+    throughput_to_json,
 )
 
 
@@ -373,7 +376,7 @@ class Store:
             "probe_cc": m.probe_cc,
             "software": m.software,
             "network_ok": _b(m.network_ok),
-            "throughput": None if m.throughput is None else json.dumps(m.throughput),
+            "throughput": _json(throughput_to_json(m.throughput)),
             "bytes_used": m.bytes_used,
             "observations": json.dumps(observations_to_json(m.observations), ensure_ascii=False),
             "control": json.dumps(control_to_json(m.control)),
@@ -507,13 +510,25 @@ class Store:
             for r in rows
         ]
 
-    def update_throughput(self, measurement_id: str, doc: dict[str, Any]) -> None:
+    def update_throughput(self, measurement_id: str, test: ThroughputRecord) -> None:
         with self.db.atomic():
-            self.db.table("measurements").update(measurement_id, {"throughput": json.dumps(doc)})
+            self.db.table("measurements").update(
+                measurement_id, {"throughput": _json(throughput_to_json(test))}
+            )
+
+    @staticmethod
+    def throughput(row: dict[str, Any]) -> ThroughputRecord | None:
+        """The stored throughput test of a measurement row."""
+        raw = row.get("throughput")
+        return throughput_from_json(json.loads(raw)) if raw else None
 
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
         with self.db.atomic():
             self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _has_meta(db: Database) -> bool:

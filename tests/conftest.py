@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import ssl
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +15,20 @@ from typing import Any
 
 import pytest
 import trustme
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from probe.measure.dns import parse_resolver
 from probe.measure.net import MeasureConfig, Shared
 from probe.measure.runner import measure_url
 from probe.model import Observations
 from tests import servers as S
+
+# Tests never write into the checkout: Hypothesis keeps no example database, and its caches
+# live in the system's temporary directory.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "probe-hypothesis"))
+hypothesis_settings.register_profile("probe", database=None)
+hypothesis_settings.load_profile("probe")
 
 SITE = "127.0.0.10"  # the real news site (HTTP and HTTPS)
 BLOCKPAGE = "127.0.0.20"  # the ISP's blockpage server

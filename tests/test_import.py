@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from probe.cli import main
 from probe.store import Store
@@ -112,3 +115,51 @@ def test_truncated_gzip_is_an_error_and_keeps_what_was_whole(
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["import", "--format", "ooni", str(tmp_path / "nope.jsonl")], capsys)
     assert code == 2 and "nope.jsonl: no such file" in err
+
+
+def _mutations() -> st.SearchStrategy[Any]:
+    """OONI's own QA measurements with one value somewhere replaced by anything JSON can hold."""
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=6,
+    )
+    docs = [json.loads((QA / n / "measurement.json").read_text()) for n in NAMES[:8]]
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> Any:
+        doc = json.loads(json.dumps(draw(st.sampled_from(docs))))
+        node: Any = doc
+        for _ in range(draw(st.integers(0, 5))):  # walk down to a random place
+            if isinstance(node, dict) and node:
+                key = draw(st.sampled_from(sorted(node)))
+                if not isinstance(node[key], dict | list) or draw(st.booleans()):
+                    node[key] = draw(json_values)
+                    break
+                node = node[key]
+            elif isinstance(node, list) and node:
+                i = draw(st.integers(0, len(node) - 1))
+                if not isinstance(node[i], dict | list) or draw(st.booleans()):
+                    node[i] = draw(json_values)
+                    break
+                node = node[i]
+        return doc
+
+    return mutate()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_mutations())
+def test_any_ooni_line_is_imported_or_refused_in_one_line(doc: Any) -> None:
+    """Bad input raises OONIFormatError and nothing else (never a TypeError or KeyError that
+    the importer would have to swallow, hiding real bugs)."""
+    from probe.classify.fingerprints import builtin
+    from probe.importer import to_measurement
+    from probe.ooni import OONIFormatError
+
+    try:
+        m = to_measurement(doc, builtin())
+    except OONIFormatError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert m.source == "ooni" and m.url == doc["input"]

@@ -11,7 +11,14 @@ import pytest
 
 from probe.classify import RULES_VERSION, classify
 from probe.classify.fingerprints import FingerprintSet, builtin
-from probe.model import HTTPTransaction, Measurement, Observations, observations_from_json
+from probe.model import (
+    HTTPTransaction,
+    Measurement,
+    Observations,
+    ThroughputAnalysis,
+    ThroughputRecord,
+    observations_from_json,
+)
 from probe.reclassify import reclassify
 from probe.store import Store, StoreError
 
@@ -181,7 +188,9 @@ def test_events_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
                 started_at=f"2026-11-{i + 1:02d}T00:00:00.000Z",
                 target="facebook",
                 resolver="udp://192.0.2.53:53",
-                throughput={"analysis": {"ratio": r, "label": "sni_targeted"}},
+                throughput=ThroughputRecord(
+                    analysis=ThroughputAnalysis(ratio=r, label="sni_targeted")
+                ),
             )
         )
     code = main(["events", "--db", str(tmp_path / "e.db"), "--format", "jsonl", "--open"])

@@ -16,8 +16,8 @@ import pytest
 from probe.classify.throughput import analyse, flow_stats, looks_slow
 from probe.events import ThroughputTest, find_events
 from probe.measure.net import Shared
-from probe.measure.throughput import Plan, download
-from probe.model import Flow, Sample
+from probe.measure.throughput import download
+from probe.model import Flow, HelperSpeed, Plan, Sample
 from tests.conftest import SITE, World
 
 Profile = Callable[[float], float]  # time -> bit/s
@@ -78,34 +78,34 @@ def test_steady_rate_is_measured_after_slow_start() -> None:
 
 def test_throttled_when_slow_and_significant() -> None:
     a = analyse(trials(const(150e3), const(20e6)))
-    assert a["throttled"] is True and a["ratio"] < 0.01 and a["p_value"] < 0.05
-    assert a["label"] == "target_slow_unattributed" and abs(a["bps"] / 150e3 - 1) < 0.05
+    assert a.throttled is True and a.ratio < 0.01 and a.p_value < 0.05
+    assert a.label == "target_slow_unattributed" and abs(a.bps / 150e3 - 1) < 0.05
 
 
 def test_not_throttled_when_alike() -> None:
     a = analyse(trials(const(5e6), const(5e6)))
-    assert a["throttled"] is False and a["label"] is None and 0.8 < a["ratio"] < 1.25
+    assert a.throttled is False and a.label is None and 0.8 < a.ratio < 1.25
 
 
 def test_not_throttled_when_ratio_is_above_half() -> None:
     a = analyse(trials(const(3e6), const(5e6)))
-    assert a["throttled"] is False  # slower, significant even, but not half
+    assert a.throttled is False  # slower, significant even, but not half
 
 
 def test_bonferroni_correction_for_the_round() -> None:
     few = trials(const(1e6), const(10e6), n=1, seconds=2.0)
-    assert analyse(few, tests_in_round=1)["p_raw"] == analyse(few, tests_in_round=40)["p_raw"]
-    assert analyse(few, tests_in_round=40)["p_value"] == pytest.approx(
-        min(1.0, analyse(few, tests_in_round=1)["p_value"] * 40)
+    assert analyse(few, tests_in_round=1).p_raw == analyse(few, tests_in_round=40).p_raw
+    assert analyse(few, tests_in_round=40).p_value == pytest.approx(
+        min(1.0, analyse(few, tests_in_round=1).p_value * 40)
     )
-    assert analyse(few, tests_in_round=40)["throttled"] is False
+    assert analyse(few, tests_in_round=40).throttled is False
 
 
 def test_burst_then_throttle() -> None:
     burst = lambda t: 16e6 if t < 0.1 else 1e6  # noqa: E731 - 500 KB in 250 ms, then 1 Mbit/s
     a = analyse(trials(burst, const(20e6)))
-    assert a["throttled"] is True
-    assert 400_000 < a["burst_bytes"] < 600_000 and abs(a["bps"] / 1e6 - 1) < 0.1
+    assert a.throttled is True
+    assert 400_000 < a.burst_bytes < 600_000 and abs(a.bps / 1e6 - 1) < 0.1
 
 
 def test_no_burst_from_slow_start_alone() -> None:
@@ -129,8 +129,8 @@ def test_labels_from_ab_and_helper(ab: dict[str, float], helper_bps: float, labe
     flows = trials(const(150e3), const(20e6))
     for role, bps in ab.items():
         flows.append(flow(role, const(bps), seconds=3.0))
-    a = analyse(flows, helper_speed={"bps": helper_bps})
-    assert a["label"] == label
+    a = analyse(flows, helper_speed=HelperSpeed(bps=helper_bps))
+    assert a.label == label
 
 
 def test_ab_target_that_never_starts_counts_as_zero() -> None:
@@ -140,20 +140,20 @@ def test_ab_target_that_never_starts_counts_as_zero() -> None:
         Flow("ab_target", "https://x/bulk", "192.0.2.1", 0, 0.0, None, 4.0, 0, 0, ()),
         flow("ab_neutral2", const(50e6), seconds=3.0),
     ]
-    assert analyse(flows)["label"] == "sni_targeted"
+    assert analyse(flows).label == "sni_targeted"
 
 
 def test_handshake_and_stall_labels() -> None:
     slow_start = trials(const(150e3), const(20e6), ttfb=3.0, seconds=8.0)
-    assert analyse(slow_start)["label"] == "handshake_throttled"
+    assert analyse(slow_start).label == "handshake_throttled"
     stalls = trials(const(150e3), const(20e6), stall=(2.0, 4.5))
-    assert analyse(stalls)["label"] == "stall"
+    assert analyse(stalls).label == "stall"
 
 
 def test_congestion_label_when_both_slow_down() -> None:
     drop = lambda t: 10e6 if t < 1.5 else 2e6  # noqa: E731
     a = analyse(trials(drop, drop))
-    assert a["throttled"] is False and a["label"] == "congestion"
+    assert a.throttled is False and a.label == "congestion"
 
 
 @pytest.mark.parametrize(
@@ -162,13 +162,13 @@ def test_congestion_label_when_both_slow_down() -> None:
 )
 def test_mechanism(rtt: int, ooo: int, mechanism: str | None) -> None:
     a = analyse(trials(const(150e3), const(20e6), rtt=rtt, min_rtt=20_000, ooo=ooo))
-    assert a["mechanism"] == mechanism
+    assert a.mechanism == mechanism
 
 
 def test_failed_downloads_give_no_verdict() -> None:
     broken = [Flow("target", "u", None, 0, failure="connection_reset"), flow("control", const(1e6))]
     a = analyse(broken)
-    assert a["throttled"] is None and "reason" in a
+    assert a.throttled is None and a.reason == "no complete trial (a download failed)"
     assert looks_slow(broken) is False
 
 

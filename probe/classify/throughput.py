@@ -14,15 +14,15 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from probe.model import Flow
+from probe.model import Flow, HelperSpeed, ThroughputAnalysis
 
 TRANSIENT = 0.5  # seconds after the first byte: slow start
 RATIO_MAX = 0.5
 ALPHA = 0.05
 STALL = 2.0  # seconds without a byte, mid-flow
+AB_ROLES = ("ab_neutral", "ab_target", "ab_neutral2")
 LABELS = (
     "sni_targeted",
     "ip_targeted",
@@ -158,9 +158,9 @@ def analyse(
     flows: Sequence[Flow],
     *,
     tests_in_round: int = 1,
-    helper_speed: dict[str, Any] | None = None,
+    helper_speed: HelperSpeed | None = None,
     alpha: float = ALPHA,
-) -> dict[str, Any]:
+) -> ThroughputAnalysis:
     """The throttling verdict for one target's test."""
     by_trial: dict[int, dict[str, FlowStats]] = {}
     stats_of: dict[str, list[FlowStats]] = {}
@@ -181,30 +181,22 @@ def analyse(
         if f.role in ("target", "control"):
             by_trial.setdefault(f.trial, {})[f.role] = st
     target, control = stats_of.get("target", []), stats_of.get("control", [])
-    out: dict[str, Any] = {
-        "throttled": None,
-        "label": None,
-        "mechanism": None,
-        "bps": _median_bps(target),
-        "control_bps": _median_bps(control),
-        "ratio": None,
-        "p_value": None,
-        "p_raw": None,
-        "tests_in_round": tests_in_round,
-        "burst_bytes": None,
-        "ab": {
+    base = ThroughputAnalysis(
+        bps=_median_bps(target),
+        control_bps=_median_bps(control),
+        tests_in_round=tests_in_round,
+        ab={
             r: _median_bps(stats_of.get(r, [])) for r in ("ab_neutral", "ab_target", "ab_neutral2")
         },
-        "helper_bps": (helper_speed or {}).get("bps"),
-    }
+        helper_bps=helper_speed.bps if helper_speed is not None else None,
+    )
     ratios = [
         t["target"].bps / t["control"].bps
         for t in by_trial.values()
         if "target" in t and "control" in t and t["control"].bps > 0
     ]
     if not ratios:
-        out["reason"] = "no complete trial (a download failed)"
-        return out
+        return replace(base, reason="no complete trial (a download failed)")
     from scipy.stats import mannwhitneyu  # lazy: scipy is heavy, and only needed here
 
     t_blocks = [b for s in target for b in s.blocks]
@@ -214,7 +206,8 @@ def analyse(
     ratio = statistics.median(ratios)
     throttled = ratio <= RATIO_MAX and p_adj < alpha
     bursts = [s.burst_bytes for s in target if s.burst_bytes]
-    out.update(
+    out = replace(
+        base,
         ratio=ratio,
         p_value=p_adj,
         p_raw=p_raw,
@@ -222,10 +215,13 @@ def analyse(
         burst_bytes=int(statistics.median(bursts)) if bursts else None,
     )
     if throttled:
-        out["label"] = _label(target, control, out["ab"], out["helper_bps"])
-        out["mechanism"] = _mechanism([f for f in flows if f.role == "target"])
-    elif _common_slowdown(target, control):
-        out["label"] = "congestion"
+        return replace(
+            out,
+            label=_label(target, control, out.ab, out.helper_bps),
+            mechanism=_mechanism([f for f in flows if f.role == "target"]),
+        )
+    if _common_slowdown(target, control):
+        return replace(out, label="congestion")
     return out
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import httpx
+import msgspec
 
 from probe import failures
 from probe.control import to_evidence
 from probe.measure.net import make_ssl_context
 from probe.measure.steps import REQUEST_HEADERS
 from probe.measure.throughput import HelperBulk
-from probe.model import ControlEvidence
+from probe.model import ControlEvidence, HelperSpeed
 
 MAX_ANSWER = 1024 * 1024
 
@@ -76,7 +76,7 @@ class HelperClient:
             )
         return to_evidence(doc)
 
-    async def speed(self, url: str, max_bytes: int, max_seconds: float) -> dict[str, Any]:
+    async def speed(self, url: str, max_bytes: int, max_seconds: float) -> HelperSpeed:
         """The helper's own timed download of ``url`` (is the site slow everywhere?)."""
         base = self.url.rstrip("/")
         try:
@@ -86,23 +86,17 @@ class HelperClient:
                 timeout=max_seconds + 30,
             )
         except failures.network_error_types() as exc:
-            return {"bps": None, "failure": failures.classify(exc, failures.OP_HTTP).failure}
+            return HelperSpeed(failure=failures.classify(exc, failures.OP_HTTP).failure)
         if r.status_code != 200:
-            return {"bps": None, "failure": failures.HTTP_REQUEST_FAILED}
+            return HelperSpeed(failure=failures.HTTP_REQUEST_FAILED)
         try:
             doc = json.loads(r.content)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            doc = None
-        if not isinstance(doc, dict):
-            return {"bps": None, "failure": failures.JSON_PARSE_ERROR}
-        bps = doc.get("bps")
-        return {
-            "bps": float(bps) if isinstance(bps, int | float) else None,
-            "bytes": doc.get("bytes"),
-            "seconds": doc.get("seconds"),
-            "failure": doc.get("failure"),
-            "bytes_used": 0,
-        }
+            return HelperSpeed(failure=failures.JSON_PARSE_ERROR)
+        try:
+            return msgspec.convert(doc, type=HelperSpeed)
+        except msgspec.ValidationError:
+            return HelperSpeed(failure=failures.JSON_PARSE_ERROR)
 
     def bulk(self, addresses: Sequence[str] = ()) -> HelperBulk | None:
         """The helper's bulk endpoint for the SNI A/B test: on ``addresses`` (one or two), or

@@ -15,42 +15,16 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
 from probe import failures
 from probe.measure import net, steps
 from probe.measure.net import PinnedTransport, Shared, skip_address
-from probe.model import Flow, Sample
+from probe.model import Flow, HelperSpeed, Plan, Sample
 
 SAMPLE_EVERY = 0.25
 TRIAL_GAP = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What one throughput test may use: the profile, and the data budget it was given."""
-
-    max_bytes: int = 1024 * 1024
-    max_seconds: float = 8.0
-    trials: int = 3
-    ab_bytes: int = 512 * 1024
-    ab_seconds: float = 4.0
-
-    @property
-    def worst_case_bytes(self) -> int:
-        return self.trials * 2 * self.max_bytes + 3 * self.ab_bytes + self.max_bytes
-
-    @classmethod
-    def profile(cls, name: str) -> Plan:
-        if name == "mobile":
-            return cls(
-                max_bytes=256 * 1024, max_seconds=4.0, trials=2, ab_bytes=128 * 1024, ab_seconds=3.0
-            )
-        if name == "default":
-            return cls()
-        raise ValueError(f"unknown profile {name!r} (default, mobile)")
 
 
 async def download(
@@ -180,20 +154,19 @@ class HelperBulk:
     base: str  # https://HOST[:PORT]/
     addresses: tuple[str, ...]
     port: int
-    speed: Callable[[str, int, float], Awaitable[dict[str, Any]]] | None = None
+    speed: Callable[[str, int, float], Awaitable[HelperSpeed]] | None = None
 
 
 @dataclass(slots=True)
 class TestResult:
     flows: list[Flow] = field(default_factory=list)
-    helper_speed: dict[str, Any] | None = None
+    helper_speed: HelperSpeed | None = None
     skipped: str | None = None
 
     @property
     def bytes_used(self) -> int:
-        return sum(f.wire_bytes or f.bytes for f in self.flows) + int(
-            (self.helper_speed or {}).get("bytes_used", 0)
-        )
+        helper = self.helper_speed.bytes_used if self.helper_speed else 0
+        return sum(f.wire_bytes or f.bytes for f in self.flows) + helper
 
 
 async def run_test(
