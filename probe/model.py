@@ -149,6 +149,18 @@ class HTTPTransaction:
         return None
 
 
+def page_length(h: HTTPTransaction) -> int | None:
+    """A response body's length: what was read, or, when reading stopped at the body cap, what
+    the server declared (Content-Length of an unencoded body); None when unknown."""
+    if not h.body_truncated:
+        return h.body_length
+    declared = h.header("content-length")
+    encoding = (h.header("content-encoding") or "identity").strip().lower()
+    if declared is None or encoding != "identity" or not declared.strip().isdigit():
+        return None
+    return int(declared.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class Observations:
     """Everything one measurement saw on the local network, step by step."""

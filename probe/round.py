@@ -70,7 +70,7 @@ def _endpoints(url: str, addrs: list[str]) -> list[str]:
     return [addr.endpoint(a, port) for a in addrs]
 
 
-async def _measure(
+async def measure_target(
     shared: Shared,
     helper: HelperClient | None,
     target: Target,
@@ -81,6 +81,8 @@ async def _measure(
     network_ok: bool | None,
     scrubber: Scrubber,
 ) -> Measurement:
+    """One target, measured, scrubbed of the volunteer's addresses and classified: the
+    measurement as it will be stored."""
     started = datetime.now(UTC)
     measurer = TargetMeasurer(shared, target.url)
     task = asyncio.create_task(measurer.run())
@@ -214,7 +216,7 @@ async def run_round(
 
     async def one(t: Target, network_ok: bool | None, hold: bool = False) -> Measurement:
         async with sem:
-            m = await _measure(
+            m = await measure_target(
                 shared,
                 helper,
                 t,

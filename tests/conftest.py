@@ -154,6 +154,8 @@ def make_world(tmp: Path) -> Iterator[World]:
             "/to-reset": S.redirect(f"http://reset.test:{http_port}/"),
             "/to-nx": S.redirect(f"http://nowhere.test:{http_port}/"),
             "/broken": S.redirect("http://"),
+            "/to-nowhere-at-all": S.redirect(f"http://nowhere-at-all.test:{http_port}/"),
+            "/to-metadata": S.redirect("http://169.254.169.254/latest/meta-data/"),
             "/large": S.large(2 * 1024 * 1024),
             "/bomb": S.gzip_bomb,
             "/hop15": (200, {"Content-Type": "text/html"}, S.PAGE),
@@ -211,6 +213,7 @@ def make_world(tmp: Path) -> Iterator[World]:
             "unknownblock.test": [SITE],
             "slowcontrol.test": [HANG],
             "bigcdn.test": [SITE],  # the control's answer is outside them
+            "spoofed.test": [SITE],  # only the resolver under test is fooled
             "proxied.test": [SITE],
             "loopback.test": [SITE],
             "servfail.test": [SITE],

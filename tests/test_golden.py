@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from probe.classify import RULES, classify
-from probe.model import observations_from_json
+from probe.model import control_from_json, observations_from_json
 
 SCENARIOS = sorted((Path(__file__).parent / "golden" / "scenarios").glob("*.json"))
 
@@ -27,7 +27,8 @@ def _load(path: Path) -> dict[str, Any]:
 def test_golden(path: Path) -> None:
     doc = _load(path)
     obs = observations_from_json(doc["observations"])
-    v = classify(obs, network_ok=doc["network_ok"])
+    v = classify(obs, control=control_from_json(doc["control"]), network_ok=doc["network_ok"])
+    assert "rule_id" in doc["expected"], f"{path.stem}: every golden pins its rule"
     for key, want in doc["expected"].items():
         assert getattr(v, key) == want, f"{path.stem}: {key} = {getattr(v, key)!r}, want {want!r}"
 
@@ -47,7 +48,8 @@ def test_every_blocking_value_is_reached() -> None:
     seen = set()
     for path in SCENARIOS:
         doc = _load(path)
-        v = classify(observations_from_json(doc["observations"]), network_ok=doc["network_ok"])
+        obs = observations_from_json(doc["observations"])
+        v = classify(obs, control=control_from_json(doc["control"]), network_ok=doc["network_ok"])
         seen.add((v.blocking, v.accessible))
     assert {
         (False, True),

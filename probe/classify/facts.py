@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from probe import addr, failures
 from probe.classify.fingerprints import FingerprintSet
-from probe.model import ControlEvidence, HTTPTransaction, Observations, no_address_failure
+from probe.model import (
+    ControlEvidence,
+    HTTPTransaction,
+    Observations,
+    no_address_failure,
+    page_length,
+)
 
 DNS_DOWN_FAILURES = {failures.DNS_NXDOMAIN, failures.DNS_NO_ANSWER}
 CERT_FAILURES = {
@@ -92,22 +98,10 @@ class HTTPDiff:
         )
 
 
-def _probe_length(probe: HTTPTransaction) -> int | None:
-    """The page's length: what we read, or, when we stopped at the body cap, what the server
-    declared (Content-Length of an unencoded body), so a large file can still be compared."""
-    if not probe.body_truncated:
-        return probe.body_length or None
-    declared = probe.header("content-length")
-    encoding = (probe.header("content-encoding") or "identity").strip().lower()
-    if declared is None or encoding != "identity" or not declared.strip().isdigit():
-        return None
-    return int(declared.strip()) or None
-
-
 def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
     proportion = length_match = status_match = headers_match = title_match = None
     site_headers = None
-    ours_length = _probe_length(probe)
+    ours_length = page_length(probe)
     if (ref.body_length or 0) > 0 and ours_length:
         a, b = ours_length, ref.body_length or 0
         proportion = min(a, b) / max(a, b)

@@ -19,7 +19,7 @@ from probe import addr, failures
 from probe.measure import steps
 from probe.measure.net import MeasureConfig, Shared, skip_address
 from probe.measure.runner import TargetMeasurer
-from probe.model import Observations, no_address_failure
+from probe.model import Observations, no_address_failure, page_length
 
 MAX_ENDPOINTS = 32
 FORWARDED_HEADERS = {"user-agent", "accept", "accept-language"}
@@ -70,6 +70,10 @@ def parse_request(doc: Any) -> ControlRequest:
     if not isinstance(eps, list) or len(eps) > MAX_ENDPOINTS:
         raise BadRequest(f"tcp_connect: a list of at most {MAX_ENDPOINTS} IP:PORT strings")
     return ControlRequest(url, headers, tuple(dict.fromkeys(_endpoint(e) for e in eps)))
+
+
+def _or_minus_one(n: int | None) -> int:
+    return -1 if n is None else n
 
 
 def _legacy_dns(failure: str | None) -> str | None:
@@ -150,7 +154,8 @@ def _response(
         for k, v in final.headers:
             headers.setdefault(k, v)
         http = {
-            "body_length": final.body_length if final.body_length is not None else -1,
+            # A body read up to the cap reports the declared length, not the bytes read.
+            "body_length": _or_minus_one(page_length(final)),
             "discovered_h3_endpoint": "",
             "failure": None,
             "title": final.title or "",
