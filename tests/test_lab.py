@@ -332,3 +332,74 @@ def test_data_cap_stops_throughput_tests(lab: Lab) -> None:
     )
     r, tp = _tp(recs, "t")
     assert tp["skipped"] == "data_cap" and r["throttled"] is None and tp["samples"] == []
+
+
+# -- issue 9: verdicts that hold up, end to end ----------------------------------------------
+def test_a_control_chain_slower_than_the_deadline_is_no_blocking(lab: Lab) -> None:
+    """The ISP's answer leads to the real page; the honest answer leads to a server that never
+    answers, and the target's deadline cuts the control chain: can't tell, never 'dns'."""
+    (r,) = [
+        r
+        for r in lab.run_targets(
+            {"slow": "http://slowcontrol.lab/"}, CONTROLS, "slowcontrol", "--deadline", "2"
+        )
+        if r["target"] == "slow"
+    ]
+    assert (r["blocking"], r["accessible"], r["rule_id"]) == (
+        None,
+        None,
+        "dns.inconsistent.unverified",
+    )
+    system = [h for h in r["http"] if h["role"] == "system"]
+    assert system[-1]["status_code"] == 200
+    assert (r["http"][-1]["role"], r["http"][-1]["raw_failure"]) == ("control", "target deadline")
+
+
+def test_a_redirect_to_a_link_local_literal_is_not_followed(
+    records: dict[str, dict[str, Any]],
+) -> None:
+    r = records["redirect_to_link_local_literal"]
+    assert [(h["depth"], h["status_code"]) for h in r["http"]] == [(0, 302)]
+    assert not [t for t in r["tcp"] if t["ip"].startswith("169.254.")]
+
+
+def test_the_clients_address_is_stored_nowhere(lab: Lab) -> None:
+    """Servers echo the address they see (the client's own: no NAT in the lab) in headers, a
+    cookie, the title, the body in every form, a Location and an HTTP error's text. The probe
+    learnt it from its own sockets; the database file, its WAL, the decompressed bodies and
+    the JSON Lines and CSV exports hold it in no form."""
+    import zlib
+
+    from probe.store import Store
+    from tests.lab import CLIENT_IP
+    from tests.servers import echo_forms
+
+    targets = {
+        "echo-http": "http://echo.lab/",
+        "echo-https": "https://echo.lab/",
+        "echo-redirect": "http://echo.lab/go",
+        "echo-malformed": "http://echo.lab/bad",
+    }
+    recs = {r["target"]: r for r in lab.run_targets(targets, CONTROLS, "echo")}
+    page = recs["echo-http"]["http"][-1]
+    assert page["status_code"] == 200 and page["title"] == "Your address is [scrubbed]"
+    assert recs["echo-malformed"]["http"][-1]["failure"] == "http_protocol_error"
+    db = lab.tmp / "echo.db"
+    texts = []
+    for fmt in ("jsonl", "csv"):
+        out = lab.probe("export", "--db", str(db), "--format", fmt)
+        assert out.returncode == 0, out.stderr
+        texts.append(out.stdout)
+    store = Store.open(db)
+    texts += [
+        zlib.decompress(r["data"]).decode() for r in store.db.query("SELECT data FROM bodies")
+    ]
+    texts.append("\n".join(store.db.iterdump()))
+    store.close()
+    for suffix in ("", "-wal"):
+        path = lab.tmp / f"echo.db{suffix}"
+        if path.exists():
+            texts.append(path.read_bytes().decode("latin-1"))
+    forms = [f.lower() for f in echo_forms(CLIENT_IP)]
+    for text in texts:
+        assert not [f for f in forms if f in text.lower()]

@@ -306,3 +306,25 @@ def test_the_helpers_doh_relay_uses_its_upstreams_own_transport(world: World) ->
         )
     assert r.status_code == 200
     assert dns.message.from_wire(r.content).answer[0][0].to_text() == SITE  # the honest answer
+
+
+def test_two_redirects_to_the_same_place_are_the_same_page() -> None:
+    """A redirect has no body or title; with only framing headers shared, its Location is
+    what says whether the probe and the control got the same answer."""
+    from probe.classify.facts import Reference, http_diff
+    from probe.model import HTTPTransaction
+
+    names = frozenset({"server", "date", "location", "content-length"})
+
+    def hop(location: str) -> HTTPTransaction:
+        return HTTPTransaction(
+            url="http://x.test/",
+            status_code=302,
+            headers=(("Server", "nginx"), ("Location", location), ("Content-Length", "0")),
+            body_length=0,
+            location=location,
+        )
+
+    ref = Reference(302, 0, None, names, "http://x.test/next")
+    assert http_diff(hop("http://x.test/next"), ref).same_page is True
+    assert http_diff(hop("http://10.10.34.34/block"), ref).same_page is False

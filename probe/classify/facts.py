@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from probe import addr, failures
 from probe.classify.fingerprints import FingerprintSet
 from probe.model import (
+    REDIRECT_STATUSES,
     ControlEvidence,
     HTTPTransaction,
     Observations,
@@ -78,6 +79,7 @@ class Reference:
     body_length: int | None
     title: str | None
     header_names: frozenset[str]
+    location: str | None = None  # where a redirect sends the user
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +90,18 @@ class HTTPDiff:
     headers_match: bool | None = None  # OONI's definition (reported, for parity)
     title_match: bool | None = None
     site_headers_match: bool | None = None  # an uncommon header that is not framing is shared
+    location_match: bool | None = None  # both redirect, to the same place
 
     @property
     def same_page(self) -> bool:
         """OONI's acceptance (status matches, and then body length, uncommon headers or title),
-        where the headers must share one that is neither common nor framing."""
+        where the headers must share one that is neither common nor framing; two redirects to
+        the same Location are the same answer (they have no body or title to compare)."""
         return bool(self.status_code_match) and bool(
-            self.body_length_match or self.site_headers_match or self.title_match
+            self.body_length_match
+            or self.site_headers_match
+            or self.title_match
+            or self.location_match
         )
 
 
@@ -123,8 +130,17 @@ def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
             if len(w) >= 5:
                 words[w.lower()] = words.get(w.lower(), 0) | 2
         title_match = all(v == 3 for v in words.values())
+    location_match = None
+    if ps in REDIRECT_STATUSES and cs in REDIRECT_STATUSES and probe.location and ref.location:
+        location_match = probe.location == ref.location
     return HTTPDiff(
-        proportion, length_match, status_match, headers_match, title_match, site_headers
+        proportion,
+        length_match,
+        status_match,
+        headers_match,
+        title_match,
+        site_headers,
+        location_match,
     )
 
 
@@ -159,11 +175,13 @@ class Facts:
 def _reference(control: ControlEvidence | None, obs: Observations) -> Reference | None:
     if control is not None and control.failure is None:
         if control.http_failure is None and (control.http_status_code or 0) > 0:
+            headers = {k.lower(): v for k, v in control.http_headers.items()}
             return Reference(
                 control.http_status_code,
                 control.http_body_length,
                 control.http_title,
-                frozenset(k.lower() for k in control.http_headers),
+                frozenset(headers),
+                headers.get("location"),
             )
         return None
     ctl = [h for h in obs.http if h.role == "control"]
@@ -171,9 +189,10 @@ def _reference(control: ControlEvidence | None, obs: Observations) -> Reference 
         h = ctl[-1]
         return Reference(
             h.status_code,
-            None if h.body_truncated else h.body_length,
+            page_length(h),
             h.title,
             frozenset(k.lower() for k, _ in h.headers),
+            h.location,
         )
     return None
 

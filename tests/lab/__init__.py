@@ -41,7 +41,9 @@ NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, CONTROL = (
 BLOCKPAGE, PROXY, HONEST_DNS, DOH = "10.77.1.20", "10.77.1.60", "10.77.1.53", "10.77.1.54"
 THROTTLED, EOF_SITE, TCP_DOWN = "10.77.1.16", "10.77.1.17", "10.77.1.18"
 HELPER, HELPER2 = "10.77.1.70", "10.77.1.71"
-SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED, EOF_SITE]
+UNKNOWN_BLOCK, HANG, ECHO = "10.77.1.21", "10.77.1.32", "10.77.1.33"
+CDN = [f"10.77.1.{i}" for i in range(100, 110)]  # ten edge addresses serving the news site
+SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED, EOF_SITE, *CDN]
 REPO = Path(__file__).resolve().parent.parent.parent
 
 # The honest zone: what every name really is.
@@ -62,9 +64,21 @@ HONEST = {
     "snithrottled": NEWS,
     "eofinjected": EOF_SITE,
     "tcpdown": TCP_DOWN,
+    "unknownblock": NEWS,
+    "bigcdn": NEWS,
+    "slowcontrol": HANG,
+    "echo": ECHO,
 }
 # The ISP resolver's lies ("" means NXDOMAIN).
-LIES = {"dnsnx": "", "dnsblockpage": BLOCKPAGE, "dnsloopback": "127.0.0.1", "proxied": PROXY}
+LIES: dict[str, str | list[str]] = {
+    "dnsnx": "",
+    "dnsblockpage": BLOCKPAGE,
+    "dnsloopback": "127.0.0.1",
+    "proxied": PROXY,
+    "unknownblock": UNKNOWN_BLOCK,  # a blockpage no fingerprint knows, on a keep-alive server
+    "bigcdn": CDN,  # the ISP's resolver sends users to its own CDN's ten edges
+    "slowcontrol": NEWS,  # the page loads; the honest address never answers
+}
 # Interference scoped to traffic from the client (filter FORWARD and nat PREROUTING).
 FILTER_RULES = [
     f"-d {TCP_RST} -p tcp -j REJECT --reject-with tcp-reset",
@@ -199,7 +213,8 @@ class Lab:
         sh("ip", "addr", "add", f"{ISP_CLIENT_SIDE}/24", "dev", "i0", ns=self.isp)
         sh("ip", "addr", "add", f"{ISP_SERVER_SIDE}/24", "dev", "i1", ns=self.isp)
         sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
-        for ip in [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER, HELPER2]:
+        servers = [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER, HELPER2]
+        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
         for ns, dev in (
             (self.client, "c0"),
@@ -251,6 +266,9 @@ class Lab:
             "site_addrs": SITE_ADDRS,
             "control_addr": CONTROL,
             "blockpage_addr": BLOCKPAGE,
+            "unknown_block_addr": UNKNOWN_BLOCK,
+            "hang_addr": HANG,
+            "echo_addr": ECHO,
             "doh_addr": DOH,
             "honest_dns": HONEST_DNS,
             "lab_http": DOMAIN,
@@ -290,7 +308,11 @@ class Lab:
     def _resolvers(self) -> None:
         honest = [f"--address=/{n}.{DOMAIN}/{ip}" for n, ip in HONEST.items()]
         self._dnsmasq(self.servers, HONEST_DNS, [f"--local=/{DOMAIN}/", *honest])
-        lies = [f"--address=/{n}.{DOMAIN}/{ip}" for n, ip in LIES.items()]
+        lies = [
+            f"--address=/{n}.{DOMAIN}/{ip}"
+            for n, answer in LIES.items()
+            for ip in (answer if isinstance(answer, list) else [answer])
+        ]
         self._dnsmasq(self.isp, ISP_CLIENT_SIDE, [f"--server={HONEST_DNS}", *lies])
 
     def _wait_ready(self) -> None:

@@ -171,6 +171,28 @@ SCENARIOS = [
         "the middlebox ends the connection (FIN) after the ClientHello",
     ),
     Scenario(
+        "dns_unknown_blockpage",
+        f"http://unknownblock.{D}/",
+        "dns",
+        False,
+        what="the ISP resolver answers an unknown blockpage's address (keep-alive server)",
+    ),
+    Scenario(
+        "cdn_ten_addresses",
+        f"http://bigcdn.{D}/",
+        False,
+        True,
+        what="ten CDN addresses from the ISP's resolver, the honest answer outside them",
+    ),
+    Scenario(
+        "redirect_to_link_local_literal",
+        f"http://news.{D}/to-metadata",
+        False,
+        True,
+        what="a Location naming 169.254.169.254: recorded, never followed",
+        evidence="no control",
+    ),
+    Scenario(
         "idn_host",
         f"http://bücher.{D}/",
         False,

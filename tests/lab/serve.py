@@ -54,18 +54,25 @@ def main(path: str) -> None:
     lab = cfg["lab_http"]
     site = S.Site(
         {
-            "/": (200, {"Content-Type": "text/html; charset=utf-8", "X-Site": "news"}, NEWS_PAGE),
+            "/": (200, {**S.SITE_HEADERS, "X-Site": "news"}, NEWS_PAGE),
             "/large": S.large(4 * 1024 * 1024),
             "/tp": S.large(16 * 1024 * 1024),
             "/slowtp": S.large(16 * 1024 * 1024, rate_bps=400_000),
             "/to-httpblocked": S.redirect(f"http://httpblocked.{lab}/"),
             "/to-tcpdrop": S.redirect(f"http://tcpdrop.{lab}/"),
+            "/to-metadata": S.redirect("http://169.254.169.254/latest/meta-data/"),
         }
     )
     control = S.Site(
         {"/": (200, {"Content-Type": "text/html"}, CONTROL_PAGE), "/tp": S.large(16 * 1024 * 1024)}
     )
     block = S.Site({"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.BLOCKPAGE)})
+    unknown = S.Site(
+        {"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.UNKNOWN_BLOCKPAGE)},
+        server="Viettel-WAF",
+    )
+    echo = S.echo()  # echoes the peer it sees: the client's own address (no NAT in the lab)
+    echo_site = S.Site({"/": echo, "/go": echo, "/bad": echo})
     servers: list[Any] = []
     for ip in cfg["site_addrs"]:
         servers += [S.WebServer(site, ip, 80), S.WebServer(site, ip, 443, ctx)]
@@ -73,6 +80,10 @@ def main(path: str) -> None:
         S.WebServer(control, cfg["control_addr"], 80),
         S.WebServer(control, cfg["control_addr"], 443, ctx),
         S.WebServer(block, cfg["blockpage_addr"], 80),
+        S.WebServer(unknown, cfg["unknown_block_addr"], 80),
+        S.TCPServer("hang", cfg["hang_addr"], 80),
+        S.WebServer(echo_site, cfg["echo_addr"], 80),
+        S.WebServer(echo_site, cfg["echo_addr"], 443, ctx),
     ]
     doh = S.Site({"/dns-query": doh_forward((cfg["honest_dns"], 53))})
     servers.append(S.WebServer(doh, cfg["doh_addr"], 443, ctx))
