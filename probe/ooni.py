@@ -3,8 +3,12 @@
 Contract: ``from_ooni(measurement)`` is pure. It turns an OONI Web Connectivity measurement into
 :class:`Observations` (system path: ``getaddrinfo``/``udp`` lookups and endpoints tagged
 ``classic``; control path: ``doh`` lookups and the other endpoints) and
-:class:`ControlEvidence` (the test helper's ``control`` answer), plus OONI's own verdict, kept
-apart so our classifier never sees it. It raises :class:`OONIFormatError` for input that is not
+:class:`ControlEvidence` (the test helper's ``control`` answer; None when the measurement says
+no helper was asked: ``control`` and ``control_failure`` both null), plus OONI's own verdict,
+kept apart so our classifier never sees it. probe's own export (:mod:`probe.export.ooni`) comes
+back as it was: its resolver under test is tagged ``classic``, its control resolver
+``probe_control``, ``x_body_length`` gives a whole body's length and the ``probe_network_ok``
+annotation the round's ``network_ok``. It raises :class:`OONIFormatError` for input that is not
 a Web Connectivity measurement.
 """
 
@@ -58,9 +62,10 @@ class OONIFormatError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Imported:
     observations: Observations
-    control: ControlEvidence
+    control: ControlEvidence | None
     ooni_verdict: dict[str, Any]
     meta: dict[str, Any]
+    network_ok: bool | None = None  # probe's export: did the round's control sites load?
 
 
 def _depth(tags: list[str] | None) -> int:
@@ -105,10 +110,15 @@ def _queries(tk: dict[str, Any]) -> list[DNSQuery]:
     out = []
     for q in tk.get("queries") or []:
         engine = q.get("engine") or "getaddrinfo"
+        tags = q.get("tags") or []
         # OONI's classic analysis judges the system resolver (getaddrinfo). Its extra udp and
         # DoH lookups run from the probe through the network under test, so they are neither
         # the resolver under test nor an uncensored control: kept, but the classifier skips them.
-        role = "system" if engine == "getaddrinfo" else f"probe-{engine}"
+        # probe's own export tags its resolver under test "classic" and its control resolver
+        # "probe_control" (probe.export.ooni), so its measurements come back as they were.
+        role = "system" if engine == "getaddrinfo" or "classic" in tags else f"probe-{engine}"
+        if "probe_control" in tags:
+            role = "control"
         answers = []
         for a in q.get("answers") or []:
             kind = a.get("answer_type")
@@ -163,8 +173,10 @@ def _chain_failure(
     )
 
 
-def _control(tk: dict[str, Any]) -> ControlEvidence:
+def _control(tk: dict[str, Any]) -> ControlEvidence | None:
     ctl = tk.get("control")
+    if ctl is None and "control" in tk and tk.get("control_failure", "") is None:
+        return None  # no test helper was asked (probe's export of a run without one)
     if not ctl:
         return ControlEvidence(
             source="ooni", failure=tk.get("control_failure") or "control_missing"
@@ -215,7 +227,7 @@ def from_ooni(m: dict[str, Any]) -> Imported:
             )
         )
     http: list[HTTPTransaction] = []
-    for r in tk.get("requests") or []:
+    for r in reversed(tk.get("requests") or []):  # OONI lists the latest request first
         req = r.get("request") or {}
         resp = r.get("response") or {}
         body = _body(resp)
@@ -225,6 +237,10 @@ def from_ooni(m: dict[str, Any]) -> Imported:
         failure = r.get("failure")
         headers = _headers(resp)
         location = dict((k.lower(), v) for k, v in headers).get("location")
+        # probe's export: the whole body's length, where the body field holds only its start
+        whole = resp.get("x_body_length")
+        if not isinstance(whole, int) or isinstance(whole, bool) or whole < 0:
+            whole = None
         http.append(
             HTTPTransaction(
                 url=req.get("url") or url,
@@ -235,9 +251,9 @@ def from_ooni(m: dict[str, Any]) -> Imported:
                 status_code=code if isinstance(code, int) and code > 0 else None,
                 headers=headers,
                 title=extract_title(body) if body else None,
-                body_length=len(body) if code else None,
+                body_length=whole if whole is not None else len(body) if code else None,
                 body_sha256=hashlib.sha256(body).hexdigest() if code else None,
-                body_truncated=bool(resp.get("body_is_truncated")),
+                body_truncated=bool(resp.get("body_is_truncated")) and whole is None,
                 body=body[:65536].decode("utf-8", "replace") if body else None,
                 location=location,
                 failure=failure,
@@ -269,7 +285,10 @@ def from_ooni(m: dict[str, Any]) -> Imported:
             "measurement_uid",
         )
     }
-    return Imported(obs, _control(tk), verdict, meta)
+    notes = m.get("annotations")
+    flag = notes.get("probe_network_ok") if isinstance(notes, dict) else None
+    network_ok = {"true": True, "false": False}.get(str(flag))
+    return Imported(obs, _control(tk), verdict, meta, network_ok)
 
 
 def _join(base: str, location: str) -> str:
