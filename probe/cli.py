@@ -551,5 +551,21 @@ def _need_analyst(what: str) -> None:
         fail(f"{what} needs the analyst extra: pip install 'probe[analyst]' (no {missing[0]})")
 
 
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, metavar="DB...")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The merged database.")
+def merge(sources: tuple[str, ...], output: str) -> None:
+    """Merge probe databases (several volunteers') into one; merging twice adds nothing.
+
+    \b
+    Example:
+      probe merge hanoi.db saigon.db -o fleet.db
+    """
+    from probe.export.merge import merge as run_merge
+
+    for line in run_merge(list(sources), output):
+        click.echo(line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -668,6 +668,13 @@ class Store:
                     )
         return added, seen
 
+    def counts(self) -> tuple[int, int]:
+        """(measurements, distinct device ids)."""
+        row = self.db.conn.execute(
+            "SELECT count(*), count(DISTINCT device_id) FROM measurements"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     @classmethod
     def open_source(cls, path: str | Path) -> Store:
         """A probe database to read from without writing to it (read-only, never created):

@@ -91,3 +91,41 @@ def helper_saw_it_work(name: str) -> ControlEvidence:
 
 
 HELPER_DOWN = ControlEvidence(source="helper", failure="connection_reset")
+
+
+# The documented example (docs/analysts.md): two networks, three days, four measurements a day
+# per target and network, each a golden scenario. An outlet blocked by DNS on AS7552 all along
+# and on AS45899 from the second day; Facebook's TLS handshake reset on AS7552 for two days;
+# Wikipedia fine, but for one round where the volunteer's own link was down.
+_OK, _NX, _RST = "success_https", "dns_nxdomain", "tls_reset_on_sni"
+EXAMPLE_PLAN = {
+    ("rfa-vietnamese", "NEWS", "AS7552"): [[_NX] * 4, [_NX] * 4, [_NX] * 4],
+    ("rfa-vietnamese", "NEWS", "AS45899"): [[_OK] * 4, [_OK, _NX, _NX, _NX], [_NX] * 4],
+    ("facebook", "GRP", "AS7552"): [[_RST, _RST, _OK, _RST], [_RST] * 4, [_OK] * 4],
+    ("facebook", "GRP", "AS45899"): [[_OK] * 4, [_OK] * 4, [_OK] * 4],
+    ("wikipedia", "CULTR", "AS7552"): [[_OK] * 4, [_OK, "offline_round", _OK, _OK], [_OK] * 4],
+    ("wikipedia", "CULTR", "AS45899"): [[_OK] * 4, [_OK] * 4, [_OK] * 4],
+}
+
+
+def example_fleet(path: Path) -> Path:
+    """The fleet of :data:`EXAMPLE_PLAN`, one device per network, in one database."""
+    store = Store.open(path)
+    for (target, category, asn), days in EXAMPLE_PLAN.items():
+        for day, names in enumerate(days):
+            for hour, name in zip((2, 8, 14, 20), names, strict=True):
+                at = f"2026-11-{day + 1:02d}T{hour:02d}:00:00.000Z"
+                store.save(
+                    measurement(
+                        name,
+                        f"2026110{day + 1}T{hour:02d}0000Z_{asn}_{target}",
+                        started_at=at,
+                        target=target,
+                        category=category,
+                        probe_asn=asn,
+                        probe_cc="VN",
+                        device_id=f"dev-{asn}",
+                    )
+                )
+    store.close()
+    return path
