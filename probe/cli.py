@@ -567,5 +567,19 @@ def merge(sources: tuple[str, ...], output: str) -> None:
         click.echo(line)
 
 
+@cli.command("datasette-metadata")
+@click.argument("databases", nargs=-1, metavar="[DB...]")
+def datasette_metadata(databases: tuple[str, ...]) -> None:
+    """Print Datasette metadata for probe databases: descriptions, views, canned queries.
+
+    \b
+    Example:
+      probe datasette-metadata fleet.db > metadata.json && datasette fleet.db -m metadata.json
+    """
+    from probe.export.datasette import metadata_text
+
+    click.echo(metadata_text(tuple(Path(d).stem for d in databases)), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
