@@ -11,7 +11,9 @@ IP addresses scrubbed; nothing the probe writes holds the volunteer's own addres
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
+import threading
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -377,15 +379,11 @@ class RowFilter:
         return " AND ".join(where), params
 
 
-# Derived columns that exports ask for by name (Store.stream), beside the stored ones: the
-# observation sections as JSON text, extracted by SQLite without a round trip through Python.
+# Derived columns that exports ask for by name (Store.stream), beside the stored ones.
 EXPORT_COLUMNS = {
     "network": NETWORK_SQL,
-    "dns": "json_extract(observations, '$.dns')",
-    "tcp": "json_extract(observations, '$.tcp')",
-    "tls": "json_extract(observations, '$.tls')",
-    "http": "json_extract(observations, '$.http')",
     "ooni_verdict": "json_extract(extra, '$.ooni_verdict')",
+    "observations_utf8": "CAST(observations AS BLOB)",  # bytes: no decoding to str and back
     "throttle_label": "json_extract(throughput, '$.analysis.label')",
 }
 
@@ -596,14 +594,16 @@ class Store:
             raise ValueError(f"unknown export column {unknown[0]!r}")
         select = ", ".join(f"{EXPORT_COLUMNS.get(c, c)} AS {c}" for c in names)
         where, params = f.where()
-        cursor = self.db.conn.execute(
-            f"SELECT {select} FROM measurements WHERE {where} ORDER BY started_at, id", params
-        )
-        try:
-            while rows := cursor.fetchmany(batch):
-                yield rows
-        finally:
-            cursor.close()
+        sql = f"SELECT {select} FROM measurements WHERE {where} ORDER BY started_at, id"
+        if self.path == ":memory:" or not Path(self.path).is_file():
+            cursor = self.db.conn.execute(sql, params)
+            try:
+                while rows := cursor.fetchmany(batch):
+                    yield rows
+            finally:
+                cursor.close()
+            return
+        yield from _prefetched(self.path, sql, params, batch)
 
     def stream_dicts(self, f: RowFilter, columns: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         names = list(columns) or self.columns()
@@ -711,6 +711,51 @@ class Store:
             self.db.conn.backup(dest)
         finally:
             dest.close()
+
+
+def _prefetched(
+    path: str, sql: str, params: list[Any], batch: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``sql``, read by a thread of their own on a read-only connection, at most
+    two batches ahead: SQLite works (without the GIL) while the caller formats the previous
+    batch, and memory stays bounded."""
+    done = object()
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            con = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                cursor = con.execute(sql, params)
+                while rows := cursor.fetchmany(batch):
+                    if not put(rows):
+                        return
+                put(done)
+            finally:
+                con.close()
+        except BaseException as exc:  # handed to the reader, raised there
+            put(exc)
+
+    reader = threading.Thread(target=read, name="probe-stream", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _scrub_headers(obs: Any) -> Any:
