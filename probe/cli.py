@@ -552,6 +552,37 @@ def _need_analyst(what: str) -> None:
 
 
 @cli.command()
+@db_option
+@click.option("-o", "--output", required=True, metavar="FILE", help="The HTML file to write.")
+@click.option(
+    "--lang", type=click.Choice(["en", "vi"]), default="en", show_default=True, help="Labels."
+)
+@click.option("--png", "png_dir", metavar="DIR", help="Also write each plot as a PNG here.")
+@filter_options
+def report(
+    db_path: str | None,
+    config_path: str | None,
+    output: str,
+    lang: str,
+    png_dir: str | None,
+    **flags: Any,
+) -> None:
+    """Write one self-contained HTML report: timelines, throughput, DNS answers, evidence.
+
+    \b
+    Example:
+      probe report --db results/probe.db -o report.html --since 2026-11-01 --lang vi
+    """
+    _need_analyst("probe report")
+    from probe.export.report import write_report
+
+    f = _row_filter(flags)
+    store = _open_store(resolve_db(db_path, config_path), create=False)
+    summary = write_report(store, f, output, lang=lang, png_dir=png_dir)
+    click.echo(summary, err=True)
+
+
+@cli.command()
 @click.argument("sources", nargs=-1, required=True, metavar="DB...")
 @click.option("-o", "--output", required=True, metavar="FILE", help="The merged database.")
 def merge(sources: tuple[str, ...], output: str) -> None:

@@ -129,3 +129,42 @@ def example_fleet(path: Path) -> Path:
                 )
     store.close()
     return path
+
+
+def report_fleet(path: Path) -> Path:
+    """:func:`example_fleet` plus throughput tests: Facebook on AS7552 falls to a tenth of the
+    control's on the second day (a throttling event) and recovers on the third."""
+    example_fleet(path)
+    store = Store.open(path)
+    for day in range(3):
+        for hour in (1, 7, 13, 19):
+            for asn in ("AS7552", "AS45899"):
+                slow = asn == "AS7552" and day == 1
+                ratio = 0.1 + 0.01 * hour if slow else 0.9 + 0.005 * hour
+                m = measurement(
+                    "success_https",
+                    f"2026110{day + 1}T{hour:02d}3000Z_{asn}_tp",
+                    started_at=f"2026-11-{day + 1:02d}T{hour:02d}:30:00.000Z",
+                    target="facebook",
+                    category="GRP",
+                    probe_asn=asn,
+                    probe_cc="VN",
+                    device_id=f"dev-{asn}",
+                )
+                analysis = {
+                    "ratio": ratio,
+                    "bps": 8e6 * ratio,
+                    "control_bps": 8e6,
+                    "p_value": 0.001 if slow else 0.6,
+                    "label": "sni_targeted" if slow else None,
+                    "throttled": slow,
+                }
+                store.save(
+                    replace(
+                        m,
+                        verdict=replace(m.verdict, throttled=slow),
+                        throughput={"analysis": analysis, "bytes_used": 2_000_000},
+                    )
+                )
+    store.close()
+    return path
