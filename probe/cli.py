@@ -537,16 +537,16 @@ def export(
 
     f = _row_filter(flags)
     if fmt == "parquet":
-        _need_analyst("probe export --format parquet")
+        _need_analyst("probe export --format parquet", ("pyarrow",))
     store = _open_store(resolve_db(db_path, config_path), create=False)
     n = run_export(store, f, fmt, output, excel=excel)
     click.echo(f"{n} measurements exported", err=True)
 
 
-def _need_analyst(what: str) -> None:
+def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None:
     import importlib.util
 
-    missing = [m for m in ("matplotlib", "pyarrow") if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         fail(f"{what} needs the analyst extra: pip install 'probe[analyst]' (no {missing[0]})")
 
