@@ -73,3 +73,14 @@ def split_ip_port(text: str, default_port: int | None = None) -> tuple[str, int]
 def parse_endpoint(text: str) -> tuple[str, int]:
     """``IP:PORT`` or ``[IPv6]:PORT``, both parts required."""
     return split_ip_port(text, None)
+
+
+def non_internet_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an address when it is a literal one not routable on the internet (private,
+    loopback, link-local, carrier-grade NAT, multicast, reserved); None for a name or a public
+    address. A Location naming one is recorded and not followed."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    return ip if not ip.is_global or ip.is_multicast else None

@@ -20,8 +20,6 @@ from probe import __version__
 from probe import settings as settings_mod
 from probe.classify.fingerprints import FingerprintSet
 from probe.errors import InputError
-from probe.export import parse_time, records
-from probe.export import write as write_export
 from probe.measure.dns import parse_resolver, system_resolver
 from probe.round import load_fingerprints, read_token
 from probe.settings import DAEMON, MEASURE, OPTIONS, Settings
@@ -327,39 +325,6 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
 
 @cli.command()
 @db_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File (default: stdout).")
-@click.option("--since", metavar="T", help="Only measurements started at or after T (ISO-8601).")
-@click.option("--until", metavar="T", help="Only measurements started before T (ISO-8601).")
-@click.option(
-    "--target", "target_names", multiple=True, metavar="NAME", help="Only this target (repeatable)."
-)
-def export(
-    db_path: str | None,
-    config_path: str | None,
-    fmt: str,
-    output: str | None,
-    since: str | None,
-    until: str | None,
-    target_names: tuple[str, ...],
-) -> None:
-    """Export one record per measurement (JSON Lines or CSV).
-
-    \b
-    Example:
-      probe export --db results/probe.db --format csv --since 2026-11-01 -o nov.csv
-    """
-    lo = parse_time(since, "--since") if since else None
-    hi = parse_time(until, "--until") if until else None
-    store = _open_store(resolve_db(db_path, config_path), create=False)
-    n = write_export(records(store, since=lo, until=hi, targets=target_names), fmt, output)
-    click.echo(f"{n} measurements exported", err=True)
-
-
-@cli.command()
-@db_option
 @click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this target.")
 @click.option("--open", "only_open", is_flag=True, help="Only events still open.")
 @click.option(
@@ -498,6 +463,161 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"probe: internal error: {type(exc).__name__}: {exc}", err=True)
         return 1
     return 0
+
+
+# -- analysts: export, report, merge, Datasette (issue 13) ---------------------------------------
+def filter_options(f: F) -> F:
+    """The filters every export and the report take: time, target, category, network, verdict."""
+    for decorator in reversed(
+        [
+            click.option("--since", metavar="T", help="Only measurements started at or after T."),
+            click.option("--until", metavar="T", help="Only measurements started before T."),
+            click.option(
+                "--target", "target_names", multiple=True, metavar="NAME", help="Only this target."
+            ),
+            click.option(
+                "--category",
+                "categories",
+                multiple=True,
+                metavar="CODE",
+                help="Only this category.",
+            ),
+            click.option(
+                "--network",
+                "networks",
+                multiple=True,
+                metavar="ASN",
+                help="Only this network (probe_asn, else the resolver under test).",
+            ),
+            click.option("--blocked", is_flag=True, help="Only blocked (or anomalous) ones."),
+            click.option("--throttled", is_flag=True, help="Only throttled ones."),
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+def _row_filter(flags: dict[str, Any]) -> Any:
+    from probe.export import RowFilter, parse_time
+
+    return RowFilter(
+        since=parse_time(flags["since"], "--since") if flags["since"] else None,
+        until=parse_time(flags["until"], "--until") if flags["until"] else None,
+        targets=tuple(flags["target_names"]),
+        categories=tuple(flags["categories"]),
+        networks=tuple(flags["networks"]),
+        blocked=flags["blocked"],
+        throttled=flags["throttled"],
+    )
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "ooni", "parquet"]),
+    default="jsonl",
+    show_default=True,
+    help="ooni: OONI Web Connectivity measurements; parquet: a dataset folder (probe[analyst]).",
+)
+@click.option(
+    "-o", "--output", metavar="PATH", help="File, or folder for parquet (default: stdout)."
+)
+@click.option("--excel", is_flag=True, help="CSV: start with a byte-order mark for Excel.")
+@filter_options
+def export(
+    db_path: str | None,
+    config_path: str | None,
+    fmt: str,
+    output: str | None,
+    excel: bool,
+    **flags: Any,
+) -> None:
+    """Export one record per measurement (JSON Lines, CSV, OONI's format or Parquet).
+
+    \b
+    Example:
+      probe export --db results/probe.db --format csv --since 2026-11-01 -o nov.csv
+      probe export --format parquet -o dataset/ --blocked --network AS7552
+    """
+    from probe.export import export as run_export
+
+    f = _row_filter(flags)
+    if fmt == "parquet":
+        _need_analyst("probe export --format parquet", ("pyarrow",))
+    store = _open_store(resolve_db(db_path, config_path), create=False)
+    n = run_export(store, f, fmt, output, excel=excel)
+    click.echo(f"{n} measurements exported", err=True)
+
+
+def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        fail(f"{what} needs the analyst extra: pip install 'probe[analyst]' (no {missing[0]})")
+
+
+@cli.command()
+@db_option
+@click.option("-o", "--output", required=True, metavar="FILE", help="The HTML file to write.")
+@click.option(
+    "--lang", type=click.Choice(["en", "vi"]), default="en", show_default=True, help="Labels."
+)
+@click.option("--png", "png_dir", metavar="DIR", help="Also write each plot as a PNG here.")
+@filter_options
+def report(
+    db_path: str | None,
+    config_path: str | None,
+    output: str,
+    lang: str,
+    png_dir: str | None,
+    **flags: Any,
+) -> None:
+    """Write one self-contained HTML report: timelines, throughput, DNS answers, evidence.
+
+    \b
+    Example:
+      probe report --db results/probe.db -o report.html --since 2026-11-01 --lang vi
+    """
+    _need_analyst("probe report")
+    from probe.export.report import write_report
+
+    f = _row_filter(flags)
+    store = _open_store(resolve_db(db_path, config_path), create=False)
+    summary = write_report(store, f, output, lang=lang, png_dir=png_dir)
+    click.echo(summary, err=True)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, metavar="DB...")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The merged database.")
+def merge(sources: tuple[str, ...], output: str) -> None:
+    """Merge probe databases (several volunteers') into one; merging twice adds nothing.
+
+    \b
+    Example:
+      probe merge hanoi.db saigon.db -o fleet.db
+    """
+    from probe.export.merge import merge as run_merge
+
+    for line in run_merge(list(sources), output):
+        click.echo(line)
+
+
+@cli.command("datasette-metadata")
+@click.argument("databases", nargs=-1, metavar="[DB...]")
+def datasette_metadata(databases: tuple[str, ...]) -> None:
+    """Print Datasette metadata for probe databases: descriptions, views, canned queries.
+
+    \b
+    Example:
+      probe datasette-metadata fleet.db > metadata.json && datasette fleet.db -m metadata.json
+    """
+    from probe.export.datasette import metadata_text
+
+    click.echo(metadata_text(tuple(Path(d).stem for d in databases)), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

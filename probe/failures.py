@@ -81,6 +81,24 @@ DF007: frozenset[str] = frozenset(
 HTTP_TOO_MANY_REDIRECTS = "http_too_many_redirects"  # more than 10 redirects: a loop
 HTTP_PROTOCOL_ERROR = "http_protocol_error"  # an HTTP reply that breaks HTTP/1.1's framing
 EXTENSIONS: frozenset[str] = frozenset({HTTP_TOO_MANY_REDIRECTS, HTTP_PROTOCOL_ERROR})
+# How OONI writes them: the OONI export says these, the OONI importer reads them back.
+OONI_TEXT: dict[str, str] = {
+    HTTP_TOO_MANY_REDIRECTS: "unknown_failure: stopped after too many redirects",
+    HTTP_PROTOCOL_ERROR: "unknown_failure: http protocol error",
+}
+
+
+def to_ooni(failure: str | None) -> str | None:
+    """A failure as OONI writes it (df-007; our two extensions as OONI's unknown_failure)."""
+    return OONI_TEXT.get(failure, failure) if failure else failure
+
+
+def from_ooni(failure: str | None) -> str | None:
+    """A failure OONI wrote, in our vocabulary."""
+    if not failure:
+        return None
+    return next((ours for ours, text in OONI_TEXT.items() if text == failure), failure)
+
 
 VOCABULARY: frozenset[str] = DF007 | EXTENSIONS
 

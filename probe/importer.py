@@ -104,7 +104,12 @@ def _started_at(text: Any) -> str:
 
 def to_measurement(m: dict[str, Any], fingerprints: FingerprintSet) -> Measurement:
     imported = from_ooni(m)
-    verdict = classify(imported.observations, control=imported.control, fingerprints=fingerprints)
+    verdict = classify(
+        imported.observations,
+        control=imported.control,
+        fingerprints=fingerprints,
+        network_ok=imported.network_ok,
+    )
     meta = imported.meta
     runtime = m.get("test_runtime")
     return Measurement(
@@ -116,6 +121,7 @@ def to_measurement(m: dict[str, Any], fingerprints: FingerprintSet) -> Measureme
         verdict=verdict,
         runtime=float(runtime) if isinstance(runtime, int | float) else 0.0,
         control=imported.control,
+        network_ok=imported.network_ok,
         source="ooni",
         probe_asn=meta.get("probe_asn"),
         probe_cc=meta.get("probe_cc"),

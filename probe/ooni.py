@@ -3,9 +3,13 @@
 Contract: ``from_ooni(measurement)`` is pure. It turns an OONI Web Connectivity measurement into
 :class:`Observations` (system path: ``getaddrinfo``/``udp`` lookups and endpoints tagged
 ``classic``; control path: ``doh`` lookups and the other endpoints) and
-:class:`ControlEvidence` (the test helper's ``control`` answer), plus OONI's own verdict, kept
-apart so our classifier never sees it. It raises :class:`OONIFormatError` for input that is not
-a Web Connectivity measurement.
+:class:`ControlEvidence` (the test helper's ``control`` answer; None when the measurement says
+no helper was asked: ``control`` and ``control_failure`` both null), plus OONI's own verdict,
+kept apart so our classifier never sees it. probe's own export (:mod:`probe.export.ooni`) comes
+back as it was: its resolver under test is tagged ``classic``, its control resolver
+``probe_control``, ``x_body_length`` gives a whole body's length and the ``probe_network_ok``
+annotation the round's ``network_ok``. It raises :class:`OONIFormatError` for input that is not
+a Web Connectivity measurement, and nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import hashlib
 import re
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import msgspec
 
@@ -118,6 +122,7 @@ class _Response(msgspec.Struct):
     headers_list: list[tuple[str, str]] | None = None
     body: str | _Body | None = None
     body_is_truncated: bool | None = None
+    x_body_length: int | None = None  # probe's export: the whole body's length
 
 
 class _Round(_Tagged):
@@ -148,14 +153,16 @@ class _Measurement(msgspec.Struct):
     software_version: str | None = None
     test_version: str | None = None
     measurement_uid: str | None = None
+    annotations: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Imported:
     observations: Observations
-    control: ControlEvidence
+    control: ControlEvidence | None
     ooni_verdict: dict[str, Any]
     meta: dict[str, Any]
+    network_ok: bool | None = None  # probe's export: did the round's control sites load?
 
 
 def _depth(tags: list[str] | None) -> int:
@@ -204,7 +211,12 @@ def _queries(tk: _TestKeys) -> list[DNSQuery]:
         # OONI's classic analysis judges the system resolver (getaddrinfo). Its extra udp and
         # DoH lookups run from the probe through the network under test, so they are neither
         # the resolver under test nor an uncensored control: kept, but the classifier skips them.
-        role = "system" if engine == "getaddrinfo" else f"probe-{engine}"
+        # probe's own export tags its resolver under test "classic" and its control resolver
+        # "probe_control" (probe.export.ooni), so its measurements come back as they were.
+        tags = q.tags or []
+        role = "system" if engine == "getaddrinfo" or "classic" in tags else f"probe-{engine}"
+        if "probe_control" in tags:
+            role = "control"
         answers = []
         for a in q.answers or []:
             value = a.ipv4 or a.ipv6 or a.hostname
@@ -227,14 +239,8 @@ def _queries(tk: _TestKeys) -> list[DNSQuery]:
     return out
 
 
-# OONI writes these two as unknown_failure with Go's text; ours has names for them.
-_OONI_TEXTS = {
-    "unknown_failure: stopped after too many redirects": failures.HTTP_TOO_MANY_REDIRECTS,
-}
-
-
 def _failure(text: str | None) -> str | None:
-    return _OONI_TEXTS.get(text, text) if text else None
+    return failures.from_ooni(text)
 
 
 def _chain_failure(
@@ -267,7 +273,9 @@ def _chain_failure(
     )
 
 
-def _control(tk: _TestKeys) -> ControlEvidence:
+def _control(tk: _TestKeys, raw: dict[str, Any]) -> ControlEvidence | None:
+    if "control" in raw and raw["control"] is None and raw.get("control_failure", "") is None:
+        return None  # no test helper was asked (probe's export of a run without one)
     if not tk.control:
         # OONI's own control_failure when it has one (e.g. "connection_refused"); a
         # measurement with neither has no control evidence at all.
@@ -323,7 +331,7 @@ def from_ooni(doc: Any) -> Imported:
             )
         )
     http: list[HTTPTransaction] = []
-    for r in tk.requests or []:
+    for r in reversed(tk.requests or []):  # OONI lists the latest request first
         resp = r.response or _Response()
         body = _body(resp)
         code = resp.code
@@ -331,6 +339,8 @@ def from_ooni(doc: Any) -> Imported:
         failure = _failure(r.failure)
         headers = _headers(resp)
         location = dict((k.lower(), v) for k, v in headers).get("location")
+        # probe's export: the whole body's length, where the body field holds only its start
+        whole = resp.x_body_length if (resp.x_body_length or -1) >= 0 else None
         http.append(
             HTTPTransaction(
                 url=(r.request.url if r.request else None) or url,
@@ -341,9 +351,9 @@ def from_ooni(doc: Any) -> Imported:
                 status_code=code if code is not None and code > 0 else None,
                 headers=headers,
                 title=extract_title(body) if body else None,
-                body_length=len(body) if code else None,
+                body_length=whole if whole is not None else len(body) if code else None,
                 body_sha256=hashlib.sha256(body).hexdigest() if code else None,
-                body_truncated=bool(resp.body_is_truncated),
+                body_truncated=bool(resp.body_is_truncated) and whole is None,
                 body=body[:65536].decode("utf-8", "replace") if body else None,
                 location=location,
                 failure=failure,
@@ -359,7 +369,10 @@ def from_ooni(doc: Any) -> Imported:
         http.insert(0, _chain_failure(0, dns, tcp, tls, url))
     elif last.failure is None and last.status_code in REDIRECT_STATUSES and last.location:
         nxt = urljoin(last.url, last.location)
-        http.insert(len(system), _chain_failure(last.depth + 1, dns, tcp, tls, nxt))
+        # A redirect to a literal non-internet address ends the chain (probe never follows
+        # one); any other redirect that ends it stopped for a reason the next hop says.
+        if addr.non_internet_literal(urlsplit(nxt).hostname or "") is None:
+            http.insert(len(system), _chain_failure(last.depth + 1, dns, tcp, tls, nxt))
     obs = Observations(url, tuple(dns), tuple(tcp), tuple(tls), tuple(http))
     raw_keys = doc["test_keys"]
     verdict = {k: raw_keys[k] for k in VERDICT_KEYS if k in raw_keys}
@@ -373,4 +386,6 @@ def from_ooni(doc: Any) -> Imported:
         "test_version": m.test_version,
         "measurement_uid": m.measurement_uid,
     }
-    return Imported(obs, _control(tk), verdict, meta)
+    flag = (m.annotations or {}).get("probe_network_ok")
+    network_ok = {"true": True, "false": False}.get(str(flag))
+    return Imported(obs, _control(tk, raw_keys), verdict, meta, network_ok)

@@ -10,17 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from probe.classify import NO_CONTROL
-
-
-def verdict_text(blocking: Any, accessible: Any, evidence: str | None = None) -> str:
-    if blocking is None and accessible is None:
-        return "cannot tell"
-    if blocking is False:
-        if not accessible:
-            return "down for everyone"
-        return "accessible (no control)" if evidence == NO_CONTROL else "accessible"
-    return f"blocked ({blocking})"
+from probe import verdicts
 
 
 class Progress:
@@ -64,7 +54,7 @@ def summary(result: Any) -> None:
         name = f"{m.target} (control)" if m.is_control else m.target
         table.add_row(
             name,
-            verdict_text(v.blocking, v.accessible, v.evidence),
+            verdicts.of(v),
             v.failing_step or "",
             v.failure or "",
             v.rule_id,

@@ -11,12 +11,14 @@ IP addresses scrubbed; nothing the probe writes holds the volunteer's own addres
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
+import threading
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +285,48 @@ def m003_one_record_of_observations(db: Database) -> None:
         db.create_view(view, _step_view_sql(section, columns))
 
 
+# What "network" means in analysts' views and filters: the ASN when known, else the resolver
+# under test (as ``probe events`` groups them).
+NETWORK_SQL = "coalesce(probe_asn, resolver, '?')"
+
+
+@migrations()
+def m005_analyst_views(db: Database) -> None:
+    """Views for analysts (Datasette, sqlite3): one row per analysed throughput test (what
+    ``probe events`` reads), and the blocking rate per target, day and network."""
+    db.create_view(
+        "throughput_tests",
+        f"""
+        SELECT id AS measurement_id, started_at, target, category, {NETWORK_SQL} AS network,
+               probe_asn, probe_cc, throttled,
+               json_extract(throughput, '$.analysis.ratio') AS ratio,
+               json_extract(throughput, '$.analysis.bps') AS bps,
+               json_extract(throughput, '$.analysis.control_bps') AS control_bps,
+               json_extract(throughput, '$.analysis.p_value') AS p_value,
+               json_extract(throughput, '$.analysis.label') AS label,
+               json_extract(throughput, '$.analysis.mechanism') AS mechanism,
+               json_extract(throughput, '$.bytes_used') AS bytes_used
+        FROM measurements
+        WHERE json_extract(throughput, '$.analysis.ratio') IS NOT NULL
+        ORDER BY started_at""",
+        replace=True,
+    )
+    db.create_view(
+        "daily_blocking",
+        f"""
+        SELECT substr(started_at, 1, 10) AS day, target, {NETWORK_SQL} AS network,
+               count(*) AS measurements,
+               sum(blocking IS NOT NULL AND blocking != 'false') AS blocked,
+               sum(blocking = 'false' AND accessible = 1) AS accessible,
+               sum(blocking IS NULL) AS cant_tell,
+               round(1.0 * sum(blocking IS NOT NULL AND blocking != 'false')
+                     / nullif(sum(blocking IS NOT NULL), 0), 4) AS blocking_rate
+        FROM measurements WHERE is_control = 0
+        GROUP BY day, target, network ORDER BY day, target, network""",
+        replace=True,
+    )
+
+
 def _b(v: bool | None) -> int | None:
     return None if v is None else int(v)
 
@@ -297,6 +341,54 @@ def blocking_to_db(v: Any) -> str | None:
 
 def blocking_from_db(v: str | None) -> Any:
     return False if v == "false" else v
+
+
+@dataclass(frozen=True, slots=True)
+class RowFilter:
+    """Which measurements an export or report reads. Empty tuples and None mean "any";
+    ``blocked`` and ``throttled`` together mean either."""
+
+    since: str | None = None  # stored form, inclusive
+    until: str | None = None  # stored form, exclusive
+    targets: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()  # probe_asn, else the resolver under test (NETWORK_SQL)
+    blocked: bool = False
+    throttled: bool = False
+
+    def where(self) -> tuple[str, list[Any]]:
+        where, params = ["1"], list[Any]()
+        if self.since:
+            where.append("started_at >= ?")
+            params.append(self.since)
+        if self.until:
+            where.append("started_at < ?")
+            params.append(self.until)
+        for column, values in (
+            ("target", self.targets),
+            ("category", self.categories),
+            (NETWORK_SQL, self.networks),
+        ):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
+        verdicts = []
+        if self.blocked:
+            verdicts.append("(blocking IS NOT NULL AND blocking != 'false')")
+        if self.throttled:
+            verdicts.append("throttled = 1")
+        if verdicts:
+            where.append(f"({' OR '.join(verdicts)})")
+        return " AND ".join(where), params
+
+
+# Derived columns that exports ask for by name (Store.stream), beside the stored ones.
+EXPORT_COLUMNS = {
+    "network": NETWORK_SQL,
+    "ooni_verdict": "json_extract(extra, '$.ooni_verdict')",
+    "observations_utf8": "CAST(observations AS BLOB)",  # bytes: no decoding to str and back
+    "throttle_label": "json_extract(throughput, '$.analysis.label')",
+}
 
 
 class Store:
@@ -525,6 +617,182 @@ class Store:
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
         with self.db.atomic():
             self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
+
+    # -- analysts: streaming reads and merges (issue 13) -------------------------------------
+    def stream(
+        self, f: RowFilter, columns: Sequence[str] = (), *, batch: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Batches of matching measurements, oldest first (``started_at``, ``id``), as tuples
+        of ``columns`` (names from :data:`EXPORT_COLUMNS`; every stored column when empty).
+        One cursor streams them, so memory holds one batch whatever the database's size."""
+        names = list(columns) or self.columns()
+        unknown = [c for c in names if c not in EXPORT_COLUMNS and c not in self.columns()]
+        if unknown:
+            raise ValueError(f"unknown export column {unknown[0]!r}")
+        select = ", ".join(f"{EXPORT_COLUMNS.get(c, c)} AS {c}" for c in names)
+        where, params = f.where()
+        sql = f"SELECT {select} FROM measurements WHERE {where} ORDER BY started_at, id"
+        if self.path == ":memory:" or not Path(self.path).is_file():
+            cursor = self.db.conn.execute(sql, params)
+            try:
+                while rows := cursor.fetchmany(batch):
+                    yield rows
+            finally:
+                cursor.close()
+            return
+        yield from _prefetched(self.path, sql, params, batch)
+
+    def stream_dicts(self, f: RowFilter, columns: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        names = list(columns) or self.columns()
+        for rows in self.stream(f, names):
+            for row in rows:
+                yield dict(zip(names, row, strict=True))
+
+    def columns(self) -> list[str]:
+        """The ``measurements`` table's columns, in order."""
+        return [c.name for c in self.db.table("measurements").columns]
+
+    def span(self, f: RowFilter) -> tuple[str | None, str | None, int]:
+        """(first started_at, last started_at, count) of the matching measurements."""
+        where, params = f.where()
+        row = self.db.conn.execute(
+            f"SELECT min(started_at), max(started_at), count(*) FROM measurements WHERE {where}",
+            params,
+        ).fetchone()
+        return row[0], row[1], int(row[2])
+
+    def merge_from(self, source: Store) -> tuple[int, int]:
+        """Copy every measurement, round and body of ``source`` (a probe database at this
+        schema) that this one lacks, in one transaction: (measurements added, already here).
+        Ids are globally unique, so merging twice adds nothing. Only these three tables are
+        read; measurements the source's own probe made keep its device id."""
+        cols = self.columns()
+        missing = set(cols) - set(source.columns())
+        if missing:
+            raise StoreError(f"{source.path}: no column {sorted(missing)[0]!r} in measurements")
+        device = source.device_id if _has_meta(source.db) else None
+        select = ", ".join(
+            "coalesce(device_id, CASE WHEN source = 'probe' THEN :device END)"
+            if c == "device_id"
+            else c
+            for c in cols
+        )
+        placeholders = ", ".join("?" for _ in cols)
+        added = seen = 0
+        with self.db.atomic():
+            cursor = source.db.conn.execute(
+                f"SELECT {select} FROM measurements ORDER BY rowid", {"device": device}
+            )
+            while rows := cursor.fetchmany(500):
+                before = self.db.conn.total_changes
+                self.db.conn.executemany(
+                    f"INSERT OR IGNORE INTO measurements ({', '.join(cols)}) "
+                    f"VALUES ({placeholders})",
+                    rows,
+                )
+                n = self.db.conn.total_changes - before
+                added, seen = added + n, seen + len(rows) - n
+            for table in ("rounds", "bodies"):
+                tcols = [c.name for c in self.db.table(table).columns]
+                theirs = {c.name for c in source.db.table(table).columns}
+                shared = [c for c in tcols if c in theirs]
+                cursor = source.db.conn.execute(f"SELECT {', '.join(shared)} FROM {table}")
+                while rows := cursor.fetchmany(500):
+                    self.db.conn.executemany(
+                        f"INSERT OR IGNORE INTO {table} ({', '.join(shared)}) "
+                        f"VALUES ({', '.join('?' for _ in shared)})",
+                        rows,
+                    )
+        return added, seen
+
+    def counts(self) -> tuple[int, int]:
+        """(measurements, distinct device ids)."""
+        row = self.db.conn.execute(
+            "SELECT count(*), count(DISTINCT device_id) FROM measurements"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    @classmethod
+    def open_source(cls, path: str | Path) -> Store:
+        """A probe database to read from without writing to it (read-only, never created):
+        for merging. Raises :class:`StoreError` for anything that is not a probe database."""
+        p = Path(path)
+        if not p.is_file():
+            raise StoreError(f"{p}: no such database")
+        try:
+            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+            db = Database(conn)
+            names = set(db.table_names())
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{p}: not a usable SQLite database ({exc})") from None
+        if "measurements" not in names:
+            shown = ", ".join(sorted(names)) or "none"
+            raise StoreError(f"{p}: not a probe database (tables: {shown})")
+        return cls(db, str(p))
+
+    def pending_migrations(self) -> list[str]:
+        """Migrations this database lacks; raises :class:`StoreError` when it has some this
+        version of probe does not know (it was made by a newer probe)."""
+        known = {m.name for m in migrations.pending(Database(memory=True))}
+        applied = {m.name for m in migrations.applied(self.db)}
+        newer = sorted(applied - known)
+        if newer:
+            raise StoreError(f"{self.path}: made by a newer probe (migration {newer[0]})")
+        return [m.name for m in migrations.pending(self.db)]
+
+    def copy_to(self, path: str | Path) -> None:
+        """A consistent copy of the whole database (SQLite's backup API), for migrating a
+        source without touching it."""
+        dest = sqlite3.connect(str(path))
+        try:
+            self.db.conn.backup(dest)
+        finally:
+            dest.close()
+
+
+def _prefetched(
+    path: str, sql: str, params: list[Any], batch: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``sql``, read by a thread of their own on a read-only connection, at most
+    two batches ahead: SQLite works (without the GIL) while the caller formats the previous
+    batch, and memory stays bounded."""
+    done = object()
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            con = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                cursor = con.execute(sql, params)
+                while rows := cursor.fetchmany(batch):
+                    if not put(rows):
+                        return
+                put(done)
+            finally:
+                con.close()
+        except BaseException as exc:  # handed to the reader, raised there
+            put(exc)
+
+    reader = threading.Thread(target=read, name="probe-stream", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _json(value: Any) -> str | None:

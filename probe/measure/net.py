@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpcore
 import httpx
 
+from probe import addr
 from probe.model import Certificate
 
 if TYPE_CHECKING:
@@ -438,11 +439,8 @@ def refuse_redirect_to(host: str, cfg: MeasureConfig) -> bool:
     """A redirect's host that is a literal address not routable on the internet (private,
     loopback, link-local, multicast, reserved): never dialled, unless a lab allows it. Names
     are resolved and judged by their answers, as for any hop."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+    ip = addr.non_internet_literal(host)
+    if ip is None:
         return False
     allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
-    if any(ip in ipaddress.ip_network(n, strict=False) for n in allowed):
-        return False
-    return not ip.is_global or ip.is_multicast
+    return not any(ip in ipaddress.ip_network(n, strict=False) for n in allowed)

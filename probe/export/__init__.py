@@ -1,0 +1,69 @@
+"""Exports for analysts: JSON Lines, CSV, OONI's data format and Parquet, each streamed.
+
+Contract: :func:`export` is the one call behind ``probe export``: it reads the measurements a
+:class:`~probe.store.RowFilter` selects, oldest first, one batch at a time (memory stays flat
+from a thousand measurements to ten million), and writes them in one format to ``-o`` (see
+:mod:`probe.export.files` for how a file, a FIFO, a device or stdout is written). Formats:
+:mod:`~probe.export.jsonl` (the :func:`records` dicts), :mod:`~probe.export.csv`,
+:mod:`~probe.export.ooni` (one df-000 Web Connectivity measurement per line) and
+:mod:`~probe.export.parquet` (a Hive-partitioned dataset; needs ``probe[analyst]``). The report
+(:mod:`~probe.export.report`) and ``probe merge`` (:mod:`~probe.export.merge`) live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from probe.export.files import destination
+from probe.export.records import FLAT, NESTED, ExportError, parse_time, records, throughput_record
+from probe.store import RowFilter, Store
+
+FORMATS = ("jsonl", "csv", "ooni", "parquet")
+
+
+def write(recs: Iterable[dict[str, Any]], fmt: str, output: str | None) -> int:
+    """Write :func:`records` dicts as JSON Lines or CSV to ``output`` (None or ``-``: stdout)."""
+    from probe.export.csv import write_csv_records
+    from probe.export.jsonl import write_jsonl
+
+    with destination(output) as out:
+        return write_jsonl(recs, out) if fmt == "jsonl" else write_csv_records(recs, out)
+
+
+def export(store: Store, f: RowFilter, fmt: str, output: str | None, *, excel: bool = False) -> int:
+    """Export the selected measurements; returns how many were written."""
+    if fmt == "parquet":
+        if output is None or output == "-":
+            raise ExportError("--format parquet writes a folder: give -o DIR")
+        from probe.export.parquet import write_dataset
+
+        return write_dataset(store, f, output)
+    if excel and fmt != "csv":
+        raise ExportError("--excel goes with --format csv")
+    with destination(output) as out:
+        if fmt == "csv":
+            from probe.export.csv import write_csv
+
+            return write_csv(store, f, out, excel=excel)
+        if fmt == "ooni":
+            from probe.export.ooni import write_ooni
+
+            return write_ooni(store, f, out)
+        from probe.export.jsonl import write_jsonl
+
+        return write_jsonl(records(store, f), out)
+
+
+__all__ = [
+    "FLAT",
+    "FORMATS",
+    "NESTED",
+    "ExportError",
+    "RowFilter",
+    "export",
+    "parse_time",
+    "records",
+    "throughput_record",
+    "write",
+]

@@ -1,0 +1,105 @@
+"""Where an export goes: stdout, a regular file written whole, or anything else streamed to.
+
+Contract: :func:`destination` opens the place named by ``-o`` for binary writing. A regular file
+(or a name that does not exist yet) is written to a temporary file beside it and renamed into
+place only when everything was written, so an interrupted export never leaves half a file; it
+gets the mode of the file it replaces, or a new file's mode under the user's umask. Anything
+else (``-`` for stdout, a FIFO, a device) is written to as it is and never replaced. A missing
+folder is refused (:class:`ExportError`, one line) and never created. :func:`new_folder` does the
+same for a dataset folder (Parquet): built beside its final name, renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from probe.export.records import ExportError
+
+
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _folder_of(dest: Path, output: str) -> Path:
+    parent = dest.parent
+    if not parent.is_dir():
+        raise ExportError(f"{parent}: no such folder (for -o {output})")
+    return parent
+
+
+@contextmanager
+def destination(output: str | None) -> Iterator[BinaryIO]:
+    if output is None or output == "-":
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    dest = Path(os.path.realpath(output))  # a symlink's target is what gets replaced
+    parent = _folder_of(dest, output)
+    try:
+        st: os.stat_result | None = dest.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ExportError(f"{output}: {exc.strerror}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ExportError(f"{output}: is a folder")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # A FIFO, a device, a socket: write to it as it is; replacing it would break it.
+        try:
+            with open(dest, "wb") as fh:
+                yield fh
+        except OSError as exc:
+            raise ExportError(f"{output}: {exc.strerror or exc}") from None
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=parent)
+    except OSError as exc:
+        raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~umask())
+        with open(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, dest)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"{output}: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def new_folder(output: str) -> Iterator[Path]:
+    """A fresh folder to fill, renamed to ``output`` when the block ends without error.
+    ``output`` must not exist, or be an empty folder."""
+    dest = Path(output)
+    parent = _folder_of(dest.absolute(), output)
+    if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
+        raise ExportError(f"{output}: already exists (give a new or empty folder)")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=parent))
+    except OSError as exc:
+        raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
+    try:
+        tmp.chmod(0o777 & ~umask())
+        yield tmp
+        if dest.is_dir():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"{output}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,406 @@
+"""``probe report``: one self-contained HTML file a person would rather look at than read.
+
+Contract: :func:`collect` reads the selected measurements once, oldest first, and keeps only
+aggregates (memory bounded by targets x time bins, answer changes and kinds of anomaly, not by
+measurements): the verdict timeline per target, verdict counts per category and per network,
+the first and last measurement, the throughput ratios and throttling events
+(:func:`probe.events.find_events`), each target's DNS answers when they changed, and every
+anomaly grouped by target, network, verdict, failing step, failure, rule and rules version, with
+its count, first and last time and measurement ids, and its evidence in plain words
+(:mod:`probe.export.evidence`). :func:`render` turns that into HTML with the plots inline as SVG
+(:mod:`probe.export.plots`) and a Content-Security-Policy that forbids every request: opening
+the file fetches nothing. Labels in English or Vietnamese. :func:`write_report` writes the file
+(never half-written) and, with ``png_dir``, each plot as a PNG.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from probe import __version__
+from probe import verdicts as V
+from probe.events import Event, find_events
+from probe.export.evidence import explain
+from probe.export.files import destination
+from probe.export.records import ExportError, verdict_words
+from probe.store import RowFilter, Store
+from probe.timeutil import parse_iso
+
+BINS = 150  # the timeline's resolution: at most this many columns
+_STEPS_S = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400]
+_COLUMNS = [
+    "id",
+    "target",
+    "category",
+    "is_control",
+    "started_at",
+    "network",
+    "blocking",
+    "accessible",
+    "evidence",
+    "offline",
+    "throttled",
+    "blockpage",
+    "failing_step",
+    "failure",
+    "rule_id",
+    "rules_version",
+    "dns_consistency",
+    "body_proportion",
+    "body_length_match",
+    "status_code_match",
+    "headers_match",
+    "title_match",
+    "observations",
+    "control",
+    "throughput",
+]
+
+
+class _Answer(msgspec.Struct):
+    type: str
+    value: str
+
+
+class _Query(msgspec.Struct):
+    resolver: str = ""
+    depth: int = 0
+    answers: list[_Answer] = []
+    failure: str | None = None
+
+
+class _Observations(msgspec.Struct):
+    dns: list[_Query] = []
+
+
+@dataclass(slots=True)
+class Anomaly:
+    target: str
+    network: str
+    verdict: str
+    count: int
+    first_at: str
+    last_at: str
+    first_id: str
+    last_id: str
+    evidence: list[str]
+
+
+@dataclass(slots=True)
+class ReportData:
+    lang: str = "en"
+    first: str | None = None
+    last: str | None = None
+    measurements: int = 0
+    controls: int = 0
+    t0: datetime = field(default_factory=lambda: parse_iso("2000-01-01"))
+    bin_seconds: int = 3600
+    timeline: dict[str, dict[int, Counter[str]]] = field(default_factory=dict)
+    by_category: dict[str, Counter[str]] = field(default_factory=dict)
+    by_network: dict[str, Counter[str]] = field(default_factory=dict)
+    throughput: dict[str, list[tuple[datetime, str, float]]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    dns: dict[str, list[tuple[datetime, str, bool | None]]] = field(default_factory=dict)
+    anomalies: dict[tuple[Any, ...], Anomaly] = field(default_factory=dict)
+
+
+def _bin_seconds(first: str, last: str) -> int:
+    span = (parse_iso(last) - parse_iso(first)).total_seconds()
+    return next((s for s in _STEPS_S if span / s <= BINS), _STEPS_S[-1])
+
+
+def collect(store: Store, f: RowFilter, lang: str = "en") -> ReportData:
+    first, last, count = store.span(f)
+    data = ReportData(lang=lang, first=first, last=last)
+    if not count or first is None or last is None:
+        return data
+    data.bin_seconds = _bin_seconds(first, last)
+    start = parse_iso(first)
+    data.t0 = start.replace(minute=0, second=0, microsecond=0)
+    if data.bin_seconds >= 86400:
+        data.t0 = data.t0.replace(hour=0)
+    dns_of = msgspec.json.Decoder(_Observations).decode
+    last_answer: dict[str, str] = {}
+    for row in store.stream_dicts(f, _COLUMNS):
+        if row["is_control"]:
+            data.controls += 1
+            continue
+        data.measurements += 1
+        target, at = row["target"], parse_iso(row["started_at"])
+        word = verdict_words(row)
+        b = int((at - data.t0).total_seconds() // data.bin_seconds)
+        data.timeline.setdefault(target, {}).setdefault(b, Counter())[word] += 1
+        data.by_category.setdefault(row["category"] or "-", Counter())[word] += 1
+        data.by_network.setdefault(row["network"], Counter())[word] += 1
+        _dns(data, last_answer, f"{target} ({row['network']})", at, row, dns_of)
+        if row["throughput"]:
+            ratio = msgspec.json.decode(row["throughput"]).get("analysis", {}).get("ratio")
+            if ratio is not None:
+                data.throughput.setdefault(target, []).append((at, row["network"], ratio))
+        if V.is_anomaly(word):
+            key = (
+                target,
+                row["network"],
+                word,
+                row["failing_step"],
+                row["failure"],
+                row["rule_id"],
+                row["rules_version"],
+                row["blockpage"],
+            )
+            group = data.anomalies.get(key)
+            if group is None:
+                data.anomalies[key] = Anomaly(
+                    target,
+                    row["network"],
+                    word,
+                    1,
+                    row["started_at"],
+                    row["started_at"],
+                    row["id"],
+                    row["id"],
+                    explain(row, lang),
+                )
+            else:
+                group.count += 1
+                group.last_at, group.last_id = row["started_at"], row["id"]
+    targets = [t for t in data.throughput]
+    if targets:
+        lo, hi = f.since or "", f.until or "\uffff"
+        tests = [t for t in store.throughput_tests(targets) if lo <= t.at < hi]
+        data.events = find_events(tests)
+    return data
+
+
+def _dns(
+    data: ReportData,
+    last_answer: dict[str, str],
+    target: str,
+    at: datetime,
+    row: dict[str, Any],
+    decode: Any,
+) -> None:
+    """Record the resolver's answer for ``target`` (a target on one network) when it differs
+    from the last one."""
+    obs = decode(row["observations"])
+    system = [q for q in obs.dns if q.resolver == "system" and q.depth == 0]
+    if not system:
+        return
+    addrs = sorted({a.value for q in system for a in q.answers if a.type in ("A", "AAAA")})
+    failure = next((q.failure for q in system if q.failure), None)
+    answer = ", ".join(addrs) if addrs else (failure or "no answer")
+    if last_answer.get(target) == answer:
+        return
+    last_answer[target] = answer
+    consistent = {"consistent": True, "inconsistent": False}.get(row["dns_consistency"] or "")
+    data.dns.setdefault(target, []).append((at, answer, consistent))
+
+
+# -- HTML ------------------------------------------------------------------------------------
+_UI = {
+    "title": ("Network interference report", "Báo cáo can thiệp mạng"),
+    "period": ("Period", "Khoảng thời gian"),
+    "measured": (
+        "{n} measurements of {t} targets on {k} networks ({c} of control sites)",
+        "{n} phép đo {t} trang trên {k} mạng ({c} phép đo trang đối chứng)",
+    ),
+    "first": ("first measurement", "phép đo đầu tiên"),
+    "last": ("last measurement", "phép đo cuối cùng"),
+    "none": ("No measurements match.", "Không có phép đo nào phù hợp."),
+    "summary": ("Summary", "Tóm tắt"),
+    "by_category": ("By category", "Theo chuyên mục"),
+    "by_network": ("By network", "Theo mạng"),
+    "category": ("category", "chuyên mục"),
+    "network": ("network", "mạng"),
+    "timeline": ("Verdicts over time", "Kết quả theo thời gian"),
+    "timeline_note": (
+        "Each bar is {bin}; its colour is the verdict most measurements in it had.",
+        "Mỗi ô là {bin}; màu là kết quả của đa số phép đo trong ô.",
+    ),
+    "throughput": ("Throughput against a control", "Tốc độ tải so với trang đối chứng"),
+    "throughput_note": (
+        "Below 1: slower than a control site measured at the same moment; shaded: throttling "
+        "events found by probe events.",
+        "Dưới 1: chậm hơn trang đối chứng đo cùng lúc; vùng tô: các đợt bị bóp băng thông do "
+        "probe events phát hiện.",
+    ),
+    "dns": ("What the resolver under test answered", "Máy chủ DNS đang kiểm tra trả lời gì"),
+    "dns_note": (
+        "A new bar starts each time the answer changed.",
+        "Mỗi khi câu trả lời thay đổi, một thanh mới bắt đầu.",
+    ),
+    "evidence": ("Evidence for every anomaly", "Bằng chứng cho từng bất thường"),
+    "evidence_note": (
+        "Anomalies of one kind (same target, network, verdict, failure and rule) are grouped; "
+        "the evidence is that of the first.",
+        "Các bất thường cùng loại (cùng trang, mạng, kết quả, lỗi và quy tắc) được gộp lại; "
+        "bằng chứng là của phép đo đầu tiên.",
+    ),
+    "times": ("{n} measurements, {a} to {b}", "{n} phép đo, từ {a} đến {b}"),
+    "ids": ("Measurement ids", "Mã phép đo"),
+    "no_anomaly": ("No anomaly in this period.", "Không có bất thường nào."),
+    "words": (
+        "Verdicts never say more than the evidence: “blocked” needs a control's view; "
+        "“anomaly” is weaker evidence; “can't tell” is said as such.",
+        "Kết quả không nói quá bằng chứng: “bị chặn” cần góc nhìn đối chứng; “bất thường” là "
+        "bằng chứng yếu hơn; “không xác định được” được nói rõ.",
+    ),
+    "generated": ("Generated by probe {v}. Times are UTC.", "Tạo bởi probe {v}. Giờ UTC."),
+    "hour": ("one hour", "một giờ"),
+    "hours": ("{n} hours", "{n} giờ"),
+    "day": ("one day", "một ngày"),
+    "days": ("{n} days", "{n} ngày"),
+}
+CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:64rem;padding:0 1rem;
+color:#222}h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.2rem .5rem;
+text-align:right}th:first-child,td:first-child{text-align:left}figure{margin:1rem 0}
+figure svg{width:100%;height:auto}.note{color:#555;font-size:.9rem}article{border-left:4px solid
+#d62728;padding:.2rem .9rem;margin:1rem 0;background:#fafafa}code{font-size:.85rem}
+"""
+
+
+def _u(key: str, lang: str, **kw: Any) -> str:
+    return _UI[key][lang == "vi"].format(**kw)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _span(seconds: int, lang: str) -> str:
+    if seconds % 86400 == 0:
+        n = seconds // 86400
+        return _u("day", lang) if n == 1 else _u("days", lang, n=n)
+    n = seconds // 3600
+    return _u("hour", lang) if n == 1 else _u("hours", lang, n=n)
+
+
+def _table(rows: dict[str, Counter[str]], head: str, lang: str) -> str:
+    words = [w for w in V.WORDS if any(w in c for c in rows.values())]
+    out = [f"<table><tr><th>{_e(head)}</th>"]
+    out += [f"<th>{_e(V.translate(w, lang))}</th>" for w in words]
+    out.append("</tr>")
+    for name in sorted(rows):
+        out.append(f"<tr><td>{_e(name)}</td>")
+        out += [f"<td>{rows[name].get(w, 0)}</td>" for w in words]
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _day(stored: str | None) -> str:
+    return (stored or "")[:10]
+
+
+def _when(stored: str) -> str:
+    return f"{stored[:10]} {stored[11:16]}"
+
+
+def render(data: ReportData, figures: dict[str, str]) -> str:
+    """The HTML page: ``figures`` maps timeline, throughput and dns to inline SVG."""
+    lang = data.lang
+    networks = len(data.by_network)
+    head = (
+        '<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        "<title>{title}</title><style>{css}</style></head><body>"
+    ).format(lang=lang, title=_e(_u("title", lang)), css=CSS)
+    out = [head, f"<h1>{_e(_u('title', lang))}</h1>"]
+    if not data.measurements:
+        out.append(f"<p>{_e(_u('none', lang))}</p>")
+    else:
+        out.append(
+            f"<p><b>{_e(_u('period', lang))}:</b> {_e(_day(data.first))} – {_e(_day(data.last))}"
+            f" ({_e(_u('first', lang))} {_e(_when(data.first or ''))} UTC, "
+            f"{_e(_u('last', lang))} {_e(_when(data.last or ''))} UTC).<br>"
+            + _e(
+                _u(
+                    "measured",
+                    lang,
+                    n=data.measurements,
+                    t=len(data.timeline),
+                    k=networks,
+                    c=data.controls,
+                )
+            )
+            + "</p>"
+        )
+    out.append(f'<p class="note">{_e(_u("words", lang))}</p>')
+    out.append(f'<h2 id="summary">{_e(_u("summary", lang))}</h2>')
+    out.append(f"<h3>{_e(_u('by_category', lang))}</h3>")
+    out.append(_table(data.by_category, _u("category", lang), lang))
+    out.append(f"<h3>{_e(_u('by_network', lang))}</h3>")
+    out.append(_table(data.by_network, _u("network", lang), lang))
+    sections = [
+        ("timeline", _u("timeline_note", lang, bin=_span(data.bin_seconds, lang))),
+        ("throughput", _u("throughput_note", lang)),
+        ("dns", _u("dns_note", lang)),
+    ]
+    for key, note in sections:
+        out.append(f'<h2 id="{key}">{_e(_u(key, lang))}</h2><p class="note">{_e(note)}</p>')
+        out.append(f'<figure id="plot-{key}">{figures[key]}</figure>')
+    out.append(f'<h2 id="evidence">{_e(_u("evidence", lang))}</h2>')
+    out.append(f'<p class="note">{_e(_u("evidence_note", lang))}</p>')
+    groups = sorted(data.anomalies.values(), key=lambda a: (a.first_at, a.target))
+    if not groups:
+        out.append(f"<p>{_e(_u('no_anomaly', lang))}</p>")
+    for a in groups:
+        out.append(f'<article id="{_e(a.first_id)}">')
+        out.append(
+            f"<h3>{_e(a.target)}: {_e(V.translate(a.verdict, lang))} "
+            f"<small>({_e(_u('network', lang))} {_e(a.network)})</small></h3>"
+        )
+        when = _u("times", lang, n=a.count, a=_when(a.first_at), b=_when(a.last_at))
+        out.append(f"<p>{_e(when)} UTC</p><ul>")
+        out += [f"<li>{_e(s)}</li>" for s in a.evidence]
+        ids = f'<a href="#{_e(a.first_id)}"><code>{_e(a.first_id)}</code></a>'
+        if a.last_id != a.first_id:
+            ids += f" … <code>{_e(a.last_id)}</code>"
+        out.append(f"</ul><p>{_e(_u('ids', lang))}: {ids}</p></article>")
+    out.append(f'<p class="note">{_e(_u("generated", lang, v=__version__))}</p>')
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def write_report(
+    store: Store,
+    f: RowFilter,
+    output: str,
+    *,
+    lang: str = "en",
+    png_dir: str | None = None,
+) -> str:
+    """Write the report to ``output`` (and the plots to ``png_dir``); returns a summary."""
+    from probe.export import plots
+
+    if png_dir is not None:
+        folder = Path(png_dir)
+        if not folder.absolute().parent.is_dir():
+            raise ExportError(f"{folder.absolute().parent}: no such folder (for --png {png_dir})")
+        folder.mkdir(exist_ok=True)
+    data = collect(store, f, lang)
+    figs = {
+        "timeline": plots.timeline(data, lang),
+        "throughput": plots.throughput(data, lang),
+        "dns": plots.dns_answers(data, lang),
+    }
+    page = render(data, {k: plots.svg(fig) for k, fig in figs.items()})
+    with destination(output) as out:
+        out.write(page.encode("utf-8"))
+    if png_dir is not None:
+        for name, fig in figs.items():
+            (Path(png_dir) / f"{name}.png").write_bytes(plots.png(fig))
+    return f"{output}: {data.measurements} measurements, {len(data.anomalies)} kinds of anomaly" + (
+        f"; plots in {png_dir}" if png_dir else ""
+    )

@@ -1,0 +1,92 @@
+"""Verdicts in words: every combination of stored fields, both languages, and no overclaiming."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from probe import verdicts as V
+from probe.classify import classify
+from tests.dbs import SCENARIOS, helper_saw_it_work, measurement
+
+BLOCKING = [None, False, "false", "dns", "tcp_ip", "http-failure", "http-diff", "a-new-kind"]
+GRID = list(
+    itertools.product(
+        BLOCKING,
+        [None, True, False, 0, 1],  # accessible
+        ["helper", "local", "no control", "none", None],  # evidence
+        [False, True],  # offline
+        [None, False, True],  # throttled
+        [None, "probe.vn_http_blocked_vi"],  # blockpage
+        [None, "sni_targeted", "target_slow_unattributed"],  # throttle label
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("fields", "want"),
+    [
+        (("dns", False, "local", False, None), "blocked (dns)"),
+        (("tcp_ip", False, "helper", False, None), "blocked (tcp_ip)"),
+        (("tcp_ip", False, "local", False, None), "anomaly (tcp_ip)"),
+        (("http-failure", False, "helper", False, None), "blocked (tls/http failure)"),
+        (("http-failure", False, "none", False, None), "anomaly (tls/http failure)"),
+        (("http-diff", False, "helper", False, None), "anomaly (http-diff)"),
+        ((False, True, "helper", False, None), "accessible"),
+        ((False, True, "local", False, None), "accessible"),  # verified TLS, the control's page
+        ((False, True, "no control", False, None), "accessible (no control)"),
+        ((False, False, "helper", False, None), "down"),
+        ((None, None, "none", False, None), "can't tell"),
+        ((None, None, "local", True, None), "offline"),
+        ((False, True, "helper", False, True), "throttled"),
+        (("false", 1, "helper", 0, 1), "throttled"),  # as stored in SQLite
+    ],
+)
+def test_words(fields: tuple[object, ...], want: str) -> None:
+    assert V.words(*fields) == want
+
+
+def test_a_fingerprint_makes_it_a_blockpage_and_a_slow_server_an_anomaly() -> None:
+    assert V.words("http-diff", False, "helper", blockpage="isp.x") == "blockpage"
+    assert V.words("dns", False, "none", blockpage="isp.x") == "blockpage"
+    slow = V.words(False, True, "helper", False, True, throttle_label="target_slow_unattributed")
+    assert slow == "anomaly (slow)"
+
+
+def test_every_combination_is_one_of_the_words_in_both_languages() -> None:
+    seen = set()
+    for b, a, e, off, thr, bp, label in GRID:
+        en = V.words(b, a, e, off, thr, blockpage=bp, throttle_label=label)
+        vi = V.words(b, a, e, off, thr, blockpage=bp, throttle_label=label, lang="vi")
+        assert en in V.WORDS and vi == V.WORDS[en]
+        seen.add(en)
+    assert seen == set(V.WORDS), f"never produced: {set(V.WORDS) - seen}"
+    assert len(set(V.WORDS.values())) == len(V.WORDS)  # one Vietnamese phrase per verdict
+
+
+def test_words_never_overclaim() -> None:
+    for b, a, e, off, thr, bp, label in GRID:
+        w = V.words(b, a, e, off, thr, blockpage=bp, throttle_label=label)
+        if w.startswith("blocked") and b in ("tcp_ip", "http-failure"):
+            assert e == "helper", "blocked without a helper's view of the same step"
+        if w == "blockpage":
+            assert bp is not None, "blockpage without a matching fingerprint"
+        if w == "throttled":
+            assert thr and label != "target_slow_unattributed"
+        if w == "accessible":
+            assert e != "no control", "accessible where the page was compared with nothing"
+        if off:
+            assert w == "offline"
+        if b is None or b == "":
+            assert w in ("can't tell", "offline")
+
+
+def test_of_a_classified_verdict() -> None:
+    for name in SCENARIOS:
+        m = measurement(name, "x", control=helper_saw_it_work(name))
+        assert V.of(m.verdict) in V.WORDS
+    v = classify(measurement("dns_nxdomain", "x").observations)
+    assert V.of(v) == "blocked (dns)" and V.of(v, lang="vi") == "bị chặn (DNS)"
+    with pytest.raises(ValueError, match="lang"):
+        V.words(False, True, lang="fr")
