@@ -234,3 +234,19 @@ def test_migration_to_one_record_of_observations(tmp_path: Path) -> None:
         ["Location", "http://10.0.0.1/b"],
     ]
     assert "203.0.113.5" not in next(s.rows())["observations"]
+
+
+def test_the_readme_names_every_table_the_privacy_section_speaks_for(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """The README's Storage section (which its privacy paragraph speaks for) names every table
+    and view a probe database has: a new table fails here until the README says what it
+    holds."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Storage")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    assert "### Privacy: what is stored, and what never is" in section
+    s = Store.open(tmp_path / "p.db")
+    names = (set(s.db.table_names()) | set(s.db.view_names())) - {"_sqlite_migrations"}
+    missing = sorted(n for n in names if f"`{n}`" not in section)
+    assert missing == [], f"README's Storage section does not say what these hold: {missing}"
