@@ -48,8 +48,15 @@ controls:
 
 
 def _run(tmp: Path, w: World, capsys: pytest.CaptureFixture[str], *extra: str) -> Path:
+    return _run_output(tmp, w, capsys, *extra)[0]
+
+
+def _run_output(
+    tmp: Path, w: World, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[Path, str, str]:
+    """probe run over _targets in the loopback world: the database, stdout and stderr."""
     db = tmp / "r.db"
-    code, _out, err = run_cli(
+    code, out, err = run_cli(
         [
             "run",
             "--targets",
@@ -70,7 +77,7 @@ def _run(tmp: Path, w: World, capsys: pytest.CaptureFixture[str], *extra: str) -
         capsys,
     )
     assert code == 0, err
-    return db
+    return db, out, err
 
 
 def test_run_then_export_jsonl(
@@ -179,30 +186,10 @@ def test_run_says_once_what_no_helper_cannot_see(
 ) -> None:
     """Without a helper, a page over consistent DNS is 'accessible (no control)' in the table
     and the export's evidence, and the run says once why (issue 9 item 11)."""
-    db = tmp_path / "r.db"
-    code, out, err = run_cli(
-        [
-            "run",
-            "--targets",
-            str(_targets(tmp_path, world)),
-            "--db",
-            str(db),
-            "--resolver",
-            world.system_dns.address,
-            "--control-resolver",
-            world.doh_url,
-            "--ca-bundle",
-            world.ca_pem,
-            "--allow-loopback",
-            "--only",
-            "news",
-        ],
-        capsys,
-    )
-    assert code == 0, err
+    db, out, err = _run_output(tmp_path, world, capsys, "--only", "news")
     assert err.count("a test helper") == 0 and err.count("no test helper (--helper)") == 1
     assert "accessible (no control)" in out
-    code, out, _ = run_cli(["export", "--db", str(db), "--target", "news"], capsys)
+    _, out, _ = run_cli(["export", "--db", str(db), "--target", "news"], capsys)
     (rec,) = map(json.loads, out.splitlines())
     assert (rec["accessible"], rec["evidence"], rec["rule_id"]) == (
         True,
