@@ -1,0 +1,105 @@
+"""The daemon's schedule: when the next round runs, and which targets it measures.
+
+Contract: everything here but :class:`RandomGapTrigger` is pure; time and randomness are
+parameters. ``next_gap(mean, rng)`` draws the gap before the next round: a floor of
+``FLOOR`` x mean plus an exponential part, cut at ``CAP`` x mean, whose scale is solved so the
+gaps average ``mean``. An observer cannot predict the next round (the exponential part is
+memoryless), rounds never bunch closer than the floor, and the longest gap stays under twice
+the interval (``probe status`` calls a daemon late past that). ``backoff`` says how much longer
+the gaps grow while the link is down or the database refuses writes. ``due`` picks the targets
+a round measures when targets.yaml gives some of them their own ``interval``;
+``RandomGapTrigger`` is the APScheduler 3.x trigger that draws its gaps with ``next_gap``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from apscheduler.triggers.base import BaseTrigger
+
+from probe.targets import Target
+from probe.timeutil import from_stored
+
+FLOOR = 0.2  # the shortest gap, as a fraction of the mean
+CAP = 1.75  # the longest gap, as a multiple of the mean
+MAX_BACKOFF = 8.0  # gaps grow at most this much while offline
+
+
+@functools.cache
+def _scale(floor: float, cap: float) -> float:
+    """The exponential part's mean (in units of the gap's mean) that makes
+    ``floor + E[min(X, cap - floor)] == 1`` for X ~ Exp(scale). Bisection: the left side
+    grows with the scale."""
+    span = cap - floor
+    lo, hi = 1e-6, 100.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if floor + mid * (1 - math.exp(-span / mid)) < 1:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def next_gap(mean: float, rng: random.Random, *, floor: float = FLOOR, cap: float = CAP) -> float:
+    """Seconds until the next round: within [floor x mean, cap x mean], averaging ``mean``."""
+    if not 0 <= floor < 1 < cap:
+        raise ValueError("need 0 <= floor < 1 < cap")
+    part = rng.expovariate(1 / _scale(floor, cap))
+    return mean * (floor + min(part, cap - floor))
+
+
+def backoff(failed_rounds: int) -> float:
+    """Factor on the mean gap after ``failed_rounds`` offline (or unwritable) rounds in a row:
+    1, 2, 4, ... up to MAX_BACKOFF; back to 1 with the first good round."""
+    return float(min(2 ** max(0, failed_rounds), MAX_BACKOFF))
+
+
+def page_mean(targets: Sequence[Target], default: float) -> float:
+    """The mean gap between page rounds: the default, or the shortest target interval."""
+    return min([default, *(t.interval_seconds or default for t in targets)])
+
+
+def due(
+    targets: Sequence[Target],
+    last_measured: Mapping[str, str],
+    now: datetime,
+    default: float,
+) -> list[Target]:
+    """The targets a page round measures now. A target at the round's own pace (no interval of
+    its own, or one no longer than the round's mean gap) is measured every round; a slower one
+    when its interval, less half a round gap, has passed since it was last measured, so that on
+    average it is measured once per interval."""
+    mean = page_mean(targets, default)
+    out = []
+    for t in targets:
+        interval = t.interval_seconds or default
+        last = last_measured.get(t.name)
+        if interval <= mean or last is None:
+            out.append(t)
+            continue
+        if (now - from_stored(last)).total_seconds() >= interval - mean / 2:
+            out.append(t)
+    return out
+
+
+class RandomGapTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3.x has no types
+    """Fires ``next_gap(mean(), rng)`` after it is asked (at a round's start, or when the
+    daemon resumes the job at a round's end). ``mean`` is read each time, so a reload or a
+    back-off changes the next gap without rebuilding the job."""
+
+    __slots__ = ("mean", "rng")
+
+    def __init__(self, mean: Callable[[], float], rng: random.Random) -> None:
+        self.mean = mean
+        self.rng = rng
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        return now + timedelta(seconds=next_gap(self.mean(), self.rng))
+
+    def __str__(self) -> str:
+        return f"random gaps around {self.mean():g} s"
