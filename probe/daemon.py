@@ -254,9 +254,10 @@ class Daemon:
     def caps(self) -> budget_mod.Budget:
         return budget_mod.Budget(self.settings.max_bytes_per_day, self.settings.max_bytes_per_month)
 
-    def page_estimate(self, n: int) -> float:
+    def page_estimate(self, n: int, guess: float = PAGE_BYTES_GUESS) -> float:
+        """Bytes ``n`` page measurements will take, from this database's last rounds."""
         per = self.store.round_bytes("pages")
-        return n * (per if per is not None else PAGE_BYTES_GUESS)
+        return n * (per if per is not None else guess)
 
     def _budget(self, kind: str, why: str | None) -> bool:
         """Record and log a change of the budget's verdict on ``kind``; True if it may run."""
@@ -295,7 +296,8 @@ class Daemon:
             if not targets:
                 log.debug("pages: no target due")
                 return
-            need = self.page_estimate(len(targets) + len(tl.controls))
+            # Before any round to go by, one round may run while anything is left.
+            need = self.page_estimate(len(targets) + len(tl.controls), guess=0)
             if not self._budget(kind, budget_mod.check(self.caps(), self.usage(), need, now)):
                 return
         else:

@@ -24,10 +24,11 @@ and records step by step what your network does: the DNS answers, whether connec
 reset or time out, whether a page is replaced by a blockpage, and how fast downloads are.
 
 What this means for you:
-  - Your internet provider (and anyone watching your connection) can see that this computer
-    contacts these sites, at regular times. Some of them are political and may be blocked on
-    purpose. In some countries visiting them, or measuring them, may draw attention. Only go
-    on if you understand and accept this risk.
+  - This traffic is visible to your internet provider (and to anyone watching your
+    connection): they can see that this computer contacts these sites, at regular times.
+    Some of them are political and may be blocked on purpose. In some countries visiting
+    them, or measuring them, may draw attention. Only go on if you understand and accept
+    this risk.
   - It uses data: every round downloads the sites' front pages. Set a daily and monthly cap
     (max_bytes_per_day, max_bytes_per_month) if your data is metered; `--profile mobile` keeps
     rounds small and the budget tight (25 MB a day).

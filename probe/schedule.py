@@ -2,11 +2,11 @@
 
 Contract: everything here but :class:`RandomGapTrigger` is pure; time and randomness are
 parameters. ``next_gap(mean, rng)`` draws the gap before the next round: a floor of
-``FLOOR`` x mean plus an exponential part, cut at ``CAP`` x mean, whose scale is solved so the
-gaps average ``mean``. An observer cannot predict the next round (the exponential part is
-memoryless), rounds never bunch closer than the floor, and the longest gap stays under twice
-the interval (``probe status`` calls a daemon late past that). ``backoff`` says how much longer
-the gaps grow while the link is down or the database refuses writes. ``due`` picks the targets
+``FLOOR`` x mean plus an exponential part truncated at ``CAP`` x mean, whose scale is solved
+so the gaps average ``mean``. An observer cannot predict the next round (the exponential part
+is all but memoryless), rounds never bunch closer than the floor, and no gap is unbounded.
+``backoff`` says how much longer the gaps grow while the link is down or the database refuses
+writes. ``due`` picks the targets
 a round measures when targets.yaml gives some of them their own ``interval``;
 ``RandomGapTrigger`` is the APScheduler 3.x trigger that draws its gaps with ``next_gap``.
 """
@@ -25,32 +25,36 @@ from probe.targets import Target
 from probe.timeutil import from_stored
 
 FLOOR = 0.2  # the shortest gap, as a fraction of the mean
-CAP = 1.75  # the longest gap, as a multiple of the mean
+CAP = 3.0  # the longest gap, as a multiple of the mean
 MAX_BACKOFF = 8.0  # gaps grow at most this much while offline
 
 
 @functools.cache
 def _scale(floor: float, cap: float) -> float:
-    """The exponential part's mean (in units of the gap's mean) that makes
-    ``floor + E[min(X, cap - floor)] == 1`` for X ~ Exp(scale). Bisection: the left side
-    grows with the scale."""
-    span = cap - floor
-    lo, hi = 1e-6, 100.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if floor + mid * (1 - math.exp(-span / mid)) < 1:
-            lo = mid
+    """The scale (in units of the mean) of the exponential, truncated to [0, cap - floor],
+    whose mean is ``1 - floor``: then the gaps average the mean. Bisection: the truncated
+    mean grows with the scale, from 0 towards half the span."""
+    span, want = cap - floor, 1 - floor
+    lo, hi = 1e-6, 1e6
+    for _ in range(200):
+        m = (lo + hi) / 2
+        q = math.exp(-span / m)
+        if m - span * q / (1 - q) < want:
+            lo = m
         else:
-            hi = mid
+            hi = m
     return (lo + hi) / 2
 
 
 def next_gap(mean: float, rng: random.Random, *, floor: float = FLOOR, cap: float = CAP) -> float:
-    """Seconds until the next round: within [floor x mean, cap x mean], averaging ``mean``."""
-    if not 0 <= floor < 1 < cap:
-        raise ValueError("need 0 <= floor < 1 < cap")
-    part = rng.expovariate(1 / _scale(floor, cap))
-    return mean * (floor + min(part, cap - floor))
+    """Seconds until the next round, within [floor x mean, cap x mean] and averaging ``mean``:
+    the floor plus an exponential truncated at the cap (drawn by inverting its distribution,
+    one draw of ``rng``: no pile of gaps at the cap)."""
+    if not 0 <= floor < 1 or not cap > 2 - floor:
+        raise ValueError("need 0 <= floor < 1 and cap > 2 - floor")
+    m, span = _scale(floor, cap), cap - floor
+    part = -m * math.log(1 - rng.random() * (1 - math.exp(-span / m)))
+    return mean * (floor + part)
 
 
 def backoff(failed_rounds: int) -> float:

@@ -650,7 +650,7 @@ class Store:
 
 
 # A measurement with an anomaly: a blocking verdict, or a throttled throughput test.
-ANOMALY = "((blocking IS NOT NULL AND blocking != 'false') OR throttled = 1)"
+ANOMALY = "((blocking IS NOT NULL AND blocking != 'false') OR coalesce(throttled, 0) = 1)"
 
 
 def _scrub_headers(obs: Any) -> Any:
