@@ -531,7 +531,14 @@ def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
     from probe.status import render
     from probe.status import status as daemon_status
 
-    store = _open_store(resolve_db(db_path, config_path), create=False)
+    db = resolve_db(db_path, config_path)
+    if not Path(db).exists():
+        if as_json:
+            click.echo(json.dumps({"db": db, "running": False, "health": "not running", "exit": 3}))
+        else:
+            click.echo(f"daemon     not running (no database at {db})")
+        return 3
+    store = _open_store(db, create=False)
     doc = daemon_status(store)
     if as_json:
         click.echo(json.dumps(doc))

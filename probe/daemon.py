@@ -63,7 +63,7 @@ from probe.timeutil import day_start, iso, month_start, utc_now
 log = logging.getLogger("probe.daemon")
 
 HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog asks)
-PENDING_MAX = 2000  # measurements kept in memory while the database refuses writes
+PENDING_MAX = 500  # measurements kept in memory while the database refuses writes (~40 MB)
 PAGE_BYTES_GUESS = 120_000  # per measurement, until this database has a round to go by
 
 
