@@ -167,6 +167,11 @@ class PatientStore(Store):
             try:
                 if not self.exists(m.id):
                     super().save(m)
+            except sqlite3.IntegrityError as exc:
+                # This measurement, not the database: never let it hold up the others.
+                log.error("measurement %s of %s not stored (%s)", m.id, m.target, exc)
+                self.pending.popleft()
+                continue
             except sqlite3.DatabaseError as exc:
                 if self.last_error != str(exc):
                     log.error(

@@ -15,6 +15,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -531,3 +532,30 @@ def test_database_errors_are_logged_and_retried(
     store = Store.open(db)
     ids = {r["id"] for r in store.db.query("SELECT id FROM measurements")}
     assert len(ids) >= 3
+
+
+def test_patient_store_keeps_measurements_until_the_database_takes_them(tmp_path: Path) -> None:
+    from probe.daemon import PatientStore
+    from probe.model import Measurement, Observations, Verdict
+
+    def m(i: int) -> Measurement:
+        v = Verdict(False, True, "ok", "1", "local")
+        url = f"https://x{i}.example/"
+        return Measurement(f"m{i}", f"t{i}", url, iso(datetime.now(UTC)), Observations(url), v)
+
+    db = tmp_path / "p.db"
+    store = PatientStore(Store.open(db))
+    store.db.execute("PRAGMA busy_timeout = 0")
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    store.save(m(1))
+    store.save(m(2))  # the database is locked: no exception, both wait
+    assert len(store.pending) == 2 and "locked" in (store.last_error or "")
+    other.execute("ROLLBACK")
+    other.close()
+    store.save(m(3))
+    assert not store.pending and store.last_error is None
+    assert {r["id"] for r in store.db.query("SELECT id FROM measurements")} == {"m1", "m2", "m3"}
+    store.save(replace(m(4), target=None))  # type: ignore[arg-type]  # a bad row, not a bad db
+    store.save(m(5))
+    assert not store.pending and store.exists("m5") and not store.exists("m4")
