@@ -480,7 +480,7 @@ class Daemon:
         now = datetime.now(UTC)
         self.sched = AsyncIOScheduler(
             timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            job_defaults=schedule.JOB_DEFAULTS,
         )
         self.sched.add_job(
             self.job,

@@ -27,6 +27,9 @@ from probe.timeutil import from_stored
 FLOOR = 0.2  # the shortest gap, as a fraction of the mean
 CAP = 3.0  # the longest gap, as a multiple of the mean
 MAX_BACKOFF = 8.0  # gaps grow at most this much while offline
+# APScheduler job options: a round missed while the machine slept runs once when it wakes,
+# however late (no misfire limit), never as a burst (coalesce), never beside itself.
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 
 @functools.cache

@@ -559,3 +559,32 @@ def test_patient_store_keeps_measurements_until_the_database_takes_them(tmp_path
     store.save(replace(m(4), target=None))  # type: ignore[arg-type]  # a bad row, not a bad db
     store.save(m(5))
     assert not store.pending and store.exists("m5") and not store.exists("m4")
+
+
+def test_a_round_missed_in_sleep_runs_once_on_waking() -> None:
+    """The job's planned time is an hour past (a laptop that slept): one run, then a gap."""
+    import asyncio
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    runs: list[datetime] = []
+
+    async def job() -> None:
+        runs.append(datetime.now(UTC))
+
+    async def go() -> None:
+        sched = AsyncIOScheduler(timezone=UTC, job_defaults=schedule.JOB_DEFAULTS)
+        past = datetime.now(UTC) - timedelta(hours=1)
+        sched.add_job(
+            job,
+            schedule.RandomGapTrigger(lambda: 60.0, random.Random(1)),
+            next_run_time=past,
+        )
+        sched.start()
+        await asyncio.sleep(0.5)
+        nxt = sched.get_jobs()[0].next_run_time
+        sched.shutdown(wait=False)
+        assert nxt - datetime.now(UTC) > timedelta(seconds=60 * schedule.FLOOR - 1)
+
+    asyncio.run(go())
+    assert len(runs) == 1
