@@ -150,7 +150,8 @@ class LabDaemon:
             time.sleep(0.2)
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
-        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        # rw, not ro: a reader of a WAL database may need to make its -shm file after a kill
+        con = sqlite3.connect(f"file:{self.db}?mode=rw", uri=True)
         try:
             return con.execute(query).fetchall()
         finally:
