@@ -564,8 +564,11 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
     """
     from probe.init import CONSENT, settings_file
 
-    settings = load_settings(flags, None)  # checks every flag given, as any command does
-    path = Path(config_path) if config_path else settings_mod.default_config()
+    where = config_path or os.environ.get("PROBE_CONFIG")
+    path = Path(where).expanduser() if where else settings_mod.default_config()
+    # Check every flag given, as any command does, without reading the file to be written.
+    env = {k: v for k, v in os.environ.items() if k != "PROBE_CONFIG"}
+    settings = settings_mod.resolve(flags, env=env, config=os.devnull)
     if path.exists() and not force:
         fail(f"{path}: a settings file is already there (--force replaces it)")
     click.echo(CONSENT.format(db=settings.db, config=path))
