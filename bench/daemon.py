@@ -67,6 +67,10 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle measured")
     ap.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     args = ap.parse_args()
+    # Stop cleanly (the daemon and the servers too) on SIGTERM, and on SIGINT even when a
+    # shell started this in the background with SIGINT ignored.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     with tempfile.TemporaryDirectory() as tmp, bench_world(args.targets + 1, tmp) as w:
         t = Path(tmp)

@@ -250,6 +250,8 @@ class Daemon:
 
     # -- rounds ----------------------------------------------------------------------------
     def usage(self) -> budget_mod.Usage:
+        if self.caps() == budget_mod.Budget():
+            return budget_mod.Usage(0, 0)  # no cap: nothing to count
         now = datetime.now(UTC)
         return budget_mod.Usage(
             self.store.bytes_used_since(day_start(now)),
@@ -295,9 +297,9 @@ class Daemon:
         tl = setup.targets
         now = datetime.now(UTC)
         if kind == "pages":
-            targets = schedule.due(
-                tl.targets, self.store.last_measured(), now, self.settings.interval
-            )
+            default = self.settings.interval
+            last = self.store.last_measured(schedule.needs_history(tl.targets, default))
+            targets = schedule.due(tl.targets, last, now, default)
             if not targets:
                 log.debug("pages: no target due")
                 return

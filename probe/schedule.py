@@ -71,6 +71,12 @@ def page_mean(targets: Sequence[Target], default: float) -> float:
     return min([default, *(t.interval_seconds or default for t in targets)])
 
 
+def needs_history(targets: Sequence[Target], default: float) -> list[str]:
+    """The names whose last measurement ``due`` needs: those slower than the rounds."""
+    mean = page_mean(targets, default)
+    return [t.name for t in targets if (t.interval_seconds or default) > mean]
+
+
 def due(
     targets: Sequence[Target],
     last_measured: Mapping[str, str],

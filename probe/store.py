@@ -310,6 +310,8 @@ def m004_daemon_state(db: Database) -> None:
         pk="id",
     )
     db.table("measurements").create_index(["round_id"])
+    # Covers the data budget's sums (bytes used today, this month) without reading the rows.
+    db.table("measurements").create_index(["started_at", "source", "bytes_used"])
     rounds.create_index(["started_at"])
 
 
@@ -547,13 +549,18 @@ class Store:
             closed += 1
         return closed
 
-    def last_measured(self) -> dict[str, str]:
-        """target -> when it was last measured by this probe."""
-        rows = self.db.query(
-            "SELECT target, max(started_at) AS at FROM measurements "
-            "WHERE source = 'probe' GROUP BY target"
-        )
-        return {r["target"]: r["at"] for r in rows}
+    def last_measured(self, targets: Iterable[str]) -> dict[str, str]:
+        """target -> when it was last measured (one index lookup per name: a round asks for
+        a few names, and the table grows for months)."""
+        out = {}
+        for name in targets:
+            rows = self.db.query(
+                "SELECT max(started_at) AS at FROM measurements WHERE target = ?", [name]
+            )
+            at = next(iter(rows))["at"]
+            if at is not None:
+                out[name] = at
+        return out
 
     def round_bytes(self, kind: str, last: int = 5) -> float | None:
         """Bytes per measurement in the last ``last`` finished, online ``kind`` rounds."""
