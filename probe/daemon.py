@@ -63,6 +63,7 @@ from probe.timeutil import day_start, iso, month_start, utc_now
 log = logging.getLogger("probe.daemon")
 
 HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog asks)
+ROW_EVERY = 60.0  # seconds between writes of the daemon row when nothing changed
 PENDING_MAX = 500  # measurements kept in memory while the database refuses writes (~40 MB)
 PAGE_BYTES_GUESS = 120_000  # per measurement, until this database has a round to go by
 
@@ -213,6 +214,7 @@ class Daemon:
         self.state = "starting"
         self.sched: Any = None
         self.last_beat_error = 0.0
+        self.last_write = 0.0
 
     # -- schedule --------------------------------------------------------------------------
     def factor(self) -> float:
@@ -329,6 +331,7 @@ class Daemon:
         setup = replace(setup, targets=TargetList(tuple(targets), tl.controls))
         self.state = f"measuring ({kind})"
         sd_notify(f"STATUS=measuring {len(targets)} targets ({kind})")
+        self.beat()
         t0 = time.monotonic()
         self.current = asyncio.create_task(
             run_once(setup, self.store, throughput=kind == "throughput", kind=kind)
@@ -397,10 +400,14 @@ class Daemon:
             self.beat()
 
     # -- heartbeat, reload, stop -----------------------------------------------------------
-    def beat(self) -> None:
-        """The ``daemon`` row for ``probe status``, and systemd's watchdog."""
+    def beat(self, *, write: bool = True) -> None:
+        """systemd's watchdog, waiting writes, and the ``daemon`` row for ``probe status``
+        (``write``: now; else at most once a minute, to spare an SD card's writes)."""
         sd_notify("WATCHDOG=1")
         self.store.flush()
+        if not write and time.monotonic() - self.last_write < ROW_EVERY:
+            return
+        self.last_write = time.monotonic()
         row = {
             "pid": os.getpid(),
             "started_at": self.started_at,
@@ -425,7 +432,7 @@ class Daemon:
 
     async def heartbeat(self) -> None:
         # A coroutine, so APScheduler runs it on the loop's thread, where the database lives.
-        self.beat()
+        self.beat(write=False)
 
     def reload(self) -> None:
         try:
