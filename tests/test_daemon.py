@@ -430,8 +430,10 @@ def test_daemon_runs_rounds_reloads_refuses_a_second_and_stops(
         assert len(r.stderr.strip().splitlines()) == 1
         code, out, _ = run_cli(["status", *args[-2:], "--json"], capsys)
         doc = json.loads(out)
-        assert (code, doc["pid"], doc["state"]) == (0, d.proc.pid, doc["state"])
-        assert doc["next_round"] and doc["last_round"]["kind"] == "pages"
+        assert (code, doc["pid"]) == (0, d.proc.pid)
+        # the next round is planned, unless one is being measured right now
+        assert doc["next_round"] or doc["state"].startswith("measuring"), doc
+        assert doc["last_round"]["kind"] == "pages"
         # SIGHUP with a broken file: one logged line, the old targets kept
         good = targets.read_text()
         targets.write_text(good + "  - name: [broken\n")
@@ -516,7 +518,7 @@ def test_database_errors_are_logged_and_retried(
     d = Daemon([*args, "--interval", "1s"], tmp_path / "d.log")
     try:
         d.wait_for(lambda ls: len(rounds(ls)) >= 1)
-        con = sqlite3.connect(db, timeout=0)
+        con = sqlite3.connect(db, timeout=10)  # waits out a write of the daemon
         con.execute("BEGIN EXCLUSIVE")
         d.wait_for(lambda ls: any(x["level"] == "error" for x in ls), timeout=30)
         con.rollback()
