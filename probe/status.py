@@ -132,7 +132,7 @@ def render(doc: dict[str, Any]) -> list[str]:
     else:
         lines.append(
             f"last round {r['started_at']} ({r['kind']}, {r['status'] or 'unfinished'}): "
-            f"{r['targets']} targets, {r['anomalies']} anomalies, {_mb(r['bytes_used'])}"
+            f"{r['targets']} measurements, {r['anomalies']} anomalies, {_mb(r['bytes_used'])}"
             + (f" - {r['note']}" if r["note"] else "")
         )
     m, data = doc["measurements"], doc["data"]

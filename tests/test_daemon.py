@@ -590,3 +590,29 @@ def test_a_round_missed_in_sleep_runs_once_on_waking() -> None:
 
     asyncio.run(go())
     assert len(runs) == 1
+
+
+def test_log_lines_for_journald_and_collectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from probe.daemon import setup_logging
+
+    log = logging.getLogger("probe.daemon")
+    for fmt, journal in (("text", "1:2"), ("json", "")):
+        out = io.StringIO()
+        monkeypatch.setenv("JOURNAL_STREAM", journal)
+        setup_logging(fmt, out)
+        log.warning("round abc pages: 3 targets", extra={"fields": {"targets": 3, "bytes": 10}})
+        log.info("plain")
+        lines = out.getvalue().splitlines()
+        if fmt == "text":  # journald reads the syslog priority and stamps the time itself
+            assert lines == ["<4>round abc pages: 3 targets", "<6>plain"]
+        else:
+            doc = json.loads(lines[0])
+            assert (doc["level"], doc["targets"], doc["bytes"]) == ("warning", 3, 10)
+            assert doc["msg"].startswith("round abc") and doc["ts"].endswith("Z")
+    for name in ("probe", "apscheduler"):  # leave logging as other tests expect it
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+        logging.getLogger(name).setLevel(logging.NOTSET)
