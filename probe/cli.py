@@ -24,7 +24,7 @@ from probe.measure.dns import parse_resolver, system_resolver
 from probe.round import load_fingerprints, read_token
 from probe.settings import DAEMON, MEASURE, OPTIONS, Settings
 from probe.store import Store
-from probe.targets import import_citizenlab_csv, load_targets
+from probe.targets import Target, TargetList, import_citizenlab_csv, load_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
 NO_HELPER_NOTE = (
@@ -288,6 +288,12 @@ def targets_check(path: str) -> None:
     """
     tl = load_targets(path)
     click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
+    if not tl.controls:
+        click.echo(
+            f"probe: warning: {path} has no controls: without them an offline round cannot be "
+            "told from blocking (add a 'controls:' list, e.g. the default one)",
+            err=True,
+        )
 
 
 @targets.command("import")
@@ -312,15 +318,39 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
       probe targets import vn.csv --targets targets.yaml > more-targets.yaml
     """
     existing = load_targets(targets_path) if targets_path else None
-    entries, skipped = import_citizenlab_csv(csv_path, existing)
-    text = yaml.safe_dump({"targets": entries}, allow_unicode=True, sort_keys=False)
     if output:
+        # A complete file: the entries and controls (the list's own, else the default ones).
+        controls = existing.controls if existing and existing.controls else _default_controls()
+        seen = TargetList(existing.targets if existing else (), controls)
+        entries, skipped = import_citizenlab_csv(csv_path, seen)
+        doc = {"targets": entries, "controls": [_entry_of(c) for c in controls]}
+        text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
         tmp = Path(output).with_name(f".{Path(output).name}.tmp")
         tmp.write_text(text, encoding="utf-8")
+        try:
+            load_targets(tmp)
+        except InputError:
+            tmp.unlink()
+            raise
         os.replace(tmp, output)
+        click.echo(f"{len(entries)} entries and {len(controls)} controls written", err=True)
     else:
+        entries, skipped = import_citizenlab_csv(csv_path, existing)
+        text = yaml.safe_dump({"targets": entries}, allow_unicode=True, sort_keys=False)
         click.echo(text, nl=False)
     click.echo(f"{len(entries)} entries from {csv_path}, {skipped} duplicates skipped", err=True)
+
+
+def _default_controls() -> tuple[Target, ...]:
+    from importlib import resources
+
+    with resources.as_file(resources.files("probe") / "data" / "targets.yaml") as path:
+        return load_targets(path).controls
+
+
+def _entry_of(t: Target) -> dict[str, Any]:
+    fields = ("name", "url", "category", "throughput_url", "tags", "notes", "interval")
+    return {f: getattr(t, f) for f in fields if getattr(t, f) not in (None, ())}
 
 
 @cli.command()
@@ -440,10 +470,152 @@ def reclassify(
     click.echo(f"{total} measurements reclassified, {changed} verdicts changed")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors."""
+# -- the daemon and its companions (issue 11) ---------------------------------------------------
+@cli.command()
+@settings_options(MEASURE, DAEMON)
+def daemon(config_path: str | None, **flags: Any) -> int:
+    """Measure on a schedule until stopped: random gaps around --interval, a data budget,
+    one daemon per database. SIGTERM/SIGINT stop it, SIGHUP reloads settings and targets.
+
+    \b
+    Example:
+      probe daemon --interval 45m --max-bytes-per-day 200M
+    """
+    from probe.daemon import run as run_daemon
+
+    return run_daemon(flags, config_path)
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
+    """Is the daemon measuring? Last and next round, data used, anomalies, throttling.
+
+    Exit status 0: healthy; 3: no daemon runs on this database; 4: it runs, but its last
+    round is older than twice its interval.
+
+    \b
+    Example:
+      probe status --db /var/lib/probe/probe.db --json
+    """
+    import json
+
+    from probe.status import render
+    from probe.status import status as daemon_status
+
+    db = resolve_db(db_path, config_path)
+    if not Path(db).exists():
+        if as_json:
+            click.echo(json.dumps({"db": db, "running": False, "health": "not running", "exit": 3}))
+        else:
+            click.echo(f"daemon     not running (no database at {db})")
+        return 3
+    store = _open_store(db, create=False)
+    doc = daemon_status(store)
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        for line in render(doc):
+            click.echo(line)
+    return int(doc["exit"])
+
+
+@cli.command()
+@settings_options(MEASURE, DAEMON)
+@click.option("--yes", is_flag=True, help="Agree without questions (for scripts).")
+@click.option("--force", is_flag=True, help="Replace an existing settings file.")
+def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
+    """First contact: what the probe does and risks, then a commented settings file.
+
+    Flags given here (e.g. --profile mobile, --helper URL) are written as set values; every
+    other setting is written commented out, with its default.
+
+    \b
+    Example:
+      probe init --profile mobile --yes
+    """
+    from probe.init import CONSENT, settings_file
+
+    where = config_path or os.environ.get("PROBE_CONFIG")
+    path = Path(where).expanduser() if where else settings_mod.default_config()
+    # Check every flag given, as any command does, without reading the file to be written.
+    env = {k: v for k, v in os.environ.items() if k != "PROBE_CONFIG"}
+    settings = settings_mod.resolve(flags, env=env, config=os.devnull)
+    if path.exists() and not force:
+        fail(f"{path}: a settings file is already there (--force replaces it)")
+    click.echo(CONSENT.format(db=settings.db, config=path))
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("consent is asked in a terminal; pass --yes to agree from a script")
+        if not click.confirm("Do you understand this and want to go on?", default=False):
+            click.echo("Nothing written.", err=True)
+            return 1
+    text = settings_file({k: v for k, v in flags.items() if v not in (None, (), False)})
     try:
-        cli.main(args=argv, prog_name="probe", standalone_mode=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        fail(f"{path}: cannot write ({exc.strerror or exc})")
+    load_settings({}, str(path))  # the file we wrote reads back
+    click.echo(f"Settings written to {path}. Start measuring with: probe daemon")
+    return 0
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--older-than", "older_than", required=True, metavar="DURATION", help="e.g. 180d, 26w."
+)
+@click.option("--keep-anomalies", is_flag=True, help="Keep measurements with an anomaly.")
+@click.option("--vacuum", is_flag=True, help="Give the freed space back to the file system.")
+def prune(
+    db_path: str | None,
+    config_path: str | None,
+    older_than: str,
+    keep_anomalies: bool,
+    vacuum: bool,
+) -> None:
+    """Delete old measurements (and bodies no measurement uses any more), in short batches
+    that a running daemon hardly notices.
+
+    \b
+    Example:
+      probe prune --older-than 180d --keep-anomalies --vacuum
+    """
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from probe.timeutil import iso
+
+    text = older_than.strip().lower()
+    if text.endswith("w") and text[:-1].isdigit():
+        text = f"{int(text[:-1]) * 7}d"
+    try:
+        seconds = settings_mod.parse_duration(text)
+    except ValueError as exc:
+        fail(f"--older-than: {exc}")
+    before = iso(datetime.now(UTC) - timedelta(seconds=seconds))
+    store = _open_store(resolve_db(db_path, config_path), create=False)
+    counts = {"measurements": 0, "rounds": 0, "bodies": 0}
+    for what, n in store.prune(before, keep_anomalies=keep_anomalies):
+        counts[what] += n
+        time.sleep(0.02)  # let a daemon's write in between two batches
+    if vacuum:
+        store.vacuum()
+    click.echo(
+        f"deleted {counts['measurements']} measurements, {counts['rounds']} rounds and "
+        f"{counts['bodies']} bodies started before {before}" + (", vacuumed" if vacuum else "")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors; a command
+    may return its own status (``probe status``: 3, 4)."""
+    try:
+        code = cli.main(args=argv, prog_name="probe", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("probe: interrupted", err=True)
         return 130
@@ -462,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"probe: internal error: {type(exc).__name__}: {exc}", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 # -- analysts: export, report, merge, Datasette (issue 13) ---------------------------------------

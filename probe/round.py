@@ -15,6 +15,7 @@ kill. Network failures never raise.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from probe.model import ControlEvidence, Measurement, Observations, Plan, Throug
 from probe.privacy import Recogniser, Scrubber
 from probe.settings import Settings
 from probe.targets import Target, TargetList, load_targets
-from probe.timeutil import day_start, iso, utc_now
+from probe.timeutil import day_start, iso, month_start, utc_now
 
 if TYPE_CHECKING:
     from probe.store import Store
@@ -130,6 +131,8 @@ class ThroughputOptions:
     max_bytes_per_day: int | None = None
     bytes_used_today: Callable[[], int] = lambda: 0
     bulk: HelperBulk | None = None
+    max_bytes_per_month: int | None = None
+    bytes_used_month: Callable[[], int] = lambda: 0
 
 
 async def _throughput(
@@ -143,8 +146,10 @@ async def _throughput(
 ) -> Measurement:
     """Add a throughput test to a finished page measurement (tests run one at a time)."""
     assert target.throughput_url and control.throughput_url
-    cap = opts.max_bytes_per_day
-    if cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap:
+    cap, month_cap = opts.max_bytes_per_day, opts.max_bytes_per_month
+    if (cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap) or (
+        month_cap is not None and opts.bytes_used_month() + opts.plan.worst_case_bytes > month_cap
+    ):
         return replace(m, throughput=ThroughputRecord(skipped="data_cap"))
     res = await run_test(
         shared,
@@ -347,6 +352,8 @@ def prepare(settings: Settings) -> RoundSetup:
         deadline=settings.deadline,
         allow_loopback=settings.allow_loopback,
     )
+    if settings.max_body:
+        cfg = replace(cfg, body_cap=settings.max_body)
     token = read_token(settings.helper_token_file) if settings.helper_token_file else None
     return RoundSetup(
         settings,
@@ -364,9 +371,12 @@ async def run_once(
     *,
     on_measurement: Callable[[Measurement], None] = lambda m: None,
     throughput: bool = True,
+    kind: str = "run",
 ) -> RoundResult:
     """One round from ``setup``, every measurement stored whole as it completes, the round
-    recorded in ``rounds``. ``throughput=False`` skips throughput tests this time."""
+    recorded in ``rounds`` (``kind``: run, pages or throughput; its ``status`` ok or offline;
+    the writer's ``pid``, so a daemon closes only rounds whose writer died).
+    ``throughput=False`` skips throughput tests this time."""
     s = setup.settings
     helper = (
         HelperClient(s.helper, token=setup.helper_token, ca_bundle=s.ca_bundle)
@@ -375,10 +385,16 @@ async def run_once(
     )
     tp = None
     if throughput and setup.plan is not None:
-        today = day_start(datetime.now(UTC))
+        now = datetime.now(UTC)
+        today, month = day_start(now), month_start(now)
         bulk = helper.bulk(s.helper_bulk_addresses) if helper is not None else None
         tp = ThroughputOptions(
-            setup.plan, s.max_bytes_per_day, lambda: store.bytes_used_since(today), bulk
+            setup.plan,
+            s.max_bytes_per_day,
+            lambda: store.bytes_used_since(today),
+            bulk,
+            s.max_bytes_per_month,
+            lambda: store.bytes_used_since(month),
         )
     round_id = str(uuid.uuid4())
     row: dict[str, Any] = {
@@ -390,6 +406,8 @@ async def run_once(
         "network_ok": None,
         "bytes_used": 0,
         "software": SOFTWARE,
+        "kind": kind,
+        "pid": os.getpid(),
     }
     store.save_round(row)
 
@@ -417,6 +435,7 @@ async def run_once(
             "targets": len(result.measurements),
             "network_ok": None if result.network_ok is None else int(result.network_ok),
             "bytes_used": result.bytes_used,
+            "status": "offline" if result.network_ok is False else "ok",
         }
     )
     return result

@@ -465,6 +465,15 @@ OPTIONS: tuple[Option, ...] = (
         "text|json",
         scope=DAEMON,
     ),
+    # -- the daemon (issue 11) ---------------------------------------------------------------
+    Option(
+        "max_body",
+        _optional(parse_size),
+        None,
+        "Cap on each page body read, after decompression (default 512K; mobile 96K).",
+        "--max-body",
+        "SIZE",
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -499,6 +508,7 @@ class Settings:
     log_format: str = "text"
     config: str | None = None  # the settings file read, if any
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    max_body: int | None = None
 
     def items(self) -> list[tuple[str, Any, str]]:
         """(name, value, source) for every setting, in the table's order."""
@@ -570,6 +580,9 @@ def resolve(
     if values["profile"] == "mobile" and values.get("max_bytes_per_day") is None:
         values["max_bytes_per_day"] = MOBILE_DAILY_CAP
         sources["max_bytes_per_day"] = "default (mobile profile)"
+    for name, value in PROFILE_DEFAULTS.get(values["profile"], {}).items():
+        if sources.get(name) == "default":
+            values[name], sources[name] = value, f"default ({values['profile']} profile)"
     known = {f.name for f in fields(Settings)}
     return Settings(
         **{k: v for k, v in values.items() if k in known},
@@ -579,3 +592,14 @@ def resolve(
 
 
 MOBILE_DAILY_CAP = 25 * 1000 * 1000
+
+# What the mobile profile changes beyond the daily cap: fewer, smaller rounds, so that the
+# default targets stay under MOBILE_DAILY_CAP a day (measured by bench/budget.py; README,
+# "Data budget").
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mobile": {
+        "interval": 3 * 3600.0,
+        "throughput_interval": 24 * 3600.0,
+        "max_body": 96 * 1024,
+    },
+}

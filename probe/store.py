@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -283,6 +283,41 @@ def m003_one_record_of_observations(db: Database) -> None:
     for view, (section, columns) in _STEP_VIEWS.items():
         db.execute(f"DROP TABLE IF EXISTS {view}")
         db.create_view(view, _step_view_sql(section, columns))
+
+
+@migrations()
+def m004_daemon_state(db: Database) -> None:
+    """The daemon (issue 11): each round's ``kind`` (run, pages, throughput), ``status`` (ok,
+    offline, interrupted: cut short by a crash or a stop, closed on the next start; budget:
+    skipped past a data cap) and the writer's ``pid``; the ``daemon`` table holds one row, the
+    running daemon's heartbeat and schedule, for ``probe status``; an index for rounds."""
+    rounds = db.table("rounds")
+    for column in ("kind", "status", "note"):
+        rounds.add_column(column, str)
+    rounds.add_column("pid", int)
+    db.table("daemon").create(
+        {
+            "id": str,
+            "pid": int,
+            "started_at": str,
+            "heartbeat_at": str,
+            "stopped_at": str,
+            "interval": float,
+            "throughput_interval": float,
+            "backoff": float,
+            "next_pages_at": str,
+            "next_throughput_at": str,
+            "state": str,
+            "last_error": str,
+            "max_bytes_per_day": int,
+            "max_bytes_per_month": int,
+        },
+        pk="id",
+    )
+    db.table("measurements").create_index(["round_id"])
+    # Covers the data budget's sums (bytes used today, this month) without reading the rows.
+    db.table("measurements").create_index(["started_at", "source", "bytes_used"])
+    rounds.create_index(["started_at"])
 
 
 # What "network" means in analysts' views and filters: the ASN when known, else the resolver
@@ -642,6 +677,137 @@ class Store:
             return
         yield from _prefetched(self.path, sql, params, batch)
 
+    # -- the daemon, status and prune (issue 11) ------------------------------------------------
+    def close_unfinished_rounds(self, is_alive: Callable[[int], bool], note: str) -> int:
+        """Close rounds left open by a writer that is gone (a crash, a kill, a stop mid-round):
+        ``finished_at`` becomes the last stored measurement's start (or the round's), the
+        counts are what was stored, ``status`` interrupted. Returns how many were closed."""
+        open_rounds = list(
+            self.db.query("SELECT id, pid, started_at FROM rounds WHERE finished_at IS NULL")
+        )
+        closed = 0
+        for r in open_rounds:
+            if r["pid"] is not None and is_alive(int(r["pid"])):
+                continue
+            with self.db.atomic():
+                self.db.execute(
+                    "UPDATE rounds SET status = 'interrupted', note = ?, "
+                    "finished_at = coalesce((SELECT max(started_at) FROM measurements "
+                    "WHERE round_id = rounds.id), started_at), "
+                    "targets = (SELECT count(*) FROM measurements WHERE round_id = rounds.id), "
+                    "bytes_used = (SELECT coalesce(sum(bytes_used), 0) FROM measurements "
+                    "WHERE round_id = rounds.id) WHERE id = ? AND finished_at IS NULL",
+                    [note, r["id"]],
+                )
+            closed += 1
+        return closed
+
+    def last_measured(self, targets: Iterable[str]) -> dict[str, str]:
+        """target -> when it was last measured (one index lookup per name: a round asks for
+        a few names, and the table grows for months)."""
+        out = {}
+        for name in targets:
+            rows = self.db.query(
+                "SELECT max(started_at) AS at FROM measurements WHERE target = ?", [name]
+            )
+            at = next(iter(rows))["at"]
+            if at is not None:
+                out[name] = at
+        return out
+
+    def round_bytes(self, kind: str, last: int = 5) -> float | None:
+        """Bytes per measurement in the last ``last`` finished, online ``kind`` rounds: the
+        largest of their averages, so a budget planned with it errs on the safe side."""
+        rows = list(
+            self.db.query(
+                "SELECT bytes_used, targets FROM rounds WHERE kind = ? AND status = 'ok' "
+                "AND targets > 0 ORDER BY started_at DESC LIMIT ?",
+                [kind, last],
+            )
+        )
+        return max(((r["bytes_used"] or 0) / r["targets"] for r in rows), default=None)
+
+    def save_daemon(self, row: dict[str, Any]) -> None:
+        with self.db.atomic():
+            self.db.table("daemon").upsert({"id": "daemon", **row}, pk="id")
+
+    def daemon(self) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM daemon WHERE id = 'daemon'"))
+        return rows[0] if rows else None
+
+    def last_round(self, kinds: Iterable[str] = ()) -> dict[str, Any] | None:
+        names = list(kinds)
+        where = f"WHERE kind IN ({', '.join('?' for _ in names)})" if names else ""
+        rows = list(
+            self.db.query(f"SELECT * FROM rounds {where} ORDER BY started_at DESC LIMIT 1", names)
+        )
+        return rows[0] if rows else None
+
+    def count_measurements(self, since: str | None = None) -> int:
+        rows = self.db.query(
+            "SELECT count(*) AS n FROM measurements WHERE started_at >= ?", [since or ""]
+        )
+        return int(next(iter(rows))["n"])
+
+    def anomalous_targets(self, since: str) -> list[dict[str, Any]]:
+        """Targets with an anomaly (blocking, or throttled) since ``since``: the latest one."""
+        return list(
+            self.db.query(
+                "SELECT target, blocking, throttled, max(started_at) AS at, count(*) AS n "
+                f"FROM measurements WHERE is_control = 0 AND started_at >= ? AND {ANOMALY} "
+                "GROUP BY target ORDER BY target",
+                [since],
+            )
+        )
+
+    def prune(
+        self, before: str, *, keep_anomalies: bool = False, batch: int = 500
+    ) -> Iterator[tuple[str, int]]:
+        """Delete measurements started before ``before`` (and rounds, and bodies no measurement
+        refers to any more), ``batch`` rows per transaction, so a daemon writing beside it
+        waits at most one short transaction. Yields ("measurements"|"rounds"|"bodies", n) per
+        batch."""
+        keep = f"AND NOT ({ANOMALY})" if keep_anomalies else ""
+        while True:
+            with self.db.atomic():
+                n = self.db.execute(
+                    "DELETE FROM measurements WHERE id IN (SELECT id FROM measurements "
+                    f"WHERE started_at < ? {keep} LIMIT ?)",
+                    [before, batch],
+                ).rowcount
+            if n <= 0:
+                break
+            yield "measurements", n
+        while True:
+            with self.db.atomic():
+                n = self.db.execute(
+                    "DELETE FROM rounds WHERE id IN (SELECT id FROM rounds AS r "
+                    "WHERE started_at < ? AND finished_at IS NOT NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM measurements AS m WHERE m.round_id = r.id) LIMIT ?)",
+                    [before, batch],
+                ).rowcount
+            if n <= 0:
+                break
+            yield "rounds", n
+        # Bodies are shared by SHA-256: an orphan is one that no stored observation names.
+        orphans = [
+            r["sha256"]
+            for r in self.db.query(
+                "SELECT sha256 FROM bodies WHERE sha256 NOT IN (SELECT body_sha256 FROM "
+                "http_requests WHERE body_sha256 IS NOT NULL)"
+            )
+        ]
+        for i in range(0, len(orphans), batch):
+            chunk = orphans[i : i + batch]
+            with self.db.atomic():
+                self.db.execute(
+                    f"DELETE FROM bodies WHERE sha256 IN ({', '.join('?' for _ in chunk)})", chunk
+                )
+            yield "bodies", len(chunk)
+
+    def vacuum(self) -> None:
+        self.db.execute("VACUUM")
+
     def stream_dicts(self, f: RowFilter, columns: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         names = list(columns) or self.columns()
         for rows in self.stream(f, names):
@@ -803,3 +969,7 @@ def _has_meta(db: Database) -> bool:
     with suppress(Exception):
         return bool(list(db.query("SELECT 1 FROM meta WHERE key = 'device_id'")))
     return False
+
+
+# A measurement with an anomaly: a blocking verdict, or a throttled throughput test.
+ANOMALY = "((blocking IS NOT NULL AND blocking != 'false') OR coalesce(throttled, 0) = 1)"

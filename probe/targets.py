@@ -90,6 +90,13 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     tags: tuple[str, ...] = ()
     notes: str | None = None
     is_control: bool = False
+    interval: str | float | None = None  # the daemon's mean gap for this target (e.g. "6h")
+
+    @property
+    def interval_seconds(self) -> float | None:
+        from probe.settings import parse_duration
+
+        return None if self.interval is None else parse_duration(self.interval)
 
     def check(self) -> tuple[str, str] | None:
         """The first (field, problem) that makes this entry unusable, or None."""
@@ -104,6 +111,10 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
                     return fname, str(exc)
         if self.category is not None and self.category not in CATEGORIES:
             return "category", f"unknown Citizen Lab category code {self.category!r}"
+        try:
+            _ = self.interval_seconds
+        except ValueError as exc:
+            return "interval", str(exc)
         return None
 
 
@@ -168,7 +179,8 @@ def _entry(path: Path, section: str, i: int, raw: Any, is_control: bool) -> Targ
         field = next((g for g in m.groups() if g), "entry") if m else "entry"
         msg = text.split(" - at ")[0].replace("`", "'")
         if msg.startswith("Object contains unknown field"):
-            msg = "unknown field (allowed: name, url, category, throughput_url, tags, notes)"
+            allowed = "name, url, category, throughput_url, tags, notes, interval"
+            msg = f"unknown field (allowed: {allowed})"
         elif msg.startswith("Object missing required field"):
             msg = "missing (every entry needs name and url)"
         raise TargetsError(f"{where}.{field}: {msg}") from None

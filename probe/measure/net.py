@@ -401,19 +401,30 @@ class Shared:
         await self.doh.aclose()
 
 
+# A page fetch's receive buffer. Reading stops at the body cap, but what the kernel already
+# accepted still arrives and counts against the volunteer's data budget; a fixed buffer (no
+# autotuning) bounds that to this much per connection, which still carries pages at tens of
+# Mbit/s. Throughput tests leave the kernel's autotuning alone.
+PAGE_RCVBUF = 256 * 1024
+
+
 class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (and exception mapping) over our pinning, counting backend."""
 
-    def __init__(self, backend: PinnedBackend, ctx: ssl.SSLContext) -> None:
+    def __init__(
+        self, backend: PinnedBackend, ctx: ssl.SSLContext, *, rcvbuf: int | None = None
+    ) -> None:
         super().__init__(verify=ctx, trust_env=False, retries=0)
         # httpx exposes no network_backend argument; the pool it builds is replaced by one
         # that uses our backend (same options otherwise).
+        options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)] if rcvbuf else []
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ctx,
             max_connections=4,
             http1=True,
             http2=False,
             network_backend=backend,
+            socket_options=options,
         )
 
 

@@ -169,7 +169,7 @@ class TargetMeasurer:
             backend = net.PinnedBackend(
                 self.counter, ip, local_addresses=self.shared.local_addresses
             )
-            transport = net.PinnedTransport(backend, self.shared.ssl_verify)
+            transport = net.PinnedTransport(backend, self.shared.ssl_verify, rcvbuf=net.PAGE_RCVBUF)
             self._transports[(role, ip)] = transport
         return transport
 

@@ -1,0 +1,555 @@
+"""``probe daemon``: process life around the rounds, for months, unattended.
+
+Contract: :func:`run` resolves the settings and loads everything the rounds need (bad input:
+an :class:`~probe.errors.InputError`, exit 2, before anything is written), takes the database's
+lock (a second daemon on the same database gets :class:`DaemonRunning`, naming the first's
+PID), closes rounds a crash left open, then runs APScheduler 3.x's AsyncIOScheduler until
+SIGTERM or SIGINT:
+
+- page rounds at random gaps around ``interval`` (:mod:`probe.schedule`), measuring the
+  targets that are due; throughput rounds on their own, slower schedule. Rounds never overlap
+  (one lock); each job is paused while it runs and resumed at its end, so a gap runs from the
+  end of one round to the start of the next. ``coalesce`` and no misfire limit: a laptop
+  waking from sleep runs one round, not a burst; a heartbeat every few seconds re-reads the
+  wall clock (asyncio's timers do not count suspended time).
+- the data budget (:mod:`probe.budget`): throughput rounds give way first, then page rounds;
+  a round skipped for the budget is recorded (status ``budget``).
+- offline rounds (no control loads) and database errors (locked, full, read-only) lengthen the
+  gaps (:func:`probe.schedule.backoff`); the first good round restores them. A database error
+  never ends the daemon: it is logged, measurements that could not be written are kept in
+  memory (bounded) and written when the database takes them again.
+- SIGTERM/SIGINT: the round in flight is cancelled (a measurement is stored whole or not at
+  all: each is one transaction), its row closed as ``interrupted``, exit 0 within seconds.
+  SIGHUP: settings and targets are loaded again; a bad file is logged in one line and the old
+  ones kept.
+- a heartbeat: the ``daemon`` row for ``probe status``, and systemd's READY, STATUS and
+  WATCHDOG notifications over ``$NOTIFY_SOCKET``.
+
+Logs go to stderr, one line per round (targets, anomalies, bytes, duration), as text with
+syslog priority prefixes under journald, or JSON (``--log-format json``). They hold counts,
+names and reasons, never the helper's token or an address of the volunteer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from probe import budget as budget_mod
+from probe import schedule
+from probe.errors import InputError
+from probe.lock import DaemonLock, pid_alive
+from probe.model import Measurement
+from probe.round import RoundResult, RoundSetup, prepare, run_once
+from probe.settings import Settings, resolve
+from probe.store import Store
+from probe.targets import TargetList
+from probe.timeutil import day_start, iso, month_start, utc_now
+
+log = logging.getLogger("probe.daemon")
+
+HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog asks)
+ROW_EVERY = 60.0  # seconds between writes of the daemon row when nothing changed
+PENDING_MAX = 500  # measurements kept in memory while the database refuses writes (~40 MB)
+PAGE_BYTES_GUESS = 120_000  # per measurement, until this database has a round to go by
+
+
+# -- systemd -------------------------------------------------------------------------------
+def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:
+    """Send ``state`` (e.g. "READY=1") to systemd's notify socket; False when there is none."""
+    env = os.environ if env is None else env
+    address = env.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(address)
+            s.sendall(state.encode())
+    except OSError:
+        return False
+    return True
+
+
+def watchdog_period(env: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings systemd expects (half its WatchdogSec), or None."""
+    env = os.environ if env is None else env
+    usec = env.get("WATCHDOG_USEC", "")
+    pid = env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or (pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2e6
+
+
+# -- logs ----------------------------------------------------------------------------------
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": iso(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", {}))
+        return json.dumps(doc, ensure_ascii=False)
+
+
+class JournalFormatter(logging.Formatter):
+    """``<N>message``: journald reads the syslog priority and stamps the time itself."""
+
+    PRIORITY: ClassVar[dict[str, int]] = {
+        "DEBUG": 7,
+        "INFO": 6,
+        "WARNING": 4,
+        "ERROR": 3,
+        "CRITICAL": 2,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelname, 6)}>{record.getMessage()}"
+
+
+def setup_logging(fmt: str, stream: Any = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("probe")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if os.environ.get("PROBE_DEBUG") else logging.INFO)
+    root.propagate = False
+    # APScheduler's own lines ("Running job ...") would double ours; keep its warnings.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").handlers[:] = [handler]
+
+
+def is_anomaly(m: Measurement) -> bool:
+    v = m.verdict
+    return (not m.is_control) and (
+        (v.blocking is not None and v.blocking is not False) or v.throttled is True
+    )
+
+
+# -- writes that wait for the database -----------------------------------------------------
+class PatientStore(Store):
+    """A Store whose ``save`` never raises on a database error: the measurement waits in memory
+    (at most PENDING_MAX; the oldest go first) and is written with the next one that gets
+    through. A locked, full or read-only database loses nothing it can later take."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.db, store.path)
+        self.pending: collections.deque[Measurement] = collections.deque(maxlen=PENDING_MAX)
+        self.last_error: str | None = None
+
+    def save(self, m: Measurement) -> None:
+        self.pending.append(m)
+        self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            m = self.pending[0]
+            try:
+                if not self.exists(m.id):
+                    super().save(m)
+            except sqlite3.IntegrityError as exc:
+                # This measurement, not the database: never let it hold up the others.
+                log.error("measurement %s of %s not stored (%s)", m.id, m.target, exc)
+                self.pending.popleft()
+                continue
+            except sqlite3.DatabaseError as exc:
+                if self.last_error != str(exc):
+                    log.error(
+                        "%s: cannot write (%s); %d measurements wait",
+                        self.path,
+                        exc,
+                        len(self.pending),
+                    )
+                self.last_error = str(exc)
+                return
+            self.pending.popleft()
+        if self.last_error is not None:
+            log.info("%s: writing again", self.path)
+            self.last_error = None
+
+
+# -- the daemon ----------------------------------------------------------------------------
+class Daemon:
+    def __init__(
+        self,
+        flags: Mapping[str, Any],
+        config: str | None,
+        settings: Settings,
+        setup: RoundSetup,
+        store: Store,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.flags, self.config = dict(flags), config
+        self.settings, self.setup = settings, setup
+        self.store = PatientStore(store)
+        self.rng = rng or random.SystemRandom()
+        self.started_at = utc_now()
+        self.round_lock = asyncio.Lock()
+        self.current: asyncio.Task[RoundResult] | None = None
+        self.stopping = asyncio.Event()
+        self.failed_rounds = 0  # offline or unwritable, in a row
+        self.paused: dict[str, str] = {}  # kind -> why the budget stops it
+        self.state = "starting"
+        self.sched: Any = None
+        self.last_beat_error = 0.0
+        self.last_write = 0.0
+
+    # -- schedule --------------------------------------------------------------------------
+    def factor(self) -> float:
+        return schedule.backoff(self.failed_rounds)
+
+    def page_mean(self) -> float:
+        return schedule.page_mean(self.setup.targets.targets, self.settings.interval) * (
+            self.factor()
+        )
+
+    def throughput_mean(self) -> float:
+        return self.settings.throughput_interval * self.factor()
+
+    def wants_throughput(self) -> bool:
+        tl = self.setup.targets
+        return (
+            self.setup.plan is not None
+            and any(t.throughput_url for t in tl.targets)
+            and any(c.throughput_url for c in tl.controls)
+        )
+
+    def _first_run(self, saved: str | None, now: datetime) -> datetime:
+        """Resume the schedule a previous daemon planned; a time already past runs now."""
+        if saved:
+            with contextlib.suppress(ValueError):
+                t = datetime.fromisoformat(saved.replace("Z", "+00:00"))
+                if t > now:
+                    return t
+        return now
+
+    def next_run(self, job_id: str) -> str | None:
+        job = self.sched.get_job(job_id) if self.sched is not None else None
+        t = job.next_run_time if job is not None else None
+        return iso(t) if t is not None else None
+
+    # -- rounds ----------------------------------------------------------------------------
+    def usage(self) -> budget_mod.Usage:
+        if self.caps() == budget_mod.Budget():
+            return budget_mod.Usage(0, 0)  # no cap: nothing to count
+        now = datetime.now(UTC)
+        return budget_mod.Usage(
+            self.store.bytes_used_since(day_start(now)),
+            self.store.bytes_used_since(month_start(now)),
+        )
+
+    def caps(self) -> budget_mod.Budget:
+        return budget_mod.Budget(self.settings.max_bytes_per_day, self.settings.max_bytes_per_month)
+
+    def page_estimate(self, n: int, guess: float = PAGE_BYTES_GUESS) -> float:
+        """Bytes ``n`` page measurements will take, from this database's last rounds."""
+        per = self.store.round_bytes("pages")
+        return n * (per if per is not None else guess)
+
+    def _budget(self, kind: str, why: str | None) -> bool:
+        """Record and log a change of the budget's verdict on ``kind``; True if it may run."""
+        if why is None:
+            if self.paused.pop(kind, None) is not None:
+                log.info("budget: %s rounds resume", kind)
+            return True
+        if self.paused.get(kind) is None:
+            log.warning("budget: %s rounds stop (%s)", kind, why)
+        self.paused[kind] = why
+        now = utc_now()
+        self.store.save_round(
+            {
+                "id": f"budget-{kind}-{now}",
+                "device_id": self.store.device_id,
+                "started_at": now,
+                "finished_at": now,
+                "targets": 0,
+                "bytes_used": 0,
+                "kind": kind,
+                "status": "budget",
+                "note": why,
+                "pid": os.getpid(),
+            }
+        )
+        return False
+
+    async def _round(self, kind: str) -> None:
+        setup = self.setup
+        tl = setup.targets
+        now = datetime.now(UTC)
+        if kind == "pages":
+            default = self.settings.interval
+            last = self.store.last_measured(schedule.needs_history(tl.targets, default))
+            targets = schedule.due(tl.targets, last, now, default)
+            if not targets:
+                log.debug("pages: no target due")
+                return
+            # Before any round to go by, one round may run while anything is left.
+            need = self.page_estimate(len(targets) + len(tl.controls), guess=0)
+            if not self._budget(kind, budget_mod.check(self.caps(), self.usage(), need, now)):
+                return
+        else:
+            targets = [t for t in tl.targets if t.throughput_url]
+            assert setup.plan is not None
+            pages = self.page_estimate(len(targets) + len(tl.controls))
+            need = pages + len(targets) * setup.plan.worst_case_bytes
+            reserve = self.page_estimate(len(tl.targets) + len(tl.controls))
+            why = budget_mod.check(self.caps(), self.usage(), need, now, reserve=reserve)
+            if not self._budget(kind, why):
+                return
+            # Each test checks the caps again as it starts, keeping the pages' reserve.
+            s = self.settings
+            setup = replace(
+                setup,
+                settings=replace(
+                    s,
+                    max_bytes_per_day=_less(s.max_bytes_per_day, reserve),
+                    max_bytes_per_month=_less(s.max_bytes_per_month, reserve),
+                ),
+            )
+        setup = replace(setup, targets=TargetList(tuple(targets), tl.controls))
+        self.state = f"measuring ({kind})"
+        sd_notify(f"STATUS=measuring {len(targets)} targets ({kind})")
+        self.beat()
+        t0 = time.monotonic()
+        self.current = asyncio.create_task(
+            run_once(setup, self.store, throughput=kind == "throughput", kind=kind)
+        )
+        try:
+            result = await self.current
+        finally:
+            self.current = None
+        self.store.flush()
+        offline = result.network_ok is False
+        self.failed_rounds = self.failed_rounds + 1 if offline else 0
+        anomalies = sum(is_anomaly(m) for m in result.measurements)
+        fields = {
+            "round": result.id,
+            "kind": kind,
+            "targets": len(targets),
+            "controls": len(tl.controls),
+            "measurements": len(result.measurements),
+            "anomalies": anomalies,
+            "bytes": result.bytes_used,
+            "duration": round(time.monotonic() - t0, 2),
+            "network": "offline" if offline else "ok",
+            "next_gap_factor": self.factor(),
+        }
+        log.log(
+            logging.WARNING if offline else logging.INFO,
+            "round %s %s: %d targets, %d anomalies, %d bytes, %.1f s%s",
+            result.id[:8],
+            kind,
+            len(targets),
+            anomalies,
+            result.bytes_used,
+            fields["duration"],
+            f", OFFLINE (gaps x{self.factor():g})" if offline else "",
+            extra={"fields": fields},
+        )
+
+    async def job(self, kind: str) -> None:
+        """One scheduled round of ``kind``, paused while it runs (so a gap starts at its end)."""
+        from apscheduler.jobstores.base import JobLookupError
+
+        with contextlib.suppress(JobLookupError):
+            self.sched.pause_job(kind)
+        try:
+            async with self.round_lock:
+                if self.stopping.is_set():
+                    return
+                try:
+                    await self._round(kind)
+                    self.state = "idle" if not self.failed_rounds else "offline"
+                except asyncio.CancelledError:
+                    if not self.stopping.is_set():
+                        raise
+                except sqlite3.DatabaseError as exc:
+                    self.failed_rounds += 1
+                    self.state = "database error"
+                    log.error(
+                        "%s round: database error (%s); retrying in about %.0f s",
+                        kind,
+                        exc,
+                        self.page_mean(),
+                    )
+        finally:
+            if not self.stopping.is_set() and self.sched.get_job(kind) is not None:
+                self.sched.resume_job(kind)
+            self.beat()
+
+    # -- heartbeat, reload, stop -----------------------------------------------------------
+    def beat(self, *, write: bool = True) -> None:
+        """systemd's watchdog, waiting writes, and the ``daemon`` row for ``probe status``
+        (``write``: now; else at most once a minute, to spare an SD card's writes)."""
+        sd_notify("WATCHDOG=1")
+        self.store.flush()
+        if not write and time.monotonic() - self.last_write < ROW_EVERY:
+            return
+        self.last_write = time.monotonic()
+        row = {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "heartbeat_at": utc_now(),
+            "stopped_at": None,
+            "interval": self.page_mean() / self.factor(),
+            "throughput_interval": self.settings.throughput_interval,
+            "backoff": self.factor(),
+            "next_pages_at": self.next_run("pages"),
+            "next_throughput_at": self.next_run("throughput"),
+            "state": "paused (budget)" if "pages" in self.paused else self.state,
+            "last_error": self.store.last_error,
+            "max_bytes_per_day": self.settings.max_bytes_per_day,
+            "max_bytes_per_month": self.settings.max_bytes_per_month,
+        }
+        try:
+            self.store.save_daemon(row)
+        except sqlite3.DatabaseError as exc:
+            if time.monotonic() - self.last_beat_error > 60:
+                log.error("%s: cannot write the heartbeat (%s)", self.store.path, exc)
+                self.last_beat_error = time.monotonic()
+
+    async def heartbeat(self) -> None:
+        # A coroutine, so APScheduler runs it on the loop's thread, where the database lives.
+        self.beat(write=False)
+
+    def reload(self) -> None:
+        try:
+            settings = resolve(self.flags, config=self.config)
+            setup = prepare(settings)
+        except InputError as exc:
+            log.error("reload rejected, keeping the old settings: %s", exc)
+            return
+        if settings.db != self.settings.db:
+            log.warning("reload: a new database needs a restart; still using %s", self.store.path)
+            settings = replace(settings, db=self.settings.db)
+            setup = replace(setup, settings=settings)
+        self.settings, self.setup = settings, setup
+        self._sync_throughput_job()
+        log.info(
+            "reloaded: %d targets, %d controls, rounds every %.0f s on average",
+            len(setup.targets.targets),
+            len(setup.targets.controls),
+            self.page_mean(),
+        )
+        self.beat()
+
+    def _sync_throughput_job(self, first: datetime | None = None) -> None:
+        has = self.sched.get_job("throughput") is not None
+        if self.wants_throughput() and not has:
+            now = datetime.now(UTC)
+            self.sched.add_job(
+                self.job,
+                schedule.RandomGapTrigger(self.throughput_mean, self.rng),
+                args=["throughput"],
+                id="throughput",
+                next_run_time=first or now + timedelta(seconds=self.page_mean() * schedule.FLOOR),
+            )
+        elif has and not self.wants_throughput():
+            self.sched.remove_job("throughput")
+
+    def stop(self, signame: str) -> None:
+        if self.stopping.is_set():
+            return
+        log.info("%s: stopping", signame)
+        sd_notify("STOPPING=1")
+        self.stopping.set()
+        if self.current is not None:
+            self.current.cancel()
+
+    async def main(self) -> int:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        saved = self.store.daemon() or {}
+        now = datetime.now(UTC)
+        self.sched = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults=schedule.JOB_DEFAULTS,
+        )
+        self.sched.add_job(
+            self.job,
+            schedule.RandomGapTrigger(self.page_mean, self.rng),
+            args=["pages"],
+            id="pages",
+            next_run_time=self._first_run(saved.get("next_pages_at"), now),
+        )
+        tp_first = self._first_run(saved.get("next_throughput_at"), now)
+        self._sync_throughput_job(tp_first if saved.get("next_throughput_at") else None)
+        period = min(HEARTBEAT, watchdog_period() or HEARTBEAT)
+        self.sched.add_job(self.heartbeat, "interval", seconds=period, id="heartbeat")
+        self.sched.start()
+        self.state = "idle"
+        self.beat()
+        sd_notify(f"READY=1\nSTATUS=measuring {len(self.setup.targets.targets)} targets")
+        log.info(
+            "daemon started (PID %d): %s, %d targets, %d controls, rounds every %.0f s on "
+            "average%s",
+            os.getpid(),
+            self.store.path,
+            len(self.setup.targets.targets),
+            len(self.setup.targets.controls),
+            self.page_mean(),
+            ", throughput tests" if self.wants_throughput() else "",
+        )
+        await self.stopping.wait()
+        self.sched.shutdown(wait=False)
+        # A cancelled round: its finished measurements are stored, the one in flight is not.
+        async with self.round_lock:
+            pass
+        try:
+            mine = os.getpid()
+            self.store.close_unfinished_rounds(lambda pid: pid != mine, "stopped by a signal")
+            self.store.flush()
+            self.beat()
+            self.store.save_daemon({"stopped_at": utc_now(), "state": "stopped"})
+        except sqlite3.DatabaseError as exc:
+            log.error("%s: cannot record the stop (%s)", self.store.path, exc)
+        if self.store.pending:
+            log.error("%d measurements could not be written and are lost", len(self.store.pending))
+        log.info("stopped")
+        return 0
+
+
+def _less(cap: int | None, reserve: float) -> int | None:
+    return None if cap is None else int(cap - max(reserve, budget_mod.RESERVE_SHARE * cap))
+
+
+def run(flags: Mapping[str, Any], config: str | None, *, rng: random.Random | None = None) -> int:
+    """The daemon's whole life; the exit status."""
+    settings = resolve(flags, config=config)
+    setup_logging(settings.log_format)
+    setup = prepare(settings)
+    lock = DaemonLock(settings.db).acquire()
+    try:
+        store = Store.open(settings.db)
+        closed = store.close_unfinished_rounds(pid_alive, "left open by a crash or a kill")
+        if closed:
+            log.warning("%d unfinished rounds closed and marked interrupted", closed)
+        return asyncio.run(Daemon(flags, config, settings, setup, store, rng=rng).main())
+    finally:
+        lock.release()

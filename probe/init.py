@@ -1,0 +1,96 @@
+"""``probe init``: the informed-consent text, and a commented settings file made from OPTIONS.
+
+Contract: ``CONSENT`` is what a volunteer reads before the first measurement (``{db}`` and
+``{config}`` are filled in). ``settings_file(given)`` returns TOML text with one commented
+paragraph per setting of :data:`probe.settings.OPTIONS` (its help, its environment variable):
+the settings in ``given`` (name -> value as a flag gives it) are set, every other one is shown
+commented out with its default. The file reads back through :func:`probe.settings.resolve`.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+from probe.settings import OPTIONS, PROFILE_DEFAULTS, Option, parse_duration
+
+CONSENT = """\
+probe measures whether your network blocks or slows some web sites.
+
+What it does: on a schedule, it connects to the sites listed in its target file (social
+networks, news outlets, human-rights groups) and to a few control sites, as a browser would,
+and records step by step what your network does: the DNS answers, whether connections are
+reset or time out, whether a page is replaced by a blockpage, and how fast downloads are.
+
+What this means for you:
+  - This traffic is visible to your internet provider (and to anyone watching your
+    connection): they can see that this computer contacts these sites, at regular times.
+    Some of them are political and may be blocked on purpose. In some countries visiting
+    them, or measuring them, may draw attention. Only go on if you understand and accept
+    this risk.
+  - It uses data: every round downloads the sites' front pages. Set a daily and monthly cap
+    (max_bytes_per_day, max_bytes_per_month) if your data is metered; `--profile mobile` keeps
+    rounds small and the budget tight (25 MB a day).
+
+What is stored, only on this computer ({db}): for each site, the DNS answers, connection
+and TLS results, HTTP status, headers and the first part of each page, and the verdict. Your
+own public IP address is never stored or exported, in any form; nothing identifies you beyond
+your network (ISP) and country. Nothing is sent anywhere unless you export it yourself.
+
+How to stop: Ctrl-C, or `systemctl disable --now probe` if you installed the service.
+How to delete everything: stop it, then delete the database ({db}, with its -wal, -shm and
+.lock files), the settings file ({config}), and uninstall probe.
+"""
+
+
+def _toml(o: Option, value: Any) -> str:
+    """A value as TOML text, in the form a person would type (45m, 25M)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(o, v) for v in value) + "]"
+    if o.parse is parse_duration:
+        return json.dumps(_duration_text(float(value)))
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(str(value))  # a TOML basic string is a JSON string
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{int(seconds // n)}{unit}"
+    return f"{seconds:g}s"
+
+
+def settings_file(given: dict[str, Any]) -> str:
+    lines = [
+        "# probe settings (TOML), written by `probe init`.",
+        "# Highest first: command-line flags, PROBE_* environment variables, this file, the",
+        "# defaults. `probe config` shows every effective value and where it came from.",
+        "# A line starting with '#' is a default left alone: remove the '#' to change it.",
+    ]
+    for name, values in PROFILE_DEFAULTS.items():
+        shown = ", ".join(f"{k} {_toml(_by(k), v)}" for k, v in values.items())
+        text = f"The {name} profile (profile = {json.dumps(name)}) sets: {shown}."
+        lines += [f"# {t}" for t in textwrap.wrap(text, 96)]
+    for o in OPTIONS:
+        if o.hidden:
+            continue
+        lines.append("")
+        for text in textwrap.wrap(f"{o.help} ({o.env}, {o.flag or 'no flag'})", 96):
+            lines.append(f"# {text}")
+        if o.name in given:
+            raw = given[o.name]
+            value = o.flag_value if o.is_flag else o.parse(raw)
+            lines.append(f"{o.name} = {_toml(o, value)}")
+        elif o.default is None:
+            lines.append(f"# {o.name} = {json.dumps(o.metavar or 'VALUE')}")
+        else:
+            lines.append(f"# {o.name} = {_toml(o, o.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _by(name: str) -> Option:
+    return next(o for o in OPTIONS if o.name == name)
