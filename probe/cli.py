@@ -97,7 +97,7 @@ def settings_options(*scopes: str) -> Callable[[F], F]:
             if o.flag is None or o.scope not in scopes:
                 continue
             default = o.default
-            shown = "" if o.is_flag or default in (None, ()) else f" [default: {_show(default)}]"
+            shown = "" if o.is_flag or default in (None, ()) else f" [default: {_show(o, default)}]"
             if o.is_flag:
                 f = click.option(o.flag, o.name, is_flag=True, hidden=o.hidden, help=o.help)(f)
             else:
@@ -114,7 +114,9 @@ def settings_options(*scopes: str) -> Callable[[F], F]:
     return decorate
 
 
-def _show(value: Any) -> str:
+def _show(option: Any, value: Any) -> str:
+    if option.parse is settings_mod.parse_duration:
+        return settings_mod.format_duration(value)
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
@@ -182,7 +184,13 @@ def config_cmd(config_path: str | None, as_json: bool, **flags: Any) -> None:
         return
     width = max(len(k) for k, _, _ in rows)
     for k, v, src in rows:
-        shown = ",".join(map(str, v)) if isinstance(v, tuple) else v
+        option = settings_mod.BY_NAME.get(k)
+        if isinstance(v, tuple):
+            shown: Any = ",".join(map(str, v))
+        elif option is not None and v is not None:
+            shown = _show(option, v)
+        else:
+            shown = v
         click.echo(f"{k.ljust(width)}  {'' if shown is None else shown}  ({src})")
 
 

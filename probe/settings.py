@@ -131,6 +131,14 @@ def parse_duration(v: Any) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest exact form parse_duration reads back: 45m, 6h, 1d, 90s, 1.5s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{seconds!r}s"
+
+
 def parse_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
