@@ -60,11 +60,11 @@ def main() -> int:
         )
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stored = store.db.table("measurements").count
-    n = len(result.measurements)
+    n = result.count
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     verdicts: dict[str, int] = {}
-    for m in result.measurements:
-        verdicts[str(m.verdict.blocking)] = verdicts.get(str(m.verdict.blocking), 0) + 1
+    for (blocking, _), k in result.verdicts.items():
+        verdicts[str(blocking)] = verdicts.get(str(blocking), 0) + k
     print(f"targets           {n} (stored {stored}), concurrency {args.concurrency}")
     print(f"wall time         {wall:.2f} s")
     print(f"measurements/s    {n / wall:.1f}")

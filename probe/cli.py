@@ -26,7 +26,13 @@ from probe.measure.dns import parse_resolver, system_resolver
 from probe.round import load_fingerprints, read_token
 from probe.settings import DAEMON, MEASURE, OPTIONS, Settings
 from probe.store import Store
-from probe.targets import import_citizenlab_csv, load_targets
+from probe.targets import (
+    TargetList,
+    TargetsError,
+    import_citizenlab_csv,
+    load_targets,
+    read_targets,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -144,6 +150,11 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
 
     settings = load_settings(flags, config_path)
     setup = prepare(settings)
+    # Broken entries are reported now, the usable ones measured anyway, and exit status 2 at
+    # the end says the list needs fixing.
+    report_broken(settings.targets, setup.targets)
+    if not setup.targets.targets:
+        fail_if_broken(settings.targets, setup.targets)
     store = _open_store(settings.db)
     total = len(setup.targets.targets) + len(setup.targets.controls)
     with report.Progress(total, enabled=not quiet) as progress:
@@ -151,10 +162,10 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     if not quiet:
         report.summary(result)
     click.echo(
-        f"{len(result.measurements)} measurements stored in {settings.db} "
-        f"({result.bytes_used} bytes used)",
+        f"{result.count} measurements stored in {settings.db} ({result.bytes_used} bytes used)",
         err=True,
     )
+    fail_if_broken(settings.targets, setup.targets)
 
 
 @cli.command("config")
@@ -274,14 +285,33 @@ def targets() -> None:
 @targets.command("check")
 @click.argument("path", default="targets.yaml", type=click.Path(dir_okay=False))
 def targets_check(path: str) -> None:
-    """Validate a target list.
+    """Validate a target list: every broken entry is reported (FILE:LINE: field: reason).
 
     \b
     Example:
       probe targets check targets.yaml
     """
-    tl = load_targets(path)
+    tl = read_targets(path)
+    report_broken(path, tl)
+    fail_if_broken(path, tl)
     click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
+
+
+def report_broken(path: str, tl: TargetList) -> None:
+    """One ``probe: error:`` line per broken entry of a target list."""
+    for line in tl.problems:
+        click.echo(f"probe: error: {line}", err=True)
+    if tl.broken > len(tl.problems):
+        click.echo(f"probe: error: {path}: {tl.broken - len(tl.problems)} more", err=True)
+
+
+def fail_if_broken(path: str, tl: TargetList) -> None:
+    """Exit status 2 when the list has a broken entry (after the usable ones were used)."""
+    if tl.broken:
+        raise TargetsError(
+            f"{path}: {tl.broken} broken entries ({len(tl.targets)} targets and "
+            f"{len(tl.controls)} controls usable)"
+        )
 
 
 @targets.command("import")

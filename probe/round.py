@@ -15,8 +15,11 @@ kill. Network failures never raise.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +28,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from probe import __version__, addr
+from probe import __version__, addr, failures
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
@@ -38,13 +41,14 @@ from probe.measure.runner import TargetMeasurer
 from probe.measure.throughput import HelperBulk, Plan, run_test
 from probe.model import ControlEvidence, Measurement, Observations
 from probe.settings import Settings
-from probe.targets import Target, TargetList, load_targets
+from probe.targets import Target, TargetList, read_targets
 from probe.timeutil import day_start, iso, utc_now
 
 if TYPE_CHECKING:
     from probe.store import Store
 
 SOFTWARE = f"probe/{__version__}"
+log = logging.getLogger(__name__)
 
 
 def new_measurement_id(started: datetime | None = None) -> str:
@@ -53,14 +57,40 @@ def new_measurement_id(started: datetime | None = None) -> str:
     return f"{t.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex}"
 
 
+SUMMARY_ROWS = 100  # rows a round keeps for its summary, whatever its number of targets
+
+
 @dataclass(slots=True)
 class RoundResult:
+    """What a round keeps for its summary: counts, and at most SUMMARY_ROWS verdict rows
+    (measurements without observations), so a round's memory does not grow with its targets."""
+
     id: str
     started_at: str
     finished_at: str = ""
     network_ok: bool | None = None
-    measurements: list[Measurement] = field(default_factory=list)
+    count: int = 0  # measurements finished (and handed to on_measurement)
+    verdicts: Counter[tuple[Any, Any]] = field(default_factory=Counter)  # (blocking, accessible)
+    rows: list[Measurement] = field(default_factory=list)  # controls and blocked ones first
+    internal_errors: int = 0  # targets whose measuring failed in the probe's own code
     bytes_used: int = 0
+
+    def add(self, m: Measurement) -> None:
+        self.count += 1
+        self.bytes_used += m.bytes_used
+        self.verdicts[(m.verdict.blocking, m.verdict.accessible)] += 1
+        row = replace(m, observations=Observations(m.url), control=None, throughput=None)
+        if len(self.rows) < SUMMARY_ROWS:
+            self.rows.append(row)
+        elif _notable(m):  # make room: an accessible target's row goes
+            for i, r in enumerate(self.rows):
+                if not _notable(r):
+                    self.rows[i] = row
+                    break
+
+
+def _notable(m: Measurement) -> bool:
+    return m.is_control or m.verdict.accessible is not True
 
 
 def _endpoints(url: str, addrs: list[str]) -> list[str]:
@@ -190,7 +220,7 @@ async def run_round(
     time after every page was measured, so they do not compete with each other or the pages."""
     result = RoundResult(id=round_id or str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
-    sem = asyncio.Semaphore(max(1, concurrency))
+    workers = max(1, concurrency)
     tp_control = next((c for c in controls if c.throughput_url), None)
     tp_targets = (
         {t.name for t in targets if t.throughput_url}
@@ -198,15 +228,14 @@ async def run_round(
         else set()
     )
     held: list[tuple[Target, Measurement]] = []
+    controls_ok: list[bool] = []
 
     def finish(m: Measurement) -> None:
         on_measurement(m)
-        # Keep the verdict for the summary, not the observations: a long round stays small.
-        result.measurements.append(replace(m, observations=Observations(m.url)))
-        result.bytes_used += m.bytes_used
+        result.add(m)
 
-    async def one(t: Target, network_ok: bool | None) -> Measurement:
-        async with sem:
+    async def one(t: Target, network_ok: bool | None) -> None:
+        try:
             m = await _measure(
                 shared,
                 helper,
@@ -216,27 +245,98 @@ async def run_round(
                 fingerprints=fingerprints,
                 network_ok=network_ok,
             )
-        if t.name in tp_targets and network_ok is not False:
+        except Exception as exc:  # the probe's own fault: this target's failure, not the round's
+            m = _internal_error(t, exc, shared, round_id=result.id, device_id=device_id)
+            result.internal_errors += 1
+        if t.is_control:
+            controls_ok.append(_system_ok(m))
+        if t.name in tp_targets and network_ok is not False and not _is_internal_error(m):
             held.append((t, m))
         else:
             finish(m)
-        return m
 
     try:
-        done = await asyncio.gather(*(one(c, None) for c in controls))
-        if done:
+        await _pool(controls, workers, lambda c: one(c, None))
+        if controls_ok:
             # Any control that loaded a page proves the link works.
-            result.network_ok = any(_system_ok(m) for m in done)
-        await asyncio.gather(*(one(t, result.network_ok) for t in targets))
+            result.network_ok = any(controls_ok)
+        await _pool(targets, workers, lambda t: one(t, result.network_ok))
         for t, m in held:
             assert throughput is not None and tp_control is not None
-            finish(await _throughput(shared, m, t, tp_control, throughput, len(held)))
+            try:
+                done = await _throughput(shared, m, t, tp_control, throughput, len(held))
+            except Exception as exc:
+                _log_internal_error(t, exc)
+                result.internal_errors += 1
+                done = replace(m, throughput={"skipped": "internal_error", "analysis": None})
+            finish(done)
     finally:
         await shared.aclose()
         if helper is not None:
             await helper.aclose()
     result.finished_at = utc_now()
     return result
+
+
+async def _pool(
+    items: Iterable[Target], workers: int, work: Callable[[Target], Awaitable[None]]
+) -> None:
+    """Run ``work`` over ``items`` with ``workers`` at a time: a fixed set of tasks pulling from
+    one iterator, so a round of 100,000 targets holds 16 tasks, not 100,000 coroutines. The
+    first exception that escapes ``work`` cancels the rest (a TaskGroup)."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:  # next() runs between awaits: no two workers take the same item
+            await work(item)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(workers):
+                tg.create_task(worker())
+    except BaseExceptionGroup as group:  # callers expect the error itself (a StoreError, say)
+        raise group.exceptions[0] from None
+
+
+STRICT_ENV = "PROBE_STRICT"  # "1": the per-target boundary re-raises (the test suite sets it)
+
+
+def _log_internal_error(t: Target, exc: Exception) -> None:
+    if os.environ.get(STRICT_ENV) == "1":
+        raise exc
+    log.error(
+        "%s: internal error while measuring (%s: %s)", t.name, type(exc).__name__, exc, exc_info=exc
+    )
+
+
+def _internal_error(
+    t: Target, exc: Exception, shared: Shared, *, round_id: str, device_id: str | None
+) -> Measurement:
+    """The recorded failure of a target whose measuring raised: no observations, no blocking
+    verdict (a bug is never evidence), the failure text kept as ``unknown_failure: ...``."""
+    _log_internal_error(t, exc)
+    text = failures.UNKNOWN_PREFIX + failures.scrub(f"{type(exc).__name__}: {exc}")[:300]
+    obs = Observations(t.url)
+    verdict = replace(classify(obs), failure=text)
+    return Measurement(
+        id=new_measurement_id(),
+        target=t.name,
+        url=t.url,
+        started_at=utc_now(),
+        observations=obs,
+        verdict=verdict,
+        round_id=round_id,
+        device_id=device_id,
+        category=t.category,
+        is_control=t.is_control,
+        resolver=shared.cfg.resolver.address,
+        software=SOFTWARE,
+        extra={"internal_error": text},
+    )
+
+
+def _is_internal_error(m: Measurement) -> bool:
+    return "internal_error" in m.extra
 
 
 def _system_ok(m: Measurement) -> bool:
@@ -295,7 +395,7 @@ def throughput_plan(settings: Settings) -> Plan | None:
 
 def prepare(settings: Settings) -> RoundSetup:
     """Check and load what the settings name; raises InputError, never half-way."""
-    tl = load_targets(settings.targets)
+    tl = read_targets(settings.targets)  # broken entries: tl.problems, for the caller to report
     if settings.only:
         tl = tl.select(settings.only)
     spec = parse_resolver(settings.resolver) if settings.resolver else system_resolver()
@@ -375,7 +475,7 @@ async def run_once(
         {
             **row,
             "finished_at": result.finished_at,
-            "targets": len(result.measurements),
+            "targets": result.count,
             "network_ok": None if result.network_ok is None else int(result.network_ok),
             "bytes_used": result.bytes_used,
         }
