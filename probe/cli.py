@@ -76,8 +76,8 @@ def _fingerprints(paths: tuple[str, ...]) -> FingerprintSet:
     return load_fingerprints(paths)
 
 
-def _open_store(path: str, *, create: bool = True) -> Store:
-    return Store.open(path, create=create)
+def _open_store(path: str, *, create: bool = True, readonly: bool = False) -> Store:
+    return Store.open(path, create=create, readonly=readonly)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -375,7 +375,7 @@ def export(
     """
     lo = parse_time(since, "--since") if since else None
     hi = parse_time(until, "--until") if until else None
-    store = _open_store(resolve_db(db_path, config_path), create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     n = write_export(records(store, since=lo, until=hi, targets=target_names), fmt, output)
     click.echo(f"{n} measurements exported", err=True)
 
@@ -404,7 +404,7 @@ def events(
 
     from probe.events import find_events
 
-    store = _open_store(resolve_db(db_path, config_path), create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     found = [
         e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
     ]

@@ -1,24 +1,32 @@
 """SQLite storage through sqlite-utils: schema by migrations, WAL, one transaction per measurement.
 
 Contract: ``Store.open(path)`` creates or migrates the database (raising :class:`StoreError`
-with a one-line message for a file that is not a usable probe database) and enables WAL.
-``save(measurement)`` writes the measurement row, its step rows and its response bodies in one
-transaction: it is stored whole or not at all. Flat verdict columns serve analysts; the raw
-observations (JSON) serve ``reclassify``. Bodies are stored once per SHA-256, compressed, with
-IP addresses scrubbed; nothing the probe writes holds the volunteer's own address.
+with a one-line message naming the file and the cause: not a probe database, not SQLite, a full
+disk, a read-only mount) and enables WAL; ``Store.open(path, readonly=True)`` (reading
+commands) writes nothing, even on a read-only mount. ``save(measurement)`` writes the
+measurement row and its response bodies in one transaction: it is stored whole or not at all.
+Several processes may write one database at once (a daemon and a manual ``probe run``): every
+write transaction takes the write lock first (``BEGIN IMMEDIATE``) and waits and retries while
+another holds it; WAL readers (export, Datasette) never block a writer. Flat verdict columns
+serve analysts; the raw observations (JSON) serve ``reclassify``. Bodies are stored once per
+SHA-256, compressed, with IP addresses scrubbed; nothing the probe writes holds the volunteer's
+own address.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from probe._lazy import without_numpy
 
@@ -42,6 +50,11 @@ from probe.model import (
 
 class StoreError(InputError):
     """The database cannot be used; the message names the file."""
+
+
+T = TypeVar("T")
+BUSY_TIMEOUT = 10.0  # seconds SQLite itself waits for another connection's lock
+WRITE_PATIENCE = 120.0  # seconds a writer keeps retrying while others hold the write lock
 
 
 migrations = Migrations("probe")
@@ -302,34 +315,121 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True) -> Store:
+    def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+        """The store at ``path``, created and migrated as needed. ``readonly`` (export, events,
+        status) opens it without writing anything, even on a read-only mount; such a
+        database must already be migrated, unless it can be written after all."""
         p = Path(path)
-        if not create and not p.exists():
+        if (readonly or not create) and not p.exists():
             raise StoreError(f"{p}: no such database")
+        if readonly:
+            store = cls._open_readonly(p)
+            if store is not None:
+                return store
         if create:
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{p}: cannot create its folder ({exc.strerror})") from None
         try:
-            db = Database(str(p))
+            db = Database(sqlite3.connect(str(p), timeout=BUSY_TIMEOUT))
+            store = cls(db, str(p))
             db.execute("PRAGMA foreign_keys = ON")
-            names = set(db.table_names())
-            if names and "_sqlite_migrations" not in names and "measurements" not in names:
-                raise StoreError(f"{p}: not a probe database (tables: {', '.join(sorted(names))})")
+            store._check_is_probe_db()
             if db.journal_mode != "wal":
-                db.enable_wal()
-            migrations.apply(db)
-            if not _has_meta(db):
-                with db.atomic():
-                    db.table("meta").insert(
-                        {"key": "device_id", "value": str(uuid.uuid4())}, replace=True
-                    )
+                store._retry(db.enable_wal)
+            if migrations.pending(db) or not _has_meta(db):
+                store._write(store._migrate)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{p}: not a usable SQLite database ({exc})") from None
+            raise StoreError(_db_problem(p, exc)) from None
         except OSError as exc:
             raise StoreError(f"{p}: {exc.strerror or exc}") from None
-        return cls(db, str(p))
+        return store
+
+    @classmethod
+    def _open_readonly(cls, p: Path) -> Store | None:
+        """A read-only store, or None when the database needs migrating and can be written."""
+        uri = f"file:{quote(str(p.resolve()))}?mode=ro"
+        try:
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError as exc:
+                # A WAL database on a read-only mount without its -shm file: nobody can write
+                # it there, so reading it as immutable is safe.
+                if not _readonly_fs(p) or _code(exc) != sqlite3.SQLITE_CANTOPEN:
+                    raise
+                conn = sqlite3.connect(uri + "&immutable=1", uri=True)
+            db = Database(conn)
+            store = cls(db, str(p))
+            store._check_is_probe_db()
+            if migrations.pending(db) or not _has_meta(db):
+                db.close()
+                if _readonly_fs(p) or not os.access(p, os.W_OK):
+                    raise StoreError(
+                        f"{p}: written by an older probe and read-only here, so it cannot be "
+                        "migrated; open it once where it can be written"
+                    )
+                return None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_db_problem(p, exc)) from None
+        return store
+
+    def _check_is_probe_db(self) -> None:
+        names = set(self.db.table_names())
+        if names and "_sqlite_migrations" not in names and "measurements" not in names:
+            raise StoreError(
+                f"{self.path}: not a probe database (tables: {', '.join(sorted(names))})"
+            )
+
+    def _migrate(self) -> None:
+        """Inside the write transaction: another process may have migrated meanwhile, and
+        sqlite-utils' own transactions become savepoints within ours."""
+        migrations.apply(self.db)
+        if not _has_meta(self.db):
+            self.db.table("meta").insert({"key": "device_id", "value": str(uuid.uuid4())})
+
+    def _write(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in one write transaction (BEGIN IMMEDIATE: the write lock is taken
+        first, so the transaction cannot fail half-way for want of it), retried while
+        another writer holds the lock; readers in WAL mode never hold it."""
+
+        def once() -> T:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        try:
+            return self._retry(once)
+        except sqlite3.DatabaseError as exc:
+            # A full disk, a read-only mount or a corrupt file is the database's problem and
+            # one line; a constraint our own row broke is a bug and stays an exception.
+            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+                raise StoreError(_db_problem(Path(self.path), exc)) from None
+            raise
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """``fn()``, again while SQLite says busy (each try already waits BUSY_TIMEOUT), for
+        up to WRITE_PATIENCE seconds in all."""
+        deadline = time.monotonic() + WRITE_PATIENCE
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if _code(exc) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @property
     def device_id(self) -> str:
@@ -340,14 +440,17 @@ class Store:
 
     # -- writing ----------------------------------------------------------------------------
     def save_round(self, row: dict[str, Any]) -> None:
-        with self.db.atomic():
-            self.db.table("rounds").upsert(row, pk="id")
+        self._write(lambda: self.db.table("rounds").upsert(row, pk="id"))
 
     def save(self, m: Measurement) -> None:
         """Store one measurement whole (one transaction), or raise and store nothing."""
-        with self.db.atomic():
-            self.db.table("measurements").insert(self._row(m))
+        row = self._row(m)
+
+        def write() -> None:
+            self.db.table("measurements").insert(row)
             self._bodies(m)
+
+        self._write(write)
 
     def exists(self, measurement_id: str) -> bool:
         return bool(
@@ -482,12 +585,12 @@ class Store:
         ]
 
     def update_throughput(self, measurement_id: str, doc: dict[str, Any]) -> None:
-        with self.db.atomic():
-            self.db.table("measurements").update(measurement_id, {"throughput": json.dumps(doc)})
+        values = {"throughput": json.dumps(doc)}
+        self._write(lambda: self.db.table("measurements").update(measurement_id, values))
 
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
-        with self.db.atomic():
-            self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
+        values = self._verdict_columns(v)
+        self._write(lambda: self.db.table("measurements").update(measurement_id, values))
 
 
 def _scrub_headers(obs: Any) -> Any:
@@ -496,6 +599,44 @@ def _scrub_headers(obs: Any) -> Any:
     for h in obs.get("http", []):
         h["headers"] = [[k, v if k.lower() == "location" else scrub(v)] for k, v in h["headers"]]
     return obs
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code (SQLITE_BUSY for SQLITE_BUSY_SNAPSHOT and the like)."""
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _disk_full(p: Path) -> bool:
+    try:
+        st = os.statvfs(p.resolve().parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def _readonly_fs(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p.resolve().parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _db_problem(p: Path, exc: sqlite3.DatabaseError) -> str:
+    """One line naming the database and what SQLite said, in words a volunteer can act on."""
+    code = _code(exc)
+    # A full disk is SQLITE_FULL, or an I/O error when the WAL index cannot grow.
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(p)):
+        return f"{p}: the disk is full ({exc}); what was stored before is kept"
+    if code == sqlite3.SQLITE_READONLY or (code == sqlite3.SQLITE_CANTOPEN and _readonly_fs(p)):
+        where = "on a read-only file system" if _readonly_fs(p) else "read-only"
+        return f"{p}: cannot write, the database is {where} ({exc})"
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return f"{p}: still locked by another process after {WRITE_PATIENCE:.0f} s ({exc})"
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return f"{p}: not a usable SQLite database ({exc})"
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return f"{p}: cannot use the database file ({exc})"
+    return f"{p}: not a usable SQLite database ({exc})"
 
 
 def _has_meta(db: Database) -> bool:
