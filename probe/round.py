@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -36,7 +37,7 @@ from probe.classify.throughput import analyse, looks_slow
 from probe.errors import InputError
 from probe.measure.dns import parse_resolver, system_resolver
 from probe.measure.helper_client import HelperClient
-from probe.measure.net import MeasureConfig, Shared
+from probe.measure.net import MeasureConfig, Shared, make_ssl_context
 from probe.measure.runner import TargetMeasurer
 from probe.measure.throughput import HelperBulk, Plan, run_test
 from probe.model import ControlEvidence, Measurement, Observations
@@ -393,8 +394,33 @@ def throughput_plan(settings: Settings) -> Plan | None:
     return plan
 
 
+def setting_source(settings: Settings, name: str) -> str:
+    """Where a setting came from, as a user would name it: ``--ca-bundle``, ``PROBE_CA_BUNDLE``
+    or ``FILE: ca_bundle``."""
+    src = settings.sources.get(name, "")
+    for prefix in ("flag ", "environment "):
+        if src.startswith(prefix):
+            return src.removeprefix(prefix)
+    return f"{src.removeprefix('file ')}: {name}" if src.startswith("file ") else name
+
+
+def check_ca_bundle(settings: Settings) -> None:
+    """The extra trust anchors load as PEM certificates, or InputError naming the setting."""
+    if not settings.ca_bundle:
+        return
+    where = f"{setting_source(settings, 'ca_bundle')} {settings.ca_bundle}"
+    try:
+        make_ssl_context(settings.ca_bundle)
+    except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
+        reason = getattr(exc, "reason", None) or exc
+        raise InputError(f"{where}: not a PEM file of certificates ({reason})") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read ({exc.strerror or exc})") from None
+
+
 def prepare(settings: Settings) -> RoundSetup:
     """Check and load what the settings name; raises InputError, never half-way."""
+    check_ca_bundle(settings)
     tl = read_targets(settings.targets)  # broken entries: tl.problems, for the caller to report
     if settings.only:
         tl = tl.select(settings.only)

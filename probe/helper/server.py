@@ -528,10 +528,11 @@ def serve(
 
     try:
         make_ssl_context(ca_bundle)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ServeError(
-            f"--ca-bundle {ca_bundle}: not a PEM file of certificates ({exc})"
-        ) from None
+    except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
+        reason = getattr(exc, "reason", None) or exc
+        raise ServeError(f"--ca-bundle {ca_bundle}: not a PEM file ({reason})") from None
+    except OSError as exc:
+        raise ServeError(f"--ca-bundle {ca_bundle}: cannot read ({exc.strerror or exc})") from None
     cfg = MeasureConfig(
         resolver=upstream,
         control_resolver=None,
