@@ -469,6 +469,12 @@ def import_(
         report = import_ooni(store, paths, fps)
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable or truncated gzip
         fail(f"{files[0] if len(files) == 1 else 'input'}: cannot read ({exc})")
+    if not report.imported and not report.duplicates:
+        first = f" (first: {report.skipped[0]})" if report.skipped else ""
+        fail(
+            f"{files[0] if len(files) == 1 else 'input'}: no valid OONI measurement in "
+            f"{report.read} records{first}"
+        )
     for line in report.skipped:
         click.echo(f"probe: skipped {line}", err=True)
     click.echo(
@@ -497,6 +503,12 @@ def reclassify(
     click.echo(f"{total} measurements reclassified, {changed} verdicts changed")
 
 
+# click >= 8.2 raises this for a group given no command (older versions print the help).
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors."""
     try:
@@ -507,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         click.echo(f"probe: error: {str(exc).replace(chr(10), ' ')}", err=True)
         return 2
+    except _NO_ARGS_IS_HELP as exc:
+        # Bare "probe", "probe targets", "probe helper": their help, as --help prints it. A
+        # request for orientation, not an error: exit status 0.
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        return 0
     except click.ClickException as exc:
         message = exc.format_message().replace("\n", " ")
         click.echo(f"probe: error: {message}", err=True)

@@ -368,9 +368,20 @@ def import_citizenlab_csv(
     """Entries for targets.yaml from a Citizen Lab CSV; returns (entries, duplicates skipped)."""
     p = Path(path)
     try:
-        fh = p.open(newline="", encoding="utf-8")
+        with p.open("rb") as raw:
+            data = raw.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise TargetsError(f"{p}: cannot read ({exc})") from None
+        raise TargetsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise TargetsError(_too_big(p))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TargetsError(
+            f"{p}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+        ) from None
+    fh = io.StringIO(text, newline="")
     seen_urls = set()
     names = set()
     if existing is not None:
@@ -383,11 +394,11 @@ def import_citizenlab_csv(
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or "url" not in reader.fieldnames:
             raise TargetsError(f"{p}:1: header must have a 'url' column (Citizen Lab format)")
-        for lineno, row in enumerate(reader, start=2):
+        for lineno, row in _rows(p, reader):
             url = (row.get("url") or "").strip()
             try:
                 check_url(url)
-            except ValueError as exc:
+            except URLError as exc:
                 raise TargetsError(f"{p}:{lineno}: url: {exc}") from None
             if url.rstrip("/") in seen_urls:
                 skipped += 1
@@ -410,3 +421,17 @@ def import_citizenlab_csv(
                 entry["notes"] = notes
             out.append(entry)
     return out, skipped
+
+
+def _rows(p: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line where the row starts, row); a malformed row is a TargetsError naming its line."""
+    line = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise TargetsError(f"{p}:{max(line, reader.line_num)}: {exc}") from None
+        yield line, row
+        line = reader.line_num + 1

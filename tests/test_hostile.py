@@ -248,3 +248,79 @@ def test_bad_environment_values_are_one_line(
         monkeypatch.setenv(k, v)
     code, _, err = run_cli(["config"], capsys)
     assert code == 2 and err.count("\n") == 1 and message in err
+
+
+# -- item 10: hostile files to import --------------------------------------------------------
+QA = Path(__file__).parent / "fixtures" / "ooni-qa"
+
+
+def _qa_line(name: str = "dnsBlockingNXDOMAIN") -> bytes:
+    return json.dumps(json.loads((QA / name / "measurement.json").read_text())).encode()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"input": "' + b"x" * (70 * 2**20) + b'"}', "longer than 64 MiB"),
+        (b'{"input": "caf\xe9"}', "not UTF-8"),
+        (b"\x00\x01\x02", "not JSON"),
+    ],
+    ids=["deep", "huge", "latin-1", "binary"],
+)
+def test_import_skips_a_hostile_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: bytes, reason: str
+) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(_qa_line() + b"\n" + bad + b"\n" + _qa_line("dnsBlockingBOGON") + b"\n")
+    code, out, err = run_cli(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0, err
+    assert "2 imported, 0 already there, 1 skipped, from 3 records" in out
+    assert err.count("\n") == 1 and f"m.jsonl:2: {reason}" in err
+
+
+def test_import_with_no_valid_line_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(b"not json\n[1, 2]\n" + b"{" * 5000 + b"\n")
+    code, out, err = run_cli(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"probe: error: {src}: no valid OONI measurement in 3 records")
+    assert "m.jsonl:1: not JSON" in err
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"url,category_code\nhttps://caf\xe9.example/,NEWS\n", "l.csv:2: not UTF-8"),
+        (b"url,notes\nhttps://a.example/," + b"n" * 200_000 + b"\n", "l.csv:2: field larger"),
+        (b"url\nhttps://a.example/\x00\n", "l.csv:2: url: "),
+    ],
+    ids=["latin-1", "huge-field", "nul"],
+)
+def test_targets_import_hostile_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, reason: str
+) -> None:
+    src = tmp_path / "l.csv"
+    src.write_bytes(data)
+    code, out, err = run_cli(["targets", "import", str(src)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and reason in err, err
+
+
+def test_targets_import_oversized_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "l.csv"
+    with src.open("wb") as fh:
+        fh.write(b"url\n")
+        fh.truncate(17 * 2**20)
+    code, _, err = run_cli(["targets", "import", str(src)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "l.csv: larger than 16 MiB" in err
+
+
+# -- item 12: rough edges ----------------------------------------------------------------------
+@pytest.mark.parametrize("group", [[], ["targets"], ["helper"]])
+def test_bare_group_prints_its_help(group: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(group, capsys)
+    code_help, out_help, _ = run_cli([*group, "--help"], capsys)
+    assert (code, err) == (0, "") and out == out_help and code_help == 0
+    assert out.startswith("Usage: probe") and out.count("\n") > 5
