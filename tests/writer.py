@@ -1,4 +1,7 @@
-"""A writer process for the concurrency tests: ``python -m tests.writer DB TAG N [READER]``.
+"""A writer process for the concurrency tests: ``python -m tests.writer DB TAG N [READER]``,
+or ``python -m tests.writer probe ARGS...``: ``probe ARGS`` exactly as the CLI runs it, printing
+each measurement's id on stdout once ``Store.save`` returned for it (what a test that kills the
+process needs to know: which measurements finished).
 
 Opens the probe's store, saves N measurements (each with a body, as real ones have) one at a
 time through ``Store.save`` and prints each id on stdout once its save returned, so a test
@@ -36,7 +39,22 @@ def measurement(tag: str, i: int) -> Measurement:
     )
 
 
+def probe_cli(argv: list[str]) -> int:
+    from probe import cli
+
+    real = Store.save
+
+    def save(self: Store, m: Measurement) -> None:
+        real(self, m)
+        print(m.id, flush=True)
+
+    Store.save = save  # type: ignore[method-assign]
+    return cli.main(argv)
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "probe":
+        return probe_cli(argv[1:])
     db, tag, n = argv[0], argv[1], int(argv[2])
     if len(argv) > 3:  # a reader such as Datasette: its own connection, a long transaction
         con = sqlite3.connect(db)
