@@ -165,6 +165,12 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
         f"{result.count} measurements stored in {settings.db} ({result.bytes_used} bytes used)",
         err=True,
     )
+    if result.internal_errors:
+        click.echo(
+            f"probe: {result.internal_errors} targets failed in the probe's own code "
+            "(recorded as unknown_failure; the log has the tracebacks)",
+            err=True,
+        )
     fail_if_broken(settings.targets, setup.targets)
 
 

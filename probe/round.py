@@ -9,7 +9,11 @@ first (they decide whether the volunteer's own link works: when none loads, the 
 and no target gets a blocking verdict), then the targets with bounded concurrency. Each
 measurement is classified and handed to ``on_measurement`` (the store writes it in one
 transaction) as soon as it completes, so a killed round keeps everything finished before the
-kill. Network failures never raise.
+kill. Network failures never raise; an exception from the probe's own code while measuring one
+target becomes that target's recorded ``unknown_failure`` (no blocking verdict, the traceback
+logged), never the round's end, unless PROBE_STRICT=1 (the tests) asks for it to surface.
+Targets are taken from their list by a fixed pool of ``concurrency`` workers and the result
+keeps counts and a bounded set of rows, so a round's memory does not grow with its targets.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class RoundResult:
     network_ok: bool | None = None
     count: int = 0  # measurements finished (and handed to on_measurement)
     verdicts: Counter[tuple[Any, Any]] = field(default_factory=Counter)  # (blocking, accessible)
-    rows: list[Measurement] = field(default_factory=list)  # controls and blocked ones first
+    rows: list[Measurement] = field(default_factory=list)  # controls and blocked ones kept first
     internal_errors: int = 0  # targets whose measuring failed in the probe's own code
     bytes_used: int = 0
 
@@ -283,8 +287,8 @@ async def _pool(
     items: Iterable[Target], workers: int, work: Callable[[Target], Awaitable[None]]
 ) -> None:
     """Run ``work`` over ``items`` with ``workers`` at a time: a fixed set of tasks pulling from
-    one iterator, so a round of 100,000 targets holds 16 tasks, not 100,000 coroutines. The
-    first exception that escapes ``work`` cancels the rest (a TaskGroup)."""
+    one iterator, so a round of 100,000 targets holds ``workers`` tasks, not 100,000 coroutines.
+    The first exception that escapes ``work`` (a full disk, say) cancels the rest."""
     it = iter(items)
 
     async def worker() -> None:
