@@ -58,7 +58,7 @@ def ids(db: Path) -> set[str]:
 @pytest.mark.parametrize("writers", [2, 4])
 def test_concurrent_writers_store_everything(tmp_path: Path, writers: int) -> None:
     db = tmp_path / "shared.db"  # created by the writers themselves, all at once
-    n = 150
+    n = 100
     procs = [writer(db, f"w{k}", n) for k in range(writers)]
     reader = writer(db, "r", 2, "read")  # a long read transaction in the middle of it all
     finished: set[str] = set()
@@ -77,7 +77,7 @@ def test_concurrent_writers_store_everything(tmp_path: Path, writers: int) -> No
 
 
 def test_two_probe_runs_on_one_database(tmp_path: Path, world: World) -> None:
-    lines = [f"  - {{name: t{i}, url: '{world.http('news.test', f'/?{i}')}'}}" for i in range(40)]
+    lines = [f"  - {{name: t{i}, url: '{world.http('news.test', f'/?{i}')}'}}" for i in range(20)]
     targets = tmp_path / "t.yaml"
     targets.write_text("targets:\n" + "\n".join(lines) + "\n", encoding="utf-8")
     db = tmp_path / "r.db"
@@ -87,7 +87,7 @@ def test_two_probe_runs_on_one_database(tmp_path: Path, world: World) -> None:
         assert p.returncode == 0, err
     con = sqlite3.connect(db)
     try:
-        assert con.execute("SELECT count(*) FROM measurements").fetchone()[0] == 80
+        assert con.execute("SELECT count(*) FROM measurements").fetchone()[0] == 40
         assert (
             con.execute("SELECT count(*) FROM rounds WHERE finished_at IS NOT NULL").fetchone()[0]
             == 2
