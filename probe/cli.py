@@ -24,7 +24,14 @@ from probe.measure.dns import parse_resolver, system_resolver
 from probe.round import load_fingerprints, read_token
 from probe.settings import DAEMON, MEASURE, OPTIONS, Settings
 from probe.store import Store
-from probe.targets import Target, TargetList, import_citizenlab_csv, load_targets
+from probe.targets import (
+    Target,
+    TargetList,
+    TargetsError,
+    import_citizenlab_csv,
+    load_targets,
+    read_targets,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 NO_HELPER_NOTE = (
@@ -72,8 +79,8 @@ def _fingerprints(paths: tuple[str, ...]) -> FingerprintSet:
     return load_fingerprints(paths)
 
 
-def _open_store(path: str, *, create: bool = True) -> Store:
-    return Store.open(path, create=create)
+def _open_store(path: str, *, create: bool = True, readonly: bool = False) -> Store:
+    return Store.open(path, create=create, readonly=readonly)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,6 +155,11 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
 
     settings = load_settings(flags, config_path)
     setup = prepare(settings)
+    # Broken entries are reported now, the usable ones measured anyway, and exit status 2 at
+    # the end says the list needs fixing.
+    report_broken(settings.targets, setup.targets)
+    if not setup.targets.targets:
+        fail_if_broken(settings.targets, setup.targets)
     store = _open_store(settings.db)
     if not settings.helper:
         click.echo(f"probe: note: {NO_HELPER_NOTE}", err=True)
@@ -159,10 +171,16 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     if result.offline_reason:
         click.echo(f"probe: {result.offline_reason}", err=True)
     click.echo(
-        f"{len(result.measurements)} measurements stored in {settings.db} "
-        f"({result.bytes_used} bytes used)",
+        f"{result.count} measurements stored in {settings.db} ({result.bytes_used} bytes used)",
         err=True,
     )
+    if result.internal_errors:
+        click.echo(
+            f"probe: {result.internal_errors} targets failed in the probe's own code "
+            "(recorded as unknown_failure; the log has the tracebacks)",
+            err=True,
+        )
+    fail_if_broken(settings.targets, setup.targets)
 
 
 @cli.command("config")
@@ -288,19 +306,38 @@ def targets() -> None:
 @targets.command("check")
 @click.argument("path", default="targets.yaml", type=click.Path(dir_okay=False))
 def targets_check(path: str) -> None:
-    """Validate a target list.
+    """Validate a target list: every broken entry is reported (FILE:LINE: field: reason).
 
     \b
     Example:
       probe targets check targets.yaml
     """
-    tl = load_targets(path)
+    tl = read_targets(path)
+    report_broken(path, tl)
+    fail_if_broken(path, tl)
     click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
     if not tl.controls:
         click.echo(
             f"probe: warning: {path} has no controls: without them an offline round cannot be "
             "told from blocking (add a 'controls:' list, e.g. the default one)",
             err=True,
+        )
+
+
+def report_broken(path: str, tl: TargetList) -> None:
+    """One ``probe: error:`` line per broken entry of a target list."""
+    for line in tl.problems:
+        click.echo(f"probe: error: {line}", err=True)
+    if tl.broken > len(tl.problems):
+        click.echo(f"probe: error: {path}: {tl.broken - len(tl.problems)} more", err=True)
+
+
+def fail_if_broken(path: str, tl: TargetList) -> None:
+    """Exit status 2 when the list has a broken entry (after the usable ones were used)."""
+    if tl.broken:
+        raise TargetsError(
+            f"{path}: {tl.broken} broken entries ({len(tl.targets)} targets and "
+            f"{len(tl.controls)} controls usable)"
         )
 
 
@@ -385,7 +422,7 @@ def events(
 
     from probe.events import find_events
 
-    store = _open_store(resolve_db(db_path, config_path), create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     found = [
         e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
     ]
@@ -450,6 +487,12 @@ def import_(
         report = import_ooni(store, paths, fps)
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable or truncated gzip
         fail(f"{files[0] if len(files) == 1 else 'input'}: cannot read ({exc})")
+    if not report.imported and not report.duplicates:
+        first = f" (first: {report.skipped[0]})" if report.skipped else ""
+        fail(
+            f"{files[0] if len(files) == 1 else 'input'}: no valid OONI measurement in "
+            f"{report.read} records{first}"
+        )
     for line in report.skipped:
         click.echo(f"probe: skipped {line}", err=True)
     click.echo(
@@ -519,7 +562,7 @@ def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
         else:
             click.echo(f"daemon     not running (no database at {db})")
         return 3
-    store = _open_store(db, create=False)
+    store = _open_store(db, create=False, readonly=True)
     doc = daemon_status(store)
     if as_json:
         click.echo(json.dumps(doc))
@@ -619,6 +662,12 @@ def prune(
     )
 
 
+# click >= 8.2 raises this for a group given no command (older versions print the help).
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors; a command
     may return its own status (``probe status``: 3, 4)."""
@@ -630,6 +679,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         click.echo(f"probe: error: {str(exc).replace(chr(10), ' ')}", err=True)
         return 2
+    except _NO_ARGS_IS_HELP as exc:
+        # Bare "probe", "probe targets", "probe helper": their help, as --help prints it. A
+        # request for orientation, not an error: exit status 0.
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        return 0
     except click.ClickException as exc:
         message = exc.format_message().replace("\n", " ")
         click.echo(f"probe: error: {message}", err=True)
@@ -726,7 +780,7 @@ def export(
     f = _row_filter(flags)
     if fmt == "parquet":
         _need_analyst("probe export --format parquet", ("pyarrow",))
-    store = _open_store(resolve_db(db_path, config_path), create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     n = run_export(store, f, fmt, output, excel=excel)
     click.echo(f"{n} measurements exported", err=True)
 
@@ -765,7 +819,7 @@ def report(
     from probe.export.report import write_report
 
     f = _row_filter(flags)
-    store = _open_store(resolve_db(db_path, config_path), create=False)
+    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     summary = write_report(store, f, output, lang=lang, png_dir=png_dir)
     click.echo(summary, err=True)
 

@@ -56,7 +56,7 @@ from probe.lock import DaemonLock, pid_alive
 from probe.model import Measurement
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.settings import Settings, resolve
-from probe.store import Store
+from probe.store import Store, StoreError
 from probe.targets import TargetList
 from probe.timeutil import day_start, iso, month_start, utc_now
 
@@ -140,13 +140,6 @@ def setup_logging(fmt: str, stream: Any = None) -> None:
     logging.getLogger("apscheduler").handlers[:] = [handler]
 
 
-def is_anomaly(m: Measurement) -> bool:
-    v = m.verdict
-    return (not m.is_control) and (
-        (v.blocking is not None and v.blocking is not False) or v.throttled is True
-    )
-
-
 # -- writes that wait for the database -----------------------------------------------------
 class PatientStore(Store):
     """A Store whose ``save`` never raises on a database error: the measurement waits in memory
@@ -155,6 +148,7 @@ class PatientStore(Store):
 
     def __init__(self, store: Store) -> None:
         super().__init__(store.db, store.path)
+        self.write_patience = 0.0  # one try (SQLite's busy timeout), then the queue waits
         self.pending: collections.deque[Measurement] = collections.deque(maxlen=PENDING_MAX)
         self.last_error: str | None = None
 
@@ -173,7 +167,7 @@ class PatientStore(Store):
                 log.error("measurement %s of %s not stored (%s)", m.id, m.target, exc)
                 self.pending.popleft()
                 continue
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, StoreError) as exc:
                 if self.last_error != str(exc):
                     log.error(
                         "%s: cannot write (%s); %d measurements wait",
@@ -343,13 +337,13 @@ class Daemon:
         self.store.flush()
         offline = result.network_ok is False
         self.failed_rounds = self.failed_rounds + 1 if offline else 0
-        anomalies = sum(is_anomaly(m) for m in result.measurements)
+        anomalies = result.anomalies
         fields = {
             "round": result.id,
             "kind": kind,
             "targets": len(targets),
             "controls": len(tl.controls),
-            "measurements": len(result.measurements),
+            "measurements": result.count,
             "anomalies": anomalies,
             "bytes": result.bytes_used,
             "duration": round(time.monotonic() - t0, 2),

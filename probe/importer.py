@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
@@ -39,44 +38,78 @@ class ImportReport:
     skipped: list[str] = field(default_factory=list)  # "FILE:LINE: reason", one per bad line
 
 
-def _open(path: Path) -> IO[str]:
+MAX_LINE = 64 * 2**20  # one measurement; OONI's largest (bodies included) are a few MB
+
+
+class LineProblem(ValueError):
+    """Why one line (or the one document) is skipped."""
+
+
+def _open(path: Path) -> IO[bytes]:
     with path.open("rb") as probe_fh:
         gz = probe_fh.read(2) == b"\x1f\x8b"
     if gz:  # GzipFile opened by name closes its file with it
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
-    return path.open("r", encoding="utf-8", errors="strict")
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _lines(fh: IO[bytes]) -> Iterator[bytes | LineProblem]:
+    """Each line, or a LineProblem for one over MAX_LINE (read past, never held whole)."""
+    while line := fh.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            while (rest := fh.readline(2**20)) and not rest.endswith(b"\n"):
+                pass
+            yield LineProblem(f"longer than {MAX_LINE // 2**20} MiB")
+            continue
+        yield line
+
+
+def _parse(data: bytes) -> Any:
+    """The JSON value of ``data``, or LineProblem; JSONDecodeError is left to the caller."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineProblem(f"not UTF-8 (byte 0x{data[exc.start]:02x} at {exc.start})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise LineProblem("nested too deeply") from None
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any | Exception]]:
     """(line number, parsed document or the error) for every measurement in a file."""
     with _open(path) as fh:
-        first = ""
         lineno = 0
-        for line in fh:
+        lines = _lines(fh)
+        for line in lines:
             lineno += 1
-            if line.strip():
-                first = line
-                break
-        if not first:
-            return
-        try:
-            yield lineno, json.loads(first)
-        except json.JSONDecodeError:
-            # Not JSON Lines: one pretty-printed JSON document (a measurement.json file).
-            rest = fh.read(MAX_SINGLE_DOCUMENT)
-            try:
-                yield lineno, json.loads(first + rest)
-            except json.JSONDecodeError as exc:
-                yield lineno + exc.lineno - 1, exc
-            return
-        for line in fh:
-            lineno += 1
+            if isinstance(line, LineProblem):
+                yield lineno, line
+                continue
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
+                yield lineno, _parse(line)
+            except LineProblem as exc:
                 yield lineno, exc
+            except json.JSONDecodeError as exc:
+                if lineno > 1 or exc.pos < len(line.rstrip()):
+                    yield lineno, exc  # a malformed line; the next ones still count
+                    continue
+                # The first line stops where a JSON value goes on: one pretty-printed document
+                # (a measurement.json file), read whole up to its cap.
+                rest = fh.read(MAX_SINGLE_DOCUMENT + 1)
+                if len(rest) > MAX_SINGLE_DOCUMENT:
+                    cap = MAX_SINGLE_DOCUMENT // 2**20
+                    yield lineno, LineProblem(f"one JSON document larger than {cap} MiB")
+                    return
+                try:
+                    yield lineno, _parse(line + rest)
+                except LineProblem as exc2:
+                    yield lineno, exc2
+                except json.JSONDecodeError as exc2:
+                    yield lineno + exc2.lineno - 1, exc2
+                return
 
 
 def measurement_id(m: dict[str, Any]) -> str:
@@ -162,6 +195,9 @@ def import_ooni(
                 m = to_measurement(doc, fingerprints)
             except OONIFormatError as exc:  # the only error bad input can raise
                 report.skipped.append(f"{where}: {exc}")
+                continue
+            except RecursionError:  # json.loads took it; walking it did not
+                report.skipped.append(f"{where}: nested too deeply")
                 continue
             store.save(m)
             report.imported += 1

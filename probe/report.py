@@ -43,13 +43,14 @@ class Progress:
 
 
 def summary(result: Any) -> None:
+    """The round's kept rows (controls and blocked targets first), then counts for the rest."""
     table = Table(
         title=f"round {result.id[:8]}: network "
         f"{'ok' if result.network_ok else 'OFFLINE' if result.network_ok is False else '?'}"
     )
     for col in ("target", "verdict", "step", "failure", "rule"):
         table.add_column(col, no_wrap=col == "verdict")  # a verdict is read whole
-    for m in sorted(result.measurements, key=lambda m: (not m.is_control, m.target)):
+    for m in sorted(result.rows, key=lambda m: (not m.is_control, m.target)):
         v = m.verdict
         name = f"{m.target} (control)" if m.is_control else m.target
         table.add_row(
@@ -59,4 +60,10 @@ def summary(result: Any) -> None:
             v.failure or "",
             v.rule_id,
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if result.count > len(result.rows):
+        counts = ", ".join(
+            f"{n} {verdicts.words(b, a)}" for (b, a), n in result.verdicts.most_common()
+        )
+        console.print(f"{result.count} measurements in all: {counts}")

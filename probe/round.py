@@ -9,22 +9,29 @@ first (they decide whether the volunteer's own link works: when none loads, the 
 and no target gets a blocking verdict), then the targets with bounded concurrency. Each
 measurement is classified and handed to ``on_measurement`` (the store writes it in one
 transaction) as soon as it completes, so a killed round keeps everything finished before the
-kill. Network failures never raise.
+kill. Network failures never raise; an exception from the probe's own code while measuring one
+target becomes that target's recorded ``unknown_failure`` (no blocking verdict, the traceback
+logged), never the round's end, unless PROBE_STRICT=1 (the tests) asks for it to surface.
+Targets are taken from their list by a fixed pool of ``concurrency`` workers and the result
+keeps counts and a bounded set of rows, so a round's memory does not grow with its targets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import ssl
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from probe import __version__, addr
+from probe import __version__, addr, failures
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
@@ -32,19 +39,20 @@ from probe.classify.throughput import analyse, looks_slow
 from probe.errors import InputError
 from probe.measure.dns import parse_resolver, system_resolver
 from probe.measure.helper_client import HelperClient
-from probe.measure.net import MeasureConfig, Shared
+from probe.measure.net import MeasureConfig, Shared, make_ssl_context
 from probe.measure.runner import TargetMeasurer
 from probe.measure.throughput import HelperBulk, run_test
 from probe.model import ControlEvidence, Measurement, Observations, Plan, ThroughputRecord
 from probe.privacy import Recogniser, Scrubber
 from probe.settings import Settings
-from probe.targets import Target, TargetList, load_targets
+from probe.targets import Target, TargetList, read_targets
 from probe.timeutil import day_start, iso, month_start, utc_now
 
 if TYPE_CHECKING:
     from probe.store import Store
 
 SOFTWARE = f"probe/{__version__}"
+log = logging.getLogger(__name__)
 
 
 def new_measurement_id(started: datetime | None = None) -> str:
@@ -53,15 +61,51 @@ def new_measurement_id(started: datetime | None = None) -> str:
     return f"{t.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex}"
 
 
+SUMMARY_ROWS = 100  # rows a round keeps for its summary, whatever its number of targets
+
+
 @dataclass(slots=True)
 class RoundResult:
+    """What a round keeps for its summary: counts, and at most SUMMARY_ROWS verdict rows
+    (measurements without observations), so a round's memory does not grow with its targets."""
+
     id: str
     started_at: str
     finished_at: str = ""
     network_ok: bool | None = None
     offline_reason: str | None = None  # one line, when no control loaded
-    measurements: list[Measurement] = field(default_factory=list)
+    count: int = 0  # measurements finished (and handed to on_measurement)
+    anomalies: int = 0  # targets blocked or throttled (is_anomaly)
+    verdicts: Counter[tuple[Any, Any]] = field(default_factory=Counter)  # (blocking, accessible)
+    rows: list[Measurement] = field(default_factory=list)  # controls and blocked ones kept first
+    internal_errors: int = 0  # targets whose measuring failed in the probe's own code
     bytes_used: int = 0
+
+    def add(self, m: Measurement) -> None:
+        self.count += 1
+        self.anomalies += is_anomaly(m)
+        self.bytes_used += m.bytes_used
+        self.verdicts[(m.verdict.blocking, m.verdict.accessible)] += 1
+        row = replace(m, observations=Observations(m.url), control=None, throughput=None)
+        if len(self.rows) < SUMMARY_ROWS:
+            self.rows.append(row)
+        elif _notable(m):  # make room: an accessible target's row goes
+            for i, r in enumerate(self.rows):
+                if not _notable(r):
+                    self.rows[i] = row
+                    break
+
+
+def is_anomaly(m: Measurement) -> bool:
+    """A target blocked or throttled (the store's ANOMALY, for one measurement)."""
+    v = m.verdict
+    return (not m.is_control) and (
+        (v.blocking is not None and v.blocking is not False) or v.throttled is True
+    )
+
+
+def _notable(m: Measurement) -> bool:
+    return m.is_control or m.verdict.accessible is not True
 
 
 def _endpoints(url: str, addrs: list[str]) -> list[str]:
@@ -204,7 +248,7 @@ async def run_round(
     result = RoundResult(id=round_id or str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
     scrubber = Scrubber(shared.local_addresses, recognisers)
-    sem = asyncio.Semaphore(max(1, concurrency))
+    workers = max(1, concurrency)
     tp_control = next((c for c in controls if c.throughput_url), None)
     tp_targets = (
         {t.name for t in targets if t.throughput_url}
@@ -212,15 +256,14 @@ async def run_round(
         else set()
     )
     held: list[tuple[Target, Measurement]] = []
+    measured_controls: list[Measurement] = []
 
     def finish(m: Measurement) -> None:
         on_measurement(m)
-        # Keep the verdict for the summary, not the observations: a long round stays small.
-        result.measurements.append(replace(m, observations=Observations(m.url)))
-        result.bytes_used += m.bytes_used
+        result.add(m)  # the verdict for the summary, not the observations
 
-    async def one(t: Target, network_ok: bool | None, hold: bool = False) -> Measurement:
-        async with sem:
+    async def one(t: Target, network_ok: bool | None) -> None:
+        try:
             m = await measure_target(
                 shared,
                 helper,
@@ -231,41 +274,112 @@ async def run_round(
                 network_ok=network_ok,
                 scrubber=scrubber,
             )
-        if hold:
-            pass  # a control: stored once the round knows whether the link works
-        elif t.name in tp_targets and network_ok is not False:
+        except Exception as exc:  # the probe's own fault: this target's failure, not the round's
+            m = _internal_error(t, exc, shared, round_id=result.id, device_id=device_id)
+            result.internal_errors += 1
+        if t.is_control:
+            measured_controls.append(m)  # stored once the round knows whether the link works
+        elif t.name in tp_targets and network_ok is not False and not _is_internal_error(m):
             held.append((t, m))
         else:
             finish(m)
-        return m
 
     try:
-        done = await asyncio.gather(*(one(c, None, hold=True) for c in controls))
-        if done:
+        await _pool(controls, workers, lambda c: one(c, None))
+        if measured_controls:
             # Any control that loaded a page proves the link works.
-            result.network_ok = any(_system_ok(m) for m in done)
+            result.network_ok = any(_system_ok(m) for m in measured_controls)
             if not result.network_ok:
-                result.offline_reason = offline_reason(done)
-        for m in done:
+                result.offline_reason = offline_reason(measured_controls)
+        for m in measured_controls:
             # Judged again now that the round's state is known: an offline round's controls
             # are offline too (the classifier is pure, so this costs nothing).
-            verdict = classify(
-                m.observations,
-                control=m.control,
-                fingerprints=fingerprints,
-                network_ok=result.network_ok,
-            )
+            verdict = m.verdict
+            if not _is_internal_error(m):
+                verdict = classify(
+                    m.observations,
+                    control=m.control,
+                    fingerprints=fingerprints,
+                    network_ok=result.network_ok,
+                )
             finish(replace(m, verdict=verdict, network_ok=result.network_ok))
-        await asyncio.gather(*(one(t, result.network_ok) for t in targets))
+        await _pool(targets, workers, lambda t: one(t, result.network_ok))
         for t, m in held:
             assert throughput is not None and tp_control is not None
-            finish(await _throughput(shared, m, t, tp_control, throughput, len(held), scrubber))
+            try:
+                done = await _throughput(shared, m, t, tp_control, throughput, len(held), scrubber)
+            except Exception as exc:
+                _log_internal_error(t, exc)
+                result.internal_errors += 1
+                done = replace(m, throughput=ThroughputRecord(skipped="internal_error"))
+            finish(done)
     finally:
         await shared.aclose()
         if helper is not None:
             await helper.aclose()
     result.finished_at = utc_now()
     return result
+
+
+async def _pool(
+    items: Iterable[Target], workers: int, work: Callable[[Target], Awaitable[None]]
+) -> None:
+    """Run ``work`` over ``items`` with ``workers`` at a time: a fixed set of tasks pulling from
+    one iterator, so a round of 100,000 targets holds ``workers`` tasks, not 100,000 coroutines.
+    The first exception that escapes ``work`` (a full disk, say) cancels the rest."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:  # next() runs between awaits: no two workers take the same item
+            await work(item)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(workers):
+                tg.create_task(worker())
+    except BaseExceptionGroup as group:  # callers expect the error itself (a StoreError, say)
+        raise group.exceptions[0] from None
+
+
+STRICT_ENV = "PROBE_STRICT"  # "1": the per-target boundary re-raises (the test suite sets it)
+
+
+def _log_internal_error(t: Target, exc: Exception) -> None:
+    if os.environ.get(STRICT_ENV) == "1":
+        raise exc
+    log.error(
+        "%s: internal error while measuring (%s: %s)", t.name, type(exc).__name__, exc, exc_info=exc
+    )
+
+
+def _internal_error(
+    t: Target, exc: Exception, shared: Shared, *, round_id: str, device_id: str | None
+) -> Measurement:
+    """The recorded failure of a target whose measuring raised: no observations, no blocking
+    verdict (a bug is never evidence), the failure text kept as ``unknown_failure: ...``."""
+    _log_internal_error(t, exc)
+    text = failures.UNKNOWN_PREFIX + failures.scrub(f"{type(exc).__name__}: {exc}")[:300]
+    obs = Observations(t.url)
+    verdict = replace(classify(obs), failure=text)
+    return Measurement(
+        id=new_measurement_id(),
+        target=t.name,
+        url=t.url,
+        started_at=utc_now(),
+        observations=obs,
+        verdict=verdict,
+        round_id=round_id,
+        device_id=device_id,
+        category=t.category,
+        is_control=t.is_control,
+        resolver=shared.cfg.resolver.address,
+        software=SOFTWARE,
+        extra={"internal_error": text},
+    )
+
+
+def _is_internal_error(m: Measurement) -> bool:
+    return "internal_error" in m.extra
 
 
 def offline_reason(controls: Sequence[Measurement]) -> str:
@@ -337,9 +451,34 @@ def throughput_plan(settings: Settings) -> Plan | None:
     return plan
 
 
+def setting_source(settings: Settings, name: str) -> str:
+    """Where a setting came from, as a user would name it: ``--ca-bundle``, ``PROBE_CA_BUNDLE``
+    or ``FILE: ca_bundle``."""
+    src = settings.sources.get(name, "")
+    for prefix in ("flag ", "environment "):
+        if src.startswith(prefix):
+            return src.removeprefix(prefix)
+    return f"{src.removeprefix('file ')}: {name}" if src.startswith("file ") else name
+
+
+def check_ca_bundle(settings: Settings) -> None:
+    """The extra trust anchors load as PEM certificates, or InputError naming the setting."""
+    if not settings.ca_bundle:
+        return
+    where = f"{setting_source(settings, 'ca_bundle')} {settings.ca_bundle}"
+    try:
+        make_ssl_context(settings.ca_bundle)
+    except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
+        reason = getattr(exc, "reason", None) or exc
+        raise InputError(f"{where}: not a PEM file of certificates ({reason})") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read ({exc.strerror or exc})") from None
+
+
 def prepare(settings: Settings) -> RoundSetup:
     """Check and load what the settings name; raises InputError, never half-way."""
-    tl = load_targets(settings.targets)
+    check_ca_bundle(settings)
+    tl = read_targets(settings.targets)  # broken entries: tl.problems, for the caller to report
     if settings.only:
         tl = tl.select(settings.only)
     spec = parse_resolver(settings.resolver) if settings.resolver else system_resolver()
@@ -432,7 +571,7 @@ async def run_once(
         {
             **row,
             "finished_at": result.finished_at,
-            "targets": len(result.measurements),
+            "targets": result.count,
             "network_ok": None if result.network_ok is None else int(result.network_ok),
             "bytes_used": result.bytes_used,
             "status": "offline" if result.network_ok is False else "ok",

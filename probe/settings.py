@@ -166,19 +166,14 @@ def parse_path(v: Any) -> str:
 
 
 def parse_url(v: Any) -> str:
-    """An http(s) URL with a host and a valid port."""
-    from urllib.parse import urlsplit
+    """An http(s) URL the probe can fetch (:func:`probe.urls.check_url`)."""
+    from probe.urls import URLError, check_url
 
     text = _text(v).strip()
     try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{text[:80]!r} is not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text[:80]!r} must be an http(s):// URL with a host")
-    if port == 0:
-        raise ValueError(f"{text[:80]!r} has port 0")
+        check_url(text)
+    except URLError as exc:
+        raise ValueError(str(exc)) from None
     return text
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from probe import verdicts
 from probe.events import find_events
 from probe.lock import holder
 from probe.store import ANOMALY, Store
@@ -23,17 +24,6 @@ from probe.timeutil import day_start, from_stored, iso, month_start
 
 HEALTHY, NOT_RUNNING, LATE = 0, 3, 4
 GRACE = 60.0  # seconds a planned round may start late (a busy machine, a slow database)
-
-
-def verdict_words(blocking: Any, throttled: Any) -> str:
-    """A stored verdict in words (one place, so the wording can follow the project's)."""
-    if throttled in (1, True):
-        return "throttled" if blocking in (None, "false", False) else f"blocked ({blocking})"
-    if blocking in (None,):
-        return "cannot tell"
-    if blocking in ("false", False):
-        return "accessible"
-    return f"blocked ({blocking})"
 
 
 def status(store: Store, now: datetime | None = None) -> dict[str, Any]:
@@ -52,7 +42,15 @@ def status(store: Store, now: datetime | None = None) -> dict[str, Any]:
     anomalous = [
         {
             "target": r["target"],
-            "verdict": verdict_words(r["blocking"], r["throttled"]),
+            "verdict": verdicts.words(
+                r["blocking"],
+                r["accessible"],
+                r["evidence"],
+                r["offline"],
+                r["throttled"],
+                blockpage=r["blockpage"],
+                throttle_label=r["throttle_label"],
+            ),
             "at": r["at"],
             "measurements": r["n"],
         }

@@ -1,26 +1,35 @@
 """SQLite storage through sqlite-utils: schema by migrations, WAL, one transaction per measurement.
 
 Contract: ``Store.open(path)`` creates or migrates the database (raising :class:`StoreError`
-with a one-line message for a file that is not a usable probe database) and enables WAL.
-``save(measurement)`` writes the measurement row, its step rows and its response bodies in one
-transaction: it is stored whole or not at all. Flat verdict columns serve analysts; the raw
-observations (JSON) serve ``reclassify``. Bodies are stored once per SHA-256, compressed, with
-IP addresses scrubbed; nothing the probe writes holds the volunteer's own address.
+with a one-line message naming the file and the cause: not a probe database, not SQLite, a full
+disk, a read-only mount) and enables WAL; ``Store.open(path, readonly=True)`` (reading
+commands) writes nothing, even on a read-only mount. ``save(measurement)`` writes the
+measurement row and its response bodies in one transaction: it is stored whole or not at all.
+Several processes may write one database at once (a daemon and a manual ``probe run``): every
+write transaction takes the write lock first (``BEGIN IMMEDIATE``) and waits and retries while
+another holds it; WAL readers (export, Datasette) never block a writer. Flat verdict columns
+serve analysts; the raw observations (JSON) serve ``reclassify``. Bodies are stored once per
+SHA-256, compressed, with IP addresses scrubbed; nothing the probe writes holds the volunteer's
+own address.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import queue
 import sqlite3
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from probe._lazy import without_numpy
 
@@ -47,6 +56,11 @@ from probe.model import (
 
 class StoreError(InputError):
     """The database cannot be used; the message names the file."""
+
+
+T = TypeVar("T")
+BUSY_TIMEOUT = 10.0  # seconds SQLite itself waits for another connection's lock
+WRITE_PATIENCE = 120.0  # seconds a writer keeps retrying while others hold the write lock
 
 
 migrations = Migrations("probe")
@@ -430,36 +444,130 @@ class Store:
     def __init__(self, db: Database, path: str) -> None:
         self.db = db
         self.path = path
+        # Seconds a write keeps retrying while another process holds the write lock (the
+        # daemon's PatientStore keeps waiting measurements itself and asks for none).
+        self.write_patience = WRITE_PATIENCE
+        # How a second, reading connection opens this database (the export's read-ahead).
+        self.read_uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True) -> Store:
+    def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+        """The store at ``path``, created and migrated as needed. ``readonly`` (export, events,
+        status) opens it without writing anything, even on a read-only mount; such a
+        database must already be migrated, unless it can be written after all."""
         p = Path(path)
-        if not create and not p.exists():
+        if (readonly or not create) and not p.exists():
             raise StoreError(f"{p}: no such database")
+        if readonly:
+            store = cls._open_readonly(p)
+            if store is not None:
+                return store
         if create:
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{p}: cannot create its folder ({exc.strerror})") from None
         try:
-            db = Database(str(p))
+            db = Database(sqlite3.connect(str(p), timeout=BUSY_TIMEOUT))
+            store = cls(db, str(p))
             db.execute("PRAGMA foreign_keys = ON")
-            names = set(db.table_names())
-            if names and "_sqlite_migrations" not in names and "measurements" not in names:
-                raise StoreError(f"{p}: not a probe database (tables: {', '.join(sorted(names))})")
+            store._check_is_probe_db()
             if db.journal_mode != "wal":
-                db.enable_wal()
-            migrations.apply(db)
-            if not _has_meta(db):
-                with db.atomic():
-                    db.table("meta").insert(
-                        {"key": "device_id", "value": str(uuid.uuid4())}, replace=True
-                    )
+                store._retry(db.enable_wal)
+            if migrations.pending(db) or not _has_meta(db):
+                store._write(store._migrate)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{p}: not a usable SQLite database ({exc})") from None
+            raise StoreError(_db_problem(p, exc)) from None
         except OSError as exc:
             raise StoreError(f"{p}: {exc.strerror or exc}") from None
-        return cls(db, str(p))
+        return store
+
+    @classmethod
+    def _open_readonly(cls, p: Path) -> Store | None:
+        """A read-only store, or None when the database needs migrating and can be written."""
+        uri = f"file:{quote(str(p.resolve()))}?mode=ro"
+        try:
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError as exc:
+                # A WAL database on a read-only mount without its -shm file: nobody can write
+                # it there, so reading it as immutable is safe.
+                if not _readonly_fs(p) or _code(exc) != sqlite3.SQLITE_CANTOPEN:
+                    raise
+                uri += "&immutable=1"
+                conn = sqlite3.connect(uri, uri=True)
+            db = Database(conn)
+            store = cls(db, str(p))
+            store.read_uri = uri
+            store._check_is_probe_db()
+            if migrations.pending(db) or not _has_meta(db):
+                db.close()
+                if _readonly_fs(p) or not os.access(p, os.W_OK):
+                    raise StoreError(
+                        f"{p}: written by an older probe and read-only here, so it cannot be "
+                        "migrated; open it once where it can be written"
+                    )
+                return None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_db_problem(p, exc)) from None
+        return store
+
+    def _check_is_probe_db(self) -> None:
+        names = set(self.db.table_names())
+        if names and "_sqlite_migrations" not in names and "measurements" not in names:
+            raise StoreError(
+                f"{self.path}: not a probe database (tables: {', '.join(sorted(names))})"
+            )
+
+    def _migrate(self) -> None:
+        """Inside the write transaction: another process may have migrated meanwhile, and
+        sqlite-utils' own transactions become savepoints within ours."""
+        migrations.apply(self.db)
+        if not _has_meta(self.db):
+            self.db.table("meta").insert({"key": "device_id", "value": str(uuid.uuid4())})
+
+    def _write(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in one write transaction (BEGIN IMMEDIATE: the write lock is taken
+        first, so the transaction cannot fail half-way for want of it), retried while
+        another writer holds the lock; readers in WAL mode never hold it."""
+
+        def once() -> T:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        try:
+            return self._retry(once)
+        except sqlite3.DatabaseError as exc:
+            # A full disk, a read-only mount or a corrupt file is the database's problem and
+            # one line; a constraint our own row broke is a bug and stays an exception.
+            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+                raise StoreError(_db_problem(Path(self.path), exc, self.write_patience)) from None
+            raise
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """``fn()``, again while SQLite says busy (each try already waits BUSY_TIMEOUT), for
+        up to WRITE_PATIENCE seconds in all."""
+        deadline = time.monotonic() + self.write_patience
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if _code(exc) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @property
     def device_id(self) -> str:
@@ -470,14 +578,17 @@ class Store:
 
     # -- writing ----------------------------------------------------------------------------
     def save_round(self, row: dict[str, Any]) -> None:
-        with self.db.atomic():
-            self.db.table("rounds").upsert(row, pk="id")
+        self._write(lambda: self.db.table("rounds").upsert(row, pk="id"))
 
     def save(self, m: Measurement) -> None:
         """Store one measurement whole (one transaction), or raise and store nothing."""
-        with self.db.atomic():
-            self.db.table("measurements").insert(self._row(m))
+        row = self._row(m)
+
+        def write() -> None:
+            self.db.table("measurements").insert(row)
             self._bodies(m)
+
+        self._write(write)
 
     def exists(self, measurement_id: str) -> bool:
         return bool(
@@ -638,10 +749,8 @@ class Store:
         ]
 
     def update_throughput(self, measurement_id: str, test: ThroughputRecord) -> None:
-        with self.db.atomic():
-            self.db.table("measurements").update(
-                measurement_id, {"throughput": _json(throughput_to_json(test))}
-            )
+        values = {"throughput": _json(throughput_to_json(test))}
+        self._write(lambda: self.db.table("measurements").update(measurement_id, values))
 
     @staticmethod
     def throughput(row: dict[str, Any]) -> ThroughputRecord | None:
@@ -650,8 +759,8 @@ class Store:
         return throughput_from_json(json.loads(raw)) if raw else None
 
     def update_verdict(self, measurement_id: str, v: Verdict) -> None:
-        with self.db.atomic():
-            self.db.table("measurements").update(measurement_id, self._verdict_columns(v))
+        values = self._verdict_columns(v)
+        self._write(lambda: self.db.table("measurements").update(measurement_id, values))
 
     # -- analysts: streaming reads and merges (issue 13) -------------------------------------
     def stream(
@@ -675,7 +784,7 @@ class Store:
             finally:
                 cursor.close()
             return
-        yield from _prefetched(self.path, sql, params, batch)
+        yield from _prefetched(self.read_uri, sql, params, batch)
 
     # -- the daemon, status and prune (issue 11) ------------------------------------------------
     def close_unfinished_rounds(self, is_alive: Callable[[int], bool], note: str) -> int:
@@ -689,8 +798,9 @@ class Store:
         for r in open_rounds:
             if r["pid"] is not None and is_alive(int(r["pid"])):
                 continue
-            with self.db.atomic():
-                self.db.execute(
+            self._write(
+                functools.partial(
+                    self.db.execute,
                     "UPDATE rounds SET status = 'interrupted', note = ?, "
                     "finished_at = coalesce((SELECT max(started_at) FROM measurements "
                     "WHERE round_id = rounds.id), started_at), "
@@ -699,6 +809,7 @@ class Store:
                     "WHERE round_id = rounds.id) WHERE id = ? AND finished_at IS NULL",
                     [note, r["id"]],
                 )
+            )
             closed += 1
         return closed
 
@@ -728,8 +839,7 @@ class Store:
         return max(((r["bytes_used"] or 0) / r["targets"] for r in rows), default=None)
 
     def save_daemon(self, row: dict[str, Any]) -> None:
-        with self.db.atomic():
-            self.db.table("daemon").upsert({"id": "daemon", **row}, pk="id")
+        self._write(lambda: self.db.table("daemon").upsert({"id": "daemon", **row}, pk="id"))
 
     def daemon(self) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM daemon WHERE id = 'daemon'"))
@@ -753,7 +863,9 @@ class Store:
         """Targets with an anomaly (blocking, or throttled) since ``since``: the latest one."""
         return list(
             self.db.query(
-                "SELECT target, blocking, throttled, max(started_at) AS at, count(*) AS n "
+                "SELECT target, blocking, accessible, evidence, offline, throttled, blockpage, "
+                "json_extract(throughput, '$.analysis.label') AS throttle_label, "
+                "max(started_at) AS at, count(*) AS n "
                 f"FROM measurements WHERE is_control = 0 AND started_at >= ? AND {ANOMALY} "
                 "GROUP BY target ORDER BY target",
                 [since],
@@ -769,23 +881,29 @@ class Store:
         batch."""
         keep = f"AND NOT ({ANOMALY})" if keep_anomalies else ""
         while True:
-            with self.db.atomic():
-                n = self.db.execute(
-                    "DELETE FROM measurements WHERE id IN (SELECT id FROM measurements "
-                    f"WHERE started_at < ? {keep} LIMIT ?)",
-                    [before, batch],
-                ).rowcount
+            n = self._write(
+                lambda: (
+                    self.db.execute(
+                        "DELETE FROM measurements WHERE id IN (SELECT id FROM measurements "
+                        f"WHERE started_at < ? {keep} LIMIT ?)",
+                        [before, batch],
+                    ).rowcount
+                )
+            )
             if n <= 0:
                 break
             yield "measurements", n
         while True:
-            with self.db.atomic():
-                n = self.db.execute(
-                    "DELETE FROM rounds WHERE id IN (SELECT id FROM rounds AS r "
-                    "WHERE started_at < ? AND finished_at IS NOT NULL AND NOT EXISTS "
-                    "(SELECT 1 FROM measurements AS m WHERE m.round_id = r.id) LIMIT ?)",
-                    [before, batch],
-                ).rowcount
+            n = self._write(
+                lambda: (
+                    self.db.execute(
+                        "DELETE FROM rounds WHERE id IN (SELECT id FROM rounds AS r "
+                        "WHERE started_at < ? AND finished_at IS NOT NULL AND NOT EXISTS "
+                        "(SELECT 1 FROM measurements AS m WHERE m.round_id = r.id) LIMIT ?)",
+                        [before, batch],
+                    ).rowcount
+                )
+            )
             if n <= 0:
                 break
             yield "rounds", n
@@ -799,10 +917,8 @@ class Store:
         ]
         for i in range(0, len(orphans), batch):
             chunk = orphans[i : i + batch]
-            with self.db.atomic():
-                self.db.execute(
-                    f"DELETE FROM bodies WHERE sha256 IN ({', '.join('?' for _ in chunk)})", chunk
-                )
+            sql = f"DELETE FROM bodies WHERE sha256 IN ({', '.join('?' for _ in chunk)})"
+            self._write(functools.partial(self.db.execute, sql, chunk))
             yield "bodies", len(chunk)
 
     def vacuum(self) -> None:
@@ -917,7 +1033,7 @@ class Store:
 
 
 def _prefetched(
-    path: str, sql: str, params: list[Any], batch: int
+    uri: str, sql: str, params: list[Any], batch: int
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of ``sql``, read by a thread of their own on a read-only connection, at most
     two batches ahead: SQLite works (without the GIL) while the caller formats the previous
@@ -937,7 +1053,7 @@ def _prefetched(
 
     def read() -> None:
         try:
-            con = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+            con = sqlite3.connect(uri, uri=True)
             try:
                 cursor = con.execute(sql, params)
                 while rows := cursor.fetchmany(batch):
@@ -963,6 +1079,45 @@ def _prefetched(
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code (SQLITE_BUSY for SQLITE_BUSY_SNAPSHOT and the like)."""
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _disk_full(p: Path) -> bool:
+    try:
+        st = os.statvfs(p.resolve().parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def _readonly_fs(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p.resolve().parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _db_problem(p: Path, exc: sqlite3.DatabaseError, patience: float = WRITE_PATIENCE) -> str:
+    """One line naming the database and what SQLite said, in words a volunteer can act on."""
+    code = _code(exc)
+    # A full disk is SQLITE_FULL, or an I/O error when the WAL index cannot grow.
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(p)):
+        return f"{p}: the disk is full ({exc}); what was stored before is kept"
+    if code == sqlite3.SQLITE_READONLY or (code == sqlite3.SQLITE_CANTOPEN and _readonly_fs(p)):
+        where = "on a read-only file system" if _readonly_fs(p) else "read-only"
+        return f"{p}: cannot write, the database is {where} ({exc})"
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        waited = BUSY_TIMEOUT + patience
+        return f"{p}: still locked by another process after {waited:.0f} s ({exc})"
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return f"{p}: not a usable SQLite database ({exc})"
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return f"{p}: cannot use the database file ({exc})"
+    return f"{p}: not a usable SQLite database ({exc})"
 
 
 def _has_meta(db: Database) -> bool:

@@ -298,7 +298,7 @@ def test_status_when_not_running_healthy_and_late(
     doc = json.loads(out)
     assert doc["running"] is False and doc["last_round"]["anomalies"] == 1
     assert [a["target"] for a in doc["anomalous_24h"]] == ["blocked"]
-    assert doc["anomalous_24h"][0]["verdict"] == "blocked (dns)"
+    assert doc["anomalous_24h"][0]["verdict"] == "blockpage"  # a known fingerprint matched
     store = Store.open(measured)
     now = datetime.now(UTC)
     lock = DaemonLock(str(measured)).acquire()  # "a daemon", as far as status can tell

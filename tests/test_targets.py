@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from probe.targets import TargetsError, import_citizenlab_csv, load_targets
+from probe.targets import (
+    MAX_FILE_BYTES,
+    TargetsError,
+    import_citizenlab_csv,
+    load_targets,
+    read_targets,
+)
 
 VN = Path(__file__).parent / "fixtures" / "test-lists" / "vn.csv"
 
@@ -41,7 +48,7 @@ def test_default_targets_file_is_valid(repo_root: Path) -> None:
         ("targets:\n  - name: a\n    url: 3\n", "targets[0].url: Expected 'str', got 'int'"),
         (
             "targets:\n  - name: a\n    url: https://x/\ncontrols:\n  - name: a\n    url: https://y/\n",
-            "name 'a' is used twice",
+            "t.yaml:5: controls[0].name: 'a' is used twice",
         ),
         ("targets:\n  - name: a\n  url: [\n", "t.yaml:3"),
         ("targets: []\n", "'targets:' is empty"),
@@ -80,3 +87,134 @@ def test_import_rejects_a_bad_row(tmp_path: Path) -> None:
     p.write_text("url,category_code\nhttps://a.example/,NEWS\nnot a url,NEWS\n")
     with pytest.raises(TargetsError, match=r"l.csv:3: url:"):
         import_citizenlab_csv(p)
+
+
+# -- hostile lists (issue 10) ----------------------------------------------------------------
+HOSTILE_URLS = [
+    "https://\U0001f600.example/",  # emoji host
+    "https://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/",  # fullwidth host
+    "https://xn--zz.example/",  # invalid IDNA (A-label)
+    "https://a\x00b.example/",
+    "https://a.example/\x01",
+    "https://a.example/\r\nX-Injected: 1",
+    "http://0177.0.0.1/",  # octal IPv4
+    "https://a.example/" + "a" * 100_000,
+    "https://exa mple.com/",
+]
+
+
+def _yaml_str(url: str) -> str:
+    """A YAML double-quoted scalar holding exactly ``url`` (escapes for every control)."""
+    out = []
+    for c in url:
+        if c == '"' or c == "\\":
+            out.append("\\" + c)
+        elif ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS, ids=lambda u: ascii(u)[:40])
+def test_hostile_url_is_a_broken_entry_with_its_line(tmp_path: Path, url: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        f"targets:\n  - name: good\n    url: https://good.example/\n"
+        f"  - name: bad\n    url: {_yaml_str(url)}\n",
+        encoding="utf-8",
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["good"]
+    (problem,) = tl.problems
+    assert problem.startswith(f"{p}:4: targets[1].url: ") and "\n" not in problem
+    with pytest.raises(TargetsError, match=r"t.yaml:4: targets\[1\]\.url"):
+        load_targets(p)
+
+
+def test_every_broken_entry_is_reported(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        "targets:\n"
+        "  - {name: a, url: 'https://a.example/'}\n"
+        "  - {name: b, url: 'http://0177.0.0.1/'}\n"
+        "  - {name: c, url: 'https://c.example/', category: NOPE}\n"
+        "  - {name: a, url: 'https://d.example/'}\n"
+        "  - just a string\n"
+        "controls:\n"
+        "  - {name: ctl, url: 'https://ctl.example/'}\n",
+        encoding="utf-8",
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["a"] and [c.name for c in tl.controls] == ["ctl"]
+    assert [x.split(": ")[0] for x in tl.problems] == [f"{p}:{n}" for n in (3, 4, 5, 6)]
+    assert tl.broken == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("targets: " + "[" * 5000 + "]" * 5000 + "\n", "t.yaml:1: exceeded maximum nesting depth"),
+        ("targets: [{name: a, url: 'https://a.example/'}]\n---\nb: 2\n", "one YAML document"),
+        ('targets: ["https://a\\ud800.example/"]\n', "t.yaml:1: found invalid Unicode"),
+        ("- 1\n- 2\n", "expected a mapping"),
+        ("targets: 3\n", "'targets:' must be a list"),
+        ("\xff\xfe\x00garbage", "t.yaml"),
+    ],
+)
+def test_unusable_file_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_bytes(text.encode("latin-1"))
+    with pytest.raises(TargetsError) as err:
+        read_targets(p)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_deep_nesting_inside_an_entry_is_that_entry_only(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    deep = "[" * 500 + "]" * 500
+    p.write_text(
+        f"targets:\n  - {{name: a, url: 'https://a.example/', tags: {deep}}}\n"
+        "  - {name: b, url: 'https://b.example/'}\n",
+        encoding="utf-8",
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["b"]
+    assert "nested deeper than" in tl.problems[0]
+
+
+def test_aliases_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        "targets:\n  - &x {name: a, url: 'https://a.example/'}\n  - *x\n", encoding="utf-8"
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["a"] and "aliases" in tl.problems[0]
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    with p.open("wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(TargetsError, match="larger than 16 MiB"):
+        read_targets(p)
+
+
+def test_a_fifo_is_capped_while_reading(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    p = tmp_path / "fifo.yaml"
+    os.mkfifo(p)
+
+    def feed() -> None:
+        with p.open("wb") as fh, contextlib.suppress(BrokenPipeError):
+            fh.write(b"targets:\n  - {name: a, url: 'https://a.example/'}\n# ")
+            for _ in range(MAX_FILE_BYTES // 2**16 + 2):  # one endless comment
+                fh.write(b"x" * 2**16)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    with pytest.raises(TargetsError, match="larger than 16 MiB"):
+        read_targets(p)
+    t.join(30)

@@ -20,6 +20,7 @@ from probe.measure import steps
 from probe.measure.net import MeasureConfig, Shared, skip_address
 from probe.measure.runner import TargetMeasurer
 from probe.model import Observations, no_address_failure, page_length
+from probe.urls import URLError, check_url
 
 MAX_ENDPOINTS = 32
 FORWARDED_HEADERS = {"user-agent", "accept", "accept-language"}
@@ -52,11 +53,12 @@ def parse_request(doc: Any) -> ControlRequest:
     if not isinstance(doc, dict):
         raise BadRequest("the body must be a JSON object")
     url = doc.get("http_request")
-    if not isinstance(url, str) or len(url) > 2048:
+    if not isinstance(url, str):
         raise BadRequest("http_request: a URL string is required")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest("http_request: must be an http:// or https:// URL with a host")
+    try:
+        check_url(url)  # the probe's own validator: what passes, the measuring code can use
+    except URLError as exc:
+        raise BadRequest(f"http_request: {exc}") from None
     raw_headers = doc.get("http_request_headers") or {}
     if not isinstance(raw_headers, dict):
         raise BadRequest("http_request_headers: must be an object of lists")

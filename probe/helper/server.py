@@ -13,23 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hmac
 import json
+import math
 import os
+import resource
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any, ClassVar, TextIO
 
 import dns.exception
 import dns.message
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from probe import failures
+from probe import addr, failures
+from probe.errors import InputError
 from probe.helper import BadRequest, measure, parse_request
 from probe.measure.dns import DoHStatusError, ResolverSpec, exchange
 from probe.measure.net import MeasureConfig, Shared
 from probe.timeutil import utc_now
+from probe.urls import URLError, check_url
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -206,17 +215,17 @@ class HelperApp:
 
         try:
             doc = json.loads(await self._body(scope, receive, 4096))
-            url = doc["url"]
-            max_bytes = min(int(doc.get("max_bytes", 1 << 20)), MAX_BULK)
-            max_seconds = min(float(doc.get("max_seconds", 8)), 15.0)
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ValueError("url must be http(s)")
+            if not isinstance(doc, dict):
+                raise BadRequest("the body must be a JSON object")
+            url, max_bytes, max_seconds = _speed_request(doc)
         except TooLarge:
             return await _error(send, 413, "request body too large")
         except TimeoutError:
             return await _error(send, 408, "request body too slow")
-        except (ValueError, KeyError, TypeError) as exc:
+        except BadRequest as exc:
             return await _error(send, 400, f"speed: {exc}")
+        except (ValueError, UnicodeDecodeError):
+            return await _error(send, 400, "speed: the body is not valid JSON")
         ip, why = await first_address(self.shared, url)
         if ip is None:
             answer: dict[str, Any] = {
@@ -275,6 +284,27 @@ class HelperApp:
         return await _reply(send, 200, reply.to_wire(), "application/dns-message")
 
 
+def _speed_request(doc: dict[str, Any]) -> tuple[str, int, float]:
+    """(url, max_bytes, max_seconds) of a /speed request, or BadRequest naming the field."""
+    url = doc.get("url")
+    try:
+        check_url(url)
+    except URLError as exc:
+        raise BadRequest(f"url: {exc}") from None
+    assert isinstance(url, str)
+    max_bytes = doc.get("max_bytes", 1 << 20)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise BadRequest(f"max_bytes: {str(max_bytes)[:20]!r} is not a positive whole number")
+    max_seconds = doc.get("max_seconds", 8)
+    if (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, int | float)
+        or not 0 < max_seconds < math.inf
+    ):
+        raise BadRequest(f"max_seconds: {str(max_seconds)[:20]!r} is not a positive number")
+    return url, min(max_bytes, MAX_BULK), min(float(max_seconds), 15.0)
+
+
 def _query_param(scope: Scope, name: str) -> str:
     from urllib.parse import parse_qs
 
@@ -315,6 +345,168 @@ def own_addresses(listen_host: str) -> frozenset[str]:
     return frozenset(a for a in out if a not in ("", "0.0.0.0", "::"))
 
 
+# -- connections: bounded, so slow or idle clients cannot lock the helper ------------------------
+MAX_CONNECTIONS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a client may take and how many connections it may hold."""
+
+    header_timeout: float = 10.0  # from connecting (or the last response) to a whole request head
+    idle_timeout: float = 5.0  # keep-alive: an idle connection after a response
+    per_client: int = 64  # open connections per client address (probes behind one NAT share it)
+    total: int = MAX_CONNECTIONS  # open connections in all; past it the oldest idle one goes
+
+
+_BUSY_BODY = b'{"error": "too many connections from your address"}'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nretry-after: 5\r\nconnection: close\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+class _Guard:
+    """The connections of one server, oldest first, and how many each client address holds."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.open: dict[GuardedH11Protocol, None] = {}
+        self.by_client: Counter[str] = Counter()
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the limits uvicorn lacks: a deadline for the request
+    head (uvicorn waits forever for a client that never finishes its headers), a cap per
+    client address, and a total cap that closes the oldest idle connection rather than
+    refusing the newcomer, so ``/health`` keeps answering under a flood of idle connections.
+    Whether a request head is complete is h11's own state (``their_state`` leaves IDLE)."""
+
+    guard: ClassVar[_Guard]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        g = self.guard
+        self._host = self.client[0] if self.client else ""
+        self._deadline: asyncio.TimerHandle | None = None
+        g.by_client[self._host] += 1
+        g.open[self] = None
+        if g.by_client[self._host] > g.limits.per_client:
+            self.transport.write(_BUSY)
+            self.transport.close()
+            return
+        if len(g.open) > g.limits.total:
+            oldest = next((c for c in g.open if c is not self and c._idle()), self)
+            oldest.transport.close()
+            if oldest is self:
+                return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._disarm()
+        g = self.guard
+        if g.open.pop(self, 0) is None:
+            g.by_client[self._host] -= 1
+            if g.by_client[self._host] <= 0:
+                del g.by_client[self._host]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._idle():
+            self._disarm()  # a whole request head arrived; the app bounds the body
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._idle() and not self.transport.is_closing():
+            self._arm()  # the next request's head has its own deadline
+
+    def _idle(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.guard.limits.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self._idle() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
+    """A protocol class for one server, with its own connection table."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": _Guard(limits)})
+
+
+def server_config(
+    app: HelperApp,
+    host: str,
+    port: int,
+    *,
+    limits: ConnectionLimits | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> Any:
+    """The uvicorn configuration ``probe helper serve`` runs (tests run the same one)."""
+    import uvicorn
+
+    limits = limits or ConnectionLimits()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=guarded_protocol(limits),
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_keep_alive=int(max(1, limits.idle_timeout)),
+        # No limit_concurrency: it answers 503 to every request, /health included, once that
+        # many connections are open. The app bounds the work (max_in_flight); the protocol
+        # bounds the connections.
+        h11_max_incomplete_event_size=16 * 1024,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
+
+
+class ServeError(InputError):
+    """The helper cannot start: the message names the flag and the cause."""
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The bound, listening socket, or ServeError (a port in use is one line, not a trace)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"--listen {addr.endpoint(host, port)}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _raise_fd_limit(want: int) -> int:
+    """Open files this process may hold (each connection is one), raised towards ``want``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft if soft != resource.RLIM_INFINITY else want
+
+
 def serve(
     host: str,
     port: int,
@@ -328,8 +520,19 @@ def serve(
     ca_bundle: str | None = None,
     timeout: float = 10.0,
 ) -> None:
+    import ssl
+
     import uvicorn
 
+    from probe.measure.net import make_ssl_context
+
+    try:
+        make_ssl_context(ca_bundle)
+    except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
+        reason = getattr(exc, "reason", None) or exc
+        raise ServeError(f"--ca-bundle {ca_bundle}: not a PEM file ({reason})") from None
+    except OSError as exc:
+        raise ServeError(f"--ca-bundle {ca_bundle}: cannot read ({exc.strerror or exc})") from None
     cfg = MeasureConfig(
         resolver=upstream,
         control_resolver=None,
@@ -344,18 +547,15 @@ def serve(
         deny_addrs=own_addresses(host),
     )
     app = HelperApp(cfg, token=token, max_in_flight=max_in_flight)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-        timeout_keep_alive=5,
-        limit_concurrency=max_in_flight * 4 + 16,
-        h11_max_incomplete_event_size=16 * 1024,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-    )
-    uvicorn.Server(config).run()
+    files = _raise_fd_limit(8192)
+    limits = ConnectionLimits(total=max(64, min(MAX_CONNECTIONS, files - 128)))
+    config = server_config(app, host, port, limits=limits, tls_cert=tls_cert, tls_key=tls_key)
+    try:
+        config.load()  # reads the certificate and key now: a bad one is one line
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ServeError(f"--tls-cert/--tls-key: cannot load ({exc})") from None
+    sock = listen_socket(host, port)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
