@@ -231,3 +231,9 @@ def test_fingerprint_loader_raises_only_its_error(
         fingerprints.load(path)
     except fingerprints.FingerprintError as exc:
         assert str(exc).startswith(str(path)) and "\n" not in str(exc).split(": ", 1)[0]
+
+
+def test_path_of_an_unknown_user_is_a_value_error() -> None:
+    """Hypothesis found it: Path.expanduser raises RuntimeError for ~nosuchuser."""
+    with pytest.raises(ValueError, match="nosuchuser"):
+        settings.parse_path("~nosuchuser-probe/db.sqlite")
