@@ -199,10 +199,13 @@ def run_one(m: Mutant | None, extra: list[str], clean: Path | None) -> Outcome:
             apply(copy, m)
         t0 = time.monotonic()
         failed, summary = _pytest(copy, *extra)
-        again = _pytest(copy, *failed)[0] if failed and m is not None else failed
+        again = _pytest(copy, *failed)[0] if failed else failed
         seconds = time.monotonic() - t0
     if m is None or not again or clean is None:
-        return Outcome(m, tuple(again), (), seconds, summary)
+        # Unmutated: what failed twice is broken; what failed once is flaky.
+        return Outcome(
+            m, tuple(again), tuple(t for t in failed if t not in again), seconds, summary
+        )
     without = set(_pytest(clean, *again)[0])
     kills = tuple(t for t in again if t not in without)
     flaky = tuple(t for t in failed if t not in kills)
@@ -233,6 +236,8 @@ def main() -> int:
                 f"{'(unmutated)':30} {'pass' if not base.killed_by else 'FAIL':9} "
                 f"{base.seconds:6.1f}s  {base.summary}"
             )
+            if base.flaky:
+                print(f"{'':30} {'':9} {'':7}  flaky (failed once): {', '.join(base.flaky)}")
             if base.killed_by:
                 print(f"the unmutated tree fails ({', '.join(base.killed_by)}): fix that first")
                 return 2

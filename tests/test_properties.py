@@ -202,9 +202,15 @@ def test_fingerprint_patterns_with_line_separators(tmp_path: Path) -> None:
     assert [f.pattern for f in fps.http] == [r["pattern"] for r in items]
 
 
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file every example overwrites (a new directory per example is slow)."""
+    return tmp_path_factory.mktemp("fp") / "fp.csv"
+
+
 @given(st.lists(rows, max_size=8))
-def test_fingerprint_csv_round_trips(tmp_path_factory: pytest.TempPathFactory, items: Any) -> None:
-    path = Path(tmp_path_factory.mktemp("fp")) / "fp.csv"
+def test_fingerprint_csv_round_trips(scratch: Path, items: Any) -> None:
+    path = scratch
     path.write_text(_csv(items), encoding="utf-8", newline="")
     fps = fingerprints.load(path)
     loaded = [*fps.dns, *fps.http]
@@ -222,10 +228,8 @@ def test_fingerprint_csv_round_trips(tmp_path_factory: pytest.TempPathFactory, i
 
 
 @given(st.text(max_size=300))
-def test_fingerprint_loader_raises_only_its_error(
-    tmp_path_factory: pytest.TempPathFactory, text: str
-) -> None:
-    path = Path(tmp_path_factory.mktemp("fp")) / "any.csv"
+def test_fingerprint_loader_raises_only_its_error(scratch: Path, text: str) -> None:
+    path = scratch
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
         fingerprints.load(path)
