@@ -1,7 +1,7 @@
 """Mutation score of the verdict-deciding code, per module, with mutmut 3.
 
-    python bench/mutation.py [--modules classify failures measure control] [--budget 1800]
-                             [--jobs 2] [--survivors FILE]
+    python bench/mutation.py [--modules classify failures measure control] [--budget 3600]
+                             [--jobs 2] [--survivors FILE] [--pytest-arg=--deselect=TEST]
 
 mutmut changes one small thing at a time in the code (a comparison, a constant, a boolean, an
 argument) and runs the tests that reach the changed function; a mutant the tests do not notice
@@ -58,14 +58,14 @@ def equivalents() -> set[str]:
     return set(re.findall(r"^- `([^`]+)`:", text, re.MULTILINE))
 
 
-def configure(copy: Path, globs: list[str]) -> None:
+def configure(copy: Path, globs: list[str], pytest_args: list[str]) -> None:
     ignores = [f"--ignore={t}" for t in LAB_TESTS]
     conf = {
         "source_paths": ["probe/"],
         "only_mutate": globs,
         "also_copy": [p for p in ALSO_COPY if (copy / p).exists()],
         "pytest_add_cli_args_test_selection": ["tests/", *ignores],
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-p", "no:randomly"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", *pytest_args],
         "use_git_change_detection": False,
         "timeout_multiplier": 10.0,
     }
@@ -176,6 +176,13 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=3600, help="seconds of mutating at most")
     ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     ap.add_argument("--survivors", type=Path, help="write the surviving mutants' diffs here")
+    ap.add_argument(
+        "--pytest-arg",
+        action="append",
+        default=[],
+        help="passed to every pytest run, e.g. --pytest-arg=--deselect=tests/x.py::test_flaky "
+        "(mutmut needs every selected test to pass on the unmutated code)",
+    )
     args = ap.parse_args()
     globs = []
     for m in args.modules:
@@ -188,7 +195,7 @@ def main() -> int:
     equiv = equivalents()
     with scratch_copy("probe-mutation-") as copy:
         check_imports_copy(copy)
-        configure(copy, globs)
+        configure(copy, globs, args.pytest_arg)
         seconds = run_mutmut(copy, args.jobs, args.budget)
         by_file = results(copy)
         checked = sum(s != "not checked" for st in by_file.values() for s in st.values())
