@@ -159,7 +159,8 @@ def check_patterns(mutants: tuple[Mutant, ...]) -> None:
             )
 
 
-_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
+# The test function, without its parameters (ids may hold spaces): reruns take every case.
+_FAILED = re.compile(r"^(?:FAILED|ERROR) ([^\s\[]+)", re.MULTILINE)
 _SUMMARY = re.compile(r"^=*\s*(.*\d+ (?:passed|failed|error).*?)\s*=*$", re.MULTILINE)
 
 
