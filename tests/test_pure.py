@@ -244,3 +244,20 @@ def test_targets_loader_raises_only_its_error(scratch_yaml: Path, text: str) -> 
 @pytest.fixture(scope="module")
 def scratch_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("targets") / "t.yaml"
+
+
+# -- import-time memory -------------------------------------------------------------------------
+def test_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from probe._lazy import without_numpy
+
+    monkeypatch.delitem(sys.modules, "numpy", raising=False)
+    with without_numpy(), pytest.raises(ImportError):
+        import numpy  # noqa: F401
+    assert "numpy" not in sys.modules  # hidden only while inside
+    sentinel = object()
+    monkeypatch.setitem(sys.modules, "numpy", sentinel)
+    with without_numpy():
+        assert sys.modules["numpy"] is sentinel  # already loaded: left alone
+    assert sys.modules["numpy"] is sentinel
