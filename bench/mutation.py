@@ -65,7 +65,17 @@ def configure(copy: Path, globs: list[str], pytest_args: list[str]) -> None:
         "only_mutate": globs,
         "also_copy": [p for p in ALSO_COPY if (copy / p).exists()],
         "pytest_add_cli_args_test_selection": ["tests/", *ignores],
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", *pytest_args],
+        # mutmut runs the whole selection in one process to learn which tests reach which
+        # function; sockets some tests leave to the garbage collector then surface at its end
+        # as unraisable ResourceWarnings (errors here), which say nothing of the mutants.
+        "pytest_add_cli_args": [
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-W",
+            "ignore::pytest.PytestUnraisableExceptionWarning",
+            *pytest_args,
+        ],
         "use_git_change_detection": False,
         "timeout_multiplier": 10.0,
     }
