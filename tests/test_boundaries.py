@@ -70,6 +70,7 @@ def ref(
         (1000, 710, 0.71, True),
         (300, 1000, 0.30, False),
         (1, 1000, 0.001, False),
+        (1, 1, 1.0, True),  # a one-byte body has a length too
     ],
 )
 def test_body_proportion(ours: int, theirs: int, proportion: float, match: bool) -> None:
@@ -102,6 +103,9 @@ def test_body_proportion_not_judged(probe: HTTPTransaction, control: Reference) 
         ("Independent News Today", "Today Independent", True),  # order is ignored
         ("Independent News Today", "Independent Daily", False),  # one shared word is not enough
         ("Independent News Today", "Independent", False),  # "today" only on our side
+        ("Independent", "Independent Today", False),  # "today" only on theirs
+        ("Independent\tToday", "Independent Today", False),  # OONI splits at spaces only
+        ("Independent  Today", "Independent Today", True),
         ("Hello World", "Hello Earth", False),  # 5-letter words count
         ("News abcd", "News wxyz", True),  # 4-letter words do not: nothing to compare
         ("Blocked", "Site", False),
@@ -123,6 +127,8 @@ def test_title_words(ours: str, theirs: str, match: bool) -> None:
         (tx(title="Independent News"), ref(title=None)),
         (tx(title="Independent News", truncated=True), ref(title="Independent News")),
         (tx(title="Independent News", status=None), ref(title="Independent News")),
+        (tx(title="Independent News"), ref(title="Independent News", status=None)),
+        (tx(title="Independent News"), ref(title="Independent News", status=0)),
     ],
 )
 def test_title_not_judged(probe: HTTPTransaction, control: Reference) -> None:
@@ -147,6 +153,11 @@ def test_uncommon_headers(ours: tuple[str, ...], theirs: set[str], match: bool) 
     assert d.headers_match is match
 
 
+def test_odd_statuses_are_still_compared() -> None:
+    d = http_diff(tx(status=1, title="Independent News"), ref(status=1, title="Independent News"))
+    assert (d.status_code_match, d.headers_match, d.title_match) == (True, True, True)
+
+
 def test_headers_not_judged_without_control_headers_or_status() -> None:
     assert http_diff(tx(), ref(headers=frozenset())).headers_match is None
     assert http_diff(tx(status=None), ref()).headers_match is None
@@ -169,6 +180,8 @@ def test_headers_not_judged_without_control_headers_or_status() -> None:
         (0, 200, None),
         (None, 200, None),
         (200, None, None),
+        (1, 1, True),  # any positive status is judged (a helper's answer is only JSON)
+        (1, 200, False),
     ],
 )
 def test_status_code_classes(ours: int | None, theirs: int | None, match: bool | None) -> None:
