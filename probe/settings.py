@@ -162,7 +162,10 @@ def parse_path(v: Any) -> str:
     text = _text(v).strip()
     if not text:
         raise ValueError("empty path")
-    return str(Path(text).expanduser())
+    try:
+        return str(Path(text).expanduser())
+    except RuntimeError:  # ~name of no such user
+        raise ValueError(f"{text[:80]!r}: no such user's home directory") from None
 
 
 def parse_url(v: Any) -> str:

@@ -13,22 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import hypothesis.configuration
 import pytest
 import trustme
-from hypothesis import settings as hypothesis_settings
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from probe.measure.dns import parse_resolver
 from probe.measure.net import MeasureConfig, Shared
 from probe.measure.runner import measure_url
 from probe.model import Observations
 from tests import servers as S
-
-# Tests never write into the checkout: Hypothesis keeps no example database, and its caches
-# live in the system's temporary directory.
-set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "probe-hypothesis"))
-hypothesis_settings.register_profile("probe", database=None)
-hypothesis_settings.load_profile("probe")
 
 SITE = "127.0.0.10"  # the real news site (HTTP and HTTPS)
 BLOCKPAGE = "127.0.0.20"  # the ISP's blockpage server
@@ -290,3 +284,65 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# -- tests never write into the checkout ---------------------------------------------------------
+# Hypothesis keeps no example database and its other files outside the checkout (by default
+# .hypothesis/ in the working directory), and has no deadline: two shared cores make
+# per-example timing meaningless.
+hypothesis.settings.register_profile("probe", database=None, deadline=None)
+hypothesis.settings.load_profile("probe")
+hypothesis.configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "probe-hypothesis")
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+# What running Python and the tools leave by design; everything else is a test writing where it
+# must not (a database, an export, coverage data, a mutation tool's copy).
+_LEFT_BY_TOOLS = {
+    ".git",
+    ".venv",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "build",
+}
+
+
+def checkout_files(root: Path = _CHECKOUT) -> set[str]:
+    """Every file under the checkout, bar the tools' own caches and the virtualenv."""
+    out: set[str] = set()
+    for here, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _LEFT_BY_TOOLS and not d.endswith(".egg-info")]
+        rel = Path(here).relative_to(root)
+        out.update(str(rel / f) for f in files)
+    return out
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = checkout_files()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    gained = sorted(checkout_files() - before)
+    if gained:
+        session.config.stash[_GAINED] = gained
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    gained = terminalreporter.config.stash.get(_GAINED, [])
+    if gained:
+        terminalreporter.write_line(
+            f"FAILED: the tests wrote {len(gained)} file(s) into the checkout "
+            f"({_CHECKOUT}): {', '.join(gained[:10])}",
+            red=True,
+            bold=True,
+        )
+
+
+_BEFORE = pytest.StashKey[set[str]]()
+_GAINED = pytest.StashKey[list[str]]()

@@ -65,7 +65,7 @@ def test_bad_targets(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_import_vn_test_list(repo_root: Path) -> None:
+def test_import_vn_test_list(repo_root: Path, tmp_path: Path) -> None:
     entries, skipped = import_citizenlab_csv(VN, load_targets(repo_root / "targets.yaml"))
     urls = [e["url"] for e in entries]
     assert len(urls) == len(set(urls)) and skipped >= 10  # default targets come from this list
@@ -74,12 +74,9 @@ def test_import_vn_test_list(repo_root: Path) -> None:
     assert len(names) == len(set(names))
     assert all(e.get("category") for e in entries)
     # the output is a valid targets file
-    tmp = repo_root / "results" / "_import_check.yaml"
-    try:
-        tmp.write_text(yaml.safe_dump({"targets": entries}, allow_unicode=True), encoding="utf-8")
-        assert len(load_targets(tmp).targets) == len(entries)
-    finally:
-        tmp.unlink(missing_ok=True)
+    out = tmp_path / "imported.yaml"
+    out.write_text(yaml.safe_dump({"targets": entries}, allow_unicode=True), encoding="utf-8")
+    assert len(load_targets(out).targets) == len(entries)
 
 
 def test_import_rejects_a_bad_row(tmp_path: Path) -> None:

@@ -244,8 +244,8 @@ def test_a_truncated_body_is_compared_by_its_declared_length() -> None:
 
 
 def test_dot_checks_the_resolvers_name(world: World, tmp_path: Path) -> None:
-    """tls://NAME@IP (issue 9 item 8): the certificate must be valid for NAME; without a name
-    the query is encrypted but not authenticated (RFC 7858's opportunistic profile)."""
+    """tls://NAME@IP (issue 9 item 8): the certificate must be valid for NAME; without a name,
+    for the resolver's address."""
     import ssl
     import time
 
@@ -257,7 +257,7 @@ def test_dot_checks_the_resolvers_name(world: World, tmp_path: Path) -> None:
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("dns.test").configure_cert(ctx)
+    ca.issue_cert("dns.test", "127.0.0.54").configure_cert(ctx)
     server = DoTServer(world.zone, "127.0.0.54", ctx)
     verify = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
 
@@ -280,11 +280,19 @@ def test_dot_checks_the_resolvers_name(world: World, tmp_path: Path) -> None:
         right = ask(f"tls://dns.test@127.0.0.54:{server.port}")
         wrong = ask(f"tls://other.test@127.0.0.54:{server.port}")
         unnamed = ask(f"tls://127.0.0.54:{server.port}")
+        other_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("dns.test").configure_cert(other_ctx)  # names no address
+        unnamed_server = DoTServer(world.zone, "127.0.0.55", other_ctx)
+        try:
+            no_ip_san = ask(f"tls://127.0.0.55:{unnamed_server.port}")
+        finally:
+            unnamed_server.close()
     finally:
         server.close()
     assert right == (None, [SITE], f"tls://dns.test@127.0.0.54:{server.port}")
     assert wrong[0] == "ssl_invalid_hostname" and wrong[1] == []
     assert unnamed[:2] == (None, [SITE])
+    assert no_ip_san[0] == "ssl_invalid_hostname"  # tls://NAME@IP is what such a one needs
 
 
 def test_the_helpers_doh_relay_uses_its_upstreams_own_transport(world: World) -> None:

@@ -122,12 +122,14 @@ def http_diff(probe: HTTPTransaction, ref: Reference) -> HTTPDiff:
         headers_match = ours == theirs or bool((ours & theirs) - COMMON_HEADERS)
         site_headers = bool((ours & theirs) - COMMON_HEADERS - FRAMING_HEADERS)
     if ps > 0 and cs > 0 and not probe.body_truncated and probe.title and ref.title:
+        # OONI counts a word's UTF-8 bytes, not its letters: Vietnamese words are short in
+        # letters ("chặn" is 4), and counting letters would leave short titles nothing to compare.
         words: dict[str, int] = {}
         for w in probe.title.split(" "):
-            if len(w) >= 5:
+            if len(w.encode()) >= 5:
                 words[w.lower()] = words.get(w.lower(), 0) | 1
         for w in ref.title.split(" "):
-            if len(w) >= 5:
+            if len(w.encode()) >= 5:
                 words[w.lower()] = words.get(w.lower(), 0) | 2
         title_match = all(v == 3 for v in words.values())
     location_match = None

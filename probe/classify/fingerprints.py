@@ -10,6 +10,7 @@ flag a blockpage. Matching is pure.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,7 +81,9 @@ class FingerprintSet:
 def _rows(path: Path, text: str) -> FingerprintSet:
     dns: list[Fingerprint] = []
     http: list[Fingerprint] = []
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    # The csv module's own line handling (newline=""), not str.splitlines: that also splits at
+    # form feeds, NEL and U+2028, which a quoted or unquoted pattern may hold.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = {"name", "scope", "location_found", "pattern_type", "pattern"} - set(
         reader.fieldnames or []
     )

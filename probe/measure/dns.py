@@ -162,22 +162,17 @@ def _dot(
     leaves a failed handshake's transport to the garbage collector)."""
     with (
         socket.create_connection((spec.host, spec.port), timeout) as raw,
-        ctx.wrap_socket(raw, server_hostname=spec.server_name) as tls,
+        ctx.wrap_socket(raw, server_hostname=spec.server_name or spec.host) as tls,
     ):
         return dns.query.tls(q, spec.host, timeout=timeout, port=spec.port, sock=tls)
 
 
 def dot_context(spec: ResolverSpec, verify: ssl.SSLContext | None) -> ssl.SSLContext:
-    """DoT's TLS: verified against the resolver's name when it has one (``verify`` carries
-    the trust anchors, ``--ca-bundle`` included), else encrypted without authentication."""
-    if spec.server_name:
-        if verify is not None:
-            return verify
-        return ssl.create_default_context()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    """DoT's TLS, always authenticated (RFC 8310's strict profile): the certificate must be
+    valid for the resolver's name (``tls://NAME@IP``) or, without one, for its IP address (the
+    public resolvers' certificates name theirs). ``verify`` carries the trust anchors,
+    ``--ca-bundle`` included."""
+    return verify if verify is not None else ssl.create_default_context()
 
 
 class DoHStatusError(Exception):
@@ -231,6 +226,14 @@ async def query(
         return base(
             failure=failures.DNS_SERVER_MISBEHAVING,
             raw_failure=f"http_status:{exc.status}",
+            t=time.monotonic() - clock0,
+        )
+    except dns.query.BadResponse as exc:
+        # dnspython checks a UDP or TCP reply's id and question and raises this when they do
+        # not match the query: OONI names that case (a broken or spoofing resolver).
+        return base(
+            failure=failures.DNS_WRONG_QUERY_ID,
+            raw_failure=failures.scrub(f"{type(exc).__name__}: {exc}")[:200],
             t=time.monotonic() - clock0,
         )
     except dns.exception.DNSException as exc:

@@ -1,0 +1,507 @@
+"""Boundary tables: every threshold the classifier uses, on both sides, as literal expectations.
+
+Each row is an input built through the public functions and the value a reader can check by
+hand against OONI's Web Connectivity (or the module's documented rule). No row is derived from
+the code's own constants: a changed threshold must fail a row here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from probe.classify import classify
+from probe.classify.facts import HTTPDiff, Reference, http_diff
+from probe.classify.throughput import analyse, flow_stats
+from probe.events import ThroughputTest, find_events
+from probe.model import (
+    ControlEndpoint,
+    ControlEvidence,
+    DNSAnswer,
+    DNSQuery,
+    Flow,
+    HTTPTransaction,
+    Observations,
+    Sample,
+    TCPConnect,
+)
+
+PAGE_HEADERS = (("Date", "x"), ("Server", "nginx"), ("Content-Type", "text/html"))
+
+
+def tx(
+    *,
+    status: int | None = 200,
+    length: int | None = 1000,
+    title: str | None = None,
+    headers: tuple[tuple[str, str], ...] = PAGE_HEADERS,
+    truncated: bool = False,
+) -> HTTPTransaction:
+    return HTTPTransaction(
+        "http://site.test/",
+        status_code=status,
+        body_length=length,
+        title=title,
+        headers=headers,
+        body_truncated=truncated,
+    )
+
+
+def ref(
+    *,
+    status: int | None = 200,
+    length: int | None = 1000,
+    title: str | None = None,
+    headers: frozenset[str] = frozenset({"date", "server", "content-type"}),
+) -> Reference:
+    return Reference(status, length, title, headers)
+
+
+# -- body proportion: OONI's body_length_match is "proportion > 0.7" ---------------------------
+@pytest.mark.parametrize(
+    ("ours", "theirs", "proportion", "match"),
+    [
+        (690, 1000, 0.69, False),
+        (700, 1000, 0.70, False),  # exactly 0.7 is not "> 0.7"
+        (710, 1000, 0.71, True),
+        (1000, 1000, 1.0, True),
+        (1000, 690, 0.69, False),  # symmetric: min / max
+        (1000, 710, 0.71, True),
+        (300, 1000, 0.30, False),
+        (1, 1000, 0.001, False),
+        (1, 1, 1.0, True),  # a one-byte body has a length too
+    ],
+)
+def test_body_proportion(ours: int, theirs: int, proportion: float, match: bool) -> None:
+    d = http_diff(tx(length=ours), ref(length=theirs))
+    assert d.body_proportion == pytest.approx(proportion)
+    assert d.body_length_match is match
+
+
+@pytest.mark.parametrize(
+    ("probe", "control"),
+    [
+        (tx(length=1000, truncated=True), ref(length=1000)),  # a truncated body: unknown length
+        (tx(length=0), ref(length=1000)),
+        (tx(length=None), ref(length=1000)),
+        (tx(length=1000), ref(length=0)),
+        (tx(length=1000), ref(length=None)),
+    ],
+)
+def test_body_proportion_not_judged(probe: HTTPTransaction, control: Reference) -> None:
+    d = http_diff(probe, control)
+    assert (d.body_proportion, d.body_length_match) == (None, None)
+
+
+# -- titles: words of 5+ characters (OONI counts UTF-8 bytes), every one must be in both --------
+@pytest.mark.parametrize(
+    ("ours", "theirs", "match"),
+    [
+        ("Independent News Today", "Independent News Today", True),
+        ("Independent News Today", "independent news TODAY", True),  # case is ignored
+        ("Independent News Today", "Today Independent", True),  # order is ignored
+        ("Independent News Today", "Independent Daily", False),  # one shared word is not enough
+        ("Independent News Today", "Independent", False),  # "today" only on our side
+        ("Independent", "Independent Today", False),  # "today" only on theirs
+        ("Independent\tToday", "Independent Today", False),  # OONI splits at spaces only
+        ("Independent  Today", "Independent Today", True),
+        ("Hello World", "Hello Earth", False),  # 5-letter words count
+        ("News abcd", "News wxyz", True),  # 4-letter words do not: nothing to compare
+        ("Blocked", "Site", False),
+        ("a b c", "d e f", True),
+        # Vietnamese, where OONI counts bytes: "chặn" is 4 letters and 6 bytes, "tức" 3 and 5.
+        ("Bị chặn", "Tin tức", False),
+        ("Tin tức", "Tin tức", True),
+        ("Bị chặn", "Bị chặn", True),
+    ],
+)
+def test_title_words(ours: str, theirs: str, match: bool) -> None:
+    assert http_diff(tx(title=ours), ref(title=theirs)).title_match is match
+
+
+@pytest.mark.parametrize(
+    ("probe", "control"),
+    [
+        (tx(title=None), ref(title="Independent News")),
+        (tx(title="Independent News"), ref(title=None)),
+        (tx(title="Independent News", truncated=True), ref(title="Independent News")),
+        (tx(title="Independent News", status=None), ref(title="Independent News")),
+        (tx(title="Independent News"), ref(title="Independent News", status=None)),
+        (tx(title="Independent News"), ref(title="Independent News", status=0)),
+    ],
+)
+def test_title_not_judged(probe: HTTPTransaction, control: Reference) -> None:
+    assert http_diff(probe, control).title_match is None
+
+
+# -- headers: equal name sets, or a shared *uncommon* name ---------------------------------------
+@pytest.mark.parametrize(
+    ("ours", "theirs", "match"),
+    [
+        (("Date", "Server", "X-News-Site"), {"date", "server", "x-news-site"}, True),
+        (("date", "server"), {"date", "server"}, True),  # equal sets, all common
+        (("Date", "Server", "Content-Type"), {"date", "server", "x-other"}, False),
+        (("Date", "Set-Cookie", "Via", "Location"), {"date", "set-cookie", "via", "age"}, False),
+        (("Date", "X-Cache"), {"date", "x-cache", "x-extra"}, True),  # one uncommon shared
+        (("X-NEWS-SITE",), {"x-news-site", "date"}, True),  # names compared lower-case
+        (("X-A",), {"x-b"}, False),
+    ],
+)
+def test_uncommon_headers(ours: tuple[str, ...], theirs: set[str], match: bool) -> None:
+    d = http_diff(tx(headers=tuple((k, "v") for k in ours)), ref(headers=frozenset(theirs)))
+    assert d.headers_match is match
+
+
+def test_odd_statuses_are_still_compared() -> None:
+    d = http_diff(tx(status=1, title="Independent News"), ref(status=1, title="Independent News"))
+    assert (d.status_code_match, d.headers_match, d.title_match) == (True, True, True)
+
+
+def test_headers_not_judged_without_control_headers_or_status() -> None:
+    assert http_diff(tx(), ref(headers=frozenset())).headers_match is None
+    assert http_diff(tx(status=None), ref()).headers_match is None
+
+
+# -- status codes: equal, or judged only against a 2xx control ----------------------------------
+@pytest.mark.parametrize(
+    ("ours", "theirs", "match"),
+    [
+        (200, 200, True),
+        (404, 404, True),
+        (403, 200, False),
+        (200, 204, False),
+        (302, 200, False),
+        (200, 299, False),
+        (404, 500, None),  # the control failed too, differently: OONI does not judge
+        (200, 301, None),
+        (200, 199, None),
+        (200, 300, None),
+        (0, 200, None),
+        (None, 200, None),
+        (200, None, None),
+        (1, 1, True),  # any positive status is judged (a helper's answer is only JSON)
+        (1, 200, False),
+    ],
+)
+def test_status_code_classes(ours: int | None, theirs: int | None, match: bool | None) -> None:
+    assert http_diff(tx(status=ours), ref(status=theirs)).status_code_match is match
+
+
+@pytest.mark.parametrize(
+    ("diff", "same"),
+    [
+        (HTTPDiff(None, True, True, False, False), True),
+        (HTTPDiff(None, False, True, False, True), True),
+        (HTTPDiff(None, False, True, False, False), False),
+        # OONI's headers_match alone is not enough: a shared header that is neither common
+        # nor framing (site_headers_match) is
+        (HTTPDiff(None, False, True, True, False), False),
+        (HTTPDiff(None, False, True, True, False, site_headers_match=True), True),
+        (HTTPDiff(None, False, True, False, False, site_headers_match=True), True),
+        # two redirects to the same Location
+        (HTTPDiff(None, None, True, True, None, location_match=True), True),
+        (HTTPDiff(None, None, True, True, None, location_match=False), False),
+        (HTTPDiff(None, True, False, True, True, site_headers_match=True), False),  # status first
+        (HTTPDiff(None, True, None, True, True, site_headers_match=True), False),
+    ],
+)
+def test_same_page_needs_status_then_one_more(diff: HTTPDiff, same: bool) -> None:
+    assert diff.same_page is same
+
+
+# -- the classifier's helper-evidence rules ------------------------------------------------------
+SITE, PORT = "198.51.100.7", 80
+URL = "http://site.test/"
+
+
+def _dns(resolver: str, addrs: list[str]) -> tuple[DNSQuery, DNSQuery]:
+    a = DNSQuery(
+        "site.test",
+        "A",
+        resolver,
+        "udp://192.0.2.53:53",
+        "udp",
+        answers=tuple(DNSAnswer("A", ip) for ip in addrs),
+        rcode="NOERROR",
+    )
+    aaaa = DNSQuery(
+        "site.test", "AAAA", resolver, "udp://192.0.2.53:53", "udp", failure="dns_no_answer"
+    )
+    return a, aaaa
+
+
+def _obs(final: HTTPTransaction, tcp_ok: bool = True) -> Observations:
+    tcp = TCPConnect(SITE, PORT, failure=None if tcp_ok else "connection_refused")
+    return Observations(URL, _dns("system", [SITE]), (tcp,), (), (final,))
+
+
+def _helper(*, tcp_ok: bool, http_failure: str | None) -> ControlEvidence:
+    return ControlEvidence(
+        dns_addrs=(SITE,),
+        tcp_connect={
+            f"{SITE}:{PORT}": ControlEndpoint(tcp_ok, None if tcp_ok else "connection_refused")
+        },
+        http_failure=http_failure,
+        http_status_code=None if http_failure else 200,
+        http_body_length=None if http_failure else 1000,
+        http_title=None if http_failure else "Independent News Today",
+        http_headers={} if http_failure else {"Date": "x", "X-News-Site": "1"},
+    )
+
+
+REFUSED = HTTPTransaction(
+    URL, ip=None, failure="connection_refused", failed_operation="connect", raw_failure="x"
+)
+RESET = HTTPTransaction(
+    URL, ip=SITE, port=PORT, failure="connection_reset", failed_operation="http_round_trip"
+)
+READ_CUT = HTTPTransaction(
+    URL, ip=SITE, port=PORT, status_code=200, failure="connection_reset", failed_operation="read"
+)
+
+
+@pytest.mark.parametrize(
+    ("final", "tcp_ok", "helper", "want"),
+    [
+        # The helper connected where we could not: IP blocking.
+        (REFUSED, False, _helper(tcp_ok=True, http_failure=None), ("tcp_ip", False, "tcp.blocked")),
+        # The helper could not connect to our addresses either, yet loaded the page: no
+        # proof of IP blocking (the verdict that remains is the generic failure rule).
+        (
+            REFUSED,
+            False,
+            _helper(tcp_ok=False, http_failure=None),
+            ("http-failure", False, "http.failure"),
+        ),
+        # The helper failed too: down for everyone.
+        (
+            REFUSED,
+            False,
+            _helper(tcp_ok=False, http_failure="connection_refused_error"),
+            (False, False, "down.helper_failed_too"),
+        ),
+        # Reset here, loaded there: blocking, never "down".
+        (
+            RESET,
+            True,
+            _helper(tcp_ok=True, http_failure=None),
+            ("http-failure", False, "http.failure"),
+        ),
+        (
+            RESET,
+            True,
+            _helper(tcp_ok=True, http_failure="unknown_error"),
+            (False, False, "down.helper_failed_too"),
+        ),
+    ],
+)
+def test_helper_evidence_decides_tcp_ip_and_down(
+    final: HTTPTransaction,
+    tcp_ok: bool,
+    helper: ControlEvidence,
+    want: tuple[object, object, str],
+) -> None:
+    v = classify(_obs(final, tcp_ok), control=helper, network_ok=True)
+    assert (v.blocking, v.accessible, v.rule_id) == want
+
+
+@pytest.mark.parametrize(
+    ("operation", "step"),
+    [
+        ("resolve", "dns"),
+        ("connect", "tcp"),
+        ("tls_handshake", "tls"),
+        ("http_round_trip", "http"),
+        ("read", "http"),  # the body was cut after the headers: HTTP, not TLS
+        ("deadline", "http"),
+        (None, "http"),
+    ],
+)
+def test_failing_step_of_each_operation(operation: str | None, step: str) -> None:
+    final = HTTPTransaction(URL, ip=SITE, port=PORT, failure="connection_reset")
+    final = HTTPTransaction(
+        final.url, ip=SITE, port=PORT, failure="connection_reset", failed_operation=operation
+    )
+    assert classify(_obs(final), network_ok=True).failing_step == step
+
+
+def test_read_failure_is_http_failure() -> None:
+    v = classify(_obs(READ_CUT), network_ok=True)
+    assert (v.blocking, v.accessible, v.failing_step, v.failure) == (
+        "http-failure",
+        False,
+        "http",
+        "connection_reset",
+    )
+
+
+# -- throughput: ratio <= 0.5 and p < 0.05 (Bonferroni over the round's tests) ------------------
+def steady(
+    role: str,
+    bytes_per_tick: int,
+    *,
+    trial: int = 0,
+    ticks: int = 24,
+    rcv_rtt: int = 20_000,
+    min_rtt: int = 20_000,
+    ooo: int = 0,
+) -> Flow:
+    """A flow at an exact constant rate: ``bytes_per_tick`` every 250 ms, no noise."""
+    samples = tuple(
+        Sample(0.25 * i, bytes_per_tick * i, rcv_rtt, rcv_rtt, min_rtt, ooo, 0)
+        for i in range(1, ticks + 1)
+    )
+    total = bytes_per_tick * ticks
+    return Flow(
+        role,
+        f"https://{role}.test/",
+        "192.0.2.1",
+        trial,
+        0.0,
+        0.01,
+        0.25 * ticks,
+        total,
+        total,
+        samples,
+    )
+
+
+def test_steady_flow_rate_is_exact() -> None:
+    st = flow_stats(steady("target", 31_250))  # 31,250 bytes per 250 ms = 1 Mbit/s
+    assert st is not None and st.bps == pytest.approx(1e6) and st.stalled is False
+
+
+def _trials(target_tick: int, control_tick: int, n: int = 3, **kw: int) -> list[Flow]:
+    out = []
+    for i in range(n):
+        out += [
+            steady("target", target_tick, trial=i, **kw),
+            steady("control", control_tick, trial=i),
+        ]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("target_tick", "ratio", "throttled"),
+    [
+        (31_250, 0.5, True),  # exactly half: "at most 0.5"
+        (31_875, 0.51, False),
+        (30_625, 0.49, True),
+        (62_500, 1.0, False),
+    ],
+)
+def test_ratio_cut_off(target_tick: int, ratio: float, throttled: bool) -> None:
+    a = analyse(_trials(target_tick, 62_500))
+    assert a.ratio == pytest.approx(ratio)
+    assert a.throttled is throttled
+
+
+def test_p_value_cut_off_with_bonferroni() -> None:
+    flows = _trials(15_625, 62_500, n=1, ticks=12)  # a quarter of the control's rate
+    one = analyse(flows, tests_in_round=1)
+    p_raw = one.p_raw
+    assert 0 < p_raw < 0.05 and one.p_value == p_raw and one.throttled is True
+    last_ok = math.ceil(0.05 / p_raw) - 1  # the most tests for which p_raw * n < 0.05
+    assert analyse(flows, tests_in_round=last_ok).throttled is True
+    too_many = analyse(flows, tests_in_round=last_ok + 1)
+    assert too_many.p_value == pytest.approx(p_raw * (last_ok + 1))
+    assert too_many.throttled is False and too_many.p_raw == p_raw
+    assert analyse(flows, tests_in_round=10**9).p_value == 1.0  # capped at 1
+
+
+# -- the mechanism: RTT inflation >= 3x is a shaper; drops with < 2x a policer --------------------
+@pytest.mark.parametrize(
+    ("rcv_rtt", "ooo", "mechanism"),
+    [
+        (60_000, 0, "shaper"),  # exactly 3x
+        (59_800, 0, None),  # 2.99x
+        (100_000, 5, "shaper"),  # 5x, drops or not
+        (200_000, 0, "shaper"),
+        (39_800, 5, "policer"),  # 1.99x with drops
+        (40_000, 5, None),  # exactly 2x: neither
+        (20_000, 5, "policer"),
+        (20_000, 0, None),  # no drops, no queue
+    ],
+)
+def test_shaper_and_policer_inflation(rcv_rtt: int, ooo: int, mechanism: str | None) -> None:
+    a = analyse(_trials(15_625, 62_500, rcv_rtt=rcv_rtt, min_rtt=20_000, ooo=ooo))
+    assert a.throttled is True and a.mechanism == mechanism
+
+
+# -- a stall: two seconds or more without a byte, mid-flow -------------------------------------
+@pytest.mark.parametrize(
+    ("pause", "stalled"), [(1.75, False), (1.99, False), (2.0, True), (3.0, True)]
+)
+def test_stall_length(pause: float, stalled: bool) -> None:
+    pts = [(0.25, 1000), (0.5, 2000)]
+    pts += [(0.5 + pause, 2000), (0.75 + pause, 3000), (1.0 + pause, 4000)]
+    samples = tuple(Sample(t, b) for t, b in pts)
+    f = Flow(
+        "target", "https://t.test/", "192.0.2.1", 0, 0.0, 0.01, 1.0 + pause, 4000, 4000, samples
+    )
+    st = flow_stats(f)
+    assert st is not None and st.stalled is stalled
+
+
+# -- events: k = 3 robust deviations, at least log 2 below, five tests of history ---------------
+def _series(ratios: list[float], throttled: bool | None = None) -> list[ThroughputTest]:
+    return [
+        ThroughputTest("site", "AS1", f"2026-11-{i + 1:02d}T00:00:00.000Z", r, throttled)
+        for i, r in enumerate(ratios)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dip", "event"),
+    [
+        (0.5, False),  # exactly half the usual ratio: not "well below"
+        (0.49, True),
+        (0.25, True),
+        (0.6, False),
+    ],
+)
+def test_events_at_least_half_below_a_flat_history(dip: float, event: bool) -> None:
+    events = find_events(_series([1.0] * 5 + [dip, dip]))
+    assert len(events) == (1 if event else 0)
+
+
+@pytest.mark.parametrize(("log_dip", "event"), [(-1.33, False), (-1.34, True)])
+def test_events_three_robust_deviations(log_dip: float, event: bool) -> None:
+    # History logs -0.3, -0.3, 0, 0.3, 0.3: median 0, MAD 0.3 * 1.4826 = 0.445, so "well
+    # below" is 3 x 0.445 = 1.334 below (more than log 2 = 0.693).
+    history = [math.exp(x) for x in (-0.3, -0.3, 0.0, 0.3, 0.3)]
+    dip = math.exp(log_dip)
+    events = find_events(_series([*history, dip, dip]))
+    assert len(events) == (1 if event else 0)
+
+
+@pytest.mark.parametrize(
+    ("history", "throttled", "event"),
+    [
+        (4, None, False),  # too little history: only the throttled verdicts count
+        (4, True, True),
+        (5, None, True),  # five tests are enough history
+        (0, None, False),
+        (0, True, True),
+    ],
+)
+def test_events_minimum_history(history: int, throttled: bool | None, event: bool) -> None:
+    tests = _series([1.0] * history + [0.1, 0.1])
+    tests = [
+        *tests[:history],
+        *(ThroughputTest(t.target, t.network, t.at, t.ratio, throttled) for t in tests[history:]),
+    ]
+    assert len(find_events(tests)) == (1 if event else 0)
+
+
+def test_events_need_two_in_a_row() -> None:
+    assert find_events(_series([1.0] * 5 + [0.1, 1.0, 0.1, 1.0])) == []
+    (e,) = find_events(_series([1.0] * 5 + [0.1, 0.1, 1.0]))
+    assert (e.opened_at, e.closed_at) == ("2026-11-06T00:00:00.000Z", "2026-11-08T00:00:00.000Z")
+    assert e.baseline_ratio == pytest.approx(1.0) and e.ratios == [0.1, 0.1]
+
+
+def test_a_zero_ratio_is_always_below() -> None:
+    (e,) = find_events(_series([0.0, 0.0]))
+    assert e.open and e.baseline_ratio is None

@@ -1,0 +1,174 @@
+"""One settings object: flags > PROBE_* environment > settings file > defaults, each value with
+its source, and one-line errors naming the flag, variable or file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe import settings
+from probe.settings import SettingsError, resolve
+
+NO_ENV: dict[str, str] = {}
+
+
+def test_defaults_and_their_sources(tmp_path: Path) -> None:
+    s = resolve({}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
+    assert (s.concurrency, s.timeout, s.profile, s.only) == (16, 10.0, "default", ())
+    assert s.sources["concurrency"] == "default" and s.sources["config"] == "PROBE_CONFIG"
+    assert s.max_bytes_per_day is None
+
+
+def _toml(tmp: Path, text: str) -> Path:
+    p = tmp / "settings.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_precedence_flag_env_file(tmp_path: Path) -> None:
+    cfg = _toml(tmp_path, 'concurrency = 3\ntimeout = 7\nprofile = "mobile"\n')
+    env = {"PROBE_TIMEOUT": "5", "PROBE_CONFIG": str(cfg)}
+    s = resolve({"concurrency": 9}, env=env)
+    assert (s.concurrency, s.timeout, s.profile) == (9, 5.0, "mobile")
+    assert s.sources["concurrency"] == "flag --concurrency"
+    assert s.sources["timeout"] == "environment PROBE_TIMEOUT"
+    assert s.sources["profile"] == f"file {cfg}"
+    # The mobile profile brings a daily cap unless one is given.
+    assert (s.max_bytes_per_day, s.sources["max_bytes_per_day"]) == (
+        25_000_000,
+        "default (mobile profile)",
+    )
+    assert resolve({"max_bytes_per_day": "1M"}, env=env).max_bytes_per_day == 1_000_000
+    assert s.config == str(cfg)
+
+
+def test_config_flag_beats_the_environment(tmp_path: Path) -> None:
+    a = _toml(tmp_path, "concurrency = 2\n")
+    b = tmp_path / "b.toml"
+    b.write_text("concurrency = 4\n", encoding="utf-8")
+    s = resolve({}, env={"PROBE_CONFIG": str(a)}, config=str(b))
+    assert (s.concurrency, s.sources["config"]) == (4, "--config")
+
+
+def test_environment_lists_are_comma_separated(tmp_path: Path) -> None:
+    s = resolve({}, env={"PROBE_ONLY": "a, b,,c", "PROBE_CONFIG": str(_toml(tmp_path, ""))})
+    assert s.only == ("a", "b", "c")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("concurrency = 0\n", ": concurrency: 0 is not a whole number from 1 to 256"),
+        ("colour = 1\n", ": colour: unknown setting (see 'probe config')"),
+        ("concurrency = \n", ": Invalid value"),
+        ('timeout = "soon"\n', ": timeout: 'soon' is not a number from 0.1 to 300"),
+    ],
+)
+def test_bad_settings_file(tmp_path: Path, text: str, message: str) -> None:
+    cfg = _toml(tmp_path, text)
+    with pytest.raises(SettingsError) as err:
+        resolve({}, env={}, config=str(cfg))
+    assert str(err.value).startswith(str(cfg)) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_unreadable_settings_files(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no such settings file"):
+        resolve({}, env={}, config=str(tmp_path / "nope.toml"))
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SettingsError, match=str(binary)):
+        resolve({}, env={}, config=str(binary))
+    with pytest.raises(SettingsError, match="cannot read"):
+        resolve({}, env={}, config=str(tmp_path))  # a directory
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PROBE_CONCURRENCY", "many", "PROBE_CONCURRENCY: 'many' is not a whole number"),
+        ("PROBE_ALLOW_LOOPBACK", "perhaps", "PROBE_ALLOW_LOOPBACK: 'perhaps' is not true or false"),
+        ("PROBE_PROFILE", "satellite", "PROBE_PROFILE: 'satellite' is not one of default, mobile"),
+    ],
+)
+def test_bad_environment(tmp_path: Path, name: str, value: str, message: str) -> None:
+    env = {name: value, "PROBE_CONFIG": str(_toml(tmp_path, ""))}
+    with pytest.raises(SettingsError, match=message):
+        resolve({}, env=env)
+
+
+def test_items_list_every_option_with_its_source(tmp_path: Path) -> None:
+    s = resolve({"timeout": "3"}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
+    items = {name: (value, src) for name, value, src in s.items()}
+    assert set(items) == {o.name for o in settings.OPTIONS}
+    assert items["timeout"] == (3.0, "flag --timeout")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "value"),
+    [
+        (settings.parse_bool, " YES ", True),
+        (settings.parse_bool, "off", False),
+        (settings.parse_size, "256KiB", 262_144),
+        (settings.parse_size, "1 GB", 1_000_000_000),
+        (settings.parse_size, 12, 12),
+        (settings.parse_duration, "1.5h", 5400.0),
+        (settings.parse_duration, "250ms", 0.25),
+        (settings.parse_duration, 90, 90.0),
+        (settings.parse_float(0, 1), " 0.25 ", 0.25),
+        (settings.parse_url, " https://helper.example:8443/ ", "https://helper.example:8443/"),
+        (settings.parse_ip, "2001:DB8::1", "2001:db8::1"),
+        (settings.parse_resolver_text, "tls://192.0.2.1", "tls://192.0.2.1"),
+    ],
+)
+def test_value_parsers(parse: object, text: object, value: object) -> None:
+    assert parse(text) == value  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (settings.parse_size, "2000000T", "too large"),
+        (settings.parse_size, -1, "not a size"),
+        (settings.parse_duration, "0s", "between 1 ms and a year"),
+        (settings.parse_duration, "400d", "between 1 ms and a year"),
+        (settings.parse_duration, True, "not a duration"),
+        (settings.parse_float(0, 1), "nan", "not a number from 0 to 1"),
+        (settings.parse_float(0, 1), True, "not a number"),
+        (settings.parse_int(1, 5), True, "not a whole number"),
+        (settings.parse_url, "ftp://x/", "must start with http:// or https://"),
+        (settings.parse_url, "https://x:0/", "has a port outside 1-65535"),
+        (settings.parse_url, "https://x:99999/", r"is not a valid URL \(Port out of range"),
+        (settings.parse_path, "  ", "empty path"),
+        (settings.parse_text, "a\tb", "control characters"),
+        (settings.parse_text, 3, "is not text"),
+        (settings.parse_resolver_text, "ftp://1.2.3.4", "unknown scheme"),
+        (settings.parse_choice("a", "b"), "c", "'c' is not one of a, b"),
+    ],
+)
+def test_value_parser_errors(parse: object, text: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse(text)  # type: ignore[operator]
+
+
+def test_defaults_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(settings, "checkout", lambda: None)
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/state:/other")
+    assert settings.default_db() == (
+        f"{tmp_path}/state/probe.db",
+        "default (systemd StateDirectory)",
+    )
+    monkeypatch.delenv("STATE_DIRECTORY")
+    path, why = settings.default_db()
+    assert path.endswith("probe.db") and why == "default (the platform's data directory)"
+    path, why = settings.default_targets()
+    assert path.endswith("targets.yaml") and why == "default (the packaged target list)"
+
+
+def test_defaults_inside_this_checkout(repo_root: Path) -> None:
+    assert settings.default_db() == (
+        str(repo_root / "results" / "probe.db"),
+        "default (this checkout's results/)",
+    )
+    assert settings.default_targets()[0] == str(repo_root / "targets.yaml")
