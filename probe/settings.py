@@ -190,6 +190,20 @@ def parse_resolver_text(v: Any) -> str:
     return text
 
 
+def parse_asn(v: Any) -> str:
+    from probe.network import normalise_asn
+
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError(f"{v!r} is not an AS number (e.g. AS7552)")
+    return normalise_asn(v)
+
+
+def parse_cc(v: Any) -> str:
+    from probe.network import normalise_cc
+
+    return normalise_cc(_text(v))
+
+
 def parse_text(v: Any) -> str:
     return _text(v).strip()
 
@@ -465,6 +479,23 @@ OPTIONS: tuple[Option, ...] = (
         "text|json",
         scope=DAEMON,
     ),
+    # -- which network (issue 12): used when no test helper says it ----------------------------
+    Option(
+        "asn",
+        _optional(parse_asn),
+        None,
+        "This network's AS number (e.g. AS7552), when no test helper tells it.",
+        "--asn",
+        "ASN",
+    ),
+    Option(
+        "cc",
+        _optional(parse_cc),
+        None,
+        "This network's country (e.g. VN), when no test helper tells it.",
+        "--cc",
+        "CC",
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -497,6 +528,8 @@ class Settings:
     interval: float = 45 * 60.0
     throughput_interval: float = 6 * 3600.0
     log_format: str = "text"
+    asn: str | None = None
+    cc: str | None = None
     config: str | None = None  # the settings file read, if any
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import httpx
 import msgspec
@@ -21,8 +24,20 @@ from probe.measure.net import make_ssl_context
 from probe.measure.steps import REQUEST_HEADERS
 from probe.measure.throughput import HelperBulk
 from probe.model import ControlEvidence, HelperSpeed
+from probe.network import Network, normalise_asn, normalise_cc, recogniser
+from probe.privacy import Recogniser
 
 MAX_ANSWER = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HelperNetwork:
+    """The helper's answer about our network: what it found (None: its table has no entry, or
+    it has none), and a recogniser of the address it saw; ``failure`` when it did not answer."""
+
+    network: Network | None = None
+    recognise: Recogniser | None = None
+    failure: str | None = None
 
 
 class HelperClient:
@@ -97,6 +112,34 @@ class HelperClient:
             return msgspec.convert(doc, type=HelperSpeed)
         except msgspec.ValidationError:
             return HelperSpeed(failure=failures.JSON_PARSE_ERROR)
+
+    async def network(self) -> HelperNetwork:
+        """The helper's view of our network, with a recogniser of our own public address (see
+        :mod:`probe.network`). A fresh nonce each time; neither it nor the HMAC is kept."""
+        nonce = secrets.token_bytes(32)
+        try:
+            r = await self._client.post(
+                f"{self.url.rstrip('/')}/network", json={"nonce": nonce.hex()}, timeout=30
+            )
+        except failures.network_error_types() as exc:
+            return HelperNetwork(failure=failures.classify(exc, failures.OP_HTTP).failure)
+        if r.status_code != 200:
+            return HelperNetwork(failure=failures.HTTP_REQUEST_FAILED)
+        try:
+            doc = json.loads(r.content)
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+            asn = normalise_asn(doc["asn"]) if doc.get("asn") else None
+            cc = normalise_cc(doc["cc"]) if doc.get("cc") else None
+            name = doc.get("network_name")
+            name = " ".join(str(name).split())[:200] or None if name else None
+            digest = doc.get("addr_hmac")
+            if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
+                raise ValueError("addr_hmac is not a SHA-256 in hex")
+        except (ValueError, UnicodeDecodeError):
+            return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+        found = Network(asn, cc, name, "helper") if asn or cc else None
+        return HelperNetwork(found, recogniser(nonce, str(digest)) if digest else None)
 
     def bulk(self, addresses: Sequence[str] = ()) -> HelperBulk | None:
         """The helper's bulk endpoint for the SNI A/B test: on ``addresses`` (one or two), or
