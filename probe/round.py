@@ -560,3 +560,32 @@ async def learn_network(
     if settings.asn or settings.cc:
         return Network(settings.asn, settings.cc, None, "settings"), recognisers
     return Network(), recognisers
+
+
+async def discover_objects(
+    settings: Settings,
+) -> list[tuple[str, ThroughputObject | None, str]]:
+    """``probe targets discover``: each target's and control's page fetched as a round fetches
+    it, and the object its throughput test would use (nothing stored): (name, object, why)."""
+    setup = prepare(settings)
+    plan = setup.plan or throughput_plan(replace(settings, throughput=True))
+    assert plan is not None
+    shared = Shared.create(setup.cfg)
+    scrubber = Scrubber(shared.local_addresses)
+    opts = ThroughputOptions(plan)
+    sem = asyncio.Semaphore(max(1, settings.concurrency))
+
+    async def one(t: Target) -> tuple[str, ThroughputObject | None, str]:
+        async with sem:
+            found = None
+            if not t.throughput_url:
+                obs, _, _ = await TargetMeasurer(shared, t.url).run()
+                found = from_page(scrubber.observations(obs), t.url)
+            r = await _object(shared, t, found, opts, ByteCounter())
+            return t.name, r.object, r.why
+
+    try:
+        tl = setup.targets
+        return list(await asyncio.gather(*(one(t) for t in (*tl.targets, *tl.controls))))
+    finally:
+        await shared.aclose()
