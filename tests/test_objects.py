@@ -185,27 +185,8 @@ def test_any_page_text_gives_absolute_first_party_urls(html: str, page: str) -> 
 
 
 # -- over the network: real loopback servers ----------------------------------------------------
-def _object_route(size: int, ctype: str, *, head: bool = True) -> Any:
-    """An object served as CDNs do: HEAD with its length, Range answered with 206."""
-
-    def route(h: BaseHTTPRequestHandler) -> None:
-        rng = h.headers.get("Range")
-        if rng == "bytes=0-0":
-            h.send_response(206)
-            h.send_header("Content-Range", f"bytes 0-0/{size}")
-            h.send_header("Content-Type", ctype)
-            h.send_header("Content-Length", "1")
-            h.end_headers()
-            h.wfile.write(b"x")
-            return
-        h.send_response(200)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(size))
-        h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(b"x" * size)
-
-    return route
+def _object_route(size: int, ctype: str) -> Any:
+    return S.large(size, content_type=ctype)
 
 
 @pytest.fixture
@@ -213,8 +194,6 @@ def objects_site(world: World) -> Any:
     """A site on its own loopback address whose routes a test may change between rounds."""
     routes: dict[str, Any] = {}
     server = S.WebServer(S.Site(routes), "127.0.0.12", 0)
-    # HEAD, as CDNs answer it (the routes below send no body for it).
-    server.httpd.RequestHandlerClass.do_HEAD = lambda h: h.do_GET()  # type: ignore[attr-defined]
     world.zone["objects.test"] = ["127.0.0.12"]
     try:
         yield routes, server.port
@@ -261,8 +240,17 @@ def test_size_checks_through_the_pinned_transport(world: World, objects_site: An
 
 
 def test_a_server_without_head_is_asked_for_one_byte(world: World) -> None:
-    """The loopback world's servers answer HEAD with 501, as some do: the ranged GET says."""
-    with_range = S.Site({"/o.bin": _object_route(700_000, "application/octet-stream")})
+    """A server that answers HEAD with 501, as some do: the ranged GET says."""
+
+    def no_head(h: BaseHTTPRequestHandler) -> None:
+        if h.command == "HEAD":
+            h.send_response(501)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        _object_route(700_000, "application/octet-stream")(h)
+
+    with_range = S.Site({"/o.bin": no_head})
     server = S.WebServer(with_range, "127.0.0.13", 0)
     world.zone["nohead.test"] = ["127.0.0.13"]
 

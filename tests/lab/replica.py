@@ -15,6 +15,7 @@ real ``probe run`` over targets.yaml, tests/test_lab.py) and bench/budget_throug
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 KIB, MIB = 1024, 1024 * 1024
 STORE_CAP = 64 * KIB
@@ -512,3 +513,87 @@ BY_NAME = {s.name: s for s in SITES}
 
 def all_hosts() -> list[str]:
     return sorted({h for s in SITES for h in s.hosts})
+
+
+# -- serving the replica (inside the lab's servers namespace) -----------------------------------
+def _routes() -> dict[tuple[str, str], tuple[str, bytes | int]]:
+    """(host, path and query) -> (content type, page bytes or object size)."""
+    from urllib.parse import urlsplit
+
+    out: dict[tuple[str, str], tuple[str, bytes | int]] = {}
+    for s in SITES:
+        u = urlsplit(s.url)
+        out[(u.hostname or "", u.path or "/")] = (s.page_type, s.page)
+        for url, (size, ctype) in s.objects.items():
+            o = urlsplit(url)
+            path = o.path + (f"?{o.query}" if o.query else "")
+            out[(o.hostname or "", path)] = (ctype, size)
+    return out
+
+
+class Server:
+    """Every replica host on one address, told apart by the Host header (and the SNI: one
+    certificate names them all), HTTP/1.1 keep-alive; objects answer HEAD and one-byte ranges
+    as CDNs do."""
+
+    def __init__(self, host: str, port: int, ssl_context: Any = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests import servers as S
+
+        routes = _routes()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "nginx"
+            sys_version = ""
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = (self.headers.get("Host") or "").split(":")[0].lower()
+                found = routes.get((name, self.path))
+                if found is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                ctype, what = found
+                if isinstance(what, bytes):
+                    self.send_response(200)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(what)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(what)
+                    return
+                todo = S.object_head(self, what, ctype)
+                if todo is None:
+                    return
+                chunk = b"x" * 65536
+                sent = 0
+                while sent < todo:
+                    part = chunk[: todo - sent]
+                    try:
+                        self.wfile.write(part)
+                    except OSError:
+                        return
+                    sent += len(part)
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
