@@ -655,6 +655,8 @@ def targets_discover(config_path: str | None, **flags: Any) -> None:
     for name, obj, why in asyncio.run(discover_objects(settings)):
         if obj is None:
             click.echo(f"{name}: none found (the SNI A/B test, with a helper)")
+        elif obj.size is None:
+            click.echo(f"{name}: {obj.url}")
         else:
             repeat = f", fetched {obj.repeat} times a flow" if obj.repeat > 1 else ""
             click.echo(f"{name}: {obj.url} ({obj.size} bytes{repeat})")

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probe.helper.asn import AsnDbError, Entry, load
 from probe.helper.server import HelperApp
@@ -330,3 +332,47 @@ def test_events_keep_one_baseline_per_network(tmp_path: Path) -> None:
     merged = find_events(store.throughput_tests())
     assert {e.network for e in merged} == {"udp://8.8.8.8:53"} and len(merged) >= 1
     assert merged[0].opened_at < events[0].opened_at  # mobile data's normal read as throttling
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+answer_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "asn": json_values | st.from_regex(r"(AS)?[0-9]{1,12}", fullmatch=True),
+        "cc": json_values | st.from_regex(r"[A-Za-z]{2}", fullmatch=True),
+        "network_name": json_values,
+        "addr_hmac": json_values | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    },
+)
+
+
+@given(json_values | answer_fields)
+def test_any_network_answer_is_checked_never_raised(doc: Any) -> None:
+    from probe.measure.helper_client import network_answer
+
+    got = network_answer(doc, b"n" * 32)
+    if got.failure is None and got.network is not None:
+        assert got.network.asn is None or got.network.asn.startswith("AS")
+        assert got.network.cc is None or len(got.network.cc) == 2
+        assert got.network.name is None or len(got.network.name) <= 200
+
+
+@given(st.lists(st.text(alphabet="0123456789.:abcdefAS \t-#xN/", max_size=60), max_size=8))
+def test_any_table_text_loads_or_fails_in_one_line(lines: list[str]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "t.tsv"
+        p.write_text("\n".join(lines), encoding="utf-8")
+        try:
+            table = load([p])
+        except AsnDbError as exc:
+            assert "\n" not in str(exc) and str(p) in str(exc)
+        else:
+            table.lookup("1.2.3.4")

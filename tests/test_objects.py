@@ -324,3 +324,42 @@ def test_a_choice_is_reused_and_a_vanished_one_found_again(world: World, objects
     routes["/b.jpg"] = _object_route(1_400_000, "image/jpeg")  # same URL, another size
     resized = asyncio.run(round_(page("/b.jpg"), t0 + timedelta(hours=18)))
     assert resized.object.source == "discovered" and resized.object.size == 1_400_000
+
+
+def test_probe_targets_discover_shows_each_choice(
+    world: World, objects_site: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from probe.cli import main
+
+    routes, port = objects_site
+    base = f"http://objects.test:{port}"
+    routes["/"] = (200, {"Content-Type": "text/html"}, b"<img src='/hero.jpg'><img src='/t.png'>")
+    routes["/hero.jpg"] = _object_route(1_500_000, "image/jpeg")
+    routes["/t.png"] = _object_route(2_000, "image/png")
+    routes["/bare"] = (200, {"Content-Type": "text/html"}, b"<p>words only</p>")
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        f"targets:\n  - name: site\n    url: {base}/\n  - name: bare\n    url: {base}/bare\n"
+        f"controls:\n  - name: pinned\n    url: {base}/\n    throughput_url: {base}/hero.jpg\n",
+        encoding="utf-8",
+    )
+    code = main(
+        [
+            "targets",
+            "discover",
+            "--targets",
+            str(targets),
+            "--resolver",
+            world.system_dns.address,
+            "--control-resolver",
+            "udp://" + world.control_dns.address,
+            "--allow-loopback",
+            "--timeout",
+            "2",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"site: {base}/hero.jpg (1500000 bytes)" in out
+    assert "bare: none found (the SNI A/B test, with a helper)" in out
+    assert f"pinned: {base}/hero.jpg\n    pinned in the targets file" in out

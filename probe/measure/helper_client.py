@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import msgspec
@@ -127,19 +128,9 @@ class HelperClient:
             return HelperNetwork(failure=failures.HTTP_REQUEST_FAILED)
         try:
             doc = json.loads(r.content)
-            if not isinstance(doc, dict):
-                raise ValueError("not an object")
-            asn = normalise_asn(doc["asn"]) if doc.get("asn") else None
-            cc = normalise_cc(doc["cc"]) if doc.get("cc") else None
-            name = doc.get("network_name")
-            name = " ".join(str(name).split())[:200] or None if name else None
-            digest = doc.get("addr_hmac")
-            if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
-                raise ValueError("addr_hmac is not a SHA-256 in hex")
         except (ValueError, UnicodeDecodeError):
             return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
-        found = Network(asn, cc, name, "helper") if asn or cc else None
-        return HelperNetwork(found, recogniser(nonce, str(digest)) if digest else None)
+        return network_answer(doc, nonce)
 
     def bulk(self, addresses: Sequence[str] = ()) -> HelperBulk | None:
         """The helper's bulk endpoint for the SNI A/B test: on ``addresses`` (one or two), or
@@ -158,3 +149,25 @@ class HelperClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def network_answer(doc: Any, nonce: bytes) -> HelperNetwork:
+    """A helper's ``/network`` answer (parsed JSON), checked field by field: an AS number, a
+    two-letter country, a name (whitespace collapsed, at most 200 characters) and a SHA-256 in
+    hex; anything else is a ``json_parse_error``, never an exception."""
+    if not isinstance(doc, dict):
+        return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+    try:
+        asn = normalise_asn(doc["asn"]) if doc.get("asn") else None
+        cc = normalise_cc(doc["cc"]) if doc.get("cc") else None
+    except (ValueError, TypeError):
+        return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+    raw_name = doc.get("network_name")
+    name = " ".join(raw_name.split())[:200] or None if isinstance(raw_name, str) else None
+    digest = doc.get("addr_hmac")
+    if digest is not None and not (
+        isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)
+    ):
+        return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+    found = Network(asn, cc, name, "helper") if asn or cc else None
+    return HelperNetwork(found, recogniser(nonce, digest) if digest else None)
