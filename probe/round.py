@@ -161,8 +161,28 @@ class _Pending:
     found: Found | None
 
 
+@dataclass(frozen=True, slots=True)
+class _ScrubbedCache:
+    """Choices scrubbed on their way into the store, as everything else is: a size check's
+    Content-Type, like any header, is a server's text."""
+
+    inner: ObjectCache
+    scrubber: Scrubber
+
+    def get(self, target: str) -> ObjectChoice | None:
+        return self.inner.get(target)
+
+    def put(self, choice: ObjectChoice) -> None:
+        self.inner.put(self.scrubber.struct(choice))
+
+
 async def _object(
-    shared: Shared, t: Target, found: Found | None, opts: ThroughputOptions, counter: ByteCounter
+    shared: Shared,
+    t: Target,
+    found: Found | None,
+    opts: ThroughputOptions,
+    counter: ByteCounter,
+    scrubber: Scrubber,
 ) -> ObjectResult:
     return await object_for(
         shared,
@@ -171,7 +191,7 @@ async def _object(
         pinned=t.throughput_url,
         found=found,
         plan=opts.plan,
-        cache=opts.objects,
+        cache=_ScrubbedCache(opts.objects, scrubber),
         counter=counter,
         now=datetime.now(UTC),
     )
@@ -193,7 +213,7 @@ async def _throughput(
     if cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap:
         return replace(m, throughput=ThroughputRecord(skipped="data_cap"))
     counter = ByteCounter()
-    found = await _object(shared, target, p.found, opts, counter)
+    found = await _object(shared, target, p.found, opts, counter, scrubber)
     obj = found.object
     t_dl = Download(obj.url, obj.repeat) if obj is not None else None
     c_dl = Download(control[1].url, control[1].repeat) if control is not None else None
@@ -241,6 +261,7 @@ async def _control_object(
     controls: Sequence[Target],
     pages: Sequence[Measurement],
     opts: ThroughputOptions,
+    scrubber: Scrubber,
 ) -> tuple[tuple[Target, ThroughputObject] | None, list[Measurement]]:
     """The round's control object: the first control (in the list's order) with a pinned or
     discovered one. Bytes its size checks used count on that control's own measurement."""
@@ -248,7 +269,7 @@ async def _control_object(
     for i, (c, m) in enumerate(zip(controls, pages, strict=True)):
         counter = ByteCounter()
         found = from_page(m.observations, c.url) if not c.throughput_url else None
-        r = await _object(shared, c, found, opts, counter)
+        r = await _object(shared, c, found, opts, counter, scrubber)
         out[i] = replace(m, bytes_used=m.bytes_used + counter.total)
         if r.object is not None:
             return (c, r.object), out
@@ -326,7 +347,7 @@ async def run_round(
                 result.offline_reason = offline_reason(done)
         tp_control = None
         if throughput is not None and result.network_ok is not False and targets:
-            tp_control, done = await _control_object(shared, controls, done, throughput)
+            tp_control, done = await _control_object(shared, controls, done, throughput, scrubber)
         for m in done:
             # Judged again now that the round's state is known: an offline round's controls
             # are offline too (the classifier is pure, so this costs nothing).
@@ -581,7 +602,7 @@ async def discover_objects(
             if not t.throughput_url:
                 obs, _, _ = await TargetMeasurer(shared, t.url).run()
                 found = from_page(scrubber.observations(obs), t.url)
-            r = await _object(shared, t, found, opts, ByteCounter())
+            r = await _object(shared, t, found, opts, ByteCounter(), scrubber)
             return t.name, r.object, r.why
 
     try:

@@ -18,7 +18,7 @@ from probe.events import ThroughputTest, find_events
 from probe.measure.net import Shared
 from probe.measure.throughput import download
 from probe.model import Flow, HelperSpeed, Plan, Sample
-from tests.conftest import SITE, World
+from tests.conftest import PUBLIC_ADDRESS, SITE, World
 
 Profile = Callable[[float], float]  # time -> bit/s
 
@@ -340,7 +340,8 @@ def test_a_round_tests_every_target_on_the_objects_its_page_links(
                 {"Content-Type": "text/html"},
                 b"<html><body><img srcset='/img/small.jpg 300w, /img/big.jpg 1200w'></body></html>",
             ),
-            "/img/big.jpg": S.large(3_000_000),
+            # A CDN that names the client in a header: scrubbed from the stored choice too.
+            "/img/big.jpg": S.large(3_000_000, content_type=f"image/jpeg; for={PUBLIC_ADDRESS}"),
             "/img/small.jpg": S.large(20_000),
             "/ctl": (200, {"Content-Type": "text/html"}, b"<img src='/img/big.jpg'>"),
             "/bare": (200, {"Content-Type": "text/html"}, b"<img src='https://t.example/p.gif'>"),
@@ -365,6 +366,7 @@ def test_a_round_tests_every_target_on_the_objects_its_page_links(
                 fingerprints=builtin(),
                 on_measurement=lambda m: stored.append(m.target),
                 throughput=ThroughputOptions(plan, objects=cache, on_result=updated.append),
+                recognisers=[lambda ip: str(ip) == PUBLIC_ADDRESS],
             )
         )
     finally:
@@ -387,3 +389,5 @@ def test_a_round_tests_every_target_on_the_objects_its_page_links(
         "site",
     ]
     assert cache.get("ctl") is not None and cache.get("site") is not None
+    assert cache.get("site").content_type == "image/jpeg; for=[scrubbed]"  # type: ignore[union-attr]
+    assert tp.object.content_type == "image/jpeg; for=[scrubbed]"
