@@ -120,7 +120,7 @@ class HelperClient:
         nonce = secrets.token_bytes(32)
         try:
             r = await self._client.post(
-                f"{self.url.rstrip('/')}/network", json={"nonce": nonce.hex()}, timeout=30
+                f"{self.url.rstrip('/')}/network", json={"nonce": nonce.hex()}, timeout=10
             )
         except failures.network_error_types() as exc:
             return HelperNetwork(failure=failures.classify(exc, failures.OP_HTTP).failure)
