@@ -304,7 +304,9 @@ def test_rounds_keep_their_network_and_a_move_is_recorded(world: World, tmp_path
     assert [by_round[r["id"]] for r in rounds] == ["AS64500", "AS64500", "AS45899", None]
 
 
-def test_events_keep_one_baseline_per_network(tmp_path: Path) -> None:
+def test_events_keep_one_baseline_per_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A laptop alternates between home broadband (the site as fast as the control) and
     mobile data (always a third as fast: that network's normal). Keyed on the ASN, neither is
     an event, and a real drop at home is; keyed on the resolver alone, mobile data would look
@@ -328,6 +330,11 @@ def test_events_keep_one_baseline_per_network(tmp_path: Path) -> None:
         store.save(replace(m, throughput={"analysis": analysis}))  # type: ignore[arg-type]
     events = find_events(store.throughput_tests())
     assert [(e.network, e.open) for e in events] == [("AS7552", True)]
+    from probe.cli import main
+
+    assert main(["events", "--db", str(tmp_path / "e.db"), "--format", "jsonl"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["network"] == "AS7552" and json.loads(line)["closed_at"] is None
     store.db.execute("UPDATE measurements SET probe_asn = NULL")
     merged = find_events(store.throughput_tests())
     assert {e.network for e in merged} == {"udp://8.8.8.8:53"} and len(merged) >= 1
