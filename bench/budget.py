@@ -230,7 +230,7 @@ async def rounds(profile: str, n: int, world: dict[str, Any], db: Path) -> dict[
     used = []
     for _ in range(n):
         r = await run_once(setup, store, throughput=False, kind="pages")
-        bad = [m.target for m in r.measurements if m.verdict.accessible is not True]
+        bad = [m.target for m in r.rows if m.verdict.accessible is not True]
         assert not bad, f"replica not accessible: {bad}"
         used.append(r.bytes_used)
     return {"settings": settings, "setup": setup, "store": store, "bytes": used}

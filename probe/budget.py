@@ -63,3 +63,19 @@ def check(
                 f"resets {reset.strftime('%Y-%m-%dT%H:%MZ')}"
             )
     return None
+
+
+def affordable(
+    budget: Budget, used: Usage, per: float, *, fixed: float = 0, reserve: float = 0
+) -> int | None:
+    """How many pieces of work of ``per`` bytes each (after ``fixed`` bytes, leaving
+    ``reserve`` as ``check`` does) fit under both caps; None when there is no cap."""
+    n: int | None = None
+    for cap, spent in ((budget.daily, used.today), (budget.monthly, used.month)):
+        if cap is None:
+            continue
+        keep = reserve and max(reserve, RESERVE_SHARE * cap)
+        left = cap - spent - fixed - keep
+        room = max(0, int(left // per)) if per > 0 else (0 if left < 0 else 1 << 62)
+        n = room if n is None else min(n, room)
+    return n

@@ -251,6 +251,14 @@ def helper() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Extra trust anchors (PEM) for the sites it measures.",
 )
+@click.option(
+    "--asn-db",
+    "asn_dbs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="IP-to-ASN table to tell probes their network (iptoasn TSV, or a MaxMind .mmdb; "
+    "repeatable: the first to know a field wins). Addresses are never sent nor logged.",
+)
 def helper_serve(
     listen: str,
     upstream: str | None,
@@ -260,12 +268,15 @@ def helper_serve(
     tls_cert: str | None,
     tls_key: str | None,
     ca_bundle: str | None,
+    asn_dbs: tuple[str, ...],
 ) -> None:
-    """Serve the test helper protocol (POST /) and DoH (/dns-query).
+    """Serve the test helper protocol (POST /), DoH (/dns-query), the SNI A/B bulk endpoint
+    and, with --asn-db, each probe's network (POST /network).
 
     \b
     Example:
-      probe helper serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+      probe helper serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem \\
+        --asn-db ip2asn-combined.tsv.gz
     """
     import ipaddress
 
@@ -285,6 +296,9 @@ def helper_serve(
     if bool(tls_cert) != bool(tls_key):
         fail("--tls-cert and --tls-key go together")
     token = read_token(token_file) if token_file else None
+    from probe.helper.asn import load as load_asn
+
+    asn_table = load_asn(asn_dbs) if asn_dbs else None
     serve(
         host,
         int(port),
@@ -295,6 +309,7 @@ def helper_serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         ca_bundle=ca_bundle,
+        asn_table=asn_table,
     )
 
 
@@ -852,6 +867,34 @@ def datasette_metadata(databases: tuple[str, ...]) -> None:
     from probe.export.datasette import metadata_text
 
     click.echo(metadata_text(tuple(Path(d).stem for d in databases)), nl=False)
+
+
+# -- throughput discovery (issue 12) -------------------------------------------------------------
+@targets.command("discover")
+@settings_options(MEASURE)
+def targets_discover(config_path: str | None, **flags: Any) -> None:
+    """Show the object each target's throughput test would download, and why.
+
+    Fetches every target's page (through the resolver under test, as a round does), looks for
+    the site's own resources and checks their sizes; stores nothing. Targets with no object
+    get the SNI A/B test with a test helper. Pin a choice with throughput_url in targets.yaml.
+
+    \b
+    Example:
+      probe targets discover --targets targets.yaml --profile mobile
+    """
+    from probe.round import discover_objects
+
+    settings = load_settings(flags, config_path)
+    for name, obj, why in asyncio.run(discover_objects(settings)):
+        if obj is None:
+            click.echo(f"{name}: none found (the SNI A/B test, with a helper)")
+        elif obj.size is None:
+            click.echo(f"{name}: {obj.url}")
+        else:
+            repeat = f", fetched {obj.repeat} times a flow" if obj.repeat > 1 else ""
+            click.echo(f"{name}: {obj.url} ({obj.size} bytes{repeat})")
+        click.echo(f"    {why}")
 
 
 if __name__ == "__main__":  # pragma: no cover

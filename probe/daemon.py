@@ -224,11 +224,9 @@ class Daemon:
 
     def wants_throughput(self) -> bool:
         tl = self.setup.targets
-        return (
-            self.setup.plan is not None
-            and any(t.throughput_url for t in tl.targets)
-            and any(c.throughput_url for c in tl.controls)
-        )
+        # Every target has a throughput test: a pinned object, one found on its page, or
+        # (with a helper) the SNI A/B alone.
+        return self.setup.plan is not None and bool(tl.targets)
 
     def _first_run(self, saved: str | None, now: datetime) -> datetime:
         """Resume the schedule a previous daemon planned; a time already past runs now."""
@@ -304,12 +302,20 @@ class Daemon:
             if not self._budget(kind, budget_mod.check(self.caps(), self.usage(), need, now)):
                 return
         else:
-            targets = [t for t in tl.targets if t.throughput_url]
             assert setup.plan is not None
-            pages = self.page_estimate(len(targets) + len(tl.controls))
-            need = pages + len(targets) * setup.plan.worst_case_bytes
+            # Every target has a test (its pinned or discovered object, the SNI A/B with a
+            # helper); as many as the budget holds run, least recently tested first, so a
+            # tight cap rotates through the list over the days.
+            per = self.page_estimate(1) + setup.plan.worst_case_bytes
+            fixed = self.page_estimate(len(tl.controls))
             reserve = self.page_estimate(len(tl.targets) + len(tl.controls))
-            why = budget_mod.check(self.caps(), self.usage(), need, now, reserve=reserve)
+            usage = self.usage()
+            n = budget_mod.affordable(self.caps(), usage, per, fixed=fixed, reserve=reserve)
+            last = self.store.last_throughput()
+            # none affordable: one, so that check names the cap that stops the round
+            targets = schedule.least_recently_tested(tl.targets, last, 1 if n == 0 else n)
+            need = fixed + len(targets) * per
+            why = budget_mod.check(self.caps(), usage, need, now, reserve=reserve)
             if not self._budget(kind, why):
                 return
             # Each test checks the caps again as it starts, keeping the pages' reserve.

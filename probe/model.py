@@ -224,6 +224,11 @@ class Flow:
     raw_failure: str | None = None  # the detail: errno, status code
 
 
+# What the size checks of one discovery may use: MAX_CHECKS (8) connections, each a TCP and TLS
+# handshake (a certificate chain, a few KB) and a HEAD or a one-byte ranged GET.
+DISCOVERY_BYTES = 128 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What one throughput test may use: bytes and seconds per flow, trials, and the SNI A/B
@@ -234,10 +239,19 @@ class Plan:
     trials: int = 3
     ab_bytes: int = 512 * 1024
     ab_seconds: float = 4.0
+    # Named legs when the SNI A/B is the only evidence (no object): with 3-4 s legs, enough
+    # 1-second rates for a significant difference after correcting for a round of 25 tests.
+    ab_only_trials: int = 4
 
     @property
     def worst_case_bytes(self) -> int:
-        return self.trials * 2 * self.max_bytes + 3 * self.ab_bytes + self.max_bytes
+        """The most one test may use: the trials and a four-leg A/B (the site's name too, when
+        its object is on another host), or the A/B on its own (``ab_only_trials`` named legs
+        between neutral ones); plus one flow's worth of overshoot and the size checks of
+        discovery (:data:`DISCOVERY_BYTES`)."""
+        with_object = self.trials * 2 * self.max_bytes + 4 * self.ab_bytes
+        ab_only = (2 * self.ab_only_trials + 1) * self.ab_bytes
+        return max(with_object, ab_only) + self.max_bytes + DISCOVERY_BYTES
 
     @classmethod
     def profile(cls, name: str) -> Plan:
@@ -278,13 +292,41 @@ class ThroughputAnalysis:
     ab: dict[str, float | None] = field(default_factory=dict)  # SNI A/B rates by role
     helper_bps: float | None = None
     reason: str | None = None  # why there is no verdict
+    basis: str | None = None  # "trials" (an object against a control) or "sni_ab" (A/B only)
+    ab_ratio: float | None = None  # the site's name over the neutral name, on the helper
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputObject:
+    """What a throughput test downloads, and where the choice came from."""
+
+    url: str
+    size: int | None = None  # bytes it answered with when checked; None: never checked (pinned)
+    content_type: str | None = None
+    source: str = "pinned"  # "pinned" (targets file), "stored" (found before, still there),
+    # or "discovered" (found on the page this round)
+    found_at: str | None = None  # UTC ISO-8601, when discovery chose it
+    repeat: int = 1  # requests per flow: a smaller object is fetched again on the connection
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChoice:
+    """A target's stored throughput object: what discovery chose from its page, and when."""
+
+    target: str
+    site_url: str  # the target's URL when it was chosen (another URL: discover again)
+    url: str | None  # None: none found (kept a day, then discovery runs again)
+    size: int | None = None
+    content_type: str | None = None
+    found_at: str = ""  # UTC ISO-8601
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ThroughputRecord:
     """One throughput test of a target against a control: what ran, and what it showed."""
 
-    skipped: str | None = None  # "data_cap", "no_address": the test did not run
+    skipped: str | None = None  # "data_cap", "no_address", "no_object": the test did not run
     url: str | None = None
     control_url: str | None = None
     control: str | None = None  # the control target's name
@@ -294,6 +336,20 @@ class ThroughputRecord:
     flows: tuple[Flow, ...] = ()
     bytes_used: int = 0
     analysis: ThroughputAnalysis | None = None
+    object: ThroughputObject | None = None  # the target's (None: the SNI A/B only)
+    control_object: ThroughputObject | None = None
+    discovery: str | None = None  # one line: how the object was chosen, or why there is none
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """The probe's network for a round (see probe.network). ``source``: "helper", "settings"
+    or "none". Never an address."""
+
+    asn: str | None = None  # "AS7552"
+    cc: str | None = None  # ISO 3166-1 alpha-2, upper case
+    name: str | None = None  # the AS's name, as the helper's table has it
+    source: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +396,8 @@ class Measurement:
     probe_cc: str | None = None
     software: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    network_name: str | None = None  # the probe's network (its AS's name), as the helper says
+    resolver_kind: str | None = None  # the resolver under test: "isp", "public", "local", "other"
 
 
 def observations_to_json(obs: Observations, *, with_bodies: bool = False) -> Any:

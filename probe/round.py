@@ -37,12 +37,24 @@ from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
 from probe.classify.throughput import analyse, looks_slow
 from probe.errors import InputError
+from probe.measure.discover import MemoryCache, ObjectCache, ObjectResult, object_for
 from probe.measure.dns import parse_resolver, system_resolver
 from probe.measure.helper_client import HelperClient
-from probe.measure.net import MeasureConfig, Shared, make_ssl_context
+from probe.measure.net import ByteCounter, MeasureConfig, Shared, make_ssl_context
 from probe.measure.runner import TargetMeasurer
-from probe.measure.throughput import HelperBulk, run_test
-from probe.model import ControlEvidence, Measurement, Observations, Plan, ThroughputRecord
+from probe.measure.throughput import Download, HelperBulk, run_test
+from probe.model import (
+    ControlEvidence,
+    Measurement,
+    Network,
+    ObjectChoice,
+    Observations,
+    Plan,
+    ThroughputObject,
+    ThroughputRecord,
+)
+from probe.network import resolver_kind
+from probe.objects import Found, from_page
 from probe.privacy import Recogniser, Scrubber
 from probe.settings import Settings
 from probe.targets import Target, TargetList, read_targets
@@ -95,6 +107,22 @@ class RoundResult:
                     self.rows[i] = row
                     break
 
+    def update(self, before: Measurement, after: Measurement) -> None:
+        """A finished measurement again, with its throughput test added: bytes, anomalies and
+        its summary row follow (a throttled target becomes notable)."""
+        self.bytes_used += after.bytes_used - before.bytes_used
+        self.anomalies += is_anomaly(after) - is_anomaly(before)
+        row = replace(after, observations=Observations(after.url), control=None, throughput=None)
+        for i, r in enumerate(self.rows):
+            if r.id == after.id:
+                self.rows[i] = row
+                return
+        if _notable(after):
+            for i, r in enumerate(self.rows):
+                if not _notable(r):
+                    self.rows[i] = row
+                    return
+
 
 def is_anomaly(m: Measurement) -> bool:
     """A target blocked or throttled (the store's ANOMALY, for one measurement)."""
@@ -105,7 +133,7 @@ def is_anomaly(m: Measurement) -> bool:
 
 
 def _notable(m: Measurement) -> bool:
-    return m.is_control or m.verdict.accessible is not True
+    return m.is_control or m.verdict.accessible is not True or m.verdict.throttled is True
 
 
 def _endpoints(url: str, addrs: list[str]) -> list[str]:
@@ -169,7 +197,11 @@ async def measure_target(
 
 @dataclass(frozen=True, slots=True)
 class ThroughputOptions:
-    """Throughput tests: the plan per test, the daily data cap, and the helper's bulk endpoint."""
+    """Throughput tests: the plan per test, the daily data cap, the helper's bulk endpoint,
+    where discovered objects are kept (``objects``), when each target was last tested (the
+    least recently tested go first, so a daily cap that stops a round rotates through the list
+    over the days), and ``on_result``, which gets each page measurement again with its test
+    (the page itself was handed to ``on_measurement`` as soon as it was measured)."""
 
     plan: Plan
     max_bytes_per_day: int | None = None
@@ -177,30 +209,86 @@ class ThroughputOptions:
     bulk: HelperBulk | None = None
     max_bytes_per_month: int | None = None
     bytes_used_month: Callable[[], int] = lambda: 0
+    objects: ObjectCache = field(default_factory=lambda: MemoryCache({}))
+    last_tested: Callable[[], dict[str, str]] = dict
+    on_result: Callable[[Measurement], None] = lambda m: None
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A target waiting for its throughput test: its stored page (observations dropped) and
+    what the page offers (the candidates only: the round stays small)."""
+
+    target: Target
+    measurement: Measurement
+    found: Found | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ScrubbedCache:
+    """Choices scrubbed on their way into the store, as everything else is: a size check's
+    Content-Type, like any header, is a server's text."""
+
+    inner: ObjectCache
+    scrubber: Scrubber
+
+    def get(self, target: str) -> ObjectChoice | None:
+        return self.inner.get(target)
+
+    def put(self, choice: ObjectChoice) -> None:
+        self.inner.put(self.scrubber.struct(choice))
+
+
+async def _object(
+    shared: Shared,
+    t: Target,
+    found: Found | None,
+    opts: ThroughputOptions,
+    counter: ByteCounter,
+    scrubber: Scrubber,
+) -> ObjectResult:
+    return await object_for(
+        shared,
+        name=t.name,
+        site_url=t.url,
+        pinned=t.throughput_url,
+        found=found,
+        plan=opts.plan,
+        cache=_ScrubbedCache(opts.objects, scrubber),
+        counter=counter,
+        now=datetime.now(UTC),
+    )
 
 
 async def _throughput(
     shared: Shared,
-    m: Measurement,
-    target: Target,
-    control: Target,
+    p: _Pending,
+    control: tuple[Target, ThroughputObject] | None,
     opts: ThroughputOptions,
     tests_in_round: int,
     scrubber: Scrubber,
 ) -> Measurement:
-    """Add a throughput test to a finished page measurement (tests run one at a time)."""
-    assert target.throughput_url and control.throughput_url
+    """Add a throughput test to a stored page measurement (tests run one at a time): on the
+    target's object against the control's, and the SNI A/B with a helper; the A/B alone when
+    the site offers no object."""
+    m, target = p.measurement, p.target
     cap, month_cap = opts.max_bytes_per_day, opts.max_bytes_per_month
     if (cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap) or (
         month_cap is not None and opts.bytes_used_month() + opts.plan.worst_case_bytes > month_cap
     ):
         return replace(m, throughput=ThroughputRecord(skipped="data_cap"))
+    counter = ByteCounter()
+    found = await _object(shared, target, p.found, opts, counter, scrubber)
+    obj = found.object
+    t_dl = Download(obj.url, obj.repeat) if obj is not None else None
+    c_dl = Download(control[1].url, control[1].repeat) if control is not None else None
     res = await run_test(
         shared,
-        target.throughput_url,
-        control.throughput_url,
+        t_dl,
+        c_dl,
         opts.plan,
         helper=opts.bulk,
+        site_host=urlsplit(target.url).hostname,
         suspicious=looks_slow,
     )
     analysis = (
@@ -208,24 +296,49 @@ async def _throughput(
         if res.skipped
         else analyse(res.flows, tests_in_round=tests_in_round, helper_speed=res.helper_speed)
     )
+    trials = t_dl is not None and c_dl is not None
+    used = res.bytes_used + counter.total
     test = ThroughputRecord(
         skipped=res.skipped,
-        url=target.throughput_url,
-        control_url=control.throughput_url,
-        control=control.name,
+        url=t_dl.url if trials and t_dl else None,
+        control_url=c_dl.url if trials and c_dl else None,
+        control=control[0].name if trials and control else None,
         plan=opts.plan,
         tests_in_round=tests_in_round,
         helper_speed=res.helper_speed,
         flows=tuple(res.flows),
-        bytes_used=res.bytes_used,
+        bytes_used=used,
         analysis=analysis,
+        object=obj,
+        control_object=control[1] if trials and control else None,
+        discovery=found.why,
     )
     return replace(
         m,
         throughput=scrubber.struct(test),
-        bytes_used=m.bytes_used + res.bytes_used,
+        bytes_used=m.bytes_used + used,
         verdict=replace(m.verdict, throttled=None if analysis is None else analysis.throttled),
     )
+
+
+async def _control_object(
+    shared: Shared,
+    controls: Sequence[Target],
+    pages: Sequence[Measurement],
+    opts: ThroughputOptions,
+    scrubber: Scrubber,
+) -> tuple[tuple[Target, ThroughputObject] | None, list[Measurement]]:
+    """The round's control object: the first control (in the list's order) with a pinned or
+    discovered one. Bytes its size checks used count on that control's own measurement."""
+    out = list(pages)
+    for i, (c, m) in enumerate(zip(controls, pages, strict=True)):
+        counter = ByteCounter()
+        found = from_page(m.observations, c.url) if not c.throughput_url else None
+        r = await _object(shared, c, found, opts, counter, scrubber)
+        out[i] = replace(m, bytes_used=m.bytes_used + counter.total)
+        if r.object is not None:
+            return (c, r.object), out
+    return None, out
 
 
 async def run_round(
@@ -241,22 +354,31 @@ async def run_round(
     throughput: ThroughputOptions | None = None,
     round_id: str | None = None,
     recognisers: Sequence[Recogniser] = (),
+    network: Network | None = None,
 ) -> RoundResult:
     """One round; ``helper`` (a test helper client) adds a control vantage to every target;
-    ``throughput`` adds throttling tests for targets with a ``throughput_url``, run one at a
-    time after every page was measured, so they do not compete with each other or the pages."""
+    ``throughput`` adds a throttling test to every target (its pinned or discovered object, and
+    the SNI A/B with a helper), run one at a time after every page was measured and stored, so
+    they do not compete with each other or the pages. ``network`` (which network this is) and
+    the resolver's kind are written on every measurement."""
     result = RoundResult(id=round_id or str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
     scrubber = Scrubber(shared.local_addresses, recognisers)
     workers = max(1, concurrency)
-    tp_control = next((c for c in controls if c.throughput_url), None)
-    tp_targets = (
-        {t.name for t in targets if t.throughput_url}
-        if (throughput is not None and tp_control is not None)
-        else set()
-    )
-    held: list[tuple[Target, Measurement]] = []
-    measured_controls: list[Measurement] = []
+    tp_targets = {t.name for t in targets} if throughput is not None else set()
+    held: list[_Pending] = []
+    measured_controls: dict[str, Measurement] = {}
+    where = network or Network()
+    resolver_kind_, _ = resolver_kind(cfg.resolver.host)
+
+    def stamp(m: Measurement) -> Measurement:
+        return replace(
+            m,
+            probe_asn=where.asn,
+            probe_cc=where.cc,
+            network_name=where.name,
+            resolver_kind=resolver_kind_,
+        )
 
     def finish(m: Measurement) -> None:
         on_measurement(m)
@@ -277,21 +399,27 @@ async def run_round(
         except Exception as exc:  # the probe's own fault: this target's failure, not the round's
             m = _internal_error(t, exc, shared, round_id=result.id, device_id=device_id)
             result.internal_errors += 1
+        m = stamp(m)
         if t.is_control:
-            measured_controls.append(m)  # stored once the round knows whether the link works
-        elif t.name in tp_targets and network_ok is not False and not _is_internal_error(m):
-            held.append((t, m))
-        else:
-            finish(m)
+            measured_controls[t.name] = m  # stored once the round knows whether the link works
+            return
+        finish(m)
+        if t.name in tp_targets and network_ok is not False and not _is_internal_error(m):
+            found = None if t.throughput_url else from_page(m.observations, t.url)
+            held.append(_Pending(t, _light(m), found))
 
     try:
         await _pool(controls, workers, lambda c: one(c, None))
-        if measured_controls:
+        done = [measured_controls[c.name] for c in controls if c.name in measured_controls]
+        if done:
             # Any control that loaded a page proves the link works.
-            result.network_ok = any(_system_ok(m) for m in measured_controls)
+            result.network_ok = any(_system_ok(m) for m in done)
             if not result.network_ok:
-                result.offline_reason = offline_reason(measured_controls)
-        for m in measured_controls:
+                result.offline_reason = offline_reason(done)
+        tp_control = None
+        if throughput is not None and result.network_ok is not False and targets:
+            tp_control, done = await _control_object(shared, controls, done, throughput, scrubber)
+        for m in done:
             # Judged again now that the round's state is known: an offline round's controls
             # are offline too (the classifier is pure, so this costs nothing).
             verdict = m.verdict
@@ -304,21 +432,31 @@ async def run_round(
                 )
             finish(replace(m, verdict=verdict, network_ok=result.network_ok))
         await _pool(targets, workers, lambda t: one(t, result.network_ok))
-        for t, m in held:
-            assert throughput is not None and tp_control is not None
-            try:
-                done = await _throughput(shared, m, t, tp_control, throughput, len(held), scrubber)
-            except Exception as exc:
-                _log_internal_error(t, exc)
-                result.internal_errors += 1
-                done = replace(m, throughput=ThroughputRecord(skipped="internal_error"))
-            finish(done)
+        if throughput is not None:
+            last = throughput.last_tested()
+            held.sort(key=lambda p: last.get(p.target.name, ""))  # never tested, then oldest
+            for p in held:
+                try:
+                    m = await _throughput(shared, p, tp_control, throughput, len(held), scrubber)
+                except Exception as exc:
+                    _log_internal_error(p.target, exc)
+                    result.internal_errors += 1
+                    m = replace(
+                        p.measurement, throughput=ThroughputRecord(skipped="internal_error")
+                    )
+                throughput.on_result(m)
+                result.update(p.measurement, m)
     finally:
         await shared.aclose()
         if helper is not None:
             await helper.aclose()
     result.finished_at = utc_now()
     return result
+
+
+def _light(m: Measurement) -> Measurement:
+    """A stored measurement as a round keeps it: the verdict and counts, not the evidence."""
+    return replace(m, observations=Observations(m.url), control=None, throughput=None)
 
 
 async def _pool(
@@ -534,7 +672,11 @@ async def run_once(
             bulk,
             s.max_bytes_per_month,
             lambda: store.bytes_used_since(month),
+            objects=StoreObjects(store),
+            last_tested=store.last_throughput,
+            on_result=store.save_throughput,
         )
+    network, recognisers = await learn_network(helper, s)
     round_id = str(uuid.uuid4())
     row: dict[str, Any] = {
         "id": round_id,
@@ -547,8 +689,18 @@ async def run_once(
         "software": SOFTWARE,
         "kind": kind,
         "pid": os.getpid(),
+        "probe_asn": network.asn,
+        "probe_cc": network.cc,
+        "network_name": network.name,
+        "network_source": network.source,
+        "resolver_kind": resolver_kind(setup.cfg.resolver.host)[0],
     }
     store.save_round(row)
+    # A move (home Wi-Fi to mobile data, one ISP to another) starts a network's own history.
+    before = store.last_network(before_round=round_id)
+    known = before is not None and network.asn is not None
+    if known and before is not None and (before.asn, before.cc) != (network.asn, network.cc):
+        store.save_network_change(round_id, row["started_at"], before, network)
 
     def save(m: Measurement) -> None:
         store.save(m)
@@ -565,6 +717,8 @@ async def run_once(
         helper=helper,
         throughput=tp,
         round_id=round_id,
+        recognisers=recognisers,
+        network=network,
     )
     result.started_at = row["started_at"]
     store.save_round(
@@ -578,3 +732,61 @@ async def run_once(
         }
     )
     return result
+
+
+# -- throughput objects and networks (issue 12) -------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StoreObjects:
+    """Discovered throughput objects kept in the store (``throughput_objects``)."""
+
+    store: Store
+
+    def get(self, target: str) -> ObjectChoice | None:
+        return self.store.object_choice(target)
+
+    def put(self, choice: ObjectChoice) -> None:
+        self.store.save_object_choice(choice)
+
+
+async def learn_network(
+    helper: HelperClient | None, settings: Settings
+) -> tuple[Network, list[Recogniser]]:
+    """Which network this round is on: the helper's answer, else the ``asn``/``cc`` settings,
+    else unknown; and the recogniser of our public address that the helper's answer gives (for
+    the round's Scrubber), even when its table knows no network."""
+    answer = await helper.network() if helper is not None else None
+    recognisers = [answer.recognise] if answer is not None and answer.recognise else []
+    if answer is not None and answer.network is not None:
+        return answer.network, recognisers
+    if settings.asn or settings.cc:
+        return Network(settings.asn, settings.cc, None, "settings"), recognisers
+    return Network(), recognisers
+
+
+async def discover_objects(
+    settings: Settings,
+) -> list[tuple[str, ThroughputObject | None, str]]:
+    """``probe targets discover``: each target's and control's page fetched as a round fetches
+    it, and the object its throughput test would use (nothing stored): (name, object, why)."""
+    setup = prepare(settings)
+    plan = setup.plan or throughput_plan(replace(settings, throughput=True))
+    assert plan is not None
+    shared = Shared.create(setup.cfg)
+    scrubber = Scrubber(shared.local_addresses)
+    opts = ThroughputOptions(plan)
+    sem = asyncio.Semaphore(max(1, settings.concurrency))
+
+    async def one(t: Target) -> tuple[str, ThroughputObject | None, str]:
+        async with sem:
+            found = None
+            if not t.throughput_url:
+                obs, _, _ = await TargetMeasurer(shared, t.url).run()
+                found = from_page(scrubber.observations(obs), t.url)
+            r = await _object(shared, t, found, opts, ByteCounter(), scrubber)
+            return t.name, r.object, r.why
+
+    try:
+        tl = setup.targets
+        return list(await asyncio.gather(*(one(t) for t in (*tl.targets, *tl.controls))))
+    finally:
+        await shared.aclose()

@@ -100,6 +100,16 @@ def due(
     return out
 
 
+def least_recently_tested(
+    targets: Sequence[Target], last_tested: Mapping[str, str], n: int | None
+) -> list[Target]:
+    """The ``n`` targets (all, when None) a throughput round tests: never tested first, then
+    the longest ago, in list order among equals; so a budget that holds a few tests a day
+    rotates through the whole list over the days."""
+    ordered = sorted(targets, key=lambda t: last_tested.get(t.name, ""))
+    return ordered if n is None else ordered[:n]
+
+
 class RandomGapTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3.x has no types
     """Fires ``next_gap(mean(), rng)`` after it is asked (at a round's start, or when the
     daemon resumes the job at a round's end). ``mean`` is read each time, so a reload or a

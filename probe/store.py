@@ -42,6 +42,8 @@ from probe.failures import scrub
 from probe.model import (
     HTTPTransaction,
     Measurement,
+    Network,
+    ObjectChoice,
     Observations,
     ThroughputRecord,
     Verdict,
@@ -376,6 +378,49 @@ def m005_analyst_views(db: Database) -> None:
     )
 
 
+@migrations()
+def m006_throughput_objects(db: Database) -> None:
+    """Each target's throughput object, as discovery chose it from the target's page (issue 12):
+    reused while it answers 200 with the same size, found again otherwise. ``url`` NULL: none
+    found (looked for again a day later)."""
+    db.table("throughput_objects").create(
+        {
+            "target": str,
+            "site_url": str,
+            "url": str,
+            "size": int,
+            "content_type": str,
+            "found_at": str,
+            "why": str,
+        },
+        pk="target",
+    )
+
+
+@migrations()
+def m007_networks(db: Database) -> None:
+    """Which network each measurement and round came from (the ASN, country and the AS's name,
+    from the test helper or the settings; never the address), what kind of resolver was under
+    test ("isp", "public", "local", "other"), and every change of network between rounds."""
+    for column in ("network_name", "resolver_kind"):
+        db.table("measurements").add_column(column, str)
+    for column in ("probe_asn", "probe_cc", "network_name", "resolver_kind", "network_source"):
+        db.table("rounds").add_column(column, str)
+    db.table("network_changes").create(
+        {
+            "round_id": str,
+            "at": str,
+            "old_asn": str,
+            "old_cc": str,
+            "old_name": str,
+            "new_asn": str,
+            "new_cc": str,
+            "new_name": str,
+        },
+        pk="round_id",
+    )
+
+
 def _b(v: bool | None) -> int | None:
     return None if v is None else int(v)
 
@@ -620,6 +665,12 @@ class Store:
             "control": json.dumps(control_to_json(m.control)),
             "extra": json.dumps(m.extra),
             **self._verdict_columns(v),
+            # m007's columns, only when known: a row shaped for an older schema still inserts
+            **{
+                k: val
+                for k, val in (("network_name", m.network_name), ("resolver_kind", m.resolver_kind))
+                if val is not None
+            },
         }
 
     @staticmethod
@@ -1030,6 +1081,93 @@ class Store:
             self.db.conn.backup(dest)
         finally:
             dest.close()
+
+    # -- throughput objects and networks (issue 12) ----------------------------------------
+    def object_choice(self, target: str) -> ObjectChoice | None:
+        """The stored throughput object of a target (or its "none found"), if any."""
+        rows = list(self.db.query("SELECT * FROM throughput_objects WHERE target = ?", [target]))
+        if not rows:
+            return None
+        r = rows[0]
+        return ObjectChoice(
+            r["target"],
+            r["site_url"],
+            r["url"],
+            r["size"],
+            r["content_type"],
+            r["found_at"],
+            r["why"] or "",
+        )
+
+    def save_object_choice(self, c: ObjectChoice) -> None:
+        with self.db.atomic():
+            self.db.table("throughput_objects").upsert(
+                {
+                    "target": c.target,
+                    "site_url": c.site_url,
+                    "url": c.url,
+                    "size": c.size,
+                    "content_type": c.content_type,
+                    "found_at": c.found_at,
+                    "why": c.why,
+                },
+                pk="target",
+            )
+
+    def save_throughput(self, m: Measurement) -> None:
+        """A stored measurement's throughput test, added once it ran: the test, the throttled
+        verdict and the bytes it used, in one transaction."""
+        with self.db.atomic():
+            self.db.table("measurements").update(
+                m.id,
+                {
+                    "throughput": _json(throughput_to_json(m.throughput)),
+                    "throttled": _b(m.verdict.throttled),
+                    "bytes_used": m.bytes_used,
+                },
+            )
+
+    def last_throughput(self) -> dict[str, str]:
+        """When each target last had a throughput test that ran (its measurement's start)."""
+        rows = self.db.query(
+            "SELECT target, max(started_at) AS at FROM measurements "
+            "WHERE throughput IS NOT NULL AND json_extract(throughput, '$.skipped') IS NULL "
+            "GROUP BY target"
+        )
+        return {r["target"]: r["at"] for r in rows}
+
+    def last_network(self, before_round: str | None = None) -> Network | None:
+        """The network of the latest round that knew it (other than ``before_round``)."""
+        rows = list(
+            self.db.query(
+                "SELECT probe_asn, probe_cc, network_name, network_source FROM rounds "
+                "WHERE probe_asn IS NOT NULL AND id != ? ORDER BY started_at DESC LIMIT 1",
+                [before_round or ""],
+            )
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Network(r["probe_asn"], r["probe_cc"], r["network_name"], r["network_source"])
+
+    def save_network_change(self, round_id: str, at: str, old: Network, new: Network) -> None:
+        with self.db.atomic():
+            self.db.table("network_changes").insert(
+                {
+                    "round_id": round_id,
+                    "at": at,
+                    "old_asn": old.asn,
+                    "old_cc": old.cc,
+                    "old_name": old.name,
+                    "new_asn": new.asn,
+                    "new_cc": new.cc,
+                    "new_name": new.name,
+                },
+                replace=True,
+            )
+
+    def network_changes(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM network_changes ORDER BY at"))
 
 
 def _prefetched(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import re
 import socket
 import socketserver
 import ssl
@@ -236,6 +237,19 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self.do_GET()
 
+        def do_HEAD(self) -> None:
+            """As GET without the body (a callable route sees ``self.command`` == "HEAD")."""
+            route = site.routes.get(self.path.split("?")[0], (404, {}, b"not found"))
+            if callable(route):
+                route(self)
+                return
+            status, headers, body = route
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+
     return Handler
 
 
@@ -273,20 +287,41 @@ def gzip_bomb(handler: BaseHTTPRequestHandler) -> None:
     handler.wfile.write(payload)
 
 
-def large(size: int, rate_bps: int | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
+def object_head(handler: BaseHTTPRequestHandler, size: int, content_type: str) -> int | None:
+    """Answer as a CDN does: HEAD with the length, ``Range: bytes=A-B`` with 206 and the total
+    in Content-Range. Sends the headers and returns how many body bytes the caller must send
+    (None: none, a HEAD)."""
+    m = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range") or "")
+    first, last = 0, size - 1
+    if m and int(m.group(1)) < size:
+        first = int(m.group(1))
+        last = min(size - 1, int(m.group(2))) if m.group(2) else size - 1
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+    else:
+        handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(last - first + 1))
+    handler.end_headers()
+    return None if handler.command == "HEAD" else last - first + 1
+
+
+def large(
+    size: int, rate_bps: int | None = None, content_type: str = "application/octet-stream"
+) -> Callable[[BaseHTTPRequestHandler], None]:
     """``size`` bytes; at most ``rate_bps`` if given (a slow server, not a slow network)."""
 
     def route(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/octet-stream")
-        handler.send_header("Content-Length", str(size))
-        handler.end_headers()
+        todo = object_head(handler, size, content_type)
+        if todo is None:
+            return
         chunk = b"x" * (8192 if rate_bps else 65536)
         start, sent = time.monotonic(), 0
         with contextlib.suppress(OSError):
-            for _ in range(size // len(chunk)):
-                handler.wfile.write(chunk)
-                sent += len(chunk)
+            while sent < todo:
+                part = chunk[: todo - sent]
+                handler.wfile.write(part)
+                sent += len(part)
                 if rate_bps:
                     ahead = sent * 8 / rate_bps - (time.monotonic() - start)
                     if ahead > 0:

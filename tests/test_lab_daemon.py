@@ -177,7 +177,9 @@ def steps_missing(d: LabDaemon) -> list[str]:
 def test_schedule_signals_second_daemon_and_status(lab: Lab) -> None:
     news = {"name": "news", "url": "http://news.lab/"}
     d = LabDaemon(lab, "sched", [news, {"name": "rst", "url": "http://tcprst.lab/"}])
-    d.extra = ("--interval", "1s")
+    # Page rounds alone: a throughput round (every target has one) between two page rounds
+    # would lengthen the gap between them; test_budget_stops_throughput_tests_then_pages runs both.
+    d.extra = ("--interval", "1s", "--no-throughput")
     d.start()
     try:
         d.wait_for(lambda ls: len(page_rounds(ls)) >= 9, timeout=60)
@@ -271,7 +273,7 @@ def test_kills_at_random_moments_leave_the_database_whole(lab: Lab) -> None:
 
 def test_link_down_gives_offline_rounds_and_back_off(lab: Lab) -> None:
     d = LabDaemon(lab, "offline", [{"name": "news", "url": "http://news.lab/"}])
-    d.extra = ("--interval", "0.5s")
+    d.extra = ("--interval", "0.5s", "--no-throughput")  # the back-off of page rounds alone
     d.start()
     try:
         d.wait_for(lambda ls: len(page_rounds(ls)) >= 1)

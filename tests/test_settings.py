@@ -17,7 +17,14 @@ def test_defaults_and_their_sources(tmp_path: Path) -> None:
     s = resolve({}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
     assert (s.concurrency, s.timeout, s.profile, s.only) == (16, 10.0, "default", ())
     assert s.sources["concurrency"] == "default" and s.sources["config"] == "PROBE_CONFIG"
-    assert s.max_bytes_per_day is None
+    # Every profile bounds the data it uses; "none", given, lifts the cap.
+    assert (s.max_bytes_per_day, s.sources["max_bytes_per_day"]) == (
+        500_000_000,
+        "default (default profile)",
+    )
+    lifted = resolve({"max_bytes_per_day": "none"}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
+    assert lifted.max_bytes_per_day is None
+    assert lifted.sources["max_bytes_per_day"] == "flag --max-bytes-per-day"
 
 
 def _toml(tmp: Path, text: str) -> Path:

@@ -18,7 +18,7 @@ from probe.events import ThroughputTest, find_events
 from probe.measure.net import Shared
 from probe.measure.throughput import download
 from probe.model import Flow, HelperSpeed, Plan, Sample
-from tests.conftest import SITE, World
+from tests.conftest import PUBLIC_ADDRESS, SITE, World
 
 Profile = Callable[[float], float]  # time -> bit/s
 
@@ -242,3 +242,154 @@ def test_download_samples_and_caps(world: World) -> None:
     assert capped.samples and capped.samples[-1].bytes >= 300_000
     assert any(s.min_rtt_us is not None for s in capped.samples)  # TCP_INFO was read
     assert timed.bytes == 0 and timed.duration < 2  # the time cap ends it, whatever happens
+
+
+# -- the SNI A/B alone (a site with no object to download) --------------------------------------
+def ab_only(named: Profile, neutral: Profile, reps: int = 4, **kw: object) -> list[Flow]:
+    """Named legs (3 s each, time-capped as a throttled one is) between neutral ones (byte-
+    capped: done in half a second on a fast path), alternating the helper's two addresses."""
+    rng = random.Random(11)
+    out = []
+    for k in range(reps):
+        role = "ab_neutral" if k % 2 == 0 else "ab_neutral2"
+        out.append(flow(role, neutral, seconds=0.5, trial=k, rng=rng))
+        out.append(flow("ab_target", named, seconds=3.0, trial=k, rng=rng, **kw))  # type: ignore[arg-type]
+    out.append(flow("ab_neutral2" if reps % 2 else "ab_neutral", neutral, seconds=0.5, rng=rng))
+    return out
+
+
+def test_the_ab_alone_sees_sni_throttling() -> None:
+    a = analyse(ab_only(const(1e6), const(40e6), rtt=200_000, min_rtt=20_000))
+    assert (a.throttled, a.label, a.basis, a.mechanism) == (
+        True,
+        "sni_targeted",
+        "sni_ab",
+        "shaper",
+    )
+    assert a.ab_ratio is not None and a.ab_ratio < 0.05 and a.p_value is not None
+    assert a.ratio is None  # no trials: no target/control ratio for probe events
+
+
+def test_the_ab_alone_clears_an_unthrottled_name() -> None:
+    a = analyse(ab_only(const(38e6), const(40e6)))
+    assert (a.throttled, a.label, a.basis) == (False, None, "sni_ab")
+
+
+def test_one_slow_named_leg_is_no_sni_throttling() -> None:
+    """The path slowed while one named leg ran (capacity flapping): not every named leg is
+    slower than every neutral one, so no verdict of throttling."""
+    flows = ab_only(const(30e6), const(40e6))
+    i = next(i for i, f in enumerate(flows) if f.role == "ab_target")
+    flows[i] = flow("ab_target", const(2e6), seconds=3.0, trial=0)
+    assert analyse(flows).throttled is False
+
+
+def test_the_ab_alone_is_corrected_for_the_round() -> None:
+    few = ab_only(const(1e6), const(40e6), reps=1)  # 2 named blocks against 2 neutral
+    assert analyse(few, tests_in_round=1).throttled is False  # p >= 1/6: too few to say
+    many = ab_only(const(1e6), const(40e6))  # 8 against 5: p = 1/1287 before correcting
+    assert analyse(many, tests_in_round=25).throttled is True
+
+
+def test_a_failed_leg_leaves_the_ab_undecided() -> None:
+    flows = ab_only(const(1e6), const(40e6))
+    flows[1] = Flow("ab_target", "u", "192.0.2.1", 0, failure="connection_reset")
+    a = analyse(flows)
+    assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
+
+
+def test_the_site_s_own_name_beside_its_cdn_s() -> None:
+    """The object on the site's CDN is slow; the A/B finds the site's own name slowed."""
+    flows = trials(const(150e3), const(20e6))
+    flows += [
+        flow("ab_neutral", const(50e6), seconds=3.0),
+        flow("ab_target", const(48e6), seconds=3.0),
+        flow("ab_neutral2", const(50e6), seconds=3.0),
+        flow("ab_site", const(150e3), seconds=3.0),
+    ]
+    a = analyse(flows, helper_speed=HelperSpeed(bps=50e6))
+    assert a.label == "sni_targeted" and a.ab_ratio is not None and a.ab_ratio < 0.01
+
+
+def test_the_worst_case_covers_every_kind_of_test() -> None:
+    for name in ("default", "mobile"):
+        p = Plan.profile(name)
+        trials_ = p.trials * 2 * p.max_bytes + 4 * p.ab_bytes
+        assert p.worst_case_bytes >= max(trials_, (2 * p.ab_only_trials + 1) * p.ab_bytes)
+
+
+# -- a round: every target gets its object, on loopback ------------------------------------------
+def test_a_round_tests_every_target_on_the_objects_its_page_links(
+    world: World, tmp_path: object
+) -> None:
+    """No throughput_url anywhere: the target's page links a large first-party image, the
+    control's one of its own; a second target links only a tracker (third party): with no
+    helper, its test is skipped as having no object. The pages were stored before the tests
+    ran; the tests reached the store through on_result."""
+    from probe.classify.fingerprints import builtin
+    from probe.measure.discover import MemoryCache
+    from probe.round import ThroughputOptions, run_round
+    from probe.targets import Target
+    from tests import servers as S
+
+    port = world.http_port
+    site = S.Site(
+        {
+            "/": (
+                200,
+                {"Content-Type": "text/html"},
+                b"<html><body><img srcset='/img/small.jpg 300w, /img/big.jpg 1200w'></body></html>",
+            ),
+            # A CDN that names the client in a header: scrubbed from the stored choice too.
+            "/img/big.jpg": S.large(3_000_000, content_type=f"image/jpeg; for={PUBLIC_ADDRESS}"),
+            "/img/small.jpg": S.large(20_000),
+            "/ctl": (200, {"Content-Type": "text/html"}, b"<img src='/img/big.jpg'>"),
+            "/bare": (200, {"Content-Type": "text/html"}, b"<img src='https://t.example/p.gif'>"),
+        }
+    )
+    server = S.WebServer(site, "127.0.0.14", port)
+    world.zone["tp.test"] = ["127.0.0.14"]
+    world.control_zone["tp.test"] = ["127.0.0.14"]
+    stored: list[str] = []
+    updated: list[object] = []
+    plan = Plan(max_bytes=200_000, max_seconds=1.0, trials=1, ab_bytes=50_000, ab_seconds=0.5)
+    cache = MemoryCache({})
+    try:
+        result = asyncio.run(
+            run_round(
+                [
+                    Target(name="site", url=world.http("tp.test")),
+                    Target(name="bare", url=world.http("tp.test", "/bare")),
+                ],
+                [Target(name="ctl", url=world.http("tp.test", "/ctl"), is_control=True)],
+                world.config(),
+                fingerprints=builtin(),
+                on_measurement=lambda m: stored.append(m.target),
+                throughput=ThroughputOptions(plan, objects=cache, on_result=updated.append),
+                recognisers=[lambda ip: str(ip) == PUBLIC_ADDRESS],
+            )
+        )
+    finally:
+        server.close()
+        world.zone.pop("tp.test")
+        world.control_zone.pop("tp.test")
+    assert sorted(stored) == ["bare", "ctl", "site"]  # every page stored before any test
+    by = {m.target: m for m in updated}  # each page again, with its test
+    tp = by["site"].throughput
+    assert tp is not None and tp.object is not None and tp.control_object is not None
+    assert tp.url == f"http://tp.test:{port}/img/big.jpg" and tp.object.source == "discovered"
+    assert tp.object.size == 3_000_000 and tp.analysis is not None
+    assert tp.analysis.basis == "trials" and {f.role for f in tp.flows} == {"target", "control"}
+    assert by["site"].bytes_used > 200_000 and tp.bytes_used >= 400_000
+    # The round's total follows the tests added after the pages were stored.
+    assert result.bytes_used >= by["site"].bytes_used + by["bare"].bytes_used
+    bare = by["bare"].throughput
+    assert bare is not None and bare.skipped == "no_object" and bare.discovery is not None
+    assert "1 on other sites" in bare.discovery
+    assert [m.target for m in updated] == ["site", "bare"] or [m.target for m in updated] == [
+        "bare",
+        "site",
+    ]
+    assert cache.get("ctl") is not None and cache.get("site") is not None
+    assert cache.get("site").content_type == "image/jpeg; for=[scrubbed]"  # type: ignore[union-attr]
+    assert tp.object.content_type == "image/jpeg; for=[scrubbed]"

@@ -6,7 +6,8 @@ whose bytes before the shift are ``burst_bytes``) and takes the steady goodput a
 test: the median target/control goodput ratio over trials, and a one-sided Mann-Whitney U test
 of the target's 1-second block rates against the control's, Bonferroni-corrected for the number
 of targets tested in the round. Throttled only when the ratio is at most 0.5 *and* the test is
-significant. The label says whose doing it is; the mechanism, how.
+significant. The label says whose doing it is; the mechanism, how. A test with no trials (the
+site offers no object) is judged on the SNI A/B alone (``basis`` "sni_ab"): see ``_analyse_ab``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ TRANSIENT = 0.5  # seconds after the first byte: slow start
 RATIO_MAX = 0.5
 ALPHA = 0.05
 STALL = 2.0  # seconds without a byte, mid-flow
-AB_ROLES = ("ab_neutral", "ab_target", "ab_neutral2")
+AB_ROLES = ("ab_neutral", "ab_target", "ab_neutral2", "ab_site")
+NEUTRAL_ROLES = ("ab_neutral", "ab_neutral2")
 LABELS = (
     "sni_targeted",
     "ip_targeted",
@@ -181,15 +183,20 @@ def analyse(
         if f.role in ("target", "control"):
             by_trial.setdefault(f.trial, {})[f.role] = st
     target, control = stats_of.get("target", []), stats_of.get("control", [])
+    ab = {r: _median_bps(stats_of.get(r, [])) for r in AB_ROLES if r != "ab_site"}
+    if "ab_site" in stats_of:
+        ab["ab_site"] = _median_bps(stats_of["ab_site"])
     base = ThroughputAnalysis(
         bps=_median_bps(target),
         control_bps=_median_bps(control),
         tests_in_round=tests_in_round,
-        ab={
-            r: _median_bps(stats_of.get(r, [])) for r in ("ab_neutral", "ab_target", "ab_neutral2")
-        },
+        ab=ab,
         helper_bps=helper_speed.bps if helper_speed is not None else None,
+        ab_ratio=_ab_ratio(ab),
+        basis="trials",
     )
+    if not any(f.role in ("target", "control") for f in flows):
+        return _analyse_ab(flows, stats_of, replace(base, basis="sni_ab"), alpha)
     ratios = [
         t["target"].bps / t["control"].bps
         for t in by_trial.values()
@@ -225,6 +232,51 @@ def analyse(
     return out
 
 
+def _ab_ratio(ab: dict[str, float | None]) -> float | None:
+    """The slower named leg (the object's host, or the site's) over the neutral name's rate."""
+    neutral = ab.get("ab_neutral")
+    named = [v for k, v in ab.items() if k in ("ab_target", "ab_site") and v is not None]
+    if not neutral or not named:
+        return None
+    return min(named) / neutral
+
+
+def _analyse_ab(
+    flows: Sequence[Flow],
+    stats_of: dict[str, list[FlowStats]],
+    base: ThroughputAnalysis,
+    alpha: float,
+) -> ThroughputAnalysis:
+    """The SNI A/B as the whole test (the site offers no object to download): the site's name
+    against a neutral one, same helper, same path. Throttled only when the named legs are at
+    most half as fast as the neutral ones (median), every named leg is at most half as fast as
+    every neutral leg (a passing slowdown of the path cannot fall on the named legs alone: they
+    alternate with neutral ones), and the named legs' 1-second rates are significantly lower
+    (one-sided Mann-Whitney U, Bonferroni-corrected for the round)."""
+    named = stats_of.get("ab_target", [])
+    neutral = [s for r in NEUTRAL_ROLES for s in stats_of.get(r, [])]
+    n_named = sum(1 for f in flows if f.role == "ab_target")
+    n_neutral = sum(1 for f in flows if f.role in NEUTRAL_ROLES)
+    if not named or len(neutral) < 2 or len(named) < n_named or len(neutral) < n_neutral:
+        return replace(base, reason="SNI A/B incomplete (a download failed)")
+    from scipy.stats import mannwhitneyu
+
+    ratio = statistics.median(s.bps for s in named) / max(
+        statistics.median(s.bps for s in neutral), 1e-9
+    )
+    t_blocks = [b for s in named for b in s.blocks]
+    n_blocks = [b for s in neutral for b in s.blocks]
+    p_raw = float(mannwhitneyu(t_blocks, n_blocks, alternative="less").pvalue)
+    p_adj = min(1.0, p_raw * max(1, base.tests_in_round))
+    every = max(s.bps for s in named) <= RATIO_MAX * min(s.bps for s in neutral)
+    throttled = ratio <= RATIO_MAX and every and p_adj < alpha
+    out = replace(base, ab_ratio=ratio, p_value=p_adj, p_raw=p_raw, throttled=throttled)
+    if throttled:
+        named_flows = [f for f in flows if f.role == "ab_target"]
+        return replace(out, label="sni_targeted", mechanism=_mechanism(named_flows))
+    return out
+
+
 def looks_slow(flows: Sequence[Flow]) -> bool:
     """Worth attributing (the A/B and the helper's download cost data): the target's median
     rate is at most half the control's."""
@@ -241,7 +293,8 @@ def _label(
 ) -> str:
     t_bps = statistics.median(s.bps for s in target)
     neutral, named = ab.get("ab_neutral"), ab.get("ab_target")
-    if neutral and named is not None and named <= RATIO_MAX * neutral:
+    site = ab.get("ab_site")
+    if neutral and any(v is not None and v <= RATIO_MAX * neutral for v in (named, site)):
         return "sni_targeted"  # same server and path: only the name differed
     fast_elsewhere = helper_bps is not None and helper_bps >= 2 * t_bps
     if neutral and named is not None and fast_elsewhere:

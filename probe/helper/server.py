@@ -3,10 +3,13 @@
 Routes: ``POST /`` (a Web Connectivity control request), ``POST|GET /dns-query`` (DoH, RFC 8484,
 relayed to the helper's upstream resolver), ``GET /bulk?bytes=N`` (incompressible bytes over
 TLS whatever the SNI: the probe's SNI A/B throttling test), ``POST /speed`` (the helper times a
-download of a URL from its own network), ``GET /health``. Bounded: request bodies (64 KiB,
-413 past it), the time a client may take to send its body (408), the time per measurement, and
-requests in flight (503 past the limit). An optional bearer token (401 without it). The access
-log is JSON lines with no client address in them.
+download of a URL from its own network), ``POST /network`` (the client's network - AS number,
+country, name - from the operator's IP-to-ASN table, and an HMAC of the client's address under
+the client's nonce, never the address itself; see :mod:`probe.network`), ``GET /health``.
+Bounded: request bodies (64 KiB, 413 past it), the time a client may take to send its body
+(408), the time per measurement, and requests in flight (503 past the limit). An optional
+bearer token (401 without it). The access log is JSON lines with no client address in them; the
+address is read for ``/network`` and forgotten.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from probe import addr, failures
 from probe.errors import InputError
 from probe.helper import BadRequest, measure, parse_request
+from probe.helper.asn import Table, entry_fields
 from probe.measure.dns import DoHStatusError, ResolverSpec, exchange
 from probe.measure.net import MeasureConfig, Shared
+from probe.network import addr_hmac
 from probe.timeutil import utc_now
 from probe.urls import URLError, check_url
 
@@ -64,8 +69,10 @@ class HelperApp:
         request_timeout: float = 60.0,
         body_timeout: float = 10.0,
         log: TextIO | None = None,
+        asn_table: Table | None = None,
     ) -> None:
         self.cfg = cfg
+        self.asn_table = asn_table
         self.token = token
         self.max_in_flight = max_in_flight
         self.request_timeout = request_timeout
@@ -119,7 +126,7 @@ class HelperApp:
         path, method = scope["path"], scope["method"]
         if path == "/health" and method == "GET":
             return await _reply(send, 200, b"ok\n", "text/plain")
-        if path not in ("/", "/dns-query", "/bulk", "/speed"):
+        if path not in ("/", "/dns-query", "/bulk", "/speed", "/network"):
             return await _error(send, 404, "not found")
         if self.token is not None and not self._authorised(scope):
             return await _error(
@@ -137,6 +144,8 @@ class HelperApp:
                 return await self._bulk(scope, send)
             if path == "/speed":
                 return await self._speed(scope, receive, send)
+            if path == "/network":
+                return await self._network(scope, receive, send)
             if method != "POST":
                 return await _error(send, 405, "POST a JSON control request", [(b"allow", b"POST")])
             return await self._control(scope, receive, send)
@@ -253,6 +262,31 @@ class HelperApp:
                 "bytes_used": 0,
                 "failure": flow.failure,
             }
+        return await _reply(send, 200, json.dumps(answer).encode(), "application/json")
+
+    async def _network(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
+        """The client's network, and ``addr_hmac`` (HMAC-SHA256 of its address under the nonce
+        it sent): so it can recognise its own public address without being told it."""
+        if scope["method"] != "POST":
+            return await _error(send, 405, 'POST {"nonce": HEX}', [(b"allow", b"POST")])
+        try:
+            doc = json.loads(await self._body(scope, receive, 1024))
+            nonce = bytes.fromhex(doc["nonce"]) if isinstance(doc, dict) else b""
+            if not 16 <= len(nonce) <= 64:
+                raise ValueError("nonce: 16 to 64 random bytes, in hex")
+        except TooLarge:
+            return await _error(send, 413, "request body too large")
+        except TimeoutError:
+            return await _error(send, 408, "request body too slow")
+        except (ValueError, KeyError, TypeError) as exc:
+            return await _error(send, 400, f"network: {exc}")
+        client = scope.get("client")
+        address = str(client[0]) if client else None
+        entry = self.asn_table.lookup(address) if address and self.asn_table else None
+        answer = {
+            **entry_fields(entry),
+            "addr_hmac": addr_hmac(nonce, address) if address else None,
+        }
         return await _reply(send, 200, json.dumps(answer).encode(), "application/json")
 
     async def _doh(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
@@ -519,6 +553,7 @@ def serve(
     tls_key: str | None = None,
     ca_bundle: str | None = None,
     timeout: float = 10.0,
+    asn_table: Table | None = None,
 ) -> None:
     import ssl
 
@@ -546,7 +581,7 @@ def serve(
         allow_networks=allow_networks,
         deny_addrs=own_addresses(host),
     )
-    app = HelperApp(cfg, token=token, max_in_flight=max_in_flight)
+    app = HelperApp(cfg, token=token, max_in_flight=max_in_flight, asn_table=asn_table)
     files = _raise_fd_limit(8192)
     limits = ConnectionLimits(total=max(64, min(MAX_CONNECTIONS, files - 128)))
     config = server_config(app, host, port, limits=limits, tls_cert=tls_cert, tls_key=tls_key)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import msgspec
@@ -21,8 +25,20 @@ from probe.measure.net import make_ssl_context
 from probe.measure.steps import REQUEST_HEADERS
 from probe.measure.throughput import HelperBulk
 from probe.model import ControlEvidence, HelperSpeed
+from probe.network import Network, normalise_asn, normalise_cc, recogniser
+from probe.privacy import Recogniser
 
 MAX_ANSWER = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HelperNetwork:
+    """The helper's answer about our network: what it found (None: its table has no entry, or
+    it has none), and a recogniser of the address it saw; ``failure`` when it did not answer."""
+
+    network: Network | None = None
+    recognise: Recogniser | None = None
+    failure: str | None = None
 
 
 class HelperClient:
@@ -98,6 +114,24 @@ class HelperClient:
         except msgspec.ValidationError:
             return HelperSpeed(failure=failures.JSON_PARSE_ERROR)
 
+    async def network(self) -> HelperNetwork:
+        """The helper's view of our network, with a recogniser of our own public address (see
+        :mod:`probe.network`). A fresh nonce each time; neither it nor the HMAC is kept."""
+        nonce = secrets.token_bytes(32)
+        try:
+            r = await self._client.post(
+                f"{self.url.rstrip('/')}/network", json={"nonce": nonce.hex()}, timeout=10
+            )
+        except failures.network_error_types() as exc:
+            return HelperNetwork(failure=failures.classify(exc, failures.OP_HTTP).failure)
+        if r.status_code != 200:
+            return HelperNetwork(failure=failures.HTTP_REQUEST_FAILED)
+        try:
+            doc = json.loads(r.content)
+        except (ValueError, UnicodeDecodeError):
+            return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+        return network_answer(doc, nonce)
+
     def bulk(self, addresses: Sequence[str] = ()) -> HelperBulk | None:
         """The helper's bulk endpoint for the SNI A/B test: on ``addresses`` (one or two), or
         on the address its URL names. A helper known only by name gets no A/B test: resolving
@@ -115,3 +149,25 @@ class HelperClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def network_answer(doc: Any, nonce: bytes) -> HelperNetwork:
+    """A helper's ``/network`` answer (parsed JSON), checked field by field: an AS number, a
+    two-letter country, a name (whitespace collapsed, at most 200 characters) and a SHA-256 in
+    hex; anything else is a ``json_parse_error``, never an exception."""
+    if not isinstance(doc, dict):
+        return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+    try:
+        asn = normalise_asn(doc["asn"]) if doc.get("asn") else None
+        cc = normalise_cc(doc["cc"]) if doc.get("cc") else None
+    except (ValueError, TypeError):
+        return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+    raw_name = doc.get("network_name")
+    name = " ".join(raw_name.split())[:200] or None if isinstance(raw_name, str) else None
+    digest = doc.get("addr_hmac")
+    if digest is not None and not (
+        isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)
+    ):
+        return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+    found = Network(asn, cc, name, "helper") if asn or cc else None
+    return HelperNetwork(found, recogniser(nonce, digest) if digest else None)

@@ -323,13 +323,17 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
 @contextlib.asynccontextmanager
 async def fetch(
-    transport: httpx.AsyncBaseTransport, url: str, headers: dict[str, str], timeout: float
+    transport: httpx.AsyncBaseTransport,
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    method: str = "GET",
 ) -> AsyncIterator[httpx.Response]:
-    """One GET straight through ``transport``, the response streaming: no client between, so
-    nothing follows, parses or rejects a hostile Location (httpx's client builds the next
-    request even when it does not follow redirects, and raises on ``javascript:``)."""
+    """One GET (or HEAD) straight through ``transport``, the response streaming: no client
+    between, so nothing follows, parses or rejects a hostile Location (httpx's client builds the
+    next request even when it does not follow redirects, and raises on ``javascript:``)."""
     request = httpx.Request(
-        "GET", url, headers=headers, extensions={"timeout": httpx.Timeout(timeout).as_dict()}
+        method, url, headers=headers, extensions={"timeout": httpx.Timeout(timeout).as_dict()}
     )
     response = await transport.handle_async_request(request)
     response.request = request

@@ -38,8 +38,12 @@ async def download(
     clock0: float,
     trial: int = 0,
     verify: bool = True,
+    repeat: int = 1,
 ) -> Flow:
-    """One timed download of ``url`` through ``ip``."""
+    """One timed download of ``url`` through ``ip``: ``repeat`` GETs of it one after another
+    on the same connection (a small object fetched again to fill the flow), each asking for
+    the bytes still wanted (``Range``: a server that ignores it is cut off at the cap), stopping
+    at ``max_bytes`` or ``max_seconds``."""
     counter = net.ByteCounter()
     backend = net.PinnedBackend(counter, ip, local_addresses=shared.local_addresses)
     sockets: list[socket.socket] = []
@@ -48,6 +52,7 @@ async def download(
     samples: list[Sample] = []
     got = 0
     start = time.monotonic()
+    received: dict[int, int] = {}  # socket -> its last bytes_received (a server may close)
 
     def sample() -> None:
         info = net.tcp_info(sockets[-1] if sockets else None) or net.TCPInfo()
@@ -56,6 +61,10 @@ async def download(
         # TLS records (too coarse at 150 kbit/s) and what was buffered before the headers
         # were parsed would be missed.
         wire = info.bytes_received
+        if wire is not None and sockets:
+            # Every connection of the flow: a repeated object may need a second one.
+            received[len(sockets) - 1] = wire
+            wire = sum(received.values())
         # Before the connection, or after it closed: never go backwards.
         progress = wire if wire is not None else max(got, samples[-1].bytes if samples else 0)
         samples.append(
@@ -85,17 +94,23 @@ async def download(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max_seconds):
                     wait = max(shared.cfg.timeout, max_seconds)
-                    async with net.fetch(transport, url, headers, wait) as resp:
-                        ttfb = time.monotonic() - start
-                        if resp.status_code != 200:
-                            failure = failures.HTTP_REQUEST_FAILED
-                            raw_failure = f"status:{resp.status_code}"
-                        else:
-                            async for chunk in resp.aiter_raw():
-                                got += len(chunk)
-                                if got >= max_bytes:
-                                    break
-                        sample()  # while the socket is open: TCP_INFO still answers
+                    for _ in range(max(1, repeat)):
+                        # Only what the flow may read: a byte range, so a fast link's
+                        # receive buffers never fill with megabytes past the cap.
+                        ranged = {**headers, "Range": f"bytes=0-{max_bytes - got - 1}"}
+                        async with net.fetch(transport, url, ranged, wait) as resp:
+                            ttfb = time.monotonic() - start if ttfb is None else ttfb
+                            if resp.status_code not in (200, 206):
+                                failure = failures.HTTP_REQUEST_FAILED
+                                raw_failure = f"status:{resp.status_code}"
+                            else:
+                                async for chunk in resp.aiter_raw():
+                                    got += len(chunk)
+                                    if got >= max_bytes:
+                                        break
+                            sample()  # while the socket is open: TCP_INFO still answers
+                        if failure is not None or got >= max_bytes:
+                            break
             sample()
     except failures.network_error_types() as exc:
         info = failures.classify(exc, failures.OP_READ if ttfb else failures.OP_HTTP)
@@ -169,70 +184,124 @@ class TestResult:
         return sum(f.wire_bytes or f.bytes for f in self.flows) + helper
 
 
+@dataclass(frozen=True, slots=True)
+class Download:
+    """What a flow fetches: a URL, and how many times in a row (a small object repeated)."""
+
+    url: str
+    repeat: int = 1
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).raw_host.decode("ascii").lower()
+
+
 async def run_test(
     shared: Shared,
-    target_url: str,
-    control_url: str,
+    target: Download | None,
+    control: Download | None,
     plan: Plan,
     *,
     helper: HelperBulk | None = None,
+    site_host: str | None = None,
     neutral_sni: str = "www.example.com",
     suspicious: Callable[[list[Flow]], bool] = lambda flows: True,
 ) -> TestResult:
-    """Trials of target and control together; then, when ``suspicious(flows)`` says the target
-    looks slow, the attribution: the SNI A/B on the helper and the helper's own download."""
+    """Trials of the target's object and the control's together; then, with a helper, the SNI
+    A/B on its bulk endpoint - always: it needs no file on the target's servers - and, when
+    ``suspicious(flows)`` says the target looks slow, the helper's own download of the object.
+    Without a target object (``target`` None) the A/B is the whole test: ``ab_only_trials``
+    legs with the site's name, each between two with a neutral one."""
     clock0 = time.monotonic()
     result = TestResult()
-    (t_ip, _), (c_ip, _) = await asyncio.gather(
-        first_address(shared, target_url), first_address(shared, control_url)
-    )
-    if t_ip is None or c_ip is None:
-        result.skipped = "no_address"
-        return result
-    for trial in range(plan.trials):
-        jobs = [("target", target_url, t_ip), ("control", control_url, c_ip)]
-        if trial % 2:
-            jobs.reverse()  # alternate which request leaves first
-        flows = await asyncio.gather(
-            *(
-                download(
-                    shared,
-                    url,
-                    ip,
-                    role=role,
-                    max_bytes=plan.max_bytes,
-                    max_seconds=plan.max_seconds,
-                    clock0=clock0,
-                    trial=trial,
+    if target is not None and control is not None:
+        (t_ip, _), (c_ip, _) = await asyncio.gather(
+            first_address(shared, target.url), first_address(shared, control.url)
+        )
+        if t_ip is None or c_ip is None:
+            result.skipped = "no_address"
+            return result
+        for trial in range(plan.trials):
+            jobs = [("target", target, t_ip), ("control", control, c_ip)]
+            if trial % 2:
+                jobs.reverse()  # alternate which request leaves first
+            flows = await asyncio.gather(
+                *(
+                    download(
+                        shared,
+                        d.url,
+                        ip,
+                        role=role,
+                        max_bytes=plan.max_bytes,
+                        max_seconds=plan.max_seconds,
+                        clock0=clock0,
+                        trial=trial,
+                        repeat=d.repeat,
+                    )
+                    for role, d, ip in jobs
                 )
-                for role, url, ip in jobs
+            )
+            result.flows.extend(flows)
+            if trial < plan.trials - 1:
+                await asyncio.sleep(TRIAL_GAP)  # let queues on the path drain between trials
+    elif helper is None:
+        result.skipped = "no_object" if target is None else "no_control_object"
+        return result
+    if helper is None:
+        return result
+    if result.flows:
+        await asyncio.sleep(TRIAL_GAP)
+    site = (site_host or "").lower()
+    named = [_host(target.url)] if target is not None and control is not None else [site]
+    extra = site if site and site not in named else None
+    first = helper.addresses[0]
+    second = helper.addresses[1] if len(helper.addresses) > 1 else first
+    legs: list[tuple[str, str, str, int]] = []  # role, name, address, trial
+    if not (target is not None and control is not None):
+        # The A/B alone: each named leg between two neutral ones, alternating the helper's
+        # addresses, so a transient slowdown of the path cannot fall on every named leg only.
+        for k in range(plan.ab_only_trials):
+            legs.append(
+                (
+                    "ab_neutral" if k % 2 == 0 else "ab_neutral2",
+                    neutral_sni,
+                    first if k % 2 == 0 else second,
+                    k,
+                )
+            )
+            legs.append(("ab_target", named[0], first, k))
+        last = plan.ab_only_trials
+        legs.append(
+            (
+                "ab_neutral" if last % 2 == 0 else "ab_neutral2",
+                neutral_sni,
+                first if last % 2 == 0 else second,
+                last,
             )
         )
-        result.flows.extend(flows)
-        if trial < plan.trials - 1:
-            await asyncio.sleep(TRIAL_GAP)  # let queues on the path drain between trials
-    if helper is not None and suspicious(result.flows):
-        await asyncio.sleep(TRIAL_GAP)
-        sni = httpx.URL(target_url).raw_host.decode("ascii").lower()
-        second = helper.addresses[1] if len(helper.addresses) > 1 else helper.addresses[0]
-        for role, name, ip in (
-            ("ab_neutral", neutral_sni, helper.addresses[0]),
-            ("ab_target", sni, helper.addresses[0]),
-            ("ab_neutral2", neutral_sni, second),
-        ):
-            url = f"https://{name}:{helper.port}/bulk?bytes={plan.ab_bytes}"
-            result.flows.append(
-                await download(
-                    shared,
-                    url,
-                    ip,
-                    role=role,
-                    max_bytes=plan.ab_bytes,
-                    max_seconds=plan.ab_seconds,
-                    clock0=clock0,
-                    verify=False,
-                )
+    else:
+        legs = [
+            ("ab_neutral", neutral_sni, first, 0),
+            ("ab_target", named[0], first, 0),
+            ("ab_neutral2", neutral_sni, second, 0),
+        ]
+        if extra is not None:
+            legs.append(("ab_site", extra, first, 0))  # the site's own name, beside its CDN's
+    for role, name, ip, trial in legs:
+        url = f"https://{name}:{helper.port}/bulk?bytes={plan.ab_bytes}"
+        result.flows.append(
+            await download(
+                shared,
+                url,
+                ip,
+                role=role,
+                max_bytes=plan.ab_bytes,
+                max_seconds=plan.ab_seconds,
+                clock0=clock0,
+                trial=trial,
+                verify=False,
             )
-        if helper.speed is not None:
-            result.helper_speed = await helper.speed(target_url, plan.max_bytes, plan.max_seconds)
+        )
+    if target is not None and helper.speed is not None and suspicious(result.flows):
+        result.helper_speed = await helper.speed(target.url, plan.max_bytes, plan.max_seconds)
     return result

@@ -27,6 +27,8 @@ from typing import Any
 
 import trustme
 
+from tests.lab import replica
+
 DOMAIN = "lab"
 CLIENT_IP, ISP_CLIENT_SIDE = "10.77.0.2", "10.77.0.1"
 ISP_SERVER_SIDE, SERVERS_IP = "10.77.1.1", "10.77.1.2"
@@ -42,6 +44,14 @@ BLOCKPAGE, PROXY, HONEST_DNS, DOH = "10.77.1.20", "10.77.1.60", "10.77.1.53", "1
 THROTTLED, EOF_SITE, TCP_DOWN = "10.77.1.16", "10.77.1.17", "10.77.1.18"
 HELPER, HELPER2 = "10.77.1.70", "10.77.1.71"
 UNKNOWN_BLOCK, HANG, ECHO = "10.77.1.21", "10.77.1.32", "10.77.1.33"
+REPLICA = "10.77.1.120"  # the default targets' front pages, under their real names
+# The volunteer's public address when the lab puts a NAT in front of the client (Lab.nat()),
+# and the networks the helpers' IP-to-ASN table knows.
+PUBLIC_IP = "203.0.113.5"
+ASN_TABLE = (
+    "10.77.0.0\t10.77.0.255\t64501\tVN\tLAB-HOME Lab Home Broadband\n"
+    "203.0.113.0\t203.0.113.255\t64500\tVN\tLAB-MOBILE Lab Mobile Data\n"
+)
 CDN = [f"10.77.1.{i}" for i in range(100, 110)]  # ten edge addresses serving the news site
 SITE_ADDRS = [NEWS, TLS_PLAIN, TCP_RST, TCP_DROP, INJECTED, THROTTLED, EOF_SITE, *CDN]
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -214,7 +224,7 @@ class Lab:
         sh("ip", "addr", "add", f"{ISP_SERVER_SIDE}/24", "dev", "i1", ns=self.isp)
         sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
         servers = [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER, HELPER2]
-        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO]:
+        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO, REPLICA]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
         for ns, dev in (
             (self.client, "c0"),
@@ -242,7 +252,7 @@ class Lab:
 
     def _certificates(self) -> None:
         ca = trustme.CA()
-        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH, HELPER, HELPER2]
+        names = [f"{n}.{DOMAIN}" for n in HONEST] + [DOH, HELPER, HELPER2, *replica.all_hosts()]
         leaf = ca.issue_cert(*names)
         ca.cert_pem.write_to_path(self.ca_pem)
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "lab-cert.pem"))
@@ -269,6 +279,8 @@ class Lab:
             "unknown_block_addr": UNKNOWN_BLOCK,
             "hang_addr": HANG,
             "echo_addr": ECHO,
+            "replica_addr": REPLICA,
+            "media_state": str(self.tmp / "media"),
             "doh_addr": DOH,
             "honest_dns": HONEST_DNS,
             "lab_http": DOMAIN,
@@ -278,11 +290,13 @@ class Lab:
         self.web = self._spawn(self.servers, sys.executable, "-m", "tests.lab.serve", str(path))
         # The test helper, on the uncensored side (OONI's protocol; lab addresses allowed).
         self.helper = f"https://{HELPER}/"
+        asn_db = self.tmp / "ip2asn.tsv"
+        asn_db.write_text(ASN_TABLE, encoding="utf-8")
         for addr in (HELPER, HELPER2):  # two addresses, for the SNI A/B test's third leg
             args = (
                 f"helper serve --listen {addr}:443 --upstream {HONEST_DNS} "
                 f"--allow-network 10.77.0.0/16 --tls-cert {cfg['cert']} "
-                f"--tls-key {cfg['key']} --ca-bundle {self.ca_pem}"
+                f"--tls-key {cfg['key']} --ca-bundle {self.ca_pem} --asn-db {asn_db}"
             )
             self._spawn(self.servers, sys.executable, "-m", "probe", *args.split())
         self.middlebox = self._spawn(
@@ -307,6 +321,7 @@ class Lab:
 
     def _resolvers(self) -> None:
         honest = [f"--address=/{n}.{DOMAIN}/{ip}" for n, ip in HONEST.items()]
+        honest += [f"--address=/{h}/{REPLICA}" for h in replica.all_hosts()]
         self._dnsmasq(self.servers, HONEST_DNS, [f"--local=/{DOMAIN}/", *honest])
         lies = [
             f"--address=/{n}.{DOMAIN}/{ip}"
@@ -361,6 +376,23 @@ class Lab:
             yield
         finally:
             sh("sh", "-c", f"iptables -D {rule}", ns=self.isp, check=False)
+
+    @contextlib.contextmanager
+    def nat(self, public: str = PUBLIC_IP) -> Iterator[None]:
+        """A NAT in front of the client, as at home or on mobile data: servers (the helper
+        too) see ``public``, an address the probe's own sockets never show it."""
+        rule = f"POSTROUTING -o i1 -s {CLIENT_IP} -j SNAT --to-source {public}"
+        sh("ip", "route", "add", f"{public}/32", "via", ISP_SERVER_SIDE, ns=self.servers)
+        sh("sh", "-c", f"iptables -t nat -A {rule}", ns=self.isp)
+        try:
+            yield
+        finally:
+            sh("sh", "-c", f"iptables -t nat -D {rule}", ns=self.isp, check=False)
+            sh("ip", "route", "del", f"{public}/32", ns=self.servers, check=False)
+
+    def set_media(self, name: str) -> None:
+        """The news site's editors replace its front picture (tests/lab/serve.py)."""
+        (self.tmp / "media").write_text(name, encoding="utf-8")
 
     @contextlib.contextmanager
     def link_down(self) -> Iterator[None]:
@@ -500,7 +532,9 @@ class Lab:
     def run_targets(
         self, targets: dict[str, Any], controls: dict[str, Any], name: str, *extra: str
     ) -> list[dict[str, Any]]:
-        """Measure ``targets`` (name -> URL, or name -> entry) through the lab; the records."""
+        """Measure ``targets`` (name -> URL, or name -> entry) through the lab; the records.
+        Throughput tests run only when ``extra`` asks for them (a ``--throughput-*`` flag):
+        blocking scenarios need none, and every target would otherwise get one."""
         import yaml
 
         def entries(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -529,6 +563,7 @@ class Lab:
             "--timeout",
             "3",
             "--quiet",
+            *([] if any(a.startswith("--throughput-") for a in extra) else ["--no-throughput"]),
             *extra,
         )
         if r.returncode != 0:

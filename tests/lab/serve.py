@@ -19,13 +19,55 @@ from pathlib import Path
 from typing import Any
 
 from tests import servers as S
+from tests.lab import replica
 
 NEWS_PAGE = (
     b"<!doctype html><html><head><title>Tin Tuc Doc Lap - Independent News</title></head><body>"
     + b"<p>Reporting what others will not.</p>" * 80
-    + b"</body></html>"
+    + b"<img src='/media/%s.jpg' alt='front page'></body></html>"
 )
-CONTROL_PAGE = b"<html><head><title>Control site</title></head><body>" + b"ok " * 400 + b"</body>"
+CONTROL_PAGE = (
+    b"<html><head><title>Control site</title></head><body>"
+    + b"ok " * 400
+    + b"<img src='/media/control.jpg'></body>"
+)
+# A page with no object of its own: only the SNI A/B can test the site's throughput.
+PLAIN_PAGE = b"<html><head><title>Plain</title></head><body>" + b"text " * 300 + b"</body></html>"
+MEDIA = ("front", "second")  # the news site's front picture, and the one that replaces it
+
+
+def news_media(state: Path) -> tuple[Any, dict[str, Any]]:
+    """The news page and its pictures: the page links the current one (named in ``state``, a
+    file the tests write: the site's editors replacing the picture); the others answer 404."""
+
+    def current() -> str:
+        name = state.read_text(encoding="utf-8").strip() if state.exists() else MEDIA[0]
+        return name if name in MEDIA else MEDIA[0]
+
+    def page(h: BaseHTTPRequestHandler) -> None:
+        body = NEWS_PAGE % current().encode()
+        h.send_response(200)
+        for k, v in {**S.SITE_HEADERS, "X-Site": "news"}.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def picture(name: str) -> Any:
+        big = S.large(16 * 1024 * 1024, content_type="image/jpeg")
+
+        def route(h: BaseHTTPRequestHandler) -> None:
+            if name != current():
+                h.send_response(404)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+            big(h)
+
+        return route
+
+    return page, {f"/media/{n}.jpg": picture(n) for n in MEDIA}
 
 
 def doh_forward(upstream: tuple[str, int]) -> Any:
@@ -52,9 +94,12 @@ def main(path: str) -> None:
     ctx.load_cert_chain(cfg["cert"], cfg["key"])
     ctx.set_alpn_protocols(["http/1.1"])
     lab = cfg["lab_http"]
+    page, media = news_media(Path(cfg["media_state"]))
     site = S.Site(
         {
-            "/": (200, {**S.SITE_HEADERS, "X-Site": "news"}, NEWS_PAGE),
+            "/": page,
+            **media,
+            "/plain": (200, {"Content-Type": "text/html"}, PLAIN_PAGE),
             "/large": S.large(4 * 1024 * 1024),
             "/tp": S.large(16 * 1024 * 1024),
             "/slowtp": S.large(16 * 1024 * 1024, rate_bps=400_000),
@@ -64,7 +109,11 @@ def main(path: str) -> None:
         }
     )
     control = S.Site(
-        {"/": (200, {"Content-Type": "text/html"}, CONTROL_PAGE), "/tp": S.large(16 * 1024 * 1024)}
+        {
+            "/": (200, {"Content-Type": "text/html"}, CONTROL_PAGE),
+            "/tp": S.large(16 * 1024 * 1024),
+            "/media/control.jpg": S.large(16 * 1024 * 1024, content_type="image/jpeg"),
+        }
     )
     block = S.Site({"/": (200, {"Content-Type": "text/html; charset=utf-8"}, S.BLOCKPAGE)})
     unknown = S.Site(
@@ -87,6 +136,11 @@ def main(path: str) -> None:
     ]
     doh = S.Site({"/dns-query": doh_forward((cfg["honest_dns"], 53))})
     servers.append(S.WebServer(doh, cfg["doh_addr"], 443, ctx))
+    # The default targets' front pages, under their real names (tests/lab/replica.py).
+    servers += [
+        replica.Server(cfg["replica_addr"], 80),
+        replica.Server(cfg["replica_addr"], 443, ctx),
+    ]
     print("ready", flush=True)
     threading.Event().wait()
 
