@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,26 @@ def test_without_the_analyst_extra_it_says_how_to_get_it(tmp_path: Path) -> None
         "probe: error: probe report needs the analyst extra: "
         "pip install 'probe[analyst]' (no matplotlib)\n"
     )
+
+
+def test_a_skipped_throughput_test_is_no_ratio_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A test skipped (no object without a helper, a data cap) is stored with ``analysis``
+    null: the report leaves it out of the throughput plot and goes on."""
+    from probe.model import Plan, ThroughputRecord
+    from probe.store import Store
+    from tests.dbs import measurement
+
+    db = tmp_path / "skipped.db"
+    store = Store.open(db)
+    for i, why in enumerate(("no_object", "data_cap")):
+        m = measurement("success_https", f"20261101T0{i}0000Z_x", target=f"site{i}")
+        store.save(
+            replace(m, throughput=ThroughputRecord(skipped=why, plan=Plan.profile("default")))
+        )
+    store.close()
+    out = tmp_path / "r.html"
+    code, _, err = _run(["report", "--db", str(db), "-o", str(out)], capsys)
+    assert code == 0, err
+    assert "2 measurements" in err

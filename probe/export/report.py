@@ -141,7 +141,8 @@ def collect(store: Store, f: RowFilter, lang: str = "en") -> ReportData:
         data.by_network.setdefault(row["network"], Counter())[word] += 1
         _dns(data, last_answer, f"{target} ({row['network']})", at, row, dns_of)
         if row["throughput"]:
-            ratio = msgspec.json.decode(row["throughput"]).get("analysis", {}).get("ratio")
+            analysis = msgspec.json.decode(row["throughput"]).get("analysis") or {}
+            ratio = analysis.get("ratio")  # null when the test was skipped
             if ratio is not None:
                 data.throughput.setdefault(target, []).append((at, row["network"], ratio))
         if V.is_anomaly(word):
