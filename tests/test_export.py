@@ -288,3 +288,27 @@ def test_csv_from_sqlite_equals_csv_from_records(tmp_path: Path) -> None:
     assert sorted(r["target"] for r in rows if r["id"].startswith("o")) == sorted(
         ["'=1+2", *[t for t in odd if t != "=1+2"]]
     )
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_every_format_says_which_network_and_resolver(
+    tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The network's name and the resolver's kind travel with the ASN: an analyst comparing an
+    ISP's resolver with a public one needs them in the export, not only in the database."""
+    store = Store.open(tmp_path / "n.db")
+    store.save(
+        measurement(
+            "success_http",
+            "a",
+            probe_asn="AS7552",
+            probe_cc="VN",
+            network_name="VIETTEL-AS-VN",
+            resolver_kind="isp",
+        )
+    )
+    store.close()
+    code, out, err = _run(["export", "--db", str(tmp_path / "n.db"), "--format", fmt], capsys)
+    assert code == 0, err
+    row = json.loads(out) if fmt == "jsonl" else next(csv.DictReader(io.StringIO(out)))
+    assert (row["network_name"], row["resolver_kind"]) == ("VIETTEL-AS-VN", "isp")

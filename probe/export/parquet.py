@@ -35,7 +35,7 @@ from probe.export.files import new_folder
 from probe.export.records import ExportError, throughput_record
 from probe.store import RowFilter, Store
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 BATCH = 4096  # rows per read and per row group: memory stays near 100 MB
 
 _str, _f64, _i64, _i32, _bool = pa.string(), pa.float64(), pa.int64(), pa.int32(), pa.bool_()
@@ -180,7 +180,12 @@ NESTED: list[tuple[str, pa.DataType]] = [
     ("throughput", _str),
     ("ooni_verdict", _str),
 ]
-SCHEMA = pa.schema(FLAT + NESTED, metadata={"probe.schema": SCHEMA_VERSION})
+# Added in schema 2, at the end as every later column will be: which network, which resolver.
+ADDED: list[tuple[str, pa.DataType]] = [
+    ("network_name", _str),
+    ("resolver_kind", _str),
+]
+SCHEMA = pa.schema(FLAT + NESTED + ADDED, metadata={"probe.schema": SCHEMA_VERSION})
 _STEPS = pa.schema(
     [
         ("dns", pa.list_(DNS)),
@@ -203,6 +208,7 @@ _READ = [n for n, _ in FLAT if n not in _COMPUTED] + [
     "control",
     "throughput",
     "ooni_verdict",
+    *(n for n, _ in ADDED),
 ]
 
 
@@ -303,6 +309,7 @@ def _batch(rows: list[tuple[Any, ...]]) -> pa.Table:
     arrays.append(pa.array(controls, _str))
     arrays.append(pa.array(cols[at["throughput"]], _str))
     arrays.append(pa.array(cols[at["ooni_verdict"]], _str))
+    arrays += [pa.array(cols[at[name]], typ) for name, typ in ADDED]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 

@@ -50,6 +50,8 @@ FLAT = [
     "control_resolver",
     "probe_asn",
     "probe_cc",
+    "network_name",
+    "resolver_kind",
 ]
 NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
 BOOLEANS = ("is_control", "accessible", "throttled", "offline", "network_ok")
