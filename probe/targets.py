@@ -296,11 +296,17 @@ def _read(p: Path, events: Iterator[yaml.Event]) -> TargetList:
     broken = 0
     names: set[str] = set()
     entries = 0
+    intervals: dict[str, float] = {}
     while not isinstance(ev := r.next(), yaml.MappingEndEvent):
         key = r.node(ev)
+        if isinstance(key, yaml.ScalarNode) and key.value == "intervals":
+            intervals = _intervals(p, r, r.node(r.next()))
+            continue
         if not isinstance(key, yaml.ScalarNode) or key.value not in sections:
             shown = key.value if isinstance(key, yaml.ScalarNode) else "?"
-            raise TargetsError(f"{p}: unknown top-level key {shown!r} (targets, controls)")
+            raise TargetsError(
+                f"{p}: unknown top-level key {shown!r} (targets, controls, intervals)"
+            )
         section = key.value
         ev = r.next()
         if isinstance(ev, yaml.ScalarEvent) and ev.value in ("", "~", "null") and ev.implicit[0]:
@@ -324,9 +330,43 @@ def _read(p: Path, events: Iterator[yaml.Event]) -> TargetList:
         raise TargetsError(f"{p}: expected one YAML document, found more")
     if not entries:
         raise TargetsError(f"{p}: 'targets:' is empty")
+    if intervals:
+        for listed in sections.values():
+            for i, t in enumerate(listed):
+                tagged = [intervals[g] for g in t.tags if g in intervals]
+                if t.interval is None and tagged:
+                    listed[i] = msgspec.structs.replace(t, interval=min(tagged))
     return TargetList(
         tuple(sections["targets"]), tuple(sections["controls"]), tuple(problems), broken
     )
+
+
+def _intervals(p: Path, r: _Reader, node: yaml.Node | str) -> dict[str, float]:
+    """``intervals:``, a mapping of tag to mean gap: a target with no ``interval`` of its own
+    takes the shortest of its tags'. Unlike one broken entry, a broken line here would change
+    the schedule of every target with the tag, so it makes the file unusable."""
+    from probe.settings import parse_duration
+
+    if isinstance(node, str):
+        raise TargetsError(f"{p}: intervals: {node}")
+    where = f"{p}:{node.start_mark.line + 1}"
+    if not isinstance(node, yaml.MappingNode):
+        raise TargetsError(f"{where}: 'intervals:' must map tags to durations (news: 6h)")
+    out: dict[str, float] = {}
+    for k, v in node.value:
+        line = f"{p}:{k.start_mark.line + 1}"
+        if not isinstance(k, yaml.ScalarNode):
+            raise TargetsError(f"{line}: 'intervals:' must map tags to durations (news: 6h)")
+        value = r.loader.construct_document(v) if isinstance(v, yaml.ScalarNode) else v
+        try:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                if isinstance(value, yaml.Node):
+                    raise ValueError("not a duration (e.g. 45m, 6h, 90s)")
+                raise ValueError(f"{value!r} is not a duration (e.g. 45m, 6h, 90s)")
+            out[k.value] = parse_duration(value)
+        except ValueError as exc:
+            raise TargetsError(f"{line}: intervals.{k.value}: {exc}") from None
+    return out
 
 
 def _entry(

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probe import budget, schedule
 from probe.cli import main
@@ -94,6 +96,21 @@ def test_per_target_intervals_decide_what_a_round_measures() -> None:
     assert [t.name for t in schedule.due([fast, quick], ago, now, 2700)] == ["quick"]
 
 
+def test_a_tight_budget_rotates_throughput_tests_through_the_list() -> None:
+    """Two tests a day out of five targets: each day the two tested longest ago (never first),
+    so after three days every target has had its test."""
+    targets = [Target(name=n, url=f"https://{n}.example/") for n in "abcde"]
+    last: dict[str, str] = {"c": "2026-11-01T00:00:00.000Z"}
+    seen: list[list[str]] = []
+    for day in range(3):
+        chosen = schedule.least_recently_tested(targets, last, 2)
+        seen.append([t.name for t in chosen])
+        for t in chosen:
+            last[t.name] = f"2026-11-{day + 10:02d}T00:00:00.000Z"
+    assert seen == [["a", "b"], ["d", "e"], ["c", "a"]]
+    assert len(schedule.least_recently_tested(targets, last, None)) == 5
+
+
 def test_target_interval_is_validated_with_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "t.yaml"
     p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: soon\n")
@@ -114,6 +131,38 @@ def test_budget_reasons_and_resets() -> None:
     assert why is not None and why.startswith("monthly cap: 499.0 MB of 500.0 MB")
     assert budget.month_reset(now) == datetime(2027, 1, 1, tzinfo=UTC)
     assert budget.check(budget.Budget(), budget.Usage(10**12, 10**12), 10**9, now) is None
+
+
+@given(
+    daily=st.none() | st.integers(0, 10**9),
+    monthly=st.none() | st.integers(0, 10**10),
+    today=st.integers(0, 10**9),
+    extra=st.integers(0, 10**9),
+    per=st.integers(1, 10**8),
+    fixed=st.integers(0, 10**7),
+    reserve=st.integers(0, 10**7),
+)
+def test_affordable_is_the_most_tests_check_lets_run(
+    daily: int | None,
+    monthly: int | None,
+    today: int,
+    extra: int,
+    per: int,
+    fixed: int,
+    reserve: int,
+) -> None:
+    """The daemon runs ``affordable`` throughput tests, least recently tested first: exactly as
+    many as ``check`` lets through, no more (a cap overrun) and no fewer (tests lost)."""
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    caps, used = budget.Budget(daily, monthly), budget.Usage(today, today + extra)
+    n = budget.affordable(caps, used, per, fixed=fixed, reserve=reserve)
+    if daily is None and monthly is None:
+        assert n is None
+        return
+    assert n is not None and n >= 0
+    if n:
+        assert budget.check(caps, used, fixed + n * per, now, reserve=reserve) is None
+    assert budget.check(caps, used, fixed + (n + 1) * per, now, reserve=reserve) is not None
 
 
 def test_throughput_gives_way_before_pages() -> None:
@@ -616,3 +665,47 @@ def test_log_lines_for_journald_and_collectors(monkeypatch: pytest.MonkeyPatch) 
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
         logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_per_tag_intervals_apply_where_the_target_sets_none(tmp_path: Path) -> None:
+    """``intervals:`` maps tags to mean gaps: a target with no interval of its own takes the
+    shortest of its tags' (it is measured as often as its most watched tag asks), before or
+    after the lists in the file."""
+    p = tmp_path / "t.yaml"
+    body = (
+        "targets:\n"
+        "  - {name: fb, url: 'https://a.example/', tags: [social, facebook]}\n"
+        "  - {name: news, url: 'https://b.example/', tags: [news]}\n"
+        "  - {name: own, url: 'https://c.example/', tags: [facebook], interval: 2h}\n"
+        "  - {name: plain, url: 'https://d.example/'}\n"
+        "controls:\n"
+        "  - {name: ctl, url: 'https://e.example/', tags: [news]}\n"
+    )
+    for text in (
+        body + "intervals: {social: 6h, facebook: 15m, news: 90m}\n",
+        "intervals:\n  social: 6h\n  facebook: 15m\n  news: 90m\n" + body,
+    ):
+        p.write_text(text)
+        tl = load_targets(p)
+        got = {t.name: t.interval_seconds for t in (*tl.targets, *tl.controls)}
+        assert got == {"fb": 900, "news": 5400, "own": 7200, "plain": None, "ctl": 5400}
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    ago = {t.name: iso(now - timedelta(minutes=20)) for t in tl.targets}
+    assert [t.name for t in schedule.due(list(tl.targets), ago, now, 2700)] == ["fb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("intervals: [6h]\n", r"t.yaml:\d+: 'intervals:' must map tags to durations"),
+        ("intervals:\n  news: soon\n", r"t.yaml:\d+: intervals.news: 'soon' is not"),
+        ("intervals:\n  news: {a: 1}\n", r"t.yaml:\d+: intervals.news: "),
+    ],
+)
+def test_a_bad_tag_interval_names_file_line_and_tag(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - {name: a, url: 'https://x.example/', tags: [news]}\n" + text)
+    with pytest.raises(TargetsError, match=message):
+        load_targets(p)
