@@ -63,12 +63,7 @@ def _run(lab: Lab, name: str, *args: str) -> Path:
         str(REPO / "targets.yaml"),
         "--db",
         str(db),
-        "--resolver",
-        lab.resolver,
-        "--control-resolver",
-        lab.control_resolver,
-        "--ca-bundle",
-        lab.ca_pem,
+        *lab.resolvers(),
         "--quiet",
         *args,
         timeout=1800,
@@ -93,12 +88,7 @@ def main() -> int:
             "discover",
             "--targets",
             str(REPO / "targets.yaml"),
-            "--resolver",
-            lab.resolver,
-            "--control-resolver",
-            lab.control_resolver,
-            "--ca-bundle",
-            lab.ca_pem,
+            *lab.resolvers(),
         )
         print("probe targets discover (default profile), on the replica:")
         print(r.stdout.rstrip() or r.stderr)

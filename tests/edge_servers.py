@@ -10,8 +10,6 @@ into a :class:`tests.conftest.World`, so a test measures through the same public
 from __future__ import annotations
 
 import contextlib
-import functools
-import gzip
 import io
 import socket
 import ssl
@@ -43,57 +41,6 @@ WRONG_ID = "127.0.3.57"
 DOT_NAME = "dns.test"
 CUT_AFTER = 10_000  # bytes of the body sent before the reset
 ZONE: S.Zone = {"edge.test": [EDGE_SITE], "www.edge.test": [EDGE_SITE]}
-
-
-class DoTServer:
-    """RFC 7858: DNS messages, each with a two-byte length, over TLS on one loopback address."""
-
-    def __init__(self, zone: S.Zone, host: str, ctx: ssl.SSLContext) -> None:
-        self.zone = zone
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.host, self.port = host, self.sock.getsockname()[1]
-        self.ctx = ctx
-        self.handshakes = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        with contextlib.suppress(OSError, ssl.SSLError), conn:
-            tls = self.ctx.wrap_socket(conn, server_side=True)
-            self.handshakes += 1
-            with tls:
-                while True:
-                    head = _recv_exactly(tls, 2)
-                    if not head:
-                        return
-                    wire = _recv_exactly(tls, struct.unpack("!H", head)[0])
-                    reply = S.answer(self.zone, wire)
-                    if reply is not None:
-                        tls.sendall(struct.pack("!H", len(reply)) + reply)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return b""
-        buf += chunk
-    return buf
 
 
 class WrongIdDNS:
@@ -132,8 +79,8 @@ class WrongIdDNS:
             except OSError:
                 return
             with conn, contextlib.suppress(Exception):
-                n = struct.unpack("!H", _recv_exactly(conn, 2))[0]
-                reply = self._reply(_recv_exactly(conn, n))
+                n = struct.unpack("!H", S.recv_exactly(conn, 2))[0]
+                reply = self._reply(S.recv_exactly(conn, n))
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
 
     def close(self) -> None:
@@ -176,22 +123,6 @@ def cut_mid_body(handler: BaseHTTPRequestHandler) -> None:
     handler.wfile = io.BytesIO()  # the server's own flush after the route has nowhere to go
 
 
-@functools.cache
-def _bomb_payload() -> bytes:
-    return gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
-
-
-def gzip_bomb(handler: BaseHTTPRequestHandler) -> None:
-    """tests.servers.gzip_bomb's 64 MiB of zeros in ~64 KiB, compressed once per session."""
-    payload = _bomb_payload()
-    handler.send_response(200)
-    handler.send_header("Content-Encoding", "gzip")
-    handler.send_header("Content-Type", "text/html")
-    handler.send_header("Content-Length", str(len(payload)))
-    handler.end_headers()
-    handler.wfile.write(payload)
-
-
 def edge_routes(port: int) -> dict[str, Any]:
     page = (200, {"Content-Type": "text/html; charset=utf-8"}, S.PAGE)
     return {
@@ -204,7 +135,7 @@ def edge_routes(port: int) -> dict[str, Any]:
         "/raw-deflate": encoded("raw-deflate", S.PAGE),
         "/large": S.large(2 * 1024 * 1024),
         "/cut": cut_mid_body,
-        "/bomb": gzip_bomb,
+        "/bomb": S.gzip_bomb,
     }
 
 
@@ -213,7 +144,7 @@ class Edges:
     world: World  # measures through the edge site and the edge resolver
     ca: trustme.CA
     ca_pem: str
-    dot: DoTServer
+    dot: S.DoTServer
     doh_403: str
     doh_500: str
     wrong_id: WrongIdDNS
@@ -244,7 +175,7 @@ def make_edges(tmp: Path) -> Iterator[Edges]:
     objs: list[Any] = [
         web,
         dns_server := S.DNSServer(ZONE, host=EDGE_DNS),
-        dot := DoTServer(ZONE, DOT, server_ctx(DOT_NAME, DOT)),
+        dot := S.DoTServer(ZONE, DOT, server_ctx(DOT_NAME, DOT)),
         d403 := S.WebServer(forbidden, DOH_403, 0, server_ctx(DOH_403)),
         d500 := S.WebServer(broken, DOH_500, 0, server_ctx(DOH_500)),
         wrong := WrongIdDNS(ZONE, WRONG_ID),

@@ -8,6 +8,7 @@ the internet. Nothing here sends a packet anywhere but loopback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import re
 import socket
@@ -163,10 +164,12 @@ class DNSServer:
 
 
 class DoTServer:
-    """DNS over TLS (RFC 7858) on one loopback address: TLS, then length-prefixed messages."""
+    """DNS over TLS (RFC 7858) on one loopback address: TLS, then length-prefixed messages.
+    ``handshakes`` counts the TLS sessions, so a test can see a connection reused."""
 
-    def __init__(self, zone: Zone, host: str, ssl_context: ssl.SSLContext) -> None:
-        self.zone, self.host, self.ctx = zone, host, ssl_context
+    def __init__(self, zone: Zone, host: str, ctx: ssl.SSLContext) -> None:
+        self.zone, self.host, self.ctx = zone, host, ctx
+        self.handshakes = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
@@ -184,22 +187,31 @@ class DoTServer:
 
     def _one(self, conn: socket.socket) -> None:
         conn.settimeout(5)
-        with (
-            contextlib.suppress(OSError),
-            conn,
-            self.ctx.wrap_socket(conn, server_side=True) as tls,
-        ):
-            while True:
-                head = tls.recv(2)
-                if len(head) < 2:
-                    return
-                n = struct.unpack("!H", head)[0]
-                reply = answer(self.zone, tls.recv(n))
-                if reply is not None:
-                    tls.sendall(struct.pack("!H", len(reply)) + reply)
+        with contextlib.suppress(OSError, ssl.SSLError), conn:
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            self.handshakes += 1
+            with tls:
+                while True:
+                    head = recv_exactly(tls, 2)
+                    if not head:
+                        return
+                    reply = answer(self.zone, recv_exactly(tls, struct.unpack("!H", head)[0]))
+                    if reply is not None:
+                        tls.sendall(struct.pack("!H", len(reply)) + reply)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes from ``sock``, or b"" when the peer closes first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return b""
+        buf += chunk
+    return buf
 
 
 # -- HTTP and HTTPS ----------------------------------------------------------------------------
@@ -224,7 +236,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             route = site.routes.get(self.path.split("?")[0], (404, {}, b"not found"))
             if callable(route):
-                route(self)
+                route(self)  # a callable route sees ``self.command`` (HEAD: no body)
                 return
             status, headers, body = route
             self.send_response(status)
@@ -232,23 +244,11 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
-        def do_POST(self) -> None:
-            self.do_GET()
-
-        def do_HEAD(self) -> None:
-            """As GET without the body (a callable route sees ``self.command`` == "HEAD")."""
-            route = site.routes.get(self.path.split("?")[0], (404, {}, b"not found"))
-            if callable(route):
-                route(self)
-                return
-            status, headers, body = route
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+        do_POST = do_GET
+        do_HEAD = do_GET  # as GET without the body
 
     return Handler
 
@@ -276,9 +276,15 @@ def redirect(to: str, status: int = 302) -> tuple[int, dict[str, str], bytes]:
     return status, {"Location": to}, b""
 
 
+@functools.cache
+def _bomb_payload() -> bytes:
+    return gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+
+
 def gzip_bomb(handler: BaseHTTPRequestHandler) -> None:
-    """64 MiB of zeros compressed to ~64 KiB: only a decoder with a cap survives it."""
-    payload = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    """64 MiB of zeros compressed to ~64 KiB (once per session): only a decoder with a cap
+    survives it."""
+    payload = _bomb_payload()
     handler.send_response(200)
     handler.send_header("Content-Encoding", "gzip")
     handler.send_header("Content-Type", "text/html")

@@ -7,13 +7,12 @@ they fail instead, because CI must prove the probe against a real network.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.lab import Lab, LabUnavailable, check_available, running_lab
+from tests.lab import Lab, lab_for_tests
 from tests.lab.scenarios import CONTROLS, SCENARIOS, Scenario
 
 pytestmark = pytest.mark.lab
@@ -21,15 +20,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    try:
-        check_available()
-    except LabUnavailable as exc:
-        ci = os.environ.get("CI", "")
-        if ci.strip().lower() in ("1", "yes", "true", "on"):
-            pytest.fail(f"{exc} (CI={ci}: the lab must run)")
-        pytest.skip(str(exc))
-    with running_lab() as lab:
-        yield lab
+    yield from lab_for_tests()
 
 
 @pytest.fixture(scope="module")

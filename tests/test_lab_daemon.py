@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from probe.timeutil import from_stored
-from tests.lab import REPO, Lab, LabUnavailable, check_available, running_lab
+from tests.lab import REPO, Lab, lab_for_tests
 
 pytestmark = pytest.mark.lab
 
@@ -33,14 +32,7 @@ CONTROL = {"name": "control-site", "url": "https://control.lab/"}
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    try:
-        check_available()
-    except LabUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI=true: the lab must run)")
-        pytest.skip(str(exc))
-    with running_lab() as lab:
-        yield lab
+    yield from lab_for_tests()
 
 
 class LabDaemon:
@@ -67,12 +59,7 @@ class LabDaemon:
             str(self.targets),
             "--db",
             str(self.db),
-            "--resolver",
-            lab.resolver,
-            "--control-resolver",
-            lab.control_resolver,
-            "--ca-bundle",
-            lab.ca_pem,
+            *lab.resolvers(),
             "--timeout",
             "3",
             "--log-format",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab import REPO, Lab, LabUnavailable, check_available, running_lab
+from tests.lab import REPO, Lab, lab_for_tests
 from tests.lab.scenarios import CONTROLS, SCENARIOS
 
 pytestmark = pytest.mark.lab
@@ -30,14 +30,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    try:
-        check_available()
-    except LabUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI=true: the lab must run)")
-        pytest.skip(str(exc))
-    with running_lab() as lab:
-        yield lab
+    yield from lab_for_tests()
 
 
 def targets_file(lab: Lab, name: str, copies: int = 1) -> Path:
@@ -55,12 +48,7 @@ def start(lab: Lab, targets: Path, db: Path) -> subprocess.Popen[str]:
         str(targets),
         "--db",
         str(db),
-        "--resolver",
-        lab.resolver,
-        "--control-resolver",
-        lab.control_resolver,
-        "--ca-bundle",
-        lab.ca_pem,
+        *lab.resolvers(),
         "--timeout",
         "3",
         "--quiet",

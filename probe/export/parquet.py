@@ -39,6 +39,16 @@ SCHEMA_VERSION = "2"
 BATCH = 4096  # rows per read and per row group: memory stays near 100 MB
 
 _str, _f64, _i64, _i32, _bool = pa.string(), pa.float64(), pa.int64(), pa.int32(), pa.bool_()
+# Every step ends with its failure, its times and its depth in the redirect chain (and, but
+# for a TCP connect, the bytes it moved).
+_STEP_END: list[tuple[str, pa.DataType]] = [
+    ("failure", _str),
+    ("raw_failure", _str),
+    ("t0", _f64),
+    ("t", _f64),
+    ("depth", _i32),
+    ("bytes", _i64),
+]
 ANSWER = pa.struct([("type", _str), ("value", _str), ("ttl", _i64)])
 DNS = pa.struct(
     [
@@ -49,12 +59,7 @@ DNS = pa.struct(
         ("engine", _str),
         ("answers", pa.list_(ANSWER)),
         ("rcode", _str),
-        ("failure", _str),
-        ("raw_failure", _str),
-        ("t0", _f64),
-        ("t", _f64),
-        ("depth", _i32),
-        ("bytes", _i64),
+        *_STEP_END,
     ]
 )
 TCP = pa.struct(
@@ -62,11 +67,7 @@ TCP = pa.struct(
         ("ip", _str),
         ("port", _i32),
         ("sources", pa.list_(_str)),
-        ("failure", _str),
-        ("raw_failure", _str),
-        ("t0", _f64),
-        ("t", _f64),
-        ("depth", _i32),
+        *_STEP_END[:-1],  # no bytes: a connect moves none
     ]
 )
 CERTIFICATE = pa.struct(
@@ -89,12 +90,7 @@ TLS = pa.struct(
         ("cipher_suite", _str),
         ("negotiated_protocol", _str),
         ("certificates", pa.list_(CERTIFICATE)),
-        ("failure", _str),
-        ("raw_failure", _str),
-        ("t0", _f64),
-        ("t", _f64),
-        ("depth", _i32),
-        ("bytes", _i64),
+        *_STEP_END,
     ]
 )
 HEADER = pa.struct([("name", _str), ("value", _str)])

@@ -41,6 +41,11 @@ class HelperNetwork:
     failure: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    failure: str
+
+
 class HelperClient:
     def __init__(
         self,
@@ -92,23 +97,28 @@ class HelperClient:
             )
         return to_evidence(doc)
 
+    async def _post_json(self, path: str, body: dict[str, Any], timeout: float) -> Any:
+        """POST ``body`` to the helper's ``path``; its JSON answer, or a failure string."""
+        try:
+            r = await self._client.post(f"{self.url.rstrip('/')}{path}", json=body, timeout=timeout)
+        except failures.network_error_types() as exc:
+            return _Failed(failures.classify(exc, failures.OP_HTTP).failure)
+        if r.status_code != 200:
+            return _Failed(failures.HTTP_REQUEST_FAILED)
+        try:
+            return json.loads(r.content)
+        except (ValueError, UnicodeDecodeError):
+            return _Failed(failures.JSON_PARSE_ERROR)
+
     async def speed(self, url: str, max_bytes: int, max_seconds: float) -> HelperSpeed:
         """The helper's own timed download of ``url`` (is the site slow everywhere?)."""
-        base = self.url.rstrip("/")
-        try:
-            r = await self._client.post(
-                f"{base}/speed",
-                json={"url": url, "max_bytes": max_bytes, "max_seconds": max_seconds},
-                timeout=max_seconds + 30,
-            )
-        except failures.network_error_types() as exc:
-            return HelperSpeed(failure=failures.classify(exc, failures.OP_HTTP).failure)
-        if r.status_code != 200:
-            return HelperSpeed(failure=failures.HTTP_REQUEST_FAILED)
-        try:
-            doc = json.loads(r.content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return HelperSpeed(failure=failures.JSON_PARSE_ERROR)
+        doc = await self._post_json(
+            "/speed",
+            {"url": url, "max_bytes": max_bytes, "max_seconds": max_seconds},
+            timeout=max_seconds + 30,
+        )
+        if isinstance(doc, _Failed):
+            return HelperSpeed(failure=doc.failure)
         try:
             return msgspec.convert(doc, type=HelperSpeed)
         except msgspec.ValidationError:
@@ -118,18 +128,9 @@ class HelperClient:
         """The helper's view of our network, with a recogniser of our own public address (see
         :mod:`probe.network`). A fresh nonce each time; neither it nor the HMAC is kept."""
         nonce = secrets.token_bytes(32)
-        try:
-            r = await self._client.post(
-                f"{self.url.rstrip('/')}/network", json={"nonce": nonce.hex()}, timeout=10
-            )
-        except failures.network_error_types() as exc:
-            return HelperNetwork(failure=failures.classify(exc, failures.OP_HTTP).failure)
-        if r.status_code != 200:
-            return HelperNetwork(failure=failures.HTTP_REQUEST_FAILED)
-        try:
-            doc = json.loads(r.content)
-        except (ValueError, UnicodeDecodeError):
-            return HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+        doc = await self._post_json("/network", {"nonce": nonce.hex()}, timeout=10)
+        if isinstance(doc, _Failed):
+            return HelperNetwork(failure=doc.failure)
         return network_answer(doc, nonce)
 
     def bulk(self, addresses: Sequence[str] = ()) -> HelperBulk | None:

@@ -518,6 +518,18 @@ class Lab:
             sh("tc", "qdisc", "del", "dev", "i0", "root", ns=self.isp, check=False)
 
     # -- running the probe ---------------------------------------------------------------
+    def resolvers(self) -> list[str]:
+        """The flags that point the probe at the lab: its resolver under test, the control
+        resolver and the lab's CA."""
+        return [
+            "--resolver",
+            self.resolver,
+            "--control-resolver",
+            self.control_resolver,
+            "--ca-bundle",
+            self.ca_pem,
+        ]
+
     def probe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run ``python -m probe ARGS`` inside the client namespace."""
         return subprocess.run(
@@ -554,12 +566,7 @@ class Lab:
             str(tfile),
             "--db",
             str(db),
-            "--resolver",
-            self.resolver,
-            "--control-resolver",
-            self.control_resolver,
-            "--ca-bundle",
-            self.ca_pem,
+            *self.resolvers(),
             "--timeout",
             "3",
             "--quiet",
@@ -601,3 +608,18 @@ def running_lab() -> Iterator[Lab]:
             yield lab
         finally:
             lab.stop()
+
+
+def lab_for_tests() -> Iterator[Lab]:
+    """A test module's lab fixture: skipped where the lab cannot run, a failure under CI."""
+    try:
+        check_available()
+    except LabUnavailable as exc:
+        import pytest
+
+        ci = os.environ.get("CI", "")
+        if ci.strip().lower() in ("1", "yes", "true", "on"):
+            pytest.fail(f"{exc} (CI={ci}: the lab must run)")
+        pytest.skip(str(exc))
+    with running_lab() as lab:
+        yield lab
