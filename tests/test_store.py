@@ -250,3 +250,30 @@ def test_the_readme_names_every_table_the_privacy_section_speaks_for(
     names = (set(s.db.table_names()) | set(s.db.view_names())) - {"_sqlite_migrations"}
     missing = sorted(n for n in names if f"`{n}`" not in section)
     assert missing == [], f"README's Storage section does not say what these hold: {missing}"
+
+
+def test_reclassify_reanalyses_throughput_tests(tmp_path: Path) -> None:
+    """A test stored with an analysis of older rules (here: none that says throttled) gets the
+    current analysis, and the verdict's ``throttled`` follows it; a second pass changes nothing."""
+    from probe.classify.throughput import analyse
+    from probe.model import ThroughputAnalysis, ThroughputRecord
+    from tests.test_throughput import const, trials
+
+    flows = tuple(trials(const(0.3e6), const(8e6)))
+    assert analyse(list(flows), tests_in_round=1).throttled is True
+    stale = ThroughputAnalysis(throttled=False, label="congestion")
+    m = _measurement("success_http")
+    s = Store.open(tmp_path / "p.db")
+    s.save(
+        replace(
+            m,
+            throughput=ThroughputRecord(url="https://target.test/tp", flows=flows, analysis=stale),
+        )
+    )
+    assert s.verdict(next(s.rows())).throttled is None
+    assert reclassify(s, builtin()) == (1, 1)
+    row = next(s.rows())
+    tp = s.throughput(row)
+    assert tp is not None and tp.analysis is not None
+    assert (tp.analysis.throttled, s.verdict(row).throttled) == (True, True)
+    assert reclassify(s, builtin()) == (1, 0)
