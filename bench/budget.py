@@ -12,10 +12,10 @@ them make, a UDP resolver for the system side and a DoH resolver for the control
 runs page rounds of each profile through the real code (``probe.round.prepare`` and
 ``run_once``, the daemon's own calls, reading the real targets.yaml) and prints the bytes per
 round (as the probe counts them: TCP payload in both directions, from the kernel's TCP_INFO)
-and per day at the profile's interval, against the profile's daily cap; the bytes of one
-throughput test of each profile's plan (for targets given a ``throughput_url``); and the bytes
-each stored measurement takes in SQLite, with and without response bodies, and the growth per
-month that follows.
+and per day at the profile's interval, against the profile's daily cap; and the bytes each
+stored measurement takes in SQLite, with and without response bodies, and the growth per month
+that follows. Throughput tests (every target has one) are measured in the censorship lab by
+``bench/budget_throughput.py``, which also adds up a day of both.
 
 Page sizes are of late 2025 (HTML document only, uncompressed; the probe fetches no
 sub-resources). A loopback link delivers everything a server sends before the probe closes the
@@ -236,45 +236,6 @@ async def rounds(profile: str, n: int, world: dict[str, Any], db: Path) -> dict[
     return {"settings": settings, "setup": setup, "store": store, "bytes": used}
 
 
-def throughput_bytes(profile: str) -> tuple[int, int]:
-    """(measured bytes, worst case) of one throughput test of the profile's plan, on loopback."""
-    from probe.measure.dns import parse_resolver
-    from probe.measure.net import MeasureConfig, Shared
-    from probe.measure.throughput import run_test
-    from probe.round import throughput_plan
-    from probe.settings import resolve
-    from tests import servers as S
-
-    plan = throughput_plan(resolve({"profile": profile}, env={}))
-    assert plan is not None
-    site = S.Site({"/tp": S.large(16 * 1024 * 1024)})
-    servers = [S.WebServer(site, "127.78.0.1", 0), S.WebServer(site, "127.78.0.2", 0)]
-    port = servers[0].port
-    servers.append(S.WebServer(site, "127.78.0.2", port))
-
-    async def go() -> int:
-        cfg = MeasureConfig(
-            resolver=parse_resolver("127.0.0.1:9"), control_resolver=None, allow_loopback=True
-        )
-        shared = Shared.create(cfg)
-        try:
-            res = await run_test(
-                shared,
-                f"http://127.78.0.1:{port}/tp",
-                f"http://127.78.0.2:{port}/tp",
-                plan,
-            )
-        finally:
-            await shared.aclose()
-        return res.bytes_used
-
-    try:
-        return asyncio.run(go()), plan.worst_case_bytes
-    finally:
-        for s in servers:
-            s.close()
-
-
 def storage(store: Any) -> dict[str, float]:
     """Bytes per stored measurement, from SQLite's own page accounting (dbstat)."""
     db = store.db
@@ -301,7 +262,7 @@ def main() -> int:
         try:
             print(
                 f"{'profile':8} {'interval':>8} {'round':>10} {'rounds/day':>10} "
-                f"{'pages/day':>11} {'cap/day':>9}  per throughput test (measured, worst case)"
+                f"{'pages/day':>11} {'cap/day':>9}"
             )
             last = None
             for profile in args.profiles.split(","):
@@ -309,15 +270,11 @@ def main() -> int:
                 s = out["settings"]
                 per_round = sum(out["bytes"]) / len(out["bytes"])
                 per_day = 86400 / s.interval
-                tp, worst = throughput_bytes(profile)
                 cap = s.max_bytes_per_day
                 print(
                     f"{profile:8} {s.interval / 3600:7.2g}h {per_round / 1e6:8.2f}MB "
                     f"{per_day:10.1f} {per_round * per_day / 1e6:9.1f}MB "
-                    f"{f'{cap / 1e6:.0f}MB' if cap else 'none':>9}  "
-                    f"{tp / 1e6:.2f} MB, {worst / 1e6:.2f} MB; every "
-                    f"{s.throughput_interval / 3600:g}h per target with a throughput_url: "
-                    f"{tp * 86400 / s.throughput_interval / 1e6:.1f} MB/day"
+                    f"{f'{cap / 1e6:.0f}MB' if cap else 'none':>9}"
                 )
                 print(
                     f"         rounds: {', '.join(f'{b / 1e6:.2f} MB' for b in out['bytes'])}; "
