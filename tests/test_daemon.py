@@ -424,7 +424,7 @@ class Daemon:
                 out.append({"msg": line, "level": "raw"})
         return out
 
-    def wait_for(self, pred: Any, timeout: float = 20) -> list[dict[str, Any]]:
+    def wait_for(self, pred: Any, timeout: float = 60) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             lines = self.lines()
