@@ -45,8 +45,17 @@ MODULES = {
     "control": "probe/control.py",
 }
 EQUIVALENTS = REPO / "docs" / "mutation-equivalents.md"
-# What the tests read besides probe/ and tests/ (mutmut copies only what it is told).
-ALSO_COPY = ["targets.yaml", "README.md", "CHANGELOG.md", "docs", "bench", "results", "scripts"]
+# What the tests read besides probe/ and tests/ (mutmut copies only what it is told): every
+# other top-level entry git tracks, so a new folder the tests read is never forgotten.
+ALSO_COPY = sorted(
+    {
+        line.split("/")[0]
+        for line in subprocess.run(
+            ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    }
+    - {"probe", "tests", ".ci", ".gitignore"}
+)
 KILLED = {"killed", "timeout", "caught by type check"}
 SKIPPED = {"no tests", "skipped"}
 
