@@ -13,7 +13,7 @@ import pytest
 
 from probe.classify import classify
 from probe.classify.facts import HTTPDiff, Reference, http_diff
-from probe.classify.throughput import analyse, flow_stats
+from probe.classify.throughput import analyse, flow_stats, looks_slow
 from probe.events import ThroughputTest, find_events
 from probe.model import (
     ControlEndpoint,
@@ -408,6 +408,32 @@ def test_p_value_cut_off_with_bonferroni() -> None:
     assert too_many.p_value == pytest.approx(p_raw * (last_ok + 1))
     assert too_many.throttled is False and too_many.p_raw == p_raw
     assert analyse(flows, tests_in_round=10**9).p_value == 1.0  # capped at 1
+
+
+# -- looks slow (worth the A/B and the helper's download): the target's median at most half ----
+@pytest.mark.parametrize(
+    ("target_tick", "slow"),
+    [(31_250, True), (31_875, False), (30_625, True), (62_500, False)],  # 0.5, 0.51, 0.49, 1.0
+)
+def test_looks_slow_cut_off(target_tick: int, slow: bool) -> None:
+    assert looks_slow(_trials(target_tick, 62_500)) is slow
+
+
+def test_looks_slow_takes_medians_not_means() -> None:
+    # target trials at 0.4, 0.4 and 2.0 of the control: median 0.4 (slow), mean 0.93 (not)
+    t = [steady("target", tick, trial=i) for i, tick in enumerate((25_000, 25_000, 125_000))]
+    c = [steady("control", 62_500, trial=i) for i in range(3)]
+    assert looks_slow(t + c) is True
+    # control trials at 1.0, 1.0 and 0.1: median 1.0; the target at 0.45 is slow against it
+    t = [steady("target", 28_125, trial=i) for i in range(3)]
+    c = [steady("control", tick, trial=i) for i, tick in enumerate((62_500, 62_500, 6_250))]
+    assert looks_slow(t + c) is True
+
+
+def test_looks_slow_needs_both_sides() -> None:
+    assert looks_slow([steady("target", 100)]) is False
+    assert looks_slow([steady("control", 100)]) is False
+    assert looks_slow([]) is False
 
 
 # -- the mechanism: RTT inflation >= 3x is a shaper; drops with < 2x a policer --------------------
