@@ -436,6 +436,84 @@ def test_looks_slow_needs_both_sides() -> None:
     assert looks_slow([]) is False
 
 
+# -- the SNI A/B alone: named legs at most half the neutral ones, every one of them ------------
+def _ab(named: list[int], neutral: list[int], **kw: int) -> list[Flow]:
+    """Named legs between neutral ones, alternating the helper's two addresses."""
+    out = []
+    for k, tick in enumerate(neutral):
+        role = "ab_neutral" if k % 2 == 0 else "ab_neutral2"
+        out.append(steady(role, tick, trial=k))
+        if k < len(named):
+            out.append(steady("ab_target", named[k], trial=k, **kw))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("named", "throttled"),
+    [
+        (31_250, True),  # exactly half: "at most"
+        (31_875, False),  # 0.51
+        (30_625, True),  # 0.49
+    ],
+)
+def test_ab_alone_ratio_cut_off(named: int, throttled: bool) -> None:
+    a = analyse(_ab([named] * 4, [62_500] * 5))
+    assert a.basis == "sni_ab" and a.ab_ratio == pytest.approx(named / 62_500)
+    assert a.throttled is throttled and a.label == ("sni_targeted" if throttled else None)
+    assert a.ratio is None and a.p_value is not None and a.p_value < 0.05
+
+
+@pytest.mark.parametrize(
+    ("slowest_neutral", "throttled"),
+    [
+        (50_000, True),  # the named legs (25,000) are exactly half the slowest neutral one
+        (49_000, False),  # the median says 0.4, but one neutral leg is under twice them
+    ],
+)
+def test_ab_alone_every_named_leg_below_every_neutral(
+    slowest_neutral: int, throttled: bool
+) -> None:
+    a = analyse(_ab([25_000] * 4, [62_500, 62_500, slowest_neutral, 62_500, 62_500]))
+    assert a.ab_ratio == pytest.approx(0.4) and a.throttled is throttled
+    # and the slowest named leg counts, not the median of them
+    b = analyse(_ab([25_000, 25_000, 25_000, 31_875], [62_500] * 5))
+    assert b.ab_ratio == pytest.approx(0.4) and b.throttled is False
+
+
+def test_ab_alone_p_value_is_corrected_and_capped() -> None:
+    flows = _ab([25_000] * 4, [62_500] * 5)
+    one = analyse(flows)
+    assert one.p_value == one.p_raw and one.p_raw is not None and one.p_raw < 0.05
+    n = 7
+    assert analyse(flows, tests_in_round=n).p_value == pytest.approx(one.p_raw * n)
+    huge = analyse(flows, tests_in_round=10**15)
+    assert (huge.p_value, huge.throttled, huge.p_raw) == (1.0, False, one.p_raw)
+
+
+def test_ab_alone_mechanism_from_the_named_legs_only() -> None:
+    shaped = analyse(_ab([25_000] * 4, [62_500] * 5, rcv_rtt=60_000))
+    assert (shaped.throttled, shaped.mechanism) == (True, "shaper")
+    # a queue on the neutral legs alone says nothing about the named ones
+    flows = [
+        steady(f.role, f.bytes // 24, trial=f.trial, rcv_rtt=200_000)
+        if f.role != "ab_target"
+        else f
+        for f in _ab([25_000] * 4, [62_500] * 5)
+    ]
+    assert analyse(flows).mechanism is None
+
+
+@pytest.mark.parametrize(
+    ("named", "neutral"),
+    [([25_000] * 4, [62_500]), ([], [62_500] * 5)],  # one neutral leg; no named leg
+)
+def test_ab_alone_needs_two_neutral_legs_and_a_named_one(
+    named: list[int], neutral: list[int]
+) -> None:
+    a = analyse(_ab(named, neutral))
+    assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
+
+
 # -- the mechanism: RTT inflation >= 3x is a shaper; drops with < 2x a policer --------------------
 @pytest.mark.parametrize(
     ("rcv_rtt", "ooo", "mechanism"),
