@@ -514,6 +514,38 @@ def test_ab_alone_needs_two_neutral_legs_and_a_named_one(
     assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
 
 
+# -- a burst, then a throttle: the rate after at most half the burst's, the burst > 2 s of it --
+def _shaped(ticks: list[int]) -> Flow:
+    """A target flow that moves ``ticks[i]`` bytes in the i-th 250 ms, exactly."""
+    samples, got = [], 0
+    for i, n in enumerate(ticks, 1):
+        got += n
+        samples.append(Sample(0.25 * i, got, 20_000, 20_000, 20_000, 0, 0))
+    return Flow(
+        "target", "https://t.test/", "192.0.2.1", 0, 0.0, 0.01, 0.25 * len(ticks), got, got,
+        tuple(samples),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ticks", "burst", "bps"),
+    [
+        # 1 s at 2 Mbit/s, then exactly half: a shift; 2 Mbit of burst = 2 s of 1 Mbit/s
+        ([62_500] * 4 + [31_250] * 20, 250_000, 1e6),
+        ([62_500] * 4 + [31_875] * 20, None, None),  # 0.51 of the burst's rate: no shift
+        # one 250 ms tick of burst (500 kbit) against exactly 2 s of what follows
+        ([62_500] + [7_812] * 20, 62_500, 249_984.0),
+        ([62_500] + [7_813] * 20, None, None),  # a little under 2 s of it: slow start
+        ([62_500] * 4 + [15_625] * 20, 250_000, 5e5),
+    ],
+)
+def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None) -> None:
+    st = flow_stats(_shaped(ticks))
+    assert st is not None and st.burst_bytes == burst
+    if bps is not None:  # the steady rate is the one after the burst
+        assert st.bps == pytest.approx(bps)
+
+
 # -- the mechanism: RTT inflation >= 3x is a shaper; drops with < 2x a policer --------------------
 @pytest.mark.parametrize(
     ("rcv_rtt", "ooo", "mechanism"),
