@@ -8,6 +8,7 @@ the code's own constants: a changed threshold must fail a row here.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ from probe.model import (
     DNSAnswer,
     DNSQuery,
     Flow,
+    HelperSpeed,
     HTTPTransaction,
     Observations,
     Sample,
@@ -544,6 +546,67 @@ def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None
     assert st is not None and st.burst_bytes == burst
     if bps is not None:  # the steady rate is the one after the burst
         assert st.bps == pytest.approx(bps)
+
+
+# -- whose doing a throttle is: the label's cut-offs -----------------------------------------
+def _throttled(*extra: Flow, t_ttfb: float = 0.01, c_ttfb: float = 0.01) -> list[Flow]:
+    """Trials with the target at a quarter of the control (throttled), plus ``extra`` legs."""
+    flows = [
+        replace(f, ttfb=t_ttfb if f.role == "target" else c_ttfb) for f in _trials(15_625, 62_500)
+    ]
+    return [*flows, *extra]
+
+
+@pytest.mark.parametrize(
+    ("named", "site", "label"),
+    [
+        (31_250, None, "sni_targeted"),  # the object's host name at exactly half the neutral
+        (31_875, None, "target_slow_unattributed"),  # at 0.51
+        (62_500, 31_250, "sni_targeted"),  # the site's own name at half, its CDN's not
+        (62_500, 31_875, "target_slow_unattributed"),
+    ],
+)
+def test_label_sni_cut_off(named: int, site: int | None, label: str) -> None:
+    legs = [steady("ab_neutral", 62_500), steady("ab_target", named)]
+    if site is not None:
+        legs.append(steady("ab_site", site))
+    a = analyse(_throttled(*legs))
+    assert a.throttled is True and a.label == label
+
+
+@pytest.mark.parametrize(
+    ("helper_bps", "label"),
+    [
+        (1e6, "ip_targeted"),  # exactly twice the target's 500 kbit/s, from elsewhere
+        (0.99e6, "target_slow_unattributed"),
+        (None, "target_slow_unattributed"),  # no helper download: nothing shows whose doing
+    ],
+)
+def test_label_fast_elsewhere_cut_off(helper_bps: float | None, label: str) -> None:
+    legs = [steady("ab_neutral", 62_500), steady("ab_target", 62_500)]  # the name is no trigger
+    speed = HelperSpeed(bps=helper_bps) if helper_bps is not None else None
+    a = analyse(_throttled(*legs), helper_speed=speed)
+    assert a.bps == pytest.approx(5e5) and a.label == label
+
+
+def test_label_fast_elsewhere_needs_the_ab() -> None:
+    """Without the A/B's named leg the name cannot be ruled out: not ip_targeted."""
+    a = analyse(_throttled(steady("ab_neutral", 62_500)), helper_speed=HelperSpeed(bps=10e6))
+    assert a.label == "target_slow_unattributed"
+
+
+@pytest.mark.parametrize(
+    ("t_ttfb", "c_ttfb", "label"),
+    [
+        (1.0, 0.01, "handshake_throttled"),  # at least 1 s, and 4x the control's
+        (0.99, 0.01, "target_slow_unattributed"),
+        (2.0, 0.5, "handshake_throttled"),  # exactly 4x
+        (1.99, 0.5, "target_slow_unattributed"),
+    ],
+)
+def test_label_handshake_cut_off(t_ttfb: float, c_ttfb: float, label: str) -> None:
+    a = analyse(_throttled(t_ttfb=t_ttfb, c_ttfb=c_ttfb))
+    assert a.throttled is True and a.label == label
 
 
 # -- the mechanism: RTT inflation >= 3x is a shaper; drops with < 2x a policer --------------------
