@@ -704,3 +704,21 @@ def test_events_need_two_in_a_row() -> None:
 def test_a_zero_ratio_is_always_below() -> None:
     (e,) = find_events(_series([0.0, 0.0]))
     assert e.open and e.baseline_ratio is None
+
+
+@pytest.mark.parametrize(
+    ("helper_says", "ours"),
+    [
+        (None, "dns_no_answer"),
+        ("", "dns_no_answer"),
+        ("dns_no_answer", "dns_no_answer"),
+        ("dns_name_error", "dns_nxdomain_error"),  # OONI's helper's legacy name
+        ("dns_nxdomain_error", "dns_nxdomain_error"),
+        ("dns_server_failure", "dns_server_failure"),
+        ("generic_timeout_error", "generic_timeout_error"),
+    ],
+)
+def test_helper_dns_failure_names(helper_says: str | None, ours: str) -> None:
+    from probe.classify.facts import _normalise_helper_dns_failure
+
+    assert _normalise_helper_dns_failure(helper_says) == ours

@@ -196,3 +196,47 @@ def test_a_bad_content_encoding_is_a_protocol_error() -> None:
 
     info = failures.classify(zlib.error("incorrect header check"), failures.OP_READ)
     assert info.failure == failures.HTTP_PROTOCOL_ERROR
+
+
+# -- small tables, as literals ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("ours", "oonis"),
+    [
+        (None, None),
+        ("", ""),
+        ("connection_reset", "connection_reset"),
+        ("http_too_many_redirects", "unknown_failure: stopped after too many redirects"),
+        ("http_protocol_error", "unknown_failure: http protocol error"),
+    ],
+)
+def test_to_ooni_and_back(ours: str | None, oonis: str | None) -> None:
+    assert failures.to_ooni(ours) == oonis
+    assert failures.from_ooni(oonis) == (ours or None)
+
+
+@pytest.mark.parametrize(
+    ("failure", "known"),
+    [
+        (None, True),
+        ("generic_timeout_error", True),
+        ("http_protocol_error", True),
+        ("unknown_failure: [scrubbed] went away", True),
+        ("timeout", False),
+        ("", False),
+    ],
+)
+def test_is_known(failure: str | None, known: bool) -> None:
+    assert failures.is_known(failure) is known
+
+
+def test_an_errno_outside_the_table_is_no_df007_failure() -> None:
+    info = failures.classify(OSError(errno.EPERM, "Operation not permitted"), failures.OP_CONNECT)
+    assert info.failure.startswith("unknown_failure") and info.failure != "connection_refused"
+    refused = failures.classify(ConnectionRefusedError(errno.ECONNREFUSED, "x"), "connect")
+    assert (refused.failure, refused.raw) == ("connection_refused", "ECONNREFUSED")
+
+
+def test_not_network_errors_are_exception_types_with_a_reason() -> None:
+    table = failures.not_network_errors()
+    assert table and all(isinstance(k, type) and issubclass(k, BaseException) for k in table)
+    assert all(isinstance(why, str) and why for why in table.values())
