@@ -722,3 +722,23 @@ def test_helper_dns_failure_names(helper_says: str | None, ours: str) -> None:
     from probe.classify.facts import _normalise_helper_dns_failure
 
     assert _normalise_helper_dns_failure(helper_says) == ours
+
+
+def test_mechanism_reads_only_measured_rtts_and_the_final_ooo_count() -> None:
+    """Samples without a receiver RTT (0: the kernel had none yet) are left out, not read as
+    no queue; out-of-order packets are the kernel's running count, read at the last sample,
+    and one is enough."""
+    from probe.classify.throughput import _mechanism
+
+    def target(rtts: list[int], last_ooo: int) -> Flow:
+        samples = tuple(
+            Sample(0.25 * i, 15_625 * i, r, r, 20_000, last_ooo if i == len(rtts) else 0, 0)
+            for i, r in enumerate(rtts, 1)
+        )
+        n = 15_625 * len(rtts)
+        return Flow("target", "https://t.test/", "192.0.2.1", 0, 0.0, 0.01, 6.0, n, n, samples)
+
+    assert _mechanism([target([0] * 14 + [60_000] * 10, 0)]) == "shaper"
+    assert _mechanism([target([20_000] * 24, 1)]) == "policer"
+    assert _mechanism([target([20_000] * 24, 0)]) is None
+    assert _mechanism([target([0] * 24, 5)]) is None  # no RTT at all: cannot tell
