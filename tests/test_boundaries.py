@@ -742,3 +742,98 @@ def test_mechanism_reads_only_measured_rtts_and_the_final_ooo_count() -> None:
     assert _mechanism([target([20_000] * 24, 1)]) == "policer"
     assert _mechanism([target([20_000] * 24, 0)]) is None
     assert _mechanism([target([0] * 24, 5)]) is None  # no RTT at all: cannot tell
+
+
+# -- the throughput analysis' own arithmetic, as literals ----------------------------------------
+def test_steady_flow_blocks_and_peak_are_exact() -> None:
+    st = flow_stats(steady("target", 31_250))  # 1 Mbit/s for 6 s
+    assert st is not None
+    assert st.peak_bps == pytest.approx(1e6)
+    assert len(st.blocks) == 5 and all(b == pytest.approx(1e6) for b in st.blocks)
+
+
+def test_analysis_fields_are_the_medians_and_the_defaults() -> None:
+    a = analyse(_trials(15_625, 62_500))
+    assert a.bps == pytest.approx(5e5) and a.control_bps == pytest.approx(2e6)
+    assert a.tests_in_round == 1 and a.ratio == pytest.approx(0.25) and a.basis == "trials"
+
+
+def test_ratio_is_the_median_of_per_trial_ratios() -> None:
+    # trial ratios 0.2, 0.3 and 0.9: the median is 0.3 (the last trial alone would say 0.9)
+    flows = []
+    for i, (t, c) in enumerate(((12_500, 62_500), (18_750, 62_500), (28_125, 31_250))):
+        flows += [steady("target", t, trial=i), steady("control", c, trial=i)]
+    assert analyse(flows).ratio == pytest.approx(0.3)
+
+
+def test_p_value_is_one_sided() -> None:
+    """A target faster than its control is no evidence of throttling: p near 1, not near 0."""
+    fast = analyse(_trials(125_000, 62_500))
+    assert fast.p_raw is not None and fast.p_raw > 0.9 and fast.throttled is False
+    ab = analyse(_ab([125_000] * 4, [62_500] * 5))
+    assert ab.p_raw is not None and ab.p_raw > 0.9 and ab.throttled is False
+
+
+def test_a_named_leg_that_never_started_is_a_rate_of_zero() -> None:
+    """Nothing within the time cap (no failure, or a timeout) is a rate of zero for the A/B;
+    a reset is a failed download and leaves the A/B undecided."""
+    neutral = [steady(r, 62_500, trial=k) for k, r in enumerate(("ab_neutral", "ab_neutral2") * 3)]
+
+    def dead(failure: str | None) -> list[Flow]:
+        return [
+            Flow("ab_target", "u", "192.0.2.1", k, 0.0, None, 6.0, 0, 0, (), failure)
+            for k in range(4)
+        ]
+
+    for failure in (None, "generic_timeout_error"):
+        a = analyse([*neutral, *dead(failure)])
+        assert (a.throttled, a.label, a.ab_ratio) == (True, "sni_targeted", 0.0), failure
+        assert a.ab is not None and a.ab["ab_target"] == 0.0
+    assert analyse([*neutral, *dead("connection_reset")]).throttled is None
+
+
+def test_a_failed_flow_with_bytes_has_no_stats() -> None:
+    f = replace(steady("target", 31_250), failure="connection_reset")
+    assert flow_stats(f) is None
+
+
+def test_pauses_before_the_first_byte_and_after_the_last_are_no_stall() -> None:
+    # 3 s before the first byte (a slow first response), then steady
+    late = [Sample(0.25 * i, 0) for i in range(1, 13)]
+    late += [Sample(3.0 + 0.25 * i, 31_250 * i) for i in range(1, 13)]
+    n = 31_250 * 12
+    f = Flow("target", "u", "192.0.2.1", 0, 0.0, 0.01, 6.0, n, n, tuple(late))
+    st = flow_stats(f)
+    assert st is not None and st.stalled is False and st.bps == pytest.approx(1e6)
+    # everything in 3 s, then the sampler ticks on for 3 s more
+    done = [Sample(0.25 * i, 31_250 * min(i, 12)) for i in range(1, 25)]
+    g = Flow("target", "u", "192.0.2.1", 0, 0.0, 0.01, 6.0, n, n, tuple(done))
+    st = flow_stats(g)
+    assert st is not None and st.stalled is False and st.bps == pytest.approx(1e6)
+
+
+def test_samples_at_one_instant_are_no_division_by_zero() -> None:
+    samples = [Sample(0.25 * i, 31_250 * i) for i in range(1, 13)]
+    samples.insert(6, Sample(samples[5].t, samples[5].bytes))  # the sampler read twice
+    n = 31_250 * 12
+    f = Flow("target", "u", "192.0.2.1", 0, 0.0, 0.01, 3.0, n, n, tuple(samples))
+    st = flow_stats(f)
+    assert st is not None and st.bps == pytest.approx(1e6)
+
+
+def test_congestion_needs_both_sides_slowed() -> None:
+    """Congestion (not throttled, both well below their own peaks) needs the control slowed
+    too: a target alone below its peak is no congestion."""
+
+    def slowed(role: str, trial: int, after: int) -> Flow:
+        return replace(_shaped([62_500] * 4 + [after] * 20), role=role, trial=trial)
+
+    both = [slowed(r, i, 15_625) for i in range(3) for r in ("target", "control")]
+    assert analyse(both).label == "congestion"
+    one = [
+        slowed("target", i, 15_625) if r == "target" else steady("control", 25_000, trial=i)
+        for i in range(3)
+        for r in ("target", "control")
+    ]
+    a = analyse(one)
+    assert a.throttled is False and a.label is None
