@@ -240,3 +240,60 @@ def test_not_network_errors_are_exception_types_with_a_reason() -> None:
     table = failures.not_network_errors()
     assert table and all(isinstance(k, type) and issubclass(k, BaseException) for k in table)
     assert all(isinstance(why, str) and why for why in table.values())
+
+
+def _ssl_error(reason: str | None, text: str) -> ssl.SSLError:
+    e = ssl.SSLError(1, text)
+    e.reason = reason  # type: ignore[misc]  # set by OpenSSL on a real one
+    return e
+
+
+@pytest.mark.parametrize(
+    ("reason", "text", "failure", "raw"),
+    [
+        ("UNEXPECTED_EOF_WHILE_READING", "x", "eof_error", "ssl:UNEXPECTED_EOF_WHILE_READING"),
+        ("unexpected_eof_while_reading", "x", "eof_error", "ssl:unexpected_eof_while_reading"),
+        ("WRONG_VERSION_NUMBER", "x", "ssl_failed_handshake", "ssl:WRONG_VERSION_NUMBER"),
+        # no reason: the text says it
+        (None, "handshake failure", "ssl_failed_handshake", "ssl:handshake failure"),
+    ],
+)
+def test_ssl_errors_by_reason(reason: str | None, text: str, failure: str, raw: str) -> None:
+    info = failures.classify(_ssl_error(reason, text), failures.OP_TLS)
+    assert (info.failure, info.raw) == (failure, raw)
+
+
+def test_ssl_raw_text_is_scrubbed_and_capped() -> None:
+    info = failures.classify(_ssl_error("X" * 300 + " 203.0.113.5", "x"), failures.OP_TLS)
+    assert info.failure == "ssl_failed_handshake" and info.raw is not None
+    assert len(info.raw) == 200 and info.raw.startswith("ssl:XXX")
+    info = failures.classify(_ssl_error("BAD 203.0.113.5", "x"), failures.OP_TLS)
+    assert info.raw == "ssl:BAD [scrubbed]"
+
+
+@pytest.mark.parametrize(
+    ("exc", "failure", "raw"),
+    [
+        (
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+            "eof_error",
+            "server_disconnected",
+        ),
+        (
+            httpx.RemoteProtocolError("illegal header line"),
+            "http_protocol_error",
+            "illegal header line",
+        ),
+        (httpx.ConnectTimeout("t"), "generic_timeout_error", "ConnectTimeout"),
+    ],
+)
+def test_http_errors_raw(exc: BaseException, failure: str, raw: str) -> None:
+    info = failures.classify(exc, failures.OP_HTTP)
+    assert (info.failure, info.raw) == (failure, raw)
+
+
+def test_a_cycle_in_the_exception_chain_ends() -> None:
+    a, b = RuntimeError("a"), RuntimeError("b")
+    a.__context__, b.__context__ = b, a
+    info = failures.classify(a, failures.OP_HTTP)
+    assert info.failure.startswith("unknown_failure")
