@@ -107,6 +107,7 @@ def test_body_proportion_not_judged(probe: HTTPTransaction, control: Reference) 
         ("Independent News Today", "Independent", False),  # "today" only on our side
         ("Independent", "Independent Today", False),  # "today" only on theirs
         ("Independent\tToday", "Independent Today", False),  # OONI splits at spaces only
+        ("Independent Today", "Independent\tToday", False),  # on their side too
         ("Independent  Today", "Independent Today", True),
         ("Hello World", "Hello Earth", False),  # 5-letter words count
         ("News abcd", "News wxyz", True),  # 4-letter words do not: nothing to compare
@@ -837,3 +838,57 @@ def test_congestion_needs_both_sides_slowed() -> None:
     ]
     a = analyse(one)
     assert a.throttled is False and a.label is None
+
+
+A, B = "https://site.test/a", "https://site.test/b"
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "match"),
+    [
+        ((302, A), (302, A), True),
+        ((302, A), (301, A), True),  # any two redirect statuses
+        ((302, A), (302, B), False),
+        ((302, A), (200, None), None),  # only ours redirects
+        ((200, None), (302, A), None),
+        ((302, A), (302, None), None),  # a redirect without a Location: nothing to compare
+        ((302, None), (302, A), None),
+        ((200, A), (200, A), None),  # a Location on a 200 is no redirect
+    ],
+)
+def test_location_match(
+    ours: tuple[int, str | None], theirs: tuple[int, str | None], match: bool | None
+) -> None:
+    probe = replace(tx(status=ours[0]), location=ours[1])
+    reference = replace(ref(status=theirs[0]), location=theirs[1])
+    assert http_diff(probe, reference).location_match is match
+
+
+def test_no_reference_headers_is_no_header_verdict() -> None:
+    d = http_diff(tx(), ref(headers=frozenset()))
+    assert (d.headers_match, d.site_headers_match) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("named", "site", "ab_ratio"),
+    [
+        (31_250, None, 0.5),
+        (125_000, None, 2.0),  # faster under its own name: the ratio says so
+        (62_500, 15_625, 0.25),  # the slower of the object's host and the site's name
+        (15_625, 62_500, 0.25),
+    ],
+)
+def test_ab_ratio_beside_trials(named: int, site: int | None, ab_ratio: float) -> None:
+    legs = [steady("ab_neutral", 62_500), steady("ab_target", named)]
+    if site is not None:
+        legs.append(steady("ab_site", site))
+    a = analyse(_throttled(*legs))
+    assert a.ab_ratio == pytest.approx(ab_ratio)
+    assert a.ab is not None and ("ab_site" in a.ab) is (site is not None)
+
+
+def test_mechanism_with_a_one_microsecond_minimum() -> None:
+    from probe.classify.throughput import _mechanism
+
+    f = steady("target", 15_625, rcv_rtt=3, min_rtt=1)
+    assert _mechanism([f]) == "shaper"

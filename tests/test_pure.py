@@ -94,6 +94,36 @@ def test_fingerprint_files(tmp_path: Path) -> None:
     assert fingerprints.builtin().http  # the shipped set loads
 
 
+def test_fingerprint_messages_in_full() -> None:
+    for text, message in [
+        (
+            HEADER + "n,isp,body,glob,x,5\n",
+            "x.csv:2: pattern_type: 'glob' is not one of contains, full, prefix, regexp",
+        ),
+        (
+            HEADER + "n,isp,body,,x,5\n",
+            "x.csv:2: pattern_type: '' is not one of contains, full, prefix, regexp",
+        ),
+        (HEADER + "n,isp,,full,x,5\n", "x.csv:2: location_found: '' (dns, body or header.NAME)"),
+    ]:
+        with pytest.raises(FingerprintError) as err:
+            fingerprints._rows(Path("x.csv"), text)
+        assert str(err.value) == message
+
+
+def test_fingerprint_rows_as_written(tmp_path: Path) -> None:
+    f = fingerprints._rows(Path("x.csv"), HEADER + ",,DNS,full,203.0.113.9,5\n")
+    assert f.http == () and len(f.dns) == 1  # "DNS" is the dns location, any case
+    (d,) = f.dns
+    assert (d.name, d.scope, d.location, d.regex) == ("", "", "dns", None)
+    # a lone carriage return inside a quoted pattern is part of it, read from a file too
+    text = HEADER + 'n,isp,body,contains,"a\rb",5\n'
+    assert fingerprints._rows(Path("x.csv"), text).http[0].pattern == "a\rb"
+    p = tmp_path / "cr.csv"
+    p.write_bytes(text.encode())
+    assert fingerprints.load(p).http[0].pattern == "a\rb"
+
+
 # -- pages --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("body", "title"),
