@@ -892,3 +892,17 @@ def test_mechanism_with_a_one_microsecond_minimum() -> None:
 
     f = steady("target", 15_625, rcv_rtt=3, min_rtt=1)
     assert _mechanism([f]) == "shaper"
+
+
+@pytest.mark.parametrize(("ttfb", "bps"), [(0.2, 1e6), (None, 8e5)])
+def test_a_flow_done_within_slow_start_is_its_bytes_over_its_time(
+    ttfb: float | None, bps: float
+) -> None:
+    """100 kB, the last byte at 0.75 s (within the transient after the first at 0.25 s): the
+    whole body over the whole time after the first response byte."""
+    samples = (Sample(0.25, 50_000), Sample(0.75, 100_000))
+    f = Flow("target", "u", "192.0.2.1", 0, 0.0, ttfb, 1.0, 100_000, 100_000, samples)
+    st = flow_stats(f)
+    assert st is not None
+    assert st.bps == pytest.approx(bps) and st.blocks == (pytest.approx(bps),)
+    assert st.peak_bps == pytest.approx(1.6e6)  # the first 250 ms
