@@ -906,3 +906,11 @@ def test_a_flow_done_within_slow_start_is_its_bytes_over_its_time(
     assert st is not None
     assert st.bps == pytest.approx(bps) and st.blocks == (pytest.approx(bps),)
     assert st.peak_bps == pytest.approx(1.6e6)  # the first 250 ms
+
+
+def test_one_failed_flow_leaves_the_other_trials_counted() -> None:
+    failed = Flow("target", "u", "192.0.2.1", 0, failure="connection_reset")
+    flows = [failed, *_trials(15_625, 62_500)[2:]]  # trial 0's target failed; trials 1 and 2
+    a = analyse(flows)
+    assert a.ratio == pytest.approx(0.25) and a.bps == pytest.approx(5e5)
+    assert a.control_bps == pytest.approx(2e6)
