@@ -152,8 +152,8 @@ class DNSServer:
             except OSError:
                 return
             with conn, contextlib.suppress(Exception):
-                n = struct.unpack("!H", conn.recv(2))[0]
-                reply = answer(self.zone, conn.recv(n))
+                n = struct.unpack("!H", recv_exactly(conn, 2))[0]
+                reply = answer(self.zone, recv_exactly(conn, n))
                 if reply is not None:
                     conn.sendall(struct.pack("!H", len(reply)) + reply)
 

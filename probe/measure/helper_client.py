@@ -98,7 +98,8 @@ class HelperClient:
         return to_evidence(doc)
 
     async def _post_json(self, path: str, body: dict[str, Any], timeout: float) -> Any:
-        """POST ``body`` to the helper's ``path``; its JSON answer, or a failure string."""
+        """POST ``body`` to the helper's ``path``; its parsed JSON answer, or ``_Failed`` with
+        the failure when it cannot be reached, does not answer 200 or answers no JSON."""
         try:
             r = await self._client.post(f"{self.url.rstrip('/')}{path}", json=body, timeout=timeout)
         except failures.network_error_types() as exc:
