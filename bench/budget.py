@@ -162,7 +162,7 @@ def serve(tmp: Path) -> dict[str, Any]:
 
     import trustme
 
-    from probe.targets import load_targets
+    from probe.config.targets import load_targets
     from tests import servers as S
 
     tl = load_targets(ROOT / "targets.yaml")
@@ -209,8 +209,8 @@ def serve(tmp: Path) -> dict[str, Any]:
 
 
 async def rounds(profile: str, n: int, world: dict[str, Any], db: Path) -> dict[str, Any]:
+    from probe.config.settings import resolve
     from probe.round import prepare, run_once
-    from probe.settings import resolve
     from probe.store import Store
 
     settings = resolve(

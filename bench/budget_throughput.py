@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from probe.budget import RESERVE_SHARE
+from probe.config.settings import resolve
 from probe.model import Plan
-from probe.settings import resolve
+from probe.round.budget import RESERVE_SHARE
 from tests.lab import REPO, Lab, running_lab
 
 MB = 1e6
@@ -119,7 +119,7 @@ def main() -> int:
             mean = (tp_bytes - page_bytes) / max(tests, 1)
             per_day = pages_day + mean * planned * 86400 / tp_gap
             # Under the cap: the tests a day that fit beside the day's pages and the reserve
-            # a throughput test leaves (probe.budget: a tenth of the cap).
+            # a throughput test leaves (probe.round.budget: a tenth of the cap).
             room = (cap - pages_day - RESERVE_SHARE * cap) if cap else None
             fit = min(planned * 86400 / tp_gap, room / mean) if room is not None else None
             print(

@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     args = ap.parse_args()
 
-    from probe import settings as settings_mod
+    from probe.config import settings as settings_mod
     from probe.round import prepare, run_once
     from probe.store import Store
 

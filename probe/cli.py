@@ -17,14 +17,10 @@ import click
 import yaml
 
 from probe import __version__
-from probe import settings as settings_mod
 from probe.classify.fingerprints import FingerprintSet
-from probe.errors import InputError
-from probe.measure.dns import parse_resolver, system_resolver
-from probe.round import load_fingerprints, read_token
-from probe.settings import DAEMON, MEASURE, OPTIONS, Settings
-from probe.store import Store
-from probe.targets import (
+from probe.config import settings as settings_mod
+from probe.config.settings import DAEMON, MEASURE, OPTIONS, Settings
+from probe.config.targets import (
     Target,
     TargetList,
     TargetsError,
@@ -32,6 +28,10 @@ from probe.targets import (
     load_targets,
     read_targets,
 )
+from probe.errors import InputError
+from probe.measure.dns import parse_resolver, system_resolver
+from probe.round import load_fingerprints, read_token
+from probe.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 NO_HELPER_NOTE = (
@@ -96,8 +96,8 @@ def cli() -> None:
 
 
 def settings_options(*scopes: str) -> Callable[[F], F]:
-    """The settings' flags (from :data:`probe.settings.OPTIONS`) for commands of these scopes,
-    plus ``--config``; defined once, so ``run`` and ``daemon`` take the same ones."""
+    """The settings' flags (from :data:`probe.config.settings.OPTIONS`) for commands of these
+    scopes, plus ``--config``; defined once, so ``run`` and ``daemon`` take the same ones."""
 
     def decorate(f: F) -> F:
         for o in reversed(OPTIONS):
@@ -150,8 +150,8 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     Example:
       probe run --only facebook --resolver 192.168.1.1 --db results/probe.db
     """
-    from probe import report
     from probe.round import prepare, run_once
+    from probe.round import progress as report
 
     settings = load_settings(flags, config_path)
     setup = prepare(settings)
@@ -435,7 +435,7 @@ def events(
     """
     import json
 
-    from probe.events import find_events
+    from probe.classify.events import find_events
 
     store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     found = [
@@ -490,7 +490,7 @@ def import_(
     Example:
       probe import --format ooni 2026-11-01_VN_webconnectivity.jsonl.gz --db results/ooni.db
     """
-    from probe.importer import import_ooni
+    from probe.ooni.importer import import_ooni
 
     paths = [Path(f) for f in files]
     for p in paths:
@@ -528,7 +528,7 @@ def reclassify(
     Example:
       probe reclassify --db results/probe.db --fingerprints fingerprints_http.csv
     """
-    from probe.reclassify import reclassify as run_reclassify
+    from probe.store.reclassify import reclassify as run_reclassify
 
     fps = _fingerprints(fingerprint_paths)
     store = _open_store(resolve_db(db_path, config_path), create=False)
@@ -547,7 +547,7 @@ def daemon(config_path: str | None, **flags: Any) -> int:
     Example:
       probe daemon --interval 45m --max-bytes-per-day 200M
     """
-    from probe.daemon import run as run_daemon
+    from probe.daemon.daemon import run as run_daemon
 
     return run_daemon(flags, config_path)
 
@@ -567,8 +567,8 @@ def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
     """
     import json
 
-    from probe.status import render
-    from probe.status import status as daemon_status
+    from probe.daemon.status import render
+    from probe.daemon.status import status as daemon_status
 
     db = resolve_db(db_path, config_path)
     if not Path(db).exists():
@@ -601,7 +601,7 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
     Example:
       probe init --profile mobile --yes
     """
-    from probe.init import CONSENT, settings_file
+    from probe.config.init import CONSENT, settings_file
 
     where = config_path or os.environ.get("PROBE_CONFIG")
     path = Path(where).expanduser() if where else settings_mod.default_config()
@@ -747,7 +747,7 @@ def filter_options(f: F) -> F:
 
 
 def _row_filter(flags: dict[str, Any]) -> Any:
-    from probe.export import RowFilter, parse_time
+    from probe.analyst.export import RowFilter, parse_time
 
     return RowFilter(
         since=parse_time(flags["since"], "--since") if flags["since"] else None,
@@ -790,7 +790,7 @@ def export(
       probe export --db results/probe.db --format csv --since 2026-11-01 -o nov.csv
       probe export --format parquet -o dataset/ --blocked --network AS7552
     """
-    from probe.export import export as run_export
+    from probe.analyst.export import export as run_export
 
     f = _row_filter(flags)
     if fmt == "parquet":
@@ -831,7 +831,7 @@ def report(
       probe report --db results/probe.db -o report.html --since 2026-11-01 --lang vi
     """
     _need_analyst("probe report")
-    from probe.export.report import write_report
+    from probe.analyst.report.html import write_report
 
     f = _row_filter(flags)
     store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
@@ -849,7 +849,7 @@ def merge(sources: tuple[str, ...], output: str) -> None:
     Example:
       probe merge hanoi.db saigon.db -o fleet.db
     """
-    from probe.export.merge import merge as run_merge
+    from probe.analyst.merge import merge as run_merge
 
     for line in run_merge(list(sources), output):
         click.echo(line)
@@ -864,7 +864,7 @@ def datasette_metadata(databases: tuple[str, ...]) -> None:
     Example:
       probe datasette-metadata fleet.db > metadata.json && datasette fleet.db -m metadata.json
     """
-    from probe.export.datasette import metadata_text
+    from probe.analyst.datasette import metadata_text
 
     click.echo(metadata_text(tuple(Path(d).stem for d in databases)), nl=False)
 

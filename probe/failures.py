@@ -77,7 +77,7 @@ DF007: frozenset[str] = frozenset(
 # -- two documented extensions ---------------------------------------------------------------
 # OONI reports both as "unknown_failure: <Go's error text>" (e.g. "unknown_failure: stopped
 # after too many redirects"); the classifier needs to tell them apart from other failures, so
-# they have names here. probe.ooni reads OONI's text back into them.
+# they have names here. probe.ooni.translate reads OONI's text back into them.
 HTTP_TOO_MANY_REDIRECTS = "http_too_many_redirects"  # more than 10 redirects: a loop
 HTTP_PROTOCOL_ERROR = "http_protocol_error"  # an HTTP reply that breaks HTTP/1.1's framing
 EXTENSIONS: frozenset[str] = frozenset({HTTP_TOO_MANY_REDIRECTS, HTTP_PROTOCOL_ERROR})

@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 
 from probe.classify import classify
+from probe.classify.events import ThroughputTest, find_events
 from probe.classify.facts import HTTPDiff, Reference, http_diff
 from probe.classify.throughput import analyse, flow_stats, looks_slow
-from probe.events import ThroughputTest, find_events
 from probe.model import (
     ControlEndpoint,
     ControlEvidence,

@@ -24,13 +24,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe import budget, schedule
 from probe.cli import main
-from probe.daemon import sd_notify, watchdog_period
-from probe.lock import DaemonLock, DaemonRunning, holder
-from probe.settings import OPTIONS, resolve
+from probe.config.settings import OPTIONS, resolve
+from probe.config.targets import Target, TargetsError, load_targets
+from probe.daemon import schedule
+from probe.daemon.daemon import sd_notify, watchdog_period
+from probe.daemon.lock import DaemonLock, DaemonRunning, holder
+from probe.round import budget
 from probe.store import Store
-from probe.targets import Target, TargetsError, load_targets
 from probe.timeutil import iso
 from tests.conftest import World
 
@@ -586,7 +587,7 @@ def test_database_errors_are_logged_and_retried(
 
 
 def test_patient_store_keeps_measurements_until_the_database_takes_them(tmp_path: Path) -> None:
-    from probe.daemon import PatientStore
+    from probe.daemon.daemon import PatientStore
     from probe.model import Measurement, Observations, Verdict
 
     def m(i: int) -> Measurement:
@@ -645,7 +646,7 @@ def test_log_lines_for_journald_and_collectors(monkeypatch: pytest.MonkeyPatch) 
     import io
     import logging
 
-    from probe.daemon import setup_logging
+    from probe.daemon.daemon import setup_logging
 
     log = logging.getLogger("probe.daemon")
     for fmt, journal in (("text", "1:2"), ("json", "")):

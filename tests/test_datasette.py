@@ -76,7 +76,7 @@ def test_datasette_serves_a_probe_database_with_probes_metadata(
 
 
 def test_every_table_view_and_column_is_described(tmp_path: Path) -> None:
-    from probe.export.datasette import metadata
+    from probe.analyst.datasette import metadata
 
     store = Store.open(tmp_path / "probe.db")
     tables = metadata()["databases"]["probe"]["tables"]

@@ -1,4 +1,5 @@
-"""The report's plain-words evidence (probe.export.evidence.explain) over stored golden rows.
+"""The report's plain-words evidence (probe.analyst.report.evidence.explain) over stored golden
+rows.
 
 Every scenario is stored as the probe stores it (tests/dbs.py) and read back as a row, so the
 sentences are tested on the same JSON the report reads.
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from probe.export.evidence import FAILURE_WORDS, explain
+from probe.analyst.report.evidence import FAILURE_WORDS, explain
 from probe.model import ControlEvidence
 from probe.store import Store
 from tests.dbs import SCENARIOS, helper_saw_it_work, measurement

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from probe.analyst.export import FLAT
 from probe.cli import main
-from probe.export import FLAT
-from probe.importer import measurement_id
+from probe.ooni.importer import measurement_id
 from probe.store import Store
 from tests.dbs import HELPER_DOWN, SCENARIOS, golden_db, helper_saw_it_work, measurement
 
@@ -263,8 +263,8 @@ def test_csv_from_sqlite_equals_csv_from_records(tmp_path: Path) -> None:
     """write_csv takes the steps straight from SQLite; write_csv_records re-encodes the JSON
     Lines records. The csv module reads the same cells back from both (JSON cells compared as
     JSON: SQLite and msgspec space and escape it differently), odd text included."""
-    from probe.export import RowFilter, records
-    from probe.export.csv import write_csv, write_csv_records
+    from probe.analyst.export import RowFilter, records
+    from probe.analyst.export.csv import write_csv, write_csv_records
 
     store = Store.open(tmp_path / "q.db")
     odd = ['a "quoted", comma', "line\nbreak", "cr\rhere", "=1+2", "Tin tức"]

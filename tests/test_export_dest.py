@@ -1,5 +1,5 @@
-"""probe.export.files itself: written whole or not at all, never half a file (the CLI's side,
-FIFOs and devices: tests/test_export_files.py).
+"""probe.analyst.export.files itself: written whole or not at all, never half a file (the CLI's
+side, FIFOs and devices: tests/test_export_files.py).
 
 Real files, folders and symlinks in the test's own temporary folder; nothing mocked.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.export.files import destination, new_folder
-from probe.export.records import ExportError
+from probe.analyst.export.files import destination, new_folder
+from probe.analyst.export.records import ExportError
 
 
 class Boom(Exception):

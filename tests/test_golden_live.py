@@ -18,8 +18,8 @@ import pytest
 
 from probe.classify.fingerprints import builtin
 from probe.model import Measurement
-from probe.reclassify import reclassify
 from probe.store import Store
+from probe.store.reclassify import reclassify
 from tests.conftest import World
 from tests.golden.record import HERE, SCENARIOS, helper_for, normalised, record_one
 

@@ -404,7 +404,7 @@ def test_the_clients_address_is_stored_nowhere(lab: Lab) -> None:
 # -- issue 12: throughput of every listed site, and which network ------------------------------
 def _default_list() -> tuple[dict[str, Any], dict[str, Any]]:
     """The repository's own targets.yaml, as the lab's replica serves it."""
-    from probe.targets import load_targets
+    from probe.config.targets import load_targets
     from tests.lab import REPO
 
     tl = load_targets(REPO / "targets.yaml")

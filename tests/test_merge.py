@@ -13,7 +13,7 @@ from probe.cli import main
 from probe.store import Store, migrations
 from tests.dbs import SCENARIOS, golden_db, measurement
 
-from probe._lazy import without_numpy  # isort: skip
+from probe.store._lazy import without_numpy  # isort: skip
 
 with without_numpy():
     from sqlite_utils import Database

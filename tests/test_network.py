@@ -23,13 +23,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from probe.config.settings import SettingsError, resolve
 from probe.helper.asn import AsnDbError, Entry, load
 from probe.helper.server import HelperApp
 from probe.measure.dns import parse_resolver
 from probe.measure.net import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind
-from probe.settings import SettingsError, resolve
 from tests.conftest import PUBLIC_ADDRESS, World
 from tests.dbs import measurement
 
@@ -184,11 +184,11 @@ def test_behind_nat_the_public_address_is_scrubbed_everywhere_and_the_asn_kept(
     """The helper saw the volunteer's public address (behind NAT, as it would); the probe was
     never told it. Servers echo it in every form: the database file (WAL included, bodies
     decompressed) and the exports hold it nowhere, and every measurement has the network."""
+    from probe.analyst.export import records, write
     from probe.classify.fingerprints import builtin
-    from probe.export import records, write
+    from probe.config.targets import Target
     from probe.round import run_round
     from probe.store import Store
-    from probe.targets import Target
     from tests.test_trust import _all_forms
 
     nonce = b"n" * 32
@@ -311,7 +311,7 @@ def test_events_keep_one_baseline_per_network(
     mobile data (always a third as fast: that network's normal). Keyed on the ASN, neither is
     an event, and a real drop at home is; keyed on the resolver alone, mobile data would look
     throttled all along."""
-    from probe.events import find_events
+    from probe.classify.events import find_events
     from probe.store import Store
 
     store = Store.open(tmp_path / "e.db")

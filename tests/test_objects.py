@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from probe.measure import net
 from probe.measure.discover import MemoryCache, check, discover, object_for
 from probe.measure.net import Shared
-from probe.model import HTTPTransaction, Observations, Plan
-from probe.objects import (
+from probe.measure.objects import (
     MIN_BYTES,
     Candidate,
     Checked,
@@ -31,6 +30,7 @@ from probe.objects import (
     is_first_party,
     registrable_domain,
 )
+from probe.model import HTTPTransaction, Observations, Plan
 from tests import servers as S
 from tests.conftest import World
 from tests.lab.replica import SITES, STORE_CAP, ReplicaSite
@@ -81,7 +81,7 @@ def test_every_default_target_gets_the_object_its_page_offers(site: ReplicaSite)
 
 
 def test_the_replica_covers_every_default_target_and_control(repo_root: Any) -> None:
-    from probe.targets import load_targets
+    from probe.config.targets import load_targets
 
     tl = load_targets(repo_root / "targets.yaml")
     listed = {t.name: t.url for t in (*tl.targets, *tl.controls)}

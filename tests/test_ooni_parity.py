@@ -16,7 +16,7 @@ import pytest
 
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
-from probe.ooni import VERDICT_KEYS, from_ooni
+from probe.ooni.translate import VERDICT_KEYS, from_ooni
 
 ROOT = Path(__file__).parent / "fixtures" / "ooni-qa"
 EXPECTED: dict[str, Any] = json.loads((ROOT / "expected.json").read_text(encoding="utf-8"))

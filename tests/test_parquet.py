@@ -19,8 +19,8 @@ pa = pytest.importorskip("pyarrow")
 duckdb = pytest.importorskip("duckdb")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from probe.analyst.export.parquet import SCHEMA, SCHEMA_VERSION, schema_text  # noqa: E402
 from probe.cli import main  # noqa: E402
-from probe.export.parquet import SCHEMA, SCHEMA_VERSION, schema_text  # noqa: E402
 from tests.dbs import SCENARIOS, example_fleet, golden_db  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "analysts.md"

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from probe import addr, settings, timeutil
+from probe import addr, timeutil
 from probe.classify import fingerprints
+from probe.config import settings
 from probe.model import HTTPTransaction
 
 ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)

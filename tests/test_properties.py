@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probe.cli import main
-from probe.settings import OPTIONS
+from probe.config.settings import OPTIONS
 from probe.urls import URLError, check_url
 from tests.conftest import World
 from tests.test_hostile import run_args

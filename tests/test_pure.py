@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from probe import addr, timeutil
 from probe.classify import fingerprints
 from probe.classify.fingerprints import Fingerprint, FingerprintError, FingerprintSet
+from probe.config.targets import TargetsError, import_citizenlab_csv, load_targets
 from probe.model import HTTPTransaction
 from probe.pages import decode_text, extract_title
-from probe.targets import TargetsError, import_citizenlab_csv, load_targets
 
 HEADER = "name,scope,location_found,pattern_type,pattern,confidence_no_fp\n"
 
@@ -280,7 +280,7 @@ def scratch_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from probe._lazy import without_numpy
+    from probe.store._lazy import without_numpy
 
     monkeypatch.delitem(sys.modules, "numpy", raising=False)
     with without_numpy(), pytest.raises(ImportError):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from probe import settings
-from probe.settings import SettingsError, resolve
+from probe.config import settings
+from probe.config.settings import SettingsError, resolve
 
 NO_ENV: dict[str, str] = {}
 

@@ -19,8 +19,8 @@ from probe.model import (
     ThroughputRecord,
     observations_from_json,
 )
-from probe.reclassify import reclassify
 from probe.store import Store, StoreError
+from probe.store.reclassify import reclassify
 
 GOLDEN = Path(__file__).parent / "golden" / "scenarios"
 

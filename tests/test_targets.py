@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from probe.targets import (
+from probe.config.targets import (
     MAX_FILE_BYTES,
     TargetsError,
     import_citizenlab_csv,

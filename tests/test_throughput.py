@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
+from probe.classify.events import ThroughputTest, find_events
 from probe.classify.throughput import analyse, flow_stats, looks_slow
-from probe.events import ThroughputTest, find_events
 from probe.measure.net import Shared
 from probe.measure.throughput import download
 from probe.model import Flow, HelperSpeed, Plan, Sample
@@ -327,9 +327,9 @@ def test_a_round_tests_every_target_on_the_objects_its_page_links(
     helper, its test is skipped as having no object. The pages were stored before the tests
     ran; the tests reached the store through on_result."""
     from probe.classify.fingerprints import builtin
+    from probe.config.targets import Target
     from probe.measure.discover import MemoryCache
     from probe.round import ThroughputOptions, run_round
-    from probe.targets import Target
     from tests import servers as S
 
     port = world.http_port

@@ -45,9 +45,9 @@ def _round_measurement(
     """One target measured by a real round (scrubbed, classified), with the in-process test
     helper when ``helper``."""
     from probe.classify.fingerprints import builtin
+    from probe.config.targets import Target
     from probe.measure.helper_client import HelperClient
     from probe.round import run_round
-    from probe.targets import Target
     from tests.test_helper import helper_server
 
     stored: list[Measurement] = []
@@ -127,12 +127,12 @@ def test_the_volunteers_address_is_stored_nowhere(world: World, tmp_path: Path) 
     import ipaddress
     import zlib
 
+    from probe.analyst.export import records, write
     from probe.classify.fingerprints import builtin
-    from probe.export import records, write
-    from probe.reclassify import reclassify
+    from probe.config.targets import Target
     from probe.round import run_round
     from probe.store import Store
-    from probe.targets import Target
+    from probe.store.reclassify import reclassify
 
     urls = {
         "page": world.http("echo.test"),
@@ -199,8 +199,8 @@ def test_a_fingerprint_with_an_address_fires_live_and_on_replay(
     raw when live, so a fingerprint naming the filter's address (an iframe to 10.10.34.34)
     fired live and not in probe reclassify. Addresses that are evidence are kept now."""
     from probe.classify.fingerprints import builtin, load
-    from probe.reclassify import reclassify
     from probe.store import Store
+    from probe.store.reclassify import reclassify
 
     fp = tmp_path / "fp.csv"
     fp.write_text(

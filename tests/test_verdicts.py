@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from probe import verdicts as V
+from probe import words as V
 from probe.classify import classify
 from tests.dbs import SCENARIOS, helper_saw_it_work, measurement
 

@@ -4,13 +4,13 @@ Contract: ``check(shared, candidate, counter)`` asks for one candidate's size wi
 one-byte ranged GET (``Range: bytes=0-0``, whose ``Content-Range`` gives the total), through the
 pinned transport to an address from the resolver under test (never one
 :func:`~probe.measure.net.skip_address` refuses), following no redirect; a network failure is a
-result (the :class:`~probe.objects.Checked` carries its df-007 string). ``discover(found, check,
-max_bytes)`` checks candidates in :func:`~probe.objects.check_order` until one is large enough.
-``object_for(...)`` gives a target its object for this round: the pinned ``throughput_url``; else
-the stored choice, when it still answers 200 with the same size; else a new choice from what the
-page this round fetched offers (``found``, from :func:`probe.objects.from_page`), stored with
-when it was found; a stored "none found" stands for a day.
-Bytes moved by the checks are counted into ``counter``.
+result (the :class:`~probe.measure.objects.Checked` carries its df-007 string). ``discover(found,
+check, max_bytes)`` checks candidates in :func:`~probe.measure.objects.check_order` until one is
+large enough. ``object_for(...)`` gives a target its object for this round: the pinned
+``throughput_url``; else the stored choice, when it still answers 200 with the same size; else a
+new choice from what the page this round fetched offers (``found``, from
+:func:`probe.measure.objects.from_page`), stored with when it was found; a stored "none found"
+stands for a day. Bytes moved by the checks are counted into ``counter``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import httpx
 from probe import failures
 from probe.measure import net, steps
 from probe.measure.net import PinnedTransport, Shared
+from probe.measure.objects import MAX_REPEAT, Candidate, Checked, Choice, Found, check_order, choose
+from probe.measure.objects import describe as describe_found
 from probe.model import ObjectChoice, Plan, ThroughputObject
-from probe.objects import MAX_REPEAT, Candidate, Checked, Choice, Found, check_order, choose
-from probe.objects import describe as describe_found
 from probe.timeutil import iso, parse_iso
 
 NONE_FOUND_FOR = timedelta(days=1)  # how long a "none found" stands before looking again

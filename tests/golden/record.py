@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from probe.classify.fingerprints import builtin
+from probe.config.targets import Target
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
 from probe.model import Measurement, control_to_json, observations_to_json
 from probe.privacy import Scrubber
 from probe.round import measure_target
-from probe.targets import Target
 from tests.conftest import World, make_world
 
 HERE = Path(__file__).parent / "scenarios"

@@ -5,8 +5,8 @@ Contract: ``from_ooni(measurement)`` is pure. It turns an OONI Web Connectivity 
 ``classic``; control path: ``doh`` lookups and the other endpoints) and
 :class:`ControlEvidence` (the test helper's ``control`` answer; None when the measurement says
 no helper was asked: ``control`` and ``control_failure`` both null), plus OONI's own verdict,
-kept apart so our classifier never sees it. probe's own export (:mod:`probe.export.ooni`) comes
-back as it was: its resolver under test is tagged ``classic``, its control resolver
+kept apart so our classifier never sees it. probe's own export (:mod:`probe.analyst.export.ooni`)
+comes back as it was: its resolver under test is tagged ``classic``, its control resolver
 ``probe_control``, ``x_body_length`` gives a whole body's length and the ``probe_network_ok``
 annotation the round's ``network_ok``. It raises :class:`OONIFormatError` for input that is not
 a Web Connectivity measurement, and nothing else.
@@ -212,7 +212,7 @@ def _queries(tk: _TestKeys) -> list[DNSQuery]:
         # DoH lookups run from the probe through the network under test, so they are neither
         # the resolver under test nor an uncensored control: kept, but the classifier skips them.
         # probe's own export tags its resolver under test "classic" and its control resolver
-        # "probe_control" (probe.export.ooni), so its measurements come back as they were.
+        # "probe_control" (probe.analyst.export.ooni), so its measurements come back as they were.
         tags = q.tags or []
         role = "system" if engine == "getaddrinfo" or "classic" in tags else f"probe-{engine}"
         if "probe_control" in tags:

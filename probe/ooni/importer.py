@@ -3,8 +3,8 @@
 Contract: ``import_ooni(store, paths)`` streams each file (JSON Lines, one measurement per line,
 as OONI's API and bucket serve them, optionally gzipped; or a single JSON document), turns
 every Web Connectivity measurement into our observations and control evidence
-(:mod:`probe.ooni`), classifies it with our rules and stores it, with OONI's own verdict kept
-beside ours. Memory stays flat whatever the file's size. Each measurement is one transaction,
+(:mod:`probe.ooni.translate`), classifies it with our rules and stores it, with OONI's own verdict
+kept beside ours. Memory stays flat whatever the file's size. Each measurement is one transaction,
 and its id is derived from OONI's identifiers, so importing twice adds nothing. A malformed
 line is reported with its line number and skipped; nothing is half-stored.
 """
@@ -23,7 +23,7 @@ from typing import IO, Any, cast
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.model import Measurement
-from probe.ooni import OONIFormatError, from_ooni
+from probe.ooni.translate import OONIFormatError, from_ooni
 from probe.store import Store
 from probe.timeutil import iso
 

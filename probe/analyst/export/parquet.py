@@ -30,9 +30,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from probe import verdicts
-from probe.export.files import new_folder
-from probe.export.records import ExportError, throughput_record
+from probe import words as verdicts
+from probe.analyst.export.files import new_folder
+from probe.analyst.export.records import ExportError, throughput_record
 from probe.store import RowFilter, Store
 
 SCHEMA_VERSION = "2"

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
 
-from probe.targets import Target
+from probe.config.targets import Target
 from probe.timeutil import from_stored
 
 FLOOR = 0.2  # the shortest gap, as a fraction of the mean

@@ -36,11 +36,14 @@ from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
 from probe.classify.throughput import analyse, looks_slow
+from probe.config.settings import Settings
+from probe.config.targets import Target, TargetList, read_targets
 from probe.errors import InputError
 from probe.measure.discover import MemoryCache, ObjectCache, ObjectResult, object_for
 from probe.measure.dns import parse_resolver, system_resolver
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import ByteCounter, MeasureConfig, Shared, make_ssl_context
+from probe.measure.objects import Found, from_page
 from probe.measure.runner import TargetMeasurer
 from probe.measure.throughput import Download, HelperBulk, run_test
 from probe.model import (
@@ -54,10 +57,7 @@ from probe.model import (
     ThroughputRecord,
 )
 from probe.network import resolver_kind
-from probe.objects import Found, from_page
 from probe.privacy import Recogniser, Scrubber
-from probe.settings import Settings
-from probe.targets import Target, TargetList, read_targets
 from probe.timeutil import day_start, iso, month_start, utc_now
 
 if TYPE_CHECKING:

@@ -6,16 +6,16 @@ lock (a second daemon on the same database gets :class:`DaemonRunning`, naming t
 PID), closes rounds a crash left open, then runs APScheduler 3.x's AsyncIOScheduler until
 SIGTERM or SIGINT:
 
-- page rounds at random gaps around ``interval`` (:mod:`probe.schedule`), measuring the
+- page rounds at random gaps around ``interval`` (:mod:`probe.daemon.schedule`), measuring the
   targets that are due; throughput rounds on their own, slower schedule. Rounds never overlap
   (one lock); each job is paused while it runs and resumed at its end, so a gap runs from the
   end of one round to the start of the next. ``coalesce`` and no misfire limit: a laptop
   waking from sleep runs one round, not a burst; a heartbeat every few seconds re-reads the
   wall clock (asyncio's timers do not count suspended time).
-- the data budget (:mod:`probe.budget`): throughput rounds give way first, then page rounds;
+- the data budget (:mod:`probe.round.budget`): throughput rounds give way first, then page rounds;
   a round skipped for the budget is recorded (status ``budget``).
 - offline rounds (no control loads) and database errors (locked, full, read-only) lengthen the
-  gaps (:func:`probe.schedule.backoff`); the first good round restores them. A database error
+  gaps (:func:`probe.daemon.schedule.backoff`); the first good round restores them. A database error
   never ends the daemon: it is logged, measurements that could not be written are kept in
   memory (bounded) and written when the database takes them again.
 - SIGTERM/SIGINT: the round in flight is cancelled (a measurement is stored whole or not at
@@ -49,15 +49,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from probe import budget as budget_mod
-from probe import schedule
+from probe.config.settings import Settings, resolve
+from probe.config.targets import TargetList
+from probe.daemon import schedule
+from probe.daemon.lock import DaemonLock, pid_alive
 from probe.errors import InputError
-from probe.lock import DaemonLock, pid_alive
 from probe.model import Measurement
 from probe.round import RoundResult, RoundSetup, prepare, run_once
-from probe.settings import Settings, resolve
+from probe.round import budget as budget_mod
 from probe.store import Store, StoreError
-from probe.targets import TargetList
 from probe.timeutil import day_start, iso, month_start, utc_now
 
 log = logging.getLogger("probe.daemon")

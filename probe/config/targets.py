@@ -106,7 +106,7 @@ class Target(
 
     @property
     def interval_seconds(self) -> float | None:
-        from probe.settings import parse_duration
+        from probe.config.settings import parse_duration
 
         return None if self.interval is None else parse_duration(self.interval)
 
@@ -345,7 +345,7 @@ def _intervals(p: Path, r: _Reader, node: yaml.Node | str) -> dict[str, float]:
     """``intervals:``, a mapping of tag to mean gap: a target with no ``interval`` of its own
     takes the shortest of its tags'. Unlike one broken entry, a broken line here would change
     the schedule of every target with the tag, so it makes the file unusable."""
-    from probe.settings import parse_duration
+    from probe.config.settings import parse_duration
 
     if isinstance(node, str):
         raise TargetsError(f"{p}: intervals: {node}")

@@ -1,4 +1,4 @@
-"""JSON Lines: one :func:`probe.export.records.records` dict per line, UTF-8, streamed."""
+"""JSON Lines: one :func:`probe.analyst.export.records.records` dict per line, UTF-8, streamed."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from probe import verdicts
-from probe.events import find_events
-from probe.lock import holder
+from probe import words as verdicts
+from probe.classify.events import find_events
+from probe.daemon.lock import holder
 from probe.store import ANOMALY, Store
 from probe.timeutil import day_start, from_stored, iso, month_start
 

@@ -1,7 +1,7 @@
 """CSV for spreadsheets: safe to open, readable without hints, streamed.
 
 Contract: :func:`write_csv` writes one row per measurement with :data:`COLUMNS`: every flat
-field of the JSON Lines record (:data:`probe.export.records.FLAT`, ``verdict`` in words
+field of the JSON Lines record (:data:`probe.analyst.export.records.FLAT`, ``verdict`` in words
 included), then ``ooni_verdict`` and the nested sections as compact JSON text. A missing value is
 an empty cell, never ``null``; booleans are ``true``/``false``; ``started_at`` is UTC as
 ``YYYY-MM-DD HH:MM:SS``, which spreadsheets read as a date and time. A text cell that a
@@ -17,8 +17,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from probe import verdicts
-from probe.export.records import BOOLEANS, FLAT, NESTED, throughput_record
+from probe import words as verdicts
+from probe.analyst.export.records import BOOLEANS, FLAT, NESTED, throughput_record
 from probe.store import RowFilter, Store
 
 COLUMNS = [*FLAT, "ooni_verdict", *NESTED]
@@ -189,7 +189,7 @@ def write_csv(store: Store, f: RowFilter, out: BinaryIO, *, excel: bool = False)
 
 
 def write_csv_records(recs: Any, out: BinaryIO, *, excel: bool = False) -> int:
-    """The same CSV from :func:`probe.export.records.records` dicts (slower: every row is
+    """The same CSV from :func:`probe.analyst.export.records.records` dicts (slower: every row is
     parsed and encoded again; for callers that already hold records)."""
     newline = "\r\n" if excel else "\n"
     if excel:

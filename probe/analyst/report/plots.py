@@ -1,8 +1,8 @@
 """The report's plots (matplotlib, no screen): a verdict timeline per target, the throughput
 ratio with throttling events shaded, and the resolver's answers over time.
 
-Contract: each function takes the report's aggregated data (:mod:`probe.export.report`) and the
-language, and returns a matplotlib Figure; :func:`svg` renders one as an inline ``<svg>``
+Contract: each function takes the report's aggregated data (:mod:`probe.analyst.report.html`) and
+the language, and returns a matplotlib Figure; :func:`svg` renders one as an inline ``<svg>``
 element (text in the page's own fonts: nothing is fetched when the page opens) and :func:`png`
 as PNG bytes. An empty plot says so in words rather than being blank.
 """
@@ -19,10 +19,10 @@ import matplotlib.dates as mdates
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 from matplotlib.patches import Patch
 
-from probe import verdicts as V
+from probe import words as V
 
 if TYPE_CHECKING:
-    from probe.export.report import ReportData
+    from probe.analyst.report.html import ReportData
 
 COLOURS = {
     V.BLOCKPAGE: "#7f0000",

@@ -241,7 +241,7 @@ def _optional(one: Callable[[Any], Any]) -> Callable[[Any], Any]:
 # -- where the defaults live ---------------------------------------------------------------------
 def checkout() -> Path | None:
     """The source checkout this package runs from, when it has a ``results/`` folder."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and (root / "results").is_dir():
         return root
     return None

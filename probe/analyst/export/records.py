@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from probe import verdicts
+from probe import words as verdicts
 from probe.errors import InputError
 from probe.store import RowFilter, Store, blocking_from_db
 from probe.timeutil import iso, parse_iso
@@ -76,7 +76,7 @@ def _bool(v: Any) -> bool | None:
 
 
 def verdict_words(row: dict[str, Any], lang: str = "en") -> str:
-    """The verdict in words (:mod:`probe.verdicts`) of a stored measurement row."""
+    """The verdict in words (:mod:`probe.words`) of a stored measurement row."""
     label = None
     if row.get("throttled") and row.get("throughput"):
         label = (_decode.decode(row["throughput"]).get("analysis") or {}).get("label")

@@ -2,9 +2,9 @@
 
 Contract: ``CONSENT`` is what a volunteer reads before the first measurement (``{db}`` and
 ``{config}`` are filled in). ``settings_file(given)`` returns TOML text with one commented
-paragraph per setting of :data:`probe.settings.OPTIONS` (its help, its environment variable):
+paragraph per setting of :data:`probe.config.settings.OPTIONS` (its help, its environment variable):
 the settings in ``given`` (name -> value as a flag gives it) are set, every other one is shown
-commented out with its default. The file reads back through :func:`probe.settings.resolve`.
+commented out with its default. The file reads back through :func:`probe.config.settings.resolve`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import textwrap
 from typing import Any
 
-from probe.settings import OPTIONS, PROFILE_DEFAULTS, Option, parse_duration
+from probe.config.settings import OPTIONS, PROFILE_DEFAULTS, Option, parse_duration
 
 CONSENT = """\
 probe measures whether your network blocks or slows some web sites.

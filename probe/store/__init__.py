@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from probe._lazy import without_numpy
+from probe.store._lazy import without_numpy
 
 with without_numpy():
     from sqlite_utils import Database, Migrations
 
+from probe.classify.events import ThroughputTest
 from probe.errors import InputError
-from probe.events import ThroughputTest
 from probe.failures import scrub
 from probe.model import (
     HTTPTransaction,

@@ -4,13 +4,13 @@ Contract: :func:`collect` reads the selected measurements once, oldest first, an
 aggregates (memory bounded by targets x time bins, answer changes and kinds of anomaly, not by
 measurements): the verdict timeline per target, verdict counts per category and per network,
 the first and last measurement, the throughput ratios and throttling events
-(:func:`probe.events.find_events`), each target's DNS answers when they changed, and every
+(:func:`probe.classify.events.find_events`), each target's DNS answers when they changed, and every
 anomaly grouped by target, network, verdict, failing step, failure, rule and rules version, with
 its count, first and last time and measurement ids, and its evidence in plain words
-(:mod:`probe.export.evidence`). :func:`render` turns that into HTML with the plots inline as SVG
-(:mod:`probe.export.plots`) and a Content-Security-Policy that forbids every request: opening
-the file fetches nothing. Labels in English or Vietnamese. :func:`write_report` writes the file
-(never half-written) and, with ``png_dir``, each plot as a PNG.
+(:mod:`probe.analyst.report.evidence`). :func:`render` turns that into HTML with the plots inline
+as SVG (:mod:`probe.analyst.report.plots`) and a Content-Security-Policy that forbids every
+request: opening the file fetches nothing. Labels in English or Vietnamese. :func:`write_report`
+writes the file (never half-written) and, with ``png_dir``, each plot as a PNG.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any
 import msgspec
 
 from probe import __version__
-from probe import verdicts as V
-from probe.events import Event, find_events
-from probe.export.evidence import explain
-from probe.export.files import destination
-from probe.export.records import ExportError, verdict_words
+from probe import words as V
+from probe.analyst.export.files import destination
+from probe.analyst.export.records import ExportError, verdict_words
+from probe.analyst.report.evidence import explain
+from probe.classify.events import Event, find_events
 from probe.store import RowFilter, Store
 from probe.timeutil import parse_iso
 
@@ -383,7 +383,7 @@ def write_report(
     png_dir: str | None = None,
 ) -> str:
     """Write the report to ``output`` (and the plots to ``png_dir``); returns a summary."""
-    from probe.export import plots
+    from probe.analyst.report import plots
 
     if png_dir is not None:
         folder = Path(png_dir)

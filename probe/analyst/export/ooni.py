@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from probe import addr, failures
-from probe.export.records import verdict_words
+from probe.analyst.export.records import verdict_words
 from probe.store import RowFilter, Store, blocking_from_db
 
 CONTROL_TAG = "probe_control"
