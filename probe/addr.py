@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-
-class AddressError(ValueError):
-    """Text that is not a usable host, port or endpoint; the message says why."""
+from probe.errors import AddressError as AddressError  # raised by this module's parsers
 
 
 def endpoint(ip: str, port: int) -> str:

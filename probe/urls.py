@@ -20,13 +20,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from probe.errors import URLError
+
 MAX_LENGTH = 2048  # what browsers and CDNs reliably carry; OONI's helper caps the same
 _LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")  # after IDNA: letters, digits, '-', '_' (SRV-style)
 _NUMERIC = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
-
-
-class URLError(ValueError):
-    """Not a URL the probe can measure; the message says why."""
 
 
 def show(text: str, limit: int = 60) -> str:

@@ -154,8 +154,8 @@ def test_any_ooni_line_is_imported_or_refused_in_one_line(doc: Any) -> None:
     """Bad input raises OONIFormatError and nothing else (never a TypeError or KeyError that
     the importer would have to swallow, hiding real bugs)."""
     from probe.classify.fingerprints import builtin
+    from probe.errors import OONIFormatError
     from probe.ooni.importer import to_measurement
-    from probe.ooni.translate import OONIFormatError
 
     try:
         m = to_measurement(doc, builtin())

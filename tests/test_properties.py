@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from probe.cli import main
 from probe.config.settings import OPTIONS
-from probe.urls import URLError, check_url
+from probe.errors import URLError
+from probe.urls import check_url
 from tests.conftest import World
 from tests.test_hostile import run_args
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.urls import MAX_LENGTH, URLError, check_url
+from probe.errors import URLError
+from probe.urls import MAX_LENGTH, check_url
 
 REJECTED = {
     "https://\U0001f600.example/": "IDNA",

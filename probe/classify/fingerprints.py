@@ -18,14 +18,10 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from probe.errors import InputError
+from probe.errors import FingerprintError
 from probe.model import HTTPTransaction
 
 PATTERN_TYPES = {"full", "prefix", "contains", "regexp"}
-
-
-class FingerprintError(InputError):
-    """A fingerprint file cannot be used; the message names file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,8 @@ def parse_path(v: Any) -> str:
 
 def parse_url(v: Any) -> str:
     """An http(s) URL the probe can fetch (:func:`probe.urls.check_url`)."""
-    from probe.urls import URLError, check_url
+    from probe.errors import URLError
+    from probe.urls import check_url
 
     text = _text(v).strip()
     try:

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from probe.errors import InputError
-from probe.urls import URLError, check_url
+from probe.errors import InputError, URLError
+from probe.urls import check_url
 
 # Citizen Lab category codes (both the original and the 2024 codes), with our short labels.
 CATEGORIES: dict[str, str] = {

@@ -16,11 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probe import addr, failures
+from probe.errors import URLError
 from probe.measure import steps
 from probe.measure.net import MeasureConfig, Shared, skip_address
 from probe.measure.runner import TargetMeasurer
 from probe.model import Observations, no_address_failure, page_length
-from probe.urls import URLError, check_url
+from probe.urls import check_url
 
 MAX_ENDPOINTS = 32
 FORWARDED_HEADERS = {"user-agent", "accept", "accept-language"}

@@ -36,14 +36,14 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from probe import addr, failures
-from probe.errors import InputError
+from probe.errors import InputError, URLError
 from probe.helper import BadRequest, measure, parse_request
 from probe.helper.asn import Table, entry_fields
 from probe.measure.dns import DoHStatusError, ResolverSpec, exchange
 from probe.measure.net import MeasureConfig, Shared
 from probe.network import addr_hmac
 from probe.timeutil import utc_now
-from probe.urls import URLError, check_url
+from probe.urls import check_url
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

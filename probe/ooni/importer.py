@@ -22,8 +22,9 @@ from typing import IO, Any, cast
 
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
+from probe.errors import LineProblem, OONIFormatError
 from probe.model import Measurement
-from probe.ooni.translate import OONIFormatError, from_ooni
+from probe.ooni.translate import from_ooni
 from probe.store import Store
 from probe.timeutil import iso
 
@@ -39,10 +40,6 @@ class ImportReport:
 
 
 MAX_LINE = 64 * 2**20  # one measurement; OONI's largest (bodies included) are a few MB
-
-
-class LineProblem(ValueError):
-    """Why one line (or the one document) is skipped."""
 
 
 def _open(path: Path) -> IO[bytes]:

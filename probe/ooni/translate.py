@@ -26,6 +26,7 @@ import msgspec
 
 from probe import addr, failures
 from probe.control import to_evidence
+from probe.errors import OONIFormatError
 from probe.model import (
     REDIRECT_STATUSES,
     ControlEvidence,
@@ -57,10 +58,6 @@ VERDICT_KEYS = (
     "blocking",
 )
 _DEPTH = re.compile(r"^depth=(\d+)$")
-
-
-class OONIFormatError(ValueError):
-    pass
 
 
 # -- OONI's measurement, as typed records: anything of another shape is an OONIFormatError --------
