@@ -17,6 +17,8 @@ import click
 import yaml
 
 from probe import __version__
+from probe.analyst.export import FORMATS
+from probe.analyst.export.files import write_whole
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
 from probe.config.settings import DAEMON, MEASURE, OPTIONS, Settings
@@ -385,14 +387,7 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
         entries, skipped = import_citizenlab_csv(csv_path, seen)
         doc = {"targets": entries, "controls": [_entry_of(c) for c in controls]}
         text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
-        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        try:
-            load_targets(tmp)
-        except InputError:
-            tmp.unlink()
-            raise
-        os.replace(tmp, output)
+        write_whole(output, text, check=load_targets)  # a list that loads, or nothing
         click.echo(f"{len(entries)} entries and {len(controls)} controls written", err=True)
     else:
         entries, skipped = import_citizenlab_csv(csv_path, existing)
@@ -618,13 +613,7 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
             click.echo("Nothing written.", err=True)
             return 1
     text = settings_file({k: v for k, v in flags.items() if v not in (None, (), False)})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        fail(f"{path}: cannot write ({exc.strerror or exc})")
+    write_whole(path, text)
     load_settings({}, str(path))  # the file we wrote reads back
     click.echo(f"Settings written to {path}. Start measuring with: probe daemon")
     return 0
@@ -765,7 +754,7 @@ def _row_filter(flags: dict[str, Any]) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["jsonl", "csv", "ooni", "parquet"]),
+    type=click.Choice(FORMATS),
     default="jsonl",
     show_default=True,
     help="ooni: OONI Web Connectivity measurements; parquet: a dataset folder (probe[analyst]).",

@@ -16,7 +16,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -102,4 +102,30 @@ def new_folder(output: str) -> Iterator[Path]:
         raise ExportError(f"{output}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_whole(path: str | Path, text: str, check: Callable[[Path], object] | None = None) -> None:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all: into a temporary file beside it,
+    which ``check`` may read (and refuse by raising) before it is renamed into place. A folder
+    that does not exist yet is made; an OS error is an :class:`ExportError` naming ``path``."""
+    dest = Path(path)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
