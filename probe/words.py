@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probe.classify import NO_CONTROL
+from probe.model import NO_CONTROL
 
 ACCESSIBLE = "accessible"
 ACCESSIBLE_NO_CONTROL = "accessible (no control)"

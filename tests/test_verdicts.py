@@ -90,3 +90,15 @@ def test_of_a_classified_verdict() -> None:
     assert V.of(v) == "blocked (dns)" and V.of(v, lang="vi") == "bị chặn (DNS)"
     with pytest.raises(ValueError, match="lang"):
         V.words(False, True, lang="fr")
+
+
+def test_the_vocabulary_imports_no_layer_package() -> None:
+    """probe.words sits at the bottom: the model and failures, never a layer above them."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(V.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    ours = {m for m in imported if m == "probe" or m.startswith("probe.")}
+    assert ours <= {"probe.model", "probe.failures"}, ours
