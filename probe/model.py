@@ -352,13 +352,18 @@ class Network:
     source: str = "none"
 
 
+# ``Verdict.evidence`` of a verdict that compared the page with nothing (rule
+# http.success.local): the classifier sets it and the verdict words read it.
+NO_CONTROL = "no control"
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     blocking: Blocking
     accessible: bool | None
     rule_id: str
     rules_version: str
-    evidence: str  # "helper", "local" or "none"
+    evidence: str  # "helper", "local", "none" or NO_CONTROL
     dns_consistency: str | None = None  # "consistent", "inconsistent" or None
     failing_step: str | None = None  # "dns", "tcp", "tls", "http" or None
     failure: str | None = None

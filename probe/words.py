@@ -1,9 +1,36 @@
-"""A verdict in words, English and Vietnamese, that says no more than the evidence does.
+"""A verdict in words, and the one translation mechanism for every word probe shows a person.
 
-Contract: :func:`words` is pure. From a verdict's stored fields (``blocking`` and
+Contract, translation: English is the message id; other languages (Vietnamese first) are GNU
+gettext catalogs, ``probe/locale/<lang>/LC_MESSAGES/probe.po``, read at run time by the standard
+library's :mod:`gettext` from the compiled ``probe.mo`` beside it (no dependency a volunteer's
+Raspberry Pi must install). :func:`translator` gives a language's ``gettext`` and ``ngettext``
+(plural forms by the catalog's own ``Plural-Forms``: English two, Vietnamese one); a language
+without a catalog raises ValueError, and a catalog that is missing from the package raises
+OSError rather than falling back to English unnoticed. :func:`language` reads the language from
+the environment (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``, as gettext does). Modules
+keep English only, marked for extraction: ``N_("...")`` where a message is defined and
+translated later, or a call of ``gettext``/``ngettext`` where it is shown. Placeholders are
+named ``{}`` fields (str.format), so a translation may put them in another order.
+
+Workflow (Babel, a test dependency only; the mapping is ``babel.cfg``)::
+
+    pybabel extract -F babel.cfg --no-location --add-comments=TRANSLATORS: -o /tmp/probe.pot .
+    pybabel update -i /tmp/probe.pot -d probe/locale -D probe --no-fuzzy-matching \
+        --ignore-pot-creation-date
+    (translate probe/locale/vi/LC_MESSAGES/probe.po)
+    pybabel compile -d probe/locale -D probe
+
+The compiled ``probe.mo`` is committed beside its ``.po``, as Django commits its catalogs: an
+install from a checkout, an editable install, ``python -m probe`` and a wheel built without
+Babel all find the catalog, and no build step is needed on the Pi. tests/test_translations.py
+keeps the two in step: it compiles the ``.po`` with Babel and fails when the committed ``.mo``
+differs, and fails when an extracted message has no (or only a fuzzy) translation.
+
+Contract, verdicts: :func:`words` is pure. From a verdict's stored fields (``blocking`` and
 ``accessible`` with OONI Web Connectivity's meaning, ``evidence``, ``offline``, ``throttled``,
 and optionally the matched ``blockpage`` fingerprint and the throttling ``label``) it returns one
-of a closed set of phrases (:data:`WORDS`), the same in every export, report and terminal table:
+of a closed set of phrases (:data:`VERDICTS`), the same in every export, report and terminal
+table:
 
 - ``blocked (dns)`` where the rules say the resolver under test failed or lied against a control;
 - ``blocked (tcp_ip)`` and ``blocked (tls/http failure)`` only when a test helper saw the same
@@ -24,47 +51,76 @@ down, can't tell and offline).
 
 from __future__ import annotations
 
+import gettext
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from probe.classify import NO_CONTROL
+from probe.model import NO_CONTROL
 
-ACCESSIBLE = "accessible"
-ACCESSIBLE_NO_CONTROL = "accessible (no control)"
-BLOCKED_DNS = "blocked (dns)"
-BLOCKED_TCP_IP = "blocked (tcp_ip)"
-BLOCKED_TLS_HTTP = "blocked (tls/http failure)"
-BLOCKPAGE = "blockpage"
-ANOMALY_DNS = "anomaly (dns)"
-ANOMALY_TCP_IP = "anomaly (tcp_ip)"
-ANOMALY_TLS_HTTP = "anomaly (tls/http failure)"
-ANOMALY_HTTP_DIFF = "anomaly (http-diff)"
-ANOMALY_SLOW = "anomaly (slow)"
-ANOMALY = "anomaly"
-THROTTLED = "throttled"
-DOWN = "down"
-CANT_TELL = "can't tell"
-OFFLINE = "offline"
+DOMAIN = "probe"
+LOCALES = Path(__file__).parent / "locale"
+LANGS = ("en", "vi")  # English is the message id; every other one has a catalog in LOCALES
 
-# English -> Vietnamese; the order is the order of severity in reports (worst first).
-WORDS: dict[str, str] = {
-    BLOCKPAGE: "trang chặn",
-    BLOCKED_DNS: "bị chặn (DNS)",
-    BLOCKED_TCP_IP: "bị chặn (TCP/IP)",
-    BLOCKED_TLS_HTTP: "bị chặn (lỗi TLS/HTTP)",
-    THROTTLED: "bị bóp băng thông",
-    ANOMALY_DNS: "bất thường (DNS)",
-    ANOMALY_TCP_IP: "bất thường (TCP/IP)",
-    ANOMALY_TLS_HTTP: "bất thường (lỗi TLS/HTTP)",
-    ANOMALY_HTTP_DIFF: "bất thường (trang khác)",
-    ANOMALY_SLOW: "bất thường (chậm)",
-    ANOMALY: "bất thường",
-    DOWN: "trang web không hoạt động",
-    CANT_TELL: "không xác định được",
-    OFFLINE: "mất kết nối",
-    ACCESSIBLE_NO_CONTROL: "truy cập được (không có đối chứng)",
-    ACCESSIBLE: "truy cập được",
-}
-LANGS = ("en", "vi")
+
+def N_(message: str) -> str:
+    """Mark ``message`` for extraction where it is defined; it is translated where shown."""
+    return message
+
+
+@cache
+def translator(lang: str) -> gettext.NullTranslations:
+    """``lang``'s translations: ``.gettext(message)`` and ``.ngettext(singular, plural, n)``."""
+    if lang not in LANGS:
+        raise ValueError(f"lang: {lang!r} is not one of {', '.join(LANGS)}")
+    if lang == "en":
+        return gettext.NullTranslations()  # the ids are English, with English's two plural forms
+    return gettext.translation(DOMAIN, LOCALES, languages=[lang])
+
+
+def language() -> str:
+    """The language the environment asks for, where probe has it; English otherwise."""
+    found = gettext.find(DOMAIN, LOCALES)  # LANGUAGE, LC_ALL, LC_MESSAGES, LANG, normalised
+    lang = Path(found).parent.parent.name if found else "en"
+    return lang if lang in LANGS else "en"
+
+
+ACCESSIBLE = N_("accessible")
+ACCESSIBLE_NO_CONTROL = N_("accessible (no control)")
+BLOCKED_DNS = N_("blocked (dns)")
+BLOCKED_TCP_IP = N_("blocked (tcp_ip)")
+BLOCKED_TLS_HTTP = N_("blocked (tls/http failure)")
+BLOCKPAGE = N_("blockpage")
+ANOMALY_DNS = N_("anomaly (dns)")
+ANOMALY_TCP_IP = N_("anomaly (tcp_ip)")
+ANOMALY_TLS_HTTP = N_("anomaly (tls/http failure)")
+ANOMALY_HTTP_DIFF = N_("anomaly (http-diff)")
+ANOMALY_SLOW = N_("anomaly (slow)")
+ANOMALY = N_("anomaly")
+THROTTLED = N_("throttled")
+DOWN = N_("down")
+CANT_TELL = N_("can't tell")
+OFFLINE = N_("offline")
+
+# The closed set, in the order of severity in reports (worst first).
+VERDICTS = (
+    BLOCKPAGE,
+    BLOCKED_DNS,
+    BLOCKED_TCP_IP,
+    BLOCKED_TLS_HTTP,
+    THROTTLED,
+    ANOMALY_DNS,
+    ANOMALY_TCP_IP,
+    ANOMALY_TLS_HTTP,
+    ANOMALY_HTTP_DIFF,
+    ANOMALY_SLOW,
+    ANOMALY,
+    DOWN,
+    CANT_TELL,
+    OFFLINE,
+    ACCESSIBLE_NO_CONTROL,
+    ACCESSIBLE,
+)
 NOT_ANOMALIES = frozenset({ACCESSIBLE, ACCESSIBLE_NO_CONTROL, DOWN, CANT_TELL, OFFLINE})
 
 
@@ -116,11 +172,7 @@ def words(
     """The verdict in words. ``blocking`` may be as stored (``"false"``) or as exported
     (``False``); booleans may be 0/1."""
     en = _english(blocking, accessible, evidence, offline, throttled, blockpage, throttle_label)
-    if lang == "vi":
-        return WORDS[en]
-    if lang != "en":
-        raise ValueError(f"lang: {lang!r} is not one of {', '.join(LANGS)}")
-    return en
+    return translator(lang).gettext(en)
 
 
 def of(v: Any, *, lang: str = "en") -> str:
@@ -137,7 +189,8 @@ def of(v: Any, *, lang: str = "en") -> str:
 
 
 def translate(english: str, lang: str) -> str:
-    return WORDS[english] if lang == "vi" else english
+    """``english`` (a message id, such as a verdict) in ``lang``."""
+    return translator(lang).gettext(english)
 
 
 def is_anomaly(english: str) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from probe.analyst.report.evidence import FAILURE_WORDS, explain
 from probe.model import ControlEvidence
 from probe.store import Store
+from probe.words import translator
 from tests.dbs import SCENARIOS, helper_saw_it_work, measurement
 
 
@@ -72,5 +74,18 @@ def test_helper_evidence_is_in_words(tmp_path: Path) -> None:
 
 
 def test_every_failure_word_pair_is_filled_in_both_languages() -> None:
-    for failure, (en, vi) in FAILURE_WORDS.items():
+    for failure, en in FAILURE_WORDS.items():
+        vi = translator("vi").gettext(en)
         assert en and vi and en != vi, failure
+
+
+def test_a_page_of_one_byte_is_said_in_the_singular(tmp_path: Path) -> None:
+    row = _row(tmp_path, "success_https")
+    page = [s for s in explain(row) if " answered HTTP " in s]
+    assert page and " bytes, titled " in page[0], page
+    obs = msgspec.json.decode(row["observations"])
+    for h in obs["http"]:
+        h["body_length"] = 1
+    one = dict(row, observations=msgspec.json.encode(obs))
+    assert any(" 1 byte, titled " in s for s in explain(one)), explain(one)
+    assert any(" 1 byte, tiêu đề " in s for s in explain(one, "vi")), explain(one, "vi")

@@ -59,10 +59,11 @@ def test_every_combination_is_one_of_the_words_in_both_languages() -> None:
     for b, a, e, off, thr, bp, label in GRID:
         en = V.words(b, a, e, off, thr, blockpage=bp, throttle_label=label)
         vi = V.words(b, a, e, off, thr, blockpage=bp, throttle_label=label, lang="vi")
-        assert en in V.WORDS and vi == V.WORDS[en]
+        assert en in V.VERDICTS and vi == V.translate(en, "vi") != en
         seen.add(en)
-    assert seen == set(V.WORDS), f"never produced: {set(V.WORDS) - seen}"
-    assert len(set(V.WORDS.values())) == len(V.WORDS)  # one Vietnamese phrase per verdict
+    assert seen == set(V.VERDICTS), f"never produced: {set(V.VERDICTS) - seen}"
+    vi_words = {V.translate(w, "vi") for w in V.VERDICTS}
+    assert len(vi_words) == len(V.VERDICTS)  # one Vietnamese phrase per verdict
 
 
 def test_words_never_overclaim() -> None:
@@ -85,8 +86,20 @@ def test_words_never_overclaim() -> None:
 def test_of_a_classified_verdict() -> None:
     for name in SCENARIOS:
         m = measurement(name, "x", control=helper_saw_it_work(name))
-        assert V.of(m.verdict) in V.WORDS
+        assert V.of(m.verdict) in V.VERDICTS
     v = classify(measurement("dns_nxdomain", "x").observations)
     assert V.of(v) == "blocked (dns)" and V.of(v, lang="vi") == "bị chặn (DNS)"
     with pytest.raises(ValueError, match="lang"):
         V.words(False, True, lang="fr")
+
+
+def test_the_vocabulary_imports_no_layer_package() -> None:
+    """probe.words sits at the bottom: the model and failures, never a layer above them."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(V.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    ours = {m for m in imported if m == "probe" or m.startswith("probe.")}
+    assert ours <= {"probe.model", "probe.failures"}, ours

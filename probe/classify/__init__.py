@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from probe import failures
 from probe.classify.facts import CERT_FAILURES, DNS_DOWN_FAILURES, Facts, derive
 from probe.classify.fingerprints import FingerprintSet, builtin
-from probe.model import Blocking, ControlEvidence, Observations, Verdict
+from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
 
 RULES_VERSION = "2026.11.2"
-# ``evidence`` values: a test helper's view, the probe's own control resolver and control
-# fetch, nothing at all, or (NO_CONTROL) a verdict that compared the page with nothing.
-NO_CONTROL = "no control"
 
 
 @dataclass(frozen=True, slots=True)

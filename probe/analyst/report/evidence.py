@@ -1,4 +1,4 @@
-"""The evidence behind a verdict, in plain words (English and Vietnamese), for the report.
+"""The evidence behind a verdict, in plain words (English, or a translation), for the report.
 
 Contract: :func:`explain` is pure. From a stored measurement row (its verdict columns, the
 observations and the control evidence) it returns sentences a journalist can follow: which step
@@ -6,7 +6,8 @@ failed and how (the df-007 failure in words, the raw string beside it), what the
 (the control resolver's answers, the page fetched through a control address, or a test helper's
 view), the blockpage fingerprint or HTTP differences, the throughput against a control, and the
 rule and rules version that decided. It states what was observed and never more: a failure
-without a helper's view is said to be seen from this network only.
+without a helper's view is said to be seen from this network only. The sentences are English
+message ids, translated by :func:`probe.words.translator` (the catalogs in probe/locale).
 """
 
 from __future__ import annotations
@@ -17,146 +18,106 @@ import msgspec
 
 from probe import failures
 from probe.classify import RULES
+from probe.words import N_, translator
 
 _RULE_WHY = {r.id: r.why for r in RULES}
 
-FAILURE_WORDS: dict[str, tuple[str, str]] = {
-    failures.DNS_NXDOMAIN: (
-        "the name does not exist (NXDOMAIN)",
-        "tên miền không tồn tại (NXDOMAIN)",
-    ),
-    failures.DNS_NO_ANSWER: ("no address in the answer", "câu trả lời không có địa chỉ"),
-    failures.DNS_SERVFAIL: ("the resolver failed (SERVFAIL)", "máy chủ DNS báo lỗi (SERVFAIL)"),
-    failures.DNS_REFUSED: ("the resolver refused (REFUSED)", "máy chủ DNS từ chối (REFUSED)"),
-    failures.DNS_BOGON: (
-        "a private or loopback address, which leads nowhere",
-        "một địa chỉ nội bộ hoặc loopback, không dẫn tới đâu",
-    ),
-    failures.GENERIC_TIMEOUT: ("no answer in time (timeout)", "hết thời gian chờ (timeout)"),
-    failures.CONNECTION_RESET: (
-        "the connection was reset (RST)",
-        "kết nối bị ngắt đột ngột (RST)",
-    ),
-    failures.CONNECTION_REFUSED: ("the connection was refused", "kết nối bị từ chối"),
-    failures.EOF_ERROR: (
-        "the connection was closed in the middle",
-        "kết nối bị đóng giữa chừng",
-    ),
-    failures.SSL_INVALID_HOSTNAME: (
-        "the certificate is for another name",
-        "chứng chỉ dành cho một tên miền khác",
-    ),
-    failures.SSL_UNKNOWN_AUTHORITY: (
-        "the certificate is signed by an unknown authority",
-        "chứng chỉ do một bên không được tin cậy ký",
-    ),
-    failures.SSL_INVALID_CERTIFICATE: ("the certificate is invalid", "chứng chỉ không hợp lệ"),
-    failures.HTTP_TOO_MANY_REDIRECTS: ("redirects without end", "chuyển hướng không dứt"),
-    failures.HTTP_INVALID_REDIRECT_LOCATION_HOST: (
-        "a redirect to an invalid address",
-        "chuyển hướng tới một địa chỉ không hợp lệ",
-    ),
-    failures.HOST_UNREACHABLE: ("the host is unreachable", "không tới được máy chủ"),
-    failures.NETWORK_UNREACHABLE: ("the network is unreachable", "không tới được mạng"),
+FAILURE_WORDS: dict[str, str] = {
+    failures.DNS_NXDOMAIN: N_("the name does not exist (NXDOMAIN)"),
+    failures.DNS_NO_ANSWER: N_("no address in the answer"),
+    failures.DNS_SERVFAIL: N_("the resolver failed (SERVFAIL)"),
+    failures.DNS_REFUSED: N_("the resolver refused (REFUSED)"),
+    failures.DNS_BOGON: N_("a private or loopback address, which leads nowhere"),
+    failures.GENERIC_TIMEOUT: N_("no answer in time (timeout)"),
+    failures.CONNECTION_RESET: N_("the connection was reset (RST)"),
+    failures.CONNECTION_REFUSED: N_("the connection was refused"),
+    failures.EOF_ERROR: N_("the connection was closed in the middle"),
+    failures.SSL_INVALID_HOSTNAME: N_("the certificate is for another name"),
+    failures.SSL_UNKNOWN_AUTHORITY: N_("the certificate is signed by an unknown authority"),
+    failures.SSL_INVALID_CERTIFICATE: N_("the certificate is invalid"),
+    failures.HTTP_TOO_MANY_REDIRECTS: N_("redirects without end"),
+    failures.HTTP_INVALID_REDIRECT_LOCATION_HOST: N_("a redirect to an invalid address"),
+    failures.HOST_UNREACHABLE: N_("the host is unreachable"),
+    failures.NETWORK_UNREACHABLE: N_("the network is unreachable"),
 }
 
+# The sentences, by name; each is an English message id with named fields.
 _T = {
-    "dns_fail": (
-        "The resolver under test ({resolver}) gave no address for {host}: {failure}.",
-        "Máy chủ DNS đang kiểm tra ({resolver}) không trả về địa chỉ cho {host}: {failure}.",
+    "dns_fail": N_("The resolver under test ({resolver}) gave no address for {host}: {failure}."),
+    "dns_answer": N_("The resolver under test ({resolver}) answered {host} with {answers}."),
+    "ctl_answer": N_("The control resolver ({resolver}) answered {answers}."),
+    "ctl_fail": N_("The control resolver ({resolver}) gave no address either: {failure}."),
+    "tcp_fail": N_("Every TCP connection to {endpoints} failed: {failure}."),
+    "tls_fail": N_("The TLS handshake with {server} at {endpoint} failed: {failure}."),
+    "http_fail": N_("The HTTP request for {url} failed: {failure}."),
+    "helper": N_(
+        "A test helper on another network measured the same URL: DNS {dns}; TCP {tcp}; HTTP {http}."
     ),
-    "dns_answer": (
-        "The resolver under test ({resolver}) answered {host} with {answers}.",
-        "Máy chủ DNS đang kiểm tra ({resolver}) trả lời {host} bằng {answers}.",
+    "helper_down": N_(
+        "The test helper could not be reached ({failure}): there is no outside view to compare."
     ),
-    "ctl_answer": (
-        "The control resolver ({resolver}) answered {answers}.",
-        "Máy chủ DNS đối chứng ({resolver}) trả lời {answers}.",
-    ),
-    "ctl_fail": (
-        "The control resolver ({resolver}) gave no address either: {failure}.",
-        "Máy chủ DNS đối chứng ({resolver}) cũng không trả về địa chỉ: {failure}.",
-    ),
-    "tcp_fail": (
-        "Every TCP connection to {endpoints} failed: {failure}.",
-        "Mọi kết nối TCP tới {endpoints} đều thất bại: {failure}.",
-    ),
-    "tls_fail": (
-        "The TLS handshake with {server} at {endpoint} failed: {failure}.",
-        "Bắt tay TLS với {server} tại {endpoint} thất bại: {failure}.",
-    ),
-    "http_fail": (
-        "The HTTP request for {url} failed: {failure}.",
-        "Yêu cầu HTTP tới {url} thất bại: {failure}.",
-    ),
-    "http_page": (
-        "{url} answered HTTP {status}, {length} bytes, titled “{title}”.",
-        "{url} trả về HTTP {status}, {length} byte, tiêu đề “{title}”.",
-    ),
-    "ctl_page": (
-        "Fetched through the control resolver's address, the page was HTTP {status}, "
-        "{length} bytes, titled “{title}”.",
-        "Tải qua địa chỉ của máy chủ DNS đối chứng, trang trả về HTTP {status}, {length} byte, "
-        "tiêu đề “{title}”.",
-    ),
-    "helper": (
-        "A test helper on another network measured the same URL: DNS {dns}; TCP {tcp}; "
-        "HTTP {http}.",
-        "Một máy trợ giúp kiểm tra ở mạng khác đo cùng URL: DNS {dns}; TCP {tcp}; HTTP {http}.",
-    ),
-    "helper_down": (
-        "The test helper could not be reached ({failure}): there is no outside view to compare.",
-        "Không liên lạc được với máy trợ giúp kiểm tra ({failure}): không có góc nhìn từ bên "
-        "ngoài để so sánh.",
-    ),
-    "no_helper": (
+    "no_helper": N_(
         "No test helper was asked: this is what this network showed, not a comparison with "
-        "another vantage point.",
-        "Không có máy trợ giúp kiểm tra: đây là những gì mạng này cho thấy, chưa so sánh với "
-        "một điểm đo khác.",
+        "another vantage point."
     ),
-    "blockpage": (
-        "The answer matched the known blockpage fingerprint {name}.",
-        "Câu trả lời khớp với mẫu trang chặn đã biết {name}.",
-    ),
-    "diff": (
+    "blockpage": N_("The answer matched the known blockpage fingerprint {name}."),
+    "diff": N_(
         "The page differed from the control's: status {status}, body length {length} "
-        "(proportion {proportion}), title {title}.",
-        "Trang khác với trang đối chứng: mã trạng thái {status}, độ dài {length} "
-        "(tỉ lệ {proportion}), tiêu đề {title}.",
+        "(proportion {proportion}), title {title}."
     ),
-    "throughput": (
+    "throughput": N_(
         "Throughput was {ratio:.0%} of a control site's measured at the same moment "
-        "(p = {p}; {label}).",
-        "Tốc độ tải bằng {ratio:.0%} tốc độ của trang đối chứng đo cùng lúc (p = {p}; {label}).",
+        "(p = {p}; {label})."
     ),
-    "offline": (
-        "The round's control sites failed too: the volunteer's own link was down.",
-        "Các trang đối chứng của lượt đo cũng thất bại: đường truyền của tình nguyện viên bị mất.",
-    ),
-    "rule": (
-        "Decided by rule {rule} (rules {version}): {why}.",
-        "Quyết định bởi quy tắc {rule} (bộ quy tắc {version}): {why}.",
-    ),
-    "same": ("same", "giống"),
-    "different": ("different", "khác"),
-    "unknown": ("not compared", "không so sánh"),
-    "ok": ("worked", "thành công"),
-    "nothing": ("none", "không có"),
+    "offline": N_("The round's control sites failed too: the volunteer's own link was down."),
+    "rule": N_("Decided by rule {rule} (rules {version}): {why}."),
+    "same": N_("same"),
+    "different": N_("different"),
+    "unknown": N_("not compared"),
+    "ok": N_("worked"),
+    "nothing": N_("none"),
 }
 
 _decode = msgspec.json.Decoder()
 
 
 def t(key: str, lang: str, **kw: Any) -> str:
-    return _T[key][lang == "vi"].format(**kw)
+    """The sentence named ``key`` in ``lang``, its fields filled from ``kw``."""
+    return translator(lang).gettext(_T[key]).format(**kw)
 
 
 def failure_words(failure: str | None, lang: str) -> str:
     if not failure:
         return t("nothing", lang)
     words = FAILURE_WORDS.get(failure)
-    return f"{words[lang == 'vi']} ({failure})" if words else failure
+    return f"{translator(lang).gettext(words)} ({failure})" if words else failure
+
+
+def _page(lang: str, page: dict[str, Any], *, control: bool) -> str:
+    """A fetched page (an HTTP observation) in a sentence: the system's or the control's."""
+    ngettext = translator(lang).ngettext
+    length = page.get("body_length")
+    n = length if isinstance(length, int) else 0  # an unknown length reads as plural
+    if control:
+        text = ngettext(
+            "Fetched through the control resolver's address, the page was HTTP {status}, "
+            "{length} byte, titled “{title}”.",
+            "Fetched through the control resolver's address, the page was HTTP {status}, "
+            "{length} bytes, titled “{title}”.",
+            n,
+        )
+    else:
+        text = ngettext(
+            "{url} answered HTTP {status}, {length} byte, titled “{title}”.",
+            "{url} answered HTTP {status}, {length} bytes, titled “{title}”.",
+            n,
+        )
+    return text.format(
+        url=page.get("url"),
+        status=page.get("status_code"),
+        length=length,
+        title=page.get("title") or "",
+    )
 
 
 def _answers(queries: list[dict[str, Any]]) -> list[str]:
@@ -223,27 +184,10 @@ def explain(row: dict[str, Any], lang: str = "en") -> list[str]:
     elif step == "http" and final is not None:
         out.append(t("http_fail", lang, url=final.get("url"), failure=failure_words(failure, lang)))
     elif final is not None and final.get("status_code"):
-        out.append(
-            t(
-                "http_page",
-                lang,
-                url=final.get("url"),
-                status=final.get("status_code"),
-                length=final.get("body_length"),
-                title=final.get("title") or "",
-            )
-        )
+        out.append(_page(lang, final, control=False))
     ctl_page = next((h for h in reversed(http) if h.get("role") == "control"), None)
     if ctl_page is not None and ctl_page.get("status_code") and control is None:
-        out.append(
-            t(
-                "ctl_page",
-                lang,
-                status=ctl_page.get("status_code"),
-                length=ctl_page.get("body_length"),
-                title=ctl_page.get("title") or "",
-            )
-        )
+        out.append(_page(lang, ctl_page, control=True))
     if row.get("blockpage"):
         out.append(t("blockpage", lang, name=row["blockpage"]))
     if row.get("blocking") == "http-diff":

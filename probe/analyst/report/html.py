@@ -9,8 +9,9 @@ anomaly grouped by target, network, verdict, failing step, failure, rule and rul
 its count, first and last time and measurement ids, and its evidence in plain words
 (:mod:`probe.analyst.report.evidence`). :func:`render` turns that into HTML with the plots inline
 as SVG (:mod:`probe.analyst.report.plots`) and a Content-Security-Policy that forbids every
-request: opening the file fetches nothing. Labels in English or Vietnamese. :func:`write_report`
-writes the file (never half-written) and, with ``png_dir``, each plot as a PNG.
+request: opening the file fetches nothing. Labels in English or Vietnamese (English message ids,
+translated by :func:`probe.words.translator`). :func:`write_report` writes the file (never
+half-written) and, with ``png_dir``, each plot as a PNG.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from probe.analyst.report.evidence import explain
 from probe.classify.events import Event, find_events
 from probe.store import RowFilter, Store
 from probe.timeutil import parse_iso
+from probe.words import N_, translator
 
 BINS = 150  # the timeline's resolution: at most this many columns
 _STEPS_S = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400]
@@ -205,59 +207,44 @@ def _dns(
 
 
 # -- HTML ------------------------------------------------------------------------------------
+# The report's labels, by name; each is an English message id (plural forms: ngettext where
+# they are said).
 _UI = {
-    "title": ("Network interference report", "Báo cáo can thiệp mạng"),
-    "period": ("Period", "Khoảng thời gian"),
-    "measured": (
-        "{n} measurements of {t} targets on {k} networks ({c} of control sites)",
-        "{n} phép đo {t} trang trên {k} mạng ({c} phép đo trang đối chứng)",
+    "title": N_("Network interference report"),
+    "period": N_("Period"),
+    "first": N_("first measurement"),
+    "last": N_("last measurement"),
+    "none": N_("No measurements match."),
+    "summary": N_("Summary"),
+    "by_category": N_("By category"),
+    "by_network": N_("By network"),
+    "category": N_("category"),
+    "network": N_("network"),
+    "timeline": N_("Verdicts over time"),
+    "timeline_note": N_(
+        "Each bar is {bin}; its colour is the verdict most measurements in it had."
     ),
-    "first": ("first measurement", "phép đo đầu tiên"),
-    "last": ("last measurement", "phép đo cuối cùng"),
-    "none": ("No measurements match.", "Không có phép đo nào phù hợp."),
-    "summary": ("Summary", "Tóm tắt"),
-    "by_category": ("By category", "Theo chuyên mục"),
-    "by_network": ("By network", "Theo mạng"),
-    "category": ("category", "chuyên mục"),
-    "network": ("network", "mạng"),
-    "timeline": ("Verdicts over time", "Kết quả theo thời gian"),
-    "timeline_note": (
-        "Each bar is {bin}; its colour is the verdict most measurements in it had.",
-        "Mỗi ô là {bin}; màu là kết quả của đa số phép đo trong ô.",
-    ),
-    "throughput": ("Throughput against a control", "Tốc độ tải so với trang đối chứng"),
-    "throughput_note": (
+    "throughput": N_("Throughput against a control"),
+    "throughput_note": N_(
         "Below 1: slower than a control site measured at the same moment; shaded: throttling "
-        "events found by probe events.",
-        "Dưới 1: chậm hơn trang đối chứng đo cùng lúc; vùng tô: các đợt bị bóp băng thông do "
-        "probe events phát hiện.",
+        "events found by probe events."
     ),
-    "dns": ("What the resolver under test answered", "Máy chủ DNS đang kiểm tra trả lời gì"),
-    "dns_note": (
-        "A new bar starts each time the answer changed.",
-        "Mỗi khi câu trả lời thay đổi, một thanh mới bắt đầu.",
-    ),
-    "evidence": ("Evidence for every anomaly", "Bằng chứng cho từng bất thường"),
-    "evidence_note": (
+    "dns": N_("What the resolver under test answered"),
+    "dns_note": N_("A new bar starts each time the answer changed."),
+    "evidence": N_("Evidence for every anomaly"),
+    "evidence_note": N_(
         "Anomalies of one kind (same target, network, verdict, failure and rule) are grouped; "
-        "the evidence is that of the first.",
-        "Các bất thường cùng loại (cùng trang, mạng, kết quả, lỗi và quy tắc) được gộp lại; "
-        "bằng chứng là của phép đo đầu tiên.",
+        "the evidence is that of the first."
     ),
-    "times": ("{n} measurements, {a} to {b}", "{n} phép đo, từ {a} đến {b}"),
-    "ids": ("Measurement ids", "Mã phép đo"),
-    "no_anomaly": ("No anomaly in this period.", "Không có bất thường nào."),
-    "words": (
+    "ids": N_("Measurement ids"),
+    "no_anomaly": N_("No anomaly in this period."),
+    "words": N_(
         "Verdicts never say more than the evidence: “blocked” needs a control's view; "
-        "“anomaly” is weaker evidence; “can't tell” is said as such.",
-        "Kết quả không nói quá bằng chứng: “bị chặn” cần góc nhìn đối chứng; “bất thường” là "
-        "bằng chứng yếu hơn; “không xác định được” được nói rõ.",
+        "“anomaly” is weaker evidence; “can't tell” is said as such."
     ),
-    "generated": ("Generated by probe {v}. Times are UTC.", "Tạo bởi probe {v}. Giờ UTC."),
-    "hour": ("one hour", "một giờ"),
-    "hours": ("{n} hours", "{n} giờ"),
-    "day": ("one day", "một ngày"),
-    "days": ("{n} days", "{n} ngày"),
+    "generated": N_("Generated by probe {v}. Times are UTC."),
+    "one_hour": N_("one hour"),
+    "one_day": N_("one day"),
 }
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:64rem;padding:0 1rem;
@@ -270,7 +257,20 @@ figure svg{width:100%;height:auto}.note{color:#555;font-size:.9rem}article{borde
 
 
 def _u(key: str, lang: str, **kw: Any) -> str:
-    return _UI[key][lang == "vi"].format(**kw)
+    """The label named ``key`` in ``lang``, its fields filled from ``kw``."""
+    return translator(lang).gettext(_UI[key]).format(**kw)
+
+
+def _measured(data: ReportData, lang: str) -> str:
+    """How many measurements of how many targets on how many networks, each counted right."""
+    tr = translator(lang)
+    n, t, k = data.measurements, len(data.timeline), len(data.by_network)
+    return tr.gettext("{measurements} of {targets} on {networks} ({controls})").format(
+        measurements=tr.ngettext("{n} measurement", "{n} measurements", n).format(n=n),
+        targets=tr.ngettext("{n} target", "{n} targets", t).format(n=t),
+        networks=tr.ngettext("{n} network", "{n} networks", k).format(n=k),
+        controls=tr.gettext("{n} of control sites").format(n=data.controls),
+    )
 
 
 def _e(text: Any) -> str:
@@ -278,15 +278,17 @@ def _e(text: Any) -> str:
 
 
 def _span(seconds: int, lang: str) -> str:
+    """A time bin's width: "one hour" (a word reads better than "1" here), "{n} hours"."""
+    ngettext = translator(lang).ngettext
     if seconds % 86400 == 0:
         n = seconds // 86400
-        return _u("day", lang) if n == 1 else _u("days", lang, n=n)
+        return _u("one_day", lang) if n == 1 else ngettext("{n} day", "{n} days", n).format(n=n)
     n = seconds // 3600
-    return _u("hour", lang) if n == 1 else _u("hours", lang, n=n)
+    return _u("one_hour", lang) if n == 1 else ngettext("{n} hour", "{n} hours", n).format(n=n)
 
 
 def _table(rows: dict[str, Counter[str]], head: str, lang: str) -> str:
-    words = [w for w in V.WORDS if any(w in c for c in rows.values())]
+    words = [w for w in V.VERDICTS if any(w in c for c in rows.values())]
     out = [f"<table><tr><th>{_e(head)}</th>"]
     out += [f"<th>{_e(V.translate(w, lang))}</th>" for w in words]
     out.append("</tr>")
@@ -309,7 +311,6 @@ def _when(stored: str) -> str:
 def render(data: ReportData, figures: dict[str, str]) -> str:
     """The HTML page: ``figures`` maps timeline, throughput and dns to inline SVG."""
     lang = data.lang
-    networks = len(data.by_network)
     head = (
         '<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -325,16 +326,7 @@ def render(data: ReportData, figures: dict[str, str]) -> str:
             f"<p><b>{_e(_u('period', lang))}:</b> {_e(_day(data.first))} – {_e(_day(data.last))}"
             f" ({_e(_u('first', lang))} {_e(_when(data.first or ''))} UTC, "
             f"{_e(_u('last', lang))} {_e(_when(data.last or ''))} UTC).<br>"
-            + _e(
-                _u(
-                    "measured",
-                    lang,
-                    n=data.measurements,
-                    t=len(data.timeline),
-                    k=networks,
-                    c=data.controls,
-                )
-            )
+            + _e(_measured(data, lang))
             + "</p>"
         )
     out.append(f'<p class="note">{_e(_u("words", lang))}</p>')
@@ -362,7 +354,11 @@ def render(data: ReportData, figures: dict[str, str]) -> str:
             f"<h3>{_e(a.target)}: {_e(V.translate(a.verdict, lang))} "
             f"<small>({_e(_u('network', lang))} {_e(a.network)})</small></h3>"
         )
-        when = _u("times", lang, n=a.count, a=_when(a.first_at), b=_when(a.last_at))
+        when = (
+            translator(lang)
+            .ngettext("{n} measurement, {a} to {b}", "{n} measurements, {a} to {b}", a.count)
+            .format(n=a.count, a=_when(a.first_at), b=_when(a.last_at))
+        )
         out.append(f"<p>{_e(when)} UTC</p><ul>")
         out += [f"<li>{_e(s)}</li>" for s in a.evidence]
         ids = f'<a href="#{_e(a.first_id)}"><code>{_e(a.first_id)}</code></a>'
@@ -402,6 +398,9 @@ def write_report(
     if png_dir is not None:
         for name, fig in figs.items():
             (Path(png_dir) / f"{name}.png").write_bytes(plots.png(fig))
-    return f"{output}: {data.measurements} measurements, {len(data.anomalies)} kinds of anomaly" + (
-        f"; plots in {png_dir}" if png_dir else ""
-    )
+    # The terminal's line stays English until the CLI takes a language; its plurals are right.
+    ngettext = translator("en").ngettext
+    n, k = data.measurements, len(data.anomalies)
+    summary = ngettext("{n} measurement", "{n} measurements", n).format(n=n)
+    kinds = ngettext("{n} kind of anomaly", "{n} kinds of anomaly", k).format(n=k)
+    return f"{output}: {summary}, {kinds}" + (f"; plots in {png_dir}" if png_dir else "")

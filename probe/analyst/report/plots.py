@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global sta
 from matplotlib.patches import Patch
 
 from probe import words as V
+from probe.words import N_, translator
 
 if TYPE_CHECKING:
     from probe.analyst.report.html import ReportData
@@ -44,27 +45,23 @@ COLOURS = {
 }
 MAX_PANELS = 12  # throughput and DNS plots: the targets with the most to show
 
+# The plots' labels, by name; each is an English message id.
 _LABELS = {
-    "time": ("time (UTC)", "thời gian (UTC)"),
-    "ratio": ("target / control throughput", "tốc độ trang / trang đối chứng"),
-    "event": ("throttling event", "đợt bị bóp băng thông"),
-    "threshold": ("half the control's", "một nửa tốc độ đối chứng"),
-    "no_throughput": (
-        "No throughput tests in this period.",
-        "Không có lần đo tốc độ nào trong khoảng thời gian này.",
-    ),
-    "no_dns": (
-        "No answers from the resolver under test in this period.",
-        "Không có câu trả lời DNS nào trong khoảng thời gian này.",
-    ),
-    "no_data": ("No measurements in this period.", "Không có phép đo nào trong khoảng này."),
-    "consistent": ("same as the control's", "giống đối chứng"),
-    "inconsistent": ("differs from the control's", "khác đối chứng"),
+    "time": N_("time (UTC)"),
+    "ratio": N_("target / control throughput"),
+    "event": N_("throttling event"),
+    "threshold": N_("half the control's"),
+    "no_throughput": N_("No throughput tests in this period."),
+    "no_dns": N_("No answers from the resolver under test in this period."),
+    "no_data": N_("No measurements in this period."),
+    "consistent": N_("same as the control's"),
+    "inconsistent": N_("differs from the control's"),
 }
 
 
 def label(key: str, lang: str) -> str:
-    return _LABELS[key][lang == "vi"]
+    """The label named ``key`` in ``lang``."""
+    return translator(lang).gettext(_LABELS[key])
 
 
 def _empty(text: str) -> Figure:
