@@ -1,210 +1,27 @@
 """``probe report``: one self-contained HTML file a person would rather look at than read.
 
-Contract: :func:`collect` reads the selected measurements once, oldest first, and keeps only
-aggregates (memory bounded by targets x time bins, answer changes and kinds of anomaly, not by
-measurements): the verdict timeline per target, verdict counts per category and per network,
-the first and last measurement, the throughput ratios and throttling events
-(:func:`probe.classify.events.find_events`), each target's DNS answers when they changed, and every
-anomaly grouped by target, network, verdict, failing step, failure, rule and rules version, with
-its count, first and last time and measurement ids, and its evidence in plain words
-(:mod:`probe.analyst.report.evidence`). :func:`render` turns that into HTML with the plots inline
-as SVG (:mod:`probe.analyst.report.plots`) and a Content-Security-Policy that forbids every
-request: opening the file fetches nothing. Labels in English or Vietnamese (English message ids,
-translated by :func:`probe.words.translator`). :func:`write_report` writes the file (never
-half-written) and, with ``png_dir``, each plot as a PNG.
+Contract: :func:`probe.analyst.report.model.collect` reads the selected measurements once into
+a :class:`~probe.analyst.report.model.ReportData` of aggregates; :func:`render` turns that into
+HTML with the plots inline as SVG (:mod:`probe.analyst.report.plots`) and a
+Content-Security-Policy that forbids every request: opening the file fetches nothing. Labels in
+English or Vietnamese (English message ids, translated by :func:`probe.words.translator`).
+:func:`write_report` writes the file (never half-written) and, with ``png_dir``, each plot as a PNG.
 """
 
 from __future__ import annotations
 
 import html
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from probe import __version__
 from probe import words as V
 from probe.analyst.export.files import destination
-from probe.analyst.export.records import ExportError, verdict_words
-from probe.analyst.report.evidence import explain
-from probe.classify.events import Event, find_events
+from probe.analyst.export.records import ExportError
+from probe.analyst.report.model import ReportData, collect
 from probe.store import RowFilter, Store
-from probe.timeutil import parse_iso
 from probe.words import N_, translator
-
-BINS = 150  # the timeline's resolution: at most this many columns
-_STEPS_S = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400]
-_COLUMNS = [
-    "id",
-    "target",
-    "category",
-    "is_control",
-    "started_at",
-    "network",
-    "blocking",
-    "accessible",
-    "evidence",
-    "offline",
-    "throttled",
-    "blockpage",
-    "failing_step",
-    "failure",
-    "rule_id",
-    "rules_version",
-    "dns_consistency",
-    "body_proportion",
-    "body_length_match",
-    "status_code_match",
-    "headers_match",
-    "title_match",
-    "observations",
-    "control",
-    "throughput",
-]
-
-
-class _Answer(msgspec.Struct):
-    type: str
-    value: str
-
-
-class _Query(msgspec.Struct):
-    resolver: str = ""
-    depth: int = 0
-    answers: list[_Answer] = []
-    failure: str | None = None
-
-
-class _Observations(msgspec.Struct):
-    dns: list[_Query] = []
-
-
-@dataclass(slots=True)
-class Anomaly:
-    target: str
-    network: str
-    verdict: str
-    count: int
-    first_at: str
-    last_at: str
-    first_id: str
-    last_id: str
-    evidence: list[str]
-
-
-@dataclass(slots=True)
-class ReportData:
-    lang: str = "en"
-    first: str | None = None
-    last: str | None = None
-    measurements: int = 0
-    controls: int = 0
-    t0: datetime = field(default_factory=lambda: parse_iso("2000-01-01"))
-    bin_seconds: int = 3600
-    timeline: dict[str, dict[int, Counter[str]]] = field(default_factory=dict)
-    by_category: dict[str, Counter[str]] = field(default_factory=dict)
-    by_network: dict[str, Counter[str]] = field(default_factory=dict)
-    throughput: dict[str, list[tuple[datetime, str, float]]] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    dns: dict[str, list[tuple[datetime, str, bool | None]]] = field(default_factory=dict)
-    anomalies: dict[tuple[Any, ...], Anomaly] = field(default_factory=dict)
-
-
-def _bin_seconds(first: str, last: str) -> int:
-    span = (parse_iso(last) - parse_iso(first)).total_seconds()
-    return next((s for s in _STEPS_S if span / s <= BINS), _STEPS_S[-1])
-
-
-def collect(store: Store, f: RowFilter, lang: str = "en") -> ReportData:
-    first, last, count = store.span(f)
-    data = ReportData(lang=lang, first=first, last=last)
-    if not count or first is None or last is None:
-        return data
-    data.bin_seconds = _bin_seconds(first, last)
-    start = parse_iso(first)
-    data.t0 = start.replace(minute=0, second=0, microsecond=0)
-    if data.bin_seconds >= 86400:
-        data.t0 = data.t0.replace(hour=0)
-    dns_of = msgspec.json.Decoder(_Observations).decode
-    last_answer: dict[str, str] = {}
-    for row in store.stream_dicts(f, _COLUMNS):
-        if row["is_control"]:
-            data.controls += 1
-            continue
-        data.measurements += 1
-        target, at = row["target"], parse_iso(row["started_at"])
-        word = verdict_words(row)
-        b = int((at - data.t0).total_seconds() // data.bin_seconds)
-        data.timeline.setdefault(target, {}).setdefault(b, Counter())[word] += 1
-        data.by_category.setdefault(row["category"] or "-", Counter())[word] += 1
-        data.by_network.setdefault(row["network"], Counter())[word] += 1
-        _dns(data, last_answer, f"{target} ({row['network']})", at, row, dns_of)
-        if row["throughput"]:
-            analysis = msgspec.json.decode(row["throughput"]).get("analysis") or {}
-            ratio = analysis.get("ratio")  # null when the test was skipped
-            if ratio is not None:
-                data.throughput.setdefault(target, []).append((at, row["network"], ratio))
-        if V.is_anomaly(word):
-            key = (
-                target,
-                row["network"],
-                word,
-                row["failing_step"],
-                row["failure"],
-                row["rule_id"],
-                row["rules_version"],
-                row["blockpage"],
-            )
-            group = data.anomalies.get(key)
-            if group is None:
-                data.anomalies[key] = Anomaly(
-                    target,
-                    row["network"],
-                    word,
-                    1,
-                    row["started_at"],
-                    row["started_at"],
-                    row["id"],
-                    row["id"],
-                    explain(row, lang),
-                )
-            else:
-                group.count += 1
-                group.last_at, group.last_id = row["started_at"], row["id"]
-    targets = [t for t in data.throughput]
-    if targets:
-        lo, hi = f.since or "", f.until or "\uffff"
-        tests = [t for t in store.throughput_tests(targets) if lo <= t.at < hi]
-        data.events = find_events(tests)
-    return data
-
-
-def _dns(
-    data: ReportData,
-    last_answer: dict[str, str],
-    target: str,
-    at: datetime,
-    row: dict[str, Any],
-    decode: Any,
-) -> None:
-    """Record the resolver's answer for ``target`` (a target on one network) when it differs
-    from the last one."""
-    obs = decode(row["observations"])
-    system = [q for q in obs.dns if q.resolver == "system" and q.depth == 0]
-    if not system:
-        return
-    addrs = sorted({a.value for q in system for a in q.answers if a.type in ("A", "AAAA")})
-    failure = next((q.failure for q in system if q.failure), None)
-    answer = ", ".join(addrs) if addrs else (failure or "no answer")
-    if last_answer.get(target) == answer:
-        return
-    last_answer[target] = answer
-    consistent = {"consistent": True, "inconsistent": False}.get(row["dns_consistency"] or "")
-    data.dns.setdefault(target, []).append((at, answer, consistent))
-
 
 # -- HTML ------------------------------------------------------------------------------------
 # The report's labels, by name; each is an English message id (plural forms: ngettext where

@@ -23,7 +23,7 @@ from probe import words as V
 from probe.words import N_, translator
 
 if TYPE_CHECKING:
-    from probe.analyst.report.html import ReportData
+    from probe.analyst.report.model import ReportData
 
 COLOURS = {
     V.BLOCKPAGE: "#7f0000",
