@@ -8,7 +8,8 @@ be, because httpx quietly percent-encodes a host it cannot use (``exa mple.com``
 ``exa%20mple.com``) and reads ``127.1`` as a name. ``urllib.parse`` must agree with httpx on the
 host and port, so no other module can read a different host from the same text. Pure: nothing is
 resolved or fetched. Used by ``probe targets check``, target loading, ``targets import``, the
-helper's requests and the ``--helper`` setting.
+helper's requests and the ``--helper`` setting. :func:`default_port` is the one place that
+says which port a URL without one means.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ _NUMERIC = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
 
 class URLError(ValueError):
     """Not a URL the probe can measure; the message says why."""
+
+
+def default_port(scheme: str) -> int:
+    """The port a URL of ``scheme`` (``http`` or ``https``) means when it names none."""
+    return 443 if scheme == "https" else 80
 
 
 def show(text: str, limit: int = 60) -> str:
@@ -58,7 +64,7 @@ def check_url(text: Any) -> httpx.URL:
         raise URLError(f"{show(text)} has a port outside 1-65535")
     raw = url.raw_host.decode("ascii")
     _check_host(text, raw)
-    default = 443 if url.scheme == "https" else 80
+    default = default_port(url.scheme)
     if (split_host or "").lower() != host.lower() and (split_host or "").lower() != raw:
         raise URLError(f"{show(text)} is ambiguous (parsers disagree on its host)")
     if (split_port or default) != (port or default):

@@ -58,7 +58,7 @@ from probe.model import Measurement
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
 from probe.store import Store, StoreError
-from probe.timeutil import day_start, iso, month_start, utc_now
+from probe.timeutil import day_start, from_stored, iso, month_start, utc_now
 
 log = logging.getLogger("probe.daemon")
 
@@ -232,7 +232,7 @@ class Daemon:
         """Resume the schedule a previous daemon planned; a time already past runs now."""
         if saved:
             with contextlib.suppress(ValueError):
-                t = datetime.fromisoformat(saved.replace("Z", "+00:00"))
+                t = from_stored(saved)
                 if t > now:
                     return t
         return now

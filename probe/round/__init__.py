@@ -58,7 +58,8 @@ from probe.model import (
 )
 from probe.network import resolver_kind
 from probe.privacy import Recogniser, Scrubber
-from probe.timeutil import day_start, iso, month_start, utc_now
+from probe.timeutil import compact, day_start, iso, month_start, utc_now
+from probe.urls import default_port
 
 if TYPE_CHECKING:
     from probe.store import Store
@@ -69,8 +70,7 @@ log = logging.getLogger(__name__)
 
 def new_measurement_id(started: datetime | None = None) -> str:
     """Stable, globally unique, time-ordered: ``YYYYMMDDTHHMMSSZ_<uuid4 hex>``."""
-    t = started or datetime.now(UTC)
-    return f"{t.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex}"
+    return f"{compact(started or datetime.now(UTC))}_{uuid.uuid4().hex}"
 
 
 SUMMARY_ROWS = 100  # rows a round keeps for its summary, whatever its number of targets
@@ -139,7 +139,7 @@ def _notable(m: Measurement) -> bool:
 def _endpoints(url: str, addrs: list[str]) -> list[str]:
     """What the helper should also try: every address we were given, on the URL's port."""
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or default_port(parts.scheme)
     return [addr.endpoint(a, port) for a in addrs]
 
 
