@@ -28,8 +28,8 @@ from probe.cli import main
 from probe.config.settings import OPTIONS, resolve
 from probe.config.targets import Target, TargetsError, load_targets
 from probe.daemon import schedule
-from probe.daemon.daemon import sd_notify, watchdog_period
 from probe.daemon.lock import DaemonLock, DaemonRunning, holder
+from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.round import budget
 from probe.store import Store
 from probe.timeutil import iso

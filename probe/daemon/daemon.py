@@ -23,7 +23,7 @@ SIGTERM or SIGINT:
   SIGHUP: settings and targets are loaded again; a bad file is logged in one line and the old
   ones kept.
 - a heartbeat: the ``daemon`` row for ``probe status``, and systemd's READY, STATUS and
-  WATCHDOG notifications over ``$NOTIFY_SOCKET``.
+  WATCHDOG notifications over ``$NOTIFY_SOCKET`` (:mod:`probe.daemon.systemd`).
 
 Logs go to stderr, one line per round (targets, anomalies, bytes, duration), as text with
 syslog priority prefixes under journald, or JSON (``--log-format json``). They hold counts,
@@ -40,7 +40,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -53,6 +52,7 @@ from probe.config.settings import Settings, resolve
 from probe.config.targets import TargetList
 from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, pid_alive
+from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.errors import InputError
 from probe.model import Measurement
 from probe.round import RoundResult, RoundSetup, prepare, run_once
@@ -66,34 +66,6 @@ HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog a
 ROW_EVERY = 60.0  # seconds between writes of the daemon row when nothing changed
 PENDING_MAX = 500  # measurements kept in memory while the database refuses writes (~40 MB)
 PAGE_BYTES_GUESS = 120_000  # per measurement, until this database has a round to go by
-
-
-# -- systemd -------------------------------------------------------------------------------
-def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send ``state`` (e.g. "READY=1") to systemd's notify socket; False when there is none."""
-    env = os.environ if env is None else env
-    address = env.get("NOTIFY_SOCKET", "")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # an abstract socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(address)
-            s.sendall(state.encode())
-    except OSError:
-        return False
-    return True
-
-
-def watchdog_period(env: Mapping[str, str] | None = None) -> float | None:
-    """Seconds between WATCHDOG=1 pings systemd expects (half its WatchdogSec), or None."""
-    env = os.environ if env is None else env
-    usec = env.get("WATCHDOG_USEC", "")
-    pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or (pid.isdigit() and int(pid) != os.getpid()):
-        return None
-    return int(usec) / 2e6
 
 
 # -- logs ----------------------------------------------------------------------------------
