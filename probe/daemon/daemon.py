@@ -13,7 +13,10 @@ SIGTERM or SIGINT:
   waking from sleep runs one round, not a burst; a heartbeat every few seconds re-reads the
   wall clock (asyncio's timers do not count suspended time).
 - the data budget (:mod:`probe.round.budget`): throughput rounds give way first, then page rounds;
-  a round skipped for the budget is recorded (status ``budget``).
+  a round skipped for the budget is recorded (status ``budget``). The daemon decides each
+  round's :class:`~probe.round.budget.Allowance` (the caps, and for throughput rounds the
+  pages' reserve) and hands it to the round, whose tests each ask it again; the settings are
+  never rewritten to carry it.
 - offline rounds (no control loads) and database errors (locked, full, read-only) lengthen the
   gaps (:func:`probe.daemon.schedule.backoff`); the first good round restores them. A database error
   never ends the daemon: it is logged, measurements that could not be written are kept in
@@ -43,7 +46,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -66,6 +69,8 @@ HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog a
 ROW_EVERY = 60.0  # seconds between writes of the daemon row when nothing changed
 PENDING_MAX = 500  # measurements kept in memory while the database refuses writes (~40 MB)
 PAGE_BYTES_GUESS = 120_000  # per measurement, until this database has a round to go by
+
+RoundRunner = Callable[..., Coroutine[Any, Any, RoundResult]]  # run_once's shape
 
 
 # -- logs ----------------------------------------------------------------------------------
@@ -166,11 +171,13 @@ class Daemon:
         store: Store,
         *,
         rng: random.Random | None = None,
+        run: RoundRunner = run_once,
     ) -> None:
         self.flags, self.config = dict(flags), config
         self.settings, self.setup = settings, setup
         self.store = PatientStore(store)
         self.rng = rng or random.SystemRandom()
+        self.run = run  # run_once; a test notes what each round is handed
         self.started_at = utc_now()
         self.round_lock = asyncio.Lock()
         self.current: asyncio.Task[RoundResult] | None = None
@@ -225,7 +232,7 @@ class Daemon:
         )
 
     def caps(self) -> budget_mod.Budget:
-        return budget_mod.Budget(self.settings.max_bytes_per_day, self.settings.max_bytes_per_month)
+        return self.setup.budget
 
     def page_estimate(self, n: int, guess: float = PAGE_BYTES_GUESS) -> float:
         """Bytes ``n`` page measurements will take, from this database's last rounds."""
@@ -271,7 +278,8 @@ class Daemon:
                 return
             # Before any round to go by, one round may run while anything is left.
             need = self.page_estimate(len(targets) + len(tl.controls), guess=0)
-            if not self._budget(kind, budget_mod.check(self.caps(), self.usage(), need, now)):
+            allowance = budget_mod.Allowance(self.caps())
+            if not self._budget(kind, allowance.check(self.usage(), need, now)):
                 return
         else:
             assert setup.plan is not None
@@ -287,26 +295,19 @@ class Daemon:
             # none affordable: one, so that check names the cap that stops the round
             targets = schedule.least_recently_tested(tl.targets, last, 1 if n == 0 else n)
             need = fixed + len(targets) * per
-            why = budget_mod.check(self.caps(), usage, need, now, reserve=reserve)
-            if not self._budget(kind, why):
+            # The round asks the same allowance again before each test, keeping the reserve.
+            allowance = budget_mod.Allowance(self.caps(), reserve=reserve)
+            if not self._budget(kind, allowance.check(usage, need, now)):
                 return
-            # Each test checks the caps again as it starts, keeping the pages' reserve.
-            s = self.settings
-            setup = replace(
-                setup,
-                settings=replace(
-                    s,
-                    max_bytes_per_day=_less(s.max_bytes_per_day, reserve),
-                    max_bytes_per_month=_less(s.max_bytes_per_month, reserve),
-                ),
-            )
         setup = replace(setup, targets=TargetList(tuple(targets), tl.controls))
         self.state = f"measuring ({kind})"
         sd_notify(f"STATUS=measuring {len(targets)} targets ({kind})")
         self.beat()
         t0 = time.monotonic()
         self.current = asyncio.create_task(
-            run_once(setup, self.store, throughput=kind == "throughput", kind=kind)
+            self.run(
+                setup, self.store, throughput=kind == "throughput", kind=kind, allowance=allowance
+            )
         )
         try:
             result = await self.current
@@ -505,10 +506,6 @@ class Daemon:
             log.error("%d measurements could not be written and are lost", len(self.store.pending))
         log.info("stopped")
         return 0
-
-
-def _less(cap: int | None, reserve: float) -> int | None:
-    return None if cap is None else int(cap - max(reserve, budget_mod.RESERVE_SHARE * cap))
 
 
 def run(flags: Mapping[str, Any], config: str | None, *, rng: random.Random | None = None) -> int:

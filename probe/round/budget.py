@@ -5,14 +5,17 @@ measurements' ``bytes_used``, counted from the wire) and the clock. ``check`` sa
 piece of work that may need ``need`` more bytes fits, and if not, why (a one-line reason naming
 the cap, what was used and when it resets). Throughput tests give way first: they must leave
 ``reserve`` bytes (a page round's worth, and at least ``RESERVE_SHARE`` of the cap) for pages,
-so a day that runs short loses its throughput tests before it loses any page round. Days and
+so a day that runs short loses its throughput tests before it loses any page round. An
+:class:`Allowance` carries the caps and that reserve from the one who decides them (the daemon)
+to the round, which asks ``check`` before each throughput test: no other code compares bytes
+with a cap. Days and
 months are UTC (:mod:`probe.timeutil`'s boundaries): the caps reset at midnight UTC and on
 the first of the month.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from probe.timeutil import minutes, next_day, next_month
@@ -30,6 +33,18 @@ class Budget:
 class Usage:
     today: int
     month: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """What a round may spend: the caps, and the bytes its throughput tests must leave for
+    page rounds (``reserve``, as :func:`check` takes it; none for a one-off ``probe run``)."""
+
+    budget: Budget = field(default_factory=Budget)
+    reserve: float = 0
+
+    def check(self, used: Usage, need: float, now: datetime) -> str | None:
+        return check(self.budget, used, need, now, reserve=self.reserve)
 
 
 def mb(n: float) -> str:

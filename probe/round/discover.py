@@ -8,7 +8,6 @@ saying why. Nothing is written; the objects cache is a fresh one in memory.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 from probe.config.settings import Settings
 from probe.config.targets import Target
@@ -17,7 +16,7 @@ from probe.measure.objects import from_page
 from probe.measure.runner import TargetMeasurer
 from probe.model import ThroughputObject
 from probe.privacy import Scrubber
-from probe.round.setup import prepare, throughput_plan
+from probe.round.setup import prepare, profile_plan
 from probe.round.throughput import ThroughputOptions, find_object
 
 
@@ -27,8 +26,7 @@ async def discover_objects(
     """``probe targets discover``: each target's and control's page fetched as a round fetches
     it, and the object its throughput test would use (nothing stored): (name, object, why)."""
     setup = prepare(settings)
-    plan = setup.plan or throughput_plan(replace(settings, throughput=True))
-    assert plan is not None
+    plan = setup.plan or profile_plan(settings)  # the plan a test would use, were it on
     shared = Shared.create(setup.cfg)
     scrubber = Scrubber(shared.local_addresses)
     opts = ThroughputOptions(plan)

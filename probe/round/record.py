@@ -5,7 +5,8 @@ records it in the store's ``rounds`` table: a row at the start (so a round cut s
 visible), completed at the end with its counts and status (ok or offline). Every measurement is
 stored whole as it completes (one transaction each), and again with its throughput test.
 :func:`learn_network` says which network the round is on (the helper's answer, else the
-settings, else unknown); a change of network from the last round is recorded. Discovered
+settings, else unknown); a change of network from the last round is recorded. The bytes used
+that the budget decides by are read from the store (:func:`stored_usage`). Discovered
 throughput objects are kept in the store (:class:`StoreObjects`).
 """
 
@@ -23,6 +24,7 @@ from probe.measure.helper_client import HelperClient
 from probe.model import Measurement, Network, ObjectChoice
 from probe.network import resolver_kind
 from probe.privacy import Recogniser
+from probe.round.budget import Allowance, Budget, Usage
 from probe.round.run import RoundResult, run_round
 from probe.round.setup import RoundSetup
 from probe.round.target import SOFTWARE
@@ -40,11 +42,15 @@ async def run_once(
     on_measurement: Callable[[Measurement], None] = lambda m: None,
     throughput: bool = True,
     kind: str = "run",
+    allowance: Allowance | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> RoundResult:
     """One round from ``setup``, every measurement stored whole as it completes, the round
     recorded in ``rounds`` (``kind``: run, pages or throughput; its ``status`` ok or offline;
     the writer's ``pid``, so a daemon closes only rounds whose writer died).
-    ``throughput=False`` skips throughput tests this time."""
+    ``throughput=False`` skips throughput tests this time. ``allowance``: what the throughput
+    tests may spend, as the caller's budget decided (the daemon's keeps a reserve for pages);
+    None: the settings' caps, no reserve."""
     s = setup.settings
     helper = (
         HelperClient(s.helper, token=setup.helper_token, ca_bundle=s.ca_bundle)
@@ -53,16 +59,14 @@ async def run_once(
     )
     tp = None
     if throughput and setup.plan is not None:
-        now = datetime.now(UTC)
-        today, month = day_start(now), month_start(now)
+        allowed = allowance or Allowance(setup.budget)
         bulk = helper.bulk(s.helper_bulk_addresses) if helper is not None else None
         tp = ThroughputOptions(
             setup.plan,
-            s.max_bytes_per_day,
-            lambda: store.bytes_used_since(today),
+            allowed,
+            stored_usage(store, allowed.budget, clock()),
             bulk,
-            s.max_bytes_per_month,
-            lambda: store.bytes_used_since(month),
+            clock,
             objects=StoreObjects(store),
             last_tested=store.last_throughput,
             on_result=store.save_throughput,
@@ -123,6 +127,20 @@ async def run_once(
         }
     )
     return result
+
+
+def stored_usage(store: Store, caps: Budget, now: datetime) -> Callable[[], Usage]:
+    """The bytes the store holds as used since ``now``'s UTC day and month began, read afresh
+    at each call; a cap that is not set costs no query."""
+    today, month = day_start(now), month_start(now)
+
+    def usage() -> Usage:
+        return Usage(
+            store.bytes_used_since(today) if caps.daily is not None else 0,
+            store.bytes_used_since(month) if caps.monthly is not None else 0,
+        )
+
+    return usage
 
 
 @dataclass(frozen=True, slots=True)

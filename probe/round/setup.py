@@ -1,7 +1,7 @@
 """From settings to a round: everything a round needs, loaded and checked before it starts.
 
 Contract: :func:`prepare` turns the settings into a :class:`RoundSetup` (targets, resolvers,
-fingerprints, the helper's token, the throughput plan), raising an
+fingerprints, the helper's token, the throughput plan, the data caps), raising an
 :class:`~probe.errors.InputError` that names the setting for anything unusable, before a byte
 is measured or written. Pure of the network: files are read, nothing is fetched.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from probe.classify.fingerprints import FingerprintSet, builtin
@@ -21,6 +21,7 @@ from probe.errors import InputError
 from probe.measure.dns import parse_resolver, system_resolver
 from probe.measure.net import MeasureConfig, make_ssl_context
 from probe.model import Plan
+from probe.round.budget import Budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class RoundSetup:
     fingerprints: FingerprintSet
     helper_token: str | None
     plan: Plan | None  # None: no throughput tests
+    budget: Budget = field(default_factory=Budget)  # the settings' daily and monthly caps
 
 
 def read_token(path: str) -> str:
@@ -53,9 +55,12 @@ def load_fingerprints(paths: Sequence[str]) -> FingerprintSet:
 
 
 def throughput_plan(settings: Settings) -> Plan | None:
-    """The profile's plan with the settings' overrides; None when throughput is off."""
-    if not settings.throughput:
-        return None
+    """The plan the settings ask for; None when throughput is off."""
+    return profile_plan(settings) if settings.throughput else None
+
+
+def profile_plan(settings: Settings) -> Plan:
+    """The profile's plan with the settings' overrides, whether throughput is on or off."""
     plan = Plan.profile(settings.profile)
     if settings.throughput_bytes:
         n = settings.throughput_bytes
@@ -121,4 +126,5 @@ def prepare(settings: Settings) -> RoundSetup:
         load_fingerprints(settings.fingerprints),
         token,
         throughput_plan(settings),
+        Budget(settings.max_bytes_per_day, settings.max_bytes_per_month),
     )

@@ -3,8 +3,11 @@
 Contract: :func:`control_object` picks the round's control object (the first control, in the
 list's order, with a pinned or discovered one); :func:`run_tests` then runs each held target's
 test in turn, least recently tested first (so a cap that stops a round rotates through the list
-over the days), each on the target's object against the control's, with the SNI A/B when the
-helper offers bulk transfers (the A/B alone when the site offers no object). Each finished
+over the days). Before each test the budget decides (:meth:`ThroughputOptions.over_budget`,
+which is :func:`probe.round.budget.check`): a test that would not fit is recorded
+``skipped="data_cap"`` and the budget's reason logged. A test runs on the target's object
+against the control's, with the SNI A/B when the helper offers bulk transfers (the A/B alone
+when the site offers no object). Each finished
 page measurement comes back through ``on_result`` with its test added, so the store keeps one
 measurement whole. Objects are found (:func:`find_object`) through the measuring layer and the
 choices are scrubbed before they are cached, as everything else is. A test that raises in the
@@ -13,6 +16,7 @@ probe's own code is recorded ``skipped="internal_error"``; the other tests go on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,26 +36,35 @@ from probe.model import (
     ThroughputRecord,
 )
 from probe.privacy import Scrubber
+from probe.round.budget import Allowance, Usage
 from probe.round.target import log_internal_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class ThroughputOptions:
-    """Throughput tests: the plan per test, the daily data cap, the helper's bulk endpoint,
-    where discovered objects are kept (``objects``), when each target was last tested (the
-    least recently tested go first, so a daily cap that stops a round rotates through the list
-    over the days), and ``on_result``, which gets each page measurement again with its test
-    (the page itself was handed to ``on_measurement`` as soon as it was measured)."""
+    """Throughput tests: the plan per test; the ``allowance`` (caps and the pages' reserve),
+    ``usage`` (the bytes used today and this month, read again before each test) and ``clock``
+    that the budget decides by; the helper's bulk endpoint; where discovered objects are kept
+    (``objects``); when each target was last tested (the least recently tested go first, so a
+    daily cap that stops a round rotates through the list over the days); and ``on_result``,
+    which gets each page measurement again with its test (the page itself was handed to
+    ``on_measurement`` as soon as it was measured)."""
 
     plan: Plan
-    max_bytes_per_day: int | None = None
-    bytes_used_today: Callable[[], int] = lambda: 0
+    allowance: Allowance = field(default_factory=Allowance)
+    usage: Callable[[], Usage] = lambda: Usage(0, 0)
     bulk: HelperBulk | None = None
-    max_bytes_per_month: int | None = None
-    bytes_used_month: Callable[[], int] = lambda: 0
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     objects: ObjectCache = field(default_factory=lambda: MemoryCache({}))
     last_tested: Callable[[], dict[str, str]] = dict
     on_result: Callable[[Measurement], None] = lambda m: None
+
+    def over_budget(self) -> str | None:
+        """Why the next test must not start (the budget's one line), or None: its worst case
+        fits under the caps with the pages' reserve left."""
+        return self.allowance.check(self.usage(), self.plan.worst_case_bytes, self.clock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +125,6 @@ async def _test(
     target's object against the control's, and the SNI A/B with a helper; the A/B alone when
     the site offers no object."""
     m, target = p.measurement, p.target
-    cap, month_cap = opts.max_bytes_per_day, opts.max_bytes_per_month
-    if (cap is not None and opts.bytes_used_today() + opts.plan.worst_case_bytes > cap) or (
-        month_cap is not None and opts.bytes_used_month() + opts.plan.worst_case_bytes > month_cap
-    ):
-        return replace(m, throughput=ThroughputRecord(skipped="data_cap"))
     counter = ByteCounter()
     found = await find_object(shared, target, p.found, opts, counter, scrubber)
     obj = found.object
@@ -196,12 +204,17 @@ async def run_tests(
     last = opts.last_tested()
     errors = 0
     for p in sorted(pending, key=lambda p: last.get(p.target.name, "")):
-        try:
-            m = await _test(shared, p, control, opts, len(pending), scrubber)
-        except Exception as exc:  # the probe's own fault: this test's record, not the round's end
-            log_internal_error(p.target, exc)
-            errors += 1
-            m = replace(p.measurement, throughput=ThroughputRecord(skipped="internal_error"))
+        why = opts.over_budget()
+        if why is not None:
+            log.info("%s: throughput test skipped (%s)", p.target.name, why)
+            m = replace(p.measurement, throughput=ThroughputRecord(skipped="data_cap"))
+        else:
+            try:
+                m = await _test(shared, p, control, opts, len(pending), scrubber)
+            except Exception as exc:  # the probe's own fault: this test's record, not the round's
+                log_internal_error(p.target, exc)
+                errors += 1
+                m = replace(p.measurement, throughput=ThroughputRecord(skipped="internal_error"))
         opts.on_result(m)
         on_tested(p.measurement, m)
     return errors
