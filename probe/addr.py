@@ -14,6 +14,12 @@ import ipaddress
 from probe.errors import AddressError as AddressError  # raised by this module's parsers
 
 
+def port_of_scheme(scheme: str) -> int:
+    """The port a URL of ``scheme`` (``http`` or ``https``) means when it names none: the one
+    home of that fact."""
+    return 443 if scheme == "https" else 80
+
+
 def endpoint(ip: str, port: int) -> str:
     """``IP:PORT``, with brackets around an IPv6 address."""
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

@@ -8,7 +8,8 @@ be, because httpx quietly percent-encodes a host it cannot use (``exa mple.com``
 ``exa%20mple.com``) and reads ``127.1`` as a name. ``urllib.parse`` must agree with httpx on the
 host and port, so no other module can read a different host from the same text. Pure: nothing is
 resolved or fetched. Used by ``probe targets check``, target loading, ``targets import``, the
-helper's requests and the ``--helper`` setting.
+helper's requests and the ``--helper`` setting. Which port a URL without one means is said
+once, by :func:`probe.addr.port_of_scheme`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from probe.addr import port_of_scheme
 from probe.errors import URLError
 
 MAX_LENGTH = 2048  # what browsers and CDNs reliably carry; OONI's helper caps the same
@@ -56,7 +58,7 @@ def check_url(text: Any) -> httpx.URL:
         raise URLError(f"{show(text)} has a port outside 1-65535")
     raw = url.raw_host.decode("ascii")
     _check_host(text, raw)
-    default = 443 if url.scheme == "https" else 80
+    default = port_of_scheme(url.scheme)
     if (split_host or "").lower() != host.lower() and (split_host or "").lower() != raw:
         raise URLError(f"{show(text)} is ambiguous (parsers disagree on its host)")
     if (split_port or default) != (port or default):

@@ -3,6 +3,7 @@ status, prune, and the real daemon against the loopback world."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -28,8 +29,8 @@ from probe.cli import main
 from probe.config.settings import OPTIONS, resolve
 from probe.config.targets import Target, TargetsError, load_targets
 from probe.daemon import schedule
-from probe.daemon.daemon import sd_notify, watchdog_period
 from probe.daemon.lock import DaemonLock, DaemonRunning, holder
+from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.round import budget
 from probe.store import Store
 from probe.timeutil import iso
@@ -130,7 +131,6 @@ def test_budget_reasons_and_resets() -> None:
     assert why == "daily cap: 24.0 MB of 25.0 MB used, resets 2027-01-01T00:00Z"
     why = budget.check(caps, budget.Usage(0, 499_000_000), 2_000_000, now)
     assert why is not None and why.startswith("monthly cap: 499.0 MB of 500.0 MB")
-    assert budget.month_reset(now) == datetime(2027, 1, 1, tzinfo=UTC)
     assert budget.check(budget.Budget(), budget.Usage(10**12, 10**12), 10**9, now) is None
 
 
@@ -710,3 +710,46 @@ def test_a_bad_tag_interval_names_file_line_and_tag(
     p.write_text("targets:\n  - {name: a, url: 'https://x.example/', tags: [news]}\n" + text)
     with pytest.raises(TargetsError, match=message):
         load_targets(p)
+
+
+def test_the_daemon_s_reserve_reaches_the_round_without_touching_settings(
+    tmp_path: Path, world: World
+) -> None:
+    """A throughput round gets the budget's caps and the pages' reserve as one explicit
+    allowance; the settings it runs with are the daemon's own, caps unchanged. (The round runner
+    is a parameter: here the real ``run_once``, with its arguments noted on the way.)"""
+    from probe.daemon.daemon import Daemon as InProcess
+    from probe.round import RoundResult, RoundSetup, prepare, run_once
+    from probe.round.budget import Allowance, Budget
+
+    t = tmp_path / "t.yaml"
+    t.write_text(
+        f"targets:\n  - name: news\n    url: {world.http('news.test')}\n"
+        f"controls:\n  - name: ctl\n    url: {world.https('news.test')}\n"
+    )
+    flags = {
+        "targets": str(t),
+        "resolver": world.system_dns.address,
+        "control_resolver": world.doh_url,
+        "ca_bundle": world.ca_pem,
+        "timeout": "1.5",
+        "allow_loopback": True,
+        "db": str(tmp_path / "d.db"),
+        "max_bytes_per_day": "50M",
+        "throughput_bytes": "100K",
+        "throughput_seconds": "0.5",
+    }
+    settings = resolve(flags, env={})
+    seen: list[tuple[RoundSetup, dict[str, Any]]] = []
+
+    async def noting(setup: RoundSetup, store: Store, **kw: Any) -> RoundResult:
+        seen.append((setup, kw))
+        return await run_once(setup, store, **kw)
+
+    store = Store.open(settings.db)
+    d = InProcess(flags, None, settings, prepare(settings), store, run=noting)
+    asyncio.run(d._round("throughput"))
+    ((setup, kw),) = seen
+    assert setup.settings is d.settings and setup.settings.max_bytes_per_day == 50_000_000
+    assert kw["allowance"] == Allowance(Budget(daily=50_000_000), reserve=d.page_estimate(2))
+    assert kw["kind"] == "throughput" and kw["throughput"] is True

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from probe import round as round_mod
 from probe.cli import main
+from probe.round import run as round_mod
 from tests.conftest import World
 
 

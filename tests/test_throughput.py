@@ -393,3 +393,65 @@ def test_a_round_tests_every_target_on_the_objects_its_page_links(
     assert cache.get("ctl") is not None and cache.get("site") is not None
     assert cache.get("site").content_type == "image/jpeg; for=[scrubbed]"  # type: ignore[union-attr]
     assert tp.object.content_type == "image/jpeg; for=[scrubbed]"
+
+
+# -- the budget decides, before each test -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("cap", "reserve", "skipped", "reason"),
+    [
+        # 20 MB of 25 MB used: a test's worst case fits, but not with the pages' reserve beside it
+        ("daily", 6_000_000, "data_cap", "daily cap: 20.0 MB of 25.0 MB used, resets 2026-11-30"),
+        ("monthly", 6_000_000, "data_cap", "monthly cap: 20.0 MB of 25.0 MB used, resets 2026-12"),
+        ("daily", 0, None, None),  # no reserve: the same test runs
+    ],
+)
+def test_a_test_over_the_cap_is_skipped_by_the_budget_s_decision(
+    world: World,
+    caplog: pytest.LogCaptureFixture,
+    cap: str,
+    reserve: int,
+    skipped: str | None,
+    reason: str | None,
+) -> None:
+    """Each throughput test asks ``budget.check`` (the caps, the bytes used so far and the
+    round's reserve for pages) before it starts: over the cap, it is recorded skipped for the
+    data cap and the budget's one-line reason is logged; with room, it runs."""
+    import logging
+    from datetime import UTC, datetime
+
+    from probe.classify.fingerprints import builtin
+    from probe.config.targets import Target
+    from probe.round import ThroughputOptions, run_round
+    from probe.round.budget import Allowance, Budget, Usage
+
+    plan = Plan(max_bytes=100_000, max_seconds=0.5, trials=1, ab_bytes=20_000, ab_seconds=0.2)
+    caps = Budget(daily=25_000_000) if cap == "daily" else Budget(monthly=25_000_000)
+    assert 20_000_000 + plan.worst_case_bytes <= 25_000_000 < 20_000_000 + 6_000_000
+    tested: list[object] = []
+    opts = ThroughputOptions(
+        plan,
+        allowance=Allowance(caps, reserve=reserve),
+        usage=lambda: Usage(20_000_000, 20_000_000),
+        clock=lambda: datetime(2026, 11, 29, 12, tzinfo=UTC),
+        on_result=tested.append,
+    )
+    with caplog.at_level(logging.INFO, logger="probe.round"):
+        asyncio.run(
+            run_round(
+                [Target(name="news", url=world.http("news.test"))],
+                [Target(name="ctl", url=world.https("news.test"), is_control=True)],
+                world.config(),
+                fingerprints=builtin(),
+                throughput=opts,
+            )
+        )
+    (m,) = tested
+    tp = m.throughput  # type: ignore[attr-defined]
+    assert tp is not None
+    if skipped is None:
+        assert tp.skipped != "data_cap"
+        assert not [r for r in caplog.records if "cap:" in r.getMessage()]
+    else:
+        assert tp.skipped == skipped and tp.flows == () and tp.bytes_used == 0
+        (line,) = [r.getMessage() for r in caplog.records if "cap:" in r.getMessage()]
+        assert reason is not None and reason in line and "news" in line

@@ -13,7 +13,10 @@ SIGTERM or SIGINT:
   waking from sleep runs one round, not a burst; a heartbeat every few seconds re-reads the
   wall clock (asyncio's timers do not count suspended time).
 - the data budget (:mod:`probe.round.budget`): throughput rounds give way first, then page rounds;
-  a round skipped for the budget is recorded (status ``budget``).
+  a round skipped for the budget is recorded (status ``budget``). The daemon decides each
+  round's :class:`~probe.round.budget.Allowance` (the caps, and for throughput rounds the
+  pages' reserve) and hands it to the round, whose tests each ask it again; the settings are
+  never rewritten to carry it.
 - offline rounds (no control loads) and database errors (locked, full, read-only) lengthen the
   gaps (:func:`probe.daemon.schedule.backoff`); the first good round restores them. A database error
   never ends the daemon: it is logged, measurements that could not be written are kept in
@@ -23,7 +26,7 @@ SIGTERM or SIGINT:
   SIGHUP: settings and targets are loaded again; a bad file is logged in one line and the old
   ones kept.
 - a heartbeat: the ``daemon`` row for ``probe status``, and systemd's READY, STATUS and
-  WATCHDOG notifications over ``$NOTIFY_SOCKET``.
+  WATCHDOG notifications over ``$NOTIFY_SOCKET`` (:mod:`probe.daemon.systemd`).
 
 Logs go to stderr, one line per round (targets, anomalies, bytes, duration), as text with
 syslog priority prefixes under journald, or JSON (``--log-format json``). They hold counts,
@@ -40,11 +43,10 @@ import logging
 import os
 import random
 import signal
-import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -53,12 +55,13 @@ from probe.config.settings import Settings, resolve
 from probe.config.targets import TargetList
 from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, pid_alive
+from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.errors import InputError
 from probe.model import Measurement
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
 from probe.store import Store, StoreError
-from probe.timeutil import day_start, iso, month_start, utc_now
+from probe.timeutil import day_start, from_stored, iso, month_start, utc_now
 
 log = logging.getLogger("probe.daemon")
 
@@ -67,33 +70,7 @@ ROW_EVERY = 60.0  # seconds between writes of the daemon row when nothing change
 PENDING_MAX = 500  # measurements kept in memory while the database refuses writes (~40 MB)
 PAGE_BYTES_GUESS = 120_000  # per measurement, until this database has a round to go by
 
-
-# -- systemd -------------------------------------------------------------------------------
-def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send ``state`` (e.g. "READY=1") to systemd's notify socket; False when there is none."""
-    env = os.environ if env is None else env
-    address = env.get("NOTIFY_SOCKET", "")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # an abstract socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(address)
-            s.sendall(state.encode())
-    except OSError:
-        return False
-    return True
-
-
-def watchdog_period(env: Mapping[str, str] | None = None) -> float | None:
-    """Seconds between WATCHDOG=1 pings systemd expects (half its WatchdogSec), or None."""
-    env = os.environ if env is None else env
-    usec = env.get("WATCHDOG_USEC", "")
-    pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or (pid.isdigit() and int(pid) != os.getpid()):
-        return None
-    return int(usec) / 2e6
+RoundRunner = Callable[..., Coroutine[Any, Any, RoundResult]]  # run_once's shape
 
 
 # -- logs ----------------------------------------------------------------------------------
@@ -194,11 +171,13 @@ class Daemon:
         store: Store,
         *,
         rng: random.Random | None = None,
+        run: RoundRunner = run_once,
     ) -> None:
         self.flags, self.config = dict(flags), config
         self.settings, self.setup = settings, setup
         self.store = PatientStore(store)
         self.rng = rng or random.SystemRandom()
+        self.run = run  # run_once; a test notes what each round is handed
         self.started_at = utc_now()
         self.round_lock = asyncio.Lock()
         self.current: asyncio.Task[RoundResult] | None = None
@@ -232,7 +211,7 @@ class Daemon:
         """Resume the schedule a previous daemon planned; a time already past runs now."""
         if saved:
             with contextlib.suppress(ValueError):
-                t = datetime.fromisoformat(saved.replace("Z", "+00:00"))
+                t = from_stored(saved)
                 if t > now:
                     return t
         return now
@@ -253,7 +232,7 @@ class Daemon:
         )
 
     def caps(self) -> budget_mod.Budget:
-        return budget_mod.Budget(self.settings.max_bytes_per_day, self.settings.max_bytes_per_month)
+        return self.setup.budget
 
     def page_estimate(self, n: int, guess: float = PAGE_BYTES_GUESS) -> float:
         """Bytes ``n`` page measurements will take, from this database's last rounds."""
@@ -299,7 +278,8 @@ class Daemon:
                 return
             # Before any round to go by, one round may run while anything is left.
             need = self.page_estimate(len(targets) + len(tl.controls), guess=0)
-            if not self._budget(kind, budget_mod.check(self.caps(), self.usage(), need, now)):
+            allowance = budget_mod.Allowance(self.caps())
+            if not self._budget(kind, allowance.check(self.usage(), need, now)):
                 return
         else:
             assert setup.plan is not None
@@ -315,26 +295,19 @@ class Daemon:
             # none affordable: one, so that check names the cap that stops the round
             targets = schedule.least_recently_tested(tl.targets, last, 1 if n == 0 else n)
             need = fixed + len(targets) * per
-            why = budget_mod.check(self.caps(), usage, need, now, reserve=reserve)
-            if not self._budget(kind, why):
+            # The round asks the same allowance again before each test, keeping the reserve.
+            allowance = budget_mod.Allowance(self.caps(), reserve=reserve)
+            if not self._budget(kind, allowance.check(usage, need, now)):
                 return
-            # Each test checks the caps again as it starts, keeping the pages' reserve.
-            s = self.settings
-            setup = replace(
-                setup,
-                settings=replace(
-                    s,
-                    max_bytes_per_day=_less(s.max_bytes_per_day, reserve),
-                    max_bytes_per_month=_less(s.max_bytes_per_month, reserve),
-                ),
-            )
         setup = replace(setup, targets=TargetList(tuple(targets), tl.controls))
         self.state = f"measuring ({kind})"
         sd_notify(f"STATUS=measuring {len(targets)} targets ({kind})")
         self.beat()
         t0 = time.monotonic()
         self.current = asyncio.create_task(
-            run_once(setup, self.store, throughput=kind == "throughput", kind=kind)
+            self.run(
+                setup, self.store, throughput=kind == "throughput", kind=kind, allowance=allowance
+            )
         )
         try:
             result = await self.current
@@ -533,10 +506,6 @@ class Daemon:
             log.error("%d measurements could not be written and are lost", len(self.store.pending))
         log.info("stopped")
         return 0
-
-
-def _less(cap: int | None, reserve: float) -> int | None:
-    return None if cap is None else int(cap - max(reserve, budget_mod.RESERVE_SHARE * cap))
 
 
 def run(flags: Mapping[str, Any], config: str | None, *, rng: random.Random | None = None) -> int:

@@ -250,7 +250,7 @@ def _chain_failure(
             url=url, depth=depth, failure=f, failed_operation=failures.OP_RESOLVE
         )
     conns = [t for t in tcp if t.depth == depth and "system" in t.sources]
-    wanted_port = 443 if url.startswith("https://") else 80
+    wanted_port = addr.port_of_scheme(url.partition(":")[0])
     conns = [t for t in conns if t.port == wanted_port] or conns
     if conns and not any(t.ok for t in conns):
         return HTTPTransaction(

@@ -5,14 +5,20 @@ measurements' ``bytes_used``, counted from the wire) and the clock. ``check`` sa
 piece of work that may need ``need`` more bytes fits, and if not, why (a one-line reason naming
 the cap, what was used and when it resets). Throughput tests give way first: they must leave
 ``reserve`` bytes (a page round's worth, and at least ``RESERVE_SHARE`` of the cap) for pages,
-so a day that runs short loses its throughput tests before it loses any page round. Days and
-months are UTC: the caps reset at midnight UTC and on the first of the month.
+so a day that runs short loses its throughput tests before it loses any page round. An
+:class:`Allowance` carries the caps and that reserve from the one who decides them (the daemon)
+to the round, which asks ``check`` before each throughput test: no other code compares bytes
+with a cap. Days and
+months are UTC (:mod:`probe.timeutil`'s boundaries): the caps reset at midnight UTC and on
+the first of the month.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from probe.timeutil import minutes, next_day, next_month
 
 RESERVE_SHARE = 0.1
 
@@ -29,16 +35,16 @@ class Usage:
     month: int
 
 
-def day_reset(now: datetime) -> datetime:
-    """The next midnight UTC."""
-    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return start + timedelta(days=1)
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """What a round may spend: the caps, and the bytes its throughput tests must leave for
+    page rounds (``reserve``, as :func:`check` takes it; none for a one-off ``probe run``)."""
 
+    budget: Budget = field(default_factory=Budget)
+    reserve: float = 0
 
-def month_reset(now: datetime) -> datetime:
-    """Midnight UTC on the first of next month."""
-    t = now.astimezone(UTC)
-    return datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, tzinfo=UTC)
+    def check(self, used: Usage, need: float, now: datetime) -> str | None:
+        return check(self.budget, used, need, now, reserve=self.reserve)
 
 
 def mb(n: float) -> str:
@@ -51,17 +57,14 @@ def check(
     """None if ``need`` more bytes (plus ``reserve`` left over) fit under both caps; else why
     not, e.g. "daily cap: 24.1 MB of 25.0 MB used, resets 2026-11-30T00:00Z"."""
     for name, cap, spent, reset in (
-        ("daily", budget.daily, used.today, day_reset(now)),
-        ("monthly", budget.monthly, used.month, month_reset(now)),
+        ("daily", budget.daily, used.today, next_day(now)),
+        ("monthly", budget.monthly, used.month, next_month(now)),
     ):
         if cap is None:
             continue
         keep = reserve and max(reserve, RESERVE_SHARE * cap)
         if spent + need + keep > cap:
-            return (
-                f"{name} cap: {mb(spent)} of {mb(cap)} used, "
-                f"resets {reset.strftime('%Y-%m-%dT%H:%MZ')}"
-            )
+            return f"{name} cap: {mb(spent)} of {mb(cap)} used, resets {minutes(reset)}"
     return None
 
 

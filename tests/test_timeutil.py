@@ -1,0 +1,69 @@
+"""The one home of UTC day and month boundaries and of the written forms of a time
+(:mod:`probe.timeutil`), and the one default port (:func:`probe.addr.port_of_scheme`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from probe import timeutil
+from probe.addr import port_of_scheme
+from probe.round import new_measurement_id
+from probe.round.budget import Budget, Usage, check
+
+
+@pytest.mark.parametrize(
+    ("t", "day", "next_day", "month", "next_month"),
+    [
+        (
+            datetime(2026, 12, 31, 23, 0, tzinfo=UTC),
+            datetime(2026, 12, 31, tzinfo=UTC),
+            datetime(2027, 1, 1, tzinfo=UTC),
+            datetime(2026, 12, 1, tzinfo=UTC),
+            datetime(2027, 1, 1, tzinfo=UTC),
+        ),
+        (  # 01:30 in UTC+7 is still the 28th of February in UTC
+            datetime(2028, 2, 29, 1, 30, tzinfo=timezone(timedelta(hours=7))),
+            datetime(2028, 2, 28, tzinfo=UTC),
+            datetime(2028, 2, 29, tzinfo=UTC),
+            datetime(2028, 2, 1, tzinfo=UTC),
+            datetime(2028, 3, 1, tzinfo=UTC),
+        ),
+        (  # naive means UTC
+            datetime(2026, 11, 29, 0, 0),
+            datetime(2026, 11, 29, tzinfo=UTC),
+            datetime(2026, 11, 30, tzinfo=UTC),
+            datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 12, 1, tzinfo=UTC),
+        ),
+    ],
+)
+def test_day_and_month_boundaries_are_utc(
+    t: datetime, day: datetime, next_day: datetime, month: datetime, next_month: datetime
+) -> None:
+    assert timeutil.day_floor(t) == day and timeutil.next_day(t) == next_day
+    assert timeutil.month_floor(t) == month and timeutil.next_month(t) == next_month
+    assert timeutil.day_start(t) == timeutil.iso(day)
+    assert timeutil.month_start(t) == timeutil.iso(month)
+
+
+def test_the_budget_resets_on_timeutil_s_boundaries() -> None:
+    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+    why = check(Budget(daily=10), Usage(10, 10), 1, now)
+    assert why is not None and why.endswith(f"resets {timeutil.minutes(timeutil.next_day(now))}")
+    why = check(Budget(monthly=10), Usage(0, 10), 1, now)
+    assert why is not None and why.endswith("resets 2027-01-01T00:00Z")
+
+
+def test_the_written_forms_of_a_time() -> None:
+    t = datetime(2026, 11, 29, 9, 5, 7, 250_000, tzinfo=timezone(timedelta(hours=7)))
+    assert timeutil.iso(t) == "2026-11-29T02:05:07.250Z"
+    assert timeutil.compact(t) == "20261129T020507Z"
+    assert timeutil.minutes(t) == "2026-11-29T02:05Z"
+    assert timeutil.from_stored(timeutil.iso(t)) == t
+    assert new_measurement_id(t).startswith("20261129T020507Z_")
+
+
+def test_default_ports() -> None:
+    assert (port_of_scheme("https"), port_of_scheme("http")) == (443, 80)
