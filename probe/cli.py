@@ -19,6 +19,7 @@ import yaml
 from probe import __version__
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
+from probe.config.resolver import parse_resolver, system_resolver
 from probe.config.settings import DAEMON, MEASURE, OPTIONS, Settings
 from probe.config.targets import (
     Target,
@@ -29,7 +30,6 @@ from probe.config.targets import (
     read_targets,
 )
 from probe.errors import InputError
-from probe.measure.dns import parse_resolver, system_resolver
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
 

@@ -18,7 +18,7 @@ import hypothesis.configuration
 import pytest
 import trustme
 
-from probe.measure.dns import parse_resolver
+from probe.config.resolver import parse_resolver
 from probe.measure.net import MeasureConfig, Shared
 from probe.measure.runner import measure_url
 from probe.model import Observations

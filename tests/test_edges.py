@@ -24,8 +24,9 @@ import pytest
 
 from probe import failures
 from probe.classify import classify
+from probe.config.resolver import parse_resolver
 from probe.helper.server import own_addresses
-from probe.measure.dns import parse_resolver, query
+from probe.measure.dns import query
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import MeasureConfig, skip_address
 from probe.model import DNSQuery, HelperSpeed
@@ -209,7 +210,7 @@ def test_body_cut_by_a_reset_is_an_http_read_failure(edges: Edges) -> None:
 _MEMORY_CHILD = r"""
 import asyncio, json, sys, tracemalloc, zlib
 import httpx
-from probe.measure.dns import parse_resolver
+from probe.config.resolver import parse_resolver
 from probe.measure.net import MeasureConfig, Shared
 from probe.measure.runner import measure_url
 

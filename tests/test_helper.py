@@ -19,8 +19,8 @@ import httpx
 import pytest
 import uvicorn
 
+from probe.config.resolver import parse_resolver
 from probe.helper.server import HelperApp
-from probe.measure.dns import parse_resolver
 from probe.measure.net import MeasureConfig
 from tests.conftest import REFUSE, SITE, World
 from tests.servers import PAGE

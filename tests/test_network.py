@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from probe.config.resolver import parse_resolver
 from probe.config.settings import SettingsError, resolve
 from probe.helper.asn import AsnDbError, Entry, load
 from probe.helper.server import HelperApp
-from probe.measure.dns import parse_resolver
 from probe.measure.net import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind

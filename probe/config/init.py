@@ -13,7 +13,9 @@ import json
 import textwrap
 from typing import Any
 
-from probe.config.settings import OPTIONS, PROFILE_DEFAULTS, Option, parse_duration
+from probe.config.options import OPTIONS, Option
+from probe.config.parse import parse_duration
+from probe.config.profiles import PROFILE_DEFAULTS
 
 CONSENT = """\
 probe measures whether your network blocks or slows some web sites.

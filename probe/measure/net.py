@@ -33,7 +33,7 @@ from probe import addr
 from probe.model import Certificate
 
 if TYPE_CHECKING:
-    from probe.measure.dns import ResolverSpec
+    from probe.model import ResolverSpec
 
 # struct tcp_info (linux/tcp.h): byte offsets of the fields we read (u32, or u64 for bytes).
 _TCPI_U32 = {"rtt": 68, "rcv_rtt": 92, "segs_in": 140, "min_rtt": 148, "rcv_ooopack": 224}
