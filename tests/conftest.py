@@ -19,7 +19,8 @@ import pytest
 import trustme
 
 from probe.config.resolver import parse_resolver
-from probe.measure.net import MeasureConfig, Shared
+from probe.measure.config import MeasureConfig
+from probe.measure.net import Shared
 from probe.measure.runner import measure_url
 from probe.model import Observations
 from tests import servers as S

@@ -26,9 +26,9 @@ from probe import failures
 from probe.classify import classify
 from probe.config.resolver import parse_resolver
 from probe.helper.server import own_addresses
+from probe.measure.config import MeasureConfig, skip_address
 from probe.measure.dns import query
 from probe.measure.helper_client import HelperClient
-from probe.measure.net import MeasureConfig, skip_address
 from probe.model import DNSQuery, HelperSpeed
 from probe.pages import decode_text
 from tests.conftest import SITE, World
@@ -211,7 +211,8 @@ _MEMORY_CHILD = r"""
 import asyncio, json, sys, tracemalloc, zlib
 import httpx
 from probe.config.resolver import parse_resolver
-from probe.measure.net import MeasureConfig, Shared
+from probe.measure.config import MeasureConfig
+from probe.measure.net import Shared
 from probe.measure.runner import measure_url
 
 args = json.loads(sys.argv[1])

@@ -21,7 +21,7 @@ import uvicorn
 
 from probe.config.resolver import parse_resolver
 from probe.helper.server import HelperApp
-from probe.measure.net import MeasureConfig
+from probe.measure.config import MeasureConfig
 from tests.conftest import REFUSE, SITE, World
 from tests.servers import PAGE
 

@@ -21,7 +21,7 @@ import uvicorn
 
 from probe.config.resolver import parse_resolver
 from probe.helper.server import ConnectionLimits, HelperApp, listen_socket, server_config
-from probe.measure.net import MeasureConfig
+from probe.measure.config import MeasureConfig
 from tests.conftest import World
 from tests.test_helper import helper_server
 

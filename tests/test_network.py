@@ -27,7 +27,7 @@ from probe.config.resolver import parse_resolver
 from probe.config.settings import SettingsError, resolve
 from probe.helper.asn import AsnDbError, Entry, load
 from probe.helper.server import HelperApp
-from probe.measure.net import MeasureConfig
+from probe.measure.config import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind
 from tests.conftest import PUBLIC_ADDRESS, World

@@ -23,7 +23,8 @@ import httpx
 from probe import failures
 from probe.measure import dns as dnsq
 from probe.measure import net, steps
-from probe.measure.net import Shared, refuse_redirect_to, skip_address
+from probe.measure.config import PAGE_RCVBUF, refuse_redirect_to, skip_address
+from probe.measure.net import Shared
 from probe.model import (
     REDIRECT_STATUSES,
     DNSQuery,
@@ -169,7 +170,7 @@ class TargetMeasurer:
             backend = net.PinnedBackend(
                 self.counter, ip, local_addresses=self.shared.local_addresses
             )
-            transport = net.PinnedTransport(backend, self.shared.ssl_verify, rcvbuf=net.PAGE_RCVBUF)
+            transport = net.PinnedTransport(backend, self.shared.ssl_verify, rcvbuf=PAGE_RCVBUF)
             self._transports[(role, ip)] = transport
         return transport
 
