@@ -21,6 +21,7 @@ from probe.analyst.export import FORMATS
 from probe.analyst.export.files import write_whole
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
+from probe.config.resolver import parse_resolver, system_resolver
 from probe.config.settings import DAEMON, MEASURE, OPTIONS, Settings
 from probe.config.targets import (
     Target,
@@ -31,7 +32,6 @@ from probe.config.targets import (
     read_targets,
 )
 from probe.errors import InputError
-from probe.measure.dns import parse_resolver, system_resolver
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
 
@@ -531,7 +531,7 @@ def reclassify(
     click.echo(f"{total} measurements reclassified, {changed} verdicts changed")
 
 
-# -- the daemon and its companions (issue 11) ---------------------------------------------------
+# -- the daemon and its companions --------------------------------------------------------------
 @cli.command()
 @settings_options(MEASURE, DAEMON)
 def daemon(config_path: str | None, **flags: Any) -> int:
@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-# -- analysts: export, report, merge, Datasette (issue 13) ---------------------------------------
+# -- analysts: export, report, merge, Datasette -------------------------------------------------
 def filter_options(f: F) -> F:
     """The filters every export and the report take: time, target, category, network, verdict."""
     for decorator in reversed(
@@ -858,7 +858,7 @@ def datasette_metadata(databases: tuple[str, ...]) -> None:
     click.echo(metadata_text(tuple(Path(d).stem for d in databases)), nl=False)
 
 
-# -- throughput discovery (issue 12) -------------------------------------------------------------
+# -- throughput discovery -----------------------------------------------------------------------
 @targets.command("discover")
 @settings_options(MEASURE)
 def targets_discover(config_path: str | None, **flags: Any) -> None:

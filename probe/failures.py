@@ -137,6 +137,13 @@ SSL_VERIFY_FAILURES: dict[int, str] = {
     26: SSL_INVALID_CERTIFICATE,  # invalid purpose
 }
 
+# The failures that say a certificate was presented but not trusted: the measuring code then
+# records who presented which certificate, and the classifier reads them as possible
+# interception. The one home of this list (a test pins it to SSL_VERIFY_FAILURES' values).
+CERT_FAILURES: frozenset[str] = frozenset(
+    {SSL_INVALID_HOSTNAME, SSL_UNKNOWN_AUTHORITY, SSL_INVALID_CERTIFICATE}
+)
+
 DNS_RCODE_FAILURES: dict[str, str] = {
     "NXDOMAIN": DNS_NXDOMAIN,
     "SERVFAIL": DNS_SERVFAIL,

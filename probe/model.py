@@ -16,12 +16,36 @@ from typing import Any, Literal
 
 import msgspec
 
-from probe import failures
+from probe import addr, failures
 
 Blocking = Literal["dns", "tcp_ip", "http-failure", "http-diff"] | bool | None
 
 # HTTP statuses whose Location the probe follows, hop by hop (OONI's set).
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverSpec:
+    """A resolver to query, parsed once from its setting (:mod:`probe.config.resolver`) and
+    used by the DNS step (:mod:`probe.measure.dns`); it lives here so that neither imports the
+    other. ``str()`` is :attr:`address`, text the parser reads back to an equal value."""
+
+    kind: Literal["udp", "dot", "doh"]
+    host: str  # IP address for udp/dot; host name for doh
+    port: int
+    url: str | None = None  # the DoH URL
+    server_name: str | None = None  # DoT: the name to verify, if given as tls://NAME@IP
+
+    @property
+    def address(self) -> str:
+        if self.kind == "doh":
+            return self.url or ""
+        scheme = "tls" if self.kind == "dot" else "udp"
+        name = f"{self.server_name}@" if self.server_name else ""
+        return f"{scheme}://{name}{addr.endpoint(self.host, self.port)}"
+
+    def __str__(self) -> str:
+        return self.address
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,10 @@ import hypothesis.configuration
 import pytest
 import trustme
 
-from probe.measure.dns import parse_resolver
-from probe.measure.net import MeasureConfig, Shared
+from probe.config.options import BY_NAME
+from probe.config.resolver import parse_resolver
+from probe.measure.config import MeasureConfig
+from probe.measure.net import Shared
 from probe.measure.runner import measure_url
 from probe.model import Observations
 from tests import servers as S
@@ -38,6 +40,7 @@ PROXY = "127.0.0.60"  # a transparent proxy: serves the real page after a DNS li
 OTHER = "127.0.0.70"  # a different site (for HTTP diff)
 BADCERT = "127.0.0.80"  # TLS with a certificate for another name / an unknown CA / expired
 CDN = [f"127.0.1.{i}" for i in range(1, 10)]  # a CDN: nine edge addresses serving the site
+BODY_CAP: int = BY_NAME["max_body"].default  # a probe's page-body cap: its settings' default
 
 
 @dataclass
@@ -58,6 +61,7 @@ class World:
             ca_bundle=self.ca_pem,
             timeout=1.5,
             deadline=20,
+            body_cap=BODY_CAP,
             allow_loopback=True,
         )
         base.update(kw)

@@ -28,7 +28,7 @@ import trustme
 import uvicorn
 
 from probe.helper.server import HelperApp
-from probe.measure.net import MeasureConfig
+from probe.measure.config import MeasureConfig
 from tests import servers as S
 from tests.conftest import World
 

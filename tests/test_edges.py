@@ -24,13 +24,14 @@ import pytest
 
 from probe import failures
 from probe.classify import classify
+from probe.config.resolver import parse_resolver
 from probe.helper.server import own_addresses
-from probe.measure.dns import parse_resolver, query
+from probe.measure.config import MeasureConfig, skip_address
+from probe.measure.dns import query
 from probe.measure.helper_client import HelperClient
-from probe.measure.net import MeasureConfig, skip_address
 from probe.model import DNSQuery, HelperSpeed
 from probe.pages import decode_text
-from tests.conftest import SITE, World
+from tests.conftest import BODY_CAP, SITE, World
 from tests.edge_servers import DOT, DOT_NAME, EDGE_SITE, Edges, helper_app, make_edges
 from tests.servers import PAGE
 from tests.test_helper import ask, helper_server
@@ -209,16 +210,17 @@ def test_body_cut_by_a_reset_is_an_http_read_failure(edges: Edges) -> None:
 _MEMORY_CHILD = r"""
 import asyncio, json, sys, tracemalloc, zlib
 import httpx
-from probe.measure.dns import parse_resolver
-from probe.measure.net import MeasureConfig, Shared
+from probe.config.resolver import parse_resolver
+from probe.measure.config import MeasureConfig
+from probe.measure.net import Shared
 from probe.measure.runner import measure_url
 
 args = json.loads(sys.argv[1])
 
 async def measure():
     cfg = MeasureConfig(
-        resolver=parse_resolver(args["dns"]), control_resolver=None, timeout=5,
-        allow_loopback=True,
+        resolver=parse_resolver(args["dns"]), control_resolver=None, timeout=5, deadline=90,
+        body_cap=512 * 1024, allow_loopback=True,
     )
     shared = Shared.create(cfg)
     try:
@@ -359,6 +361,9 @@ def test_skip_address_refuses_denied_even_when_allowed() -> None:
     cfg = MeasureConfig(
         resolver=parse_resolver("127.0.0.1"),
         control_resolver=None,
+        timeout=1.5,
+        deadline=10,
+        body_cap=BODY_CAP,
         public_only=True,
         allow_networks=("127.0.0.0/8",),
         deny_addrs=frozenset({SITE}),
@@ -383,6 +388,7 @@ def test_helper_refuses_its_own_address(world: World) -> None:
         control_resolver=None,
         timeout=1.5,
         deadline=10,
+        body_cap=BODY_CAP,
         public_only=True,
         allow_networks=("127.0.0.0/8",),
         deny_addrs=frozenset({SITE}),

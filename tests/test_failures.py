@@ -297,3 +297,10 @@ def test_a_cycle_in_the_exception_chain_ends() -> None:
     a.__context__, b.__context__ = b, a
     info = failures.classify(a, failures.OP_HTTP)
     assert info.failure.startswith("unknown_failure")
+
+
+def test_cert_failures_are_the_verify_codes_failures() -> None:
+    """One list of 'a certificate was presented but not trusted', used by the TLS step (to
+    record the presented chain) and the classifier (to suspect interception)."""
+    assert frozenset(failures.SSL_VERIFY_FAILURES.values()) == failures.CERT_FAILURES
+    assert failures.CERT_FAILURES <= failures.DF007

@@ -19,10 +19,10 @@ import httpx
 import pytest
 import uvicorn
 
+from probe.config.resolver import parse_resolver
 from probe.helper.server import HelperApp
-from probe.measure.dns import parse_resolver
-from probe.measure.net import MeasureConfig
-from tests.conftest import REFUSE, SITE, World
+from probe.measure.config import MeasureConfig
+from tests.conftest import BODY_CAP, REFUSE, SITE, World
 from tests.servers import PAGE
 
 
@@ -34,6 +34,7 @@ def helper_server(world: World, **kw: Any) -> Iterator[tuple[str, io.StringIO]]:
         ca_bundle=world.ca_pem,
         timeout=1.5,
         deadline=10,
+        body_cap=BODY_CAP,
         public_only=True,
         allow_networks=kw.pop("allow", ("127.0.0.0/8",)),
     )

@@ -19,10 +19,10 @@ import httpx
 import pytest
 import uvicorn
 
+from probe.config.resolver import parse_resolver
 from probe.helper.server import ConnectionLimits, HelperApp, listen_socket, server_config
-from probe.measure.dns import parse_resolver
-from probe.measure.net import MeasureConfig
-from tests.conftest import World
+from probe.measure.config import MeasureConfig
+from tests.conftest import BODY_CAP, World
 from tests.test_helper import helper_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +37,7 @@ def guarded_server(world: World, limits: ConnectionLimits) -> Iterator[tuple[int
         ca_bundle=world.ca_pem,
         timeout=1.5,
         deadline=10,
+        body_cap=BODY_CAP,
         public_only=True,
         allow_networks=("127.0.0.0/8",),
     )

@@ -41,7 +41,7 @@ def test_success_https_records_tls(world: World) -> None:
 
 
 def test_doh_control_resolver(world: World) -> None:
-    from probe.measure.dns import parse_resolver
+    from probe.config.resolver import parse_resolver
 
     obs, _ = world.measure(
         world.http("blocked.test"), control_resolver=parse_resolver(world.doh_url)

@@ -23,14 +23,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from probe.config.resolver import parse_resolver
 from probe.config.settings import SettingsError, resolve
 from probe.helper.asn import AsnDbError, Entry, load
 from probe.helper.server import HelperApp
-from probe.measure.dns import parse_resolver
-from probe.measure.net import MeasureConfig
+from probe.measure.config import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind
-from tests.conftest import PUBLIC_ADDRESS, World
+from tests.conftest import BODY_CAP, PUBLIC_ADDRESS, World
 from tests.dbs import measurement
 
 TSV = (
@@ -131,7 +131,13 @@ def _ask_network(app: HelperApp, client: str, nonce: bytes) -> tuple[int, dict[s
 
 
 def _app(tmp_path: Path, world: World, log: io.StringIO) -> HelperApp:
-    cfg = MeasureConfig(resolver=parse_resolver(world.control_dns.address), control_resolver=None)
+    cfg = MeasureConfig(
+        resolver=parse_resolver(world.control_dns.address),
+        control_resolver=None,
+        timeout=1.5,
+        deadline=10,
+        body_cap=BODY_CAP,
+    )
     return HelperApp(cfg, log=log, asn_table=load([tsv(tmp_path)]))
 
 

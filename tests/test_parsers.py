@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from probe import addr, timeutil
 from probe.classify import fingerprints
-from probe.config import settings
+from probe.config import parse, resolver
 from probe.model import HTTPTransaction
 
 ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
@@ -75,16 +75,16 @@ def test_ip_address_is_canonical_or_refused(text: str) -> None:
 
 # -- settings values ---------------------------------------------------------------------------
 PARSERS = {
-    "int": settings.parse_int(0, 1000),
-    "float": settings.parse_float(0.0, 100.0),
-    "size": settings.parse_size,
-    "duration": settings.parse_duration,
-    "bool": settings.parse_bool,
-    "path": settings.parse_path,
-    "url": settings.parse_url,
-    "ip": settings.parse_ip,
-    "resolver": settings.parse_resolver_text,
-    "text": settings.parse_text,
+    "int": parse.parse_int(0, 1000),
+    "float": parse.parse_float(0.0, 100.0),
+    "size": parse.parse_size,
+    "duration": parse.parse_duration,
+    "bool": parse.parse_bool,
+    "path": parse.parse_path,
+    "url": parse.parse_url,
+    "ip": parse.parse_ip,
+    "resolver": resolver.parse_resolver_option,
+    "text": parse.parse_text,
 }
 
 
@@ -101,7 +101,7 @@ UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KiB": 2**10, "MiB": 2**20, 
 @given(st.integers(0, 10**6), st.sampled_from(sorted(UNITS)), st.booleans(), st.booleans())
 def test_size_units(n: int, unit: str, lower: bool, space: bool) -> None:
     text = f"{n}{' ' if space and unit else ''}{unit.lower() if lower else unit}"
-    assert settings.parse_size(text) == n * UNITS[unit]
+    assert parse.parse_size(text) == n * UNITS[unit]
 
 
 SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -109,17 +109,17 @@ SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @given(st.integers(1, 300), st.sampled_from(sorted(SECONDS)))
 def test_duration_units(n: int, unit: str) -> None:
-    assert settings.parse_duration(f"{n}{unit}") == pytest.approx(n * SECONDS[unit])
+    assert parse.parse_duration(f"{n}{unit}") == pytest.approx(n * SECONDS[unit])
 
 
 @given(st.integers(-(10**6), 10**6))
 def test_int_range(n: int) -> None:
-    parse = settings.parse_int(-5, 5)
+    parse_in = parse.parse_int(-5, 5)
     if -5 <= n <= 5:
-        assert parse(str(n)) == n == parse(n)
+        assert parse_in(str(n)) == n == parse_in(n)
     else:
         with pytest.raises(ValueError, match="from -5 to 5"):
-            parse(str(n))
+            parse_in(str(n))
 
 
 # -- timestamps --------------------------------------------------------------------------------
@@ -241,4 +241,4 @@ def test_fingerprint_loader_raises_only_its_error(scratch: Path, text: str) -> N
 def test_path_of_an_unknown_user_is_a_value_error() -> None:
     """Hypothesis found it: Path.expanduser raises RuntimeError for ~nosuchuser."""
     with pytest.raises(ValueError, match="nosuchuser"):
-        settings.parse_path("~nosuchuser-probe/db.sqlite")
+        parse.parse_path("~nosuchuser-probe/db.sqlite")

@@ -111,7 +111,7 @@ def test_a_redirect_to_a_loopback_literal_is_recorded_and_not_followed(
     ],
 )
 def test_refuse_redirect_to(world: World, host: str, refused: bool) -> None:
-    from probe.measure.net import refuse_redirect_to
+    from probe.measure.config import refuse_redirect_to
 
     assert refuse_redirect_to(host, world.config(allow_loopback=False)) is refused
 

@@ -3,12 +3,14 @@ its source, and one-line errors naming the flag, variable or file and key."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from probe.config import settings
-from probe.config.settings import SettingsError, resolve
+from probe.config import options, resolver, settings
+from probe.config.settings import Settings, SettingsError, resolve
+from probe.model import ResolverSpec
 
 NO_ENV: dict[str, str] = {}
 
@@ -126,7 +128,7 @@ def test_items_list_every_option_with_its_source(tmp_path: Path) -> None:
         (settings.parse_float(0, 1), " 0.25 ", 0.25),
         (settings.parse_url, " https://helper.example:8443/ ", "https://helper.example:8443/"),
         (settings.parse_ip, "2001:DB8::1", "2001:db8::1"),
-        (settings.parse_resolver_text, "tls://192.0.2.1", "tls://192.0.2.1"),
+        (resolver.parse_resolver_option, " tls://192.0.2.1", ResolverSpec("dot", "192.0.2.1", 853)),
     ],
 )
 def test_value_parsers(parse: object, text: object, value: object) -> None:
@@ -150,7 +152,7 @@ def test_value_parsers(parse: object, text: object, value: object) -> None:
         (settings.parse_path, "  ", "empty path"),
         (settings.parse_text, "a\tb", "control characters"),
         (settings.parse_text, 3, "is not text"),
-        (settings.parse_resolver_text, "ftp://1.2.3.4", "unknown scheme"),
+        (resolver.parse_resolver_option, "ftp://1.2.3.4", "unknown scheme"),
         (settings.parse_choice("a", "b"), "c", "'c' is not one of a, b"),
     ],
 )
@@ -160,22 +162,54 @@ def test_value_parser_errors(parse: object, text: object, message: str) -> None:
 
 
 def test_defaults_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(settings, "checkout", lambda: None)
+    monkeypatch.setattr(options, "checkout", lambda: None)
     monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/state:/other")
-    assert settings.default_db() == (
+    assert options.default_db() == (
         f"{tmp_path}/state/probe.db",
         "default (systemd StateDirectory)",
     )
     monkeypatch.delenv("STATE_DIRECTORY")
-    path, why = settings.default_db()
+    path, why = options.default_db()
     assert path.endswith("probe.db") and why == "default (the platform's data directory)"
-    path, why = settings.default_targets()
+    path, why = options.default_targets()
     assert path.endswith("targets.yaml") and why == "default (the packaged target list)"
 
 
 def test_defaults_inside_this_checkout(repo_root: Path) -> None:
-    assert settings.default_db() == (
+    assert options.default_db() == (
         str(repo_root / "results" / "probe.db"),
         "default (this checkout's results/)",
     )
-    assert settings.default_targets()[0] == str(repo_root / "targets.yaml")
+    assert options.default_targets()[0] == str(repo_root / "targets.yaml")
+
+
+def test_the_option_table_is_the_one_home_of_defaults(tmp_path: Path) -> None:
+    """Settings has one field per option and no defaults of its own, so a default written in
+    the table is the default used, and a new option cannot be forgotten in the dataclass."""
+    names = [f.name for f in dataclasses.fields(Settings)]
+    assert set(names) - {"config", "sources"} == {o.name for o in settings.OPTIONS}
+    with_defaults = [
+        f.name
+        for f in dataclasses.fields(Settings)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
+    assert with_defaults == ["config", "sources"]
+    s = resolve({}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
+    for o in settings.OPTIONS:
+        if s.sources[o.name] == "default":
+            assert getattr(s, o.name) == o.default, o.name
+
+
+def test_resolvers_are_parsed_once_into_specs(tmp_path: Path) -> None:
+    env = {"PROBE_CONFIG": str(_toml(tmp_path, 'control_resolver = "tls://dns.test@192.0.2.9"\n'))}
+    s = resolve({"resolver": "192.0.2.1"}, env=env)
+    assert s.resolver == ResolverSpec("udp", "192.0.2.1", 53)
+    assert s.control_resolver == ResolverSpec("dot", "192.0.2.9", 853, server_name="dns.test")
+    assert s.sources["control_resolver"] == f"file {tmp_path / 'settings.toml'}"
+    default = resolve({}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
+    assert default.resolver is None  # the system's, chosen when a round is prepared
+    assert str(default.control_resolver) == options.DEFAULT_CONTROL_RESOLVER
+    # Shown (probe config) and dumped (--json) as the text a settings file would hold.
+    items = {name: value for name, value, _ in s.items()}
+    assert items["resolver"] == "udp://192.0.2.1:53"
+    assert items["control_resolver"] == "tls://dns.test@192.0.2.9:853"

@@ -251,7 +251,8 @@ def test_dot_checks_the_resolvers_name(world: World, tmp_path: Path) -> None:
 
     import trustme
 
-    from probe.measure.dns import parse_resolver, query
+    from probe.config.resolver import parse_resolver
+    from probe.measure.dns import query
     from tests.servers import DoTServer
 
     ca = trustme.CA()
@@ -301,7 +302,7 @@ def test_the_helpers_doh_relay_uses_its_upstreams_own_transport(world: World) ->
     import dns.message
     import httpx
 
-    from probe.measure.dns import parse_resolver
+    from probe.config.resolver import parse_resolver
     from tests.test_helper import helper_server
 
     q = dns.message.make_query("blocked.test", "A")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from probe import failures
-from probe.classify.facts import CERT_FAILURES, DNS_DOWN_FAILURES, Facts, derive
+from probe.classify.facts import DNS_DOWN_FAILURES, Facts, derive
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
 
@@ -139,7 +139,7 @@ RULES: tuple[Rule, ...] = (
         "the site's own certificate is bad on its real address",
         lambda f: (
             not f.helper_ok
-            and f.final_failure in CERT_FAILURES
+            and f.final_failure in failures.CERT_FAILURES
             and f.dns_consistency == "consistent"
         ),
         lambda f: False,

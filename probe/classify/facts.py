@@ -21,11 +21,6 @@ from probe.model import (
 )
 
 DNS_DOWN_FAILURES = {failures.DNS_NXDOMAIN, failures.DNS_NO_ANSWER}
-CERT_FAILURES = {
-    failures.SSL_INVALID_HOSTNAME,
-    failures.SSL_UNKNOWN_AUTHORITY,
-    failures.SSL_INVALID_CERTIFICATE,
-}
 COMMON_HEADERS = frozenset(
     {
         "date",

@@ -13,7 +13,9 @@ import json
 import textwrap
 from typing import Any
 
-from probe.config.settings import OPTIONS, PROFILE_DEFAULTS, Option, parse_duration
+from probe.config.options import OPTIONS, Option
+from probe.config.parse import format_duration, parse_duration
+from probe.config.profiles import PROFILE_DEFAULTS
 
 CONSENT = """\
 probe measures whether your network blocks or slows some web sites.
@@ -51,17 +53,10 @@ def _toml(o: Option, value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(o, v) for v in value) + "]"
     if o.parse is parse_duration:
-        return json.dumps(_duration_text(float(value)))
+        return json.dumps(format_duration(float(value)))
     if isinstance(value, int | float):
         return str(value)
     return json.dumps(str(value))  # a TOML basic string is a JSON string
-
-
-def _duration_text(seconds: float) -> str:
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= n and seconds % n == 0:
-            return f"{int(seconds // n)}{unit}"
-    return f"{seconds:g}s"
 
 
 def settings_file(given: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from probe.config.parse import parse_duration
 from probe.errors import InputError, URLError
 from probe.urls import check_url
 
@@ -106,8 +107,6 @@ class Target(
 
     @property
     def interval_seconds(self) -> float | None:
-        from probe.config.settings import parse_duration
-
         return None if self.interval is None else parse_duration(self.interval)
 
     def check(self) -> tuple[str, str] | None:
@@ -345,8 +344,6 @@ def _intervals(p: Path, r: _Reader, node: yaml.Node | str) -> dict[str, float]:
     """``intervals:``, a mapping of tag to mean gap: a target with no ``interval`` of its own
     takes the shortest of its tags'. Unlike one broken entry, a broken line here would change
     the schedule of every target with the tag, so it makes the file unusable."""
-    from probe.config.settings import parse_duration
-
     if isinstance(node, str):
         raise TargetsError(f"{p}: intervals: {node}")
     where = f"{p}:{node.start_mark.line + 1}"

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 from probe import addr, failures
 from probe.errors import URLError
 from probe.measure import steps
-from probe.measure.net import MeasureConfig, Shared, skip_address
+from probe.measure.config import MeasureConfig, skip_address
+from probe.measure.net import Shared
 from probe.measure.runner import TargetMeasurer
 from probe.model import Observations, no_address_failure, page_length
 from probe.urls import check_url

@@ -39,8 +39,10 @@ from probe import addr, failures
 from probe.errors import InputError, URLError
 from probe.helper import BadRequest, measure, parse_request
 from probe.helper.asn import Table, entry_fields
-from probe.measure.dns import DoHStatusError, ResolverSpec, exchange
-from probe.measure.net import MeasureConfig, Shared
+from probe.measure.config import MeasureConfig
+from probe.measure.dns import DoHStatusError, exchange
+from probe.measure.net import Shared
+from probe.model import ResolverSpec
 from probe.network import addr_hmac
 from probe.timeutil import utc_now
 from probe.urls import check_url

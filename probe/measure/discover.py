@@ -3,7 +3,7 @@
 Contract: ``check(shared, candidate, counter)`` asks for one candidate's size with HEAD, else a
 one-byte ranged GET (``Range: bytes=0-0``, whose ``Content-Range`` gives the total), through the
 pinned transport to an address from the resolver under test (never one
-:func:`~probe.measure.net.skip_address` refuses), following no redirect; a network failure is a
+:func:`~probe.measure.config.skip_address` refuses), following no redirect; a network failure is a
 result (the :class:`~probe.measure.objects.Checked` carries its df-007 string). ``discover(found,
 check, max_bytes)`` checks candidates in :func:`~probe.measure.objects.check_order` until one is
 large enough. ``object_for(...)`` gives a target its object for this round: the pinned

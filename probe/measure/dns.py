@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import dns.asyncquery
 import dns.exception
@@ -24,83 +21,10 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
-import dns.resolver
 import httpx
 
-from probe import addr, failures
-from probe.errors import InputError
-from probe.model import DNSAnswer, DNSQuery
-
-_DNS_NAME = re.compile(
-    r"^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.)*"
-    r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
-)
-
-
-class ResolverSpecError(InputError):
-    """A resolver given on the command line or in config cannot be used."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResolverSpec:
-    kind: str  # "udp", "dot" or "doh"
-    host: str  # IP address for udp/dot; host name for doh
-    port: int
-    url: str | None = None  # the DoH URL
-    server_name: str | None = None  # DoT: the name to verify, if given as tls://NAME@IP
-
-    @property
-    def address(self) -> str:
-        if self.kind == "doh":
-            return self.url or ""
-        scheme = "tls" if self.kind == "dot" else "udp"
-        name = f"{self.server_name}@" if self.server_name else ""
-        return f"{scheme}://{name}{addr.endpoint(self.host, self.port)}"
-
-
-def _split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
-    try:
-        return addr.split_ip_port(text, default_port)
-    except addr.AddressError as exc:
-        raise ResolverSpecError(f"{what}: {exc}") from None
-
-
-def parse_resolver(text: str, *, what: str = "--resolver") -> ResolverSpec:
-    """Parse ``IP[:PORT]``, ``udp://IP[:PORT]``, ``tls://IP[:PORT]`` or ``https://HOST/PATH``."""
-    text = text.strip()
-    if text.startswith("https://"):
-        parts = urlsplit(text)
-        if not parts.hostname:
-            raise ResolverSpecError(f"{what}: no host in {text!r}")
-        return ResolverSpec("doh", parts.hostname, parts.port or 443, url=text)
-    if text.startswith("http://"):
-        raise ResolverSpecError(f"{what}: DoH needs https://, not {text!r}")
-    if text.startswith("tls://"):
-        # tls://NAME@IP[:PORT]: the certificate must be valid for NAME (RFC 8310's strict
-        # profile); tls://IP[:PORT]: encrypted, not authenticated (RFC 7858's opportunistic).
-        name, at, rest = text[6:].rpartition("@")
-        if at and not _DNS_NAME.match(name):
-            raise ResolverSpecError(f"{what}: {name[:60]!r} is not a host name (tls://NAME@IP)")
-        host, port = _split_host_port(rest, 853, what)
-        return ResolverSpec("dot", host, port, server_name=name.lower() if at else None)
-    if text.startswith("udp://"):
-        text = text[6:]
-    elif "://" in text:
-        raise ResolverSpecError(f"{what}: unknown scheme in {text!r} (udp://, tls://, https://)")
-    host, port = _split_host_port(text, 53, what)
-    return ResolverSpec("udp", host, port)
-
-
-def system_resolver(path: str = "/etc/resolv.conf") -> ResolverSpec:
-    """The first nameserver of the system's resolver configuration."""
-    try:
-        conf = dns.resolver.Resolver(filename=path, configure=True)
-    except (OSError, dns.resolver.NoResolverConfiguration) as exc:
-        raise ResolverSpecError(f"{path}: no usable nameserver ({exc})") from None
-    for ns in conf.nameservers:
-        if isinstance(ns, str):
-            return parse_resolver(ns, what=path)
-    raise ResolverSpecError(f"{path}: no nameserver line")
+from probe import failures
+from probe.model import DNSAnswer, DNSQuery, ResolverSpec
 
 
 def _answers(msg: dns.message.Message) -> tuple[DNSAnswer, ...]:

@@ -1,5 +1,5 @@
 """The one seam where bytes touch the network: TCP connect, TLS handshake, httpx's transport,
-which addresses may be dialled, and what a round's measurements share.
+and the network resources a round's measurements share.
 
 Contract: ``tcp_connect`` and ``tls_handshake`` raise the OS / SSL exception on failure (the step
 functions in :mod:`probe.measure.steps` turn it into a result). ``PinnedBackend`` is an httpcore
@@ -7,8 +7,9 @@ network backend that connects every request for a host to the address the measur
 HTTP goes to the address the DNS step saw, with the right Host and SNI) and counts the bytes each
 connection moved, read from the kernel's TCP_INFO where Linux offers it (:func:`tcp_info`, the one
 parser of that structure). ``PinnedTransport`` is httpx's own transport over that backend.
-``skip_address`` says which addresses are never dialled; :class:`Shared` holds what every target
-of a round shares (configuration, TLS contexts, the DoH client).
+:class:`Shared` holds what every target of a round shares (its configuration, TLS contexts, the
+DoH client). Which addresses may be dialled, and the other policy the measuring code consults, is
+:mod:`probe.measure.config`: pure, no I/O.
 """
 
 from __future__ import annotations
@@ -17,23 +18,19 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import ipaddress
 import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpcore
 import httpx
 
-from probe import addr
+from probe.measure.config import MeasureConfig
 from probe.model import Certificate
-
-if TYPE_CHECKING:
-    from probe.measure.dns import ResolverSpec
 
 # struct tcp_info (linux/tcp.h): byte offsets of the fields we read (u32, or u64 for bytes).
 _TCPI_U32 = {"rtt": 68, "rcv_rtt": 92, "segs_in": 140, "min_rtt": 148, "rcv_ooopack": 224}
@@ -378,24 +375,6 @@ def _ssl_context(
     return ctx
 
 
-@dataclass(frozen=True, slots=True)
-class MeasureConfig:
-    resolver: ResolverSpec
-    control_resolver: ResolverSpec | None  # None: the test helper, which is the control
-    ca_bundle: str | None = None
-    timeout: float = 10.0  # per step
-    deadline: float = 90.0  # per target
-    body_cap: int = 512 * 1024
-    store_cap: int = 64 * 1024
-    max_redirects: int = 10
-    max_addresses: int = 8  # per source (system, control): a CDN can answer with dozens
-    allow_loopback: bool = False  # tests and the lab only: never connect to loopback otherwise
-    public_only: bool = False  # the test helper: dial only globally routable addresses
-    allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)
-    deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
-    read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
-
-
 @dataclass(slots=True)
 class Shared:
     """What every target of a round shares: TLS contexts, the DoH client, and the local
@@ -425,13 +404,6 @@ class Shared:
         await self.doh.aclose()
 
 
-# A page fetch's receive buffer. Reading stops at the body cap, but what the kernel already
-# accepted still arrives and counts against the volunteer's data budget; a fixed buffer (no
-# autotuning) bounds that to this much per connection, which still carries pages at tens of
-# Mbit/s. Throughput tests leave the kernel's autotuning alone.
-PAGE_RCVBUF = 256 * 1024
-
-
 class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (and exception mapping) over our pinning, counting backend."""
 
@@ -450,32 +422,3 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
             network_backend=backend,
             socket_options=options,
         )
-
-
-def skip_address(ip: str, cfg: MeasureConfig) -> bool:
-    """Addresses never dialled: the volunteer's own machine (a resolver may point there), and
-    for the test helper anything not globally routable (it must not be a way into its own
-    network) and its own addresses."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return True
-    if addr.is_multicast or addr.is_unspecified or ip in cfg.deny_addrs:
-        return True
-    allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
-    if any(addr in ipaddress.ip_network(n, strict=False) for n in allowed):
-        return False
-    if cfg.public_only:
-        return not addr.is_global
-    return addr.is_loopback
-
-
-def refuse_redirect_to(host: str, cfg: MeasureConfig) -> bool:
-    """A redirect's host that is a literal address not routable on the internet (private,
-    loopback, link-local, multicast, reserved): never dialled, unless a lab allows it. Names
-    are resolved and judged by their answers, as for any hop."""
-    ip = addr.non_internet_literal(host)
-    if ip is None:
-        return False
-    allowed = [*cfg.allow_networks, *(["127.0.0.0/8"] if cfg.allow_loopback else [])]
-    return not any(ip in ipaddress.ip_network(n, strict=False) for n in allowed)

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from probe import failures
+from probe import addr, failures
 from probe.measure import dns as dnsq
 from probe.measure import net, steps
-from probe.measure.net import Shared, refuse_redirect_to, skip_address
+from probe.measure.config import PAGE_RCVBUF, refuse_redirect_to, skip_address
+from probe.measure.net import Shared
 from probe.model import (
     REDIRECT_STATUSES,
     DNSQuery,
@@ -169,7 +170,7 @@ class TargetMeasurer:
             backend = net.PinnedBackend(
                 self.counter, ip, local_addresses=self.shared.local_addresses
             )
-            transport = net.PinnedTransport(backend, self.shared.ssl_verify, rcvbuf=net.PAGE_RCVBUF)
+            transport = net.PinnedTransport(backend, self.shared.ssl_verify, rcvbuf=PAGE_RCVBUF)
             self._transports[(role, ip)] = transport
         return transport
 
@@ -179,7 +180,7 @@ class TargetMeasurer:
         for depth in range(self.cfg.max_redirects + 1):
             host = url.raw_host.decode("ascii").lower()
             https = url.scheme == "https"
-            port = url.port or (443 if https else 80)
+            port = url.port or addr.port_of_scheme(url.scheme)
             self.in_flight = (role, str(url), depth, failures.OP_RESOLVE)
             system, control, explain = await self._resolve(host, depth)
             if depth == 0 and role == "system":

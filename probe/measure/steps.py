@@ -78,11 +78,7 @@ async def tcp_tls_step(
         ctx.counter.add(net.tcp_bytes(sock) or 0)
         sock.close()
         certs: tuple[Certificate, ...] = ()
-        if info.failure in (
-            failures.SSL_INVALID_HOSTNAME,
-            failures.SSL_UNKNOWN_AUTHORITY,
-            failures.SSL_INVALID_CERTIFICATE,
-        ):
+        if info.failure in failures.CERT_FAILURES:
             certs = await _presented_certificates(ctx, ip, port, server_name)
         tls = TLSHandshake(
             ip,

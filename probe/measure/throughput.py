@@ -20,7 +20,8 @@ import httpx
 
 from probe import failures
 from probe.measure import net, steps
-from probe.measure.net import PinnedTransport, Shared, skip_address
+from probe.measure.config import skip_address
+from probe.measure.net import PinnedTransport, Shared
 from probe.model import Flow, HelperSpeed, Plan, Sample
 
 SAMPLE_EVERY = 0.25

@@ -25,8 +25,9 @@ from typing import Any
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.config.targets import Target
+from probe.measure.config import MeasureConfig
 from probe.measure.helper_client import HelperClient
-from probe.measure.net import MeasureConfig, Shared
+from probe.measure.net import Shared
 from probe.measure.objects import from_page
 from probe.model import Measurement, Network, Observations
 from probe.network import resolver_kind

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
+from probe.config.resolver import system_resolver
 from probe.config.settings import Settings
 from probe.config.targets import TargetList, read_targets
 from probe.errors import InputError
-from probe.measure.dns import parse_resolver, system_resolver
-from probe.measure.net import MeasureConfig, make_ssl_context
+from probe.measure.config import MeasureConfig
+from probe.measure.net import make_ssl_context
 from probe.model import Plan
 from probe.round.budget import Budget
 
@@ -106,18 +107,15 @@ def prepare(settings: Settings) -> RoundSetup:
     tl = read_targets(settings.targets)  # broken entries: tl.problems, for the caller to report
     if settings.only:
         tl = tl.select(settings.only)
-    spec = parse_resolver(settings.resolver) if settings.resolver else system_resolver()
-    control = parse_resolver(settings.control_resolver, what="control_resolver")
     cfg = MeasureConfig(
-        resolver=spec,
-        control_resolver=control,
+        resolver=settings.resolver or system_resolver(),
+        control_resolver=settings.control_resolver,
         ca_bundle=settings.ca_bundle,
         timeout=settings.timeout,
         deadline=settings.deadline,
+        body_cap=settings.max_body,
         allow_loopback=settings.allow_loopback,
     )
-    if settings.max_body:
-        cfg = replace(cfg, body_cap=settings.max_body)
     token = read_token(settings.helper_token_file) if settings.helper_token_file else None
     return RoundSetup(
         settings,

@@ -1,0 +1,322 @@
+"""The option table: every setting's name, parser, default, help and flag, in one place.
+
+Contract: :data:`OPTIONS` is data, and the one home of each setting's default (a value the
+setting's parser would return; None where the default is computed when settings are resolved:
+the paths below, the profile's caps). The CLI builds its flags from the table, so ``probe run``
+and ``probe daemon`` take the same ones; ``probe init`` writes a settings file from it; and
+:class:`probe.config.settings.Settings` has one field per option. Default paths are absolute,
+so the probe works from any folder: inside a source checkout (a ``results/`` folder beside
+``pyproject.toml``) the database is ``<checkout>/results/probe.db`` and the targets
+``<checkout>/targets.yaml``; elsewhere the database lives in the platform's data directory and
+the targets are the packaged default list. Profile policy is in :mod:`probe.config.profiles`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from probe.config.parse import (
+    optional,
+    parse_asn,
+    parse_bool,
+    parse_cc,
+    parse_choice,
+    parse_duration,
+    parse_float,
+    parse_int,
+    parse_ip,
+    parse_path,
+    parse_size,
+    parse_text,
+    parse_url,
+    tuple_of,
+)
+from probe.config.resolver import parse_resolver, parse_resolver_option
+
+APP = "probe"
+ENV_PREFIX = "PROBE_"
+DEFAULT_CONTROL_RESOLVER = "https://1.1.1.1/dns-query"
+
+
+# -- where the defaults live ---------------------------------------------------------------------
+def checkout() -> Path | None:
+    """The source checkout this package runs from, when it has a ``results/`` folder."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "results").is_dir():
+        return root
+    return None
+
+
+def default_db() -> tuple[str, str]:
+    """(path, why): the checkout's results folder, else the platform's data directory."""
+    root = checkout()
+    if root is not None:
+        return str(root / "results" / "probe.db"), "default (this checkout's results/)"
+    state = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
+    if state:
+        return str(Path(state.split(":")[0]) / "probe.db"), "default (systemd StateDirectory)"
+    return (
+        str(Path(platformdirs.user_data_dir(APP)) / "probe.db"),
+        "default (the platform's data directory)",
+    )
+
+
+def default_targets() -> tuple[str, str]:
+    root = checkout()
+    if root is not None and (root / "targets.yaml").is_file():
+        return str(root / "targets.yaml"), "default (this checkout's targets.yaml)"
+    packaged = resources.files("probe") / "data" / "targets.yaml"
+    return str(packaged), "default (the packaged target list)"
+
+
+def default_config() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "settings.toml"
+
+
+# -- the option table ----------------------------------------------------------------------------
+MEASURE, DAEMON = "measure", "daemon"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its parser, default, help, and the flag that sets it (if any)."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any = None
+    help: str = ""
+    flag: str | None = None  # "--timeout"; None: not a flag
+    metavar: str | None = None
+    multiple: bool = False  # a repeatable flag; a list in the file; commas in the environment
+    is_flag: bool = False  # an on/off switch, setting ``flag_value`` when given
+    flag_value: Any = True
+    hidden: bool = False
+    scope: str = MEASURE  # which commands take it as a flag
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "targets",
+        optional(parse_path),
+        help="Target list (YAML).",
+        flag="--targets",
+        metavar="FILE",
+    ),
+    Option("db", optional(parse_path), help="SQLite database.", flag="--db", metavar="FILE"),
+    Option(
+        "only",
+        tuple_of(parse_text),
+        (),
+        "Measure only this target (repeatable).",
+        "--only",
+        "NAME",
+        multiple=True,
+    ),
+    Option(
+        "resolver",
+        optional(parse_resolver_option),
+        None,
+        "Resolver under test, IP[:PORT] (default: the first nameserver in /etc/resolv.conf).",
+        "--resolver",
+        "IP[:PORT]",
+    ),
+    Option(
+        "control_resolver",
+        parse_resolver_option,
+        parse_resolver(DEFAULT_CONTROL_RESOLVER),
+        "Honest resolver: https://HOST/dns-query, tls://[NAME@]IP[:PORT] or udp://IP[:PORT].",
+        "--control-resolver",
+        "URL",
+    ),
+    Option(
+        "ca_bundle",
+        optional(parse_path),
+        None,
+        "Extra trust anchors (PEM), added to the system's.",
+        "--ca-bundle",
+        "PEM",
+    ),
+    Option("concurrency", parse_int(1, 256), 16, "Targets measured at once.", "--concurrency", "N"),
+    Option(
+        "timeout",
+        parse_float(0.1, 300),
+        10.0,
+        "Seconds allowed for each step.",
+        "--timeout",
+        "SECONDS",
+    ),
+    Option(
+        "deadline",
+        parse_float(1, 3600),
+        90.0,
+        "Seconds allowed for each target, all steps included.",
+        "--deadline",
+        "SECONDS",
+    ),
+    Option(
+        "fingerprints",
+        tuple_of(parse_path),
+        (),
+        "Extra blockpage fingerprints in OONI's CSV format (repeatable).",
+        "--fingerprints",
+        "CSV",
+        multiple=True,
+    ),
+    Option(
+        "helper",
+        optional(parse_url),
+        None,
+        "A Web Connectivity test helper (ours or OONI's) to ask about every target.",
+        "--helper",
+        "URL",
+    ),
+    Option(
+        "helper_token_file",
+        optional(parse_path),
+        None,
+        "A file holding the helper's bearer token.",
+        "--helper-token-file",
+        "FILE",
+    ),
+    Option(
+        "helper_bulk_addresses",
+        tuple_of(parse_ip, 2),
+        (),
+        "The helper's addresses for the SNI A/B test (up to two; default: the helper URL's).",
+        "--helper-bulk-address",
+        "IP",
+        multiple=True,
+    ),
+    Option(
+        "profile",
+        parse_choice("default", "mobile"),
+        "default",
+        "Throughput tests and budget: default (1 MiB, 8 s, 3 trials) or mobile (small tests and "
+        "a tight daily budget).",
+        "--profile",
+        "default|mobile",
+    ),
+    Option(
+        "max_bytes_per_day",
+        optional(parse_size),
+        None,
+        "Daily data cap (e.g. 200M, 1G, none); default 500M, mobile 25M.",
+        "--max-bytes-per-day",
+        "SIZE",
+    ),
+    Option(
+        "max_bytes_per_month",
+        optional(parse_size),
+        None,
+        "Monthly data cap (e.g. 5G).",
+        "--max-bytes-per-month",
+        "SIZE",
+    ),
+    Option(
+        "throughput",
+        parse_bool,
+        True,
+        "Skip throughput tests.",
+        "--no-throughput",
+        is_flag=True,
+        flag_value=False,
+    ),
+    Option(
+        "throughput_bytes",
+        optional(parse_size),
+        None,
+        "Cap on each throughput flow (overrides the profile).",
+        "--throughput-bytes",
+        "SIZE",
+    ),
+    Option(
+        "throughput_seconds",
+        optional(parse_float(0.5, 60)),
+        None,
+        "Time cap on each throughput flow (overrides the profile).",
+        "--throughput-seconds",
+        "SECONDS",
+    ),
+    Option(
+        "throughput_trials",
+        optional(parse_int(1, 20)),
+        None,
+        "Trials per throughput test (overrides the profile).",
+        "--throughput-trials",
+        "N",
+    ),
+    Option(
+        "allow_loopback",
+        parse_bool,
+        False,
+        "Connect to loopback answers (tests and the lab only).",
+        "--allow-loopback",
+        is_flag=True,
+        hidden=True,
+    ),
+    Option(
+        "interval",
+        parse_duration,
+        45 * 60.0,
+        "Mean gap between page rounds (e.g. 45m, 90s).",
+        "--interval",
+        "DURATION",
+        scope=DAEMON,
+    ),
+    Option(
+        "throughput_interval",
+        parse_duration,
+        6 * 3600.0,
+        "Mean gap between throughput rounds (e.g. 6h).",
+        "--throughput-interval",
+        "DURATION",
+        scope=DAEMON,
+    ),
+    Option(
+        "log_format",
+        parse_choice("text", "json"),
+        "text",
+        "Log lines as text (journald) or JSON (collectors).",
+        "--log-format",
+        "text|json",
+        scope=DAEMON,
+    ),
+    # -- the page body's cap ---------------------------------------------------------------
+    Option(
+        "max_body",
+        parse_size,
+        512 * 1024,
+        "Cap on each page body read, after decompression (mobile: 96K).",
+        "--max-body",
+        "SIZE",
+    ),
+    # -- which network: used when no test helper says it --------------------------------------
+    Option(
+        "asn",
+        optional(parse_asn),
+        None,
+        "This network's AS number (e.g. AS7552), when no test helper tells it.",
+        "--asn",
+        "ASN",
+    ),
+    Option(
+        "cc",
+        optional(parse_cc),
+        None,
+        "This network's country (e.g. VN), when no test helper tells it.",
+        "--cc",
+        "CC",
+    ),
+)
+BY_NAME = {o.name: o for o in OPTIONS}

@@ -1,0 +1,204 @@
+"""Value parsers: a setting's text (a flag, an environment variable) or TOML value -> a typed value.
+
+Contract: every parser takes what a flag, a variable or a settings file gives (text, or a TOML
+value) and returns the typed value or raises :class:`ValueError` with a one-line message that
+says what was wrong (the caller adds which flag, variable or file and key). The same parser
+serves all three origins, so they are held to the same rules. :func:`format_duration` is the
+inverse of :func:`parse_duration`, the one place a duration is written back as text. Pure: no
+I/O, no import of the measuring code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from probe import addr
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not text")
+    if any(ord(c) < 32 for c in v):
+        raise ValueError("control characters are not allowed")
+    return v
+
+
+def parse_int(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        if isinstance(v, bool):
+            raise ValueError(f"{v!r} is not a whole number")
+        if isinstance(v, str):
+            t = v.strip()
+            if not (t.isascii() and t.lstrip("+-").isdigit()):
+                raise ValueError(f"{v!r} is not a whole number")
+            v = int(t)
+        if not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{v!r} is not a whole number from {lo} to {hi}")
+        return v
+
+    return parse
+
+
+def parse_float(lo: float, hi: float) -> Callable[[Any], float]:
+    def parse(v: Any) -> float:
+        bad = ValueError(f"{v!r} is not a number from {lo:g} to {hi:g}")
+        if isinstance(v, bool):
+            raise bad
+        number = v
+        if isinstance(v, str):
+            try:
+                number = float(v.strip()) if v.strip().isascii() else math.nan
+            except ValueError:
+                raise bad from None
+        if not isinstance(number, int | float) or not math.isfinite(number):
+            raise bad
+        if not lo <= number <= hi:
+            raise bad
+        return float(number)
+
+    return parse
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "KI": 2**10,
+    "MI": 2**20,
+    "GI": 2**30,
+    "TI": 2**40,
+}
+_SIZE = re.compile(r"^([0-9]+)\s*([KMGT]I?)?B?$")
+
+
+def parse_size(v: Any) -> int:
+    """Bytes: ``500000000``, ``500M``, ``1G``, ``256KiB`` (SI and binary units)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    m = _SIZE.match(v.strip().upper()) if isinstance(v, str) and v.isascii() else None
+    if m is None:
+        raise ValueError(f"{v!r} is not a size (e.g. 500000000, 500M, 1G)")
+    n = int(m.group(1)) * _SIZE_UNITS[m.group(2) or ""]
+    if n > 2**60:
+        raise ValueError(f"{v!r} is too large")
+    return n
+
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(v: Any) -> float:
+    """Seconds: ``90``, ``90s``, ``45m``, ``6h``, ``1d``."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        seconds = float(v)
+    else:
+        m = _DURATION.match(v.strip().lower()) if isinstance(v, str) and v.isascii() else None
+        if m is None:
+            raise ValueError(f"{v!r} is not a duration (e.g. 90s, 45m, 6h, 1d)")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds) or not 0 < seconds <= 366 * 86400:
+        raise ValueError(f"{v!r} is not a duration between 1 ms and a year")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact form parse_duration reads back: 45m, 6h, 1d, 90s, 1.5s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{seconds!r}s"
+
+
+def parse_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{v!r} is not true or false")
+
+
+def parse_choice(*choices: str) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"{v!r} is not one of {', '.join(choices)}")
+        return str(v)
+
+    return parse
+
+
+def parse_path(v: Any) -> str:
+    text = _text(v).strip()
+    if not text:
+        raise ValueError("empty path")
+    try:
+        return str(Path(text).expanduser())
+    except RuntimeError:  # ~name of no such user
+        raise ValueError(f"{text[:80]!r}: no such user's home directory") from None
+
+
+def parse_url(v: Any) -> str:
+    """An http(s) URL the probe can fetch (:func:`probe.urls.check_url`)."""
+    from probe.errors import URLError
+    from probe.urls import check_url
+
+    text = _text(v).strip()
+    try:
+        check_url(text)
+    except URLError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+def parse_ip(v: Any) -> str:
+    return addr.ip_address(_text(v).strip())
+
+
+def parse_asn(v: Any) -> str:
+    from probe.network import normalise_asn
+
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError(f"{v!r} is not an AS number (e.g. AS7552)")
+    return normalise_asn(v)
+
+
+def parse_cc(v: Any) -> str:
+    from probe.network import normalise_cc
+
+    return normalise_cc(_text(v))
+
+
+def parse_text(v: Any) -> str:
+    return _text(v).strip()
+
+
+def tuple_of(one: Callable[[Any], Any], max_items: int | None = None) -> Callable[[Any], Any]:
+    def parse(v: Any) -> tuple[Any, ...]:
+        if isinstance(v, str):  # environment: comma-separated
+            items: list[Any] = [x for x in (p.strip() for p in v.split(",")) if x]
+        elif isinstance(v, list | tuple):
+            items = list(v)
+        else:
+            raise ValueError(f"{v!r} is not a list")
+        if max_items is not None and len(items) > max_items:
+            raise ValueError(f"at most {max_items}")
+        return tuple(one(x) for x in items)
+
+    return parse
+
+
+def optional(one: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse(v: Any) -> Any:
+        if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none")):
+            return None
+        return one(v)
+
+    return parse

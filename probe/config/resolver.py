@@ -1,0 +1,100 @@
+"""Resolver specs: the one parser of a resolver's text, and the system's default resolver.
+
+Contract: :func:`parse_resolver` reads ``IP[:PORT]``, ``udp://IP[:PORT]``,
+``tls://[NAME@]IP[:PORT]`` or ``https://HOST/PATH`` into a :class:`probe.model.ResolverSpec` (the
+type the DNS step consumes) or raises :class:`ResolverSpecError`, one line that starts with
+``what`` (the flag, variable or file naming it). ``str(spec)`` reads back to an equal spec.
+:func:`parse_resolver_option` is the same parser for the option table (a :class:`ValueError`
+without the prefix: :func:`probe.config.settings.resolve` adds where the value came from).
+:func:`system_resolver` is the ``resolver`` setting's default, the first nameserver of
+``/etc/resolv.conf``. Nothing here touches the network or imports the measuring code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from probe import addr
+from probe.config.parse import parse_text
+from probe.errors import InputError
+from probe.model import ResolverSpec
+
+__all__ = [
+    "ResolverSpec",
+    "ResolverSpecError",
+    "parse_resolver",
+    "parse_resolver_option",
+    "system_resolver",
+]
+
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.)*"
+    r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
+
+
+class ResolverSpecError(InputError):
+    """A resolver given on the command line or in config cannot be used."""
+
+
+def _split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
+    try:
+        return addr.split_ip_port(text, default_port)
+    except addr.AddressError as exc:
+        raise ResolverSpecError(f"{what}: {exc}") from None
+
+
+def parse_resolver(text: str, *, what: str = "--resolver") -> ResolverSpec:
+    """Parse ``IP[:PORT]``, ``udp://IP[:PORT]``, ``tls://IP[:PORT]`` or ``https://HOST/PATH``."""
+    text = text.strip()
+    if text.startswith("https://"):
+        try:
+            parts = urlsplit(text)
+            port = parts.port or 443
+        except ValueError as exc:  # a port that is not a number, or out of range
+            raise ResolverSpecError(f"{what}: {text[:80]!r}: {exc}") from None
+        if not parts.hostname:
+            raise ResolverSpecError(f"{what}: no host in {text!r}")
+        return ResolverSpec("doh", parts.hostname, port, url=text)
+    if text.startswith("http://"):
+        raise ResolverSpecError(f"{what}: DoH needs https://, not {text!r}")
+    if text.startswith("tls://"):
+        # tls://NAME@IP[:PORT]: the certificate must be valid for NAME (RFC 8310's strict
+        # profile); tls://IP[:PORT]: encrypted, not authenticated (RFC 7858's opportunistic).
+        name, at, rest = text[6:].rpartition("@")
+        if at and not _DNS_NAME.match(name):
+            raise ResolverSpecError(f"{what}: {name[:60]!r} is not a host name (tls://NAME@IP)")
+        host, port = _split_host_port(rest, 853, what)
+        return ResolverSpec("dot", host, port, server_name=name.lower() if at else None)
+    if text.startswith("udp://"):
+        text = text[6:]
+    elif "://" in text:
+        raise ResolverSpecError(f"{what}: unknown scheme in {text!r} (udp://, tls://, https://)")
+    host, port = _split_host_port(text, 53, what)
+    return ResolverSpec("udp", host, port)
+
+
+def parse_resolver_option(v: Any) -> ResolverSpec:
+    """A resolver setting's value (text from a flag, a variable or the file) -> its spec."""
+    try:
+        return parse_resolver(parse_text(v), what="")
+    except ResolverSpecError as exc:
+        raise ValueError(str(exc).removeprefix(": ")) from None
+
+
+def system_resolver(path: str = "/etc/resolv.conf") -> ResolverSpec:
+    """The first nameserver of the system's resolver configuration."""
+    # dnspython's reader knows resolv.conf's corners (options, search, IPv6 scopes); imported
+    # here, as only the default resolver needs it.
+    import dns.resolver
+
+    try:
+        conf = dns.resolver.Resolver(filename=path, configure=True)
+    except (OSError, dns.resolver.NoResolverConfiguration) as exc:
+        raise ResolverSpecError(f"{path}: no usable nameserver ({exc})") from None
+    for ns in conf.nameservers:
+        if isinstance(ns, str):
+            return parse_resolver(ns, what=path)
+    raise ResolverSpecError(f"{path}: no nameserver line")
