@@ -1011,8 +1011,9 @@ class Store:
             for c in cols
         )
         placeholders = ", ".join("?" for _ in cols)
-        added = seen = 0
-        with self.db.atomic():
+
+        def copy() -> tuple[int, int]:
+            added = seen = 0
             cursor = source.db.conn.execute(
                 f"SELECT {select} FROM measurements ORDER BY rowid", {"device": device}
             )
@@ -1036,7 +1037,9 @@ class Store:
                         f"VALUES ({', '.join('?' for _ in shared)})",
                         rows,
                     )
-        return added, seen
+            return added, seen
+
+        return self._write(copy)
 
     def counts(self) -> tuple[int, int]:
         """(measurements, distinct device ids)."""
@@ -1100,8 +1103,8 @@ class Store:
         )
 
     def save_object_choice(self, c: ObjectChoice) -> None:
-        with self.db.atomic():
-            self.db.table("throughput_objects").upsert(
+        self._write(
+            lambda: self.db.table("throughput_objects").upsert(
                 {
                     "target": c.target,
                     "site_url": c.site_url,
@@ -1113,12 +1116,13 @@ class Store:
                 },
                 pk="target",
             )
+        )
 
     def save_throughput(self, m: Measurement) -> None:
         """A stored measurement's throughput test, added once it ran: the test, the throttled
         verdict and the bytes it used, in one transaction."""
-        with self.db.atomic():
-            self.db.table("measurements").update(
+        self._write(
+            lambda: self.db.table("measurements").update(
                 m.id,
                 {
                     "throughput": _json(throughput_to_json(m.throughput)),
@@ -1126,6 +1130,7 @@ class Store:
                     "bytes_used": m.bytes_used,
                 },
             )
+        )
 
     def last_throughput(self) -> dict[str, str]:
         """When each target last had a throughput test that ran (its measurement's start)."""
@@ -1151,8 +1156,8 @@ class Store:
         return Network(r["probe_asn"], r["probe_cc"], r["network_name"], r["network_source"])
 
     def save_network_change(self, round_id: str, at: str, old: Network, new: Network) -> None:
-        with self.db.atomic():
-            self.db.table("network_changes").insert(
+        self._write(
+            lambda: self.db.table("network_changes").insert(
                 {
                     "round_id": round_id,
                     "at": at,
@@ -1165,6 +1170,7 @@ class Store:
                 },
                 replace=True,
             )
+        )
 
     def network_changes(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM network_changes ORDER BY at"))
