@@ -1,0 +1,15 @@
+"""The store's derived facts in SQL, each written once: what "network" and "an anomaly" mean.
+
+Contract: constants only, SQL expressions over the ``measurements`` columns, used by the schema's
+views, the filters of exports and reports, and the daemon's status; nothing here runs SQL.
+"""
+
+from __future__ import annotations
+
+# What "network" means in analysts' views and filters: the ASN when known, else the resolver
+# under test (as ``probe events`` groups them).
+NETWORK_SQL = "coalesce(probe_asn, resolver, '?')"
+
+
+# A measurement with an anomaly: a blocking verdict, or a throttled throughput test.
+ANOMALY = "((blocking IS NOT NULL AND blocking != 'false') OR coalesce(throttled, 0) = 1)"
