@@ -32,7 +32,7 @@ from probe.store.rows import (
     throughput_from_row,
     verdict_from_row,
 )
-from probe.store.sql import ANOMALY, NETWORK_SQL
+from probe.store.sql import ANOMALY, NETWORK_SQL, THROTTLE_LABEL_SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ EXPORT_COLUMNS = {
     "network": NETWORK_SQL,
     "ooni_verdict": "json_extract(extra, '$.ooni_verdict')",
     "observations_utf8": "CAST(observations AS BLOB)",  # bytes: no decoding to str and back
-    "throttle_label": "json_extract(throughput, '$.analysis.label')",
+    "throttle_label": THROTTLE_LABEL_SQL,
 }
 
 
@@ -147,12 +147,11 @@ class Reads(Connection):
     def throughput_tests(self, targets: Iterable[str] = ()) -> list[ThroughputTest]:
         """Every analysed throughput test, per target and network, for ``probe events``."""
         names = list(targets)
-        where = f"AND target IN ({', '.join('?' for _ in names)})" if names else ""
+        where = f"WHERE target IN ({', '.join('?' for _ in names)})" if names else ""
+        # The view (schema m005) is the one definition of a test's network, ratio and label.
         rows = self.db.query(
-            "SELECT target, coalesce(probe_asn, resolver, '?') AS network, started_at, "
-            "throttled, json_extract(throughput, '$.analysis.ratio') AS ratio, "
-            "json_extract(throughput, '$.analysis.label') AS label FROM measurements "
-            f"WHERE ratio IS NOT NULL {where} ORDER BY started_at",
+            "SELECT target, network, started_at, throttled, ratio, label FROM throughput_tests "
+            f"{where} ORDER BY started_at",
             names,
         )
         return [
@@ -253,7 +252,7 @@ class Reads(Connection):
         return list(
             self.db.query(
                 "SELECT target, blocking, accessible, evidence, offline, throttled, blockpage, "
-                "json_extract(throughput, '$.analysis.label') AS throttle_label, "
+                f"{THROTTLE_LABEL_SQL} AS throttle_label, "
                 "max(started_at) AS at, count(*) AS n "
                 f"FROM measurements WHERE is_control = 0 AND started_at >= ? AND {ANOMALY} "
                 "GROUP BY target ORDER BY target",

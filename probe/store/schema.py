@@ -12,7 +12,7 @@ import json
 
 from probe.failures import scrub
 from probe.store._lazy import without_numpy
-from probe.store.sql import NETWORK_SQL
+from probe.store.sql import NETWORK_SQL, THROTTLE_LABEL_SQL
 
 with without_numpy():
     from sqlite_utils import Database, Migrations
@@ -187,11 +187,11 @@ def m002_throughput(db: Database) -> None:
     db.execute("DROP VIEW verdicts")
     db.create_view(
         "verdicts",
-        """
+        f"""
         SELECT id, started_at, target, url, category, blocking, accessible, throttled,
                failing_step, failure, dns_consistency, blockpage, evidence, rule_id,
                rules_version, bytes_used,
-               json_extract(throughput, '$.analysis.label') AS throttle_label,
+               {THROTTLE_LABEL_SQL} AS throttle_label,
                json_extract(throughput, '$.analysis.ratio') AS throughput_ratio
         FROM measurements WHERE is_control = 0 ORDER BY started_at""",
     )
@@ -301,7 +301,7 @@ def m005_analyst_views(db: Database) -> None:
                json_extract(throughput, '$.analysis.bps') AS bps,
                json_extract(throughput, '$.analysis.control_bps') AS control_bps,
                json_extract(throughput, '$.analysis.p_value') AS p_value,
-               json_extract(throughput, '$.analysis.label') AS label,
+               {THROTTLE_LABEL_SQL} AS label,
                json_extract(throughput, '$.analysis.mechanism') AS mechanism,
                json_extract(throughput, '$.bytes_used') AS bytes_used
         FROM measurements
