@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from probe.model import Network, ObjectChoice, ThroughputRecord
-from probe.store import Store
+from probe.store import RoundRecord, Store
 from tests.dbs import measurement
 
 HOLD = 0.6  # seconds the other connection keeps the write lock
@@ -49,17 +49,7 @@ def write_lock_held(db: Path, seconds: float = HOLD) -> Iterator[None]:
 
 
 def _round(store: Store) -> None:
-    store.save_round(
-        {
-            "id": "r2",
-            "device_id": store.device_id,
-            "started_at": "2026-11-29T00:00:00.000Z",
-            "finished_at": None,
-            "targets": 1,
-            "bytes_used": 0,
-            "kind": "run",
-        }
-    )
+    store.save_round(RoundRecord("r2", store.device_id, "2026-11-29T00:00:00.000Z", "run"))
 
 
 def _merge(store: Store, tmp: Path) -> None:
@@ -97,7 +87,7 @@ def test_every_write_waits_for_another_connections_write_lock(tmp_path: Path, na
     db = tmp_path / "p.db"
     store = Store.open(db)
     store.save(M)
-    store.save_round({"id": "r1", "device_id": "d", "started_at": "2026", "pid": 1})
+    store.save_round(RoundRecord("r1", "d", "2026", "run", pid=1))
     store.db.execute("PRAGMA busy_timeout = 100")
     with write_lock_held(db):
         WRITES[name](store, tmp_path)

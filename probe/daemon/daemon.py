@@ -58,7 +58,7 @@ from probe.errors import InputError
 from probe.model import Measurement, Network, ObjectChoice, ThroughputRecord
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
-from probe.store import Store, StoreError
+from probe.store import RoundRecord, Store, StoreError
 from probe.timeutil import day_start, iso, month_start, utc_now
 
 log = logging.getLogger("probe.daemon")
@@ -169,8 +169,8 @@ class PatientStore(Store):
 
         self._later(f"measurement {m.id} of {m.target}", write)
 
-    def save_round(self, row: dict[str, Any]) -> None:
-        self._later(f"round {row['id']}", functools.partial(Store.save_round, self, row))
+    def save_round(self, r: RoundRecord) -> None:
+        self._later(f"round {r.id}", functools.partial(Store.save_round, self, r))
 
     def save_throughput(self, m: Measurement) -> None:
         what = f"throughput test {m.id} of {m.target}"
@@ -311,18 +311,16 @@ class Daemon:
         self.paused[kind] = why
         now = utc_now()
         self.store.save_round(
-            {
-                "id": f"budget-{kind}-{now}",
-                "device_id": self.store.device_id,
-                "started_at": now,
-                "finished_at": now,
-                "targets": 0,
-                "bytes_used": 0,
-                "kind": kind,
-                "status": "budget",
-                "note": why,
-                "pid": os.getpid(),
-            }
+            RoundRecord(
+                id=f"budget-{kind}-{now}",
+                device_id=self.store.device_id,
+                started_at=now,
+                finished_at=now,
+                kind=kind,
+                status="budget",
+                note=why,
+                pid=os.getpid(),
+            )
         )
         return False
 

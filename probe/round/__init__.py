@@ -58,6 +58,7 @@ from probe.model import (
 )
 from probe.network import resolver_kind
 from probe.privacy import Recogniser, Scrubber
+from probe.store.rows import RoundRecord
 from probe.timeutil import day_start, iso, month_start, utc_now
 
 if TYPE_CHECKING:
@@ -678,29 +679,26 @@ async def run_once(
         )
     network, recognisers = await learn_network(helper, s)
     round_id = str(uuid.uuid4())
-    row: dict[str, Any] = {
-        "id": round_id,
-        "device_id": store.device_id,
-        "started_at": utc_now(),
-        "finished_at": None,
-        "targets": len(setup.targets.targets) + len(setup.targets.controls),
-        "network_ok": None,
-        "bytes_used": 0,
-        "software": SOFTWARE,
-        "kind": kind,
-        "pid": os.getpid(),
-        "probe_asn": network.asn,
-        "probe_cc": network.cc,
-        "network_name": network.name,
-        "network_source": network.source,
-        "resolver_kind": resolver_kind(setup.cfg.resolver.host)[0],
-    }
+    row = RoundRecord(
+        id=round_id,
+        device_id=store.device_id,
+        started_at=utc_now(),
+        targets=len(setup.targets.targets) + len(setup.targets.controls),
+        software=SOFTWARE,
+        kind=kind,
+        pid=os.getpid(),
+        probe_asn=network.asn,
+        probe_cc=network.cc,
+        network_name=network.name,
+        network_source=network.source,
+        resolver_kind=resolver_kind(setup.cfg.resolver.host)[0],
+    )
     store.save_round(row)
     # A move (home Wi-Fi to mobile data, one ISP to another) starts a network's own history.
     before = store.last_network(before_round=round_id)
     known = before is not None and network.asn is not None
     if known and before is not None and (before.asn, before.cc) != (network.asn, network.cc):
-        store.save_network_change(round_id, row["started_at"], before, network)
+        store.save_network_change(round_id, row.started_at, before, network)
 
     def save(m: Measurement) -> None:
         store.save(m)
@@ -720,16 +718,16 @@ async def run_once(
         recognisers=recognisers,
         network=network,
     )
-    result.started_at = row["started_at"]
+    result.started_at = row.started_at
     store.save_round(
-        {
-            **row,
-            "finished_at": result.finished_at,
-            "targets": result.count,
-            "network_ok": None if result.network_ok is None else int(result.network_ok),
-            "bytes_used": result.bytes_used,
-            "status": "offline" if result.network_ok is False else "ok",
-        }
+        replace(
+            row,
+            finished_at=result.finished_at,
+            targets=result.count,
+            network_ok=result.network_ok,
+            bytes_used=result.bytes_used,
+            status="offline" if result.network_ok is False else "ok",
+        )
     )
     return result
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from probe.store.db import BUSY_TIMEOUT, WRITE_PATIENCE, StoreError
 from probe.store.maintenance import Maintenance
 from probe.store.reads import EXPORT_COLUMNS, RowFilter
-from probe.store.rows import blocking_from_db, blocking_to_db
+from probe.store.rows import RoundRecord, blocking_from_db, blocking_to_db
 from probe.store.schema import migrations
 from probe.store.sql import ANOMALY, NETWORK_SQL
 from probe.store.writes import Writes
@@ -33,6 +33,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "NETWORK_SQL",
     "WRITE_PATIENCE",
+    "RoundRecord",
     "RowFilter",
     "Store",
     "StoreError",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from probe.model import (
@@ -46,6 +47,36 @@ def blocking_to_db(v: Any) -> str | None:
 
 def blocking_from_db(v: str | None) -> Any:
     return False if v == "false" else v
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """One row of ``rounds``: a round of measurements (``kind`` run, pages or throughput), or a
+    round the budget skipped (``status`` budget, with its ``note``). ``status`` ok or offline
+    once finished, interrupted when a crash or a stop cut it short; ``pid`` is its writer."""
+
+    id: str
+    device_id: str
+    started_at: str
+    kind: str
+    finished_at: str | None = None
+    targets: int = 0
+    network_ok: bool | None = None
+    bytes_used: int = 0
+    software: str | None = None
+    status: str | None = None
+    note: str | None = None
+    pid: int | None = None
+    probe_asn: str | None = None
+    probe_cc: str | None = None
+    network_name: str | None = None
+    network_source: str | None = None
+    resolver_kind: str | None = None
+
+
+def round_row(r: RoundRecord) -> dict[str, Any]:
+    """The ``rounds`` row of a round record (``network_ok`` 0/1)."""
+    return {**asdict(r), "network_ok": bool_to_db(r.network_ok)}
 
 
 def measurement_row(m: Measurement) -> dict[str, Any]:

@@ -22,16 +22,19 @@ from probe.model import (
 )
 from probe.store.db import Connection
 from probe.store.rows import (
+    RoundRecord,
     body_rows,
     bool_to_db,
     json_to_db,
     measurement_row,
+    round_row,
     verdict_columns,
 )
 
 
 class Writes(Connection):
-    def save_round(self, row: dict[str, Any]) -> None:
+    def save_round(self, r: RoundRecord) -> None:
+        row = round_row(r)
         self._write(lambda: self.db.table("rounds").upsert(row, pk="id"))
 
     def save(self, m: Measurement) -> None:
