@@ -32,7 +32,7 @@ from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, DaemonRunning, holder
 from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.round import budget
-from probe.store import Store
+from probe.store import RoundRecord, Store
 from probe.timeutil import iso
 from tests.conftest import World
 
@@ -280,18 +280,7 @@ def test_targets_import_writes_a_complete_file(
 
 # -- the store: unfinished rounds, status, prune --------------------------------------------
 def _round(store: Store, rid: str, started: str, **kw: Any) -> None:
-    store.save_round(
-        {
-            "id": rid,
-            "device_id": store.device_id,
-            "started_at": started,
-            "finished_at": kw.pop("finished_at", None),
-            "targets": 0,
-            "bytes_used": 0,
-            "kind": "pages",
-            **kw,
-        }
-    )
+    store.save_round(RoundRecord(rid, store.device_id, started, "pages", **kw))
 
 
 def test_unfinished_rounds_are_closed_when_their_writer_is_gone(tmp_path: Path) -> None:

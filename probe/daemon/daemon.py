@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -57,10 +58,10 @@ from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, pid_alive
 from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.errors import InputError
-from probe.model import Measurement
+from probe.model import Measurement, Network, ObjectChoice, ThroughputRecord
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
-from probe.store import Store, StoreError
+from probe.store import RoundRecord, Store, StoreError
 from probe.timeutil import day_start, from_stored, iso, month_start, utc_now
 
 log = logging.getLogger("probe.daemon")
@@ -119,45 +120,84 @@ def setup_logging(fmt: str, stream: Any = None) -> None:
 
 # -- writes that wait for the database -----------------------------------------------------
 class PatientStore(Store):
-    """A Store whose ``save`` never raises on a database error: the measurement waits in memory
-    (at most PENDING_MAX; the oldest go first) and is written with the next one that gets
-    through. A locked, full or read-only database loses nothing it can later take."""
+    """A Store whose writes never raise on a database error: each write the daemon makes (a
+    measurement, its throughput test, a round's row, a throughput object, a change of network)
+    waits in memory, in order (at most PENDING_MAX; the oldest go first), and is written with
+    the next one that gets through; the heartbeat keeps only its latest row. A locked, full or
+    read-only database loses nothing it can later take."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store.db, store.path)
         self.write_patience = 0.0  # one try (SQLite's busy timeout), then the queue waits
-        self.pending: collections.deque[Measurement] = collections.deque(maxlen=PENDING_MAX)
+        self.pending: collections.deque[tuple[str, Callable[[], object]]] = collections.deque(
+            maxlen=PENDING_MAX
+        )
+        self.daemon_row: dict[str, Any] = {}  # the heartbeat's fields not yet written
         self.last_error: str | None = None
 
+    def _later(self, what: str, write: Callable[[], object]) -> None:
+        self.pending.append((what, write))
+        self.flush()
+
     def save(self, m: Measurement) -> None:
-        self.pending.append(m)
+        def write() -> None:
+            if not self.exists(m.id):  # written already, by a try that then raised
+                Store.save(self, m)
+
+        self._later(f"measurement {m.id} of {m.target}", write)
+
+    def save_round(self, r: RoundRecord) -> None:
+        self._later(f"round {r.id}", functools.partial(Store.save_round, self, r))
+
+    def save_throughput(self, m: Measurement) -> None:
+        what = f"throughput test {m.id} of {m.target}"
+        self._later(what, functools.partial(Store.save_throughput, self, m))
+
+    def update_throughput(self, measurement_id: str, test: ThroughputRecord) -> None:
+        write = functools.partial(Store.update_throughput, self, measurement_id, test)
+        self._later(f"throughput test {measurement_id}", write)
+
+    def save_object_choice(self, c: ObjectChoice) -> None:
+        what = f"throughput object of {c.target}"
+        self._later(what, functools.partial(Store.save_object_choice, self, c))
+
+    def save_network_change(self, round_id: str, at: str, old: Network, new: Network) -> None:
+        write = functools.partial(Store.save_network_change, self, round_id, at, old, new)
+        self._later(f"network change of round {round_id}", write)
+
+    def save_daemon(self, row: dict[str, Any]) -> None:
+        self.daemon_row.update(row)  # an upsert: the latest value of each field is the one
         self.flush()
 
     def flush(self) -> None:
         while self.pending:
-            m = self.pending[0]
+            what, write = self.pending[0]
             try:
-                if not self.exists(m.id):
-                    super().save(m)
+                write()
             except sqlite3.IntegrityError as exc:
-                # This measurement, not the database: never let it hold up the others.
-                log.error("measurement %s of %s not stored (%s)", m.id, m.target, exc)
+                # This row, not the database: never let it hold up the others.
+                log.error("%s not stored (%s)", what, exc)
                 self.pending.popleft()
                 continue
             except (sqlite3.DatabaseError, StoreError) as exc:
-                if self.last_error != str(exc):
-                    log.error(
-                        "%s: cannot write (%s); %d measurements wait",
-                        self.path,
-                        exc,
-                        len(self.pending),
-                    )
-                self.last_error = str(exc)
+                self._cannot_write(exc)
                 return
             self.pending.popleft()
+        if self.daemon_row:
+            try:
+                Store.save_daemon(self, self.daemon_row)
+            except (sqlite3.DatabaseError, StoreError) as exc:
+                self._cannot_write(exc)
+                return
+            self.daemon_row = {}
         if self.last_error is not None:
             log.info("%s: writing again", self.path)
             self.last_error = None
+
+    def _cannot_write(self, exc: Exception) -> None:
+        if self.last_error != str(exc):
+            log.error("%s: cannot write (%s); %d writes wait", self.path, exc, len(self.pending))
+        self.last_error = str(exc)
 
 
 # -- the daemon ----------------------------------------------------------------------------
@@ -250,18 +290,16 @@ class Daemon:
         self.paused[kind] = why
         now = utc_now()
         self.store.save_round(
-            {
-                "id": f"budget-{kind}-{now}",
-                "device_id": self.store.device_id,
-                "started_at": now,
-                "finished_at": now,
-                "targets": 0,
-                "bytes_used": 0,
-                "kind": kind,
-                "status": "budget",
-                "note": why,
-                "pid": os.getpid(),
-            }
+            RoundRecord(
+                id=f"budget-{kind}-{now}",
+                device_id=self.store.device_id,
+                started_at=now,
+                finished_at=now,
+                kind=kind,
+                status="budget",
+                note=why,
+                pid=os.getpid(),
+            )
         )
         return False
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from probe.config.settings import Settings
 from probe.measure.helper_client import HelperClient
@@ -29,6 +29,7 @@ from probe.round.run import RoundResult, run_round
 from probe.round.setup import RoundSetup
 from probe.round.target import SOFTWARE
 from probe.round.throughput import ThroughputOptions
+from probe.store.rows import RoundRecord
 from probe.timeutil import day_start, month_start, utc_now
 
 if TYPE_CHECKING:
@@ -73,29 +74,26 @@ async def run_once(
         )
     network, recognisers = await learn_network(helper, s)
     round_id = str(uuid.uuid4())
-    row: dict[str, Any] = {
-        "id": round_id,
-        "device_id": store.device_id,
-        "started_at": utc_now(),
-        "finished_at": None,
-        "targets": len(setup.targets.targets) + len(setup.targets.controls),
-        "network_ok": None,
-        "bytes_used": 0,
-        "software": SOFTWARE,
-        "kind": kind,
-        "pid": os.getpid(),
-        "probe_asn": network.asn,
-        "probe_cc": network.cc,
-        "network_name": network.name,
-        "network_source": network.source,
-        "resolver_kind": resolver_kind(setup.cfg.resolver.host)[0],
-    }
+    row = RoundRecord(
+        id=round_id,
+        device_id=store.device_id,
+        started_at=utc_now(),
+        targets=len(setup.targets.targets) + len(setup.targets.controls),
+        software=SOFTWARE,
+        kind=kind,
+        pid=os.getpid(),
+        probe_asn=network.asn,
+        probe_cc=network.cc,
+        network_name=network.name,
+        network_source=network.source,
+        resolver_kind=resolver_kind(setup.cfg.resolver.host)[0],
+    )
     store.save_round(row)
     # A move (home Wi-Fi to mobile data, one ISP to another) starts a network's own history.
     before = store.last_network(before_round=round_id)
     known = before is not None and network.asn is not None
     if known and before is not None and (before.asn, before.cc) != (network.asn, network.cc):
-        store.save_network_change(round_id, row["started_at"], before, network)
+        store.save_network_change(round_id, row.started_at, before, network)
 
     def save(m: Measurement) -> None:
         store.save(m)
@@ -115,16 +113,16 @@ async def run_once(
         recognisers=recognisers,
         network=network,
     )
-    result.started_at = row["started_at"]
+    result.started_at = row.started_at
     store.save_round(
-        {
-            **row,
-            "finished_at": result.finished_at,
-            "targets": result.count,
-            "network_ok": None if result.network_ok is None else int(result.network_ok),
-            "bytes_used": result.bytes_used,
-            "status": "offline" if result.network_ok is False else "ok",
-        }
+        replace(
+            row,
+            finished_at=result.finished_at,
+            targets=result.count,
+            network_ok=result.network_ok,
+            bytes_used=result.bytes_used,
+            status="offline" if result.network_ok is False else "ok",
+        )
     )
     return result
 

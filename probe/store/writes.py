@@ -1,0 +1,135 @@
+"""Writing: measurements whole, their later throughput tests and verdicts, rounds, the daemon's
+heartbeat, throughput objects and changes of network.
+
+Contract: each method is one transaction through the one write path (``Connection._write``):
+stored whole or not at all, waiting while another connection holds the write lock; a database
+that cannot be written raises :class:`~probe.store.db.StoreError` and stores nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from probe.model import (
+    Measurement,
+    Network,
+    ObjectChoice,
+    ThroughputRecord,
+    Verdict,
+    throughput_to_json,
+)
+from probe.store.db import Connection
+from probe.store.rows import (
+    RoundRecord,
+    body_rows,
+    bool_to_db,
+    json_to_db,
+    measurement_row,
+    round_row,
+    verdict_columns,
+)
+
+
+class Writes(Connection):
+    def save_round(self, r: RoundRecord) -> None:
+        row = round_row(r)
+        self._write(lambda: self.db.table("rounds").upsert(row, pk="id"))
+
+    def save(self, m: Measurement) -> None:
+        """Store one measurement whole (one transaction), or raise and store nothing."""
+        row, bodies = measurement_row(m), body_rows(m)
+
+        def write() -> None:
+            self.db.table("measurements").insert(row)
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO bodies (sha256, length, stored, data) VALUES (?, ?, ?, ?)",
+                bodies,
+            )
+
+        self._write(write)
+
+    def update_throughput(self, measurement_id: str, test: ThroughputRecord) -> None:
+        values = {"throughput": json_to_db(throughput_to_json(test))}
+        self._write(lambda: self.db.table("measurements").update(measurement_id, values))
+
+    def update_verdict(self, measurement_id: str, v: Verdict) -> None:
+        values = verdict_columns(v)
+        self._write(lambda: self.db.table("measurements").update(measurement_id, values))
+
+    def save_daemon(self, row: dict[str, Any]) -> None:
+        self._write(lambda: self.db.table("daemon").upsert({"id": "daemon", **row}, pk="id"))
+
+    def save_object_choice(self, c: ObjectChoice) -> None:
+        self._write(
+            lambda: self.db.table("throughput_objects").upsert(
+                {
+                    "target": c.target,
+                    "site_url": c.site_url,
+                    "url": c.url,
+                    "size": c.size,
+                    "content_type": c.content_type,
+                    "found_at": c.found_at,
+                    "why": c.why,
+                },
+                pk="target",
+            )
+        )
+
+    def save_throughput(self, m: Measurement) -> None:
+        """A stored measurement's throughput test, added once it ran: the test, the throttled
+        verdict and the bytes it used, in one transaction."""
+        self._write(
+            lambda: self.db.table("measurements").update(
+                m.id,
+                {
+                    "throughput": json_to_db(throughput_to_json(m.throughput)),
+                    "throttled": bool_to_db(m.verdict.throttled),
+                    "bytes_used": m.bytes_used,
+                },
+            )
+        )
+
+    def save_network_change(self, round_id: str, at: str, old: Network, new: Network) -> None:
+        self._write(
+            lambda: self.db.table("network_changes").insert(
+                {
+                    "round_id": round_id,
+                    "at": at,
+                    "old_asn": old.asn,
+                    "old_cc": old.cc,
+                    "old_name": old.name,
+                    "new_asn": new.asn,
+                    "new_cc": new.cc,
+                    "new_name": new.name,
+                },
+                replace=True,
+            )
+        )
+
+    def close_unfinished_rounds(self, is_alive: Callable[[int], bool], note: str) -> int:
+        """Close rounds left open by a writer that is gone (a crash, a kill, a stop mid-round):
+        ``finished_at`` becomes the last stored measurement's start (or the round's), the
+        counts are what was stored, ``status`` interrupted. Returns how many were closed."""
+        open_rounds = list(
+            self.db.query("SELECT id, pid, started_at FROM rounds WHERE finished_at IS NULL")
+        )
+        closed = 0
+        for r in open_rounds:
+            if r["pid"] is not None and is_alive(int(r["pid"])):
+                continue
+            self._write(
+                functools.partial(
+                    self.db.execute,
+                    "UPDATE rounds SET status = 'interrupted', note = ?, "
+                    "finished_at = coalesce((SELECT max(started_at) FROM measurements "
+                    "WHERE round_id = rounds.id), started_at), "
+                    "targets = (SELECT count(*) FROM measurements WHERE round_id = rounds.id), "
+                    "bytes_used = (SELECT coalesce(sum(bytes_used), 0) FROM measurements "
+                    "WHERE round_id = rounds.id) WHERE id = ? AND finished_at IS NULL",
+                    [note, r["id"]],
+                )
+            )
+            closed += 1
+        return closed
