@@ -26,12 +26,11 @@ from probe.config.settings import DAEMON, MEASURE, OPTIONS, Settings
 from probe.config.targets import (
     Target,
     TargetList,
-    TargetsError,
     import_citizenlab_csv,
     load_targets,
     read_targets,
 )
-from probe.errors import InputError
+from probe.errors import InputError, TargetsError
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
 

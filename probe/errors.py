@@ -30,7 +30,9 @@ The tree::
         ├── DoHStatusError        a DoH server answered with an HTTP error status
         └── TooLarge              a request to the helper larger than its cap
 
-Every message is one line and names the file, line, field, flag or variable at fault.
+Every message is one line and names the file, line, field, flag or variable at fault. One
+exception type lives outside the tree, by click's design: ``probe.cli.UsageInputError``, a
+``click.ClickException`` for bad input the command line itself finds (exit 2, like InputError).
 """
 
 from __future__ import annotations

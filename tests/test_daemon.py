@@ -27,10 +27,11 @@ from hypothesis import strategies as st
 
 from probe.cli import main
 from probe.config.settings import OPTIONS, resolve
-from probe.config.targets import Target, TargetsError, load_targets
+from probe.config.targets import Target, load_targets
 from probe.daemon import schedule
-from probe.daemon.lock import DaemonLock, DaemonRunning, holder
+from probe.daemon.lock import DaemonLock, holder
 from probe.daemon.systemd import sd_notify, watchdog_period
+from probe.errors import DaemonRunning, TargetsError
 from probe.round import budget
 from probe.store import RoundRecord, Store
 from probe.timeutil import iso

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from probe.analyst.export.files import destination, new_folder
-from probe.analyst.export.records import ExportError
+from probe.errors import ExportError
 
 
 class Boom(Exception):

@@ -24,8 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from probe.config.resolver import parse_resolver
-from probe.config.settings import SettingsError, resolve
-from probe.helper.asn import AsnDbError, Entry, load
+from probe.config.settings import resolve
+from probe.errors import AsnDbError, SettingsError
+from probe.helper.asn import Entry, load
 from probe.helper.server import HelperApp
 from probe.measure.config import MeasureConfig
 from probe.model import Network

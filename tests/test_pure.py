@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from probe import addr, timeutil
 from probe.classify import fingerprints
 from probe.classify.fingerprints import Fingerprint, FingerprintSet
-from probe.config.targets import TargetsError, import_citizenlab_csv, load_targets
-from probe.errors import FingerprintError
+from probe.config.targets import import_citizenlab_csv, load_targets
+from probe.errors import FingerprintError, TargetsError
 from probe.model import HTTPTransaction
 from probe.pages import decode_text, extract_title
 

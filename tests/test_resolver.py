@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from probe import addr
-from probe.config.resolver import ResolverSpecError, parse_resolver
+from probe.config.resolver import parse_resolver
+from probe.errors import ResolverSpecError
 from probe.model import ResolverSpec
 
 ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)

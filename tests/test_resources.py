@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.store import Store, StoreError
+from probe.errors import StoreError
+from probe.store import Store
 from tests.conftest import World
 from tests.test_hostile import run_args, run_cli
 from tests.writer import measurement

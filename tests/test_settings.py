@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from probe.config import options, resolver, settings
-from probe.config.settings import Settings, SettingsError, resolve
+from probe.config.settings import Settings, resolve
+from probe.errors import SettingsError
 from probe.model import ResolverSpec
 
 NO_ENV: dict[str, str] = {}

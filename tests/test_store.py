@@ -11,6 +11,7 @@ import pytest
 
 from probe.classify import RULES_VERSION, classify
 from probe.classify.fingerprints import FingerprintSet, builtin
+from probe.errors import StoreError
 from probe.model import (
     HTTPTransaction,
     Measurement,
@@ -19,7 +20,7 @@ from probe.model import (
     ThroughputRecord,
     observations_from_json,
 )
-from probe.store import Store, StoreError
+from probe.store import Store
 from probe.store.reclassify import reclassify
 
 GOLDEN = Path(__file__).parent / "golden" / "scenarios"

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from probe.config.targets import (
-    MAX_FILE_BYTES,
-    TargetsError,
-    import_citizenlab_csv,
-    load_targets,
-    read_targets,
-)
+from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
+from probe.errors import TargetsError
 
 VN = Path(__file__).parent / "fixtures" / "test-lists" / "vn.csv"
 

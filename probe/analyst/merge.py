@@ -17,12 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from probe.errors import InputError
+from probe.errors import MergeError
 from probe.store import Store
-
-
-class MergeError(InputError):
-    pass
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from probe import addr
 from probe.config.parse import parse_text
-from probe.errors import InputError
+from probe.errors import ResolverSpecError
 from probe.model import ResolverSpec
 
 __all__ = [
@@ -33,10 +33,6 @@ _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.)*"
     r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
 )
-
-
-class ResolverSpecError(InputError):
-    """A resolver given on the command line or in config cannot be used."""
 
 
 def _split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:

@@ -55,7 +55,7 @@ from probe.config.parse import (
 )
 from probe.config.profiles import DAILY_CAPS, MOBILE_DAILY_CAP, PROFILE_DEFAULTS, apply_profile
 from probe.config.resolver import parse_resolver_option
-from probe.errors import InputError
+from probe.errors import SettingsError
 from probe.model import ResolverSpec
 
 __all__ = [
@@ -92,10 +92,6 @@ __all__ = [
     "parse_url",
     "resolve",
 ]
-
-
-class SettingsError(InputError):
-    """A setting cannot be used; the message names the flag, variable or file and key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import msgspec
 import yaml
 
 from probe.config.parse import parse_duration
-from probe.errors import InputError, URLError
+from probe.errors import TargetsError, URLError
 from probe.urls import check_url
 
 # Citizen Lab category codes (both the original and the 2024 codes), with our short labels.
@@ -87,10 +87,6 @@ CATEGORIES: dict[str, str] = {
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class TargetsError(InputError):
-    """A targets file is unusable; the message names file, line and field."""
 
 
 class Target(

@@ -57,11 +57,11 @@ from probe.config.targets import TargetList
 from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, pid_alive
 from probe.daemon.systemd import sd_notify, watchdog_period
-from probe.errors import InputError
+from probe.errors import InputError, StoreError
 from probe.model import Measurement, Network, ObjectChoice, ThroughputRecord
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
-from probe.store import RoundRecord, Store, StoreError
+from probe.store import RoundRecord, Store
 from probe.timeutil import day_start, from_stored, iso, month_start, utc_now
 
 log = logging.getLogger("probe.daemon")

@@ -13,11 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from probe.errors import InputError
-
-
-class DaemonRunning(InputError):
-    """Another daemon holds the database's lock."""
+from probe.errors import DaemonRunning
 
 
 def lock_path(db: str) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probe import addr, failures
-from probe.errors import URLError
+from probe.errors import BadRequest, URLError
 from probe.measure import steps
 from probe.measure.config import MeasureConfig, skip_address
 from probe.measure.net import Shared
@@ -29,10 +29,6 @@ FORWARDED_HEADERS = {"user-agent", "accept", "accept-language"}
 
 # ip_info flags, as OONI's helper sets them.
 FLAG_RESOLVED_BY_PROBE, FLAG_RESOLVED_BY_TH, FLAG_BOGON, FLAG_VALID_FOR_DOMAIN = 1, 2, 4, 8
-
-
-class BadRequest(ValueError):
-    """The control request is malformed; the message says which field."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,14 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from probe.errors import InputError
+from probe.errors import AsnDbError
 from probe.network import normalise_asn, normalise_cc
 
 MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
-
-
-class AsnDbError(InputError):
-    """An IP-to-ASN table cannot be used; the message names the file and line."""
 
 
 @dataclass(frozen=True, slots=True)

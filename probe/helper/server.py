@@ -36,11 +36,11 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from probe import addr, failures
-from probe.errors import InputError, URLError
-from probe.helper import BadRequest, measure, parse_request
+from probe.errors import BadRequest, DoHStatusError, ServeError, TooLarge, URLError
+from probe.helper import measure, parse_request
 from probe.helper.asn import Table, entry_fields
 from probe.measure.config import MeasureConfig
-from probe.measure.dns import DoHStatusError, exchange
+from probe.measure.dns import exchange
 from probe.measure.net import Shared
 from probe.model import ResolverSpec
 from probe.network import addr_hmac
@@ -55,10 +55,6 @@ MAX_BODY = 64 * 1024
 MAX_DNS_MESSAGE = 4096
 MAX_BULK = 16 * 1024 * 1024
 _RANDOM = os.urandom(64 * 1024)  # incompressible, and cheap to repeat
-
-
-class TooLarge(Exception):
-    pass
 
 
 class HelperApp:
@@ -511,10 +507,6 @@ def server_config(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
-
-
-class ServeError(InputError):
-    """The helper cannot start: the message names the flag and the cause."""
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

@@ -24,6 +24,7 @@ import dns.rdatatype
 import httpx
 
 from probe import failures
+from probe.errors import DoHStatusError
 from probe.model import DNSAnswer, DNSQuery, ResolverSpec
 
 
@@ -97,12 +98,6 @@ def dot_context(spec: ResolverSpec, verify: ssl.SSLContext | None) -> ssl.SSLCon
     public resolvers' certificates name theirs). ``verify`` carries the trust anchors,
     ``--ca-bundle`` included."""
     return verify if verify is not None else ssl.create_default_context()
-
-
-class DoHStatusError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"DoH server answered HTTP {status}")
-        self.status = status
 
 
 async def query(

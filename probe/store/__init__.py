@@ -19,7 +19,8 @@ reading thread), ``sql`` (derived facts written once in SQL). This module is the
 
 from __future__ import annotations
 
-from probe.store.db import BUSY_TIMEOUT, WRITE_PATIENCE, StoreError
+from probe.errors import StoreError
+from probe.store.db import BUSY_TIMEOUT, WRITE_PATIENCE
 from probe.store.maintenance import Maintenance
 from probe.store.reads import EXPORT_COLUMNS, RowFilter
 from probe.store.rows import RoundRecord, blocking_from_db, blocking_to_db

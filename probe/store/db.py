@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import Self, TypeVar
 from urllib.parse import quote
 
-from probe.errors import InputError
+from probe.errors import StoreError
 from probe.store._lazy import without_numpy
 from probe.store.schema import migrations
 
 with without_numpy():
     from sqlite_utils import Database
-
-
-class StoreError(InputError):
-    """The database cannot be used; the message names the file."""
 
 
 T = TypeVar("T")

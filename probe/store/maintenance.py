@@ -13,7 +13,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from probe.store.db import StoreError, has_device_id
+from probe.errors import StoreError
+from probe.store.db import has_device_id
 from probe.store.reads import Reads
 from probe.store.sql import ANOMALY
 

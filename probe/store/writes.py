@@ -3,7 +3,7 @@ heartbeat, throughput objects and changes of network.
 
 Contract: each method is one transaction through the one write path (``Connection._write``):
 stored whole or not at all, waiting while another connection holds the write lock; a database
-that cannot be written raises :class:`~probe.store.db.StoreError` and stores nothing.
+that cannot be written raises :class:`~probe.errors.StoreError` and stores nothing.
 """
 
 from __future__ import annotations

@@ -17,14 +17,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from probe.analyst.export.files import destination
-from probe.analyst.export.records import (
-    FLAT,
-    NESTED,
-    ExportError,
-    parse_time,
-    records,
-    throughput_record,
-)
+from probe.analyst.export.records import FLAT, NESTED, parse_time, records, throughput_record
+from probe.errors import ExportError
 from probe.store import RowFilter, Store
 
 FORMATS = ("jsonl", "csv", "ooni", "parquet")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from probe.analyst.export.records import ExportError
+from probe.errors import ExportError
 
 
 def umask() -> int:

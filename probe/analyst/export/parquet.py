@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from probe import words as verdicts
 from probe.analyst.export.files import new_folder
-from probe.analyst.export.records import ExportError, throughput_record
+from probe.analyst.export.records import throughput_record
+from probe.errors import ExportError
 from probe.store import RowFilter, Store
 
 SCHEMA_VERSION = "2"

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from probe import words as verdicts
-from probe.errors import InputError
+from probe.errors import ExportError
 from probe.store import RowFilter, Store, blocking_from_db
 from probe.timeutil import iso, parse_iso
 
@@ -57,10 +57,6 @@ NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
 BOOLEANS = ("is_control", "accessible", "throttled", "offline", "network_ok")
 
 _decode = msgspec.json.Decoder()
-
-
-class ExportError(InputError):
-    pass
 
 
 def parse_time(text: str, flag: str) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 from probe import __version__
 from probe import words as V
 from probe.analyst.export.files import destination
-from probe.analyst.export.records import ExportError
 from probe.analyst.report.model import ReportData, collect
+from probe.errors import ExportError
 from probe.store import RowFilter, Store
 from probe.words import N_, translator
 
