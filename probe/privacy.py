@@ -124,6 +124,9 @@ class Scrubber:
         self._sources = addresses
         self._learned: set[IPAddress] = set()
         self.recognisers = tuple(recognisers)
+        # addresses() for the sources and learned addresses it was last computed from: it runs
+        # for every string, and the sources (a set the round's sockets fill) rarely change.
+        self._cached: tuple[frozenset[str], int, frozenset[IPAddress]] | None = None
 
     def learn(self, address: str) -> None:
         """Add an address known to be the volunteer's (never stored: memory only)."""
@@ -132,8 +135,13 @@ class Scrubber:
             self._learned.add(ip)
 
     def addresses(self) -> frozenset[IPAddress]:
+        sources = frozenset(str(a) for a in list(self._sources))
+        cached = self._cached
+        # _learned only grows, so its size tells whether it changed.
+        if cached is not None and cached[0] == sources and cached[1] == len(self._learned):
+            return cached[2]
         out = set(self._learned)
-        for a in list(self._sources):
+        for a in sources:
             try:
                 ip = ipaddress.ip_address(str(a).split("%")[0])
             except ValueError:
@@ -142,7 +150,9 @@ class Scrubber:
                 out.add(ip)
                 if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                     out.add(ip.ipv4_mapped)
-        return frozenset(out)
+        result = frozenset(out)
+        self._cached = (sources, len(self._learned), result)
+        return result
 
     def _recognise(self, text: str) -> None:
         if not self.recognisers:
