@@ -124,6 +124,9 @@ class Scrubber:
         self._sources = addresses
         self._learned: set[IPAddress] = set()
         self.recognisers = tuple(recognisers)
+        # addresses() for the sources and learned addresses it was last computed from: it runs
+        # for every string, and the sources (a set the round's sockets fill) rarely change.
+        self._cached: tuple[frozenset[str], int, frozenset[IPAddress]] | None = None
 
     def learn(self, address: str) -> None:
         """Add an address known to be the volunteer's (never stored: memory only)."""
@@ -132,8 +135,13 @@ class Scrubber:
             self._learned.add(ip)
 
     def addresses(self) -> frozenset[IPAddress]:
+        sources = frozenset(str(a) for a in list(self._sources))
+        cached = self._cached
+        # _learned only grows, so its size tells whether it changed.
+        if cached is not None and cached[0] == sources and cached[1] == len(self._learned):
+            return cached[2]
         out = set(self._learned)
-        for a in list(self._sources):
+        for a in sources:
             try:
                 ip = ipaddress.ip_address(str(a).split("%")[0])
             except ValueError:
@@ -142,7 +150,9 @@ class Scrubber:
                 out.add(ip)
                 if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                     out.add(ip.ipv4_mapped)
-        return frozenset(out)
+        result = frozenset(out)
+        self._cached = (sources, len(self._learned), result)
+        return result
 
     def _recognise(self, text: str) -> None:
         if not self.recognisers:
@@ -175,14 +185,37 @@ class Scrubber:
             return type(value)(self.tree(v) for v in value)
         return value
 
+    def holds_none(self, record: object) -> bool:
+        """The fast path: True when ``record`` (a dataclass or msgspec Struct) cannot hold a
+        volunteer's address, so scrubbing it would change nothing. With a recogniser the answer
+        is always False (only reading every string can tell what a recogniser would claim).
+        Without one it looks for every form of every known address in the record's JSON, once,
+        at C speed: every string of the record appears there verbatim (no form holds a
+        character JSON escapes) and ``str.lower`` maps character by character, so a form the
+        full path would find in any string is found here too. A form found only across two
+        strings, or in a field's name, sends the record down the full path, which decides."""
+        if self.recognisers:
+            return False
+        literals, pattern = _pattern(self.addresses())
+        if pattern is None:
+            return True
+        low = msgspec.json.encode(record).decode("utf-8").lower()
+        return not any(f in low for f in literals)
+
     def struct(self, value: T) -> T:
         """A record (dataclass or msgspec Struct) with every string scrubbed."""
+        if self.holds_none(value):
+            return value
         data = msgspec.to_builtins(value)
         clean = self.tree(data)
         return value if clean == data else msgspec.convert(clean, type=type(value))
 
     def observations(self, obs: Observations) -> Observations:
         """Every text of every step; a scrubbed body gets the hash of its scrubbed text."""
+        return obs if self.holds_none(obs) else self._observations(obs)
+
+    def _observations(self, obs: Observations) -> Observations:
+        """The full path of :meth:`observations`: every string of every step read."""
         data = msgspec.to_builtins(obs)
         clean = self.tree(data)
         if clean == data:

@@ -58,16 +58,16 @@ async def exchange(
 ) -> tuple[dns.message.Message, int]:
     """Send ``q`` to the resolver ``spec`` describes, over its own transport (UDP with TCP
     fallback, DoT or DoH); the reply and the bytes moved. Raises on failure."""
-    wire = q.to_wire()
     if spec.kind == "udp":
         resp, _tcp = await dns.asyncquery.udp_with_fallback(
             q, spec.host, timeout=timeout, port=spec.port
         )
-        return resp, len(wire) + len(resp.to_wire())
+        return resp, _wire_len(q) + _wire_len(resp)
     if spec.kind == "dot":
         resp = await asyncio.to_thread(_dot, spec, q, timeout, dot_context(spec, tls))
-        return resp, len(wire) + len(resp.to_wire())
+        return resp, _wire_len(q) + _wire_len(resp)
     assert client is not None and spec.url is not None
+    wire = q.to_wire()
     r = await client.post(
         spec.url,
         content=wire,
@@ -78,6 +78,13 @@ async def exchange(
         raise DoHStatusError(r.status_code)
     body = r.content[:65535]
     return dns.message.from_wire(body), len(wire) + len(body) + 200
+
+
+def _wire_len(msg: dns.message.Message) -> int:
+    """The size of a message as sent or received: dnspython (>= 2.7) keeps the wire form of
+    every message it rendered or parsed, so nothing is rendered twice (issue 19)."""
+    wire = getattr(msg, "wire", None)
+    return len(wire) if wire is not None else len(msg.to_wire())
 
 
 def _dot(
