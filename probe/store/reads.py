@@ -248,7 +248,7 @@ class Reads(Connection):
         return int(next(iter(rows))["n"])
 
     def anomalous_targets(self, since: str) -> list[dict[str, Any]]:
-        """Targets with an anomaly (blocking, or throttled) since ``since``: the latest one."""
+        """Targets with an anomaly (:data:`ANOMALY`) since ``since``: the latest one."""
         return list(
             self.db.query(
                 "SELECT target, blocking, accessible, evidence, offline, throttled, blockpage, "
