@@ -47,14 +47,22 @@ table:
 
 :func:`is_anomaly` says which of them an analyst should look at (everything but accessible,
 down, can't tell and offline).
+
+Contract, anomalies: that is the one definition of an anomaly. :data:`ANOMALY_CASES` states it
+over a verdict's stored fields (``blocking``, ``offline``, ``throttled``), ordered, first match
+wins; :func:`anomalous` evaluates it in Python (stored or exported values), :func:`is_anomalous`
+for a :class:`~probe.model.Verdict`, and :data:`ANOMALY_SQL` is the same table as a SQL ``CASE``
+expression over the ``measurements`` columns (plain SQL: sqlite3, Datasette and DuckDB read the
+views and filters built with it). tests/test_words.py holds the three and the words together.
 """
 
 from __future__ import annotations
 
 import gettext
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from probe.model import NO_CONTROL
 
@@ -194,4 +202,68 @@ def translate(english: str, lang: str) -> str:
 
 
 def is_anomaly(english: str) -> bool:
+    """Is the verdict ``english`` (one of :data:`VERDICTS`) an anomaly?"""
     return english not in NOT_ANOMALIES
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    """One test of a stored verdict field, as SQL and as Python: ``set`` (true: 1, not 0 or
+    NULL), ``empty`` (NULL or ``''``) or ``not_blocked`` (``blocking`` ``"false"``)."""
+
+    column: Literal["blocking", "offline", "throttled"]
+    kind: Literal["set", "empty", "not_blocked"]
+
+    def sql(self) -> str:
+        c = self.column
+        if self.kind == "set":
+            return f"coalesce({c}, 0) != 0"
+        if self.kind == "empty":
+            return f"coalesce({c}, '') = ''"
+        return f"{c} = 'false'"
+
+    def holds(self, fields: dict[str, Any]) -> bool:
+        v = fields[self.column]
+        if self.kind == "set":
+            return bool(v)
+        if self.kind == "empty":
+            return v is None or v == ""
+        return v is False or v == "false"
+
+
+# An anomaly, over the stored verdict fields: the order of :func:`words`, first match wins.
+ANOMALY_CASES: tuple[tuple[tuple[Test, ...], bool], ...] = (
+    ((Test("offline", "set"),), False),  # offline: the volunteer's own link was down
+    ((Test("blocking", "empty"),), False),  # can't tell, even when throttled
+    ((Test("blocking", "not_blocked"), Test("throttled", "set")), True),  # throttled, slow
+    ((Test("blocking", "not_blocked"),), False),  # accessible, down
+)
+ANOMALY_OTHERWISE = True  # a blocking verdict: blocked, blockpage, anomaly (...)
+
+
+def anomalous(blocking: Any, offline: Any, throttled: Any) -> bool:
+    """Is a verdict with these fields (as stored, ``"false"`` and 0/1, or as exported) an
+    anomaly? The same answer as ``is_anomaly(words(...))`` and :data:`ANOMALY_SQL`."""
+    fields = {"blocking": blocking, "offline": offline, "throttled": throttled}
+    for tests, answer in ANOMALY_CASES:
+        if all(t.holds(fields) for t in tests):
+            return answer
+    return ANOMALY_OTHERWISE
+
+
+def is_anomalous(v: Any) -> bool:
+    """:func:`anomalous` for anything with a verdict's attributes (a
+    :class:`probe.model.Verdict`)."""
+    return anomalous(v.blocking, v.offline, v.throttled)
+
+
+def _anomaly_sql() -> str:
+    whens = " ".join(
+        f"WHEN {' AND '.join(t.sql() for t in tests)} THEN {int(answer)}"
+        for tests, answer in ANOMALY_CASES
+    )
+    return f"(CASE {whens} ELSE {int(ANOMALY_OTHERWISE)} END)"
+
+
+# The same definition over the ``measurements`` columns: 1 for an anomaly, else 0.
+ANOMALY_SQL = _anomaly_sql()

@@ -1,30 +1,30 @@
 """The report's plain-words evidence (probe.analyst.report.evidence.explain) over stored golden
 rows.
 
-Every scenario is stored as the probe stores it (tests/dbs.py) and read back as a row, so the
-sentences are tested on the same JSON the report reads.
+Every scenario is stored as the probe stores it (tests/dbs.py) and read back as the store's typed
+record (Store.stored), so the sentences are tested on what the report reads.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 
 from probe.analyst.report.evidence import FAILURE_WORDS, explain
 from probe.model import ControlEvidence
-from probe.store import Store
+from probe.store import RowFilter, Store, Stored
 from probe.words import translator
 from tests.dbs import SCENARIOS, helper_saw_it_work, measurement
 
 
-def _row(tmp_path: Path, name: str, control: ControlEvidence | None = None) -> dict[str, Any]:
+def _row(tmp_path: Path, name: str, control: ControlEvidence | None = None) -> Stored:
     store = Store.open(tmp_path / f"{name}-{len(list(tmp_path.iterdir()))}.db")
     try:
         store.save(measurement(name, "m1", control=control))
-        return dict(next(store.rows()))
+        return next(store.stored(RowFilter()))
     finally:
         store.close()
 
@@ -35,7 +35,7 @@ def test_every_scenario_has_sentences_ending_with_its_rule(tmp_path: Path, lang:
         row = _row(tmp_path, name)
         out = explain(row, lang)
         assert out and all(s.strip() for s in out), name
-        assert str(row["rule_id"]) in out[-1], name
+        assert str(row.verdict.rule_id) in out[-1], name
 
 
 def test_dns_failures_name_the_resolver_and_the_failure_in_words(tmp_path: Path) -> None:
@@ -83,9 +83,7 @@ def test_a_page_of_one_byte_is_said_in_the_singular(tmp_path: Path) -> None:
     row = _row(tmp_path, "success_https")
     page = [s for s in explain(row) if " answered HTTP " in s]
     assert page and " bytes, titled " in page[0], page
-    obs = msgspec.json.decode(row["observations"])
-    for h in obs["http"]:
-        h["body_length"] = 1
-    one = dict(row, observations=msgspec.json.encode(obs))
+    http = tuple(replace(h, body_length=1) for h in row.observations.http)
+    one = msgspec.structs.replace(row, observations=replace(row.observations, http=http))
     assert any(" 1 byte, titled " in s for s in explain(one)), explain(one)
     assert any(" 1 byte, tiêu đề " in s for s in explain(one, "vi")), explain(one, "vi")

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from probe import words as verdict_words
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.config.targets import Target
@@ -50,7 +51,7 @@ class RoundResult:
     network_ok: bool | None = None
     offline_reason: str | None = None  # one line, when no control loaded
     count: int = 0  # measurements finished (and handed to on_measurement)
-    anomalies: int = 0  # targets blocked or throttled (is_anomaly)
+    anomalies: int = 0  # targets with an anomaly (is_anomaly)
     verdicts: Counter[tuple[Any, Any]] = field(default_factory=Counter)  # (blocking, accessible)
     rows: list[Measurement] = field(default_factory=list)  # controls and blocked ones kept first
     internal_errors: int = 0  # targets whose measuring failed in the probe's own code
@@ -88,11 +89,9 @@ class RoundResult:
 
 
 def is_anomaly(m: Measurement) -> bool:
-    """A target blocked or throttled (the store's ANOMALY, for one measurement)."""
-    v = m.verdict
-    return (not m.is_control) and (
-        (v.blocking is not None and v.blocking is not False) or v.throttled is True
-    )
+    """A target (not a control) with an anomaly (:func:`probe.words.is_anomalous`, the store's
+    ANOMALY)."""
+    return not m.is_control and verdict_words.is_anomalous(m.verdict)
 
 
 def _notable(m: Measurement) -> bool:

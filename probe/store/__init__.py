@@ -22,7 +22,7 @@ from __future__ import annotations
 from probe.errors import StoreError
 from probe.store.db import BUSY_TIMEOUT, WRITE_PATIENCE
 from probe.store.maintenance import Maintenance
-from probe.store.reads import EXPORT_COLUMNS, RowFilter
+from probe.store.reads import EXPORT_COLUMNS, STORED_COLUMNS, RowFilter, Stored
 from probe.store.rows import RoundRecord, blocking_from_db, blocking_to_db
 from probe.store.schema import migrations
 from probe.store.sql import ANOMALY, NETWORK_SQL
@@ -33,11 +33,13 @@ __all__ = [
     "BUSY_TIMEOUT",
     "EXPORT_COLUMNS",
     "NETWORK_SQL",
+    "STORED_COLUMNS",
     "WRITE_PATIENCE",
     "RoundRecord",
     "RowFilter",
     "Store",
     "StoreError",
+    "Stored",
     "blocking_from_db",
     "blocking_to_db",
     "migrations",

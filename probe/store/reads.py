@@ -3,7 +3,9 @@ store.
 
 Contract: nothing here writes. :class:`RowFilter` selects measurements (by time, target,
 category, network, verdict); ``stream`` yields them oldest first, one batch at a time, so memory
-stays flat whatever the database's size; the row decoders give back the stored records
+stays flat whatever the database's size; ``stored`` streams the same as typed :class:`Stored`
+records (the row's columns as typed fields, the JSON columns decoded by the row codec), the one
+way exports and reports read a measurement; the row decoders give back the stored records
 (verdict, observations with their bodies, control evidence, throughput test).
 """
 
@@ -13,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from probe.classify.events import ThroughputTest
 from probe.model import (
@@ -81,6 +85,106 @@ EXPORT_COLUMNS = {
     "observations_utf8": "CAST(observations AS BLOB)",  # bytes: no decoding to str and back
     "throttle_label": THROTTLE_LABEL_SQL,
 }
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored measurement as exports and reports read it: its columns as typed fields
+    (booleans as bools, ``network`` as :data:`NETWORK_SQL` says), its verdict, its
+    observations (without response bodies: :meth:`Reads.body` fetches one by SHA-256), its
+    control evidence and throughput test, and ``extra`` (``ooni_verdict`` for imported rows)."""
+
+    id: str
+    target: str
+    url: str
+    started_at: str
+    category: str | None
+    is_control: bool
+    round_id: str | None
+    device_id: str | None
+    source: str | None
+    runtime: float | None
+    resolver: str | None
+    control_resolver: str | None
+    probe_asn: str | None
+    probe_cc: str | None
+    network: str
+    network_name: str | None
+    resolver_kind: str | None
+    software: str | None
+    network_ok: bool | None
+    bytes_used: int | None
+    verdict: Verdict
+    observations: Observations
+    control: ControlEvidence | None
+    throughput: ThroughputRecord | None
+    extra: dict[str, Any]
+
+    @property
+    def throttle_label(self) -> str | None:
+        """The throughput test's label (:data:`THROTTLE_LABEL_SQL`), if it was analysed."""
+        tp = self.throughput
+        return tp.analysis.label if tp is not None and tp.analysis is not None else None
+
+
+# The columns a Stored is read from, in order: every stored one but the verdict's (which
+# verdict_from_row reads by name from STORED_VERDICT), and the derived network.
+_PLAIN = [f for f in Stored.__struct_fields__ if f not in ("verdict", "network")]
+STORED_VERDICT = [
+    "blocking",
+    "accessible",
+    "rule_id",
+    "rules_version",
+    "evidence",
+    "dns_consistency",
+    "failing_step",
+    "failure",
+    "blockpage",
+    "body_proportion",
+    "body_length_match",
+    "status_code_match",
+    "headers_match",
+    "title_match",
+    "offline",
+    "throttled",
+]
+STORED_COLUMNS = [*_PLAIN, "network", *STORED_VERDICT]
+_JSON_DECODE = msgspec.json.Decoder(dict[str, Any])
+
+
+def stored_from_row(row: Mapping[str, Any]) -> Stored:
+    """A :class:`Stored` from a row holding :data:`STORED_COLUMNS` (the row codec decodes)."""
+
+    def b(key: str) -> bool | None:
+        return None if row[key] is None else bool(row[key])
+
+    extra = row["extra"]
+    return Stored(
+        id=row["id"],
+        target=row["target"],
+        url=row["url"],
+        started_at=row["started_at"],
+        category=row["category"],
+        is_control=bool(row["is_control"]),
+        round_id=row["round_id"],
+        device_id=row["device_id"],
+        source=row["source"],
+        runtime=row["runtime"],
+        resolver=row["resolver"],
+        control_resolver=row["control_resolver"],
+        probe_asn=row["probe_asn"],
+        probe_cc=row["probe_cc"],
+        network=row["network"],
+        network_name=row["network_name"],
+        resolver_kind=row["resolver_kind"],
+        software=row["software"],
+        network_ok=b("network_ok"),
+        bytes_used=row["bytes_used"],
+        verdict=verdict_from_row(row),
+        observations=observations_from_row(row),
+        control=control_from_row(row),
+        throughput=throughput_from_row(row),
+        extra=_JSON_DECODE.decode(extra) if extra else {},
+    )
 
 
 class Reads(Connection):
@@ -189,6 +293,13 @@ class Reads(Connection):
             return
         yield from prefetched(self.read_uri, sql, params, batch)
 
+    def stored(self, f: RowFilter) -> Iterator[Stored]:
+        """The matching measurements as :class:`Stored` records, oldest first, streamed as
+        :meth:`stream` streams them (one batch in memory)."""
+        for rows in self.stream(f, STORED_COLUMNS):
+            for row in rows:
+                yield stored_from_row(dict(zip(STORED_COLUMNS, row, strict=True)))
+
     def stream_dicts(self, f: RowFilter, columns: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         names = list(columns) or self.columns()
         for rows in self.stream(f, names):
@@ -248,7 +359,7 @@ class Reads(Connection):
         return int(next(iter(rows))["n"])
 
     def anomalous_targets(self, since: str) -> list[dict[str, Any]]:
-        """Targets with an anomaly (blocking, or throttled) since ``since``: the latest one."""
+        """Targets with an anomaly (:data:`ANOMALY`) since ``since``: the latest one."""
         return list(
             self.db.query(
                 "SELECT target, blocking, accessible, evidence, offline, throttled, blockpage, "

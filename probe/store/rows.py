@@ -14,17 +14,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import msgspec
+
 from probe.model import (
     ControlEvidence,
     Measurement,
     Observations,
     ThroughputRecord,
     Verdict,
-    control_from_json,
     control_to_json,
-    observations_from_json,
     observations_to_json,
-    throughput_from_json,
     throughput_to_json,
 )
 
@@ -177,15 +176,23 @@ def verdict_from_row(row: Mapping[str, Any]) -> Verdict:
     )
 
 
+# Typed JSON decoders (msgspec, straight from the stored text): the same records as
+# ``*_from_json(json.loads(...))``, without building Python dicts on the way.
+_control = msgspec.json.Decoder(ControlEvidence | None)
+_throughput = msgspec.json.Decoder(ThroughputRecord | None)
+_observations = msgspec.json.Decoder(Observations)
+
+
 def control_from_row(row: Mapping[str, Any]) -> ControlEvidence | None:
-    return control_from_json(json.loads(row["control"]) if row["control"] else None)
+    raw = row["control"]
+    return _control.decode(raw) if raw else None
 
 
 def throughput_from_row(row: Mapping[str, Any]) -> ThroughputRecord | None:
     raw = row.get("throughput")
-    return throughput_from_json(json.loads(raw)) if raw else None
+    return _throughput.decode(raw) if raw else None
 
 
 def observations_from_row(row: Mapping[str, Any]) -> Observations:
     """The stored observations, without their bodies (kept apart, once per SHA-256)."""
-    return observations_from_json(json.loads(row["observations"]))
+    return _observations.decode(row["observations"])

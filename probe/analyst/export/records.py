@@ -17,7 +17,7 @@ import msgspec
 
 from probe import words as verdicts
 from probe.errors import ExportError
-from probe.store import RowFilter, Store, blocking_from_db
+from probe.store import RowFilter, Store, Stored, blocking_from_db
 from probe.timeutil import iso, parse_iso
 
 FLAT = [
@@ -84,6 +84,21 @@ def verdict_words(row: dict[str, Any], lang: str = "en") -> str:
         row["throttled"],
         blockpage=row["blockpage"],
         throttle_label=label,
+        lang=lang,
+    )
+
+
+def stored_words(m: Stored, lang: str = "en") -> str:
+    """The verdict in words (:mod:`probe.words`) of a stored measurement."""
+    v = m.verdict
+    return verdicts.words(
+        v.blocking,
+        v.accessible,
+        v.evidence,
+        v.offline,
+        v.throttled,
+        blockpage=v.blockpage,
+        throttle_label=m.throttle_label,
         lang=lang,
     )
 

@@ -1,23 +1,24 @@
 """The evidence behind a verdict, in plain words (English, or a translation), for the report.
 
-Contract: :func:`explain` is pure. From a stored measurement row (its verdict columns, the
-observations and the control evidence) it returns sentences a journalist can follow: which step
-failed and how (the df-007 failure in words, the raw string beside it), what the control saw
-(the control resolver's answers, the page fetched through a control address, or a test helper's
-view), the blockpage fingerprint or HTTP differences, the throughput against a control, and the
-rule and rules version that decided. It states what was observed and never more: a failure
-without a helper's view is said to be seen from this network only. The sentences are English
-message ids, translated by :func:`probe.words.translator` (the catalogs in probe/locale).
+Contract: :func:`explain` is pure. From a stored measurement (a :class:`probe.store.Stored`: its
+verdict, the observations, the control evidence and the throughput test) it returns sentences a
+journalist can follow: which step failed and how (the df-007 failure in words, the raw string beside
+it), what the control saw (the control resolver's answers, the page fetched through a control
+address, or a test helper's view), the blockpage fingerprint or HTTP differences, the throughput
+against a control, and the rule and rules version that decided. It states what was observed and
+never more: a failure without a helper's view is said to be seen from this network only. The
+sentences are English message ids, translated by :func:`probe.words.translator` (the catalogs in
+probe/locale).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from probe import failures
 from probe.classify import RULES
+from probe.model import DNSQuery, HTTPTransaction
+from probe.store import Stored
 from probe.words import N_, translator
 
 _RULE_WHY = {r.id: r.why for r in RULES}
@@ -78,8 +79,6 @@ _T = {
     "nothing": N_("none"),
 }
 
-_decode = msgspec.json.Decoder()
-
 
 def t(key: str, lang: str, **kw: Any) -> str:
     """The sentence named ``key`` in ``lang``, its fields filled from ``kw``."""
@@ -93,10 +92,10 @@ def failure_words(failure: str | None, lang: str) -> str:
     return f"{translator(lang).gettext(words)} ({failure})" if words else failure
 
 
-def _page(lang: str, page: dict[str, Any], *, control: bool) -> str:
+def _page(lang: str, page: HTTPTransaction, *, control: bool) -> str:
     """A fetched page (an HTTP observation) in a sentence: the system's or the control's."""
     ngettext = translator(lang).ngettext
-    length = page.get("body_length")
+    length = page.body_length
     n = length if isinstance(length, int) else 0  # an unknown length reads as plural
     if control:
         text = ngettext(
@@ -113,65 +112,61 @@ def _page(lang: str, page: dict[str, Any], *, control: bool) -> str:
             n,
         )
     return text.format(
-        url=page.get("url"),
-        status=page.get("status_code"),
+        url=page.url,
+        status=page.status_code,
         length=length,
-        title=page.get("title") or "",
+        title=page.title or "",
     )
 
 
-def _answers(queries: list[dict[str, Any]]) -> list[str]:
-    return sorted(
-        {a["value"] for q in queries for a in q.get("answers") or [] if a["type"] in ("A", "AAAA")}
-    )
+def _answers(queries: list[DNSQuery]) -> list[str]:
+    return sorted({a.value for q in queries for a in q.answers if a.type in ("A", "AAAA")})
 
 
 def _match(v: Any, lang: str) -> str:
     return t("unknown", lang) if v is None else t("same" if v else "different", lang)
 
 
-def explain(row: dict[str, Any], lang: str = "en") -> list[str]:
-    """Plain sentences for one stored measurement row (``observations`` and ``control`` as
-    stored, JSON text or bytes)."""
-    obs = _decode.decode(row["observations"]) if row.get("observations") else {}
-    control = _decode.decode(row["control"]) if row.get("control") else None
+def explain(m: Stored, lang: str = "en") -> list[str]:
+    """Plain sentences for one stored measurement."""
+    v, obs, control = m.verdict, m.observations, m.control
     out: list[str] = []
-    if row.get("offline"):
+    if v.offline:
         out.append(t("offline", lang))
-    step, failure = row.get("failing_step"), row.get("failure")
-    dns0 = [q for q in obs.get("dns") or [] if q.get("depth", 0) == 0]
-    system = [q for q in dns0 if q.get("resolver") == "system"]
-    ctl = [q for q in dns0 if q.get("resolver") == "control"]
-    host = system[0]["hostname"] if system else (ctl[0]["hostname"] if ctl else "")
+    step, failure = v.failing_step, v.failure
+    dns0 = [q for q in obs.dns if q.depth == 0]
+    system = [q for q in dns0 if q.resolver == "system"]
+    ctl = [q for q in dns0 if q.resolver == "control"]
+    host = system[0].hostname if system else (ctl[0].hostname if ctl else "")
     sys_answers, ctl_answers = _answers(system), _answers(ctl)
     if system:
-        resolver = system[0].get("resolver_address") or ""
+        resolver = system[0].resolver_address or ""
         if sys_answers:
             out.append(
                 t("dns_answer", lang, resolver=resolver, host=host, answers=", ".join(sys_answers))
             )
         else:
-            fail = next((q.get("failure") for q in system if q.get("failure")), None)
+            fail = next((q.failure for q in system if q.failure), None)
             out.append(
                 t("dns_fail", lang, resolver=resolver, host=host, failure=failure_words(fail, lang))
             )
     if ctl:
-        resolver = ctl[0].get("resolver_address") or ""
+        resolver = ctl[0].resolver_address or ""
         if ctl_answers:
             out.append(t("ctl_answer", lang, resolver=resolver, answers=", ".join(ctl_answers)))
         else:
-            fail = next((q.get("failure") for q in ctl if q.get("failure")), None)
+            fail = next((q.failure for q in ctl if q.failure), None)
             out.append(t("ctl_fail", lang, resolver=resolver, failure=failure_words(fail, lang)))
-    http = obs.get("http") or []
-    final = next((h for h in reversed(http) if h.get("role") == "system"), None)
+    http = obs.http
+    final = next((h for h in reversed(http) if h.role == "system"), None)
     if step == "tcp":
-        tcp0 = [c for c in obs.get("tcp") or [] if "system" in (c.get("sources") or [])]
-        eps = ", ".join(f"{c['ip']}:{c['port']}" for c in tcp0) or "?"
+        tcp0 = [c for c in obs.tcp if "system" in c.sources]
+        eps = ", ".join(f"{c.ip}:{c.port}" for c in tcp0) or "?"
         out.append(t("tcp_fail", lang, endpoints=eps, failure=failure_words(failure, lang)))
     elif step == "tls":
-        hs = next((h for h in obs.get("tls") or [] if h.get("failure")), None)
-        server = hs.get("server_name") if hs else host
-        endpoint = f"{hs['ip']}:{hs['port']}" if hs else "?"
+        hs = next((h for h in obs.tls if h.failure), None)
+        server = hs.server_name if hs else host
+        endpoint = f"{hs.ip}:{hs.port}" if hs else "?"
         out.append(
             t(
                 "tls_fail",
@@ -182,67 +177,65 @@ def explain(row: dict[str, Any], lang: str = "en") -> list[str]:
             )
         )
     elif step == "http" and final is not None:
-        out.append(t("http_fail", lang, url=final.get("url"), failure=failure_words(failure, lang)))
-    elif final is not None and final.get("status_code"):
+        out.append(t("http_fail", lang, url=final.url, failure=failure_words(failure, lang)))
+    elif final is not None and final.status_code:
         out.append(_page(lang, final, control=False))
-    ctl_page = next((h for h in reversed(http) if h.get("role") == "control"), None)
-    if ctl_page is not None and ctl_page.get("status_code") and control is None:
+    ctl_page = next((h for h in reversed(http) if h.role == "control"), None)
+    if ctl_page is not None and ctl_page.status_code and control is None:
         out.append(_page(lang, ctl_page, control=True))
-    if row.get("blockpage"):
-        out.append(t("blockpage", lang, name=row["blockpage"]))
-    if row.get("blocking") == "http-diff":
-        prop = row.get("body_proportion")
+    if v.blockpage:
+        out.append(t("blockpage", lang, name=v.blockpage))
+    if v.blocking == "http-diff":
+        prop = v.body_proportion
         out.append(
             t(
                 "diff",
                 lang,
-                status=_match(row.get("status_code_match"), lang),
-                length=_match(row.get("body_length_match"), lang),
+                status=_match(v.status_code_match, lang),
+                length=_match(v.body_length_match, lang),
                 proportion="?" if prop is None else f"{prop:.2f}",
-                title=_match(row.get("title_match"), lang),
+                title=_match(v.title_match, lang),
             )
         )
-    if control is not None and control.get("failure"):
-        out.append(t("helper_down", lang, failure=control["failure"]))
+    if control is not None and control.failure:
+        out.append(t("helper_down", lang, failure=control.failure))
     elif control is not None:
-        tcp_ok = [ep for ep, e in (control.get("tcp_connect") or {}).items() if e.get("ok")]
+        tcp_ok = [ep for ep, e in control.tcp_connect.items() if e.ok]
         http_part = (
-            f"HTTP {control['http_status_code']}"
-            if control.get("http_status_code")
-            else failure_words(control.get("http_failure"), lang)
+            f"HTTP {control.http_status_code}"
+            if control.http_status_code
+            else failure_words(control.http_failure, lang)
         )
         out.append(
             t(
                 "helper",
                 lang,
-                dns=", ".join(control.get("dns_addrs") or [])
-                or failure_words(control.get("dns_failure"), lang),
+                dns=", ".join(control.dns_addrs) or failure_words(control.dns_failure, lang),
                 tcp=(t("ok", lang) + ": " + ", ".join(tcp_ok)) if tcp_ok else t("nothing", lang),
                 http=http_part,
             )
         )
-    elif row.get("blocking") not in (None, "false", False):
+    elif v.blocking not in (None, False):
         out.append(t("no_helper", lang))
-    tp = _decode.decode(row["throughput"]) if row.get("throughput") else None
-    analysis = (tp or {}).get("analysis") or {}
-    if analysis.get("ratio") is not None and row.get("throttled"):
-        p = analysis.get("p_value")
+    analysis = m.throughput.analysis if m.throughput is not None else None
+    if analysis is not None and analysis.ratio is not None and v.throttled:
+        p = analysis.p_value
         out.append(
             t(
                 "throughput",
                 lang,
-                ratio=analysis["ratio"],
+                ratio=analysis.ratio,
                 p="?" if p is None else f"{p:.2g}",
-                label=analysis.get("label") or "?",
+                label=analysis.label or "?",
             )
         )
-    rule = row.get("rule_id") or "?"
+    rule = v.rule_id or "?"
     out.append(
         t(
             "rule",
             lang,
             rule=rule,
-            version=row.get("rules_version") or "?",
+            version=v.rules_version or "?",
             why=_RULE_WHY.get(rule, "?"),
         )
     )

@@ -1,6 +1,7 @@
 """The report's data model: what :func:`collect` keeps of the selected measurements.
 
-Contract: :func:`collect` reads the selected measurements once, oldest first, and keeps only
+Contract: :func:`collect` reads the selected measurements once, oldest first, as the store's
+typed records (:class:`probe.store.Stored`: no schema of its own to drift), and keeps only
 aggregates (memory bounded by targets x time bins, answer changes and kinds of anomaly, not by
 measurements): the verdict timeline per target, verdict counts per category and per network,
 the first and last measurement, the throughput ratios and throttling events
@@ -19,60 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import msgspec
-
 from probe import words as V
-from probe.analyst.export.records import verdict_words
+from probe.analyst.export.records import stored_words
 from probe.analyst.report.evidence import explain
 from probe.classify.events import Event, find_events
-from probe.store import RowFilter, Store
+from probe.store import RowFilter, Store, Stored
 from probe.timeutil import parse_iso
 
 BINS = 150  # the timeline's resolution: at most this many columns
 _STEPS_S = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400]
-_COLUMNS = [
-    "id",
-    "target",
-    "category",
-    "is_control",
-    "started_at",
-    "network",
-    "blocking",
-    "accessible",
-    "evidence",
-    "offline",
-    "throttled",
-    "blockpage",
-    "failing_step",
-    "failure",
-    "rule_id",
-    "rules_version",
-    "dns_consistency",
-    "body_proportion",
-    "body_length_match",
-    "status_code_match",
-    "headers_match",
-    "title_match",
-    "observations",
-    "control",
-    "throughput",
-]
-
-
-class _Answer(msgspec.Struct):
-    type: str
-    value: str
-
-
-class _Query(msgspec.Struct):
-    resolver: str = ""
-    depth: int = 0
-    answers: list[_Answer] = []
-    failure: str | None = None
-
-
-class _Observations(msgspec.Struct):
-    dns: list[_Query] = []
 
 
 @dataclass(slots=True)
@@ -121,52 +77,49 @@ def collect(store: Store, f: RowFilter, lang: str = "en") -> ReportData:
     data.t0 = start.replace(minute=0, second=0, microsecond=0)
     if data.bin_seconds >= 86400:
         data.t0 = data.t0.replace(hour=0)
-    dns_of = msgspec.json.Decoder(_Observations).decode
     last_answer: dict[str, str] = {}
-    for row in store.stream_dicts(f, _COLUMNS):
-        if row["is_control"]:
+    for m in store.stored(f):
+        if m.is_control:
             data.controls += 1
             continue
         data.measurements += 1
-        target, at = row["target"], parse_iso(row["started_at"])
-        word = verdict_words(row)
+        v, target, at = m.verdict, m.target, parse_iso(m.started_at)
+        word = stored_words(m)
         b = int((at - data.t0).total_seconds() // data.bin_seconds)
         data.timeline.setdefault(target, {}).setdefault(b, Counter())[word] += 1
-        data.by_category.setdefault(row["category"] or "-", Counter())[word] += 1
-        data.by_network.setdefault(row["network"], Counter())[word] += 1
-        _dns(data, last_answer, f"{target} ({row['network']})", at, row, dns_of)
-        if row["throughput"]:
-            analysis = msgspec.json.decode(row["throughput"]).get("analysis") or {}
-            ratio = analysis.get("ratio")  # null when the test was skipped
-            if ratio is not None:
-                data.throughput.setdefault(target, []).append((at, row["network"], ratio))
+        data.by_category.setdefault(m.category or "-", Counter())[word] += 1
+        data.by_network.setdefault(m.network, Counter())[word] += 1
+        _dns(data, last_answer, f"{target} ({m.network})", at, m)
+        analysis = m.throughput.analysis if m.throughput is not None else None
+        if analysis is not None and analysis.ratio is not None:  # None: the test was skipped
+            data.throughput.setdefault(target, []).append((at, m.network, analysis.ratio))
         if V.is_anomaly(word):
             key = (
                 target,
-                row["network"],
+                m.network,
                 word,
-                row["failing_step"],
-                row["failure"],
-                row["rule_id"],
-                row["rules_version"],
-                row["blockpage"],
+                v.failing_step,
+                v.failure,
+                v.rule_id,
+                v.rules_version,
+                v.blockpage,
             )
             group = data.anomalies.get(key)
             if group is None:
                 data.anomalies[key] = Anomaly(
                     target,
-                    row["network"],
+                    m.network,
                     word,
                     1,
-                    row["started_at"],
-                    row["started_at"],
-                    row["id"],
-                    row["id"],
-                    explain(row, lang),
+                    m.started_at,
+                    m.started_at,
+                    m.id,
+                    m.id,
+                    explain(m, lang),
                 )
             else:
                 group.count += 1
-                group.last_at, group.last_id = row["started_at"], row["id"]
+                group.last_at, group.last_id = m.started_at, m.id
     targets = [t for t in data.throughput]
     if targets:
         lo, hi = f.since or "", f.until or "\uffff"
@@ -176,17 +129,11 @@ def collect(store: Store, f: RowFilter, lang: str = "en") -> ReportData:
 
 
 def _dns(
-    data: ReportData,
-    last_answer: dict[str, str],
-    target: str,
-    at: datetime,
-    row: dict[str, Any],
-    decode: Any,
+    data: ReportData, last_answer: dict[str, str], target: str, at: datetime, m: Stored
 ) -> None:
     """Record the resolver's answer for ``target`` (a target on one network) when it differs
     from the last one."""
-    obs = decode(row["observations"])
-    system = [q for q in obs.dns if q.resolver == "system" and q.depth == 0]
+    system = [q for q in m.observations.dns if q.resolver == "system" and q.depth == 0]
     if not system:
         return
     addrs = sorted({a.value for q in system for a in q.answers if a.type in ("A", "AAAA")})
@@ -195,5 +142,5 @@ def _dns(
     if last_answer.get(target) == answer:
         return
     last_answer[target] = answer
-    consistent = {"consistent": True, "inconsistent": False}.get(row["dns_consistency"] or "")
+    consistent = {"consistent": True, "inconsistent": False}.get(m.verdict.dns_consistency or "")
     data.dns.setdefault(target, []).append((at, answer, consistent))
