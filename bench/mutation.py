@@ -1,14 +1,16 @@
 """Mutation score of the verdict-deciding code, per module, with mutmut 3.
 
-    python bench/mutation.py [--modules classify failures measure control] [--budget 3600]
-                             [--jobs 2] [--survivors FILE] [--pytest-arg=--deselect=TEST]
+    python bench/mutation.py [--modules classify failures measure control privacy]
+                             [--budget 3600] [--jobs 2] [--survivors FILE]
+                             [--pytest-arg=--deselect=TEST]
 
 mutmut changes one small thing at a time in the code (a comparison, a constant, a boolean, an
 argument) and runs the tests that reach the changed function; a mutant the tests do not notice
-"survived". This runs it over ``probe/classify/``, ``probe/failures.py``, ``probe/measure/`` and
-``probe/control.py`` (or a subset: ``--modules`` takes those four names or file paths), in a
-temporary copy of the checkout (nothing is written to it), against the non-lab tests only, each
-mutant against the tests that cover its function (mutmut records that from one clean run).
+"survived". This runs it over ``probe/classify/``, ``probe/failures.py``, ``probe/measure/``,
+``probe/control.py`` and ``probe/privacy.py`` (or a subset: ``--modules`` takes those names or
+file paths), in a temporary copy of the checkout (nothing is written to it), against the non-lab
+tests only, each mutant against the tests that cover its function (mutmut records that from one
+clean run).
 ``--budget`` stops mutating after that many seconds: mutants left are "not checked".
 
 Per module it prints killed, survived, timeout (counted as killed: the tests noticed), skipped
@@ -43,6 +45,7 @@ MODULES = {
     "failures": "probe/failures.py",
     "measure": "probe/measure/*.py",
     "control": "probe/control.py",
+    "privacy": "probe/privacy.py",
 }
 EQUIVALENTS = REPO / "docs" / "mutation-equivalents.md"
 # What the tests read besides probe/ and tests/ (mutmut copies only what it is told): every
