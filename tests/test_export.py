@@ -96,7 +96,7 @@ def test_ooni_round_trip_of_every_golden_scenario(
                 assert after[key] == before[key], f"{before['id']} ({name}): {key}"
         assert after["network_ok"] == before["network_ok"]
     evidence = {b["evidence"] for b, _ in pairs}
-    assert evidence == {"helper", "local", "no control"}  # every kind of evidence went through
+    assert evidence == {"helper", "local", "no control", "none"}  # every kind went through
 
 
 def test_ooni_round_trip_of_oonis_own_qa_measurements(

@@ -2,7 +2,8 @@
 
 The recordings in ``tests/golden/scenarios`` were made by ``python -m tests.golden.record`` from
 the real measuring code in the loopback world; each carries the verdict we expect, written by
-hand in ``tests/golden/record.py``.
+hand in ``tests/golden/record.py``. A golden that names a ``fingerprints`` file (a user-supplied
+OONI fingerprint file) is replayed with it beside the built-in set, as it was measured.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 
 from probe.classify import RULES, classify
-from probe.model import control_from_json, observations_from_json
+from probe.model import Verdict, control_from_json, observations_from_json
+from tests.golden.record import fingerprints_of
 
 SCENARIOS = sorted((Path(__file__).parent / "golden" / "scenarios").glob("*.json"))
 
@@ -23,11 +25,19 @@ def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
+def _replay(doc: dict[str, Any]) -> Verdict:
+    return classify(
+        observations_from_json(doc["observations"]),
+        control=control_from_json(doc["control"]),
+        fingerprints=fingerprints_of(doc.get("fingerprints")),
+        network_ok=doc["network_ok"],
+    )
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_golden(path: Path) -> None:
     doc = _load(path)
-    obs = observations_from_json(doc["observations"])
-    v = classify(obs, control=control_from_json(doc["control"]), network_ok=doc["network_ok"])
+    v = _replay(doc)
     assert "rule_id" in doc["expected"], f"{path.stem}: every golden pins its rule"
     for key, want in doc["expected"].items():
         assert getattr(v, key) == want, f"{path.stem}: {key} = {getattr(v, key)!r}, want {want!r}"
@@ -47,9 +57,7 @@ def test_rules_have_unique_ids_and_reasons() -> None:
 def test_every_blocking_value_is_reached() -> None:
     seen = set()
     for path in SCENARIOS:
-        doc = _load(path)
-        obs = observations_from_json(doc["observations"])
-        v = classify(obs, control=control_from_json(doc["control"]), network_ok=doc["network_ok"])
+        v = _replay(_load(path))
         seen.add((v.blocking, v.accessible))
     assert {
         (False, True),
@@ -60,6 +68,16 @@ def test_every_blocking_value_is_reached() -> None:
         ("http-diff", False),
         (None, None),
     } <= seen
+
+
+def test_every_rule_is_some_goldens_verdict() -> None:
+    """A rule no recording reaches can be deleted, or its verdict changed, and every golden
+    still passes. The catch-all ``undetermined`` is reached too (a page loaded with neither a
+    control resolver nor a helper: nothing to compare), so no rule is exempt."""
+    reached = {_replay(_load(path)).rule_id for path in SCENARIOS}
+    assert reached == {r.id for r in RULES}, (
+        f"no golden reaches {sorted(set(r.id for r in RULES) - reached)}"
+    )
 
 
 def test_classifier_is_pure() -> None:

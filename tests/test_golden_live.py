@@ -16,12 +16,18 @@ from typing import Any
 
 import pytest
 
-from probe.classify.fingerprints import builtin
 from probe.model import Measurement
 from probe.store import Store
 from probe.store.reclassify import reclassify
 from tests.conftest import World
-from tests.golden.record import HERE, SCENARIOS, helper_for, normalised, record_one
+from tests.golden.record import (
+    HERE,
+    SCENARIOS,
+    fingerprints_of,
+    helper_for,
+    normalised,
+    record_one,
+)
 
 Live = dict[str, tuple[dict[str, Any], Measurement]]
 
@@ -47,13 +53,18 @@ def test_golden_recording_is_fresh(live: Live, name: str) -> None:
 
 
 def test_live_and_replayed_verdicts_agree(live: Live, tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "golden.db")
-    for i, (_, m) in enumerate(live.values()):
-        store.save(replace_id(m, f"g{i:03d}"))
-    assert reclassify(store, builtin()) == (len(live), 0)
+    # One database per fingerprint file: ``probe reclassify`` takes one set for a whole store.
+    groups: dict[str | None, list[Measurement]] = {}
+    for name, (_, m) in live.items():
+        groups.setdefault(SCENARIOS[name].fingerprints, []).append(m)
     by_target = {m.target: m for _, m in live.values()}
-    for row in store.rows():
-        assert store.verdict(row) == by_target[row["target"]].verdict, row["target"]
+    for n, (fps, ms) in enumerate(groups.items()):
+        store = Store.open(tmp_path / f"golden{n}.db")
+        for i, m in enumerate(ms):
+            store.save(replace_id(m, f"g{i:03d}"))
+        assert reclassify(store, fingerprints_of(fps)) == (len(ms), 0)
+        for row in store.rows():
+            assert store.verdict(row) == by_target[row["target"]].verdict, row["target"]
 
 
 def replace_id(m: Measurement, mid: str) -> Measurement:

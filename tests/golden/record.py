@@ -1,10 +1,14 @@
 """Record golden scenarios: the real measuring code in the loopback world, the way a round runs
 it (measured, scrubbed, classified), with or without the in-process test helper.
 
-Usage: ``python -m tests.golden.record`` (rewrites ``tests/golden/scenarios/*.json``).
+Usage: ``python -m tests.golden.record [NAME ...]`` (rewrites ``tests/golden/scenarios/*.json``,
+or only the named scenarios).
 
 Each scenario is a name, a URL in the loopback world, the round's ``network_ok``, whether the
-test helper is asked, and the verdict we expect, ``rule_id`` always among it. The expectation is
+test helper is asked (``"down"``: a helper that cannot be reached), the measuring options, a
+fingerprint file passed in beside the built-in set (``fingerprints``, a file under
+``tests/golden/fingerprints``, named in the recording so the replay loads it too), and the
+verdict we expect, ``rule_id`` always among it. The expectation is
 written here, by hand, never copied from the classifier's output: ``tests/test_golden.py``
 replays the recorded observations through the classifier and compares, and
 ``tests/test_golden_live.py`` records everything again and fails when a stored recording is
@@ -16,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from probe.classify.fingerprints import builtin
+from probe.classify.fingerprints import FingerprintSet, builtin, load
 from probe.config.targets import Target
+from probe.measure.dns import parse_resolver
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
 from probe.model import Measurement, control_to_json, observations_to_json
@@ -34,6 +40,7 @@ from probe.round import measure_target
 from tests.conftest import World, make_world
 
 HERE = Path(__file__).parent / "scenarios"
+FINGERPRINTS = Path(__file__).parent / "fingerprints"
 BODY_KEPT = 4096  # fingerprints need the text, not 64 KiB of it
 
 
@@ -42,8 +49,20 @@ class Golden:
     url: Callable[[World], str]
     expected: dict[str, Any]  # always with rule_id
     network_ok: bool | None = True
-    helper: bool = False
+    helper: bool | Literal["down"] = False
     opts: dict[str, Any] = field(default_factory=dict)
+    world_opts: Callable[[World], dict[str, Any]] | None = None  # options naming the world's parts
+    fingerprints: str | None = None  # a file in FINGERPRINTS, added to the built-in set
+
+
+def fingerprints_of(name: str | None) -> FingerprintSet:
+    """The set a scenario is measured and replayed with: the built-in one, plus its file."""
+    return builtin() if name is None else builtin() + load(FINGERPRINTS / name)
+
+
+def _system_resolver_as_control(w: World) -> dict[str, Any]:
+    # The volunteer's control resolver sits behind the same censor: it tells the same lie.
+    return {"control_resolver": parse_resolver(w.system_dns.address)}
 
 
 def _http(host: str, path: str = "/") -> Callable[[World], str]:
@@ -303,6 +322,61 @@ SCENARIOS: dict[str, Golden] = {
         dict(blocking=False, accessible=True, rule_id="http.success.local"),
         network_ok=None,
     ),
+    "dns_blockpage_address_fingerprint_file": Golden(
+        _http("unknownblock.test"),
+        dict(
+            blocking="dns",
+            accessible=False,
+            dns_consistency="inconsistent",
+            rule_id="blockpage.dns",
+            blockpage="golden.isp_dns_blockpage",
+        ),
+        fingerprints="isp_dns.csv",
+    ),
+    "dns_servfail_no_control": Golden(
+        _http("servfail.test"),
+        dict(
+            blocking=None,
+            accessible=None,
+            failure="dns_servfail_error",
+            dns_consistency=None,
+            evidence="none",
+            rule_id="dns.failure.unknown",
+        ),
+        opts={"control_resolver": None},
+    ),
+    "success_http_no_control": Golden(
+        _http("news.test"),
+        dict(
+            blocking=None,
+            accessible=None,
+            dns_consistency=None,
+            evidence="none",
+            rule_id="undetermined",
+        ),
+        opts={"control_resolver": None},
+    ),
+    "bad_certificate_no_control": Golden(
+        _https("wrongname.test"),
+        dict(
+            blocking="http-failure",
+            accessible=False,
+            failure="ssl_invalid_hostname",
+            dns_consistency=None,
+            rule_id="http.failure",
+        ),
+        opts={"control_resolver": None},
+    ),
+    "dns_lie_proxy_then_reset_https": Golden(
+        _https("proxied.test", "/to-reset"),
+        dict(
+            blocking="http-failure",
+            accessible=False,
+            dns_consistency="inconsistent",
+            failure="connection_reset",
+            rule_id="http.failure",
+        ),
+    ),
     # -- with the test helper's view (ControlEvidence) ------------------------------------------
     "helper_success_http": Golden(
         _http("news.test"),
@@ -364,6 +438,45 @@ SCENARIOS: dict[str, Golden] = {
         ),
         helper=True,
     ),
+    "helper_http_diff_control_resolver_lies_too": Golden(
+        _http("unknownblock.test"),
+        dict(
+            blocking="http-diff",
+            accessible=False,
+            dns_consistency="consistent",
+            rule_id="http.diff",
+            evidence="helper",
+            blockpage=None,
+        ),
+        helper=True,
+        world_opts=_system_resolver_as_control,
+    ),
+    "helper_down": Golden(
+        _http("news.test"),
+        dict(
+            blocking=None,
+            accessible=None,
+            dns_consistency="consistent",
+            rule_id="http.no_control",
+        ),
+        helper="down",  # nothing listens where the helper should be
+    ),
+    "helper_tls_unknown_authority": Golden(
+        _https("news.test"),
+        dict(
+            blocking="http-failure",
+            accessible=False,
+            dns_consistency="consistent",
+            failing_step="tls",
+            failure="ssl_unknown_authority",
+            rule_id="http.failure",
+            evidence="helper",
+        ),
+        helper=True,
+        # The probe trusts only the system store, as when an interceptor's certificate is
+        # refused; the helper verifies the site's real certificate.
+        opts={"ca_bundle": None},
+    ),
 }
 
 
@@ -379,7 +492,10 @@ def ports(w: World) -> dict[str, int]:
 
 
 async def _measure(w: World, name: str, g: Golden, helper_url: str | None) -> Measurement:
-    shared = Shared.create(w.config(**g.opts))
+    opts = {**g.opts, **(g.world_opts(w) if g.world_opts else {})}
+    shared = Shared.create(w.config(**opts))
+    if g.helper == "down":
+        helper_url = _closed_port_url()
     helper = HelperClient(helper_url) if g.helper and helper_url else None
     try:
         return await measure_target(
@@ -388,7 +504,7 @@ async def _measure(w: World, name: str, g: Golden, helper_url: str | None) -> Me
             Target(name=name, url=g.url(w)),
             round_id="golden",
             device_id=None,
-            fingerprints=builtin(),
+            fingerprints=fingerprints_of(g.fingerprints),
             network_ok=g.network_ok,
             scrubber=Scrubber(shared.local_addresses),
         )
@@ -398,10 +514,17 @@ async def _measure(w: World, name: str, g: Golden, helper_url: str | None) -> Me
             await helper.aclose()
 
 
+def _closed_port_url() -> str:
+    """A helper that is down: a loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
 def record_one(w: World, name: str, helper_url: str | None) -> tuple[dict[str, Any], Measurement]:
     """One scenario measured as a round would: its golden document and the Measurement."""
     g = SCENARIOS[name]
-    if g.helper and helper_url is None:
+    if g.helper is True and helper_url is None:
         raise ValueError(f"{name} needs the test helper")
     m = asyncio.run(_measure(w, name, g, helper_url))
     obs = observations_to_json(m.observations, with_bodies=True)
@@ -414,6 +537,7 @@ def record_one(w: World, name: str, helper_url: str | None) -> tuple[dict[str, A
         "network_ok": g.network_ok,
         "ports": ports(w),
         "expected": g.expected,
+        **({"fingerprints": g.fingerprints} if g.fingerprints else {}),
         "observations": obs,
         "control": control_to_json(m.control),
     }
@@ -428,11 +552,11 @@ def helper_for(w: World) -> Iterator[str]:
         yield base
 
 
-def record(w: World, out: Path = HERE) -> list[str]:
+def record(w: World, out: Path = HERE, names: list[str] | None = None) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with helper_for(w) as base:
-        for name in SCENARIOS:
+        for name in names or SCENARIOS:
             doc, _ = record_one(w, name, base)
             path = out / f"{name}.json"
             path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -469,14 +593,18 @@ def normalised(doc: dict[str, Any]) -> Any:
     return walk({k: v for k, v in as_json.items() if k != "ports"})
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"no such scenario: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as tmp, make_world(Path(tmp)) as w:
-        for old in HERE.glob("*.json"):
-            old.unlink()
-        for p in record(w):
+        if not names:
+            for old in HERE.glob("*.json"):
+                old.unlink()
+        for p in record(w, names=names or None):
             print(p)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
