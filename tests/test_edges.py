@@ -33,8 +33,8 @@ from probe.model import DNSQuery, HelperSpeed
 from probe.pages import decode_text
 from tests.conftest import BODY_CAP, SITE, World
 from tests.edge_servers import DOT, DOT_NAME, EDGE_SITE, Edges, helper_app, make_edges
+from tests.helper.test_server import ask, helper_server
 from tests.servers import PAGE
-from tests.test_helper import ask, helper_server
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def test_the_client_learns_its_network_from_a_helper_on_loopback(
     tmp_path: Path, world: World
 ) -> None:
     from probe.measure.helper_client import HelperClient
-    from tests.test_helper import helper_server
+    from tests.helper.test_server import helper_server
 
     with helper_server(world, asn_table=load([tsv(tmp_path)])) as (base, _):
 
@@ -196,7 +196,7 @@ def test_behind_nat_the_public_address_is_scrubbed_everywhere_and_the_asn_kept(
     from probe.config.targets import Target
     from probe.round import run_round
     from probe.store import Store
-    from tests.test_trust import _all_forms
+    from tests.round.test_trust import _all_forms
 
     nonce = b"n" * 32
     _, doc = _ask_network(_app(tmp_path, world, io.StringIO()), PUBLIC_ADDRESS, nonce)

@@ -1,7 +1,7 @@
 """Throughput: the pure analysis on synthetic flows, events, and real downloads on loopback.
 
 Synthetic flows are built from a rate profile plus seeded noise (randomness is a parameter), so
-each case is exact and repeatable; the lab (tests/test_lab.py) checks the same analysis against
+each case is exact and repeatable; the lab (tests/e2e/test_lab.py) checks the same analysis against
 real throttles.
 """
 

@@ -22,8 +22,9 @@ from probe.model import (
 )
 from probe.store import Store
 from probe.store.reclassify import reclassify
+from tests.paths import GOLDEN
 
-GOLDEN = Path(__file__).parent / "golden" / "scenarios"
+GOLDEN = GOLDEN
 
 
 def _measurement(name: str, mid: str = "m1") -> Measurement:
@@ -84,7 +85,7 @@ def test_a_failed_save_stores_nothing(tmp_path: Path) -> None:
 
 def test_bodies_are_deduplicated(tmp_path: Path) -> None:
     """The store writes what it is given (the round scrubs the volunteer's addresses once,
-    before classifying: tests/test_trust.py); a body is stored once per hash, compressed."""
+    before classifying: tests/round/test_trust.py); a body is stored once per hash, compressed."""
     s = Store.open(tmp_path / "p.db")
     obs = Observations(
         "http://x.test/",
@@ -258,7 +259,7 @@ def test_reclassify_reanalyses_throughput_tests(tmp_path: Path) -> None:
     current analysis, and the verdict's ``throttled`` follows it; a second pass changes nothing."""
     from probe.classify.throughput import analyse
     from probe.model import ThroughputAnalysis, ThroughputRecord
-    from tests.test_throughput import const, trials
+    from tests.classify.test_throughput import const, trials
 
     flows = tuple(trials(const(0.3e6), const(8e6)))
     assert analyse(list(flows), tests_in_round=1).throttled is True

@@ -16,8 +16,9 @@ from probe.cli import main
 from probe.ooni.importer import measurement_id
 from probe.store import Store
 from tests.dbs import HELPER_DOWN, SCENARIOS, golden_db, helper_saw_it_work, measurement
+from tests.paths import FIXTURES
 
-QA = Path(__file__).parent / "fixtures" / "ooni-qa"
+QA = FIXTURES / "ooni-qa"
 # The goldens whose verdict is a block of some kind: what --blocked must keep.
 BLOCKED = [n for n in SCENARIOS if measurement(n, "x").verdict.blocking not in (False, None)]
 VERDICT = (

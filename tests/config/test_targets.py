@@ -10,8 +10,9 @@ import yaml
 
 from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
 from probe.errors import TargetsError
+from tests.paths import FIXTURES
 
-VN = Path(__file__).parent / "fixtures" / "test-lists" / "vn.csv"
+VN = FIXTURES / "test-lists" / "vn.csv"
 
 
 def test_default_targets_file_is_valid(repo_root: Path) -> None:

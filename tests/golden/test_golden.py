@@ -15,8 +15,9 @@ import pytest
 
 from probe.classify import RULES, classify
 from probe.model import control_from_json, observations_from_json
+from tests.paths import GOLDEN
 
-SCENARIOS = sorted((Path(__file__).parent / "golden" / "scenarios").glob("*.json"))
+SCENARIOS = sorted((GOLDEN).glob("*.json"))
 
 
 def _load(path: Path) -> dict[str, Any]:

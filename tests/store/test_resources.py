@@ -18,10 +18,9 @@ import pytest
 from probe.errors import StoreError
 from probe.store import Store
 from tests.conftest import World
+from tests.paths import REPO
 from tests.test_hostile import run_args, run_cli
 from tests.writer import measurement
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _need_root() -> None:

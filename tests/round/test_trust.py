@@ -48,7 +48,7 @@ def _round_measurement(
     from probe.config.targets import Target
     from probe.measure.helper_client import HelperClient
     from probe.round import run_round
-    from tests.test_helper import helper_server
+    from tests.helper.test_server import helper_server
 
     stored: list[Measurement] = []
     with contextlib.ExitStack() as stack:
@@ -303,7 +303,7 @@ def test_the_helpers_doh_relay_uses_its_upstreams_own_transport(world: World) ->
     import httpx
 
     from probe.config.resolver import parse_resolver
-    from tests.test_helper import helper_server
+    from tests.helper.test_server import helper_server
 
     q = dns.message.make_query("blocked.test", "A")
     with helper_server(world, resolver=parse_resolver(world.doh_url)) as (base, _):

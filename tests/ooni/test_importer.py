@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from probe.cli import main
 from probe.store import Store
+from tests.paths import FIXTURES
 
-QA = Path(__file__).parent / "fixtures" / "ooni-qa"
+QA = FIXTURES / "ooni-qa"
 EXPECTED = json.loads((QA / "expected.json").read_text(encoding="utf-8"))
 NAMES = sorted(n for n, e in EXPECTED.items() if "NoLTE" not in e["flags"])
 

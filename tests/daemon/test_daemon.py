@@ -36,8 +36,7 @@ from probe.round import budget
 from probe.store import RoundRecord, Store
 from probe.timeutil import iso
 from tests.conftest import World
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

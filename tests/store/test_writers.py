@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import World
+from tests.paths import REPO
 from tests.test_hostile import run_args
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 STARTED: list[subprocess.Popen[str]] = []
 

@@ -23,9 +23,8 @@ from probe.config.resolver import parse_resolver
 from probe.helper.server import ConnectionLimits, HelperApp, listen_socket, server_config
 from probe.measure.config import MeasureConfig
 from tests.conftest import BODY_CAP, World
-from tests.test_helper import helper_server
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helper.test_server import helper_server
+from tests.paths import REPO
 
 
 @contextlib.contextmanager

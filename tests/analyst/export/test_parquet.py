@@ -1,8 +1,8 @@
 """The Parquet dataset: its documented schema, DuckDB and Polars reading it as it is, the
 documented query's output, and (opt-in, ``scripts/check-spark``) Spark getting the same numbers.
 
-``python -m tests.test_parquet`` prints the schema and the query's output as docs/analysts.md
-shows them; the tests fail when the two disagree.
+``python -m tests.analyst.export.test_parquet`` prints the schema and the query's output as
+docs/analysts.md shows them; the tests fail when the two disagree.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ pq = pytest.importorskip("pyarrow.parquet")
 from probe.analyst.export.parquet import SCHEMA, SCHEMA_VERSION, schema_text  # noqa: E402
 from probe.cli import main  # noqa: E402
 from tests.dbs import SCENARIOS, example_fleet, golden_db  # noqa: E402
+from tests.paths import REPO  # noqa: E402
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "analysts.md"
+DOC = REPO / "docs" / "analysts.md"
 
 # The documented query, the same text for DuckDB and Spark SQL, over a view named measurements.
 QUERY = """\
