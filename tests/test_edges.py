@@ -1,4 +1,4 @@
-"""The measuring code at its edges, against real loopback servers (tests/edge_servers.py).
+"""The measuring code at its edges, against real loopback servers (tests/servers/edge.py).
 
 DoT (with and without the resolver's name), DoH answering 403 and 500, a reply with the wrong
 message id, 307/308 redirects, deflate and raw deflate, the default body cap, a body cut by a
@@ -31,10 +31,10 @@ from probe.measure.dns import query
 from probe.measure.helper_client import HelperClient
 from probe.model import DNSQuery, HelperSpeed
 from probe.pages import decode_text
-from tests.conftest import BODY_CAP, SITE, World
-from tests.edge_servers import DOT, DOT_NAME, EDGE_SITE, Edges, helper_app, make_edges
 from tests.helper.test_server import ask, helper_server
 from tests.servers import PAGE
+from tests.servers.edge import DOT, DOT_NAME, EDGE_SITE, Edges, helper_app, make_edges
+from tests.world import BODY_CAP, SITE, World
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Hostile input never stops a round, loses data or gives more than one line (issue 10).
 
-Runs ``probe run`` in-process against the loopback world of ``tests/conftest.py``.
+Runs ``probe run`` in-process against the loopback world of ``tests/world.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from probe.cli import main
 from probe.round import run as round_mod
-from tests.conftest import World
+from tests.world import World
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

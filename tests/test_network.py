@@ -31,8 +31,8 @@ from probe.helper.server import HelperApp
 from probe.measure.config import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind
-from tests.conftest import BODY_CAP, PUBLIC_ADDRESS, World
 from tests.dbs import measurement
+from tests.world import BODY_CAP, PUBLIC_ADDRESS, World
 
 TSV = (
     "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n"

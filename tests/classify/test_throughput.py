@@ -18,7 +18,7 @@ from probe.classify.throughput import analyse, flow_stats, looks_slow
 from probe.measure.net import Shared
 from probe.measure.throughput import download
 from probe.model import Flow, HelperSpeed, Plan, Sample
-from tests.conftest import PUBLIC_ADDRESS, SITE, World
+from tests.world import PUBLIC_ADDRESS, SITE, World
 
 Profile = Callable[[float], float]  # time -> bit/s
 

@@ -35,8 +35,8 @@ from probe.errors import DaemonRunning, TargetsError
 from probe.round import budget
 from probe.store import RoundRecord, Store
 from probe.timeutil import iso
-from tests.conftest import World
 from tests.paths import REPO
+from tests.world import World
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

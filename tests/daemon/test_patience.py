@@ -17,7 +17,7 @@ from probe.config.settings import resolve
 from probe.daemon.daemon import PatientStore
 from probe.round import prepare, run_once
 from probe.store import Store
-from tests.conftest import World
+from tests.world import World
 
 
 def _setup(world: World, tmp_path: Path) -> object:

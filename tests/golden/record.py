@@ -31,7 +31,7 @@ from probe.measure.net import Shared
 from probe.model import Measurement, control_to_json, observations_to_json
 from probe.privacy import Scrubber
 from probe.round import measure_target
-from tests.conftest import World, make_world
+from tests.world import World, make_world
 
 HERE = Path(__file__).parent / "scenarios"
 BODY_KEPT = 4096  # fingerprints need the text, not 64 KiB of it

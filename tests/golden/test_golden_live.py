@@ -20,8 +20,8 @@ from probe.classify.fingerprints import builtin
 from probe.model import Measurement
 from probe.store import Store
 from probe.store.reclassify import reclassify
-from tests.conftest import World
 from tests.golden.record import HERE, SCENARIOS, helper_for, normalised, record_one
+from tests.world import World
 
 Live = dict[str, tuple[dict[str, Any], Measurement]]
 

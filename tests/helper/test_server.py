@@ -22,8 +22,8 @@ import uvicorn
 from probe.config.resolver import parse_resolver
 from probe.helper.server import HelperApp
 from probe.measure.config import MeasureConfig
-from tests.conftest import BODY_CAP, REFUSE, SITE, World
 from tests.servers import PAGE
+from tests.world import BODY_CAP, REFUSE, SITE, World
 
 
 @contextmanager

@@ -22,9 +22,9 @@ import uvicorn
 from probe.config.resolver import parse_resolver
 from probe.helper.server import ConnectionLimits, HelperApp, listen_socket, server_config
 from probe.measure.config import MeasureConfig
-from tests.conftest import BODY_CAP, World
 from tests.helper.test_server import helper_server
 from tests.paths import REPO
+from tests.world import BODY_CAP, World
 
 
 @contextlib.contextmanager

@@ -32,8 +32,8 @@ from probe.measure.objects import (
 )
 from probe.model import HTTPTransaction, Observations, Plan
 from tests import servers as S
-from tests.conftest import World
 from tests.lab.replica import SITES, STORE_CAP, ReplicaSite
+from tests.world import World
 
 DEFAULT, MOBILE = Plan.profile("default"), Plan.profile("mobile")
 

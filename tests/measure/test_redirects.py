@@ -14,7 +14,7 @@ import pytest
 
 from probe.classify import classify
 from tests import servers as S
-from tests.conftest import OTHER, SITE, World
+from tests.world import OTHER, SITE, World
 
 REDIRECTOR = "127.0.0.98"
 

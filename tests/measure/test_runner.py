@@ -6,7 +6,7 @@ import pytest
 
 from probe import failures
 from probe.classify import classify
-from tests.conftest import BLOCKPAGE, HOLE, PROXY, SITE, World
+from tests.world import BLOCKPAGE, HOLE, PROXY, SITE, World
 
 
 def _system(obs):  # type: ignore[no-untyped-def]

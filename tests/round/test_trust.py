@@ -14,7 +14,7 @@ from pathlib import Path
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.model import Measurement
-from tests.conftest import PUBLIC_ADDRESS, SITE, UNKNOWN_BLOCK, World
+from tests.world import PUBLIC_ADDRESS, SITE, UNKNOWN_BLOCK, World
 
 
 def test_control_fetch_has_its_own_connection(world: World) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import World
 from tests.paths import REPO
 from tests.test_hostile import run_args
+from tests.world import World
 
 STARTED: list[subprocess.Popen[str]] = []
 

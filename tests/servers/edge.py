@@ -1,9 +1,9 @@
-"""Loopback servers for the edges the main world (tests/conftest.py) does not reach.
+"""Loopback servers for the edges the main world (tests/world.py) does not reach.
 
 DNS over TLS (a trustme certificate for ``dns.test``), DoH servers that answer 403 and 500, a
 resolver that answers with the wrong message id, and a web site with 307/308 redirects, deflate
 and raw-deflate bodies, a large body and a body cut by a reset. :func:`make_edges` builds them
-into a :class:`tests.conftest.World`, so a test measures through the same public entry point
+into a :class:`tests.world.World`, so a test measures through the same public entry point
 (``World.measure``) as every other. Every server binds to 127.0.3.0/24 only.
 """
 
@@ -30,7 +30,7 @@ import uvicorn
 from probe.helper.server import HelperApp
 from probe.measure.config import MeasureConfig
 from tests import servers as S
-from tests.conftest import World
+from tests.world import World
 
 EDGE_SITE = "127.0.3.10"
 EDGE_DNS = "127.0.3.53"
