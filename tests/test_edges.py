@@ -31,9 +31,9 @@ from probe.measure.dns import query
 from probe.measure.helper_client import HelperClient
 from probe.model import DNSQuery, HelperSpeed
 from probe.pages import decode_text
-from tests.helper.test_server import ask, helper_server
 from tests.servers import PAGE
 from tests.servers.edge import DOT, DOT_NAME, EDGE_SITE, Edges, helper_app, make_edges
+from tests.servers.helper import ask, helper_server
 from tests.world import BODY_CAP, SITE, World
 
 

@@ -26,7 +26,7 @@ from probe.cli import main
 from probe.config.settings import OPTIONS
 from probe.errors import URLError
 from probe.urls import check_url
-from tests.test_hostile import run_args
+from tests.runs import run_args
 from tests.world import World
 
 QA = Path(__file__).parent / "fixtures" / "ooni-qa"

@@ -422,7 +422,7 @@ def record_one(w: World, name: str, helper_url: str | None) -> tuple[dict[str, A
 
 @contextmanager
 def helper_for(w: World) -> Iterator[str]:
-    from tests.helper.test_server import helper_server
+    from tests.servers.helper import helper_server
 
     with helper_server(w) as (base, _):
         yield base

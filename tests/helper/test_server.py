@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import socket
 import subprocess
@@ -11,61 +10,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import dns.message
 import httpx
 import pytest
-import uvicorn
 
-from probe.config.resolver import parse_resolver
-from probe.helper.server import HelperApp
-from probe.measure.config import MeasureConfig
 from tests.servers import PAGE
-from tests.world import BODY_CAP, REFUSE, SITE, World
-
-
-@contextmanager
-def helper_server(world: World, **kw: Any) -> Iterator[tuple[str, io.StringIO]]:
-    cfg_kw = dict(
-        resolver=kw.pop("resolver", None) or parse_resolver("udp://" + world.control_dns.address),
-        control_resolver=None,
-        ca_bundle=world.ca_pem,
-        timeout=1.5,
-        deadline=10,
-        body_cap=BODY_CAP,
-        public_only=True,
-        allow_networks=kw.pop("allow", ("127.0.0.0/8",)),
-    )
-    log = io.StringIO()
-    app = HelperApp(MeasureConfig(**cfg_kw), log=log, **kw)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="on"
-        )
-    )
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", log
-    finally:
-        server.should_exit = True
-        t.join(10)
-
-
-def ask(base: str, url: str, endpoints: list[str] | None = None, **kw: Any) -> httpx.Response:
-    body = {
-        "http_request": url,
-        "http_request_headers": {"User-Agent": ["x"]},
-        "tcp_connect": endpoints or [],
-    }
-    return httpx.post(base + "/", json=body, timeout=30, **kw)
+from tests.servers.helper import ask, helper_server
+from tests.world import REFUSE, SITE, World
 
 
 def test_protocol_shape_and_success(world: World) -> None:

@@ -22,8 +22,8 @@ import uvicorn
 from probe.config.resolver import parse_resolver
 from probe.helper.server import ConnectionLimits, HelperApp, listen_socket, server_config
 from probe.measure.config import MeasureConfig
-from tests.helper.test_server import helper_server
 from tests.paths import REPO
+from tests.servers.helper import helper_server
 from tests.world import BODY_CAP, World
 
 

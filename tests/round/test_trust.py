@@ -14,6 +14,7 @@ from pathlib import Path
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.model import Measurement
+from tests.servers.http import all_forms
 from tests.world import PUBLIC_ADDRESS, SITE, UNKNOWN_BLOCK, World
 
 
@@ -48,7 +49,7 @@ def _round_measurement(
     from probe.config.targets import Target
     from probe.measure.helper_client import HelperClient
     from probe.round import run_round
-    from tests.helper.test_server import helper_server
+    from tests.servers.helper import helper_server
 
     stored: list[Measurement] = []
     with contextlib.ExitStack() as stack:
@@ -108,14 +109,6 @@ def test_max_addresses_is_per_source(world: World) -> None:
     assert (control[-1].ip, control[-1].status_code, control[-1].failure) == (SITE, 200, None)
     v = classify(obs, network_ok=True)
     assert (v.blocking, v.accessible, v.rule_id) == (False, True, "dns.inconsistent.same_page")
-
-
-def _all_forms(address: str) -> list[str]:
-    from tests.servers import echo_forms
-
-    return [f.lower() for f in echo_forms(address)] + [
-        ".".join(f"{int(o):03d}" for o in address.split("."))
-    ]
 
 
 def test_the_volunteers_address_is_stored_nowhere(world: World, tmp_path: Path) -> None:
@@ -183,7 +176,7 @@ def test_the_volunteers_address_is_stored_nowhere(world: World, tmp_path: Path) 
             texts.append(path.read_bytes().decode("latin-1"))
     for text in texts:
         low = text.lower()
-        for form in _all_forms(PUBLIC_ADDRESS):
+        for form in all_forms(PUBLIC_ADDRESS):
             assert form not in low, form
 
     # Reclassifying what was stored gives every live verdict, field by field.
@@ -303,7 +296,7 @@ def test_the_helpers_doh_relay_uses_its_upstreams_own_transport(world: World) ->
     import httpx
 
     from probe.config.resolver import parse_resolver
-    from tests.helper.test_server import helper_server
+    from tests.servers.helper import helper_server
 
     q = dns.message.make_query("blocked.test", "A")
     with helper_server(world, resolver=parse_resolver(world.doh_url)) as (base, _):

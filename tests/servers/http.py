@@ -188,6 +188,14 @@ def echo_forms(address: str) -> list[str]:
     ]
 
 
+def all_forms(address: str) -> list[str]:
+    """Every form of ``address`` that must never be stored: the echoed ones, lower-cased, and
+    zero-padded octets."""
+    return [f.lower() for f in echo_forms(address)] + [
+        ".".join(f"{int(o):03d}" for o in address.split("."))
+    ]
+
+
 def echo(address: str | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
     """A page that echoes the client's address (``address``, else the peer it sees) in every
     place a server can: headers, a cookie, the title, the body in every form, and a redirect's

@@ -18,7 +18,7 @@ import pytest
 from probe.errors import StoreError
 from probe.store import Store
 from tests.paths import REPO
-from tests.test_hostile import run_args, run_cli
+from tests.runs import run_args, run_cli
 from tests.world import World
 from tests.writer import measurement
 

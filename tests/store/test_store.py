@@ -259,7 +259,7 @@ def test_reclassify_reanalyses_throughput_tests(tmp_path: Path) -> None:
     current analysis, and the verdict's ``throttled`` follows it; a second pass changes nothing."""
     from probe.classify.throughput import analyse
     from probe.model import ThroughputAnalysis, ThroughputRecord
-    from tests.classify.test_throughput import const, trials
+    from tests.flows import const, trials
 
     flows = tuple(trials(const(0.3e6), const(8e6)))
     assert analyse(list(flows), tests_in_round=1).throttled is True

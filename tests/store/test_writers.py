@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import REPO
-from tests.test_hostile import run_args
+from tests.runs import run_args
 from tests.world import World
 
 STARTED: list[subprocess.Popen[str]] = []
