@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
 from probe.errors import TargetsError
@@ -211,3 +214,75 @@ def test_a_fifo_is_capped_while_reading(tmp_path: Path) -> None:
     with pytest.raises(TargetsError, match="larger than 16 MiB"):
         read_targets(p)
     t.join(30)
+
+
+# -- target lists -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n- b\n", "expected a mapping with 'targets:' and 'controls:' lists"),
+        ("targets:\n  - name: a\n    url: http:///x\n", "targets[0].url: 'http:///x' has no host"),
+        ("targets:\n  - name: a\n    url: http://x:99999/\n", "Port out of range 0-65535"),
+        ("targets:\n  - name: a\n    url: http://x/\n    is_control: true\n", "is_control"),
+    ],
+)
+def test_more_bad_targets(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(TargetsError, match=re.escape(message)):
+        load_targets(p)
+
+
+def test_unreadable_targets_and_lists(tmp_path: Path) -> None:
+    with pytest.raises(TargetsError, match="no such file"):
+        load_targets(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"targets:\n  - name: \xff\n")
+    with pytest.raises(TargetsError, match=re.escape("bad.yaml: invalid leading UTF-8 octet")):
+        load_targets(bad)
+    with pytest.raises(TargetsError, match="cannot read"):
+        import_citizenlab_csv(tmp_path / "none.csv")
+    nourl = tmp_path / "l.csv"
+    nourl.write_text("address,category_code\nhttps://a.example/,NEWS\n", encoding="utf-8")
+    with pytest.raises(TargetsError, match=re.escape("l.csv:1: header must have a 'url' column")):
+        import_citizenlab_csv(nourl)
+    code = tmp_path / "c.csv"
+    code.write_text("url,category_code\nhttps://a.example/,NOPE\n", encoding="utf-8")
+    with pytest.raises(
+        TargetsError, match=re.escape("c.csv:2: category_code: unknown code 'NOPE'")
+    ):
+        import_citizenlab_csv(code)
+
+
+def test_citizenlab_names_are_unique_and_notes_kept(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text(
+        "url,category_code,notes\n"
+        "https://news.example/a,NEWS,first\n"
+        "https://news.example/b,NEWS,\n"
+        "https://news.example/a/,NEWS,a duplicate\n",
+        encoding="utf-8",
+    )
+    entries, skipped = import_citizenlab_csv(p)
+    assert skipped == 1
+    assert [e["name"] for e in entries] == ["news.example-a", "news.example-b"]
+    assert entries[0] == {
+        "name": "news.example-a",
+        "url": "https://news.example/a",
+        "category": "NEWS",
+        "notes": "first",
+    }
+
+
+@given(st.text(max_size=200))
+def test_targets_loader_raises_only_its_error(scratch_yaml: Path, text: str) -> None:
+    scratch_yaml.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_targets(scratch_yaml)
+    except TargetsError as exc:
+        assert "\n" not in str(exc)
+
+
+@pytest.fixture(scope="module")
+def scratch_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("targets") / "t.yaml"
