@@ -1,5 +1,5 @@
-"""Fixtures and hooks only: the loopback world (built in tests/world.py), strict rounds,
-Hypothesis kept outside the checkout, and a failure when a test writes into the checkout."""
+"""Fixtures and hooks only: the loopback world (built in tests/world.py) and its edges, strict
+rounds, Hypothesis kept outside the checkout, and a failure when a test writes into the checkout."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import hypothesis.configuration
 import pytest
 
 from tests.paths import REPO
+from tests.servers.edge import Edges, make_edges
 from tests.world import World, make_world
 
 
@@ -32,6 +33,13 @@ def strict_rounds() -> Iterator[None]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with make_world(tmp_path_factory.mktemp("world")) as w:
         yield w
+
+
+@pytest.fixture(scope="module")
+def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edges]:
+    """The edges the world does not reach (tests/servers/edge.py), for one test module."""
+    with make_edges(tmp_path_factory.mktemp("edges")) as e:
+        yield e
 
 
 @pytest.fixture

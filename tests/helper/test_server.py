@@ -16,9 +16,13 @@ import dns.message
 import httpx
 import pytest
 
+from probe.config.resolver import parse_resolver
+from probe.helper.server import own_addresses
+from probe.measure.config import MeasureConfig
 from tests.servers import PAGE
+from tests.servers.edge import helper_app
 from tests.servers.helper import ask, helper_server
-from tests.world import REFUSE, SITE, World
+from tests.world import BODY_CAP, REFUSE, SITE, World
 
 
 def test_protocol_shape_and_success(world: World) -> None:
@@ -239,3 +243,29 @@ def test_cli_serve_subprocess(world: World, tmp_path: Any) -> None:
         for stream in (p.stdout, p.stderr):
             if stream:
                 stream.close()
+
+
+def test_own_addresses() -> None:
+    own = own_addresses("127.0.0.5")
+    assert "127.0.0.5" in own and "0.0.0.0" not in own and "" not in own
+    assert "0.0.0.0" not in own_addresses("0.0.0.0")
+
+
+def test_helper_refuses_its_own_address(world: World) -> None:
+    """A helper whose own address is SITE is asked about the site there: loopback is allowed
+    (as in the lab), its own address still is not."""
+    cfg = MeasureConfig(
+        resolver=parse_resolver("udp://" + world.control_dns.address),
+        control_resolver=None,
+        timeout=1.5,
+        deadline=10,
+        body_cap=BODY_CAP,
+        public_only=True,
+        allow_networks=("127.0.0.0/8",),
+        deny_addrs=frozenset({SITE}),
+    )
+    with helper_app(cfg) as base:
+        doc = ask(base, world.http("news.test"), [f"{SITE}:{world.http_port}"]).json()
+    assert doc["tcp_connect"] == {}
+    assert doc["http_request"]["failure"] == "dns_lookup_error"
+    assert doc["dns"]["addrs"] == [SITE]
