@@ -20,7 +20,7 @@ listed with one line why in ``docs/mutation-equivalents.md`` as ``- `mutant_name
 
 Note: mutmut 3 mutates code inside functions only; module-level tables (classify's ``RULES``,
 constants such as ``RATIO_MAX``) are covered by ``bench/known_mutants.py`` and
-``tests/test_boundaries.py`` instead.
+``tests/classify/test_boundaries.py`` instead.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ IGNORED = (
     ".coverage*",
 )
 # Tests that need the censorship lab (root, namespaces, minutes): never part of a mutant run.
-LAB_TESTS = ("tests/test_lab.py", "tests/test_lab_daemon.py", "tests/test_lab_hostile.py")
+LAB_TESTS = ("tests/e2e",)
 
 
 @contextlib.contextmanager

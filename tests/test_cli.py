@@ -13,7 +13,7 @@ import click
 import pytest
 
 from probe.cli import cli, main
-from tests.conftest import World
+from tests.world import World
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

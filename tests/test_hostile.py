@@ -1,6 +1,6 @@
 """Hostile input never stops a round, loses data or gives more than one line (issue 10).
 
-Runs ``probe run`` in-process against the loopback world of ``tests/conftest.py``.
+Runs ``probe run`` in-process against the loopback world of ``tests/world.py``.
 """
 
 from __future__ import annotations
@@ -12,37 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from probe.cli import main
 from probe.round import run as round_mod
-from tests.conftest import World
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_args(w: World, targets: Path, db: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--targets",
-        str(targets),
-        "--db",
-        str(db),
-        "--resolver",
-        w.system_dns.address,
-        "--control-resolver",
-        "udp://" + w.control_dns.address,
-        "--ca-bundle",
-        w.ca_pem,
-        "--timeout",
-        "1.5",
-        "--allow-loopback",
-        "--quiet",
-        "--no-throughput",
-        *extra,
-    ]
+from tests.runs import run_args, run_cli
+from tests.world import World
 
 
 def stored(db: Path) -> dict[str, dict[str, object]]:

@@ -31,8 +31,8 @@ from probe.helper.server import HelperApp
 from probe.measure.config import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind
-from tests.conftest import BODY_CAP, PUBLIC_ADDRESS, World
 from tests.dbs import measurement
+from tests.world import BODY_CAP, PUBLIC_ADDRESS, World
 
 TSV = (
     "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n"
@@ -169,7 +169,7 @@ def test_the_client_learns_its_network_from_a_helper_on_loopback(
     tmp_path: Path, world: World
 ) -> None:
     from probe.measure.helper_client import HelperClient
-    from tests.test_helper import helper_server
+    from tests.servers.helper import helper_server
 
     with helper_server(world, asn_table=load([tsv(tmp_path)])) as (base, _):
 
@@ -196,7 +196,7 @@ def test_behind_nat_the_public_address_is_scrubbed_everywhere_and_the_asn_kept(
     from probe.config.targets import Target
     from probe.round import run_round
     from probe.store import Store
-    from tests.test_trust import _all_forms
+    from tests.servers.http import all_forms
 
     nonce = b"n" * 32
     _, doc = _ask_network(_app(tmp_path, world, io.StringIO()), PUBLIC_ADDRESS, nonce)
@@ -235,7 +235,7 @@ def test_behind_nat_the_public_address_is_scrubbed_everywhere_and_the_asn_kept(
     texts += [p.read_bytes().decode("latin-1") for p in tmp_path.glob("p.db*")]
     assert '"probe_asn":"AS64500"' in texts[0]
     for text in texts:
-        for form in _all_forms(PUBLIC_ADDRESS):
+        for form in all_forms(PUBLIC_ADDRESS):
             assert form not in text.lower(), form
 
 

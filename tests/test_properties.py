@@ -3,7 +3,7 @@ values and OONI lines. Whatever they hold, the probe exits 0 or 2 (never 1), pri
 traceback, every stderr line is one message, and every valid target in a file that also holds
 broken ones is measured and stored.
 
-``probe run`` runs in-process against the loopback world of ``tests/conftest.py``, with
+``probe run`` runs in-process against the loopback world of ``tests/world.py``, with
 PROBE_STRICT=1 (set for the session), so a bug in the probe's own code fails here instead of
 being recorded as a target's failure. Generated URLs that the validator accepts are never
 measured: they could name a real host; only the world's own URLs are.
@@ -26,8 +26,8 @@ from probe.cli import main
 from probe.config.settings import OPTIONS
 from probe.errors import URLError
 from probe.urls import check_url
-from tests.conftest import World
-from tests.test_hostile import run_args
+from tests.runs import run_args
+from tests.world import World
 
 QA = Path(__file__).parent / "fixtures" / "ooni-qa"
 FAST = settings(

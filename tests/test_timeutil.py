@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from probe import timeutil
 from probe.addr import port_of_scheme
 from probe.round import new_measurement_id
 from probe.round.budget import Budget, Usage, check
+from tests.strategies import junk
 
 
 @pytest.mark.parametrize(
@@ -67,3 +70,55 @@ def test_the_written_forms_of_a_time() -> None:
 
 def test_default_ports() -> None:
     assert (port_of_scheme("https"), port_of_scheme("http")) == (443, 80)
+
+
+# -- timestamps ---------------------------------------------------------------------------------
+def test_iso_forms() -> None:
+    t = datetime(2026, 11, 29, 2, 3, 4, 567_890)
+    assert timeutil.iso(t) == "2026-11-29T02:03:04.567Z"  # naive is UTC
+    hanoi = timezone(timedelta(hours=7))
+    assert timeutil.iso(t.replace(tzinfo=hanoi)) == "2026-11-28T19:03:04.567Z"
+    assert timeutil.parse_iso("2026-11-29") == datetime(2026, 11, 29, tzinfo=UTC)
+    assert timeutil.parse_iso(" 2026-11-29T09:00+07:00 ") == datetime(2026, 11, 29, 2, tzinfo=UTC)
+    assert timeutil.day_start(datetime(2026, 11, 29, 23, 59, tzinfo=UTC)) == (
+        "2026-11-29T00:00:00.000Z"
+    )
+    assert timeutil.month_start(datetime(2026, 11, 29, 23, 59, tzinfo=hanoi)) == (
+        "2026-11-01T00:00:00.000Z"
+    )
+    now = timeutil.utc_now()
+    assert now.endswith("Z") and abs(timeutil.from_stored(now) - datetime.now(UTC)).seconds < 60
+    with pytest.raises(ValueError):
+        timeutil.parse_iso("yesterday")
+
+
+# -- timestamps --------------------------------------------------------------------------------
+moments = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+
+
+@given(moments, st.integers(-14 * 60, 14 * 60))
+def test_stored_form_round_trips_from_any_zone(t: datetime, offset_min: int) -> None:
+    from datetime import timezone
+
+    local = t.astimezone(timezone(timedelta(minutes=offset_min)))
+    stored = timeutil.iso(local)
+    assert stored.endswith("Z") and len(stored) == 24
+    back = timeutil.from_stored(stored)
+    assert back == t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+@given(moments, moments)
+def test_stored_form_sorts_as_time(a: datetime, b: datetime) -> None:
+    assume(a.replace(microsecond=0) != b.replace(microsecond=0))
+    assert (timeutil.iso(a) < timeutil.iso(b)) is (a < b)
+
+
+@given(junk)
+def test_parse_iso_raises_only_value_error(text: str) -> None:
+    try:
+        t = timeutil.parse_iso(text)
+    except ValueError:
+        return
+    assert t.tzinfo is not None and t.utcoffset() == timedelta(0)

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from probe.classify.fingerprints import FingerprintSet, builtin, load
+from probe.config.resolver import parse_resolver
 from probe.config.targets import Target
-from probe.measure.dns import parse_resolver
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
 from probe.model import Measurement, control_to_json, observations_to_json
 from probe.privacy import Scrubber
 from probe.round import measure_target
-from tests.conftest import World, make_world
+from tests.world import World, make_world
 
 HERE = Path(__file__).parent / "scenarios"
 FINGERPRINTS = Path(__file__).parent / "fingerprints"
@@ -546,7 +546,7 @@ def record_one(w: World, name: str, helper_url: str | None) -> tuple[dict[str, A
 
 @contextmanager
 def helper_for(w: World) -> Iterator[str]:
-    from tests.test_helper import helper_server
+    from tests.servers.helper import helper_server
 
     with helper_server(w) as (base, _):
         yield base

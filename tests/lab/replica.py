@@ -8,8 +8,8 @@ as Facebook's on fbcdn.net, or only a platform's shared CDN), how it links them 
 large the page is (some over the probe's 64 KiB store cap, with their resources after it). Sizes
 are typical of such sites, not measured: the probe cannot reach the real ones here.
 
-``SITES`` feeds the unit tests of discovery (tests/test_objects.py, no network), the lab (the
-real ``probe run`` over targets.yaml, tests/test_lab.py) and bench/budget_throughput.py.
+``SITES`` feeds the unit tests of discovery (tests/measure/test_objects.py, no network), the lab
+(the real ``probe run`` over targets.yaml, tests/e2e/test_lab.py) and bench/budget_throughput.py.
 """
 
 from __future__ import annotations

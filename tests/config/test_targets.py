@@ -1,0 +1,288 @@
+"""Target lists: targets.yaml validation with file:line:field errors, Citizen Lab CSV import."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
+from probe.errors import TargetsError
+from tests.paths import FIXTURES
+
+VN = FIXTURES / "test-lists" / "vn.csv"
+
+
+def test_default_targets_file_is_valid(repo_root: Path) -> None:
+    tl = load_targets(repo_root / "targets.yaml")
+    names = {t.name for t in tl.targets}
+    assert {"facebook", "facebook-static-cdn", "youtube"} <= names
+    assert len(tl.targets) >= 15 and all(t.category for t in tl.targets)
+    assert len(tl.controls) >= 3 and all(c.is_control for c in tl.controls)
+    hosts = {t.url.split("/")[2] for t in tl.controls}
+    assert len(hosts) >= 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "targets:\n  - name: a\n    url: ftp://x/\n",
+            "t.yaml:2: targets[0].url: 'ftp://x/' must start",
+        ),
+        (
+            "targets:\n  - name: a\n    url: https://x/\n    category: NOPE\n",
+            "t.yaml:2: targets[0].category: unknown Citizen Lab category code 'NOPE'",
+        ),
+        (
+            "targets:\n  - name: a\n    url: https://x/\n  - name: b\n    colour: red\n    url: https://y/\n",
+            "t.yaml:4: targets[1].colour: unknown field (allowed: name, url",
+        ),
+        ("targets:\n  - name: a\n", "t.yaml:2: targets[0].url: missing"),
+        ("targets:\n  - name: a\n    url: 3\n", "targets[0].url: Expected 'str', got 'int'"),
+        (
+            "targets:\n  - name: a\n    url: https://x/\ncontrols:\n  - name: a\n    url: https://y/\n",
+            "t.yaml:5: controls[0].name: 'a' is used twice",
+        ),
+        ("targets:\n  - name: a\n  url: [\n", "t.yaml:3"),
+        ("targets: []\n", "'targets:' is empty"),
+        ("hello: 1\n", "unknown top-level key 'hello'"),
+        ("targets:\n  - https://x/\n", "each entry must be a mapping"),
+        ("targets:\n  - name: 'bad name!'\n    url: https://x/\n", "targets[0].name"),
+    ],
+)
+def test_bad_targets(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(TargetsError) as err:
+        load_targets(p)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_import_vn_test_list(repo_root: Path, tmp_path: Path) -> None:
+    entries, skipped = import_citizenlab_csv(VN, load_targets(repo_root / "targets.yaml"))
+    urls = [e["url"] for e in entries]
+    assert len(urls) == len(set(urls)) and skipped >= 10  # default targets come from this list
+    assert "https://www.rfa.org/vietnamese/" not in urls
+    names = [e["name"] for e in entries]
+    assert len(names) == len(set(names))
+    assert all(e.get("category") for e in entries)
+    # the output is a valid targets file
+    out = tmp_path / "imported.yaml"
+    out.write_text(yaml.safe_dump({"targets": entries}, allow_unicode=True), encoding="utf-8")
+    assert len(load_targets(out).targets) == len(entries)
+
+
+def test_import_rejects_a_bad_row(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text("url,category_code\nhttps://a.example/,NEWS\nnot a url,NEWS\n")
+    with pytest.raises(TargetsError, match=r"l.csv:3: url:"):
+        import_citizenlab_csv(p)
+
+
+# -- hostile lists (issue 10) ----------------------------------------------------------------
+HOSTILE_URLS = [
+    "https://\U0001f600.example/",  # emoji host
+    "https://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/",  # fullwidth host
+    "https://xn--zz.example/",  # invalid IDNA (A-label)
+    "https://a\x00b.example/",
+    "https://a.example/\x01",
+    "https://a.example/\r\nX-Injected: 1",
+    "http://0177.0.0.1/",  # octal IPv4
+    "https://a.example/" + "a" * 100_000,
+    "https://exa mple.com/",
+]
+
+
+def _yaml_str(url: str) -> str:
+    """A YAML double-quoted scalar holding exactly ``url`` (escapes for every control)."""
+    out = []
+    for c in url:
+        if c == '"' or c == "\\":
+            out.append("\\" + c)
+        elif ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS, ids=lambda u: ascii(u)[:40])
+def test_hostile_url_is_a_broken_entry_with_its_line(tmp_path: Path, url: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        f"targets:\n  - name: good\n    url: https://good.example/\n"
+        f"  - name: bad\n    url: {_yaml_str(url)}\n",
+        encoding="utf-8",
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["good"]
+    (problem,) = tl.problems
+    assert problem.startswith(f"{p}:4: targets[1].url: ") and "\n" not in problem
+    with pytest.raises(TargetsError, match=r"t.yaml:4: targets\[1\]\.url"):
+        load_targets(p)
+
+
+def test_every_broken_entry_is_reported(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        "targets:\n"
+        "  - {name: a, url: 'https://a.example/'}\n"
+        "  - {name: b, url: 'http://0177.0.0.1/'}\n"
+        "  - {name: c, url: 'https://c.example/', category: NOPE}\n"
+        "  - {name: a, url: 'https://d.example/'}\n"
+        "  - just a string\n"
+        "controls:\n"
+        "  - {name: ctl, url: 'https://ctl.example/'}\n",
+        encoding="utf-8",
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["a"] and [c.name for c in tl.controls] == ["ctl"]
+    assert [x.split(": ")[0] for x in tl.problems] == [f"{p}:{n}" for n in (3, 4, 5, 6)]
+    assert tl.broken == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("targets: " + "[" * 5000 + "]" * 5000 + "\n", "t.yaml:1: exceeded maximum nesting depth"),
+        ("targets: [{name: a, url: 'https://a.example/'}]\n---\nb: 2\n", "one YAML document"),
+        ('targets: ["https://a\\ud800.example/"]\n', "t.yaml:1: found invalid Unicode"),
+        ("- 1\n- 2\n", "expected a mapping"),
+        ("targets: 3\n", "'targets:' must be a list"),
+        ("\xff\xfe\x00garbage", "t.yaml"),
+    ],
+)
+def test_unusable_file_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_bytes(text.encode("latin-1"))
+    with pytest.raises(TargetsError) as err:
+        read_targets(p)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_deep_nesting_inside_an_entry_is_that_entry_only(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    deep = "[" * 500 + "]" * 500
+    p.write_text(
+        f"targets:\n  - {{name: a, url: 'https://a.example/', tags: {deep}}}\n"
+        "  - {name: b, url: 'https://b.example/'}\n",
+        encoding="utf-8",
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["b"]
+    assert "nested deeper than" in tl.problems[0]
+
+
+def test_aliases_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        "targets:\n  - &x {name: a, url: 'https://a.example/'}\n  - *x\n", encoding="utf-8"
+    )
+    tl = read_targets(p)
+    assert [t.name for t in tl.targets] == ["a"] and "aliases" in tl.problems[0]
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    with p.open("wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(TargetsError, match="larger than 16 MiB"):
+        read_targets(p)
+
+
+def test_a_fifo_is_capped_while_reading(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    p = tmp_path / "fifo.yaml"
+    os.mkfifo(p)
+
+    def feed() -> None:
+        with p.open("wb") as fh, contextlib.suppress(BrokenPipeError):
+            fh.write(b"targets:\n  - {name: a, url: 'https://a.example/'}\n# ")
+            for _ in range(MAX_FILE_BYTES // 2**16 + 2):  # one endless comment
+                fh.write(b"x" * 2**16)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    with pytest.raises(TargetsError, match="larger than 16 MiB"):
+        read_targets(p)
+    t.join(30)
+
+
+# -- target lists -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n- b\n", "expected a mapping with 'targets:' and 'controls:' lists"),
+        ("targets:\n  - name: a\n    url: http:///x\n", "targets[0].url: 'http:///x' has no host"),
+        ("targets:\n  - name: a\n    url: http://x:99999/\n", "Port out of range 0-65535"),
+        ("targets:\n  - name: a\n    url: http://x/\n    is_control: true\n", "is_control"),
+    ],
+)
+def test_more_bad_targets(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(TargetsError, match=re.escape(message)):
+        load_targets(p)
+
+
+def test_unreadable_targets_and_lists(tmp_path: Path) -> None:
+    with pytest.raises(TargetsError, match="no such file"):
+        load_targets(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"targets:\n  - name: \xff\n")
+    with pytest.raises(TargetsError, match=re.escape("bad.yaml: invalid leading UTF-8 octet")):
+        load_targets(bad)
+    with pytest.raises(TargetsError, match="cannot read"):
+        import_citizenlab_csv(tmp_path / "none.csv")
+    nourl = tmp_path / "l.csv"
+    nourl.write_text("address,category_code\nhttps://a.example/,NEWS\n", encoding="utf-8")
+    with pytest.raises(TargetsError, match=re.escape("l.csv:1: header must have a 'url' column")):
+        import_citizenlab_csv(nourl)
+    code = tmp_path / "c.csv"
+    code.write_text("url,category_code\nhttps://a.example/,NOPE\n", encoding="utf-8")
+    with pytest.raises(
+        TargetsError, match=re.escape("c.csv:2: category_code: unknown code 'NOPE'")
+    ):
+        import_citizenlab_csv(code)
+
+
+def test_citizenlab_names_are_unique_and_notes_kept(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text(
+        "url,category_code,notes\n"
+        "https://news.example/a,NEWS,first\n"
+        "https://news.example/b,NEWS,\n"
+        "https://news.example/a/,NEWS,a duplicate\n",
+        encoding="utf-8",
+    )
+    entries, skipped = import_citizenlab_csv(p)
+    assert skipped == 1
+    assert [e["name"] for e in entries] == ["news.example-a", "news.example-b"]
+    assert entries[0] == {
+        "name": "news.example-a",
+        "url": "https://news.example/a",
+        "category": "NEWS",
+        "notes": "first",
+    }
+
+
+@given(st.text(max_size=200))
+def test_targets_loader_raises_only_its_error(scratch_yaml: Path, text: str) -> None:
+    scratch_yaml.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_targets(scratch_yaml)
+    except TargetsError as exc:
+        assert "\n" not in str(exc)
+
+
+@pytest.fixture(scope="module")
+def scratch_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("targets") / "t.yaml"

@@ -1,0 +1,166 @@
+"""probe import --format ooni: OONI's QA measurements through the importer and the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probe.cli import main
+from probe.store import Store
+from tests.paths import FIXTURES
+
+QA = FIXTURES / "ooni-qa"
+EXPECTED = json.loads((QA / "expected.json").read_text(encoding="utf-8"))
+NAMES = sorted(n for n, e in EXPECTED.items() if "NoLTE" not in e["flags"])
+
+
+def _jsonl(
+    path: Path, names: list[str], *, gz: bool = False, bad: dict[int, str] | None = None
+) -> Path:
+    lines = [json.dumps(json.loads((QA / n / "measurement.json").read_text())) for n in names]
+    for at, text in sorted((bad or {}).items()):
+        lines.insert(at, text)
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_import_gzipped_jsonl_classifies_and_keeps_oonis_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _jsonl(tmp_path / "qa.jsonl.gz", NAMES, gz=True)
+    db = tmp_path / "o.db"
+    code, out, err = _run(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0 and "49 imported, 0 already there, 0 skipped" in out, err
+    code, out, _ = _run(["export", "--db", str(db)], capsys)
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert len(recs) == 49
+    by_input: dict[str, list[dict[str, object]]] = {}
+    for r in recs:
+        assert r["source"] == "ooni" and r["probe_asn"] == "AS137" and r["probe_cc"] == "IT"
+        ov = r["ooni_verdict"]
+        assert r["started_at"] == "2024-02-12T20:33:47.000Z"
+        assert r["evidence"] == ("none" if ov["control_failure"] else "helper")
+        assert (r["blocking"], r["accessible"]) == (ov["blocking"], ov["accessible"])
+        by_input.setdefault(str(r["url"]), []).append(r)
+    assert len(by_input["https://www.example.com/"]) > 1  # same input, distinct measurements
+
+
+def test_import_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _jsonl(tmp_path / "qa.jsonl", NAMES[:10])
+    db = tmp_path / "o.db"
+    _run(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    code, out, _ = _run(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0 and "0 imported, 10 already there" in out
+    assert Store.open(db).db.table("measurements").count == 10
+
+
+def test_malformed_lines_are_reported_and_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other_test = json.dumps({"test_name": "telegram", "input": None, "test_keys": {}})
+    src = _jsonl(
+        tmp_path / "mixed.jsonl",
+        NAMES[:4],
+        bad={1: "{this is not json", 3: other_test, 4: "[1, 2, 3]"},
+    )
+    db = tmp_path / "o.db"
+    code, out, err = _run(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0 and "4 imported, 0 already there, 3 skipped, from 7 records" in out
+    assert f"{src}:2: not JSON" in err
+    assert f"{src}:4: not a web_connectivity measurement" in err
+    assert f"{src}:5: not a JSON object" in err
+    store = Store.open(db)
+    assert store.db.table("measurements").count == 4
+    assert store.db.view("dns_queries").count > 0  # every stored one is whole
+
+
+def test_single_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "o.db"
+    src = QA / "dnsBlockingNXDOMAIN" / "measurement.json"  # pretty-printed, many lines
+    code, out, _ = _run(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0 and "1 imported" in out
+    code, out, _ = _run(["export", "--db", str(db)], capsys)
+    (rec,) = [json.loads(line) for line in out.splitlines()]
+    assert (rec["blocking"], rec["accessible"]) == ("dns", False)
+
+
+def test_truncated_gzip_is_an_error_and_keeps_what_was_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = _jsonl(tmp_path / "qa.jsonl.gz", NAMES, gz=True).read_bytes()
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    db = tmp_path / "o.db"
+    code, _, err = _run(["import", "--format", "ooni", str(cut), "--db", str(db)], capsys)
+    assert code == 2 and "cut.jsonl.gz: cannot read" in err and err.count("\n") == 1
+    store = Store.open(db)
+    n = store.db.table("measurements").count
+    assert 0 < n < 49
+    ids = [r["id"] for r in store.rows()]
+    assert all(store.children("dns_queries", i) for i in ids)  # none half-stored
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["import", "--format", "ooni", str(tmp_path / "nope.jsonl")], capsys)
+    assert code == 2 and "nope.jsonl: no such file" in err
+
+
+def _mutations() -> st.SearchStrategy[Any]:
+    """OONI's own QA measurements with one value somewhere replaced by anything JSON can hold."""
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=6,
+    )
+    docs = [json.loads((QA / n / "measurement.json").read_text()) for n in NAMES[:8]]
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> Any:
+        doc = json.loads(json.dumps(draw(st.sampled_from(docs))))
+        node: Any = doc
+        for _ in range(draw(st.integers(0, 5))):  # walk down to a random place
+            if isinstance(node, dict) and node:
+                key = draw(st.sampled_from(sorted(node)))
+                if not isinstance(node[key], dict | list) or draw(st.booleans()):
+                    node[key] = draw(json_values)
+                    break
+                node = node[key]
+            elif isinstance(node, list) and node:
+                i = draw(st.integers(0, len(node) - 1))
+                if not isinstance(node[i], dict | list) or draw(st.booleans()):
+                    node[i] = draw(json_values)
+                    break
+                node = node[i]
+        return doc
+
+    return mutate()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_mutations())
+def test_any_ooni_line_is_imported_or_refused_in_one_line(doc: Any) -> None:
+    """Bad input raises OONIFormatError and nothing else (never a TypeError or KeyError that
+    the importer would have to swallow, hiding real bugs)."""
+    from probe.classify.fingerprints import builtin
+    from probe.errors import OONIFormatError
+    from probe.ooni.importer import to_measurement
+
+    try:
+        m = to_measurement(doc, builtin())
+    except OONIFormatError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert m.source == "ooni" and m.url == doc["input"]
