@@ -21,8 +21,10 @@ from probe.analyst.export import FORMATS
 from probe.analyst.export.files import write_whole
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
+from probe.config.options import BY_NAME, DAEMON, MEASURE, OPTIONS, default_config
+from probe.config.parse import format_duration, parse_duration
 from probe.config.resolver import parse_resolver, system_resolver
-from probe.config.settings import DAEMON, MEASURE, OPTIONS, Settings
+from probe.config.settings import Settings
 from probe.config.targets import (
     Target,
     TargetList,
@@ -97,7 +99,7 @@ def cli() -> None:
 
 
 def settings_options(*scopes: str) -> Callable[[F], F]:
-    """The settings' flags (from :data:`probe.config.settings.OPTIONS`) for commands of these
+    """The settings' flags (from :data:`probe.config.options.OPTIONS`) for commands of these
     scopes, plus ``--config``; defined once, so ``run`` and ``daemon`` take the same ones."""
 
     def decorate(f: F) -> F:
@@ -123,8 +125,8 @@ def settings_options(*scopes: str) -> Callable[[F], F]:
 
 
 def _show(option: Any, value: Any) -> str:
-    if option.parse is settings_mod.parse_duration:
-        return settings_mod.format_duration(value)
+    if option.parse is parse_duration:
+        return format_duration(value)
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
@@ -203,7 +205,7 @@ def config_cmd(config_path: str | None, as_json: bool, **flags: Any) -> None:
         return
     width = max(len(k) for k, _, _ in rows)
     for k, v, src in rows:
-        option = settings_mod.BY_NAME.get(k)
+        option = BY_NAME.get(k)
         if isinstance(v, tuple):
             shown: Any = ",".join(map(str, v))
         elif option is not None and v is not None:
@@ -598,7 +600,7 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
     from probe.config.init import CONSENT, settings_file
 
     where = config_path or os.environ.get("PROBE_CONFIG")
-    path = Path(where).expanduser() if where else settings_mod.default_config()
+    path = Path(where).expanduser() if where else default_config()
     # Check every flag given, as any command does, without reading the file to be written.
     env = {k: v for k, v in os.environ.items() if k != "PROBE_CONFIG"}
     settings = settings_mod.resolve(flags, env=env, config=os.devnull)
@@ -648,7 +650,7 @@ def prune(
     if text.endswith("w") and text[:-1].isdigit():
         text = f"{int(text[:-1]) * 7}d"
     try:
-        seconds = settings_mod.parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         fail(f"--older-than: {exc}")
     before = iso(datetime.now(UTC) - timedelta(seconds=seconds))

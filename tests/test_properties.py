@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probe.cli import main
-from probe.config.settings import OPTIONS
+from probe.config.options import OPTIONS
 from probe.errors import URLError
 from probe.urls import check_url
 from tests.runs import run_args

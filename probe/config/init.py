@@ -2,7 +2,7 @@
 
 Contract: ``CONSENT`` is what a volunteer reads before the first measurement (``{db}`` and
 ``{config}`` are filled in). ``settings_file(given)`` returns TOML text with one commented
-paragraph per setting of :data:`probe.config.settings.OPTIONS` (its help, its environment variable):
+paragraph per setting of :data:`probe.config.options.OPTIONS` (its help, its environment variable):
 the settings in ``given`` (name -> value as a flag gives it) are set, every other one is shown
 commented out with its default. The file reads back through :func:`probe.config.settings.resolve`.
 """

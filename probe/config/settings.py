@@ -25,73 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from probe.config.options import (
-    APP,
     BY_NAME,
-    DAEMON,
-    DEFAULT_CONTROL_RESOLVER,
     ENV_PREFIX,
-    MEASURE,
     OPTIONS,
-    Option,
-    checkout,
     default_config,
     default_db,
     default_targets,
 )
-from probe.config.parse import (
-    format_duration,
-    parse_asn,
-    parse_bool,
-    parse_cc,
-    parse_choice,
-    parse_duration,
-    parse_float,
-    parse_int,
-    parse_ip,
-    parse_path,
-    parse_size,
-    parse_text,
-    parse_url,
-)
-from probe.config.profiles import DAILY_CAPS, MOBILE_DAILY_CAP, PROFILE_DEFAULTS, apply_profile
-from probe.config.resolver import parse_resolver_option
+from probe.config.profiles import apply_profile
 from probe.errors import SettingsError
 from probe.model import ResolverSpec
 
-__all__ = [
-    "APP",
-    "BY_NAME",
-    "DAEMON",
-    "DAILY_CAPS",
-    "DEFAULT_CONTROL_RESOLVER",
-    "ENV_PREFIX",
-    "MEASURE",
-    "MOBILE_DAILY_CAP",
-    "OPTIONS",
-    "PROFILE_DEFAULTS",
-    "Option",
-    "Settings",
-    "SettingsError",
-    "checkout",
-    "default_config",
-    "default_db",
-    "default_targets",
-    "format_duration",
-    "parse_asn",
-    "parse_bool",
-    "parse_cc",
-    "parse_choice",
-    "parse_duration",
-    "parse_float",
-    "parse_int",
-    "parse_ip",
-    "parse_path",
-    "parse_resolver_option",
-    "parse_size",
-    "parse_text",
-    "parse_url",
-    "resolve",
-]
+__all__ = ["Settings", "SettingsError", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)

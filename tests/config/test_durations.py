@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.config.settings import format_duration, parse_duration
+from probe.config.parse import format_duration, parse_duration
 
 
 @given(st.integers(1, 366 * 86400) | st.sampled_from([0.5, 1.5, 0.001]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import options, resolver, settings
+from probe.config import options, parse, resolver
 from probe.config.settings import Settings, resolve
 from probe.errors import SettingsError
 from probe.model import ResolverSpec
@@ -111,24 +111,24 @@ def test_bad_environment(tmp_path: Path, name: str, value: str, message: str) ->
 def test_items_list_every_option_with_its_source(tmp_path: Path) -> None:
     s = resolve({"timeout": "3"}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
     items = {name: (value, src) for name, value, src in s.items()}
-    assert set(items) == {o.name for o in settings.OPTIONS}
+    assert set(items) == {o.name for o in options.OPTIONS}
     assert items["timeout"] == (3.0, "flag --timeout")
 
 
 @pytest.mark.parametrize(
     ("parse", "text", "value"),
     [
-        (settings.parse_bool, " YES ", True),
-        (settings.parse_bool, "off", False),
-        (settings.parse_size, "256KiB", 262_144),
-        (settings.parse_size, "1 GB", 1_000_000_000),
-        (settings.parse_size, 12, 12),
-        (settings.parse_duration, "1.5h", 5400.0),
-        (settings.parse_duration, "250ms", 0.25),
-        (settings.parse_duration, 90, 90.0),
-        (settings.parse_float(0, 1), " 0.25 ", 0.25),
-        (settings.parse_url, " https://helper.example:8443/ ", "https://helper.example:8443/"),
-        (settings.parse_ip, "2001:DB8::1", "2001:db8::1"),
+        (parse.parse_bool, " YES ", True),
+        (parse.parse_bool, "off", False),
+        (parse.parse_size, "256KiB", 262_144),
+        (parse.parse_size, "1 GB", 1_000_000_000),
+        (parse.parse_size, 12, 12),
+        (parse.parse_duration, "1.5h", 5400.0),
+        (parse.parse_duration, "250ms", 0.25),
+        (parse.parse_duration, 90, 90.0),
+        (parse.parse_float(0, 1), " 0.25 ", 0.25),
+        (parse.parse_url, " https://helper.example:8443/ ", "https://helper.example:8443/"),
+        (parse.parse_ip, "2001:DB8::1", "2001:db8::1"),
         (resolver.parse_resolver_option, " tls://192.0.2.1", ResolverSpec("dot", "192.0.2.1", 853)),
     ],
 )
@@ -139,22 +139,22 @@ def test_value_parsers(parse: object, text: object, value: object) -> None:
 @pytest.mark.parametrize(
     ("parse", "text", "message"),
     [
-        (settings.parse_size, "2000000T", "too large"),
-        (settings.parse_size, -1, "not a size"),
-        (settings.parse_duration, "0s", "between 1 ms and a year"),
-        (settings.parse_duration, "400d", "between 1 ms and a year"),
-        (settings.parse_duration, True, "not a duration"),
-        (settings.parse_float(0, 1), "nan", "not a number from 0 to 1"),
-        (settings.parse_float(0, 1), True, "not a number"),
-        (settings.parse_int(1, 5), True, "not a whole number"),
-        (settings.parse_url, "ftp://x/", "must start with http:// or https://"),
-        (settings.parse_url, "https://x:0/", "has a port outside 1-65535"),
-        (settings.parse_url, "https://x:99999/", r"is not a valid URL \(Port out of range"),
-        (settings.parse_path, "  ", "empty path"),
-        (settings.parse_text, "a\tb", "control characters"),
-        (settings.parse_text, 3, "is not text"),
+        (parse.parse_size, "2000000T", "too large"),
+        (parse.parse_size, -1, "not a size"),
+        (parse.parse_duration, "0s", "between 1 ms and a year"),
+        (parse.parse_duration, "400d", "between 1 ms and a year"),
+        (parse.parse_duration, True, "not a duration"),
+        (parse.parse_float(0, 1), "nan", "not a number from 0 to 1"),
+        (parse.parse_float(0, 1), True, "not a number"),
+        (parse.parse_int(1, 5), True, "not a whole number"),
+        (parse.parse_url, "ftp://x/", "must start with http:// or https://"),
+        (parse.parse_url, "https://x:0/", "has a port outside 1-65535"),
+        (parse.parse_url, "https://x:99999/", r"is not a valid URL \(Port out of range"),
+        (parse.parse_path, "  ", "empty path"),
+        (parse.parse_text, "a\tb", "control characters"),
+        (parse.parse_text, 3, "is not text"),
         (resolver.parse_resolver_option, "ftp://1.2.3.4", "unknown scheme"),
-        (settings.parse_choice("a", "b"), "c", "'c' is not one of a, b"),
+        (parse.parse_choice("a", "b"), "c", "'c' is not one of a, b"),
     ],
 )
 def test_value_parser_errors(parse: object, text: object, message: str) -> None:
@@ -188,7 +188,7 @@ def test_the_option_table_is_the_one_home_of_defaults(tmp_path: Path) -> None:
     """Settings has one field per option and no defaults of its own, so a default written in
     the table is the default used, and a new option cannot be forgotten in the dataclass."""
     names = [f.name for f in dataclasses.fields(Settings)]
-    assert set(names) - {"config", "sources"} == {o.name for o in settings.OPTIONS}
+    assert set(names) - {"config", "sources"} == {o.name for o in options.OPTIONS}
     with_defaults = [
         f.name
         for f in dataclasses.fields(Settings)
@@ -196,7 +196,7 @@ def test_the_option_table_is_the_one_home_of_defaults(tmp_path: Path) -> None:
     ]
     assert with_defaults == ["config", "sources"]
     s = resolve({}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
-    for o in settings.OPTIONS:
+    for o in options.OPTIONS:
         if s.sources[o.name] == "default":
             assert getattr(s, o.name) == o.default, o.name
 

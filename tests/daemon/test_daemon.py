@@ -26,7 +26,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from probe.cli import main
-from probe.config.settings import OPTIONS, resolve
+from probe.config.options import OPTIONS
+from probe.config.settings import resolve
 from probe.config.targets import Target, load_targets
 from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, holder
