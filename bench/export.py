@@ -1,6 +1,8 @@
-"""Benchmark ``probe export`` (CSV and Parquet) beside ``sqlite3 -csv`` on the same database.
+"""Benchmark ``probe export`` (CSV, Parquet, JSON Lines, OONI) beside ``sqlite3 -csv`` on the same
+database.
 
     python bench/export.py [--rows 1000000] [--small 100000] [--dir /tmp/probe-bench] [--keep]
+                           [--formats csv,parquet,jsonl,ooni]
 
 Builds (once; kept in ``--dir`` and reused) a database of ``--rows`` realistic measurements: the
 rows the store writes for the golden scenarios (``tests/golden/scenarios``), each copy with its
@@ -8,7 +10,7 @@ own time-ordered id, time (spread over 60 days), target, network and device, ins
 Then, in the same run and on the same database, for the first ``--small`` rows (``--until``)
 and for all of them: ``sqlite3 -csv`` (Debian's sqlite3 command-line shell, installed here when
 missing; the same rows in the same order: ``SELECT * ... ORDER BY started_at, id``), ``probe
-export --format csv`` and ``probe export --format parquet``, each in a child process. Prints
+export --format`` in each of ``--formats``, each in a child process. Prints
 seconds, MB written, the ratio to sqlite3's time (goal: at most 2) and each export's peak RSS
 (goal: flat from the small run to the large one).
 """
@@ -124,6 +126,7 @@ def main() -> int:
     ap.add_argument("--small", type=int, default=100_000)
     ap.add_argument("--dir", default="/tmp/probe-bench")
     ap.add_argument("--keep", action="store_true", help="keep the exported files")
+    ap.add_argument("--formats", default="csv,parquet,jsonl,ooni", help="comma-separated")
     args = ap.parse_args()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -140,7 +143,8 @@ def main() -> int:
         ref = run_sqlite3(db, ref_out, until)
         print(f"{rows:>9} {'sqlite3 -csv':<22} {ref:>8.1f} {size(ref_out) / 1e6:>8.0f} {1:>9.2f}")
         ref_out.unlink()
-        for fmt, out in (("csv", work / "probe.csv"), ("parquet", work / "dataset")):
+        for fmt in args.formats.split(","):
+            out = work / ("dataset" if fmt == "parquet" else f"probe.{fmt}")
             secs, rss = run_probe(db, fmt, out, until)
             print(
                 f"{rows:>9} {'probe export ' + fmt:<22} {secs:>8.1f} {size(out) / 1e6:>8.0f} "

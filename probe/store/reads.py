@@ -149,6 +149,15 @@ STORED_VERDICT = [
 ]
 STORED_COLUMNS = [*_PLAIN, "network", *STORED_VERDICT]
 _JSON_DECODE = msgspec.json.Decoder(dict[str, Any])
+# The JSON columns a Stored decodes, and the flat ones: what exporters that read columns in
+# bulk (CSV, Parquet) select by name, so that their lists are this one, not a copy that drifts.
+STORED_JSON = ("observations", "control", "throughput", "extra")
+STORED_FLAT = [c for c in STORED_COLUMNS if c not in STORED_JSON]
+
+
+def throughput_from_text(raw: str | bytes | None) -> ThroughputRecord | None:
+    """A stored ``throughput`` column's text as the typed record (the row codec decodes)."""
+    return throughput_from_row({"throughput": raw})
 
 
 def stored_from_row(row: Mapping[str, Any]) -> Stored:

@@ -20,19 +20,19 @@ import msgspec
 from probe import words as verdicts
 from probe.analyst.export.records import BOOLEANS, FLAT, NESTED, throughput_record
 from probe.store import RowFilter, Store
+from probe.store.reads import STORED_FLAT
 
 COLUMNS = [*FLAT, "ooni_verdict", *NESTED]
 FORMULA_START = frozenset("=+-@\t\r＝＋－＠")
-_SQL = [c for c in FLAT if c != "verdict"] + [
+# What it reads, in bulk: the store's flat columns (its one declaration, STORED_FLAT), then the
+# JSON ones it slices as text and the derived ones (EXPORT_COLUMNS); the record's flat fields
+# are among them (tests/test_export_columns.py).
+_SQL = [
+    *STORED_FLAT,
     "ooni_verdict",
     "throughput",
     "observations_utf8",
     "control",
-    "body_proportion",
-    "body_length_match",
-    "status_code_match",
-    "headers_match",
-    "title_match",
     "throttle_label",
 ]
 _TEXT = frozenset(

@@ -1,8 +1,9 @@
 """OONI's data format: one Web Connectivity measurement (df-000 + ts-017 test keys) per line.
 
-Contract: :func:`to_ooni` turns a stored measurement row into what OONI Probe would have
-submitted for the same URL: df-000's base fields (``measurement_start_time`` as
-``YYYY-MM-DD HH:MM:SS`` UTC, ``probe_asn``/``probe_cc`` from the row or OONI's unknowns ``AS0``
+Contract: :func:`to_ooni` turns a stored measurement (a typed :class:`~probe.store.Stored`,
+read with ``Store.stored``) into what OONI Probe would have submitted for the same URL: df-000's
+base fields (``measurement_start_time`` as ``YYYY-MM-DD HH:MM:SS`` UTC, ``probe_asn``/``probe_cc``
+from the measurement or OONI's unknowns ``AS0``
 and ``ZZ``, ``probe_ip`` ``127.0.0.1`` as OONI writes it, never the volunteer's address,
 ``input``, ``test_name`` ``web_connectivity``, ``software_name``/``software_version``,
 ``data_format_version`` ``0.2.0``, ``annotations``) and ``test_keys`` in Web Connectivity's shape:
@@ -27,13 +28,13 @@ from typing import Any, BinaryIO
 import msgspec
 
 from probe import addr, failures
-from probe.analyst.export.records import verdict_words
-from probe.store import RowFilter, Store, blocking_from_db
+from probe.analyst.export.records import stored_words
+from probe.model import ControlEvidence, DNSQuery, HTTPTransaction, TCPConnect, TLSHandshake
+from probe.store import RowFilter, Store, Stored
 
 CONTROL_TAG = "probe_control"
 TEST_VERSION = "0.5.28"  # Web Connectivity's version whose test keys these follow
 HTTP_OPERATIONS = {failures.OP_HTTP, failures.OP_READ, "deadline"}
-_decode = msgspec.json.Decoder()
 
 
 def _tags(depth: int, system: bool, control: bool = False) -> list[str]:
@@ -45,79 +46,76 @@ def _tags(depth: int, system: bool, control: bool = False) -> list[str]:
     return tags
 
 
-def _query(q: dict[str, Any], i: int) -> dict[str, Any]:
+def _query(q: DNSQuery, i: int) -> dict[str, Any]:
     answers = []
-    for a in q.get("answers") or []:
-        key = {"A": "ipv4", "AAAA": "ipv6"}.get(a["type"], "hostname")
-        answers.append({"answer_type": a["type"], key: a["value"], "ttl": a.get("ttl")})
+    for a in q.answers:
+        key = {"A": "ipv4", "AAAA": "ipv6"}.get(a.type, "hostname")
+        answers.append({"answer_type": a.type, key: a.value, "ttl": a.ttl})
     return {
         "answers": answers,
-        "engine": q["engine"],
-        "failure": q.get("failure"),
-        "hostname": q["hostname"],
-        "query_type": q["query_type"],
+        "engine": q.engine,
+        "failure": q.failure,
+        "hostname": q.hostname,
+        "query_type": q.query_type,
         "resolver_hostname": None,
         "resolver_port": None,
-        "resolver_address": q.get("resolver_address") or "",
-        "t0": q.get("t0", 0.0),
-        "t": q.get("t", 0.0),
-        "tags": _tags(
-            q.get("depth", 0), q.get("resolver") == "system", q.get("resolver") == "control"
-        ),
+        "resolver_address": q.resolver_address or "",
+        "t0": q.t0,
+        "t": q.t,
+        "tags": _tags(q.depth, q.resolver == "system", q.resolver == "control"),
         "transaction_id": i,
     }
 
 
-def _tcp(c: dict[str, Any], i: int) -> dict[str, Any]:
+def _tcp(c: TCPConnect, i: int) -> dict[str, Any]:
     return {
-        "ip": c["ip"],
-        "port": c["port"],
-        "status": {"blocked": None, "failure": c.get("failure"), "success": not c.get("failure")},
-        "t0": c.get("t0", 0.0),
-        "t": c.get("t", 0.0),
-        "tags": _tags(c.get("depth", 0), "system" in (c.get("sources") or ())),
+        "ip": c.ip,
+        "port": c.port,
+        "status": {"blocked": None, "failure": c.failure, "success": not c.failure},
+        "t0": c.t0,
+        "t": c.t,
+        "tags": _tags(c.depth, "system" in c.sources),
         "transaction_id": i,
     }
 
 
-def _tls(h: dict[str, Any], i: int) -> dict[str, Any]:
+def _tls(h: TLSHandshake, i: int) -> dict[str, Any]:
     return {
-        "address": addr.endpoint(h["ip"], h["port"]),
-        "cipher_suite": h.get("cipher_suite"),
-        "failure": h.get("failure"),
-        "negotiated_protocol": h.get("negotiated_protocol"),
+        "address": addr.endpoint(h.ip, h.port),
+        "cipher_suite": h.cipher_suite,
+        "failure": h.failure,
+        "negotiated_protocol": h.negotiated_protocol,
         "no_tls_verify": False,
         "peer_certificates": [],  # we keep summaries, not the certificates themselves
-        "server_name": h.get("server_name"),
-        "t0": h.get("t0", 0.0),
-        "t": h.get("t", 0.0),
-        "tags": _tags(h.get("depth", 0), "system" in (h.get("sources") or ())),
-        "tls_version": h.get("tls_version"),
+        "server_name": h.server_name,
+        "t0": h.t0,
+        "t": h.t,
+        "tags": _tags(h.depth, "system" in h.sources),
+        "tls_version": h.tls_version,
         "transaction_id": i,
-        "x_certificates": h.get("certificates") or [],
+        "x_certificates": msgspec.to_builtins(h.certificates),
     }
 
 
-def _request(h: dict[str, Any], i: int, body: str | None) -> dict[str, Any]:
-    headers = [[k, v] for k, v in h.get("headers") or []]
-    code = h.get("status_code")
+def _request(h: HTTPTransaction, i: int, body: str | None) -> dict[str, Any]:
+    headers = [[k, v] for k, v in h.headers]
     text = body or ""
-    length = h.get("body_length")
+    length = h.body_length
     response: dict[str, Any] = {
         "body": text,
-        "body_is_truncated": bool(h.get("body_truncated"))
+        "body_is_truncated": h.body_truncated
         or (length is not None and len(text.encode("utf-8")) < length),
-        "code": code or 0,
+        "code": h.status_code or 0,
         "headers_list": headers,
         "headers": {k: v for k, v in reversed(headers)},  # the first value of each, as OONI
     }
-    if length is not None and not h.get("body_truncated"):
+    if length is not None and not h.body_truncated:
         response["x_body_length"] = length
     return {
         "network": "tcp",
-        "address": addr.endpoint(h["ip"], h["port"]) if h.get("ip") and h.get("port") else None,
+        "address": addr.endpoint(h.ip, h.port) if h.ip and h.port else None,
         "alpn": None,
-        "failure": failures.to_ooni(h.get("failure")),
+        "failure": failures.to_ooni(h.failure),
         "request": {
             "body": "",
             "body_is_truncated": False,
@@ -126,44 +124,38 @@ def _request(h: dict[str, Any], i: int, body: str | None) -> dict[str, Any]:
             "method": "GET",
             "tor": {"exit_ip": None, "exit_name": None, "is_tor": False},
             "x_transport": "tcp",
-            "url": h["url"],
+            "url": h.url,
         },
         "response": response,
-        "t0": h.get("t0", 0.0),
-        "t": h.get("t", 0.0),
-        "tags": _tags(h.get("depth", 0), h.get("role") == "system"),
+        "t0": h.t0,
+        "t": h.t,
+        "tags": _tags(h.depth, h.role == "system"),
         "transaction_id": i,
     }
 
 
-def _control(raw: str | None) -> tuple[dict[str, Any] | None, str | None]:
+def _control(c: ControlEvidence | None) -> tuple[dict[str, Any] | None, str | None]:
     """(control, control_failure) in OONI's shape, from stored control evidence."""
-    c = _decode.decode(raw) if raw else None
     if c is None:
         return None, None
-    if c.get("failure"):
-        return {}, c["failure"]
+    if c.failure:
+        return {}, c.failure
     return {
         "tcp_connect": {
-            ep: {"status": e["ok"], "failure": e.get("failure")}
-            for ep, e in (c.get("tcp_connect") or {}).items()
+            ep: {"status": e.ok, "failure": e.failure} for ep, e in c.tcp_connect.items()
         },
         "tls_handshake": {
-            ep: {
-                "server_name": e.get("server_name"),
-                "status": e["ok"],
-                "failure": e.get("failure"),
-            }
-            for ep, e in (c.get("tls_handshake") or {}).items()
+            ep: {"server_name": e.server_name, "status": e.ok, "failure": e.failure}
+            for ep, e in c.tls_handshake.items()
         },
         "http_request": {
-            "body_length": -1 if c.get("http_body_length") is None else c["http_body_length"],
-            "failure": c.get("http_failure"),
-            "title": c.get("http_title") or "",
-            "headers": c.get("http_headers") or {},
-            "status_code": c.get("http_status_code") or -1,
+            "body_length": -1 if c.http_body_length is None else c.http_body_length,
+            "failure": c.http_failure,
+            "title": c.http_title or "",
+            "headers": dict(c.http_headers),
+            "status_code": c.http_status_code or -1,
         },
-        "dns": {"failure": c.get("dns_failure"), "addrs": list(c.get("dns_addrs") or [])},
+        "dns": {"failure": c.dns_failure, "addrs": list(c.dns_addrs)},
     }, None
 
 
@@ -171,51 +163,47 @@ def _ooni_time(stored: str) -> str:
     return f"{stored[:10]} {stored[11:19]}"
 
 
-def _flag(v: Any) -> bool | None:
-    return None if v is None else bool(v)
-
-
-def to_ooni(row: dict[str, Any], body: Callable[[str], str | None]) -> dict[str, Any]:
-    """One stored measurement row -> an OONI Web Connectivity measurement (a dict)."""
-    obs = _decode.decode(row["observations"])
+def to_ooni(m: Stored, body: Callable[[str], str | None]) -> dict[str, Any]:
+    """One stored measurement -> an OONI Web Connectivity measurement (a dict)."""
+    obs, v = m.observations, m.verdict
     requests = []
-    for i, h in enumerate(obs.get("http") or []):
-        if h.get("failure") and h.get("failed_operation") not in HTTP_OPERATIONS:
+    for i, h in enumerate(obs.http):
+        if h.failure and h.failed_operation not in HTTP_OPERATIONS:
             continue  # never reached HTTP: OONI has no request; DNS, TCP or TLS says why
-        sha = h.get("body_sha256")
+        sha = h.body_sha256
         requests.append(_request(h, i, body(sha) if sha else None))
     system = [r for r in requests if "classic" in r["tags"]]
     others = [r for r in requests if "classic" not in r["tags"]]
-    control, control_failure = _control(row.get("control"))
-    step, failure = row.get("failing_step"), row.get("failure")
-    software = str(row.get("software") or "probe").partition("/")
+    control, control_failure = _control(m.control)
+    step, failure = v.failing_step, v.failure
+    software = (m.software or "probe").partition("/")
     annotations = {
-        "probe_measurement_id": row["id"],
-        "probe_rule_id": row.get("rule_id") or "",
-        "probe_rules_version": row.get("rules_version") or "",
-        "probe_verdict": verdict_words(row),
+        "probe_measurement_id": m.id,
+        "probe_rule_id": v.rule_id or "",
+        "probe_rules_version": v.rules_version or "",
+        "probe_verdict": stored_words(m),
     }
-    if row.get("network_ok") is not None:
-        annotations["probe_network_ok"] = "true" if row["network_ok"] else "false"
-    if row.get("category"):
-        annotations["probe_category"] = row["category"]
-    started = _ooni_time(row["started_at"])
+    if m.network_ok is not None:
+        annotations["probe_network_ok"] = "true" if m.network_ok else "false"
+    if m.category:
+        annotations["probe_category"] = m.category
+    started = _ooni_time(m.started_at)
     return {
         "annotations": annotations,
         "data_format_version": "0.2.0",
-        "input": row["url"],
+        "input": m.url,
         "measurement_start_time": started,
-        "probe_asn": row.get("probe_asn") or "AS0",
-        "probe_cc": row.get("probe_cc") or "ZZ",
+        "probe_asn": m.probe_asn or "AS0",
+        "probe_cc": m.probe_cc or "ZZ",
         "probe_ip": "127.0.0.1",
-        "report_id": row.get("round_id") or "",
+        "report_id": m.round_id or "",
         "software_name": software[0] or "probe",
         "software_version": software[2],
         "test_helpers": {},
         "test_keys": {
-            "queries": [_query(q, i) for i, q in enumerate(obs.get("dns") or [])],
-            "tcp_connect": [_tcp(c, i) for i, c in enumerate(obs.get("tcp") or [])],
-            "tls_handshakes": [_tls(h, i) for i, h in enumerate(obs.get("tls") or [])],
+            "queries": [_query(q, i) for i, q in enumerate(obs.dns)],
+            "tcp_connect": [_tcp(c, i) for i, c in enumerate(obs.tcp)],
+            "tls_handshakes": [_tls(h, i) for i, h in enumerate(obs.tls)],
             "requests": system[::-1] + others[::-1],  # latest first, as OONI lists them
             "control": control,
             "control_failure": control_failure,
@@ -223,17 +211,17 @@ def to_ooni(row: dict[str, Any], body: Callable[[str], str | None]) -> dict[str,
             "http_experiment_failure": (
                 failures.to_ooni(failure) if step in ("tcp", "tls", "http") else None
             ),
-            "dns_consistency": row.get("dns_consistency"),
-            "body_length_match": _flag(row.get("body_length_match")),
-            "body_proportion": row.get("body_proportion"),
-            "status_code_match": _flag(row.get("status_code_match")),
-            "headers_match": _flag(row.get("headers_match")),
-            "title_match": _flag(row.get("title_match")),
-            "blocking": blocking_from_db(row.get("blocking")),
-            "accessible": _flag(row.get("accessible")),
+            "dns_consistency": v.dns_consistency,
+            "body_length_match": v.body_length_match,
+            "body_proportion": v.body_proportion,
+            "status_code_match": v.status_code_match,
+            "headers_match": v.headers_match,
+            "title_match": v.title_match,
+            "blocking": v.blocking,
+            "accessible": v.accessible,
         },
         "test_name": "web_connectivity",
-        "test_runtime": row.get("runtime") or 0.0,
+        "test_runtime": m.runtime or 0.0,
         "test_start_time": started,
         "test_version": TEST_VERSION,
     }
@@ -251,7 +239,7 @@ def write_ooni(store: Store, f: RowFilter, out: BinaryIO) -> int:
         return cache[sha]
 
     n = 0
-    for row in store.stream_dicts(f):
-        out.write(encode(to_ooni(row, body)) + b"\n")
+    for m in store.stored(f):
+        out.write(encode(to_ooni(m, body)) + b"\n")
         n += 1
     return n

@@ -17,7 +17,9 @@ import msgspec
 
 from probe import words as verdicts
 from probe.errors import ExportError
-from probe.store import RowFilter, Store, Stored, blocking_from_db
+from probe.model import ThroughputRecord, Verdict
+from probe.store import RowFilter, Store, Stored
+from probe.store.reads import throughput_from_text
 from probe.timeutil import iso, parse_iso
 
 FLAT = [
@@ -56,7 +58,7 @@ FLAT = [
 NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
 BOOLEANS = ("is_control", "accessible", "throttled", "offline", "network_ok")
 
-_decode = msgspec.json.Decoder()
+_builtins = msgspec.to_builtins
 
 
 def parse_time(text: str, flag: str) -> str:
@@ -65,27 +67,6 @@ def parse_time(text: str, flag: str) -> str:
         return iso(parse_iso(text))
     except ValueError:
         raise ExportError(f"{flag}: {text!r} is not an ISO-8601 date or time") from None
-
-
-def _bool(v: Any) -> bool | None:
-    return None if v is None else bool(v)
-
-
-def verdict_words(row: dict[str, Any], lang: str = "en") -> str:
-    """The verdict in words (:mod:`probe.words`) of a stored measurement row."""
-    label = None
-    if row.get("throttled") and row.get("throughput"):
-        label = (_decode.decode(row["throughput"]).get("analysis") or {}).get("label")
-    return verdicts.words(
-        row["blocking"],
-        row["accessible"],
-        row["evidence"],
-        row["offline"],
-        row["throttled"],
-        blockpage=row["blockpage"],
-        throttle_label=label,
-        lang=lang,
-    )
 
 
 def stored_words(m: Stored, lang: str = "en") -> str:
@@ -113,56 +94,98 @@ def records(
 ) -> Iterator[dict[str, Any]]:
     if f is None:
         f = RowFilter(since=since, until=until, targets=tuple(targets))
-    for row in store.stream_dicts(f):
-        obs = _decode.decode(row["observations"])
-        rec = {k: row.get(k) for k in FLAT}
-        rec["verdict"] = verdict_words(row)
-        rec["blocking"] = blocking_from_db(row["blocking"])
-        for k in BOOLEANS:
-            rec[k] = _bool(row[k])
-        rec["http_diff"] = http_diff(row)
-        for section in ("dns", "tcp", "tls", "http"):
-            rec[section] = obs.get(section, [])
-        for h in obs.get("http", []):
-            h.pop("body", None)
-        rec["control"] = _decode.decode(row["control"]) if row["control"] else None
-        rec["throughput"] = throughput_record(row.get("throughput"))
-        extra = _decode.decode(row["extra"]) if row.get("extra") else {}
-        if "ooni_verdict" in extra:  # imported: OONI's own verdict, beside ours
-            rec["ooni_verdict"] = extra["ooni_verdict"]
-        yield rec
+    for m in store.stored(f):
+        yield record(m)
 
 
-def http_diff(row: dict[str, Any]) -> dict[str, Any]:
+def record(m: Stored) -> dict[str, Any]:
+    """The export record of one stored measurement (keys in :data:`FLAT` order, then the
+    nested sections, then ``ooni_verdict`` for imported rows)."""
+    v = m.verdict
+    rec: dict[str, Any] = {
+        "id": m.id,
+        "target": m.target,
+        "url": m.url,
+        "category": m.category,
+        "is_control": m.is_control,
+        "started_at": m.started_at,
+        "verdict": stored_words(m),
+        "blocking": v.blocking,
+        "accessible": v.accessible,
+        "throttled": v.throttled,
+        "failing_step": v.failing_step,
+        "failure": v.failure,
+        "dns_consistency": v.dns_consistency,
+        "blockpage": v.blockpage,
+        "evidence": v.evidence,
+        "offline": v.offline,
+        "network_ok": m.network_ok,
+        "rule_id": v.rule_id,
+        "rules_version": v.rules_version,
+        "bytes_used": m.bytes_used,
+        "runtime": m.runtime,
+        "round_id": m.round_id,
+        "device_id": m.device_id,
+        "source": m.source,
+        "software": m.software,
+        "resolver": m.resolver,
+        "control_resolver": m.control_resolver,
+        "probe_asn": m.probe_asn,
+        "probe_cc": m.probe_cc,
+        "network_name": m.network_name,
+        "resolver_kind": m.resolver_kind,
+        "http_diff": http_diff(v),
+    }
+    obs = m.observations
+    rec["dns"] = _builtins(obs.dns)
+    rec["tcp"] = _builtins(obs.tcp)
+    rec["tls"] = _builtins(obs.tls)
+    http = _builtins(obs.http)
+    for h in http:
+        del h["body"]  # kept apart, once per SHA-256: never in the record
+    rec["http"] = http
+    rec["control"] = None if m.control is None else _builtins(m.control)
+    rec["throughput"] = throughput_section(m.throughput)
+    if "ooni_verdict" in m.extra:  # imported: OONI's own verdict, beside ours
+        rec["ooni_verdict"] = m.extra["ooni_verdict"]
+    return rec
+
+
+def http_diff(v: Verdict) -> dict[str, Any]:
     return {
-        "body_proportion": row["body_proportion"],
-        "body_length_match": _bool(row["body_length_match"]),
-        "status_code_match": _bool(row["status_code_match"]),
-        "headers_match": _bool(row["headers_match"]),
-        "title_match": _bool(row["title_match"]),
+        "body_proportion": v.body_proportion,
+        "body_length_match": v.body_length_match,
+        "status_code_match": v.status_code_match,
+        "headers_match": v.headers_match,
+        "title_match": v.title_match,
     }
 
 
 def throughput_record(raw: str | None) -> dict[str, Any] | None:
+    """The export's ``throughput`` object from a stored ``throughput`` column's text (for the
+    exporters that read columns in bulk)."""
+    return throughput_section(throughput_from_text(raw)) if raw else None
+
+
+def throughput_section(tp: ThroughputRecord | None) -> dict[str, Any] | None:
     """The export's ``throughput`` object: the analysis, bytes used, and every flow's samples."""
-    if not raw:
+    if tp is None:
         return None
-    doc = _decode.decode(raw)
-    a = doc.get("analysis") or {}
+    a = tp.analysis
     return {
-        "bps": a.get("bps"),
-        "control_bps": a.get("control_bps"),
-        "ratio": a.get("ratio"),
-        "p_value": a.get("p_value"),
-        "label": a.get("label"),
-        "mechanism": a.get("mechanism"),
-        "burst_bytes": a.get("burst_bytes"),
-        "bytes_used": doc.get("bytes_used", 0),
-        "skipped": doc.get("skipped"),
-        "ab": a.get("ab"),
-        "helper_bps": a.get("helper_bps"),
-        "tests_in_round": doc.get("tests_in_round"),
-        "url": doc.get("url"),
-        "control": doc.get("control"),
-        "samples": doc.get("flows", []),
+        "bps": None if a is None else a.bps,
+        "control_bps": None if a is None else a.control_bps,
+        "ratio": None if a is None else a.ratio,
+        "p_value": None if a is None else a.p_value,
+        "label": None if a is None else a.label,
+        "mechanism": None if a is None else a.mechanism,
+        "burst_bytes": None if a is None else a.burst_bytes,
+        "bytes_used": tp.bytes_used,
+        "skipped": tp.skipped,
+        "ab": None if a is None else dict(a.ab),
+        "helper_bps": None if a is None else a.helper_bps,
+        "tests_in_round": tp.tests_in_round,
+        "url": tp.url,
+        "control": tp.control,
+        "samples": _builtins(tp.flows),
     }
