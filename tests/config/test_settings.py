@@ -4,14 +4,22 @@ its source, and one-line errors naming the flag, variable or file and key."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from probe.config import options, resolver, settings
-from probe.config.settings import Settings, resolve
+from probe.config.settings import OPTIONS, Settings, resolve
 from probe.errors import SettingsError
 from probe.model import ResolverSpec
+from tests.runs import FAST, run_args
+from tests.runs import one_line_messages as _one_line_messages
+from tests.runs import run_fresh as _run
+from tests.world import World
 
 NO_ENV: dict[str, str] = {}
 
@@ -214,3 +222,36 @@ def test_resolvers_are_parsed_once_into_specs(tmp_path: Path) -> None:
     items = {name: value for name, value, _ in s.items()}
     assert items["resolver"] == "udp://192.0.2.1:53"
     assert items["control_resolver"] == "tls://dns.test@192.0.2.9:853"
+
+
+# -- generated flag values (property tests over outside input, issue 10) ------------------------
+FLAGS = [o.flag for o in OPTIONS if o.flag and not o.is_flag]
+# Flags a run may take with any value: none of them sends traffic anywhere new.
+RUN_FLAGS = ["--timeout", "--deadline", "--concurrency", "--max-bytes-per-day", "--only"]
+values = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["nan", "inf", "-1", "0", "1e999", "²", "٣", "0x10", "1_000", "", " 5 "]),
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+)
+
+
+@FAST
+@given(flag=st.sampled_from(FLAGS), value=values)
+def test_property_flag_values(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str], repo_root: Path
+) -> None:
+    code, _, err = _run(["config", "--json", flag, value], capsys)
+    _one_line_messages(code, err)
+
+
+@hypothesis_settings(FAST, max_examples=15)
+@given(flag=st.sampled_from(RUN_FLAGS), value=values)
+def test_property_run_flag_values(
+    flag: str, value: str, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        p, db = Path(tmp) / "t.yaml", Path(tmp) / "r.db"
+        p.write_text(f"targets:\n  - {{name: a, url: '{world.http('news.test')}'}}\n")
+        code, _, err = _run([*run_args(world, p, db), flag, value], capsys)
+        _one_line_messages(code, err)

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
-from probe.errors import TargetsError
+from probe.errors import TargetsError, URLError
+from probe.urls import check_url
 from tests.paths import FIXTURES
+from tests.runs import FAST, run_args
+from tests.runs import one_line_messages as _one_line_messages
+from tests.runs import run_fresh as _run
+from tests.world import World
 
 VN = FIXTURES / "test-lists" / "vn.csv"
 
@@ -286,3 +294,105 @@ def test_targets_loader_raises_only_its_error(scratch_yaml: Path, text: str) -> 
 @pytest.fixture(scope="module")
 def scratch_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("targets") / "t.yaml"
+
+
+# -- generated targets files (property tests over outside input, issue 10) ----------------------
+# ``probe run`` in-process against the loopback world; generated URLs that the validator accepts
+# are never measured: they could name a real host; only the world's own URLs are.
+def _rejected(url: str) -> bool:
+    try:
+        check_url(url)
+    except URLError:
+        return True
+    return False
+
+
+hostile_urls = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda scheme, host, rest: f"{scheme}://{host}{rest}",
+        st.sampled_from(["http", "https", "ftp", "HTTP", ""]),
+        st.one_of(
+            st.text(max_size=20),
+            st.sampled_from(["0177.0.0.1", "127.1", "0x7f.1", "[::1", "exa mple.com", "a..b"]),
+            st.just("\U0001f600.example"),
+            st.just("xn--zz.example"),
+        ),
+        st.text(max_size=20),
+    ),
+).filter(_rejected)
+
+broken_entries = st.one_of(
+    st.builds(lambda u: {"url": u}, hostile_urls),  # name added below
+    st.builds(lambda c: {"url": "https://a.example/", "category": c}, st.text(max_size=6)),
+    st.builds(lambda v: {"url": v}, st.one_of(st.integers(), st.lists(st.integers()))),
+    st.just({"colour": "red", "url": "https://a.example/"}),
+    st.just({}),
+    st.just({"url": "https://a.example/", "is_control": True}),
+    st.builds(lambda n: {"url": "https://a.example/", "name": n}, st.text(max_size=70)).filter(
+        lambda e: not str(e["name"]).isidentifier()
+    ),
+    st.builds(lambda u: {"url": "https://a.example/", "throughput_url": u}, hostile_urls),
+)
+
+
+@st.composite
+def target_lists(draw: st.DrawFn, w: World) -> tuple[dict[str, Any], set[str]]:
+    """A targets document mixing valid and broken entries, and the names that are valid."""
+    kinds = draw(st.lists(st.booleans(), min_size=1, max_size=6))
+    entries: list[Any] = []
+    valid: set[str] = set()
+    for i, ok in enumerate(kinds):
+        if ok:
+            host = draw(st.sampled_from(["news.test", "blocked.test", "down.test"]))
+            entries.append({"name": f"v{i}", "url": w.http(host, f"/?{i}")})
+            valid.add(f"v{i}")
+        elif draw(st.integers(0, 9)) == 0:
+            entries.append(draw(st.one_of(st.text(max_size=10), st.integers(), st.none())))
+        else:
+            entries.append({"name": f"b{i}", **draw(broken_entries)})
+    if valid and draw(st.booleans()):
+        entries.append({"name": sorted(valid)[0], "url": w.http("news.test")})  # a duplicate
+    return {"targets": entries}, valid
+
+
+@settings(FAST, max_examples=15)
+@given(data=st.data())
+def test_property_targets_files(
+    data: st.DataObject, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc, valid = data.draw(target_lists(world))
+    with tempfile.TemporaryDirectory() as tmp:
+        p, db = Path(tmp) / "t.yaml", Path(tmp) / "r.db"
+        p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        code, _, err = _run(run_args(world, p, db), capsys)
+        _one_line_messages(code, err)
+        broken = len(doc["targets"]) - len(valid)
+        assert code == (2 if broken else 0), err
+        stored: set[str] = set()
+        if db.exists():
+            con = sqlite3.connect(db)
+            stored = {r[0] for r in con.execute("SELECT target FROM measurements")}
+            con.close()
+        assert stored == valid
+        code, _, err = _run(["targets", "check", str(p)], capsys)
+        _one_line_messages(code, err)
+        errors = [x for x in err.splitlines() if x.startswith("probe: error:")]
+        assert code == (2 if broken else 0) and len(errors) == (broken + 1 if broken else 0)
+        if not broken:
+            assert "has no controls" in err  # these lists have none: check says so
+
+
+@FAST
+@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_property_garbage_targets_files(
+    text: str | bytes, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        p, db = Path(tmp) / "t.yaml", Path(tmp) / "r.db"
+        p.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+        code, _, err = _run(["targets", "check", str(p)], capsys)
+        _one_line_messages(code, err)
+        code, _, err = _run(run_args(world, p, db), capsys)
+        _one_line_messages(code, err)
+        assert code == 2  # no valid target (only the world's URLs are ever valid here)

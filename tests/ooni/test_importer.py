@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from probe.cli import main
 from probe.store import Store
 from tests.paths import FIXTURES
+from tests.runs import FAST, run_fresh
+from tests.runs import one_line_messages as _one_line_messages
 
 QA = FIXTURES / "ooni-qa"
 EXPECTED = json.loads((QA / "expected.json").read_text(encoding="utf-8"))
@@ -164,3 +167,57 @@ def test_any_ooni_line_is_imported_or_refused_in_one_line(doc: Any) -> None:
         assert "\n" not in str(exc)
     else:
         assert m.source == "ooni" and m.url == doc["input"]
+
+
+# -- generated OONI lines (property tests over outside input, issue 10) -------------------------
+def _qa(name: str) -> str:
+    return json.dumps(json.loads((QA / name / "measurement.json").read_text(encoding="utf-8")))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutated(doc: dict[str, Any], key: str, value: Any) -> str:
+    return json.dumps({**doc, key: value})
+
+
+ooni_lines = st.one_of(
+    st.sampled_from(["dnsBlockingNXDOMAIN", "dnsBlockingBOGON", "tcpBlockingConnectTimeout"]).map(
+        _qa
+    ),
+    json_values.map(json.dumps),
+    st.text(max_size=50),
+    st.builds(
+        _mutated,
+        st.sampled_from([json.loads(_qa("dnsBlockingNXDOMAIN"))]),
+        st.sampled_from(["test_keys", "input", "measurement_start_time", "test_name"]),
+        json_values,
+    ),
+    st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
+)
+
+
+@FAST
+@given(lines=st.lists(ooni_lines, min_size=0, max_size=6), gz=st.booleans())
+def test_property_ooni_lines(
+    lines: list[str], gz: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, db = Path(tmp) / "m.jsonl", Path(tmp) / "o.db"
+        data = "\n".join(lines).encode("utf-8", "surrogatepass")
+        src.write_bytes(gzip.compress(data) if gz else data)
+        code, out, err = run_fresh(
+            ["import", "--format", "ooni", str(src), "--db", str(db)], capsys
+        )
+        _one_line_messages(code, err)
+        if code == 0:
+            imported, _, dup, *_ = out.replace(",", "").split()
+            assert int(imported) + int(dup) > 0
