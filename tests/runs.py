@@ -65,3 +65,21 @@ def run_args(w: World, targets: Path, db: Path, *extra: str) -> list[str]:
         "--no-throughput",
         *extra,
     ]
+
+
+# A targets file of the loopback world with four broken entries among three usable ones.
+def mixed_targets(tmp: Path, w: World) -> Path:
+    p = tmp / "mixed.yaml"
+    p.write_text(
+        "targets:\n"
+        f"  - {{name: news, url: '{w.http('news.test')}'}}\n"
+        '  - {name: emoji, url: "https://\\U0001f600.example/"}\n'
+        '  - {name: octal, url: "http://0177.0.0.1/"}\n'
+        '  - {name: nul, url: "https://a\\x00b.example/"}\n'
+        '  - {name: spaced, url: "https://exa mple.com/"}\n'
+        f"  - {{name: blocked, url: '{w.http('blocked.test')}'}}\n"
+        "controls:\n"
+        f"  - {{name: ctl, url: '{w.https('news.test')}'}}\n",
+        encoding="utf-8",
+    )
+    return p

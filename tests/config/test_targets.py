@@ -18,7 +18,7 @@ from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_tar
 from probe.errors import TargetsError, URLError
 from probe.urls import check_url
 from tests.paths import FIXTURES
-from tests.runs import FAST, run_args
+from tests.runs import FAST, mixed_targets, run_args, run_cli
 from tests.runs import one_line_messages as _one_line_messages
 from tests.runs import run_fresh as _run
 from tests.world import World
@@ -396,3 +396,42 @@ def test_property_garbage_targets_files(
         code, _, err = _run(run_args(world, p, db), capsys)
         _one_line_messages(code, err)
         assert code == 2  # no valid target (only the world's URLs are ever valid here)
+
+
+# -- hostile files through the commands (issue 10) ----------------------------------------------
+def test_targets_check_reports_every_broken_entry(
+    tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = mixed_targets(tmp_path, world)
+    code, out, err = run_cli(["targets", "check", str(p)], capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 5 and all(x.startswith("probe: error: ") for x in lines)
+    assert "mixed.yaml:6: targets[4].url: 'https://exa mple.com/'" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"url,category_code\nhttps://caf\xe9.example/,NEWS\n", "l.csv:2: not UTF-8"),
+        (b"url,notes\nhttps://a.example/," + b"n" * 200_000 + b"\n", "l.csv:2: field larger"),
+        (b"url\nhttps://a.example/\x00\n", "l.csv:2: url: "),
+    ],
+    ids=["latin-1", "huge-field", "nul"],
+)
+def test_targets_import_hostile_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, reason: str
+) -> None:
+    src = tmp_path / "l.csv"
+    src.write_bytes(data)
+    code, out, err = run_cli(["targets", "import", str(src)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and reason in err, err
+
+
+def test_targets_import_oversized_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "l.csv"
+    with src.open("wb") as fh:
+        fh.write(b"url\n")
+        fh.truncate(17 * 2**20)
+    code, _, err = run_cli(["targets", "import", str(src)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "l.csv: larger than 16 MiB" in err

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from probe.cli import main
 from probe.store import Store
 from tests.paths import FIXTURES
-from tests.runs import FAST, run_fresh
+from tests.runs import FAST, run_cli, run_fresh
 from tests.runs import one_line_messages as _one_line_messages
 
 QA = FIXTURES / "ooni-qa"
@@ -221,3 +221,40 @@ def test_property_ooni_lines(
         if code == 0:
             imported, _, dup, *_ = out.replace(",", "").split()
             assert int(imported) + int(dup) > 0
+
+
+# -- hostile files to import (issue 10) ---------------------------------------------------------
+def _qa_line(name: str = "dnsBlockingNXDOMAIN") -> bytes:
+    return json.dumps(json.loads((QA / name / "measurement.json").read_text())).encode()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"input": "' + b"x" * (70 * 2**20) + b'"}', "longer than 64 MiB"),
+        (b'{"input": "caf\xe9"}', "not UTF-8"),
+        (b"\x00\x01\x02", "not JSON"),
+    ],
+    ids=["deep", "huge", "latin-1", "binary"],
+)
+def test_import_skips_a_hostile_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: bytes, reason: str
+) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(_qa_line() + b"\n" + bad + b"\n" + _qa_line("dnsBlockingBOGON") + b"\n")
+    code, out, err = run_cli(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0, err
+    assert "2 imported, 0 already there, 1 skipped, from 3 records" in out
+    assert err.count("\n") == 1 and f"m.jsonl:2: {reason}" in err
+
+
+def test_import_with_no_valid_line_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(b"not json\n[1, 2]\n" + b"{" * 5000 + b"\n")
+    code, out, err = run_cli(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"probe: error: {src}: no valid OONI measurement in 3 records")
+    assert "m.jsonl:1: not JSON" in err
