@@ -6,6 +6,7 @@ import contextlib
 import re
 import sqlite3
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
+from probe.daemon import schedule
 from probe.errors import TargetsError, URLError
+from probe.timeutil import iso
 from probe.urls import check_url
-from tests.paths import FIXTURES
+from tests.paths import FIXTURES, REPO
 from tests.runs import FAST, mixed_targets, run_args, run_cli
 from tests.runs import one_line_messages as _one_line_messages
 from tests.runs import run_fresh as _run
@@ -435,3 +438,80 @@ def test_targets_import_oversized_csv(tmp_path: Path, capsys: pytest.CaptureFixt
         fh.truncate(17 * 2**20)
     code, _, err = run_cli(["targets", "import", str(src)], capsys)
     assert code == 2 and err.count("\n") == 1 and "l.csv: larger than 16 MiB" in err
+
+
+# -- intervals, and the targets commands ----------------------------------------------------
+def test_target_interval_is_validated_with_file_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: soon\n")
+    with pytest.raises(TargetsError, match=r"t.yaml:2: targets\[0\].interval: 'soon' is not"):
+        load_targets(p)
+    p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: 6h\n")
+    assert load_targets(p).targets[0].interval_seconds == 6 * 3600
+
+
+def test_targets_check_warns_without_controls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - name: a\n    url: https://x.example/\n")
+    code, _, err = run_cli(["targets", "check", str(p)], capsys)
+    assert code == 0 and "has no controls" in err
+
+
+def test_targets_import_writes_a_complete_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "vn.yaml"
+    csv_path = REPO / "tests" / "fixtures" / "test-lists" / "vn.csv"
+    code, _, err = run_cli(["targets", "import", str(csv_path), "-o", str(out)], capsys)
+    assert code == 0, err
+    tl = load_targets(out)
+    defaults = load_targets(REPO / "targets.yaml")
+    assert tl.targets and [c.url for c in tl.controls] == [c.url for c in defaults.controls]
+    code, _, err = run_cli(["targets", "check", str(out)], capsys)
+    assert code == 0 and "no controls" not in err
+
+
+def test_per_tag_intervals_apply_where_the_target_sets_none(tmp_path: Path) -> None:
+    """``intervals:`` maps tags to mean gaps: a target with no interval of its own takes the
+    shortest of its tags' (it is measured as often as its most watched tag asks), before or
+    after the lists in the file."""
+    p = tmp_path / "t.yaml"
+    body = (
+        "targets:\n"
+        "  - {name: fb, url: 'https://a.example/', tags: [social, facebook]}\n"
+        "  - {name: news, url: 'https://b.example/', tags: [news]}\n"
+        "  - {name: own, url: 'https://c.example/', tags: [facebook], interval: 2h}\n"
+        "  - {name: plain, url: 'https://d.example/'}\n"
+        "controls:\n"
+        "  - {name: ctl, url: 'https://e.example/', tags: [news]}\n"
+    )
+    for text in (
+        body + "intervals: {social: 6h, facebook: 15m, news: 90m}\n",
+        "intervals:\n  social: 6h\n  facebook: 15m\n  news: 90m\n" + body,
+    ):
+        p.write_text(text)
+        tl = load_targets(p)
+        got = {t.name: t.interval_seconds for t in (*tl.targets, *tl.controls)}
+        assert got == {"fb": 900, "news": 5400, "own": 7200, "plain": None, "ctl": 5400}
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    ago = {t.name: iso(now - timedelta(minutes=20)) for t in tl.targets}
+    assert [t.name for t in schedule.due(list(tl.targets), ago, now, 2700)] == ["fb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("intervals: [6h]\n", r"t.yaml:\d+: 'intervals:' must map tags to durations"),
+        ("intervals:\n  news: soon\n", r"t.yaml:\d+: intervals.news: 'soon' is not"),
+        ("intervals:\n  news: {a: 1}\n", r"t.yaml:\d+: intervals.news: "),
+    ],
+)
+def test_a_bad_tag_interval_names_file_line_and_tag(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - {name: a, url: 'https://x.example/', tags: [news]}\n" + text)
+    with pytest.raises(TargetsError, match=message):
+        load_targets(p)
