@@ -1,13 +1,42 @@
-"""``probe run`` in-process against the loopback world: its arguments, and one call to the CLI."""
+"""``probe run`` in-process against the loopback world: its arguments, and one call to the CLI.
+
+The property tests over outside input (issue 10, "Done when") share ``FAST``, ``run_fresh`` and
+``one_line_messages``: whatever a generated targets file, flag value or OONI line holds, the probe
+exits 0 or 2 (never 1), prints no traceback and every stderr line is one message. The session sets
+PROBE_STRICT=1, so a bug in the probe's own code fails there instead of being recorded as a
+target's failure.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from probe.cli import main
 from tests.world import World
+
+FAST = settings(
+    max_examples=25,
+    deadline=None,  # a loaded 2-core CI machine: time is bench/'s business, not a test's
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def run_fresh(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """One call to the CLI, with whatever an earlier call printed thrown away first."""
+    capsys.readouterr()
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_messages(code: int, err: str) -> None:
+    assert code in (0, 2), err
+    assert "Traceback" not in err
+    for line in err.splitlines():
+        assert line.startswith("probe: ") or " measurements stored in " in line, line
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -36,3 +65,21 @@ def run_args(w: World, targets: Path, db: Path, *extra: str) -> list[str]:
         "--no-throughput",
         *extra,
     ]
+
+
+# A targets file of the loopback world with four broken entries among three usable ones.
+def mixed_targets(tmp: Path, w: World) -> Path:
+    p = tmp / "mixed.yaml"
+    p.write_text(
+        "targets:\n"
+        f"  - {{name: news, url: '{w.http('news.test')}'}}\n"
+        '  - {name: emoji, url: "https://\\U0001f600.example/"}\n'
+        '  - {name: octal, url: "http://0177.0.0.1/"}\n'
+        '  - {name: nul, url: "https://a\\x00b.example/"}\n'
+        '  - {name: spaced, url: "https://exa mple.com/"}\n'
+        f"  - {{name: blocked, url: '{w.http('blocked.test')}'}}\n"
+        "controls:\n"
+        f"  - {{name: ctl, url: '{w.https('news.test')}'}}\n",
+        encoding="utf-8",
+    )
+    return p

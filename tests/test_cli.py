@@ -282,3 +282,12 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "probe", "--version"], capture_output=True, text=True, check=False
     )
     assert r.returncode == 0 and "probe" in r.stdout
+
+
+# -- rough edges (issue 10) ----------------------------------------------------------------------
+@pytest.mark.parametrize("group", [[], ["targets"], ["helper"]])
+def test_bare_group_prints_its_help(group: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(group, capsys)
+    code_help, out_help, _ = run_cli([*group, "--help"], capsys)
+    assert (code, err) == (0, "") and out == out_help and code_help == 0
+    assert out.startswith("Usage: probe") and out.count("\n") > 5

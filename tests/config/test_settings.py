@@ -4,14 +4,23 @@ its source, and one-line errors naming the flag, variable or file and key."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from probe.config import options, parse, resolver
+from probe.config.options import OPTIONS
 from probe.config.settings import Settings, resolve
 from probe.errors import SettingsError
 from probe.model import ResolverSpec
+from tests.runs import FAST, run_args, run_cli
+from tests.runs import one_line_messages as _one_line_messages
+from tests.runs import run_fresh as _run
+from tests.world import World
 
 NO_ENV: dict[str, str] = {}
 
@@ -214,3 +223,104 @@ def test_resolvers_are_parsed_once_into_specs(tmp_path: Path) -> None:
     items = {name: value for name, value, _ in s.items()}
     assert items["resolver"] == "udp://192.0.2.1:53"
     assert items["control_resolver"] == "tls://dns.test@192.0.2.9:853"
+
+
+# -- generated flag values (property tests over outside input, issue 10) ------------------------
+FLAGS = [o.flag for o in OPTIONS if o.flag and not o.is_flag]
+# Flags a run may take with any value: none of them sends traffic anywhere new.
+RUN_FLAGS = ["--timeout", "--deadline", "--concurrency", "--max-bytes-per-day", "--only"]
+values = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["nan", "inf", "-1", "0", "1e999", "²", "٣", "0x10", "1_000", "", " 5 "]),
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+)
+
+
+@FAST
+@given(flag=st.sampled_from(FLAGS), value=values)
+def test_property_flag_values(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str], repo_root: Path
+) -> None:
+    code, _, err = _run(["config", "--json", flag, value], capsys)
+    _one_line_messages(code, err)
+
+
+@hypothesis_settings(FAST, max_examples=15)
+@given(flag=st.sampled_from(RUN_FLAGS), value=values)
+def test_property_run_flag_values(
+    flag: str, value: str, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        p, db = Path(tmp) / "t.yaml", Path(tmp) / "r.db"
+        p.write_text(f"targets:\n  - {{name: a, url: '{world.http('news.test')}'}}\n")
+        code, _, err = _run([*run_args(world, p, db), flag, value], capsys)
+        _one_line_messages(code, err)
+
+
+# -- bad flag and environment values are one line, exit 2 (issue 10) ---------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "nan"], "--timeout: 'nan' is not a number"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--deadline", "nan"], "--deadline: 'nan' is not a number"),
+        (["--deadline", "-1"], "--deadline"),
+        (["--helper", "http://[::1"], "--helper: 'http://[::1'"),
+        (
+            ["--helper", "https://helper.example:70000/"],
+            "--helper: 'https://helper.example:70000/'",
+        ),
+        (["--helper", "http://0177.0.0.1/"], "--helper"),
+        (["--helper-bulk-address", "not-ip"], "--helper-bulk-address: 'not-ip' is not an IP"),
+        (["--max-bytes-per-day", "\u00b2"], "--max-bytes-per-day: '\u00b2' is not a size"),
+        (["--max-bytes-per-day", "1e999"], "--max-bytes-per-day"),
+        (["--concurrency", "\u0661\u0662"], "--concurrency"),  # Arabic-Indic digits
+        (["--throughput-seconds", "nan"], "--throughput-seconds"),
+        (["--ca-bundle", "GARBAGE"], "--ca-bundle GARBAGE: not a PEM file of certificates"),
+        (["--ca-bundle", "/nonexistent.pem"], "--ca-bundle /nonexistent.pem: cannot read"),
+        (["--helper-token-file", "/nonexistent"], "/nonexistent: cannot read the token"),
+    ],
+)
+def test_bad_flag_values_are_one_line(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text(
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+    )
+    args = [str(garbage) if a == "GARBAGE" else a for a in args]
+    message = message.replace("GARBAGE", str(garbage))
+    p, db = tmp_path / "t.yaml", tmp_path / "r.db"
+    p.write_text(f"targets:\n  - {{name: a, url: '{world.http('news.test')}'}}\n")
+    base = run_args(world, p, db)
+    base.remove("--ca-bundle")
+    base.remove(world.ca_pem)
+    code, _, err = run_cli([*base, *args], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("probe: error: "), err
+    assert message in err
+    assert not db.exists()  # checked before a byte is written
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PROBE_TIMEOUT": "nan"}, "PROBE_TIMEOUT: 'nan'"),
+        ({"PROBE_HELPER": "http://[::1"}, "PROBE_HELPER"),
+        ({"PROBE_MAX_BYTES_PER_DAY": "\u00b2"}, "PROBE_MAX_BYTES_PER_DAY"),
+    ],
+)
+def test_bad_environment_values_are_one_line(
+    env: dict[str, str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, _, err = run_cli(["config"], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
+import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probe.config.targets import MAX_FILE_BYTES, import_citizenlab_csv, load_targets, read_targets
-from probe.errors import TargetsError
-from tests.paths import FIXTURES
+from probe.daemon import schedule
+from probe.errors import TargetsError, URLError
+from probe.timeutil import iso
+from probe.urls import check_url
+from tests.paths import FIXTURES, REPO
+from tests.runs import FAST, mixed_targets, run_args, run_cli
+from tests.runs import one_line_messages as _one_line_messages
+from tests.runs import run_fresh as _run
+from tests.world import World
 
 VN = FIXTURES / "test-lists" / "vn.csv"
 
@@ -286,3 +297,221 @@ def test_targets_loader_raises_only_its_error(scratch_yaml: Path, text: str) -> 
 @pytest.fixture(scope="module")
 def scratch_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("targets") / "t.yaml"
+
+
+# -- generated targets files (property tests over outside input, issue 10) ----------------------
+# ``probe run`` in-process against the loopback world; generated URLs that the validator accepts
+# are never measured: they could name a real host; only the world's own URLs are.
+def _rejected(url: str) -> bool:
+    try:
+        check_url(url)
+    except URLError:
+        return True
+    return False
+
+
+hostile_urls = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda scheme, host, rest: f"{scheme}://{host}{rest}",
+        st.sampled_from(["http", "https", "ftp", "HTTP", ""]),
+        st.one_of(
+            st.text(max_size=20),
+            st.sampled_from(["0177.0.0.1", "127.1", "0x7f.1", "[::1", "exa mple.com", "a..b"]),
+            st.just("\U0001f600.example"),
+            st.just("xn--zz.example"),
+        ),
+        st.text(max_size=20),
+    ),
+).filter(_rejected)
+
+broken_entries = st.one_of(
+    st.builds(lambda u: {"url": u}, hostile_urls),  # name added below
+    st.builds(lambda c: {"url": "https://a.example/", "category": c}, st.text(max_size=6)),
+    st.builds(lambda v: {"url": v}, st.one_of(st.integers(), st.lists(st.integers()))),
+    st.just({"colour": "red", "url": "https://a.example/"}),
+    st.just({}),
+    st.just({"url": "https://a.example/", "is_control": True}),
+    st.builds(lambda n: {"url": "https://a.example/", "name": n}, st.text(max_size=70)).filter(
+        lambda e: not str(e["name"]).isidentifier()
+    ),
+    st.builds(lambda u: {"url": "https://a.example/", "throughput_url": u}, hostile_urls),
+)
+
+
+@st.composite
+def target_lists(draw: st.DrawFn, w: World) -> tuple[dict[str, Any], set[str]]:
+    """A targets document mixing valid and broken entries, and the names that are valid."""
+    kinds = draw(st.lists(st.booleans(), min_size=1, max_size=6))
+    entries: list[Any] = []
+    valid: set[str] = set()
+    for i, ok in enumerate(kinds):
+        if ok:
+            host = draw(st.sampled_from(["news.test", "blocked.test", "down.test"]))
+            entries.append({"name": f"v{i}", "url": w.http(host, f"/?{i}")})
+            valid.add(f"v{i}")
+        elif draw(st.integers(0, 9)) == 0:
+            entries.append(draw(st.one_of(st.text(max_size=10), st.integers(), st.none())))
+        else:
+            entries.append({"name": f"b{i}", **draw(broken_entries)})
+    if valid and draw(st.booleans()):
+        entries.append({"name": sorted(valid)[0], "url": w.http("news.test")})  # a duplicate
+    return {"targets": entries}, valid
+
+
+@settings(FAST, max_examples=15)
+@given(data=st.data())
+def test_property_targets_files(
+    data: st.DataObject, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc, valid = data.draw(target_lists(world))
+    with tempfile.TemporaryDirectory() as tmp:
+        p, db = Path(tmp) / "t.yaml", Path(tmp) / "r.db"
+        p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        code, _, err = _run(run_args(world, p, db), capsys)
+        _one_line_messages(code, err)
+        broken = len(doc["targets"]) - len(valid)
+        assert code == (2 if broken else 0), err
+        stored: set[str] = set()
+        if db.exists():
+            con = sqlite3.connect(db)
+            stored = {r[0] for r in con.execute("SELECT target FROM measurements")}
+            con.close()
+        assert stored == valid
+        code, _, err = _run(["targets", "check", str(p)], capsys)
+        _one_line_messages(code, err)
+        errors = [x for x in err.splitlines() if x.startswith("probe: error:")]
+        assert code == (2 if broken else 0) and len(errors) == (broken + 1 if broken else 0)
+        if not broken:
+            assert "has no controls" in err  # these lists have none: check says so
+
+
+@FAST
+@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_property_garbage_targets_files(
+    text: str | bytes, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        p, db = Path(tmp) / "t.yaml", Path(tmp) / "r.db"
+        p.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+        code, _, err = _run(["targets", "check", str(p)], capsys)
+        _one_line_messages(code, err)
+        code, _, err = _run(run_args(world, p, db), capsys)
+        _one_line_messages(code, err)
+        assert code == 2  # no valid target (only the world's URLs are ever valid here)
+
+
+# -- hostile files through the commands (issue 10) ----------------------------------------------
+def test_targets_check_reports_every_broken_entry(
+    tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = mixed_targets(tmp_path, world)
+    code, out, err = run_cli(["targets", "check", str(p)], capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 5 and all(x.startswith("probe: error: ") for x in lines)
+    assert "mixed.yaml:6: targets[4].url: 'https://exa mple.com/'" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"url,category_code\nhttps://caf\xe9.example/,NEWS\n", "l.csv:2: not UTF-8"),
+        (b"url,notes\nhttps://a.example/," + b"n" * 200_000 + b"\n", "l.csv:2: field larger"),
+        (b"url\nhttps://a.example/\x00\n", "l.csv:2: url: "),
+    ],
+    ids=["latin-1", "huge-field", "nul"],
+)
+def test_targets_import_hostile_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, reason: str
+) -> None:
+    src = tmp_path / "l.csv"
+    src.write_bytes(data)
+    code, out, err = run_cli(["targets", "import", str(src)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and reason in err, err
+
+
+def test_targets_import_oversized_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "l.csv"
+    with src.open("wb") as fh:
+        fh.write(b"url\n")
+        fh.truncate(17 * 2**20)
+    code, _, err = run_cli(["targets", "import", str(src)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "l.csv: larger than 16 MiB" in err
+
+
+# -- intervals, and the targets commands ----------------------------------------------------
+def test_target_interval_is_validated_with_file_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: soon\n")
+    with pytest.raises(TargetsError, match=r"t.yaml:2: targets\[0\].interval: 'soon' is not"):
+        load_targets(p)
+    p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: 6h\n")
+    assert load_targets(p).targets[0].interval_seconds == 6 * 3600
+
+
+def test_targets_check_warns_without_controls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - name: a\n    url: https://x.example/\n")
+    code, _, err = run_cli(["targets", "check", str(p)], capsys)
+    assert code == 0 and "has no controls" in err
+
+
+def test_targets_import_writes_a_complete_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "vn.yaml"
+    csv_path = REPO / "tests" / "fixtures" / "test-lists" / "vn.csv"
+    code, _, err = run_cli(["targets", "import", str(csv_path), "-o", str(out)], capsys)
+    assert code == 0, err
+    tl = load_targets(out)
+    defaults = load_targets(REPO / "targets.yaml")
+    assert tl.targets and [c.url for c in tl.controls] == [c.url for c in defaults.controls]
+    code, _, err = run_cli(["targets", "check", str(out)], capsys)
+    assert code == 0 and "no controls" not in err
+
+
+def test_per_tag_intervals_apply_where_the_target_sets_none(tmp_path: Path) -> None:
+    """``intervals:`` maps tags to mean gaps: a target with no interval of its own takes the
+    shortest of its tags' (it is measured as often as its most watched tag asks), before or
+    after the lists in the file."""
+    p = tmp_path / "t.yaml"
+    body = (
+        "targets:\n"
+        "  - {name: fb, url: 'https://a.example/', tags: [social, facebook]}\n"
+        "  - {name: news, url: 'https://b.example/', tags: [news]}\n"
+        "  - {name: own, url: 'https://c.example/', tags: [facebook], interval: 2h}\n"
+        "  - {name: plain, url: 'https://d.example/'}\n"
+        "controls:\n"
+        "  - {name: ctl, url: 'https://e.example/', tags: [news]}\n"
+    )
+    for text in (
+        body + "intervals: {social: 6h, facebook: 15m, news: 90m}\n",
+        "intervals:\n  social: 6h\n  facebook: 15m\n  news: 90m\n" + body,
+    ):
+        p.write_text(text)
+        tl = load_targets(p)
+        got = {t.name: t.interval_seconds for t in (*tl.targets, *tl.controls)}
+        assert got == {"fb": 900, "news": 5400, "own": 7200, "plain": None, "ctl": 5400}
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    ago = {t.name: iso(now - timedelta(minutes=20)) for t in tl.targets}
+    assert [t.name for t in schedule.due(list(tl.targets), ago, now, 2700)] == ["fb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("intervals: [6h]\n", r"t.yaml:\d+: 'intervals:' must map tags to durations"),
+        ("intervals:\n  news: soon\n", r"t.yaml:\d+: intervals.news: 'soon' is not"),
+        ("intervals:\n  news: {a: 1}\n", r"t.yaml:\d+: intervals.news: "),
+    ],
+)
+def test_a_bad_tag_interval_names_file_line_and_tag(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - {name: a, url: 'https://x.example/', tags: [news]}\n" + text)
+    with pytest.raises(TargetsError, match=message):
+        load_targets(p)

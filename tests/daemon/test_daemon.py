@@ -1,20 +1,16 @@
-"""The daemon and its companions: schedule (pure, seeded), budget, lock, systemd notify, init,
-status, prune, and the real daemon against the loopback world."""
+"""The daemon and what is still tested beside it: unfinished rounds, status, prune, the patient
+store, its log lines, and the real daemon against the loopback world."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
-import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,18 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from probe.cli import main
-from probe.config.options import OPTIONS
 from probe.config.settings import resolve
-from probe.config.targets import Target, load_targets
-from probe.daemon import schedule
-from probe.daemon.lock import DaemonLock, holder
-from probe.daemon.systemd import sd_notify, watchdog_period
-from probe.errors import DaemonRunning, TargetsError
-from probe.round import budget
+from probe.daemon.lock import DaemonLock
 from probe.store import RoundRecord, Store
 from probe.timeutil import iso
 from tests.paths import REPO
@@ -44,239 +32,6 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = main(args)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-# -- schedule ------------------------------------------------------------------------------
-@pytest.mark.parametrize("mean", [2.0, 2700.0])
-def test_gaps_are_random_bounded_and_average_the_interval(mean: float) -> None:
-    rng = random.Random(11)
-    gaps = [schedule.next_gap(mean, rng) for _ in range(20000)]
-    assert min(gaps) >= schedule.FLOOR * mean and max(gaps) <= schedule.CAP * mean
-    assert abs(sum(gaps) / len(gaps) / mean - 1) < 0.02
-    assert len({round(g, 6) for g in gaps}) > 19000  # not a handful of values
-    # memoryless enough that the next gap cannot be told from the last: no correlation
-    pairs = list(itertools.pairwise(gaps))
-    mx = sum(gaps) / len(gaps)
-    cov = sum((a - mx) * (b - mx) for a, b in pairs) / len(pairs)
-    var = sum((a - mx) ** 2 for a in gaps) / len(gaps)
-    assert abs(cov / var) < 0.05
-
-
-def test_gap_is_a_pure_function_of_interval_and_rng() -> None:
-    a = [schedule.next_gap(60, random.Random(5)) for _ in range(3)]
-    assert a[0] == a[1] == a[2]
-    r1, r2 = random.Random(7), random.Random(7)
-    assert [schedule.next_gap(60, r1) for _ in range(50)] == [
-        schedule.next_gap(60, r2) for _ in range(50)
-    ]
-
-
-def test_backoff_doubles_up_to_a_cap_and_resets() -> None:
-    assert [schedule.backoff(n) for n in range(6)] == [1, 2, 4, 8, 8, 8]
-
-
-def test_trigger_fires_one_gap_after_it_is_asked() -> None:
-    now = datetime(2026, 11, 29, tzinfo=UTC)
-    trig = schedule.RandomGapTrigger(lambda: 100.0, random.Random(3))
-    expect = schedule.next_gap(100.0, random.Random(3))
-    assert trig.get_next_fire_time(None, now) == now + timedelta(seconds=expect)
-
-
-def test_per_target_intervals_decide_what_a_round_measures() -> None:
-    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
-    fast = Target(name="fast", url="https://a.example/")
-    slow = Target(name="slow", url="https://b.example/", interval="6h")
-    quick = Target(name="quick", url="https://c.example/", interval=600)
-    assert schedule.page_mean([fast, slow], 2700) == 2700
-    assert schedule.page_mean([fast, slow, quick], 2700) == 600
-    ago = {n: iso(now - timedelta(hours=h)) for n, h in (("fast", 1), ("slow", 1))}
-    assert [t.name for t in schedule.due([fast, slow], ago, now, 2700)] == ["fast"]
-    ago["slow"] = iso(now - timedelta(hours=5.7))
-    assert [t.name for t in schedule.due([fast, slow], ago, now, 2700)] == ["fast", "slow"]
-    assert [t.name for t in schedule.due([fast, slow], {}, now, 2700)] == ["fast", "slow"]
-    # with a 10-minute target, the default ones come every 45 minutes, not every round
-    ago = {"fast": iso(now - timedelta(minutes=20)), "quick": iso(now - timedelta(minutes=9))}
-    assert [t.name for t in schedule.due([fast, quick], ago, now, 2700)] == ["quick"]
-
-
-def test_a_tight_budget_rotates_throughput_tests_through_the_list() -> None:
-    """Two tests a day out of five targets: each day the two tested longest ago (never first),
-    so after three days every target has had its test."""
-    targets = [Target(name=n, url=f"https://{n}.example/") for n in "abcde"]
-    last: dict[str, str] = {"c": "2026-11-01T00:00:00.000Z"}
-    seen: list[list[str]] = []
-    for day in range(3):
-        chosen = schedule.least_recently_tested(targets, last, 2)
-        seen.append([t.name for t in chosen])
-        for t in chosen:
-            last[t.name] = f"2026-11-{day + 10:02d}T00:00:00.000Z"
-    assert seen == [["a", "b"], ["d", "e"], ["c", "a"]]
-    assert len(schedule.least_recently_tested(targets, last, None)) == 5
-
-
-def test_target_interval_is_validated_with_file_and_line(tmp_path: Path) -> None:
-    p = tmp_path / "t.yaml"
-    p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: soon\n")
-    with pytest.raises(TargetsError, match=r"t.yaml:2: targets\[0\].interval: 'soon' is not"):
-        load_targets(p)
-    p.write_text("targets:\n  - name: a\n    url: https://x/\n    interval: 6h\n")
-    assert load_targets(p).targets[0].interval_seconds == 6 * 3600
-
-
-# -- budget --------------------------------------------------------------------------------
-def test_budget_reasons_and_resets() -> None:
-    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
-    caps = budget.Budget(daily=25_000_000, monthly=500_000_000)
-    assert budget.check(caps, budget.Usage(1_000_000, 1_000_000), 2_000_000, now) is None
-    why = budget.check(caps, budget.Usage(24_000_000, 30_000_000), 2_000_000, now)
-    assert why == "daily cap: 24.0 MB of 25.0 MB used, resets 2027-01-01T00:00Z"
-    why = budget.check(caps, budget.Usage(0, 499_000_000), 2_000_000, now)
-    assert why is not None and why.startswith("monthly cap: 499.0 MB of 500.0 MB")
-    assert budget.check(budget.Budget(), budget.Usage(10**12, 10**12), 10**9, now) is None
-
-
-@given(
-    daily=st.none() | st.integers(0, 10**9),
-    monthly=st.none() | st.integers(0, 10**10),
-    today=st.integers(0, 10**9),
-    extra=st.integers(0, 10**9),
-    per=st.integers(1, 10**8),
-    fixed=st.integers(0, 10**7),
-    reserve=st.integers(0, 10**7),
-)
-def test_affordable_is_the_most_tests_check_lets_run(
-    daily: int | None,
-    monthly: int | None,
-    today: int,
-    extra: int,
-    per: int,
-    fixed: int,
-    reserve: int,
-) -> None:
-    """The daemon runs ``affordable`` throughput tests, least recently tested first: exactly as
-    many as ``check`` lets through, no more (a cap overrun) and no fewer (tests lost)."""
-    now = datetime(2026, 11, 29, tzinfo=UTC)
-    caps, used = budget.Budget(daily, monthly), budget.Usage(today, today + extra)
-    n = budget.affordable(caps, used, per, fixed=fixed, reserve=reserve)
-    if daily is None and monthly is None:
-        assert n is None
-        return
-    assert n is not None and n >= 0
-    if n:
-        assert budget.check(caps, used, fixed + n * per, now, reserve=reserve) is None
-    assert budget.check(caps, used, fixed + (n + 1) * per, now, reserve=reserve) is not None
-
-
-def test_throughput_gives_way_before_pages() -> None:
-    """Between "throughput refused" and "pages refused" there is room: the reserve."""
-    now = datetime(2026, 11, 29, tzinfo=UTC)
-    caps = budget.Budget(daily=25_000_000)
-    page_round, tp_test = 1_000_000, 1_700_000
-    used = 0
-    first_refused: dict[str, int] = {}
-    while used < caps.daily:
-        u = budget.Usage(used, used)
-        if "throughput" not in first_refused and budget.check(
-            caps, u, tp_test, now, reserve=page_round
-        ):
-            first_refused["throughput"] = used
-        if budget.check(caps, u, page_round, now):
-            first_refused["pages"] = used
-            break
-        used += 100_000
-    assert first_refused["throughput"] < first_refused["pages"]
-    # pages run while a round still fits under the cap, and not once it does not
-    assert first_refused["pages"] + page_round > caps.daily >= first_refused["pages"]
-
-
-# -- lock and systemd ----------------------------------------------------------------------
-def test_one_daemon_per_database(tmp_path: Path) -> None:
-    db = str(tmp_path / "p.db")
-    assert holder(db) is None
-    lock = DaemonLock(db).acquire()
-    try:
-        assert holder(db) == os.getpid()
-        with pytest.raises(DaemonRunning, match=rf"p.db: a probe daemon \(PID {os.getpid()}\)"):
-            DaemonLock(db).acquire()
-    finally:
-        lock.release()
-    assert holder(db) is None
-    DaemonLock(db).acquire().release()  # free again
-
-
-def test_sd_notify_and_watchdog(tmp_path: Path) -> None:
-    path = str(tmp_path / "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.bind(path)
-        assert sd_notify("READY=1", {"NOTIFY_SOCKET": path})
-        assert s.recv(100) == b"READY=1"
-    assert not sd_notify("READY=1", {})
-    assert watchdog_period({"WATCHDOG_USEC": "20000000"}) == 10.0
-    assert watchdog_period({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "1"}) is None
-    assert watchdog_period({}) is None
-
-
-# -- init, targets -------------------------------------------------------------------------
-def test_init_writes_a_commented_file_that_reads_back(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cfg = tmp_path / "conf" / "settings.toml"
-    code, out, err = run_cli(
-        ["init", "--config", str(cfg), "--profile", "mobile", "--interval", "4h", "--yes"], capsys
-    )
-    assert code == 0, err
-    assert "visible" in out and "never stored" in out and "delete" in out
-    text = cfg.read_text()
-    doc = tomllib.loads(text)
-    assert doc == {"profile": "mobile", "interval": "4h"}
-    for o in OPTIONS:
-        if not o.hidden:
-            assert f"# {o.name} =" in text or f"{o.name} =" in text, o.name
-    s = resolve({}, config=str(cfg), env={})
-    assert (s.profile, s.interval, s.max_bytes_per_day) == ("mobile", 4 * 3600, 25_000_000)
-    # every commented line, uncommented, is a valid setting too
-    uncommented = "\n".join(
-        line[2:] if line.startswith("# ") and " = " in line and '"' not in line else line
-        for line in text.splitlines()
-    )
-    tomllib.loads(uncommented)
-    code, _, err = run_cli(["init", "--config", str(cfg), "--yes"], capsys)
-    assert code == 2 and "already there (--force replaces it)" in err
-
-
-def test_init_asks_in_a_terminal_only(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "probe", "init", "--config", str(tmp_path / "s.toml")],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert r.returncode == 2 and "pass --yes" in r.stderr
-    assert not (tmp_path / "s.toml").exists()
-
-
-def test_targets_check_warns_without_controls(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    p = tmp_path / "t.yaml"
-    p.write_text("targets:\n  - name: a\n    url: https://x.example/\n")
-    code, _, err = run_cli(["targets", "check", str(p)], capsys)
-    assert code == 0 and "has no controls" in err
-
-
-def test_targets_import_writes_a_complete_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "vn.yaml"
-    csv_path = REPO / "tests" / "fixtures" / "test-lists" / "vn.csv"
-    code, _, err = run_cli(["targets", "import", str(csv_path), "-o", str(out)], capsys)
-    assert code == 0, err
-    tl = load_targets(out)
-    defaults = load_targets(REPO / "targets.yaml")
-    assert tl.targets and [c.url for c in tl.controls] == [c.url for c in defaults.controls]
-    code, _, err = run_cli(["targets", "check", str(out)], capsys)
-    assert code == 0 and "no controls" not in err
 
 
 # -- the store: unfinished rounds, status, prune --------------------------------------------
@@ -603,35 +358,6 @@ def test_patient_store_keeps_measurements_until_the_database_takes_them(tmp_path
     assert not store.pending and store.exists("m5") and not store.exists("m4")
 
 
-def test_a_round_missed_in_sleep_runs_once_on_waking() -> None:
-    """The job's planned time is an hour past (a laptop that slept): one run, then a gap."""
-    import asyncio
-
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    runs: list[datetime] = []
-
-    async def job() -> None:
-        runs.append(datetime.now(UTC))
-
-    async def go() -> None:
-        sched = AsyncIOScheduler(timezone=UTC, job_defaults=schedule.JOB_DEFAULTS)
-        past = datetime.now(UTC) - timedelta(hours=1)
-        sched.add_job(
-            job,
-            schedule.RandomGapTrigger(lambda: 60.0, random.Random(1)),
-            next_run_time=past,
-        )
-        sched.start()
-        await asyncio.sleep(0.5)
-        nxt = sched.get_jobs()[0].next_run_time
-        sched.shutdown(wait=False)
-        assert nxt - datetime.now(UTC) > timedelta(seconds=60 * schedule.FLOOR - 1)
-
-    asyncio.run(go())
-    assert len(runs) == 1
-
-
 def test_log_lines_for_journald_and_collectors(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import logging
@@ -656,50 +382,6 @@ def test_log_lines_for_journald_and_collectors(monkeypatch: pytest.MonkeyPatch) 
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
         logging.getLogger(name).setLevel(logging.NOTSET)
-
-
-def test_per_tag_intervals_apply_where_the_target_sets_none(tmp_path: Path) -> None:
-    """``intervals:`` maps tags to mean gaps: a target with no interval of its own takes the
-    shortest of its tags' (it is measured as often as its most watched tag asks), before or
-    after the lists in the file."""
-    p = tmp_path / "t.yaml"
-    body = (
-        "targets:\n"
-        "  - {name: fb, url: 'https://a.example/', tags: [social, facebook]}\n"
-        "  - {name: news, url: 'https://b.example/', tags: [news]}\n"
-        "  - {name: own, url: 'https://c.example/', tags: [facebook], interval: 2h}\n"
-        "  - {name: plain, url: 'https://d.example/'}\n"
-        "controls:\n"
-        "  - {name: ctl, url: 'https://e.example/', tags: [news]}\n"
-    )
-    for text in (
-        body + "intervals: {social: 6h, facebook: 15m, news: 90m}\n",
-        "intervals:\n  social: 6h\n  facebook: 15m\n  news: 90m\n" + body,
-    ):
-        p.write_text(text)
-        tl = load_targets(p)
-        got = {t.name: t.interval_seconds for t in (*tl.targets, *tl.controls)}
-        assert got == {"fb": 900, "news": 5400, "own": 7200, "plain": None, "ctl": 5400}
-    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
-    ago = {t.name: iso(now - timedelta(minutes=20)) for t in tl.targets}
-    assert [t.name for t in schedule.due(list(tl.targets), ago, now, 2700)] == ["fb"]
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("intervals: [6h]\n", r"t.yaml:\d+: 'intervals:' must map tags to durations"),
-        ("intervals:\n  news: soon\n", r"t.yaml:\d+: intervals.news: 'soon' is not"),
-        ("intervals:\n  news: {a: 1}\n", r"t.yaml:\d+: intervals.news: "),
-    ],
-)
-def test_a_bad_tag_interval_names_file_line_and_tag(
-    tmp_path: Path, text: str, message: str
-) -> None:
-    p = tmp_path / "t.yaml"
-    p.write_text("targets:\n  - {name: a, url: 'https://x.example/', tags: [news]}\n" + text)
-    with pytest.raises(TargetsError, match=message):
-        load_targets(p)
 
 
 def test_the_daemon_s_reserve_reaches_the_round_without_touching_settings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from probe.cli import main
 from probe.store import Store
 from tests.paths import FIXTURES
+from tests.runs import FAST, run_cli, run_fresh
+from tests.runs import one_line_messages as _one_line_messages
 
 QA = FIXTURES / "ooni-qa"
 EXPECTED = json.loads((QA / "expected.json").read_text(encoding="utf-8"))
@@ -164,3 +167,94 @@ def test_any_ooni_line_is_imported_or_refused_in_one_line(doc: Any) -> None:
         assert "\n" not in str(exc)
     else:
         assert m.source == "ooni" and m.url == doc["input"]
+
+
+# -- generated OONI lines (property tests over outside input, issue 10) -------------------------
+def _qa(name: str) -> str:
+    return json.dumps(json.loads((QA / name / "measurement.json").read_text(encoding="utf-8")))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutated(doc: dict[str, Any], key: str, value: Any) -> str:
+    return json.dumps({**doc, key: value})
+
+
+ooni_lines = st.one_of(
+    st.sampled_from(["dnsBlockingNXDOMAIN", "dnsBlockingBOGON", "tcpBlockingConnectTimeout"]).map(
+        _qa
+    ),
+    json_values.map(json.dumps),
+    st.text(max_size=50),
+    st.builds(
+        _mutated,
+        st.sampled_from([json.loads(_qa("dnsBlockingNXDOMAIN"))]),
+        st.sampled_from(["test_keys", "input", "measurement_start_time", "test_name"]),
+        json_values,
+    ),
+    st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
+)
+
+
+@FAST
+@given(lines=st.lists(ooni_lines, min_size=0, max_size=6), gz=st.booleans())
+def test_property_ooni_lines(
+    lines: list[str], gz: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, db = Path(tmp) / "m.jsonl", Path(tmp) / "o.db"
+        data = "\n".join(lines).encode("utf-8", "surrogatepass")
+        src.write_bytes(gzip.compress(data) if gz else data)
+        code, out, err = run_fresh(
+            ["import", "--format", "ooni", str(src), "--db", str(db)], capsys
+        )
+        _one_line_messages(code, err)
+        if code == 0:
+            imported, _, dup, *_ = out.replace(",", "").split()
+            assert int(imported) + int(dup) > 0
+
+
+# -- hostile files to import (issue 10) ---------------------------------------------------------
+def _qa_line(name: str = "dnsBlockingNXDOMAIN") -> bytes:
+    return json.dumps(json.loads((QA / name / "measurement.json").read_text())).encode()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"input": "' + b"x" * (70 * 2**20) + b'"}', "longer than 64 MiB"),
+        (b'{"input": "caf\xe9"}', "not UTF-8"),
+        (b"\x00\x01\x02", "not JSON"),
+    ],
+    ids=["deep", "huge", "latin-1", "binary"],
+)
+def test_import_skips_a_hostile_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: bytes, reason: str
+) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(_qa_line() + b"\n" + bad + b"\n" + _qa_line("dnsBlockingBOGON") + b"\n")
+    code, out, err = run_cli(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 0, err
+    assert "2 imported, 0 already there, 1 skipped, from 3 records" in out
+    assert err.count("\n") == 1 and f"m.jsonl:2: {reason}" in err
+
+
+def test_import_with_no_valid_line_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(b"not json\n[1, 2]\n" + b"{" * 5000 + b"\n")
+    code, out, err = run_cli(["import", "--format", "ooni", str(src), "--db", str(db)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"probe: error: {src}: no valid OONI measurement in 3 records")
+    assert "m.jsonl:1: not JSON" in err
