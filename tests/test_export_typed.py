@@ -75,3 +75,8 @@ def test_a_record_gives_back_the_stored_steps(db: Path) -> None:
         assert all("body" not in h for h in rec["http"])
         assert msgspec.convert(rec["http"], tuple[HTTPTransaction, ...]) == obs.http
         assert msgspec.convert(rec["control"], ControlEvidence | None) == m.control
+
+
+def test_the_records_for_an_encoder_encode_as_the_plain_ones(db: Path) -> None:
+    for m in Store.open(db).stored(RowFilter()):
+        assert msgspec.json.encode(record(m, for_json=True)) == msgspec.json.encode(record(m))

@@ -54,7 +54,7 @@ def export(store: Store, f: RowFilter, fmt: str, output: str | None, *, excel: b
             return write_ooni(store, f, out)
         from probe.analyst.export.jsonl import write_jsonl
 
-        return write_jsonl(records(store, f), out)
+        return write_jsonl(records(store, f, for_json=True), out)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ import msgspec
 
 from probe import words as verdicts
 from probe.errors import ExportError
-from probe.model import ThroughputRecord, Verdict
+from probe.model import HTTPTransaction, ThroughputRecord, Verdict
 from probe.store import RowFilter, Store, Stored
 from probe.store.reads import throughput_from_text
 from probe.timeutil import iso, parse_iso
@@ -59,6 +59,7 @@ NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
 BOOLEANS = ("is_control", "accessible", "throttled", "offline", "network_ok")
 
 _builtins = msgspec.to_builtins
+_encode = msgspec.json.Encoder().encode
 
 
 def parse_time(text: str, flag: str) -> str:
@@ -91,16 +92,20 @@ def records(
     since: str | None = None,
     until: str | None = None,
     targets: Iterable[str] = (),
+    for_json: bool = False,
 ) -> Iterator[dict[str, Any]]:
+    """The export records (see :func:`record`; ``for_json``: for an encoder)."""
     if f is None:
         f = RowFilter(since=since, until=until, targets=tuple(targets))
     for m in store.stored(f):
-        yield record(m)
+        yield record(m, for_json=for_json)
 
 
-def record(m: Stored) -> dict[str, Any]:
+def record(m: Stored, *, for_json: bool = False) -> dict[str, Any]:
     """The export record of one stored measurement (keys in :data:`FLAT` order, then the
-    nested sections, then ``ooni_verdict`` for imported rows)."""
+    nested sections, then ``ooni_verdict`` for imported rows). ``for_json``: the sections hold
+    the typed records themselves (and the HTTP steps their JSON), which msgspec encodes to the
+    same bytes as the plain dicts, a third faster than building those dicts first."""
     v = m.verdict
     rec: dict[str, Any] = {
         "id": m.id,
@@ -137,18 +142,27 @@ def record(m: Stored) -> dict[str, Any]:
         "http_diff": http_diff(v),
     }
     obs = m.observations
-    rec["dns"] = _builtins(obs.dns)
-    rec["tcp"] = _builtins(obs.tcp)
-    rec["tls"] = _builtins(obs.tls)
-    http = _builtins(obs.http)
-    for h in http:
-        del h["body"]  # kept apart, once per SHA-256: never in the record
-    rec["http"] = http
-    rec["control"] = None if m.control is None else _builtins(m.control)
-    rec["throughput"] = throughput_section(m.throughput)
+    if for_json and all(h.body is None for h in obs.http):
+        rec.update(dns=obs.dns, tcp=obs.tcp, tls=obs.tls, http=_http_json(obs.http))
+        rec["control"] = m.control
+    else:
+        rec.update(dns=_builtins(obs.dns), tcp=_builtins(obs.tcp), tls=_builtins(obs.tls))
+        http = _builtins(obs.http)
+        for h in http:
+            del h["body"]  # kept apart, once per SHA-256: never in the record
+        rec["http"] = http
+        rec["control"] = None if m.control is None else _builtins(m.control)
+    rec["throughput"] = throughput_section(m.throughput, for_json=for_json)
     if "ooni_verdict" in m.extra:  # imported: OONI's own verdict, beside ours
         rec["ooni_verdict"] = m.extra["ooni_verdict"]
     return rec
+
+
+def _http_json(http: tuple[HTTPTransaction, ...]) -> msgspec.Raw:
+    """The HTTP steps' JSON without their (absent) bodies. Only the steps' own keys can read
+    ``,"body":null,`` here: headers are [name, value] lists, and a quote inside a string is
+    escaped."""
+    return msgspec.Raw(_encode(http).replace(b',"body":null,', b","))
 
 
 def http_diff(v: Verdict) -> dict[str, Any]:
@@ -167,7 +181,9 @@ def throughput_record(raw: str | None) -> dict[str, Any] | None:
     return throughput_section(throughput_from_text(raw)) if raw else None
 
 
-def throughput_section(tp: ThroughputRecord | None) -> dict[str, Any] | None:
+def throughput_section(
+    tp: ThroughputRecord | None, *, for_json: bool = False
+) -> dict[str, Any] | None:
     """The export's ``throughput`` object: the analysis, bytes used, and every flow's samples."""
     if tp is None:
         return None
@@ -187,5 +203,5 @@ def throughput_section(tp: ThroughputRecord | None) -> dict[str, Any] | None:
         "tests_in_round": tp.tests_in_round,
         "url": tp.url,
         "control": tp.control,
-        "samples": _builtins(tp.flows),
+        "samples": tp.flows if for_json else _builtins(tp.flows),
     }
