@@ -22,9 +22,10 @@ from probe.analyst.export import export, records
 from probe.analyst.export.records import record
 from probe.model import ControlEvidence, DNSQuery, HTTPTransaction, TCPConnect, TLSHandshake
 from probe.store import RowFilter, Store
+from tests.paths import FIXTURES
 from tests.typed_db import varied_db
 
-PIN = Path(__file__).parent / "fixtures" / "export-pin.json"
+PIN = FIXTURES / "export-pin.json"
 FORMATS = ("jsonl", "ooni", "csv")
 
 
