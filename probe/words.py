@@ -183,7 +183,7 @@ def words(
     return translator(lang).gettext(en)
 
 
-def of(v: Any, *, lang: str = "en") -> str:
+def of(v: Any, *, throttle_label: str | None = None, lang: str = "en") -> str:
     """:func:`words` for anything with a verdict's attributes (a :class:`probe.model.Verdict`)."""
     return words(
         v.blocking,
@@ -192,6 +192,7 @@ def of(v: Any, *, lang: str = "en") -> str:
         v.offline,
         v.throttled,
         blockpage=v.blockpage,
+        throttle_label=throttle_label,
         lang=lang,
     )
 

@@ -72,17 +72,7 @@ def parse_time(text: str, flag: str) -> str:
 
 def stored_words(m: Stored, lang: str = "en") -> str:
     """The verdict in words (:mod:`probe.words`) of a stored measurement."""
-    v = m.verdict
-    return verdicts.words(
-        v.blocking,
-        v.accessible,
-        v.evidence,
-        v.offline,
-        v.throttled,
-        blockpage=v.blockpage,
-        throttle_label=m.throttle_label,
-        lang=lang,
-    )
+    return verdicts.of(m.verdict, throttle_label=m.throttle_label, lang=lang)
 
 
 def records(
