@@ -15,8 +15,6 @@ survived, and exits 1 when any survived.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import check_imports_copy, pytest_command, scratch_copy, test_env
+from bench.scratch import check_imports_copy, run_tests, scratch_copy
 
 
 @dataclass(frozen=True)
@@ -160,8 +158,6 @@ def check_patterns(mutants: tuple[Mutant, ...]) -> None:
 
 
 # The test function, without its parameters (ids may hold spaces): reruns take every case.
-_FAILED = re.compile(r"^(?:FAILED|ERROR) ([^\s\[]+)", re.MULTILINE)
-_SUMMARY = re.compile(r"^=*\s*(.*\d+ (?:passed|failed|error).*?)\s*=*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -173,23 +169,6 @@ class Outcome:
     summary: str
 
 
-def _pytest(copy: Path, *args: str) -> tuple[list[str], str]:
-    r = subprocess.run(
-        pytest_command("-q", "-rfE", *args),
-        cwd=copy,
-        env=test_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    out = r.stdout + r.stderr
-    if r.returncode not in (0, 1):
-        raise SystemExit(f"pytest exit {r.returncode} in {copy}:\n{out[-2000:]}")
-    summaries = _SUMMARY.findall(out)
-    failed = list(dict.fromkeys(f.split(" - ")[0] for f in _FAILED.findall(out)))
-    return failed, summaries[-1] if summaries else "?"
-
-
 def run_one(m: Mutant | None, extra: list[str], clean: Path | None) -> Outcome:
     """The whole non-lab suite with the mutant; each test that failed is run again with the
     mutant and in the unmutated copy ``clean``: a kill is a failure that repeats with the
@@ -199,15 +178,15 @@ def run_one(m: Mutant | None, extra: list[str], clean: Path | None) -> Outcome:
         if m is not None:
             apply(copy, m)
         t0 = time.monotonic()
-        failed, summary = _pytest(copy, *extra)
-        again = _pytest(copy, *failed)[0] if failed else failed
+        failed, summary = run_tests(copy, *extra)
+        again = run_tests(copy, *failed)[0] if failed else failed
         seconds = time.monotonic() - t0
     if m is None or not again or clean is None:
         # Unmutated: what failed twice is broken; what failed once is flaky.
         return Outcome(
             m, tuple(again), tuple(t for t in failed if t not in again), seconds, summary
         )
-    without = set(_pytest(clean, *again)[0])
+    without = set(run_tests(clean, *again)[0])
     kills = tuple(t for t in again if t not in without)
     flaky = tuple(t for t in failed if t not in kills)
     return Outcome(m, kills, flaky, seconds, summary)

@@ -33,7 +33,6 @@ import ast
 import copy
 import queue
 import re
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,9 +46,8 @@ from bench.scratch import (
     LAB_TESTS,
     REPO,
     check_imports_copy,
-    pytest_command,
+    run_tests,
     scratch_copy,
-    test_env,
 )
 
 TARGET = "probe/classify/__init__.py"
@@ -155,22 +153,8 @@ def suite_files(copy_root: Path) -> list[str]:
     return [*FAST, *(t for t in rest if t not in FAST and t not in LAB_TESTS)]
 
 
-_FAILED = re.compile(r"^(?:FAILED|ERROR) ([^\s\[]+)", re.MULTILINE)
-
-
 def _failed(root: Path, *args: str) -> list[str]:
-    r = subprocess.run(
-        pytest_command("-q", "-x", "-rfE", "-m", "not lab", *args),
-        cwd=root,
-        env=test_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    out = r.stdout + r.stderr
-    if r.returncode not in (0, 1):
-        raise SystemExit(f"pytest exit {r.returncode} in {root}:\n{out[-2000:]}")
-    return list(dict.fromkeys(f.split(" - ")[0] for f in _FAILED.findall(out)))
+    return run_tests(root, "-x", "-m", "not lab", *args)[0]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,3 +73,26 @@ def check_imports_copy(copy: Path) -> None:
     ).stdout.strip()
     if not Path(out).resolve().is_relative_to(copy.resolve()):
         raise SystemExit(f"the copy imports {out}, not its own probe/: refusing to run")
+
+
+_FAILED = re.compile(r"^(?:FAILED|ERROR) ([^\s\[]+)", re.MULTILINE)
+_SUMMARY = re.compile(r"^=*\s*(.*\d+ (?:passed|failed|error).*?)\s*=*$", re.MULTILINE)
+
+
+def run_tests(copy: Path, *args: str) -> tuple[list[str], str]:
+    """Run pytest in ``copy`` with ``args``: the tests that failed (in order, once each) and
+    pytest's closing summary line. Any exit but "passed" or "some failed" stops the bench."""
+    r = subprocess.run(
+        pytest_command("-q", "-rfE", *args),
+        cwd=copy,
+        env=test_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = r.stdout + r.stderr
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"pytest exit {r.returncode} in {copy}:\n{out[-2000:]}")
+    summaries = _SUMMARY.findall(out)
+    failed = list(dict.fromkeys(f.split(" - ")[0] for f in _FAILED.findall(out)))
+    return failed, summaries[-1] if summaries else "?"
