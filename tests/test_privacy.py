@@ -4,9 +4,12 @@ taken for speed never keeps an address the full path would have removed."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from dataclasses import replace
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,3 +85,156 @@ def test_a_record_holding_the_address_takes_the_full_path() -> None:
     assert scrubber.observations(obs).http[0].headers == (("X-Your-IP", SCRUBBED),)
     assert Scrubber(["198.51.100.1"]).holds_none(obs)
     assert not Scrubber(["198.51.100.1"], recognisers=[lambda ip: False]).holds_none(obs)
+
+
+# Exact forms, one by one: each must be scrubbed on its own (the fast substring check included),
+# and a neighbouring address that only looks alike must be kept as evidence.
+
+V4 = "203.0.113.7"  # int 3405803783, hex cb007107
+V6 = "2001:db8::7"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("203.0.113.7", SCRUBBED),
+        ("7.113.0.203.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
+        ("ip-203-0-113-7.isp.example", f"ip-{SCRUBBED}.isp.example"),
+        ("host_203_0_113_7", f"host_{SCRUBBED}"),
+        ("ip=203%2E0%2E113%2E7&x=1", f"ip={SCRUBBED}&x=1"),
+        ("ip=203%2e0%2e113%2e7", f"ip={SCRUBBED}"),
+        ("addr 203.000.113.007", f"addr {SCRUBBED}"),
+        ("n=3405803783;", f"n={SCRUBBED};"),
+        ("0xcb007107", SCRUBBED),
+        ("0XCB007107.", f"{SCRUBBED}."),
+        # host:port and IPv4-mapped IPv6: a colon after or before the dotted form is no digit
+        ("203.0.113.7:443", f"{SCRUBBED}:443"),
+        ("::ffff:203.0.113.7", f"::ffff:{SCRUBBED}"),
+        # a hex letter glued to a dashed form (ISP host names) does not protect it
+        ("cpe203-0-113-7.cable.example", f"cpe{SCRUBBED}.cable.example"),
+    ],
+)
+def test_every_ipv4_form_is_scrubbed(text: str, expected: str) -> None:
+    assert Scrubber([V4]).text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2001:db8::7", SCRUBBED),
+        ("[2001:db8::7]:443", f"[{SCRUBBED}]:443"),
+        ("2001-db8--7.ipv6-literal.net", f"{SCRUBBED}.ipv6-literal.net"),
+        ("ip=2001%3adb8%3a%3a7", f"ip={SCRUBBED}"),
+        ("ip=2001%3Adb8%3A%3A7", f"ip={SCRUBBED}"),
+        ("2001:0db8:0000:0000:0000:0000:0000:0007", SCRUBBED),
+        ("2001-0db8-0000-0000-0000-0000-0000-0007", SCRUBBED),
+        ("2001%3a0db8%3a0000%3a0000%3a0000%3a0000%3a0000%3a0007", SCRUBBED),
+    ],
+)
+def test_every_ipv6_form_is_scrubbed(text: str, expected: str) -> None:
+    assert Scrubber([V6]).text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2001:db8::7:1",  # a longer address, not the volunteer's
+        "2001:db8::7a",
+        "2001-db8--7a.ipv6-literal.net",
+        "2001%3adb8%3a%3a7a",
+        "2001%3Adb8%3A%3A7b",
+    ],
+)
+def test_a_longer_ipv6_address_is_kept(text: str) -> None:
+    assert Scrubber([V6]).text(text) == text
+
+
+@pytest.mark.parametrize("text", ["acb007107", "cb007107f", "1203.0.113.7", "203.0.113.70"])
+def test_a_longer_ipv4_number_is_kept(text: str) -> None:
+    assert Scrubber([V4]).text(text) == text
+
+
+def test_a_hex_form_that_is_all_digits_takes_its_0x_prefix() -> None:
+    # 18.52.86.120 is 0x12345678: its hex form reads as a decimal too
+    scrubber = Scrubber(["18.52.86.120"])
+    assert scrubber.text("0x12345678") == SCRUBBED
+    assert scrubber.text("a12345678") == f"a{SCRUBBED}"
+    assert scrubber.text("012345678") == "012345678"
+
+
+def test_an_eight_character_dotted_form_leaves_a_0x_before_it() -> None:
+    assert Scrubber(["1.2.3.45"]).text("0x1.2.3.45") == f"0x{SCRUBBED}"
+
+
+# Recognisers: the address is found in whatever form the text holds, then scrubbed.
+
+
+def _claims(address: str) -> Scrubber:
+    mine = ipaddress.ip_address(address)
+    return Scrubber(recognisers=[lambda ip: ip == mine])
+
+
+@pytest.mark.parametrize(
+    ("address", "text", "expected"),
+    [
+        (V4, "your ip: 203.0.113.7", f"your ip: {SCRUBBED}"),
+        (V4, "7.113.0.203.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
+        (V4, "n=3405803783", f"n={SCRUBBED}"),
+        (V4, "n=cb007107", f"n={SCRUBBED}"),
+        ("18.52.86.120", "n=12345678", f"n={SCRUBBED}"),
+        (V6, "your ip: 2001:db8::7", f"your ip: {SCRUBBED}"),
+        (V6, "2001-db8--7.ipv6-literal.net", f"{SCRUBBED}.ipv6-literal.net"),
+        (V6, "ip=2001%3adb8%3a%3a7", f"ip={SCRUBBED}"),
+        (V6, "ip=2001%3Adb8%3A%3A7", f"ip={SCRUBBED}"),
+    ],
+)
+def test_a_recogniser_claims_the_address_in_any_form(
+    address: str, text: str, expected: str
+) -> None:
+    scrubber = _claims(address)
+    assert scrubber.text(text) == expected
+    assert scrubber.addresses() == {ipaddress.ip_address(address)}
+
+
+@pytest.mark.parametrize("text", ["4294967296", "8589934591", "0x100000000"])
+def test_a_number_past_the_ipv4_range_is_no_candidate(text: str) -> None:
+    seen: list[object] = []
+    scrubber = Scrubber(recognisers=[lambda ip: bool(seen.append(ip))])
+    assert scrubber.text(text) == text
+    assert all(isinstance(ip, ipaddress.IPv4Address) for ip in seen)
+
+
+# Bodies: a scrubbed body gets the hash of its scrubbed text; an untouched one keeps its hash.
+
+
+def test_a_scrubbed_body_gets_the_hash_of_its_scrubbed_text() -> None:
+    body = "<p>Your address is 203.0.113.7</p>"
+    obs = Observations(
+        "http://example.org/",
+        http=(
+            HTTPTransaction(
+                "http://example.org/", body=body, body_sha256=hashlib.sha256(b"raw").hexdigest()
+            ),
+        ),
+    )
+    out = Scrubber([V4]).observations(obs)
+    clean = f"<p>Your address is {SCRUBBED}</p>"
+    assert out.http[0].body == clean
+    assert out.http[0].body_sha256 == hashlib.sha256(clean.encode()).hexdigest()
+
+
+def test_an_untouched_body_keeps_its_hash() -> None:
+    raw_hash = hashlib.sha256(b"the raw bytes, not the decoded text").hexdigest()
+    http = HTTPTransaction(
+        "http://example.org/",
+        headers=(("X-Your-IP", V4),),
+        body="<p>blocked</p>",
+        body_sha256=raw_hash,
+    )
+    out = Scrubber([V4]).observations(Observations("http://example.org/", http=(http,)))
+    assert out.http[0].headers == (("X-Your-IP", SCRUBBED),)
+    assert out.http[0].body == "<p>blocked</p>"
+    assert out.http[0].body_sha256 == raw_hash
+    empty = replace(http, body=None, body_sha256=None)
+    out = Scrubber([V4]).observations(Observations("http://example.org/", http=(empty,)))
+    assert out.http[0].body_sha256 is None
