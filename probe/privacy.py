@@ -5,12 +5,13 @@ sockets used (with IPv6, or with no NAT, that is the public address) and any add
 recognised later (``recognisers``: predicates that say "this address is mine" without the
 probe ever being told the address, see :mod:`probe.measure.helper_client`) - and replaces each
 with ``[scrubbed]`` in every form a server may echo: dotted (also zero-padded and reversed, as in
-``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``), URL-encoded (``1%2E2%2E3%2E4``), a
-decimal or hexadecimal integer, and IPv6 compressed, expanded, dashed (``ipv6-literal``) or
-URL-encoded. Every other address (a blockpage's, a Location header's, a DNS answer) is evidence
-and stays. :meth:`Scrubber.tree` applies it to every string of a JSON-like value;
-:meth:`Scrubber.observations` to a measurement's observations, where a changed body also gets the
-hash of the scrubbed text, so no digest of the address is kept either. It is applied once, in
+``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``), URL-encoded once or twice
+(``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``), a decimal or hexadecimal integer, and IPv6
+compressed, expanded, dashed (``ipv6-literal``) or URL-encoded once or twice. Every other
+address (a blockpage's, a Location header's, a DNS answer) is evidence and stays.
+:meth:`Scrubber.tree` applies it to every string of a JSON-like value;
+:meth:`Scrubber.observations` to a measurement's observations, where a changed body also gets
+the hash of the scrubbed text, so no digest of the address is kept either. It is applied once, in
 :mod:`probe.round`, before a measurement is classified and stored, so a live verdict and a
 replayed one see the same text. Loopback and unspecified addresses identify no one and are
 never scrubbed (a resolver answering 127.0.0.1 is evidence).
@@ -36,13 +37,19 @@ Recogniser = Callable[[IPAddress], bool]
 T = TypeVar("T")
 
 
+# What a server writes between an address's parts: itself, a host name's dash or underscore,
+# URL-encoded, and URL-encoded twice (a tracker's redirect parameter holding a URL).
+_V4_SEPARATORS = (".", "-", "_", "%2e", "%252e")
+_V6_SEPARATORS = (":", "-", "%3a", "%253a")
+
+
 def _forms(ip: IPAddress) -> list[str]:
     """Every text form of ``ip`` the scrubber looks for, lower-case."""
     if isinstance(ip, ipaddress.IPv4Address):
         octets = str(ip).split(".")
         out = []
         for parts in (octets, octets[::-1]):
-            for sep in (".", "-", "_", "%2e"):
+            for sep in _V4_SEPARATORS:
                 out.append(sep.join(parts))
         out.append(".".join(f"{int(o):03d}" for o in octets))
         out.append(str(int(ip)))
@@ -50,7 +57,7 @@ def _forms(ip: IPAddress) -> list[str]:
         return out
     out = []
     for text in (ip.compressed, ip.exploded):
-        for sep in (":", "-", "%3a"):
+        for sep in _V6_SEPARATORS:
             out.append(text.replace(":", sep))
     return out
 
@@ -61,7 +68,12 @@ def _wrapped(form: str) -> str:
     lit = re.escape(form)
     if re.fullmatch(r"[0-9a-f]{8}", form) and not form.isdigit():
         return rf"(?<![0-9a-f])(?:0x)?{lit}(?![0-9a-f])"
-    ipv6_like = ":" in form or "%3a" in form or bool(re.fullmatch(r"[0-9a-f]*-[0-9a-f-]*", form))
+    ipv6_like = (
+        ":" in form
+        or "%3a" in form
+        or "%253a" in form
+        or bool(re.fullmatch(r"[0-9a-f]*-[0-9a-f-]*", form))
+    )
     if ipv6_like and not re.fullmatch(r"[0-9-]+", form):
         return rf"(?<![0-9a-f:]){lit}(?![0-9a-f:])"
     if form.isdigit() and len(form) == 8:  # a decimal that is also valid hex
@@ -79,11 +91,12 @@ def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Patte
 
 # Candidates for recognisers: anything that could be an address, in the same forms.
 _V4_CANDIDATE = re.compile(
-    r"(?<![0-9])(\d{1,3})(\.|-|_|%2[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
+    r"(?<![0-9])(\d{1,3})(\.|-|_|%2[eE]|%252[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
 )
 _INT_CANDIDATE = re.compile(r"(?<![0-9a-zA-Z])(?:0[xX])?([0-9a-fA-F]{8}|\d{8,10})(?![0-9a-zA-Z])")
 _V6_CANDIDATE = re.compile(
-    r"(?<![0-9a-fA-F:])((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA])){2,7}[0-9a-fA-F]{0,4})(?![0-9a-fA-F:])"
+    r"(?<![0-9a-fA-F:])((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA]|%253[aA])){2,7}[0-9a-fA-F]{0,4})"
+    r"(?![0-9a-fA-F:])"
 )
 
 
@@ -106,7 +119,7 @@ def _candidates(text: str) -> list[IPAddress]:
             value = int(digits, base)
             found.append(ipaddress.IPv4Address(value) if value < 2**32 else None)
     for m in _V6_CANDIDATE.finditer(text):
-        found.append(_address(re.sub("%3[aA]|-", ":", m.group(1))))
+        found.append(_address(re.sub("%(?:25)?3[aA]|-", ":", m.group(1))))
     return [ip for ip in found if ip is not None]
 
 

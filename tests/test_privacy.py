@@ -238,3 +238,43 @@ def test_an_untouched_body_keeps_its_hash() -> None:
     empty = replace(http, body=None, body_sha256=None)
     out = Scrubber([V4]).observations(Observations("http://example.org/", http=(empty,)))
     assert out.http[0].body_sha256 is None
+
+
+# Issue 20: the encodings that still got through. Each form scrubbed by exact value, for an
+# address the scrubber knows and for one only a recogniser claims.
+
+ENCODED = [
+    # double URL-encoding: a URL-encoded form encoded again
+    (V4, "ip=203%252E0%252E113%252E7&x=1", f"ip={SCRUBBED}&x=1"),
+    (V4, "ip=203%252e0%252e113%252e7", f"ip={SCRUBBED}"),
+    (V4, "7%252E113%252E0%252E203", SCRUBBED),
+    (V6, "ip=2001%253Adb8%253A%253A7", f"ip={SCRUBBED}"),
+    (V6, "2001%253a0db8%253a0000%253a0000%253a0000%253a0000%253a0000%253a0007", SCRUBBED),
+]
+
+
+@pytest.mark.parametrize(("address", "text", "expected"), ENCODED)
+def test_every_encoded_form_is_scrubbed(address: str, text: str, expected: str) -> None:
+    assert Scrubber([address]).text(text) == expected
+
+
+@pytest.mark.parametrize(("address", "text", "expected"), ENCODED)
+def test_a_recogniser_claims_the_address_in_every_encoded_form(
+    address: str, text: str, expected: str
+) -> None:
+    scrubber = _claims(address)
+    assert scrubber.text(text) == expected
+    assert scrubber.addresses() == {ipaddress.ip_address(address)}
+
+
+@pytest.mark.parametrize(
+    ("address", "text"),
+    [
+        (V4, "203%252E0%252E113%252E70"),
+        (V4, "1203%252E0%252E113%252E7"),
+        (V6, "2001%253Adb8%253A%253A7a"),
+    ],
+)
+def test_a_longer_encoded_look_alike_is_kept(address: str, text: str) -> None:
+    assert Scrubber([address]).text(text) == text
+    assert _claims(address).text(text) == text
