@@ -2,19 +2,19 @@
 
 Contract: a :class:`Scrubber` knows the volunteer's addresses - every local address the probe's
 sockets used (with IPv6, or with no NAT, that is the public address) and any address learned or
-recognised later (``recognisers``: predicates that say "this address is mine" without the
-probe ever being told the address, see :mod:`probe.measure.helper_client`) - and replaces each
-with ``[scrubbed]`` in every form a server may echo: dotted (also zero-padded and reversed, as in
-``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``), URL-encoded once or twice
-(``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``), a decimal or hexadecimal integer, and IPv6
-compressed, expanded, dashed (``ipv6-literal``) or URL-encoded once or twice. Every other
-address (a blockpage's, a Location header's, a DNS answer) is evidence and stays.
+recognised later (``recognisers``: predicates that say "this address is mine" without the probe
+ever being told the address, see :mod:`probe.measure.helper_client`) - and replaces each with
+``[scrubbed]`` in every form a server may echo: dotted (any octet zero-padded any amount,
+``1.002.3.04``, and reversed, as in ``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``),
+URL-encoded once or twice (``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``), a decimal or hexadecimal
+integer, and IPv6 compressed, expanded, dashed (``ipv6-literal``) or URL-encoded once or twice.
+Every other address (a blockpage's, a Location header's, a DNS answer) is evidence and stays.
 :meth:`Scrubber.tree` applies it to every string of a JSON-like value;
-:meth:`Scrubber.observations` to a measurement's observations, where a changed body also gets
-the hash of the scrubbed text, so no digest of the address is kept either. It is applied once, in
-:mod:`probe.round`, before a measurement is classified and stored, so a live verdict and a
-replayed one see the same text. Loopback and unspecified addresses identify no one and are
-never scrubbed (a resolver answering 127.0.0.1 is evidence).
+:meth:`Scrubber.observations` to a measurement's observations, where a changed body also gets the
+hash of the scrubbed text, so no digest of the address is kept either. It is applied once, in
+:mod:`probe.round`, before a measurement is classified and stored, so a live verdict and a replayed
+one see the same text. Loopback and unspecified addresses identify no one and are never scrubbed (a
+resolver answering 127.0.0.1 is evidence).
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ _V6_SEPARATORS = (":", "-", "%3a", "%253a")
 
 
 def _forms(ip: IPAddress) -> list[str]:
-    """Every text form of ``ip`` the scrubber looks for, lower-case."""
+    """The text forms of ``ip`` a server writes, lower-case: dotted (forwards and reversed,
+    also zero-padded), dashed, underscored and URL-encoded, the integers; IPv6 compressed and
+    expanded with each separator. The scrubber finds every one of them, the dotted ones through
+    :func:`_dotted`, which also finds them with any octet padded any amount."""
     if isinstance(ip, ipaddress.IPv4Address):
         octets = str(ip).split(".")
         out = []
@@ -52,9 +55,7 @@ def _forms(ip: IPAddress) -> list[str]:
             for sep in _V4_SEPARATORS:
                 out.append(sep.join(parts))
         out.append(".".join(f"{int(o):03d}" for o in octets))
-        out.append(str(int(ip)))
-        out.append(f"{int(ip):08x}")
-        return out
+        return [*out, *_numbers(ip)]
     out = []
     for text in (ip.compressed, ip.exploded):
         for sep in _V6_SEPARATORS:
@@ -62,9 +63,46 @@ def _forms(ip: IPAddress) -> list[str]:
     return out
 
 
+def _numbers(ip: ipaddress.IPv4Address) -> list[str]:
+    """An IPv4 address as one number: decimal and (eight digits) hexadecimal."""
+    return [str(int(ip)), f"{int(ip):08x}"]
+
+
+def _octet(value: int, *, last: bool) -> str:
+    """One octet of a dotted form, as a pattern: decimal, with any number of leading zeros."""
+    return f"0*{value}" + ("(?![0-9])" if last else "")
+
+
+def _dotted(ip: ipaddress.IPv4Address, name: str) -> str:
+    """Every dotted form of ``ip`` as one pattern: its octets forwards or reversed, one
+    separator between them (any of :data:`_V4_SEPARATORS`, the same three times), each octet
+    as :func:`_octet` writes it, and no digit glued before (10.77.0.2 is not inside
+    110.77.0.23, but is inside ip10-77-0-2). ``name`` names the separator's group."""
+    octets = [int(o) for o in str(ip).split(".")]
+    seps = "|".join(re.escape(s) for s in _V4_SEPARATORS)
+    orders = []
+    for k, parts in enumerate(dict.fromkeys((tuple(octets), tuple(octets[::-1])))):
+        group = f"{name}_{k}"
+        tail = f"(?P={group})".join(_octet(o, last=i == 2) for i, o in enumerate(parts[1:]))
+        orders.append(f"{_octet(parts[0], last=False)}(?P<{group}>{seps}){tail}")
+    return rf"(?<![0-9])(?:{'|'.join(orders)})"
+
+
+def _literals(ip: IPAddress) -> list[str]:
+    """Strings, lower-case, one of which is in every text :func:`_pattern` finds ``ip`` in
+    (lower-cased): the fast path looks for them at C speed before any pattern runs. A dotted
+    form, however padded and in either order, holds its second and third octets each followed
+    by a separator (``%2`` begins both URL-encoded ones); the rarer of the two is taken."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return _forms(ip)
+    octets = [int(o) for o in str(ip).split(".")]
+    middle = max(octets[1:3], key=lambda o: (len(str(o)), o))
+    return [f"{middle}{sep}" for sep in (".", "-", "_", "%2")] + _numbers(ip)
+
+
 def _wrapped(form: str) -> str:
-    """A form with the boundaries it needs: no digit glued to a numeric form (10.77.0.2 is not
-    inside 110.77.0.23, but is inside ip10-77-0-2), no hex digit to a hex form."""
+    """A form with the boundaries it needs: no digit glued to a numeric form, no hex digit to a
+    hex form, no hex digit or colon to an IPv6 one."""
     lit = re.escape(form)
     if re.fullmatch(r"[0-9a-f]{8}", form) and not form.isdigit():
         return rf"(?<![0-9a-f])(?:0x)?{lit}(?![0-9a-f])"
@@ -83,15 +121,23 @@ def _wrapped(form: str) -> str:
 
 @lru_cache(maxsize=64)
 def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Pattern[str] | None]:
-    forms = sorted({f for ip in addresses for f in _forms(ip)}, key=len, reverse=True)
-    if not forms:
+    """The fast path's :func:`_literals` and one pattern finding every form of every address."""
+    if not addresses:
         return (), None
-    return tuple(forms), re.compile("|".join(_wrapped(f) for f in forms), re.IGNORECASE)
+    literals = sorted({f for ip in addresses for f in _literals(ip)}, key=len, reverse=True)
+    v4 = sorted(ip for ip in addresses if isinstance(ip, ipaddress.IPv4Address))
+    plain = {f for ip in v4 for f in _numbers(ip)}
+    plain |= {f for ip in addresses if isinstance(ip, ipaddress.IPv6Address) for f in _forms(ip)}
+    parts = [_wrapped(f) for f in sorted(plain, key=len, reverse=True)]
+    parts += [_dotted(ip, f"s{i}") for i, ip in enumerate(v4)]
+    return tuple(literals), re.compile("|".join(parts), re.IGNORECASE)
 
 
-# Candidates for recognisers: anything that could be an address, in the same forms.
+# Candidates for recognisers: anything that could be an address, in the same forms. A dotted
+# candidate is looked for at every start (a zero-width match holding it), so the one that
+# starts a number earlier (1.203.0.113.7) does not hide it.
 _V4_CANDIDATE = re.compile(
-    r"(?<![0-9])(\d{1,3})(\.|-|_|%2[eE]|%252[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
+    r"(?<![0-9])(?=([0-9]++)(\.|-|_|%2[eE]|%252[eE])([0-9]++)\2([0-9]++)\2([0-9]++))"
 )
 _INT_CANDIDATE = re.compile(r"(?<![0-9a-zA-Z])(?:0[xX])?([0-9a-fA-F]{8}|\d{8,10})(?![0-9a-zA-Z])")
 _V6_CANDIDATE = re.compile(
@@ -107,10 +153,19 @@ def _address(text: str | int) -> IPAddress | None:
         return None
 
 
+def _octet_value(digits: str) -> int | None:
+    """A candidate octet's value (leading zeros are padding), None past 255. The length is
+    checked first: int() refuses a number of more than 4300 digits."""
+    value = digits.lstrip("0") or "0"
+    return int(value) if len(value) <= 3 and int(value) <= 255 else None
+
+
 def _candidates(text: str) -> list[IPAddress]:
     found: list[IPAddress | None] = []
     for m in _V4_CANDIDATE.finditer(text):
-        octets = [int(m.group(i)) for i in (1, 3, 4, 5)]
+        octets = [_octet_value(m.group(i)) for i in (1, 3, 4, 5)]
+        if None in octets:
+            continue
         for parts in (octets, octets[::-1]):
             found.append(_address(".".join(map(str, parts))))
     for m in _INT_CANDIDATE.finditer(text):

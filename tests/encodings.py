@@ -38,8 +38,19 @@ def double_url(address: str) -> list[str]:
     return [ip.compressed.replace(":", "%253A"), ip.exploded.replace(":", "%253a")]
 
 
+def padded(address: str) -> list[str]:
+    """Octets zero-padded each its own amount, in each order and separator (IPv4 only)."""
+    if ":" in address:
+        return []
+    octets = _octets(address)
+    forward = ".".join(f"{o:0{i + 1}d}" for i, o in enumerate(octets))
+    backward = "-".join(f"{o:0{4 - i}d}" for i, o in enumerate(reversed(octets)))
+    return [forward, f"{backward}.in-addr.arpa", "_".join(f"00{o}" for o in octets)]
+
+
 RENDERINGS: dict[str, Callable[[str], list[str]]] = {
     "double-url": double_url,
+    "padded": padded,
 }
 
 

@@ -181,6 +181,9 @@ def _claims(address: str) -> Scrubber:
         (V4, "7.113.0.203.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
         (V4, "n=3405803783", f"n={SCRUBBED}"),
         (V4, "n=cb007107", f"n={SCRUBBED}"),
+        # one more number before it: the candidate that starts there must not hide it
+        (V4, "v1.203.0.113.7", f"v1.{SCRUBBED}"),
+        (V4, "5.7.113.0.203.dnsbl.example", f"5.{SCRUBBED}.dnsbl.example"),
         ("18.52.86.120", "n=12345678", f"n={SCRUBBED}"),
         (V6, "your ip: 2001:db8::7", f"your ip: {SCRUBBED}"),
         (V6, "2001-db8--7.ipv6-literal.net", f"{SCRUBBED}.ipv6-literal.net"),
@@ -250,6 +253,14 @@ ENCODED = [
     (V4, "7%252E113%252E0%252E203", SCRUBBED),
     (V6, "ip=2001%253Adb8%253A%253A7", f"ip={SCRUBBED}"),
     (V6, "2001%253a0db8%253a0000%253a0000%253a0000%253a0000%253a0000%253a0007", SCRUBBED),
+    # partial zero-padding: any octet padded any amount, in every separator and order
+    ("1.2.3.4", "1.002.3.04", SCRUBBED),
+    (V4, "addr 203.00.113.07;", f"addr {SCRUBBED};"),
+    (V4, "0203.0.0113.7", SCRUBBED),
+    (V4, "00000203.000000.113.000007", SCRUBBED),
+    (V4, "007.113.00.203.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
+    (V4, "ip-203-000-113-07.isp.example", f"ip-{SCRUBBED}.isp.example"),
+    (V4, "203%2E00%2E113%2E07", SCRUBBED),
 ]
 
 
@@ -273,6 +284,10 @@ def test_a_recogniser_claims_the_address_in_every_encoded_form(
         (V4, "203%252E0%252E113%252E70"),
         (V4, "1203%252E0%252E113%252E7"),
         (V6, "2001%253Adb8%253A%253A7a"),
+        (V4, "203.0.113.070"),  # 70 (or octal 56), not 7
+        (V4, "203.0.113.0071"),
+        (V4, "1203.00.113.07"),
+        (V4, "203.00.113.070"),  # 203.0.113.70, padded
     ],
 )
 def test_a_longer_encoded_look_alike_is_kept(address: str, text: str) -> None:
