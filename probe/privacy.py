@@ -5,22 +5,24 @@ sockets used (with IPv6, or with no NAT, that is the public address) and any add
 recognised later (``recognisers``: predicates that say "this address is mine" without the probe
 ever being told the address, see :mod:`probe.measure.helper_client`) - and replaces each with
 ``[scrubbed]`` in every form a server may echo: dotted (any octet zero-padded any amount,
-``1.002.3.04``, and reversed, as in ``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``),
-URL-encoded once or twice (``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``), a decimal or hexadecimal
-integer, and IPv6 compressed, expanded, dashed (``ipv6-literal``) or URL-encoded once or twice.
-Every other address (a blockpage's, a Location header's, a DNS answer) is evidence and stays.
-:meth:`Scrubber.tree` applies it to every string of a JSON-like value;
-:meth:`Scrubber.observations` to a measurement's observations, where a changed body also gets the
-hash of the scrubbed text, so no digest of the address is kept either. It is applied once, in
-:mod:`probe.round`, before a measurement is classified and stored, so a live verdict and a replayed
-one see the same text. Loopback and unspecified addresses identify no one and are never scrubbed (a
-resolver answering 127.0.0.1 is evidence).
+``1.002.3.04``, or octal or hexadecimal as inet_aton reads it, ``0300.0xa8.1.2``, and reversed, as
+in ``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``), URL-encoded once or twice
+(``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``), a decimal or hexadecimal integer, and IPv6
+compressed, expanded, dashed (``ipv6-literal``) or URL-encoded once or twice. Every other address
+(a blockpage's, a Location header's, a DNS answer) is evidence and stays. :meth:`Scrubber.tree`
+applies it to every string of a JSON-like value; :meth:`Scrubber.observations` to a measurement's
+observations, where a changed body also gets the hash of the scrubbed text, so no digest of the
+address is kept either. It is applied once, in :mod:`probe.round`, before a measurement is
+classified and stored, so a live verdict and a replayed one see the same text. Loopback and
+unspecified addresses identify no one and are never scrubbed (a resolver answering 127.0.0.1 is
+evidence).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -68,36 +70,62 @@ def _numbers(ip: ipaddress.IPv4Address) -> list[str]:
     return [str(int(ip)), f"{int(ip):08x}"]
 
 
-def _octet(value: int, *, last: bool) -> str:
-    """One octet of a dotted form, as a pattern: decimal, with any number of leading zeros."""
-    return f"0*{value}" + ("(?![0-9])" if last else "")
+def _octet(value: int, *, last: bool, any_base: bool) -> str:
+    """One octet of a dotted form, as a pattern: decimal with any number of leading zeros;
+    if ``any_base``, also octal after at least one zero or hexadecimal after 0x (then any
+    zeros). A last octet ends where its digits do."""
+    digit, hex_digit = ("(?![0-9])", "(?![0-9a-f])") if last else ("", "")
+    forms = [f"0*{value}{digit}"]
+    if any_base and value >= 8:  # below 8 octal is decimal
+        forms.append(f"0+{value:o}{digit}")
+    if any_base:
+        forms.append(f"0x0*{value:x}{hex_digit}")
+    return f"(?:{'|'.join(forms)})"
+
+
+# inet_aton reads octal and hexadecimal octets between dots (also URL-encoded ones); a host
+# name's labels (ip-1-2-3-4) are written in decimal.
+_DOTS = (".", "%2e", "%252e")
 
 
 def _dotted(ip: ipaddress.IPv4Address, name: str) -> str:
     """Every dotted form of ``ip`` as one pattern: its octets forwards or reversed, one
-    separator between them (any of :data:`_V4_SEPARATORS`, the same three times), each octet
-    as :func:`_octet` writes it, and no digit glued before (10.77.0.2 is not inside
-    110.77.0.23, but is inside ip10-77-0-2). ``name`` names the separator's group."""
+    separator between them (the same three times), each octet as :func:`_octet` writes it
+    (in any base between :data:`_DOTS`, in decimal between any of :data:`_V4_SEPARATORS`), and
+    no digit glued before (10.77.0.2 is not inside 110.77.0.23, but is inside ip10-77-0-2).
+    ``name`` prefixes the separators' group names."""
     octets = [int(o) for o in str(ip).split(".")]
-    seps = "|".join(re.escape(s) for s in _V4_SEPARATORS)
     orders = []
     for k, parts in enumerate(dict.fromkeys((tuple(octets), tuple(octets[::-1])))):
-        group = f"{name}_{k}"
-        tail = f"(?P={group})".join(_octet(o, last=i == 2) for i, o in enumerate(parts[1:]))
-        orders.append(f"{_octet(parts[0], last=False)}(?P<{group}>{seps}){tail}")
+        for any_base, seps in ((True, _DOTS), (False, _V4_SEPARATORS)):
+            group = f"{name}_{k}{'b' if any_base else 'd'}"
+            each = [_octet(o, last=i == 3, any_base=any_base) for i, o in enumerate(parts)]
+            sep = f"(?P<{group}>{'|'.join(re.escape(s) for s in seps)})"
+            orders.append(each[0] + sep + f"(?P={group})".join(each[1:]))
     return rf"(?<![0-9])(?:{'|'.join(orders)})"
 
 
 def _literals(ip: IPAddress) -> list[str]:
     """Strings, lower-case, one of which is in every text :func:`_pattern` finds ``ip`` in
-    (lower-cased): the fast path looks for them at C speed before any pattern runs. A dotted
-    form, however padded and in either order, holds its second and third octets each followed
-    by a separator (``%2`` begins both URL-encoded ones); the rarer of the two is taken."""
+    (lower-cased): the fast path looks for them at C speed before any pattern runs.
+
+    A dotted form, however written, holds its second and third octets each between two
+    separators: ``.113.``, ``-113-``, ``_113_``, ``e113%2`` (both URL-encoded dots end in e and
+    begin with %2) unpadded, ``0113.`` (and so on) padded, ``0161.`` in octal, ``x71.`` or
+    ``071.`` in hexadecimal; the rarer octet of the two is taken."""
     if isinstance(ip, ipaddress.IPv6Address):
         return _forms(ip)
     octets = [int(o) for o in str(ip).split(".")]
-    middle = max(octets[1:3], key=lambda o: (len(str(o)), o))
-    return [f"{middle}{sep}" for sep in (".", "-", "_", "%2")] + _numbers(ip)
+    middle = max(octets[1:3], key=lambda o: (len(f"{o:x}"), o))
+    dec, octal, hexa = f"{middle}", f"{middle:o}", f"{middle:x}"
+    out = [f"{before}{dec}{after}" for before, after in ("..", "--", "__", ("e", "%2"))]
+    out += [f"0{dec}{after}" for after in (".", "-", "_", "%2")]
+    out += [
+        f"{lead}{form}{after}"
+        for lead, form in (("0", octal), ("x", hexa), ("0", hexa))
+        for after in (".", "%2")
+    ]
+    return list(dict.fromkeys(out)) + _numbers(ip)
 
 
 def _wrapped(form: str) -> str:
@@ -119,9 +147,21 @@ def _wrapped(form: str) -> str:
     return rf"(?<![0-9]){lit}(?![0-9])"
 
 
+def _first_characters(ip: IPAddress) -> set[str]:
+    """Every character a form of ``ip`` can begin with: a dotted form with its first or last
+    octet or a zero (padding, octal, 0x), a number with its first digit or 0x, any other form
+    with its own first character."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return {f[0] for f in _forms(ip)}
+    octets = str(ip).split(".")
+    return {"0", octets[0][0], octets[3][0]} | {f[0] for f in _numbers(ip)}
+
+
 @lru_cache(maxsize=64)
 def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Pattern[str] | None]:
-    """The fast path's :func:`_literals` and one pattern finding every form of every address."""
+    """The fast path's :func:`_literals` and one pattern finding every form of every address.
+    The pattern opens with the characters a form can begin with: the regular expression engine
+    then skips every other character at C speed (five times faster on a page of HTML)."""
     if not addresses:
         return (), None
     literals = sorted({f for ip in addresses for f in _literals(ip)}, key=len, reverse=True)
@@ -130,14 +170,18 @@ def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Patte
     plain |= {f for ip in addresses if isinstance(ip, ipaddress.IPv6Address) for f in _forms(ip)}
     parts = [_wrapped(f) for f in sorted(plain, key=len, reverse=True)]
     parts += [_dotted(ip, f"s{i}") for i, ip in enumerate(v4)]
-    return tuple(literals), re.compile("|".join(parts), re.IGNORECASE)
+    first = "".join(sorted({c for ip in addresses for c in _first_characters(ip)}))
+    pattern = f"(?=[{re.escape(first)}])(?:{'|'.join(parts)})"
+    return tuple(literals), re.compile(pattern, re.IGNORECASE)
 
 
 # Candidates for recognisers: anything that could be an address, in the same forms. A dotted
 # candidate is looked for at every start (a zero-width match holding it), so the one that
 # starts a number earlier (1.203.0.113.7) does not hide it.
+_CANDIDATE_OCTET = r"(0[xX][0-9a-fA-F]++|[0-9]++)"
 _V4_CANDIDATE = re.compile(
-    r"(?<![0-9])(?=([0-9]++)(\.|-|_|%2[eE]|%252[eE])([0-9]++)\2([0-9]++)\2([0-9]++))"
+    rf"(?<![0-9])(?={_CANDIDATE_OCTET}(\.|-|_|%2[eE]|%252[eE]){_CANDIDATE_OCTET}\2"
+    rf"{_CANDIDATE_OCTET}\2{_CANDIDATE_OCTET})"
 )
 _INT_CANDIDATE = re.compile(r"(?<![0-9a-zA-Z])(?:0[xX])?([0-9a-fA-F]{8}|\d{8,10})(?![0-9a-zA-Z])")
 _V6_CANDIDATE = re.compile(
@@ -153,21 +197,32 @@ def _address(text: str | int) -> IPAddress | None:
         return None
 
 
-def _octet_value(digits: str) -> int | None:
-    """A candidate octet's value (leading zeros are padding), None past 255. The length is
-    checked first: int() refuses a number of more than 4300 digits."""
-    value = digits.lstrip("0") or "0"
-    return int(value) if len(value) <= 3 and int(value) <= 255 else None
+def _octet_values(text: str, *, any_base: bool) -> tuple[int, ...]:
+    """What a candidate octet may mean: decimal (leading zeros are padding) and, if
+    ``any_base``, hexadecimal after 0x and octal after a 0 as well (010 is ten or eight); none
+    past 255. Lengths are checked first: int() refuses a number of more than 4300 digits."""
+    bases: tuple[int, ...] = (16,)
+    if text[:2] in ("0x", "0X"):
+        if not any_base:
+            return ()
+        digits = text[2:].lstrip("0") or "0"
+    else:
+        digits = text.lstrip("0") or "0"
+        octal = any_base and text[0] == "0" and len(text) > 1 and set(digits) <= set("01234567")
+        bases = (10, 8) if octal else (10,)
+    if len(digits) > 3:
+        return ()
+    return tuple(v for v in dict.fromkeys(int(digits, b) for b in bases) if v <= 255)
 
 
 def _candidates(text: str) -> list[IPAddress]:
     found: list[IPAddress | None] = []
     for m in _V4_CANDIDATE.finditer(text):
-        octets = [_octet_value(m.group(i)) for i in (1, 3, 4, 5)]
-        if None in octets:
-            continue
-        for parts in (octets, octets[::-1]):
-            found.append(_address(".".join(map(str, parts))))
+        any_base = m.group(2).lower() in _DOTS
+        values = (_octet_values(m.group(i), any_base=any_base) for i in (1, 3, 4, 5))
+        for octets in itertools.product(*values):
+            for parts in (octets, octets[::-1]):
+                found.append(ipaddress.IPv4Address(bytes(parts)))
     for m in _INT_CANDIDATE.finditer(text):
         digits = m.group(1)
         for base in (10, 16) if digits.isdigit() else (16,):

@@ -48,9 +48,22 @@ def padded(address: str) -> list[str]:
     return [forward, f"{backward}.in-addr.arpa", "_".join(f"00{o}" for o in octets)]
 
 
+def octal_hex(address: str) -> list[str]:
+    """Octets in octal and hexadecimal, as inet_aton reads them, also mixed (IPv4 only)."""
+    if ":" in address:
+        return []
+    o = _octets(address)
+    return [
+        ".".join(f"0{x:o}" for x in o),
+        ".".join(f"0x{x:x}" for x in o),
+        f"0X{o[0]:02X}.0{o[1]:o}.{o[2]}.0x{o[3]:x}",
+    ]
+
+
 RENDERINGS: dict[str, Callable[[str], list[str]]] = {
     "double-url": double_url,
     "padded": padded,
+    "octal-hex": octal_hex,
 }
 
 

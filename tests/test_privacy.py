@@ -163,7 +163,9 @@ def test_a_hex_form_that_is_all_digits_takes_its_0x_prefix() -> None:
 
 
 def test_an_eight_character_dotted_form_leaves_a_0x_before_it() -> None:
-    assert Scrubber(["1.2.3.45"]).text("0x1.2.3.45") == f"0x{SCRUBBED}"
+    # The integer form's optional 0x is no part of a dotted one. (0x1.2.3.45 is now 1.2.3.45
+    # with a hexadecimal first octet, scrubbed whole: see ENCODED below.)
+    assert Scrubber(["12.3.4.5"]).text("0x12.3.4.5") == f"0x{SCRUBBED}"
 
 
 # Recognisers: the address is found in whatever form the text holds, then scrubbed.
@@ -261,6 +263,18 @@ ENCODED = [
     (V4, "007.113.00.203.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
     (V4, "ip-203-000-113-07.isp.example", f"ip-{SCRUBBED}.isp.example"),
     (V4, "203%2E00%2E113%2E07", SCRUBBED),
+    # octal and hexadecimal octets (as inet_aton reads them), also mixed per octet
+    ("192.168.1.2", "0300.0250.01.02", SCRUBBED),
+    ("192.168.1.2", "0xc0.0xa8.0x1.0x2", SCRUBBED),
+    ("192.168.1.2", "http://0xC0.0250.1.0x02/", f"http://{SCRUBBED}/"),
+    (V4, "0313.0.0161.07", SCRUBBED),
+    (V4, "0XCB.0X00.0X71.0X7", SCRUBBED),
+    (V4, "0x7.0x71.0.0xcb.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
+    (V4, "0313%2E0%2E0x71%2E7", SCRUBBED),
+    ("1.2.3.45", "0x1.2.3.45", SCRUBBED),
+    # 010 is ten zero-padded and eight in octal: either reading scrubs it
+    ("8.8.8.8", "010.010.010.010", SCRUBBED),
+    ("10.10.10.10", "010.010.010.010", SCRUBBED),
 ]
 
 
@@ -288,8 +302,16 @@ def test_a_recogniser_claims_the_address_in_every_encoded_form(
         (V4, "203.0.113.0071"),
         (V4, "1203.00.113.07"),
         (V4, "203.00.113.070"),  # 203.0.113.70, padded
+        (V4, "0xcb.0x0.0x71.0x7a"),
+        (V4, "0313.0.0161.077"),  # 77, or octal 63
+        (V4, "0313.0.0161.08"),  # 8: no octal digit
+        ("192.168.1.2", "0xc0.0xa8.0x1.0x20"),
+        ("192.168.1.2", "0xc0.0xa8.0x1.0x2f"),
+        # inet_aton reads other bases between dots only: a host name's labels are decimal
+        (V4, "0xcb-0x0-0x71-0x7"),
+        ("8.8.8.8", "ip-010-010-010-010"),
     ],
 )
-def test_a_longer_encoded_look_alike_is_kept(address: str, text: str) -> None:
+def test_an_encoded_look_alike_is_kept(address: str, text: str) -> None:
     assert Scrubber([address]).text(text) == text
     assert _claims(address).text(text) == text
