@@ -60,10 +60,21 @@ def octal_hex(address: str) -> list[str]:
     ]
 
 
+def entities(address: str) -> list[str]:
+    """HTML numeric entities: every character decimal, every one hexadecimal and zero-padded,
+    every other one (the rest plain)."""
+    return [
+        "".join(f"&#{ord(c)};" for c in address),
+        "".join(f"&#x{ord(c):04X};" for c in address),
+        "".join(f"&#{ord(c)};" if i % 2 else c for i, c in enumerate(address)),
+    ]
+
+
 RENDERINGS: dict[str, Callable[[str], list[str]]] = {
     "double-url": double_url,
     "padded": padded,
     "octal-hex": octal_hex,
+    "entities": entities,
 }
 
 

@@ -275,6 +275,18 @@ ENCODED = [
     # 010 is ten zero-padded and eight in octal: either reading scrubs it
     ("8.8.8.8", "010.010.010.010", SCRUBBED),
     ("10.10.10.10", "010.010.010.010", SCRUBBED),
+    # HTML numeric entities, decimal or hexadecimal, zero-padded or not, among plain characters
+    (V4, "&#50;&#48;&#51;&#46;&#48;&#46;&#49;&#49;&#51;&#46;&#55;", SCRUBBED),
+    (V4, "<p>Your IP: 203&#46;0&#46;113&#46;7</p>", f"<p>Your IP: {SCRUBBED}</p>"),
+    (V4, "&#x32;&#x30;&#X33;&#x2e;0&#x2E;113.&#x37;", SCRUBBED),
+    (V4, "&#0050;03.0.113&#00046;7", SCRUBBED),
+    (V4, "&#50&#48&#51&#46&#48&#46&#49&#49&#51&#46&#55 ok", f"{SCRUBBED} ok"),
+    (V4, "it&#39;s 203&#46;0&#46;113&#46;7 &#8212; ok", f"it&#39;s {SCRUBBED} &#8212; ok"),
+    (V4, "ip-203&#45;0&#45;113&#45;7.example", f"ip-{SCRUBBED}.example"),
+    (V4, "0313&#46;0&#46;0161&#46;07", SCRUBBED),
+    (V4, "&#x33;&#x34;&#x30;&#x35;803783", SCRUBBED),
+    (V6, "2001&#58;db8&#58;&#58;7", SCRUBBED),
+    (V6, "&#x32;001&#x3a;DB8&#x3A;&#x3a;7", SCRUBBED),
 ]
 
 
@@ -310,6 +322,9 @@ def test_a_recogniser_claims_the_address_in_every_encoded_form(
         # inet_aton reads other bases between dots only: a host name's labels are decimal
         (V4, "0xcb-0x0-0x71-0x7"),
         ("8.8.8.8", "ip-010-010-010-010"),
+        (V4, "&#50;03.0.113.7&#48;"),  # 203.0.113.70
+        (V4, "203&#46;0&#46;113&#46;7&#x30;"),
+        (V6, "2001&#58;db8&#58;&#58;7&#97;"),  # 2001:db8::7a
     ],
 )
 def test_an_encoded_look_alike_is_kept(address: str, text: str) -> None:
