@@ -168,11 +168,13 @@ def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Patte
     if not addresses:
         return (), None
     literals, pattern = _finder(addresses)
-    return (*_READING_MARKS, *literals), pattern  # a mark, if any, is found first and fast
+    return (*_READING_MARKS, *literals, _LAST_MARK), pattern
 
 
-# What makes a reading (see _reading): the fast path must not skip a text holding one.
-_READING_MARKS = ("&#",)
+# What calls for a reading (see _Reading), as it is and as JSON escapes it: the fast path must
+# not skip a text holding one. The expensive one (a long needle, rarely found) goes last.
+_READING_MARKS = ("&#", "\x00", "\u2e00", "\u3a00")
+_LAST_MARK = "\\u0000"
 
 
 @lru_cache(maxsize=64)
@@ -281,21 +283,15 @@ def _candidates_in(text: str) -> list[IPAddress]:
 
 
 # -- Readings: the text as a browser or a decoder reads it, with the way back ---------------------
-# An entity for a character no form holds (&#39; &#8217; &#160;) is left as it is: a page's
-# usual entities make no reading, and cost nothing.
-_ENTITY = re.compile(
-    r"&#(?:0*+(37|4[5-9]|5[0-8]|6[5-9]|70|88|95|9[7-9]|10[0-2]|120)(?![0-9])"
-    r"|[xX]0*+(2[5deDE]|3[0-9aA]|4[1-6]|5[8fF]|6[1-6]|78)(?![0-9a-fA-F]));?"
-)
+# Each reading has ``text`` and ``back(start, end)``, the span of the text it read that
+# ``text[start:end]`` came from: a form found in a reading is replaced where it was read from.
 
 
-class _Reading:
-    """``source`` read another way: ``text``, each of whose characters came from one span of
-    ``source`` (a decoded entity from the whole entity, any other character from itself), so
-    a form found in ``text`` is replaced in ``source``. Kept as segments: ``starts[i]`` is
-    where segment i begins in ``text``, ``origins[i]`` where it begins in ``source`` and
-    ``widths[i]`` the width in ``source`` of its one decoded character, or 0 for a run of
-    characters copied as they are."""
+class _Decoded:
+    """``source`` with some spans (``matches``) each read as one character (``decode``). Kept
+    as segments: ``starts[i]`` is where segment i begins in ``text``, ``origins[i]`` where it
+    begins in ``source``, ``widths[i]`` the width in ``source`` of its one decoded character,
+    or 0 for a run of characters copied as they are."""
 
     def __init__(
         self, source: str, matches: Iterable[re.Match[str]], decode: Callable[[re.Match[str]], str]
@@ -324,7 +320,6 @@ class _Reading:
         self.widths.append(width)
 
     def back(self, start: int, end: int) -> tuple[int, int]:
-        """The span of ``source`` that ``text[start:end]`` was read from."""
         i = bisect.bisect_right(self.starts, start) - 1
         j = bisect.bisect_right(self.starts, end - 1) - 1
         first = self.origins[i] + (0 if self.widths[i] else start - self.starts[i])
@@ -332,18 +327,92 @@ class _Reading:
         return first, last
 
 
+class _Stripped:
+    """``source`` without its NULs: a UTF-16 (or UTF-32) body read as UTF-8 or Latin-1, as the
+    probe reads a body whose Content-Type names no charset, has one between its characters.
+    The way back is found by bisection, counting NULs at C speed: a UTF-16 page has one every
+    other character, too many for segments."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.text = source.replace("\x00", "")
+
+    def _index(self, k: int) -> int:
+        """Where ``text[k]`` is in ``source``: the first i whose ``source[: i + 1]`` holds k + 1
+        characters other than NUL."""
+        lo, hi = k, len(self.source) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if mid + 1 - self.source.count("\x00", 0, mid + 1) > k:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def back(self, start: int, end: int) -> tuple[int, int]:
+        return self._index(start), self._index(end - 1) + 1
+
+
+_UNSWAP = {c << 8: c for c in range(0x20, 0x7F)}
+
+
+class _Unswapped:
+    """``source`` with each character that is a printable ASCII one in the high byte put back:
+    a UTF-16 big-endian body read as little-endian (charset=utf-16 with no byte-order mark;
+    Python assumes little-endian) turns ``1.2`` into ``\u3100\u2e00\u3200``. One character
+    for one, so the way back is the same span."""
+
+    def __init__(self, source: str) -> None:
+        self.text = source.translate(_UNSWAP)
+
+    def back(self, start: int, end: int) -> tuple[int, int]:
+        return start, end
+
+
+# An entity for a character no form holds (&#39; &#8217; &#160;) is left as it is: a page's
+# usual entities make no reading, and cost nothing.
+_ENTITY = re.compile(
+    r"&#(?:0*+(37|4[5-9]|5[0-8]|6[5-9]|70|88|95|9[7-9]|10[0-2]|120)(?![0-9])"
+    r"|[xX]0*+(2[5deDE]|3[0-9aA]|4[1-6]|5[8fF]|6[1-6]|78)(?![0-9a-fA-F]));?"
+)
+
+
 def _entity(m: re.Match[str]) -> str:
     dec, hexa = m.groups()
     return chr(int(dec) if dec else int(hexa, 16))
 
 
+class _Reading:
+    """A text read through each reading it calls for, in turn: NULs dropped, UTF-16 unswapped
+    (a swapped dot or colon, U+2E00 or U+3A00, calls for it), the HTML entities of the
+    characters a form holds decoded."""
+
+    def __init__(self, text: str) -> None:
+        self.steps: list[_Decoded | _Stripped | _Unswapped] = []
+        self.text = text
+        if "\x00" in self.text:
+            self._then(_Stripped(self.text))
+        if "\u2e00" in self.text or "\u3a00" in self.text:
+            self._then(_Unswapped(self.text))
+        if "&#" in self.text:
+            entities = list(_ENTITY.finditer(self.text))
+            if entities:
+                self._then(_Decoded(self.text, entities, _entity))
+
+    def _then(self, step: _Decoded | _Stripped | _Unswapped) -> None:
+        self.steps.append(step)
+        self.text = step.text
+
+    def back(self, start: int, end: int) -> tuple[int, int]:
+        for step in reversed(self.steps):
+            start, end = step.back(start, end)
+        return start, end
+
+
 def _reading(text: str) -> _Reading | None:
-    """``text`` with the HTML numeric entities of the characters a form holds decoded; None
-    when it holds none."""
-    if "&#" not in text:
-        return None
-    entities = list(_ENTITY.finditer(text))
-    return _Reading(text, entities, _entity) if entities else None
+    """``text`` as :class:`_Reading` reads it; None when it calls for no reading."""
+    reading = _Reading(text)
+    return reading if reading.steps else None
 
 
 def _is_private_to_no_one(ip: IPAddress) -> bool:

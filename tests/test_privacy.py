@@ -245,6 +245,16 @@ def test_an_untouched_body_keeps_its_hash() -> None:
     assert out.http[0].body_sha256 is None
 
 
+def _utf16(text: str, order: str = "le") -> str:
+    """``text`` sent as UTF-16 and read as the probe reads a body with no charset (UTF-8)."""
+    return text.encode(f"utf-16-{order}").decode("utf-8", "replace")
+
+
+def _swapped(text: str) -> str:
+    """``text`` sent as UTF-16BE and read as UTF-16LE (charset=utf-16 with no byte-order mark)."""
+    return text.encode("utf-16-be").decode("utf-16-le")
+
+
 # Issue 20: the encodings that still got through. Each form scrubbed by exact value, for an
 # address the scrubber knows and for one only a recogniser claims.
 
@@ -287,6 +297,26 @@ ENCODED = [
     (V4, "&#x33;&#x34;&#x30;&#x35;803783", SCRUBBED),
     (V6, "2001&#58;db8&#58;&#58;7", SCRUBBED),
     (V6, "&#x32;001&#x3a;DB8&#x3A;&#x3a;7", SCRUBBED),
+    # a UTF-16 body: NULs between the characters (read as UTF-8 or Latin-1), or each character
+    # moved to the high byte (big-endian read as little-endian)
+    (V4, _utf16("203.0.113.7"), f"{SCRUBBED}\x00"),
+    (V4, _utf16("203.0.113.7", "be"), f"\x00{SCRUBBED}"),
+    (
+        V4,
+        "\ufffd\ufffd" + _utf16("<p>ip 203.0.113.7</p>"),
+        "\ufffd\ufffd" + _utf16("<p>ip ") + f"{SCRUBBED}\x00" + _utf16("</p>"),
+    ),
+    (V4, "203.0.113.7".encode("utf-32-le").decode(), f"{SCRUBBED}\x00\x00\x00"),
+    (
+        V4,
+        _utf16("ip-203-0-113-7.isp.example"),
+        _utf16("ip-") + f"{SCRUBBED}\x00" + _utf16(".isp.example"),
+    ),
+    (V4, _utf16("n=3405803783"), _utf16("n=") + f"{SCRUBBED}\x00"),
+    (V4, _swapped("ip 203.0.113.7"), _swapped("ip ") + SCRUBBED),
+    (V4, _utf16("ip 203&#46;0&#46;113&#46;7"), _utf16("ip ") + f"{SCRUBBED}\x00"),
+    (V6, _utf16("[2001:db8::7]:443"), _utf16("[") + f"{SCRUBBED}\x00" + _utf16("]:443")),
+    (V6, _swapped("2001:db8::7"), SCRUBBED),
 ]
 
 
@@ -325,6 +355,10 @@ def test_a_recogniser_claims_the_address_in_every_encoded_form(
         (V4, "&#50;03.0.113.7&#48;"),  # 203.0.113.70
         (V4, "203&#46;0&#46;113&#46;7&#x30;"),
         (V6, "2001&#58;db8&#58;&#58;7&#97;"),  # 2001:db8::7a
+        (V4, _utf16("203.0.113.70")),
+        (V4, _utf16("1203.0.113.7", "be")),
+        (V4, _swapped("203.0.113.70")),
+        (V6, _utf16("2001:db8::7a")),
     ],
 )
 def test_an_encoded_look_alike_is_kept(address: str, text: str) -> None:

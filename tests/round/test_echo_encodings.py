@@ -141,6 +141,51 @@ def test_an_echoed_address_is_kept_in_no_encoding(
             assert holds(a, text) == [], (where, a)
 
 
+def echo_utf16(encoding: str, content_type: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A page sent as UTF-16 (``encoding``: with a byte-order mark, or none), the addresses
+    in its title and body, plainly in a header and a cookie (a header holds no NUL)."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        body = (
+            f"<html><head><title>Your address is {MINE[0]}</title></head><body>"
+            + "".join(f"<p>seen as {a}</p>" for a in MINE)
+            + "</body></html>"
+        ).encode(encoding)
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("X-Your-IP", MINE[0])
+        handler.send_header("Set-Cookie", f"ip={MINE[1]}; Path=/")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return route
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content_type"),
+    [
+        ("utf-16", "text/html"),  # little-endian with a BOM, read as UTF-8: NULs between
+        ("utf-16-be", "text/html; charset=iso-8859-1"),  # NULs before
+        ("utf-16-be", "text/html; charset=utf-16"),  # no BOM: read as little-endian, swapped
+        ("utf-32", "text/html"),
+    ],
+)
+def test_an_address_in_a_utf16_body_is_kept_nowhere(
+    world: World, tmp_path: Path, encoding: str, content_type: str
+) -> None:
+    m = _round(world, tmp_path, echo_utf16(encoding, content_type))
+    page = m.observations.http[-1]
+    assert page.status_code == 200 and page.header("x-your-ip") == "[scrubbed]"
+    assert page.body is not None and "scrubbed" in page.body.replace("\x00", "").translate(
+        {c << 8: c for c in range(0x20, 0x7F)}
+    )
+    kept = _everything_kept(tmp_path)
+    for where, text in kept.items():
+        for a in MINE:
+            assert holds(a, text) == [], (where, a)
+
+
 def test_the_search_finds_an_address_no_one_scrubbed(world: World, tmp_path: Path) -> None:
     """The check above is not vacuous: without the recognisers the same round keeps the
     addresses, and the search finds them in the database, each export and the body."""
