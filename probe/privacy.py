@@ -20,15 +20,17 @@ evidence).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 import hashlib
 import ipaddress
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -167,8 +169,9 @@ def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Patte
     then skips every other character at C speed (five times faster on a page of HTML)."""
     if not addresses:
         return (), None
-    literals, pattern = _finder(addresses)
-    return (*_READING_MARKS, *literals, _LAST_MARK), pattern
+    finder = _finder(addresses)
+    cores = tuple(dict.fromkeys(c.lower() for c in finder.cores))
+    return (*_READING_MARKS, *finder.literals, *cores, _LAST_MARK), finder.pattern
 
 
 # What calls for a reading (see _Reading), as it is and as JSON escapes it: the fast path must
@@ -177,10 +180,16 @@ _READING_MARKS = ("&#", "\x00", "\u2e00", "\u3a00")
 _LAST_MARK = "\\u0000"
 
 
+class _Finder(NamedTuple):
+    """Everything that finds the forms of a set of addresses."""
+
+    pattern: re.Pattern[str]  # every form, in plain text
+    literals: tuple[str, ...]  # one of them is in every text the pattern finds one in (lower-cased)
+    cores: tuple[str, ...]  # one of them is in every base64 token of a text holding one
+
+
 @lru_cache(maxsize=64)
-def _finder(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Pattern[str]]:
-    """One pattern finding every form of every address (see :func:`_pattern`) and the
-    :func:`_literals` one of which is in every text it finds one in."""
+def _finder(addresses: frozenset[IPAddress]) -> _Finder:
     literals = sorted({f for ip in addresses for f in _literals(ip)}, key=len, reverse=True)
     v4 = sorted(ip for ip in addresses if isinstance(ip, ipaddress.IPv4Address))
     plain = {f for ip in v4 for f in _numbers(ip)}
@@ -189,20 +198,35 @@ def _finder(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Patter
     parts += [_dotted(ip, f"s{i}") for i, ip in enumerate(v4)]
     first = "".join(sorted({c for ip in addresses for c in _first_characters(ip)}))
     pattern = f"(?=[{re.escape(first)}])(?:{'|'.join(parts)})"
-    return tuple(literals), re.compile(pattern, re.IGNORECASE)
+    cores = sorted({c for ip in addresses for t in _plain_texts(ip) for c in _cores(t) if c})
+    return _Finder(re.compile(pattern, re.IGNORECASE), tuple(literals), tuple(cores))
 
 
 def _scrubbed(text: str, addresses: frozenset[IPAddress]) -> str:
     """``text`` with every form of every one of ``addresses`` replaced: as it is, and as
-    :func:`_reading` reads it (each form found there replaced where it was read from). The
-    pattern runs only on a text holding one of its literals."""
-    literals, pattern = _finder(addresses)
-    low = text.lower()
-    found = [m.span() for m in pattern.finditer(text)] if any(f in low for f in literals) else []
+    :func:`_reading` reads it (each form found there replaced where it was read from)."""
+    finder = _finder(addresses)
+    found = _found(text, finder)
     reading = _reading(text)
-    if reading is not None and any(f in reading.text.lower() for f in literals):
-        found += [reading.back(*m.span()) for m in pattern.finditer(reading.text)]
+    if reading is not None:
+        found += [reading.back(*span) for span in _found(reading.text, finder)]
     return _replaced(text, found)
+
+
+def _found(text: str, finder: _Finder, *, tokens: bool = True) -> list[tuple[int, int]]:
+    """Where ``text`` holds a form: the pattern's matches (it runs only on a text holding one
+    of its literals) and, if ``tokens``, each base64 token holding one of the cores whose
+    decoding, near the core, holds a form."""
+    low = text.lower()
+    found = []
+    if any(f in low for f in finder.literals):
+        found = [m.span() for m in finder.pattern.finditer(text)]
+    hits = [i for core in finder.cores for i in _occurrences(text, core)] if tokens else []
+    for (start, end), near in _tokens(text, hits).items():
+        token = text[start:end]
+        if any(_found(d, finder, tokens=False) for at in near for d in _decoded(token, at)):
+            found.append((start, end))
+    return found
 
 
 def _replaced(text: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -259,9 +283,13 @@ def _octet_values(text: str, *, any_base: bool) -> tuple[int, ...]:
 
 
 def _candidates(text: str) -> list[IPAddress]:
-    """Every address ``text`` may hold, in any form, as it is and as :func:`_reading` reads it."""
+    """Every address ``text`` may hold, in any form (base64 included), as it is and as
+    :func:`_reading` reads it."""
+    found = _candidates_in(text) + _base64_candidates(text)
     reading = _reading(text)
-    return _candidates_in(text) + (_candidates_in(reading.text) if reading else [])
+    if reading is not None:
+        found += _candidates_in(reading.text) + _base64_candidates(reading.text)
+    return found
 
 
 def _candidates_in(text: str) -> list[IPAddress]:
@@ -413,6 +441,109 @@ def _reading(text: str) -> _Reading | None:
     """``text`` as :class:`_Reading` reads it; None when it calls for no reading."""
     reading = _Reading(text)
     return reading if reading.steps else None
+
+
+# -- Base64: a cookie's value, a token's JSON ---------------------------------------------------
+# A base64 token (either alphabet, padded or not) is replaced whole, [scrubbed], when it encodes
+# a text holding the address as a program writes it before encoding it (_plain_texts), at any
+# alignment. Whole, not re-encoded: a reader sees at once that something was taken out, and no
+# character that encodes a bit of the address (those at its edges mix it with its neighbours)
+# is kept. The token is found through the base64 characters that encode the address alone
+# (_cores, for a known address) or could encode an address (_GATE, for a recogniser's
+# candidates), and decoded only near them: a page's images cost nothing.
+_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+_STANDARD = str.maketrans("-_", "+/")
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _plain_texts(ip: IPAddress) -> list[str]:
+    """``ip`` as a program writes it: as ipaddress prints it (IPv6 also expanded) and, for
+    IPv4, as one decimal number (PHP's ip2long)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [str(ip), str(int(ip))]
+    return list(dict.fromkeys((ip.compressed, ip.exploded)))
+
+
+def _cores(text: str) -> list[str]:
+    """The base64 characters that encode ``text`` alone, at each of the three alignments a
+    text can start at in the 3-byte groups base64 encodes (both alphabets agree on them: no
+    printable ASCII character makes the 62nd or 63rd)."""
+    data = text.encode("ascii")
+    out = []
+    for lead in range(3):
+        encoded = base64.b64encode(bytes(lead) + data).decode("ascii")
+        out.append(encoded[-(-8 * lead // 6) : 8 * (lead + len(data)) // 6])
+    return out
+
+
+def _gate() -> re.Pattern[str]:
+    """Six base64 characters that could encode a run of seven or more characters of a plain
+    text address (digits, a-f, dot and colon), however aligned: one whole 3-byte group and the
+    first two characters of the next (the characters' sets, from every pair of bytes)."""
+    chars = b"0123456789abcdef.:"
+
+    def one_of(values: set[int]) -> str:
+        return "[" + "".join(re.escape(_BASE64[v]) for v in sorted(values)) + "]"
+
+    first = one_of({b >> 2 for b in chars})
+    second = one_of({(a & 3) << 4 | b >> 4 for a in chars for b in chars})
+    third = one_of({(a & 15) << 2 | b >> 6 for a in chars for b in chars})
+    fourth = one_of({b & 63 for b in chars})
+    return re.compile(f"(?={first}){first}{second}{third}{fourth}{first}{second}")
+
+
+_GATE = _gate()
+
+
+def _occurrences(text: str, sub: str) -> Iterator[int]:
+    at = text.find(sub)
+    while at >= 0:
+        yield at
+        at = text.find(sub, at + 1)
+
+
+def _tokens(text: str, hits: list[int]) -> dict[tuple[int, int], list[int]]:
+    """The base64 tokens of ``text`` that hold one of ``hits`` (positions), each with the
+    hits it holds."""
+    out: dict[tuple[int, int], list[int]] = {}
+    if not hits:
+        return out
+    spans = [m.span() for m in _TOKEN.finditer(text)]
+    starts = [start for start, _ in spans]
+    for hit in sorted(set(hits)):
+        i = bisect.bisect_right(starts, hit) - 1
+        if i >= 0 and hit < spans[i][1]:
+            near, at = out.setdefault(spans[i], []), hit - spans[i][0]
+            if not near or at - near[-1] > 32:  # one decoding covers hits this close
+                near.append(at)
+    return out
+
+
+def _decoded(token: str, at: int, reach: int = 64) -> Iterator[str]:
+    """The decoding of ``token`` within ``reach`` characters of ``at`` (an expanded IPv6
+    address takes 52), from each of the four offsets a base64 text can start at in it; bytes
+    as Latin-1 characters, one for one."""
+    data = token.rstrip("=").translate(_STANDARD)
+    for offset in range(4):
+        start = offset + 4 * max(0, (at - reach - offset) // 4)
+        chunk = data[start : at + reach]
+        chunk = chunk[:-1] if len(chunk) % 4 == 1 else chunk
+        yield binascii.a2b_base64(chunk + "=" * (-len(chunk) % 4)).decode("latin-1")
+
+
+def _base64_candidates(text: str) -> list[IPAddress]:
+    """The candidates of the base64 tokens the gate finds, those written as a program writes
+    them (so that, once claimed, :func:`_cores` finds the token)."""
+    found = []
+    for (start, end), near in _tokens(text, [m.start() for m in _GATE.finditer(text)]).items():
+        for at in near:
+            for decoded in _decoded(text[start:end], at):
+                found += [
+                    ip
+                    for ip in _candidates_in(decoded)
+                    if any(t in decoded for t in _plain_texts(ip))
+                ]
+    return found
 
 
 def _is_private_to_no_one(ip: IPAddress) -> bool:

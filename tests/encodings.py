@@ -70,11 +70,27 @@ def entities(address: str) -> list[str]:
     ]
 
 
+def base64_forms(address: str) -> list[str]:
+    """Base64, as a cookie holds it: the address (padded), a JSON object holding it at each
+    alignment in either alphabet (padded or not), and IPv4's ip2long number."""
+    ip = ipaddress.ip_address(address)
+    ua = "Mozilla/5.0 (X11; Linux x86_64)?>~"
+    out = [base64.b64encode(address.encode()).decode()]
+    for i, key in enumerate(("ip", "ip_", "addr")):
+        doc = f'{{"{key}":"{address}","ua":"{ua}"}}'.encode()
+        encode = base64.urlsafe_b64encode if i % 2 else base64.b64encode
+        out.append(encode(doc).decode().rstrip("=" if i == 2 else ""))
+    if isinstance(ip, ipaddress.IPv4Address):
+        out.append(base64.b64encode(f"n={int(ip)}".encode()).decode())
+    return out
+
+
 RENDERINGS: dict[str, Callable[[str], list[str]]] = {
     "double-url": double_url,
     "padded": padded,
     "octal-hex": octal_hex,
     "entities": entities,
+    "base64": base64_forms,
 }
 
 

@@ -4,6 +4,7 @@ taken for speed never keeps an address the full path would have removed."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 from dataclasses import replace
@@ -255,6 +256,16 @@ def _swapped(text: str) -> str:
     return text.encode("utf-16-be").decode("utf-16-le")
 
 
+def _b64(text: str, *, urlsafe: bool = False, padded: bool = True) -> str:
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    out = encode(text.encode()).decode()
+    return out if padded else out.rstrip("=")
+
+
+# A cookie's JSON whose encoding holds the characters the two alphabets differ in (+/ and -_).
+_JSON = '{"ip":"203.0.113.7","ua":"Mozilla/5.0 (X11; Linux x86_64)?>~"}'
+
+
 # Issue 20: the encodings that still got through. Each form scrubbed by exact value, for an
 # address the scrubber knows and for one only a recogniser claims.
 
@@ -317,6 +328,18 @@ ENCODED = [
     (V4, _utf16("ip 203&#46;0&#46;113&#46;7"), _utf16("ip ") + f"{SCRUBBED}\x00"),
     (V6, _utf16("[2001:db8::7]:443"), _utf16("[") + f"{SCRUBBED}\x00" + _utf16("]:443")),
     (V6, _swapped("2001:db8::7"), SCRUBBED),
+    # base64 (either alphabet, padded or not) of a text holding the address, at any alignment
+    (V4, f"Set-Cookie: ip={_b64(V4)}; Path=/", f"Set-Cookie: ip={SCRUBBED}; Path=/"),
+    (V4, f"ip={_b64(V4, padded=False)}&x=1", f"ip={SCRUBBED}&x=1"),
+    (V4, f"s={_b64(_JSON)}", f"s={SCRUBBED}"),
+    (V4, f"s={_b64(_JSON, urlsafe=True, padded=False)}", f"s={SCRUBBED}"),
+    (V4, _b64('{"a":1,"ip":"203.0.113.7"}'), SCRUBBED),
+    (V4, _b64('{"ip": "203.0.113.7"}'), SCRUBBED),
+    (V4, _b64("n=3405803783"), SCRUBBED),
+    (V4, _b64('{"ip":"::ffff:203.0.113.7"}'), SCRUBBED),
+    (V4, f"sess-{_b64(_JSON, urlsafe=True)}", SCRUBBED),  # the token is replaced whole
+    (V6, "ip=" + _b64('{"ip":"2001:db8::7"}'), f"ip={SCRUBBED}"),
+    (V6, _b64("2001:0db8:0000:0000:0000:0000:0000:0007", urlsafe=True, padded=False), SCRUBBED),
 ]
 
 
@@ -359,8 +382,16 @@ def test_a_recogniser_claims_the_address_in_every_encoded_form(
         (V4, _utf16("1203.0.113.7", "be")),
         (V4, _swapped("203.0.113.70")),
         (V6, _utf16("2001:db8::7a")),
+        (V4, f"ip={_b64('203.0.113.70')}"),
+        (V4, f"ip={_b64('1203.0.113.7')}"),
+        (V4, _b64(V4)[:-8]),  # 203.0.1: not the address
+        (V6, _b64("2001:db8::7a")),
     ],
 )
 def test_an_encoded_look_alike_is_kept(address: str, text: str) -> None:
     assert Scrubber([address]).text(text) == text
     assert _claims(address).text(text) == text
+
+
+def test_the_cookie_json_is_encoded_differently_in_the_two_alphabets() -> None:
+    assert _b64(_JSON) != _b64(_JSON, urlsafe=True)  # the urlsafe cases above test something
