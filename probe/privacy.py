@@ -75,14 +75,16 @@ def _numbers(ip: ipaddress.IPv4Address) -> list[str]:
 
 def _octet(value: int, *, last: bool, any_base: bool) -> str:
     """One octet of a dotted form, as a pattern: decimal with any number of leading zeros;
-    if ``any_base``, also octal after at least one zero or hexadecimal after 0x (then any
-    zeros). A last octet ends where its digits do."""
+    if ``any_base``, also hexadecimal after 0x (then any zeros) or octal after at least one
+    zero, tried first (a last 0x0 is one octet, not 0 and an x). A last octet ends where its
+    digits do."""
     digit, hex_digit = ("(?![0-9])", "(?![0-9a-f])") if last else ("", "")
-    forms = [f"0*{value}{digit}"]
-    if any_base and value >= 8:  # below 8 octal is decimal
-        forms.append(f"0+{value:o}{digit}")
+    forms = []
     if any_base:
         forms.append(f"0x0*{value:x}{hex_digit}")
+        if value >= 8:  # below 8 octal is decimal
+            forms.append(f"0+{value:o}{digit}")
+    forms.append(f"0*{value}{digit}")
     return f"(?:{'|'.join(forms)})"
 
 

@@ -22,6 +22,10 @@ import socket
 from collections.abc import Callable, Iterator
 from urllib.parse import unquote
 
+from hypothesis import strategies as st
+
+SCRUBBED = "[scrubbed]"  # as probe.privacy writes it (not imported: this module checks it)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -92,6 +96,102 @@ RENDERINGS: dict[str, Callable[[str], list[str]]] = {
     "entities": entities,
     "base64": base64_forms,
 }
+
+
+# -- any rendering, for property tests ---------------------------------------------------------
+_V4_SEPARATORS = (".", "-", "_", "%2e", "%2E", "%252e", "%252E")
+_DOTS = (".", "%2e", "%2E", "%252e", "%252E")
+_V6_SEPARATORS = (":", "-", "%3a", "%3A", "%253a", "%253A")
+
+
+def _cased(draw: st.DrawFn, text: str) -> str:
+    return "".join(c.upper() if draw(st.booleans()) else c for c in text)
+
+
+@st.composite
+def plain_v4(draw: st.DrawFn, ip: ipaddress.IPv4Address) -> str:
+    """Dotted (either order, any separator, each octet padded, octal or hexadecimal between
+    dots) or one number (decimal, or hexadecimal with or without 0x)."""
+    if draw(st.integers(0, 4)) == 0:
+        if draw(st.booleans()):
+            return str(int(ip))
+        return draw(st.sampled_from(["", "0x", "0X"])) + _cased(draw, f"{int(ip):08x}")
+    octets = [int(o) for o in str(ip).split(".")]
+    if draw(st.booleans()):
+        octets.reverse()
+    sep = draw(st.sampled_from(_V4_SEPARATORS))
+    parts = []
+    for o in octets:
+        pad = "0" * draw(st.integers(0, 3))
+        base = draw(st.sampled_from(["dec", "oct", "hex"])) if sep in _DOTS else "dec"
+        if base == "oct":
+            parts.append("0" + pad + f"{o:o}")
+        elif base == "hex":
+            parts.append(draw(st.sampled_from(["0x", "0X"])) + pad + _cased(draw, f"{o:x}"))
+        else:
+            parts.append(pad + str(o))
+    return sep.join(parts)
+
+
+@st.composite
+def _v6_plain(draw: st.DrawFn, ip: ipaddress.IPv6Address) -> str:
+    text = draw(st.sampled_from([ip.compressed, ip.exploded]))
+    return _cased(draw, text).replace(":", draw(st.sampled_from(_V6_SEPARATORS)))
+
+
+@st.composite
+def _entities(draw: st.DrawFn, text: str) -> str:
+    """Some characters (any, all or none) as decimal or hexadecimal entities, zero-padded."""
+    out = []
+    for c in text:
+        kind = draw(st.sampled_from(["plain", "dec", "hex"]))
+        pad = "0" * draw(st.integers(0, 2))
+        if kind == "dec":
+            out.append(f"&#{pad}{ord(c)};")
+        elif kind == "hex":
+            out.append(f"&#{draw(st.sampled_from('xX'))}{pad}{_cased(draw, f'{ord(c):x}')};")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+@st.composite
+def _base64(draw: st.DrawFn, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """Base64 (either alphabet, padded or not) of a text holding ``ip`` as a program writes
+    it, at any alignment. Seven characters or more: a recogniser looks for no fewer in base64
+    (an IPv6 address that compresses to six, like 2a00::, names a network, not a host)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        plain = draw(st.sampled_from([str(ip), str(int(ip))]))
+    else:
+        plain = draw(st.sampled_from([t for t in (ip.compressed, ip.exploded) if len(t) >= 7]))
+    before = draw(st.sampled_from(["", '{"ip":"', '{"ip": "', "ip=", '{"a":1,"ip":"']))
+    after = draw(st.sampled_from(["", '"}', '","ua":"Mozilla/5.0 (X11)?>~"}', ";"]))
+    data = (before + plain + after).encode()
+    encode = base64.urlsafe_b64encode if draw(st.booleans()) else base64.b64encode
+    out = encode(data).decode()
+    return out.rstrip("=") if draw(st.booleans()) else out
+
+
+@st.composite
+def rendered(draw: st.DrawFn, address: str) -> tuple[str, str]:
+    """``address`` in any supported form and encoding, and what scrubbing leaves of it:
+    [scrubbed], with the NULs of a UTF-16 rendering beside it. A rendering read in the wrong
+    UTF-16 byte order holds a dot or colon, as any text read so does."""
+    ip = ipaddress.ip_address(address)
+    if draw(st.integers(0, 5)) == 0:
+        return draw(_base64(ip)), SCRUBBED
+    plain = plain_v4(ip) if isinstance(ip, ipaddress.IPv4Address) else _v6_plain(ip)
+    text = draw(plain)
+    if draw(st.booleans()):
+        text = draw(_entities(text))
+    wrap = draw(st.sampled_from(["none", "le", "be", "swapped"]))
+    if wrap == "le":
+        return text.encode("utf-16-le").decode("utf-8"), SCRUBBED + "\x00"
+    if wrap == "be":
+        return text.encode("utf-16-be").decode("utf-8"), "\x00" + SCRUBBED
+    if wrap == "swapped" and ("." in text or ":" in text):
+        return text.encode("utf-16-be").decode("utf-16-le"), SCRUBBED
+    return text, SCRUBBED
 
 
 # -- the oracle ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 from dataclasses import replace
 
 import msgspec
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from probe.model import DNSAnswer, DNSQuery, HTTPTransaction, Observations
 from probe.privacy import SCRUBBED, Scrubber, _forms
+from tests.encodings import holds, plain_v4, rendered
 
 VOLUNTEER = st.one_of(
     st.ip_addresses(v=4).filter(lambda ip: ip.is_global),
@@ -25,12 +27,14 @@ VOLUNTEER = st.one_of(
 
 @st.composite
 def texts(draw: st.DrawFn, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """Text that may hold the volunteer's address in any form (any case, glued to digits or
-    letters), other addresses, JSON's escaped characters and non-ASCII."""
+    """Text that may hold the volunteer's address in any form and encoding (any case, glued to
+    digits or letters), other addresses, JSON's escaped characters and non-ASCII."""
     pieces = st.one_of(
         st.text(max_size=8),
         st.sampled_from(["\n", '"', "\\", "\x00", "é", "K", "İ", "0x", "1", "a", ":", "."]),
+        st.sampled_from(["&#", "&#46;", "\u2e00", "\u3a00", "=", "+", "/", "-", "_"]),
         st.sampled_from(_forms(ip)).map(lambda f: f.upper() if draw(st.booleans()) else f),
+        rendered(str(ip)).map(lambda r: r[0]),
         st.ip_addresses().map(str),
     )
     return "".join(draw(st.lists(pieces, max_size=6)))
@@ -395,3 +399,56 @@ def test_an_encoded_look_alike_is_kept(address: str, text: str) -> None:
 
 def test_the_cookie_json_is_encoded_differently_in_the_two_alphabets() -> None:
     assert _b64(_JSON) != _b64(_JSON, urlsafe=True)  # the urlsafe cases above test something
+
+
+# Properties: any address, in any supported form and encoding, inside any text.
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@st.composite
+def _embedded(draw: st.DrawFn) -> tuple[Address, str, str, str, str]:
+    """(address, text before, the rendering, what scrubbing leaves of it, text after); a
+    space on each side, as a form has something that is not part of it around it."""
+    ip = draw(VOLUNTEER)
+    rendering, left = draw(rendered(str(ip)))
+    return ip, draw(st.text(max_size=12)), rendering, left, draw(st.text(max_size=12))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_embedded(), st.booleans())
+def test_any_rendering_is_scrubbed_and_its_surroundings_kept(
+    case: tuple[Address, str, str, str, str], recognised: bool
+) -> None:
+    ip, before, rendering, left, after = case
+
+    def scrubber() -> Scrubber:
+        return Scrubber(recognisers=[lambda x: x == ip]) if recognised else Scrubber([str(ip)])
+
+    text = f"{before} {rendering} {after}"
+    expected = f"{scrubber().text(before)} {left} {scrubber().text(after)}"
+    assert scrubber().text(text) == expected
+    assert holds(str(ip), left) == []
+
+
+@st.composite
+def _glued(draw: st.DrawFn) -> tuple[Address, str]:
+    """A plain rendering (dotted or one number, no encoding) with a digit glued before or
+    after it: another number, which no scrubber may take for the address."""
+    ip = draw(st.ip_addresses(v=4).filter(lambda ip: ip.is_global))
+    text = draw(plain_v4(ip))
+    last = re.split(r"[._-]|%2[eE]|%252[eE]", text)[-1].lower()
+    # 0x0 then a digit still ends in 0x0, read as 0 and an x: no longer number, only another
+    hex_zero = last.startswith("0x") and set(last[2:]) == {"0"} and last != text.lower()
+    if (draw(st.booleans()) or text[:2].lower() == "0x") and not hex_zero:
+        zero = set(last.removeprefix("0x")) == {"0"}  # 0 after a zero is padding: 00 is 0
+        return ip, text + draw(st.sampled_from("123456789" if zero else "0123456789"))
+    return ip, draw(st.sampled_from("123456789")) + text  # a 0 before is padding
+
+
+@settings(max_examples=300, deadline=None)
+@given(_glued())
+def test_a_longer_look_alike_in_any_plain_rendering_is_kept(case: tuple[Address, str]) -> None:
+    ip, text = case
+    assert Scrubber([str(ip)]).text(text) == text
+    assert Scrubber(recognisers=[lambda x: x == ip]).text(text) == text
