@@ -4,18 +4,35 @@ Contract: a :class:`Scrubber` knows the volunteer's addresses - every local addr
 sockets used (with IPv6, or with no NAT, that is the public address) and any address learned or
 recognised later (``recognisers``: predicates that say "this address is mine" without the probe
 ever being told the address, see :mod:`probe.measure.helper_client`) - and replaces each with
-``[scrubbed]`` in every form a server may echo: dotted (any octet zero-padded any amount,
-``1.002.3.04``, or octal or hexadecimal as inet_aton reads it, ``0300.0xa8.1.2``, and reversed, as
-in ``in-addr.arpa``), dashed or underscored (``ip-1-2-3-4``), URL-encoded once or twice
-(``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``), a decimal or hexadecimal integer, and IPv6
-compressed, expanded, dashed (``ipv6-literal``) or URL-encoded once or twice. Every other address
-(a blockpage's, a Location header's, a DNS answer) is evidence and stays. :meth:`Scrubber.tree`
-applies it to every string of a JSON-like value; :meth:`Scrubber.observations` to a measurement's
-observations, where a changed body also gets the hash of the scrubbed text, so no digest of the
-address is kept either. It is applied once, in :mod:`probe.round`, before a measurement is
-classified and stored, so a live verdict and a replayed one see the same text. Loopback and
-unspecified addresses identify no one and are never scrubbed (a resolver answering 127.0.0.1 is
-evidence).
+``[scrubbed]`` in every form a server may echo:
+
+- dotted: forwards or reversed (``in-addr.arpa``); between dots, dashes or underscores
+  (``ip-1-2-3-4``), URL-encoded dots once or twice (``1%2E2%2E3%2E4``, ``1%252E2%252E3%252E4``);
+  any octet zero-padded any amount (``1.002.3.04``); between dots, any octet octal or
+  hexadecimal as inet_aton reads it (``0300.0xa8.1.2``; ``010`` is ten or eight: either
+  scrubs);
+- one number, decimal or hexadecimal (``0xc0a80102``);
+- IPv6 compressed or expanded, with colons, dashes (``ipv6-literal``) or colons URL-encoded
+  once or twice;
+- any of those as the text reads in a browser or the right charset: characters written as HTML
+  numeric entities (``&#49;&#x2e;2.3.4``), a UTF-16 or UTF-32 body read as UTF-8 or Latin-1
+  (NULs between the characters), UTF-16BE read as little-endian (``1`` as U+3100);
+- a base64 token (a cookie's value, a token's JSON; either alphabet, padded or not) encoding a
+  text that holds the address as a program writes it (dotted, IPv6 compressed or expanded,
+  IPv4's ip2long number) at any alignment: the whole token is replaced.
+
+Longer look-alike numbers (110.77.0.23 for 10.77.0.2, 1.2.3.45 for 1.2.3.4) and every other
+address (a blockpage's, a Location header's, a DNS answer) are evidence and stay.
+:meth:`Scrubber.tree` applies it to every string of a JSON-like value;
+:meth:`Scrubber.observations` to a measurement's observations, where a changed body also gets
+the hash of the scrubbed text, so no digest of the address is kept either. It is applied once,
+in :mod:`probe.round`, before a measurement is classified and stored, so a live verdict and a
+replayed one see the same text. Loopback and unspecified addresses identify no one and are
+never scrubbed (a resolver answering 127.0.0.1 is evidence).
+
+Cost: every string is first searched at C speed for literals one of which any form holds
+(:func:`_pattern`); the patterns, the readings and the base64 decoding run only where one is
+found (``bench/scrub.py`` measures it).
 """
 
 from __future__ import annotations
@@ -165,7 +182,8 @@ def _first_characters(ip: IPAddress) -> set[str]:
 @lru_cache(maxsize=64)
 def _pattern(addresses: frozenset[IPAddress]) -> tuple[tuple[str, ...], re.Pattern[str] | None]:
     """The fast path's literals (every text the scrubber would change holds one, lower-cased:
-    the :func:`_literals`, and the marks of a reading) and the pattern finding every form.
+    the :func:`_literals`, the marks of a reading, the base64 :func:`_cores`) and the pattern
+    finding every form in plain text.
 
     The pattern opens with the characters a form can begin with: the regular expression engine
     then skips every other character at C speed (five times faster on a page of HTML)."""
@@ -246,16 +264,19 @@ def _replaced(text: str, spans: Iterable[tuple[int, int]]) -> str:
 
 # Candidates for recognisers: anything that could be an address, in the same forms. A dotted
 # candidate is looked for at every start (a zero-width match holding it), so the one that
-# starts a number earlier (1.203.0.113.7) does not hide it.
+# starts a number earlier (1.203.0.113.7) does not hide it. Each pattern opens with the
+# characters a candidate can begin with, as _pattern's does, for speed.
 _CANDIDATE_OCTET = r"(0[xX][0-9a-fA-F]++|[0-9]++)"
 _V4_CANDIDATE = re.compile(
-    rf"(?<![0-9])(?={_CANDIDATE_OCTET}(\.|-|_|%2[eE]|%252[eE]){_CANDIDATE_OCTET}\2"
+    rf"(?=[0-9])(?<![0-9])(?={_CANDIDATE_OCTET}(\.|-|_|%2[eE]|%252[eE]){_CANDIDATE_OCTET}\2"
     rf"{_CANDIDATE_OCTET}\2{_CANDIDATE_OCTET})"
 )
-_INT_CANDIDATE = re.compile(r"(?<![0-9a-zA-Z])(?:0[xX])?([0-9a-fA-F]{8}|\d{8,10})(?![0-9a-zA-Z])")
+_INT_CANDIDATE = re.compile(
+    r"(?=[0-9a-fA-F])(?<![0-9a-zA-Z])(?:0[xX])?([0-9a-fA-F]{8}|\d{8,10})(?![0-9a-zA-Z])"
+)
 _V6_CANDIDATE = re.compile(
-    r"(?<![0-9a-fA-F:])((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA]|%253[aA])){2,7}[0-9a-fA-F]{0,4})"
-    r"(?![0-9a-fA-F:])"
+    r"(?=[0-9a-fA-F:%-])(?<![0-9a-fA-F:])"
+    r"((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA]|%253[aA])){2,7}[0-9a-fA-F]{0,4})(?![0-9a-fA-F:])"
 )
 
 
@@ -286,15 +307,16 @@ def _octet_values(text: str, *, any_base: bool) -> tuple[int, ...]:
 
 def _candidates(text: str) -> list[IPAddress]:
     """Every address ``text`` may hold, in any form (base64 included), as it is and as
-    :func:`_reading` reads it."""
+    :func:`_reading` reads it; each once (a recogniser computes an HMAC for each)."""
     found = _candidates_in(text) + _base64_candidates(text)
     reading = _reading(text)
     if reading is not None:
         found += _candidates_in(reading.text) + _base64_candidates(reading.text)
-    return found
+    return list(dict.fromkeys(found))
 
 
 def _candidates_in(text: str) -> list[IPAddress]:
+    """The candidates of ``text`` as it is: dotted, numbers, IPv6."""
     found: list[IPAddress | None] = []
     for m in _V4_CANDIDATE.finditer(text):
         any_base = m.group(2).lower() in _DOTS
@@ -389,8 +411,8 @@ _UNSWAP = {c << 8: c for c in range(0x20, 0x7F)}
 class _Unswapped:
     """``source`` with each character that is a printable ASCII one in the high byte put back:
     a UTF-16 big-endian body read as little-endian (charset=utf-16 with no byte-order mark;
-    Python assumes little-endian) turns ``1.2`` into ``\u3100\u2e00\u3200``. One character
-    for one, so the way back is the same span."""
+    Python assumes little-endian) turns ``1.2`` into U+3100 U+2E00 U+3200. One character for
+    one, so the way back is the same span."""
 
     def __init__(self, source: str) -> None:
         self.text = source.translate(_UNSWAP)
@@ -516,15 +538,16 @@ def _tokens(text: str, hits: list[int]) -> dict[tuple[int, int], list[int]]:
         i = bisect.bisect_right(starts, hit) - 1
         if i >= 0 and hit < spans[i][1]:
             near, at = out.setdefault(spans[i], []), hit - spans[i][0]
-            if not near or at - near[-1] > 32:  # one decoding covers hits this close
+            if not near or at - near[-1] > 8:  # one decoding covers hits this close
                 near.append(at)
     return out
 
 
 def _decoded(token: str, at: int, reach: int = 64) -> Iterator[str]:
-    """The decoding of ``token`` within ``reach`` characters of ``at`` (an expanded IPv6
-    address takes 52), from each of the four offsets a base64 text can start at in it; bytes
-    as Latin-1 characters, one for one."""
+    """The decoding of ``token`` within ``reach`` characters of ``at`` (a hit inside the
+    encoding of an address, which takes at most 54: an expanded IPv6 address and the two
+    characters it shares with its neighbours), from each of the four offsets a base64 text
+    can start at in it; bytes as Latin-1 characters, one for one."""
     data = token.rstrip("=").translate(_STANDARD)
     for offset in range(4):
         start = offset + 4 * max(0, (at - reach - offset) // 4)
