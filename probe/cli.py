@@ -33,6 +33,7 @@ from probe.config.targets import (
     read_targets,
 )
 from probe.errors import InputError, TargetsError
+from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
 
@@ -173,6 +174,8 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
         report.summary(result)
     if result.offline_reason:
         click.echo(f"probe: {result.offline_reason}", err=True)
+    if not result.address_known_by:
+        click.echo(f"probe: note: {UNKNOWN_ADDRESS_NOTE}", err=True)
     click.echo(
         f"{result.count} measurements stored in {settings.db} ({result.bytes_used} bytes used)",
         err=True,

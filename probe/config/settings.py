@@ -50,6 +50,7 @@ class Settings:
     only: tuple[str, ...]
     resolver: ResolverSpec | None  # None: the system's (probe.config.resolver.system_resolver)
     control_resolver: ResolverSpec
+    stun_servers: tuple[str, ...]  # HOST:PORT; () asks none
     ca_bundle: str | None
     concurrency: int
     timeout: float

@@ -37,6 +37,7 @@ class MeasureConfig:
     allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)
     deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
     read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
+    stun_servers: tuple[tuple[str, int], ...] = ()  # who tells us our public address (whoami)
 
 
 # A page fetch's receive buffer. Reading stops at the body cap, but what the kernel already

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from probe import addr
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
 from probe.config.resolver import system_resolver
@@ -115,6 +116,7 @@ def prepare(settings: Settings) -> RoundSetup:
         deadline=settings.deadline,
         body_cap=settings.max_body,
         allow_loopback=settings.allow_loopback,
+        stun_servers=tuple(addr.split_host_port(x) for x in settings.stun_servers),
     )
     token = read_token(settings.helper_token_file) if settings.helper_token_file else None
     return RoundSetup(
