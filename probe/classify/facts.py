@@ -314,8 +314,6 @@ def _hop_control_failed(obs: Observations, final: HTTPTransaction | None) -> boo
 
 def _normalise_helper_dns_failure(failure: str | None) -> str:
     """OONI's helper reports legacy names (dns_name_error); map them to df-007."""
-    if failure in (None, "", "dns_no_answer"):
+    if not failure:
         return failures.DNS_NO_ANSWER
-    if failure in ("dns_name_error", "dns_nxdomain_error"):
-        return failures.DNS_NXDOMAIN
-    return failure
+    return failures.DNS_NXDOMAIN if failure == "dns_name_error" else failure
