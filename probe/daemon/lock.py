@@ -11,14 +11,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from pathlib import Path
 
+from probe.config.files import lock_path, open_private, private_folder
 from probe.errors import DaemonRunning
 
-
-def lock_path(db: str) -> Path:
-    p = Path(db)
-    return p.with_name(p.name + ".lock")
+__all__ = ["DaemonLock", "holder", "lock_path", "pid_alive"]
 
 
 class DaemonLock:
@@ -30,8 +27,8 @@ class DaemonLock:
         self.fd: int | None = None
 
     def acquire(self) -> DaemonLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        private_folder(self.path.parent)
+        fd = open_private(self.path)  # 0600; a symbolic link there: UnsafePath, exit 2
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

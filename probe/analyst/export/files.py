@@ -3,7 +3,7 @@
 Contract: :func:`destination` opens the place named by ``-o`` for binary writing. A regular file
 (or a name that does not exist yet) is written to a temporary file beside it and renamed into
 place only when everything was written, so an interrupted export never leaves half a file; it
-gets the mode of the file it replaces, or a new file's mode under the user's umask. Anything
+gets the mode of the file it replaces, or 0600 when new (:mod:`probe.config.files`). Anything
 else (``-`` for stdout, a FIFO, a device) is written to as it is and never replaced. A missing
 folder is refused (:class:`ExportError`, one line) and never created. :func:`new_folder` does the
 same for a dataset folder (Parquet): built beside its final name, renamed into place.
@@ -21,13 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from probe.config.files import FILE_MODE, FOLDER_MODE, private_folder, temp_beside
 from probe.errors import ExportError
-
-
-def umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _folder_of(dest: Path, output: str) -> Path:
@@ -63,11 +58,10 @@ def destination(output: str | None) -> Iterator[BinaryIO]:
             raise ExportError(f"{output}: {exc.strerror or exc}") from None
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=parent)
+        fd, tmp = temp_beside(dest, stat.S_IMODE(st.st_mode) if st is not None else FILE_MODE)
     except OSError as exc:
         raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
     try:
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~umask())
         with open(fd, "wb") as fh:
             yield fh
         os.replace(tmp, dest)
@@ -92,7 +86,7 @@ def new_folder(output: str) -> Iterator[Path]:
     except OSError as exc:
         raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
     try:
-        tmp.chmod(0o777 & ~umask())
+        tmp.chmod(FOLDER_MODE)
         yield tmp
         if dest.is_dir():
             dest.rmdir()
@@ -107,17 +101,16 @@ def new_folder(output: str) -> Iterator[Path]:
 
 def write_whole(path: str | Path, text: str, check: Callable[[Path], object] | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all: into a temporary file beside it,
-    which ``check`` may read (and refuse by raising) before it is renamed into place. A folder
-    that does not exist yet is made; an OS error is an :class:`ExportError` naming ``path``."""
+    which ``check`` may read (and refuse by raising) before it is renamed into place, 0600.
+    A folder that does not
+    exist yet is made, 0700; an OS error is an :class:`ExportError` naming ``path``."""
     dest = Path(path)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        private_folder(dest.parent)
+        fd, tmp = temp_beside(dest)
     except OSError as exc:
         raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    tmp = Path(name)
     try:
-        os.fchmod(fd, 0o666 & ~umask())
         with open(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         if check is not None:

@@ -20,7 +20,7 @@ class Boom(Exception):
     pass
 
 
-def test_new_file_is_written_whole_with_the_umask_mode(tmp_path: Path) -> None:
+def test_new_file_is_written_whole_and_private(tmp_path: Path) -> None:
     out = tmp_path / "a.jsonl"
     old = os.umask(0o027)
     try:
@@ -30,7 +30,7 @@ def test_new_file_is_written_whole_with_the_umask_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert out.read_bytes() == b"one\n"
-    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # whatever the umask (issue 20)
     assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]  # no temporary left
 
 
