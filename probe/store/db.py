@@ -210,7 +210,7 @@ def _create_private(p: Path) -> None:
     """A new database file, empty and 0600 (its folders 0700) before SQLite opens it: SQLite
     gives the -wal and -shm files it creates the database file's mode. A file already there
     keeps its mode; a symbolic link to nothing is refused, never created through."""
-    if p.exists():
+    if p.exists() or str(p) == ":memory:":
         return
     if p.is_symlink():
         raise refuse_link(p)

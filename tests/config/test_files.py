@@ -86,3 +86,11 @@ def test_a_new_database_is_never_created_through_a_link_to_nothing(tmp_path: Pat
     with pytest.raises(UnsafePath, match=rf"^{link}: is a symbolic link"):
         Store.open(link)
     assert not target.exists()
+
+
+def test_an_in_memory_database_makes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Store.open(":memory:").close()
+    assert list(tmp_path.iterdir()) == []
