@@ -670,6 +670,40 @@ def prune(
     )
 
 
+@cli.command()
+@db_option
+@click.option("--yes", is_flag=True, help="Remove without asking (for scripts).")
+def wipe(db_path: str | None, config_path: str | None, yes: bool) -> int:
+    """Remove everything the probe holds on this machine: the database with its -wal, -shm and
+    lock, and the settings file (the probe's own folders too, once empty). Nothing else.
+
+    \b
+    Example:
+      systemctl disable --now probe && probe wipe
+    """
+    from probe.daemon import wipe as wiping
+
+    settings = load_settings({"db": db_path}, config_path)
+    found = wiping.plan(settings.db, settings.config)
+    for line in found.left:
+        click.echo(f"probe: left {line}", err=True)
+    if found.empty:
+        click.echo(f"nothing to remove (no probe files at {settings.db} or a settings file)")
+        return 0
+    click.echo("probe wipe removes, for good:")
+    for p in found.files:
+        click.echo(f"  {p}")
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("wipe asks in a terminal; pass --yes to remove from a script")
+        if not click.confirm("Remove these files?", default=False):
+            click.echo("Nothing removed.", err=True)
+            return 1
+    for p in wiping.remove(found):
+        click.echo(f"removed {p}")
+    return 0
+
+
 # click >= 8.2 raises this for a group given no command (older versions print the help).
 _NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
     click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
