@@ -17,7 +17,7 @@ from probe import addr
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
 from probe.config.resolver import system_resolver
-from probe.config.settings import Settings
+from probe.config.settings import Settings, check_token_file
 from probe.config.targets import TargetList, read_targets
 from probe.errors import InputError
 from probe.measure.config import MeasureConfig
@@ -40,6 +40,9 @@ class RoundSetup:
 
 
 def read_token(path: str) -> str:
+    """A token file's one word (the probe's helper token, or the helper's own), refused when
+    others may read it (:func:`probe.config.settings.check_token_file`)."""
+    check_token_file(path, "token file")
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:

@@ -51,3 +51,15 @@ def test_the_variable_and_the_settings_file_are_held_to_the_same_rule(tmp_path: 
     cfg.write_text(f'helper_token_file = "{tok}"\n', encoding="utf-8")
     with pytest.raises(SettingsError, match=rf"^{cfg}: helper_token_file: {tok}: .*chmod 600"):
         resolve({}, env={}, config=str(cfg))
+
+
+def test_the_helper_refuses_its_own_token_open_to_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``probe helper serve --token-file``: the same rule, before it listens."""
+    tok = _token(tmp_path, 0o644)
+    code, _, err = run_cli(
+        ["helper", "serve", "--listen", "127.0.0.1:1", "--token-file", str(tok)], capsys
+    )
+    assert code == 2 and err.count("\n") == 1 and err.startswith("probe: error: "), err
+    assert f"chmod 600 {tok}" in err
