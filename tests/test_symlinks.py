@@ -93,6 +93,20 @@ def test_the_report_replaces_a_planted_link(
     assert link.read_text(encoding="utf-8").startswith("<!doctype html>")
 
 
+def test_the_reports_plots_replace_planted_links(
+    db: Path, tmp_path: Path, victim: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``probe report --png DIR`` into a shared folder where ``timeline.png`` is a link."""
+    link = planted(tmp_path, "timeline.png", victim)
+    out = tmp_path / "report.html"
+    code, _, err = run_fresh(
+        ["report", "--db", str(db), "-o", str(out), "--png", str(link.parent)], capsys
+    )
+    assert code == 0, err
+    assert untouched(victim)
+    assert not link.is_symlink() and link.read_bytes().startswith(b"\x89PNG")
+
+
 def test_files_written_whole_replace_a_planted_link(tmp_path: Path, victim: Path) -> None:
     link = planted(tmp_path, "targets.yaml", victim)
     write_whole(link, "targets: []\n")
