@@ -205,6 +205,7 @@ def test_cli_serve_subprocess(world: World, tmp_path: Any) -> None:
         port = s.getsockname()[1]
     token = tmp_path / "token"
     token.write_text("t0k3n\n")
+    token.chmod(0o600)  # a token others may read is refused
     p = subprocess.Popen(
         [
             sys.executable,
