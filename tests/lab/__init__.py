@@ -181,11 +181,13 @@ def cleanup_stale() -> None:
 class Lab:
     def __init__(self, tmp: Path, *, nat: bool = False) -> None:
         self.tmp = tmp
-        tag = f"plab{os.getpid()}"
-        self.client, self.isp, self.servers = f"{tag}-c", f"{tag}-isp", f"{tag}-srv"
+        # A NAT lab's namespaces have names of their own, so it can stand beside a plain one
+        # (a test comparing the two).
+        tag = f"plab{os.getpid()}-{'n' if nat else ''}"
+        self.client, self.isp, self.servers = f"{tag}c", f"{tag}isp", f"{tag}srv"
         # The home router (nat=True): the client's own address is then HOME_IP, and the ISP,
         # the servers, the helpers and the STUN server see NAT_PUBLIC instead.
-        self.router = f"{tag}-nat" if nat else None
+        self.router = f"{tag}rt" if nat else None
         self.client_ip = HOME_IP if nat else CLIENT_IP
         self.subscriber = NAT_PUBLIC if nat else CLIENT_IP  # what the ISP's rules match
         self.stun = f"{STUN}:{STUN_PORT}" if nat else None
