@@ -1,5 +1,5 @@
-"""The mirror (mirror.lab): a lab site that echoes the client's address, as the site sees it, in every form
-and every place servers have been seen to put it (issue 20).
+"""The mirror (mirror.lab): a lab site that echoes the client's address, as the site sees it,
+in every form and every place servers have been seen to put it (issue 20).
 
 Contract: :func:`forms` renders an IPv4 address in each encoding, name -> text; :func:`site`
 is the mirror's routes, which put the address the server sees (behind the lab's NAT, the
