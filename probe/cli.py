@@ -238,7 +238,21 @@ def helper() -> None:
     default=32,
     show_default=True,
     type=click.IntRange(1, 4096),
-    help="Requests measured at once; 503 past it.",
+    help="Control requests answered at once; 503 past it.",
+)
+@click.option(
+    "--max-bulk",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="/bulk streams at once, apart from the control requests; 503 past it.",
+)
+@click.option(
+    "--max-bulk-per-client",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="/bulk streams at once from one client address; 503 past it.",
 )
 @click.option(
     "--allow-network",
@@ -267,6 +281,8 @@ def helper_serve(
     upstream: str | None,
     token_file: str | None,
     max_in_flight: int,
+    max_bulk: int,
+    max_bulk_per_client: int,
     allow_networks: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
@@ -308,6 +324,8 @@ def helper_serve(
         spec,
         token=token,
         max_in_flight=max_in_flight,
+        max_bulk=max_bulk,
+        max_bulk_per_client=max_bulk_per_client,
         allow_networks=allow_networks,
         tls_cert=tls_cert,
         tls_key=tls_key,

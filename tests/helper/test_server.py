@@ -46,7 +46,7 @@ def test_protocol_shape_and_success(world: World) -> None:
     assert http["title"] == "Independent News Today" and http["failure"] is None
     assert doc["ip_info"][SITE]["flags"] == 1 | 2 | 4  # by probe, by helper, bogon (loopback)
     line = json.loads(log.getvalue().splitlines()[-1])
-    assert set(line) == {"time", "method", "path", "status", "ms", "bytes", "in_flight"}
+    assert set(line) == {"time", "method", "path", "status", "ms", "bytes", "in_flight", "bulk"}
     assert "127.0.0.1" not in log.getvalue()  # no client address in the access log
 
 

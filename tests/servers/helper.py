@@ -61,4 +61,4 @@ def ask(base: str, url: str, endpoints: list[str] | None = None, **kw: Any) -> h
         "http_request_headers": {"User-Agent": ["x"]},
         "tcp_connect": endpoints or [],
     }
-    return httpx.post(base + "/", json=body, timeout=30, **kw)
+    return httpx.post(base + "/", json=body, **{"timeout": 30, **kw})
