@@ -1,16 +1,21 @@
 """A Web Connectivity test helper (OONI's ``oohelperd`` protocol), server and client.
 
-Contract: :func:`measure` answers one control request exactly as OONI's helper does (field
-names, legacy failure strings, ``-1`` for an absent status code or body length), measuring from
-the helper's own, uncensored network with the probe's own measuring code. It never dials
-loopback, private, link-local or multicast addresses, nor the helper's own, unless an
-allow-list says so (the lab). The client side is :mod:`probe.control`.
+Contract: :func:`parse_body` turns any request body into a :class:`ControlRequest` or raises
+:class:`~probe.errors.BadRequest` with a one-line reason, whatever the bytes (JSON nested past
+the recursion limit, numbers past Python's digit limit, any value in any field): nothing else
+escapes it, so a client's body is a 400, never a 500. :func:`measure` answers one control
+request exactly as OONI's helper does (field names, legacy failure strings, ``-1`` for an
+absent status code or body length), measuring from the helper's own, uncensored network with
+the probe's own measuring code. It never dials loopback, private, link-local or multicast
+addresses, nor the helper's own, unless an allow-list says so (the lab). The client side is
+:mod:`probe.control`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,9 +43,34 @@ class ControlRequest:
     endpoints: tuple[tuple[str, int], ...]
 
 
+def shown(value: Any) -> str:
+    """A client's value in a one-line message: a string's start, else its type (the text of a
+    nested value can be as deep as the recursion limit, and as long as the body)."""
+    if isinstance(value, str):
+        return repr(value[:60])
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)[:60]
+    return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+
+
+def decode_json(raw: bytes) -> Any:
+    """The JSON value of a request body, or BadRequest."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+    except ValueError:  # not JSON, not UTF-8, or a number past Python's digit limit
+        raise BadRequest("the body is not valid JSON") from None
+
+
+def parse_body(raw: bytes) -> ControlRequest:
+    """A control request's body -> ControlRequest, or BadRequest (nothing else)."""
+    return parse_request(decode_json(raw))
+
+
 def _endpoint(text: Any) -> tuple[str, int]:
     if not isinstance(text, str):
-        raise BadRequest(f"tcp_connect: {str(text)[:60]!r} is not IP:PORT")
+        raise BadRequest(f"tcp_connect: {shown(text)} is not IP:PORT")
     try:
         return addr.parse_endpoint(text)
     except addr.AddressError as exc:

@@ -42,7 +42,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from probe import addr, failures
 from probe.errors import BadRequest, DoHStatusError, ServeError, TooLarge, URLError
-from probe.helper import measure, parse_request
+from probe.helper import decode_json, measure, parse_body, shown
 from probe.helper.asn import Table, entry_fields
 from probe.measure.config import MeasureConfig
 from probe.measure.dns import exchange
@@ -220,15 +220,13 @@ class HelperApp:
 
     async def _control(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
         try:
-            raw = await self._body(scope, receive, MAX_BODY)
-            req = parse_request(json.loads(raw))
+            req = parse_body(await self._body(scope, receive, MAX_BODY))
         except TooLarge:
             return await _error(send, 413, f"request body over {MAX_BODY} bytes")
         except TimeoutError:
             return await _error(send, 408, "request body too slow")
-        except (ValueError, UnicodeDecodeError) as exc:  # JSON errors and BadRequest
-            msg = str(exc) if isinstance(exc, BadRequest) else "the body is not valid JSON"
-            return await _error(send, 400, msg)
+        except BadRequest as exc:
+            return await _error(send, 400, str(exc))
         try:
             async with asyncio.timeout(self.request_timeout):
                 answer = await measure(self.shared, req)
@@ -282,7 +280,7 @@ class HelperApp:
         from probe.measure.throughput import download, first_address
 
         try:
-            doc = json.loads(await self._body(scope, receive, 4096))
+            doc = decode_json(await self._body(scope, receive, 4096))
             if not isinstance(doc, dict):
                 raise BadRequest("the body must be a JSON object")
             url, max_bytes, max_seconds = _speed_request(doc)
@@ -292,8 +290,6 @@ class HelperApp:
             return await _error(send, 408, "request body too slow")
         except BadRequest as exc:
             return await _error(send, 400, f"speed: {exc}")
-        except (ValueError, UnicodeDecodeError):
-            return await _error(send, 400, "speed: the body is not valid JSON")
         ip, why = await first_address(self.shared, url)
         if ip is None:
             answer: dict[str, Any] = {
@@ -329,16 +325,19 @@ class HelperApp:
         if scope["method"] != "POST":
             return await _error(send, 405, 'POST {"nonce": HEX}', [(b"allow", b"POST")])
         try:
-            doc = json.loads(await self._body(scope, receive, 1024))
-            nonce = bytes.fromhex(doc["nonce"]) if isinstance(doc, dict) else b""
+            doc = decode_json(await self._body(scope, receive, 1024))
+            hex_nonce = doc.get("nonce") if isinstance(doc, dict) else None
+            nonce = bytes.fromhex(hex_nonce) if isinstance(hex_nonce, str) else b""
             if not 16 <= len(nonce) <= 64:
-                raise ValueError("nonce: 16 to 64 random bytes, in hex")
+                raise BadRequest("nonce: 16 to 64 random bytes, in hex")
         except TooLarge:
             return await _error(send, 413, "request body too large")
         except TimeoutError:
             return await _error(send, 408, "request body too slow")
-        except (ValueError, KeyError, TypeError) as exc:
+        except BadRequest as exc:
             return await _error(send, 400, f"network: {exc}")
+        except ValueError:  # fromhex
+            return await _error(send, 400, "network: nonce: 16 to 64 random bytes, in hex")
         client = scope.get("client")
         address = str(client[0]) if client else None
         entry = self.asn_table.lookup(address) if address and self.asn_table else None
@@ -380,21 +379,22 @@ class HelperApp:
 def _speed_request(doc: dict[str, Any]) -> tuple[str, int, float]:
     """(url, max_bytes, max_seconds) of a /speed request, or BadRequest naming the field."""
     url = doc.get("url")
+    if not isinstance(url, str):
+        raise BadRequest(f"url: {shown(url)} is not a URL string")
     try:
         check_url(url)
     except URLError as exc:
         raise BadRequest(f"url: {exc}") from None
-    assert isinstance(url, str)
     max_bytes = doc.get("max_bytes", 1 << 20)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-        raise BadRequest(f"max_bytes: {str(max_bytes)[:20]!r} is not a positive whole number")
+        raise BadRequest(f"max_bytes: {shown(max_bytes)} is not a positive whole number")
     max_seconds = doc.get("max_seconds", 8)
     if (
         isinstance(max_seconds, bool)
         or not isinstance(max_seconds, int | float)
         or not 0 < max_seconds < math.inf
     ):
-        raise BadRequest(f"max_seconds: {str(max_seconds)[:20]!r} is not a positive number")
+        raise BadRequest(f"max_seconds: {shown(max_seconds)} is not a positive number")
     return url, min(max_bytes, MAX_BULK), min(float(max_seconds), 15.0)
 
 
