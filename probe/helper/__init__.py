@@ -7,8 +7,9 @@ escapes it, so a client's body is a 400, never a 500. :func:`measure` answers on
 request exactly as OONI's helper does (field names, legacy failure strings, ``-1`` for an
 absent status code or body length), measuring from the helper's own, uncensored network with
 the probe's own measuring code. It never dials loopback, private, link-local or multicast
-addresses, nor the helper's own, unless an allow-list says so (the lab). The client side is
-:mod:`probe.control`.
+addresses, nor the helper's own, unless an allow-list says so (the lab), and never tells a
+client an address that is not on the internet (:func:`tellable`: a private answer of its
+upstream is a map of the network it sits in). The client side is :mod:`probe.control`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 from probe import addr, failures
 from probe.errors import BadRequest, URLError
 from probe.measure import steps
-from probe.measure.config import MeasureConfig, skip_address
+from probe.measure.config import MeasureConfig, allowed_network, skip_address
 from probe.measure.net import Shared
 from probe.measure.runner import TargetMeasurer
 from probe.model import Observations, no_address_failure, page_length
@@ -102,6 +103,18 @@ def parse_request(doc: Any) -> ControlRequest:
     return ControlRequest(url, headers, tuple(dict.fromkeys(_endpoint(e) for e in eps)))
 
 
+def tellable(ip: str, cfg: MeasureConfig) -> bool:
+    """An address the helper may pass on from its upstream resolver (in a control response or
+    through its DoH relay): on the internet (:func:`probe.addr.is_internet`), or in a network the
+    lab allows. Its own public addresses are public; a private one (an intranet name's, or
+    ``64:ff9b::a00:1``, which is 10.0.0.1) would tell strangers what lies behind the helper."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return addr.is_internet(address) or allowed_network(address, cfg)
+
+
 def _or_minus_one(n: int | None) -> int:
     return -1 if n is None else n
 
@@ -163,7 +176,7 @@ def _response(
     obs: Observations, req: ControlRequest, extra: list[Any], cfg: MeasureConfig
 ) -> dict[str, Any]:
     sys_q = [q for q in obs.dns if q.depth == 0 and q.resolver == "system"]
-    addrs = list(dict.fromkeys(a for q in sys_q for a in q.addrs))
+    addrs = list(dict.fromkeys(a for q in sys_q for a in q.addrs if tellable(a, cfg)))
     dns_failure = no_address_failure(sys_q)
     tcp: dict[str, Any] = {}
     tls: dict[str, Any] = {}
@@ -211,7 +224,7 @@ def _response(
             FLAG_RESOLVED_BY_TH if ip in addrs else 0
         )
         try:
-            if not ipaddress.ip_address(ip).is_global:
+            if not addr.is_internet(ipaddress.ip_address(ip)):
                 flags |= FLAG_BOGON
         except ValueError:
             continue

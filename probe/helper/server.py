@@ -37,12 +37,14 @@ from typing import Any, ClassVar, TextIO
 
 import dns.exception
 import dns.message
+import dns.rdatatype
+import dns.rrset
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from probe import addr, failures
 from probe.errors import BadRequest, DoHStatusError, ServeError, TooLarge, URLError
-from probe.helper import decode_json, measure, parse_body, shown
+from probe.helper import decode_json, measure, parse_body, shown, tellable
 from probe.helper.asn import Table, entry_fields
 from probe.measure.config import MeasureConfig
 from probe.measure.dns import exchange
@@ -373,7 +375,26 @@ class HelperApp:
             return await _error(send, 502, "upstream resolver failed")
         except failures.network_error_types():
             return await _error(send, 502, "upstream resolver unreachable")
+        _drop_untellable(reply, shared.cfg)
         return await _reply(send, 200, reply.to_wire(), "application/dns-message")
+
+
+def _drop_untellable(reply: dns.message.Message, cfg: MeasureConfig) -> None:
+    """Strip from a relayed DNS reply every address record the helper may not pass on
+    (:func:`probe.helper.tellable`), as unbound's ``private-address`` does; an RRset left
+    empty goes, a CNAME chain stays."""
+    for section in (reply.answer, reply.additional):
+        kept = []
+        for rrset in section:
+            if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                kept.append(rrset)
+                continue
+            rds = [rd for rd in rrset if tellable(rd.address, cfg)]
+            if len(rds) == len(rrset):
+                kept.append(rrset)
+            elif rds:
+                kept.append(dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rds))
+        section[:] = kept
 
 
 def _speed_request(doc: dict[str, Any]) -> tuple[str, int, float]:
