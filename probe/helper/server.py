@@ -661,6 +661,41 @@ def server_config(
     )
 
 
+def credential(name: str) -> str | None:
+    """The path of systemd's credential ``name`` (``LoadCredential=``, in
+    ``$CREDENTIALS_DIRECTORY``, readable by this service alone), or None when there is none."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = os.path.join(directory, name)
+    return path if os.path.isfile(path) else None
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed (socket activation, as ``sd_listen_fds``: for this
+    process when ``LISTEN_PID`` is its own, as fd 3), or None. The variables are then removed,
+    so nothing this process starts takes them for its own; one stream socket is expected."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if count != "1":
+        raise ServeError(f"socket activation: {count or 'no'} sockets passed, one expected")
+    try:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    except OSError as exc:
+        raise ServeError(f"socket activation: fd 3 is not a socket ({exc.strerror})") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise ServeError("socket activation: fd 3 is not a stream socket (ListenStream=)")
+    sock.set_inheritable(False)
+    return sock
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """The bound, listening socket, or ServeError (a port in use is one line, not a trace)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -709,6 +744,9 @@ def serve(
 
     from probe.measure.net import make_ssl_context
 
+    sock = activated_socket()
+    if sock is not None:  # systemd's: its address is the helper's own, never to be measured
+        host, port = sock.getsockname()[:2]
     try:
         make_ssl_context(ca_bundle)
     except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
@@ -744,7 +782,7 @@ def serve(
         config.load()  # reads the certificate and key now: a bad one is one line
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ServeError(f"--tls-cert/--tls-key: cannot load ({exc})") from None
-    sock = listen_socket(host, port)
+    sock = sock or listen_socket(host, port)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
