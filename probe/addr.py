@@ -40,7 +40,8 @@ def host_for_url(host: str) -> str:
 
 def port_number(text: str) -> int:
     """A TCP/UDP port, 1-65535."""
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 65536:
+    # The length first: int() of more than 4300 digits is a ValueError of its own.
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
         raise AddressError(f"{text[:20]!r} is not a port number (1-65535)")
     return int(text)
 

@@ -27,6 +27,7 @@ from tests.strategies import ips, junk, ports
         ("host:65536", "is not a port number"),
         ("host:८०", "is not a port number"),  # Devanagari digits are not a port
         ("host", "no port"),
+        ("host:" + "9" * 5000, "is not a port number"),  # past the digits int() converts
     ],
 )
 def test_host_port_errors(text: str, message: str) -> None:
