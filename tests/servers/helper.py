@@ -22,10 +22,14 @@ from tests.world import BODY_CAP, World
 
 @contextmanager
 def helper_server(
-    world: World, limits: ConnectionLimits | None = None, **kw: Any
+    world: World,
+    limits: ConnectionLimits | None = None,
+    tls: tuple[str, str] | None = None,
+    **kw: Any,
 ) -> Iterator[tuple[str, io.StringIO]]:
-    """The helper in a thread; yields its base URL and its access log. ``kw``: ``resolver``,
-    ``allow`` (networks it may measure, loopback by default) and HelperApp's arguments."""
+    """The helper in a thread; yields its base URL and its access log. ``tls``: (certificate
+    chain, key) PEM files, for HTTPS. ``kw``: ``resolver``, ``allow`` (networks it may measure,
+    loopback by default) and HelperApp's arguments."""
     cfg_kw = dict(
         resolver=kw.pop("resolver", None) or parse_resolver("udp://" + world.control_dns.address),
         control_resolver=None,
@@ -40,7 +44,8 @@ def helper_server(
     app = HelperApp(MeasureConfig(**cfg_kw), log=log, **kw)
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    config = server_config(app, "127.0.0.1", port, limits=limits)
+    cert, key = tls or (None, None)
+    config = server_config(app, "127.0.0.1", port, limits=limits, tls_cert=cert, tls_key=key)
     config.log_level = "error"
     server = uvicorn.Server(config)
     t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -48,7 +53,7 @@ def helper_server(
     while not server.started:
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}", log
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", log
     finally:
         server.should_exit = True
         t.join(10)
