@@ -109,6 +109,8 @@ def test_a_flag_wins_over_the_credentials_directory(world: World, tmp_path: Path
     (creds / "token").write_text("from-systemd\n")
     flag = tmp_path / "token"
     flag.write_text("from-the-flag\n")
+    for f in (creds / "token", flag):
+        f.chmod(0o600)  # a token others may read may be refused
     port = free_port()
     argv = serve_argv(world, "--listen", f"127.0.0.1:{port}", "--token-file", str(flag))
     with serving(argv, {"CREDENTIALS_DIRECTORY": str(creds)}):
