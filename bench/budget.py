@@ -222,6 +222,7 @@ async def rounds(profile: str, n: int, world: dict[str, Any], db: Path) -> dict[
             "control_resolver": world["control_resolver"],
             "ca_bundle": world["ca"],
             "allow_loopback": True,
+            "stun_servers": "none",  # benchmarks reach loopback only
         },
         env={},
     )

@@ -4,6 +4,7 @@ URL, CPU per measurement, peak RSS.
     python bench/round.py [--targets 400] [--concurrency 32]
     python bench/round.py --profile /tmp/round.prof   # cProfile of the round alone
     python bench/round.py --targets 100000          # memory: flat in the number of targets
+    python bench/round.py --conservative            # no STUN answer: literals masked
 
 A child process hosts everything the probe talks to (``bench/world.py``); this process writes
 the targets to a YAML file and runs the round exactly as ``probe run --no-throughput`` does
@@ -98,12 +99,22 @@ def main() -> int:
     ap.add_argument("--throughput", action="store_true", help="add the throughput tests")
     ap.add_argument("--no-reference", action="store_true", help="skip curl and dig")
     ap.add_argument("--profile", metavar="FILE", help="write a cProfile of the round to FILE")
+    ap.add_argument(
+        "--conservative",
+        action="store_true",
+        help="no STUN server: the public address unknown, address literals masked",
+    )
     args = ap.parse_args()
 
     from probe.config import settings as settings_mod
     from probe.round import prepare, run_once
     from probe.store import Store
 
+    # A loopback STUN server tells the round its public address, as the default servers do a
+    # volunteer's (with none, every page is scrubbed conservatively: the slower path).
+    from tests.servers.stun import StunServer
+
+    stun = StunServer("203.0.113.5")
     with tempfile.TemporaryDirectory() as tmp, bench_world(args.targets, tmp) as w:
         tfile = Path(tmp) / "targets.yaml"
         with tfile.open("w", encoding="utf-8") as fh:
@@ -124,6 +135,7 @@ def main() -> int:
                 # A flag's value says whether it was given: True is --no-throughput.
                 "throughput": not args.throughput,
                 "allow_loopback": True,
+                "stun_servers": stun.address if not args.conservative else "none",
             },
             env={},
         )

@@ -33,6 +33,7 @@ from probe.config.targets import (
     read_targets,
 )
 from probe.errors import InputError, TargetsError
+from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
 
@@ -173,6 +174,8 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
         report.summary(result)
     if result.offline_reason:
         click.echo(f"probe: {result.offline_reason}", err=True)
+    if not result.address_known_by:
+        click.echo(f"probe: note: {UNKNOWN_ADDRESS_NOTE}", err=True)
     click.echo(
         f"{result.count} measurements stored in {settings.db} ({result.bytes_used} bytes used)",
         err=True,
@@ -221,7 +224,13 @@ def helper() -> None:
 
 
 @helper.command("serve")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="ADDR:PORT")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="ADDR:PORT",
+    help="Where to listen; under socket activation (systemd) the socket passed instead.",
+)
 @click.option(
     "--upstream",
     metavar="IP[:PORT]",
@@ -231,14 +240,29 @@ def helper() -> None:
 @click.option(
     "--token-file",
     type=click.Path(exists=True, dir_okay=False),
-    help="Require this bearer token (a file holding one word).",
+    help="Require this bearer token (a file holding one word). Default: the credential "
+    "'token' in $CREDENTIALS_DIRECTORY (systemd's LoadCredential=), if there is one.",
 )
 @click.option(
     "--max-in-flight",
     default=32,
     show_default=True,
     type=click.IntRange(1, 4096),
-    help="Requests measured at once; 503 past it.",
+    help="Control requests answered at once; 503 past it.",
+)
+@click.option(
+    "--max-bulk",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="/bulk streams at once, apart from the control requests; 503 past it.",
+)
+@click.option(
+    "--max-bulk-per-client",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="/bulk streams at once from one client address; 503 past it.",
 )
 @click.option(
     "--allow-network",
@@ -247,8 +271,16 @@ def helper() -> None:
     metavar="CIDR",
     help="Measure addresses in this private network anyway (labs only).",
 )
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False))
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Certificate chain (PEM). Default: the credential 'tls-cert', if there is one.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Its private key (PEM). Default: the credential 'tls-key', if there is one.",
+)
 @click.option(
     "--ca-bundle",
     type=click.Path(exists=True, dir_okay=False),
@@ -267,6 +299,8 @@ def helper_serve(
     upstream: str | None,
     token_file: str | None,
     max_in_flight: int,
+    max_bulk: int,
+    max_bulk_per_client: int,
     allow_networks: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
@@ -274,16 +308,21 @@ def helper_serve(
     asn_dbs: tuple[str, ...],
 ) -> None:
     """Serve the test helper protocol (POST /), DoH (/dns-query), the SNI A/B bulk endpoint
-    and, with --asn-db, each probe's network (POST /network).
+    and, with --asn-db, each probe's network (POST /network). Exposed to the internet, give it
+    a token: without one anyone may use it.
 
     \b
     Example:
       probe helper serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem \\
-        --asn-db ip2asn-combined.tsv.gz
+        --token-file token --asn-db ip2asn-combined.tsv.gz
     """
     import ipaddress
 
-    from probe.helper.server import serve
+    from probe.helper.server import credential, serve
+
+    token_file = token_file or credential("token")
+    tls_cert = tls_cert or credential("tls-cert")
+    tls_key = tls_key or credential("tls-key")
 
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
@@ -308,6 +347,8 @@ def helper_serve(
         spec,
         token=token,
         max_in_flight=max_in_flight,
+        max_bulk=max_bulk,
+        max_bulk_per_client=max_bulk_per_client,
         allow_networks=allow_networks,
         tls_cert=tls_cert,
         tls_key=tls_key,
@@ -665,6 +706,40 @@ def prune(
         f"deleted {counts['measurements']} measurements, {counts['rounds']} rounds and "
         f"{counts['bodies']} bodies started before {before}" + (", vacuumed" if vacuum else "")
     )
+
+
+@cli.command()
+@db_option
+@click.option("--yes", is_flag=True, help="Remove without asking (for scripts).")
+def wipe(db_path: str | None, config_path: str | None, yes: bool) -> int:
+    """Remove everything the probe holds on this machine: the database with its -wal, -shm and
+    lock, and the settings file (the probe's own folders too, once empty). Nothing else.
+
+    \b
+    Example:
+      systemctl disable --now probe && probe wipe
+    """
+    from probe.daemon import wipe as wiping
+
+    settings = load_settings({"db": db_path}, config_path)
+    found = wiping.plan(settings.db, settings.config)
+    for line in found.left:
+        click.echo(f"probe: left {line}", err=True)
+    if found.empty:
+        click.echo(f"nothing to remove (no probe files at {settings.db} or a settings file)")
+        return 0
+    click.echo("probe wipe removes, for good:")
+    for p in found.files:
+        click.echo(f"  {p}")
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("wipe asks in a terminal; pass --yes to remove from a script")
+        if not click.confirm("Remove these files?", default=False):
+            click.echo("Nothing removed.", err=True)
+            return 1
+    for p in wiping.remove(found):
+        click.echo(f"removed {p}")
+    return 0
 
 
 # click >= 8.2 raises this for a group given no command (older versions print the help).

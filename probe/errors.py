@@ -17,6 +17,7 @@ The tree::
     │   ├── ExportError           an export's flags or destination
     │   ├── MergeError            a database given to ``probe merge``
     │   ├── DaemonRunning         another daemon holds the database's lock
+    │   ├── UnsafePath            a symbolic link where the probe's own file belongs
     │   ├── AsnDbError            the helper's IP-to-ASN table: file and line
     │   └── ServeError            the helper cannot start: the flag and the cause
     ├── ParseError (ValueError)   outside text one parser rejects; its caller turns it into an
@@ -77,6 +78,11 @@ class MergeError(InputError):
 
 class DaemonRunning(InputError):
     """Another daemon holds the database's lock."""
+
+
+class UnsafePath(InputError):
+    """A symbolic link (or another thing) where the probe would create its own file: refused,
+    never followed; the message names the path."""
 
 
 class AsnDbError(InputError):

@@ -30,6 +30,16 @@ in :mod:`probe.round`, before a measurement is classified and stored, so a live 
 replayed one see the same text. Loopback and unspecified addresses identify no one and are
 never scrubbed (a resolver answering 127.0.0.1 is evidence).
 
+The round learns the public address from STUN servers and the control resolver
+(:mod:`probe.measure.whoami`) and the helper's recogniser. When none of them answers, the
+scrubber is *conservative*: :meth:`Scrubber.observations` also masks every address literal
+(dotted, dashed, underscored, %2E-separated, reverse-DNS and IPv6; not bare integers, which
+would take every large number) that may be public (:func:`may_be_public`) and that is not the
+measurement's own evidence (:func:`evidence`: its DNS answers and resolvers, the addresses it
+dialled, a Location's host, the control's answers). The round records that the address was
+unknown (``rounds.public_address``) and ``probe run`` and ``probe status`` say so
+(:data:`UNKNOWN_ADDRESS_NOTE`).
+
 Cost: every string is first searched at C speed for literals one of which any form holds
 (:func:`_pattern`); the patterns, the readings and the base64 decoding run only where one is
 found (``bench/scrub.py`` measures it).
@@ -48,12 +58,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
 from probe.model import HTTPTransaction, Observations
 
 SCRUBBED = "[scrubbed]"
+# One line for the volunteer (probe run, probe status, the daemon's log) when a round could not
+# learn the public address (no STUN server, no "what is my address" resolver, no helper answered).
+UNKNOWN_ADDRESS_NOTE = (
+    "your public address could not be learned (no STUN server, resolver or helper answered): "
+    "every address literal in pages that may be public was masked"
+)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Recogniser = Callable[[IPAddress], bool]
 T = TypeVar("T")
@@ -580,11 +597,18 @@ class Scrubber:
     runs, plus whatever a recogniser claims) in every form a server may echo."""
 
     def __init__(
-        self, addresses: Iterable[str] = (), recognisers: Sequence[Recogniser] = ()
+        self,
+        addresses: Iterable[str] = (),
+        recognisers: Sequence[Recogniser] = (),
+        *,
+        conservative: bool = False,
     ) -> None:
         self._sources = addresses
         self._learned: set[IPAddress] = set()
         self.recognisers = tuple(recognisers)
+        # The public address is unknown: observations also lose every address literal that may
+        # be public and that the measurement did not resolve or dial (see observations()).
+        self.conservative = conservative
         # addresses() for the sources and learned addresses it was last computed from: it runs
         # for every string, and the sources (a set the round's sockets fill) rarely change.
         self._cached: tuple[frozenset[str], int, frozenset[IPAddress]] | None = None
@@ -666,14 +690,23 @@ class Scrubber:
         clean = self.tree(data)
         return value if clean == data else msgspec.convert(clean, type=type(value))
 
-    def observations(self, obs: Observations) -> Observations:
-        """Every text of every step; a scrubbed body gets the hash of its scrubbed text."""
+    def observations(self, obs: Observations, keep: Iterable[str] = ()) -> Observations:
+        """Every text of every step; a scrubbed body gets the hash of its scrubbed text.
+        Conservative (the public address unknown): every address literal that may be public
+        is masked too, unless the measurement itself resolved or dialled it, a Location named
+        it as its host, or it is in ``keep`` (e.g. the control's answers): that is evidence."""
+        if self.conservative:
+            return self._observations(obs, evidence(obs, keep))
         return obs if self.holds_none(obs) else self._observations(obs)
 
-    def _observations(self, obs: Observations) -> Observations:
+    def _observations(
+        self, obs: Observations, evidence: frozenset[IPAddress] | None = None
+    ) -> Observations:
         """The full path of :meth:`observations`: every string of every step read."""
         data = msgspec.to_builtins(obs)
         clean = self.tree(data)
+        if evidence is not None:
+            clean = mask_tree(clean, evidence)
         if clean == data:
             return obs
         out = msgspec.convert(clean, type=Observations)
@@ -685,3 +718,106 @@ def _rehash(old: HTTPTransaction, new: HTTPTransaction) -> HTTPTransaction:
     if new.body is not None and new.body != old.body:
         return replace(new, body_sha256=hashlib.sha256(new.body.encode("utf-8")).hexdigest())
     return new
+
+
+# -- conservative scrubbing: the public address unknown ------------------------------------------
+# Networks whose addresses identify no one on the internet: a literal in them is never masked.
+_LOCAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT: the ISP's side of the volunteer's own link
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
+def may_be_public(ip: IPAddress) -> bool:
+    """Could ``ip`` be a volunteer's public address? Every address but the local, private,
+    link-local, carrier-grade NAT, multicast and reserved ones (documentation ranges stand in
+    for public addresses in tests and examples, so they count as public here)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return False
+    return not any(ip in n for n in _LOCAL_NETWORKS if n.version == ip.version)
+
+
+def evidence(obs: Observations, keep: Iterable[str] = ()) -> frozenset[IPAddress]:
+    """The addresses a measurement resolved (every DNS answer, and the resolvers asked), dialled
+    (TCP, TLS, HTTP) or was sent to by a Location's host, plus ``keep``: what conservative
+    scrubbing never masks."""
+    texts: list[str] = list(keep)
+    for q in obs.dns:
+        texts += [a.value for a in q.answers if a.type in ("A", "AAAA")]
+        texts.append(urlsplit(q.resolver_address).hostname or "")
+    texts += [c.ip for c in obs.tcp]
+    texts += [t.ip for t in obs.tls]
+    for h in obs.http:
+        if h.ip:
+            texts.append(h.ip)
+        if h.location:
+            texts.append(urlsplit(h.location).hostname or "")
+    out = set()
+    for t in texts:
+        ip = _address(str(t).strip("[]").split("%")[0])
+        if ip is not None:
+            out.add(ip)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                out.add(ip.ipv4_mapped)
+    return frozenset(out)
+
+
+def _unknown(candidates: Iterable[IPAddress | None], keep: frozenset[IPAddress]) -> bool:
+    """Mask a literal: none of its readings is evidence, and one may be a public address."""
+    readings = [ip for ip in candidates if ip is not None]
+    if any(ip in keep for ip in readings):
+        return False
+    return any(may_be_public(ip) for ip in readings)
+
+
+# The literals conservative scrubbing masks, one match each (the recognisers' candidates, above,
+# are looked for at every start, in every base, through readings and base64).
+_V4_LITERAL = re.compile(
+    r"(?<![0-9])(\d{1,3})(\.|-|_|%2[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
+)
+_V6_LITERAL = re.compile(
+    r"(?<![0-9a-fA-F:])((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA])){2,7}[0-9a-fA-F]{0,4})(?![0-9a-fA-F:])"
+)
+
+
+def mask_unknown(text: str, keep: frozenset[IPAddress]) -> str:
+    """``text`` with every address literal (dotted, dashed, underscored or %2E-separated IPv4,
+    reversed before ``.in-addr.arpa``; IPv6) that may be public and is not in ``keep``
+    replaced."""
+
+    def v4(m: re.Match[str]) -> str:
+        octets = [int(m.group(i)) for i in (1, 3, 4, 5)]
+        if text[m.end() : m.end() + 8].lower() == ".in-addr":  # a reverse-DNS name
+            octets.reverse()
+        ip = _address(".".join(map(str, octets)))
+        return SCRUBBED if _unknown([ip], keep) else m.group(0)
+
+    def v6(m: re.Match[str]) -> str:
+        ip = _address(re.sub("%3[aA]|-", ":", m.group(1)))
+        return SCRUBBED if _unknown([ip], keep) else m.group(0)
+
+    return _V6_LITERAL.sub(v6, _V4_LITERAL.sub(v4, text))
+
+
+def mask_tree(value: Any, keep: frozenset[IPAddress]) -> Any:
+    """:func:`mask_unknown` applied to every string of a JSON-like value."""
+    if isinstance(value, str):
+        return mask_unknown(value, keep)
+    if isinstance(value, dict):
+        return {k: mask_tree(v, keep) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(mask_tree(v, keep) for v in value)
+    return value

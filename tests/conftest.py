@@ -22,9 +22,12 @@ from tests.world import World, make_world
 def strict_rounds() -> Iterator[None]:
     """A bug in the probe's own code fails the test that hit it: the per-target boundary in
     ``probe.round`` re-raises instead of recording an ``unknown_failure`` (a test of that
-    isolation unsets PROBE_STRICT with monkeypatch)."""
+    isolation unsets PROBE_STRICT with monkeypatch). And no real STUN server is asked."""
     mp = pytest.MonkeyPatch()
     mp.setenv("PROBE_STRICT", "1")
+    # Tests never ask a real STUN server for the public address (probe.measure.whoami): a
+    # test that wants one starts its own and says so.
+    mp.setenv("PROBE_STUN_SERVERS", "none")
     yield
     mp.undo()
 

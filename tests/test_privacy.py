@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.model import DNSAnswer, DNSQuery, HTTPTransaction, Observations
-from probe.privacy import SCRUBBED, Scrubber, _forms
+from probe.model import DNSAnswer, DNSQuery, HTTPTransaction, Observations, TCPConnect
+from probe.privacy import SCRUBBED, Scrubber, _forms, evidence, mask_unknown, may_be_public
 from tests.encodings import holds, plain_v4, rendered
 
 VOLUNTEER = st.one_of(
@@ -248,6 +248,122 @@ def test_an_untouched_body_keeps_its_hash() -> None:
     empty = replace(http, body=None, body_sha256=None)
     out = Scrubber([V4]).observations(Observations("http://example.org/", http=(empty,)))
     assert out.http[0].body_sha256 is None
+
+
+# -- conservative scrubbing: the public address unknown (issue 20) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("203.0.113.5", True),  # documentation ranges stand in for public ones
+        ("8.8.8.8", True),
+        ("2001:db8::5", True),
+        ("::ffff:203.0.113.5", True),
+        ("10.1.2.3", False),
+        ("172.16.0.9", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("169.254.1.1", False),
+        ("127.0.0.1", False),
+        ("0.1.2.3", False),
+        ("224.0.0.1", False),
+        ("255.255.255.255", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("::1", False),
+        ("::ffff:10.0.0.1", False),
+    ],
+)
+def test_which_addresses_may_be_a_volunteers(address: str, public: bool) -> None:
+    assert may_be_public(ipaddress.ip_address(address)) is public
+
+
+KEEP = frozenset({ipaddress.ip_address("198.51.100.77")})
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("you are 203.0.113.5", f"you are {SCRUBBED}"),
+        ("ip-203-0-113-5.isp.example", f"ip-{SCRUBBED}.isp.example"),
+        ("a=203_0_113_5&b=203%2E0%2E113%2E5", f"a={SCRUBBED}&b={SCRUBBED}"),
+        ("5.113.0.203.in-addr.arpa", f"{SCRUBBED}.in-addr.arpa"),
+        ("[2001:db8::5]:443", f"[{SCRUBBED}]:443"),
+        ("blockpage at 198.51.100.77", "blockpage at 198.51.100.77"),  # evidence
+        ("77.100.51.198.in-addr.arpa", "77.100.51.198.in-addr.arpa"),  # the same, reversed
+        ("router 192.168.1.1, lo 127.0.0.1", "router 192.168.1.1, lo 127.0.0.1"),
+        ("jquery-3.6.0.min.js, v1.2.3", "jquery-3.6.0.min.js, v1.2.3"),  # not four octets
+        ("at 12:30:45 on 2024-01-15", "at 12:30:45 on 2024-01-15"),
+        ("1.2.3.4567 and 300.1.2.3", "1.2.3.4567 and 300.1.2.3"),  # not addresses
+    ],
+)
+def test_unknown_literals_are_masked_evidence_kept(text: str, masked: str) -> None:
+    assert mask_unknown(text, KEEP) == masked
+
+
+def _obs(body: str) -> Observations:
+    return Observations(
+        "http://news.example/",
+        dns=(
+            DNSQuery(
+                hostname="news.example",
+                query_type="A",
+                resolver="system",
+                resolver_address="udp://203.0.113.53:53",
+                engine="udp",
+                answers=(DNSAnswer("A", "198.51.100.77", 300),),
+            ),
+        ),
+        tcp=(TCPConnect(ip="198.51.100.77", port=80),),
+        http=(
+            HTTPTransaction(
+                url="http://news.example/",
+                ip="198.51.100.77",
+                status_code=302,
+                location="http://192.0.2.9/blocked?you=203.0.113.5",
+                body=body,
+                body_length=len(body),
+                body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+            ),
+        ),
+    )
+
+
+def test_evidence_is_what_the_measurement_resolved_dialled_or_was_sent_to() -> None:
+    got = {str(ip) for ip in evidence(_obs(""), keep=["2001:db8::1", "not an address"])}
+    assert got == {"198.51.100.77", "203.0.113.53", "192.0.2.9", "2001:db8::1"}
+
+
+def test_conservative_observations_keep_evidence_and_rehash_the_body() -> None:
+    body = "<p>You are 203.0.113.5; the site is 198.51.100.77; our DNS 203.0.113.53</p>"
+    obs = _obs(body)
+    out = Scrubber(conservative=True).observations(obs)
+    h = out.http[0]
+    assert h.body == f"<p>You are {SCRUBBED}; the site is 198.51.100.77; our DNS 203.0.113.53</p>"
+    assert h.body_sha256 == hashlib.sha256(h.body.encode()).hexdigest()
+    assert h.location == f"http://192.0.2.9/blocked?you={SCRUBBED}"
+    assert out.dns == obs.dns and out.tcp == obs.tcp
+    # Not conservative: an unknown address is not the scrubber's to remove.
+    assert Scrubber().observations(obs) is obs
+
+
+@given(
+    st.ip_addresses(v=4).filter(may_be_public),
+    st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20),
+    st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20),
+    st.sampled_from([".", "-", "_", "%2E", "%2e"]),
+)
+def test_any_unknown_public_literal_is_masked(
+    ip: ipaddress.IPv4Address, before: str, after: str, sep: str
+) -> None:
+    """In text without other digits, a possibly-public dotted (dashed, ...) address is masked
+    unless it is evidence, and nothing else changes."""
+    literal = sep.join(str(ip).split("."))
+    text = before + literal + after
+    assert mask_unknown(text, frozenset()) == before + SCRUBBED + after
+    assert mask_unknown(text, frozenset({ip})) == text
+    assert mask_unknown(before + after, frozenset()) == before + after
 
 
 def _utf16(text: str, order: str = "le") -> str:

@@ -18,7 +18,7 @@ from probe.classify.facts import DNS_DOWN_FAILURES, Facts, derive
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
 
-RULES_VERSION = "2026.11.2"
+RULES_VERSION = "2026.12.1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,19 +303,27 @@ def derive(
 
 
 def _hop_control_failed(obs: Observations, final: HTTPTransaction | None) -> bool:
-    """Did the control resolver fail to resolve the name the final (redirected) hop needed?
-    False when it resolved it or was never asked (OONI's data: its helper resolves only the
-    first hop)."""
+    """Did the control resolver fail to give a usable address for the name the final
+    (redirected) hop needed? Either it resolved nothing, or, where the hop was refused for a
+    local answer (dns_bogon_error), it gave the same local answer as the resolver under test:
+    the site's own redirect into a local network, not the resolver's lie. False when it gave
+    other addresses or was never asked (OONI's data: its helper resolves only the first
+    hop)."""
     if final is None or final.depth == 0:
         return False
     ctl = [q for q in obs.dns if q.depth == final.depth and q.resolver == "control"]
-    return bool(ctl) and no_address_failure(ctl) is not None
+    if not ctl:
+        return False
+    if no_address_failure(ctl) is not None:
+        return True
+    system = {
+        a for q in obs.dns if q.depth == final.depth and q.resolver == "system" for a in q.addrs
+    }
+    return final.failure == failures.DNS_BOGON and bool(system & {a for q in ctl for a in q.addrs})
 
 
 def _normalise_helper_dns_failure(failure: str | None) -> str:
     """OONI's helper reports legacy names (dns_name_error); map them to df-007."""
-    if failure in (None, "", "dns_no_answer"):
+    if not failure:
         return failures.DNS_NO_ANSWER
-    if failure in ("dns_name_error", "dns_nxdomain_error"):
-        return failures.DNS_NXDOMAIN
-    return failure
+    return failures.DNS_NXDOMAIN if failure == "dns_name_error" else failure

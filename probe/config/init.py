@@ -41,8 +41,9 @@ own public IP address is never stored or exported, in any form; nothing identifi
 your network (ISP) and country. Nothing is sent anywhere unless you export it yourself.
 
 How to stop: Ctrl-C, or `systemctl disable --now probe` if you installed the service.
-How to delete everything: stop it, then delete the database ({db}, with its -wal, -shm and
-.lock files), the settings file ({config}), and uninstall probe.
+How to delete everything: stop it, then run `probe wipe` (it deletes the database {db},
+with its -wal, -shm and .lock files, and the settings file {config}), and uninstall probe.
+Everything the probe writes is readable by your user only.
 """
 
 

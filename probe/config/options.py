@@ -34,6 +34,7 @@ from probe.config.parse import (
     parse_ip,
     parse_path,
     parse_size,
+    parse_stun_servers,
     parse_text,
     parse_url,
     tuple_of,
@@ -43,6 +44,13 @@ from probe.config.resolver import parse_resolver, parse_resolver_option
 APP = "probe"
 ENV_PREFIX = "PROBE_"
 DEFAULT_CONTROL_RESOLVER = "https://1.1.1.1/dns-query"
+# Public STUN servers run by three different operators, so that a censor blocking one does not
+# leave the volunteer's public address unknown (probe.measure.whoami).
+DEFAULT_STUN_SERVERS = (
+    "stun.l.google.com:19302",
+    "stun.cloudflare.com:3478",
+    "stun.nextcloud.com:443",
+)
 
 
 # -- where the defaults live ---------------------------------------------------------------------
@@ -138,6 +146,16 @@ OPTIONS: tuple[Option, ...] = (
         "Honest resolver: https://HOST/dns-query, tls://[NAME@]IP[:PORT] or udp://IP[:PORT].",
         "--control-resolver",
         "URL",
+    ),
+    Option(
+        "stun_servers",
+        parse_stun_servers,
+        DEFAULT_STUN_SERVERS,
+        "STUN server that tells the probe its public address, to scrub it (repeatable; "
+        "'none': ask none). The address is kept in memory only.",
+        "--stun-server",
+        "HOST[:PORT]",
+        multiple=True,
     ),
     Option(
         "ca_bundle",

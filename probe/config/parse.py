@@ -180,6 +180,29 @@ def parse_text(v: Any) -> str:
     return _text(v).strip()
 
 
+STUN_PORT = 3478
+
+
+def parse_stun_server(v: Any) -> str:
+    """A STUN server, ``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` (UDP port 3478 by default),
+    written back as ``HOST:PORT``."""
+    text = _text(v).strip()
+    host, port = addr.split_host_port(text, STUN_PORT)
+    if any(c.isspace() or c in "/@?#" for c in host):
+        raise ValueError(f"{text[:60]!r} is not a STUN server (HOST or HOST:PORT)")
+    return addr.endpoint(host, port)
+
+
+def parse_stun_servers(v: Any) -> tuple[str, ...]:
+    """STUN servers, or none: an empty list, or the word ``none``."""
+    if isinstance(v, str) and v.strip().lower() == "none":
+        return ()
+    if isinstance(v, list | tuple) and [str(x).strip().lower() for x in v] == ["none"]:
+        return ()
+    servers: tuple[str, ...] = tuple_of(parse_stun_server, max_items=16)(v)
+    return servers
+
+
 def tuple_of(one: Callable[[Any], Any], max_items: int | None = None) -> Callable[[Any], Any]:
     def parse(v: Any) -> tuple[Any, ...]:
         if isinstance(v, str):  # environment: comma-separated

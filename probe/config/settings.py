@@ -9,6 +9,8 @@ where each value came from. Every value goes through its option's one parser wha
 origin, so a flag, a variable and a file entry are held to the same rules; a bad one raises
 :class:`SettingsError` naming the flag, variable or file and key. Resolvers are parsed here,
 once: ``Settings.resolver`` and ``control_resolver`` are :class:`~probe.model.ResolverSpec`.
+The helper's token file must be private (:func:`check_token_file`: no access for group or
+others), or resolving fails there too.
 
 The names other packages import from here (the option table, the value parsers, the default
 paths, the profile policy) are re-exported from their homes: :mod:`probe.config.parse`,
@@ -18,6 +20,7 @@ paths, the profile policy) are re-exported from their homes: :mod:`probe.config.
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +53,7 @@ class Settings:
     only: tuple[str, ...]
     resolver: ResolverSpec | None  # None: the system's (probe.config.resolver.system_resolver)
     control_resolver: ResolverSpec
+    stun_servers: tuple[str, ...]  # HOST:PORT; () asks none
     ca_bundle: str | None
     concurrency: int
     timeout: float
@@ -104,6 +108,21 @@ def _load_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+def check_token_file(path: str, where: str) -> None:
+    """The helper's token file must be private to its user, as ssh wants a private key: any
+    access for its group or others is a :class:`SettingsError` naming the file and the fix. A
+    file that cannot be read at all is left to its reader, which says so."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        raise SettingsError(
+            f"{where}: {path}: the helper's token is open to others (mode {mode:04o}); make it "
+            f"private: chmod 600 {path}"
+        )
+
+
 def resolve(
     flags: Mapping[str, Any] | None = None,
     *,
@@ -124,6 +143,7 @@ def resolve(
     elif default_config().is_file():
         cfg_path, cfg_source = default_config(), "default"
     file_values = _load_file(cfg_path) if cfg_path is not None else {}
+    wheres: dict[str, str] = {}
     for o in OPTIONS:
         given = flags.get(o.name)
         if given is not None and given != () and given is not False:
@@ -140,6 +160,9 @@ def resolve(
         except (ValueError, TypeError) as exc:
             raise SettingsError(f"{where}: {exc}") from None
         sources[o.name] = src
+        wheres[o.name] = where
+    if values.get("helper_token_file"):
+        check_token_file(values["helper_token_file"], wheres["helper_token_file"])
     for o in OPTIONS:
         if o.name not in values and o.name not in ("db", "targets"):
             values[o.name] = o.default

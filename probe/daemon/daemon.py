@@ -59,6 +59,7 @@ from probe.daemon.lock import DaemonLock, pid_alive
 from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.errors import InputError, StoreError
 from probe.model import Measurement, Network, ObjectChoice, ThroughputRecord
+from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
 from probe.store import RoundRecord, Store
@@ -365,6 +366,7 @@ class Daemon:
             "bytes": result.bytes_used,
             "duration": round(time.monotonic() - t0, 2),
             "network": "offline" if offline else "ok",
+            "public_address": ",".join(result.address_known_by) or "unknown",
             "next_gap_factor": self.factor(),
         }
         log.log(
@@ -379,6 +381,8 @@ class Daemon:
             f", OFFLINE (gaps x{self.factor():g})" if offline else "",
             extra={"fields": fields},
         )
+        if not result.address_known_by:
+            log.warning("round %s: %s", result.id[:8], UNKNOWN_ADDRESS_NOTE)
 
     async def job(self, kind: str) -> None:
         """One scheduled round of ``kind``, paused while it runs (so a gap starts at its end)."""

@@ -1,9 +1,12 @@
 """One daemon per database: an flock(2) on ``<db>.lock`` beside it, holding the owner's PID.
 
 Contract: ``DaemonLock(db).acquire()`` takes the lock or raises :class:`DaemonRunning` (an
-InputError: one line naming the database and the running daemon's PID, exit 2). The kernel
-drops the lock when its process dies, however it dies, so a crash never leaves a stale lock.
-``holder(db)`` says which PID holds it (None: no daemon runs); it only reads.
+InputError: one line naming the database and the running daemon's PID, exit 2). The lock file
+is created 0600 and opened with O_NOFOLLOW: a symbolic link there is :class:`UnsafePath` (one
+line, exit 2), never followed nor replaced, since daemons share the file to exclude each
+other. The kernel drops the lock when its process dies, however it dies, so a crash never
+leaves a stale lock. ``holder(db)`` says which PID holds it (None: no daemon runs, or a link
+stands there); it only reads.
 """
 
 from __future__ import annotations
@@ -11,14 +14,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from pathlib import Path
 
+from probe.config.files import lock_path, open_private, private_folder
 from probe.errors import DaemonRunning
 
-
-def lock_path(db: str) -> Path:
-    p = Path(db)
-    return p.with_name(p.name + ".lock")
+__all__ = ["DaemonLock", "holder", "lock_path", "pid_alive"]
 
 
 class DaemonLock:
@@ -30,8 +30,8 @@ class DaemonLock:
         self.fd: int | None = None
 
     def acquire(self) -> DaemonLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        private_folder(self.path.parent)
+        fd = open_private(self.path)  # 0600; a symbolic link there: UnsafePath, exit 2
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -58,7 +58,7 @@ class DaemonLock:
 def holder(db: str) -> int | None:
     """The PID of the daemon holding ``db``'s lock, or None when no daemon runs."""
     try:
-        fd = os.open(lock_path(db), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_path(db), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # never a link
     except OSError:
         return None
     try:

@@ -19,6 +19,7 @@ from typing import Any
 from probe import words as verdicts
 from probe.classify.events import find_events
 from probe.daemon.lock import holder
+from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.store import ANOMALY, Store
 from probe.timeutil import day_start, from_stored, iso, month_start
 
@@ -36,7 +37,11 @@ def status(store: Store, now: datetime | None = None) -> dict[str, Any]:
         last = {
             k: last[k]
             for k in ("started_at", "finished_at", "kind", "status", "targets", "bytes_used")
-        } | {"anomalies": _anomalies(store, last["id"]), "note": last.get("note")}
+        } | {
+            "anomalies": _anomalies(store, last["id"]),
+            "note": last.get("note"),
+            "public_address": last.get("public_address"),
+        }
     since_day = day_start(now)
     events = [e.as_dict() for e in find_events(store.throughput_tests()) if e.open]
     anomalous = [
@@ -133,6 +138,8 @@ def render(doc: dict[str, Any]) -> list[str]:
             f"{r['targets']} measurements, {r['anomalies']} anomalies, {_mb(r['bytes_used'])}"
             + (f" - {r['note']}" if r["note"] else "")
         )
+        if r.get("public_address") == "unknown":
+            lines.append(f"privacy    {UNKNOWN_ADDRESS_NOTE}")
     m, data = doc["measurements"], doc["data"]
     lines.append(f"measured   {m['today']} today, {m['total']} in total")
     lines.append(

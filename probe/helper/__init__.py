@@ -1,16 +1,22 @@
 """A Web Connectivity test helper (OONI's ``oohelperd`` protocol), server and client.
 
-Contract: :func:`measure` answers one control request exactly as OONI's helper does (field
-names, legacy failure strings, ``-1`` for an absent status code or body length), measuring from
-the helper's own, uncensored network with the probe's own measuring code. It never dials
-loopback, private, link-local or multicast addresses, nor the helper's own, unless an
-allow-list says so (the lab). The client side is :mod:`probe.control`.
+Contract: :func:`parse_body` turns any request body into a :class:`ControlRequest` or raises
+:class:`~probe.errors.BadRequest` with a one-line reason, whatever the bytes (JSON nested past
+the recursion limit, numbers past Python's digit limit, any value in any field): nothing else
+escapes it, so a client's body is a 400, never a 500. :func:`measure` answers one control
+request exactly as OONI's helper does (field names, legacy failure strings, ``-1`` for an
+absent status code or body length), measuring from the helper's own, uncensored network with
+the probe's own measuring code. It never dials loopback, private, link-local or multicast
+addresses, nor the helper's own, unless an allow-list says so (the lab), and never tells a
+client an address that is not on the internet (:func:`tellable`: a private answer of its
+upstream is a map of the network it sits in). The client side is :mod:`probe.control`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +24,7 @@ from urllib.parse import urlsplit
 from probe import addr, failures
 from probe.errors import BadRequest, URLError
 from probe.measure import steps
-from probe.measure.config import MeasureConfig, skip_address
+from probe.measure.config import MeasureConfig, allowed_network, skip_address
 from probe.measure.net import Shared
 from probe.measure.runner import TargetMeasurer
 from probe.model import Observations, no_address_failure, page_length
@@ -38,9 +44,34 @@ class ControlRequest:
     endpoints: tuple[tuple[str, int], ...]
 
 
+def shown(value: Any) -> str:
+    """A client's value in a one-line message: a string's start, else its type (the text of a
+    nested value can be as deep as the recursion limit, and as long as the body)."""
+    if isinstance(value, str):
+        return repr(value[:60])
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)[:60]
+    return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+
+
+def decode_json(raw: bytes) -> Any:
+    """The JSON value of a request body, or BadRequest."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+    except ValueError:  # not JSON, not UTF-8, or a number past Python's digit limit
+        raise BadRequest("the body is not valid JSON") from None
+
+
+def parse_body(raw: bytes) -> ControlRequest:
+    """A control request's body -> ControlRequest, or BadRequest (nothing else)."""
+    return parse_request(decode_json(raw))
+
+
 def _endpoint(text: Any) -> tuple[str, int]:
     if not isinstance(text, str):
-        raise BadRequest(f"tcp_connect: {str(text)[:60]!r} is not IP:PORT")
+        raise BadRequest(f"tcp_connect: {shown(text)} is not IP:PORT")
     try:
         return addr.parse_endpoint(text)
     except addr.AddressError as exc:
@@ -70,6 +101,18 @@ def parse_request(doc: Any) -> ControlRequest:
     if not isinstance(eps, list) or len(eps) > MAX_ENDPOINTS:
         raise BadRequest(f"tcp_connect: a list of at most {MAX_ENDPOINTS} IP:PORT strings")
     return ControlRequest(url, headers, tuple(dict.fromkeys(_endpoint(e) for e in eps)))
+
+
+def tellable(ip: str, cfg: MeasureConfig) -> bool:
+    """An address the helper may pass on from its upstream resolver (in a control response or
+    through its DoH relay): on the internet (:func:`probe.addr.is_internet`), or in a network the
+    lab allows. Its own public addresses are public; a private one (an intranet name's, or
+    ``64:ff9b::a00:1``, which is 10.0.0.1) would tell strangers what lies behind the helper."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return addr.is_internet(address) or allowed_network(address, cfg)
 
 
 def _or_minus_one(n: int | None) -> int:
@@ -133,7 +176,7 @@ def _response(
     obs: Observations, req: ControlRequest, extra: list[Any], cfg: MeasureConfig
 ) -> dict[str, Any]:
     sys_q = [q for q in obs.dns if q.depth == 0 and q.resolver == "system"]
-    addrs = list(dict.fromkeys(a for q in sys_q for a in q.addrs))
+    addrs = list(dict.fromkeys(a for q in sys_q for a in q.addrs if tellable(a, cfg)))
     dns_failure = no_address_failure(sys_q)
     tcp: dict[str, Any] = {}
     tls: dict[str, Any] = {}
@@ -181,7 +224,7 @@ def _response(
             FLAG_RESOLVED_BY_TH if ip in addrs else 0
         )
         try:
-            if not ipaddress.ip_address(ip).is_global:
+            if not addr.is_internet(ipaddress.ip_address(ip)):
                 flags |= FLAG_BOGON
         except ValueError:
             continue

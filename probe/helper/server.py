@@ -7,7 +7,11 @@ download of a URL from its own network), ``POST /network`` (the client's network
 country, name - from the operator's IP-to-ASN table, and an HMAC of the client's address under
 the client's nonce, never the address itself; see :mod:`probe.network`), ``GET /health``.
 Bounded: request bodies (64 KiB, 413 past it), the time a client may take to send its body
-(408), the time per measurement, and requests in flight (503 past the limit). An optional
+(408), the time per measurement, and two pools kept apart, each 503 past its limit: control
+requests in flight (``POST /``, ``/dns-query``, ``/speed``, ``/network``) and ``/bulk`` streams,
+per client address and in total, so control requests never wait behind bulk streams. A peer
+that reads nothing of its answer for the send timeout is dropped (:class:`GuardedH11Protocol`).
+``/health`` is 200 with both pools' counts, 503 when the control pool is full. An optional
 bearer token (401 without it). The access log is JSON lines with no client address in them; the
 address is read for ``/network`` and forgotten.
 """
@@ -23,6 +27,7 @@ import math
 import os
 import resource
 import socket
+import struct
 import sys
 import time
 from collections import Counter
@@ -32,16 +37,18 @@ from typing import Any, ClassVar, TextIO
 
 import dns.exception
 import dns.message
+import dns.rdatatype
+import dns.rrset
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from probe import addr, failures
 from probe.errors import BadRequest, DoHStatusError, ServeError, TooLarge, URLError
-from probe.helper import measure, parse_request
+from probe.helper import decode_json, measure, parse_body, shown, tellable
 from probe.helper.asn import Table, entry_fields
 from probe.measure.config import MeasureConfig
 from probe.measure.dns import exchange
-from probe.measure.net import Shared
+from probe.measure.net import Shared, tcp_info
 from probe.model import ResolverSpec
 from probe.network import addr_hmac
 from probe.timeutil import utc_now
@@ -54,6 +61,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY = 64 * 1024
 MAX_DNS_MESSAGE = 4096
 MAX_BULK = 16 * 1024 * 1024
+MAX_BULK_STREAMS = (
+    32  # /bulk streams at once, in all: each may pin up to tcp_wmem (4 MiB) of kernel memory
+)
+MAX_BULK_PER_CLIENT = 4  # and per client address (the probe downloads its A/B legs one by one)
 _RANDOM = os.urandom(64 * 1024)  # incompressible, and cheap to repeat
 
 
@@ -64,6 +75,8 @@ class HelperApp:
         *,
         token: str | None = None,
         max_in_flight: int = 32,
+        max_bulk: int = MAX_BULK_STREAMS,
+        max_bulk_per_client: int = MAX_BULK_PER_CLIENT,
         request_timeout: float = 60.0,
         body_timeout: float = 10.0,
         log: TextIO | None = None,
@@ -76,7 +89,10 @@ class HelperApp:
         self.request_timeout = request_timeout
         self.body_timeout = body_timeout
         self.log = log if log is not None else sys.stderr
-        self.in_flight = 0
+        self.max_bulk = max_bulk
+        self.max_bulk_per_client = max_bulk_per_client
+        self.in_flight = 0  # control requests being answered
+        self.bulk: Counter[str] = Counter()  # /bulk streams open, per client address
         self._shared: Shared | None = None
 
     @property
@@ -103,6 +119,7 @@ class HelperApp:
                     "ms": round((time.monotonic() - t0) * 1000, 1),
                     "bytes": sent,
                     "in_flight": self.in_flight,
+                    "bulk": self.bulk.total(),
                 }
             )
             + "\n"
@@ -123,13 +140,15 @@ class HelperApp:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
         path, method = scope["path"], scope["method"]
         if path == "/health" and method == "GET":
-            return await _reply(send, 200, b"ok\n", "text/plain")
+            return await self._health(send)
         if path not in ("/", "/dns-query", "/bulk", "/speed", "/network"):
             return await _error(send, 404, "not found")
         if self.token is not None and not self._authorised(scope):
             return await _error(
                 send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
             )
+        if path == "/bulk":
+            return await self._bulk(scope, send)  # its own pool, apart from the control slots
         if self.in_flight >= self.max_in_flight:
             return await _error(
                 send, 503, "busy: too many requests in flight", [(b"retry-after", b"5")]
@@ -138,8 +157,6 @@ class HelperApp:
         try:
             if path == "/dns-query":
                 return await self._doh(scope, receive, send)
-            if path == "/bulk":
-                return await self._bulk(scope, send)
             if path == "/speed":
                 return await self._speed(scope, receive, send)
             if path == "/network":
@@ -149,6 +166,35 @@ class HelperApp:
             return await self._control(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _health(self, send: Send) -> tuple[int, int]:
+        """Both pools' counts, and which are full. 503 only when the control pool is: the helper
+        cannot answer a control request now, so a load balancer should send it none. A full
+        bulk pool is named in ``full`` for monitors, but the helper stays in rotation: its
+        control requests are still answered (issue 20)."""
+        bulk = self.bulk.total()
+        full = [
+            name
+            for name, used, cap in (
+                ("control", self.in_flight, self.max_in_flight),
+                ("bulk", bulk, self.max_bulk),
+            )
+            if used >= cap
+        ]
+        saturated = "control" in full
+        doc = {
+            "status": "saturated" if saturated else "ok",
+            "full": full,
+            "control": {"in_flight": self.in_flight, "max": self.max_in_flight},
+            "bulk": {
+                "open": bulk,
+                "max": self.max_bulk,
+                "max_per_client": self.max_bulk_per_client,
+            },
+        }
+        body = json.dumps(doc).encode()
+        extra = [(b"retry-after", b"5")] if saturated else None
+        return await _reply(send, 503 if saturated else 200, body, "application/json", extra)
 
     def _authorised(self, scope: Scope) -> bool:
         want = f"Bearer {self.token}".encode()
@@ -176,15 +222,13 @@ class HelperApp:
 
     async def _control(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
         try:
-            raw = await self._body(scope, receive, MAX_BODY)
-            req = parse_request(json.loads(raw))
+            req = parse_body(await self._body(scope, receive, MAX_BODY))
         except TooLarge:
             return await _error(send, 413, f"request body over {MAX_BODY} bytes")
         except TimeoutError:
             return await _error(send, 408, "request body too slow")
-        except (ValueError, UnicodeDecodeError) as exc:  # JSON errors and BadRequest
-            msg = str(exc) if isinstance(exc, BadRequest) else "the body is not valid JSON"
-            return await _error(send, 400, msg)
+        except BadRequest as exc:
+            return await _error(send, 400, str(exc))
         try:
             async with asyncio.timeout(self.request_timeout):
                 answer = await measure(self.shared, req)
@@ -199,6 +243,23 @@ class HelperApp:
             return await _error(send, 400, "bulk: ?bytes=N is required")
         if not 0 < n <= MAX_BULK:
             return await _error(send, 400, f"bulk: bytes must be 1..{MAX_BULK}")
+        client = scope.get("client")
+        host = str(client[0]) if client else ""
+        if self.bulk[host] >= self.max_bulk_per_client:
+            return await _error(
+                send, 503, "busy: too many bulk streams from your address", [(b"retry-after", b"5")]
+            )
+        if self.bulk.total() >= self.max_bulk:
+            return await _error(send, 503, "busy: too many bulk streams", [(b"retry-after", b"5")])
+        self.bulk[host] += 1
+        try:
+            return await self._stream(n, send)
+        finally:
+            self.bulk[host] -= 1
+            if self.bulk[host] <= 0:
+                del self.bulk[host]
+
+    async def _stream(self, n: int, send: Send) -> tuple[int, int]:
         await send(
             {
                 "type": "http.response.start",
@@ -221,7 +282,7 @@ class HelperApp:
         from probe.measure.throughput import download, first_address
 
         try:
-            doc = json.loads(await self._body(scope, receive, 4096))
+            doc = decode_json(await self._body(scope, receive, 4096))
             if not isinstance(doc, dict):
                 raise BadRequest("the body must be a JSON object")
             url, max_bytes, max_seconds = _speed_request(doc)
@@ -231,8 +292,6 @@ class HelperApp:
             return await _error(send, 408, "request body too slow")
         except BadRequest as exc:
             return await _error(send, 400, f"speed: {exc}")
-        except (ValueError, UnicodeDecodeError):
-            return await _error(send, 400, "speed: the body is not valid JSON")
         ip, why = await first_address(self.shared, url)
         if ip is None:
             answer: dict[str, Any] = {
@@ -268,16 +327,19 @@ class HelperApp:
         if scope["method"] != "POST":
             return await _error(send, 405, 'POST {"nonce": HEX}', [(b"allow", b"POST")])
         try:
-            doc = json.loads(await self._body(scope, receive, 1024))
-            nonce = bytes.fromhex(doc["nonce"]) if isinstance(doc, dict) else b""
+            doc = decode_json(await self._body(scope, receive, 1024))
+            hex_nonce = doc.get("nonce") if isinstance(doc, dict) else None
+            nonce = bytes.fromhex(hex_nonce) if isinstance(hex_nonce, str) else b""
             if not 16 <= len(nonce) <= 64:
-                raise ValueError("nonce: 16 to 64 random bytes, in hex")
+                raise BadRequest("nonce: 16 to 64 random bytes, in hex")
         except TooLarge:
             return await _error(send, 413, "request body too large")
         except TimeoutError:
             return await _error(send, 408, "request body too slow")
-        except (ValueError, KeyError, TypeError) as exc:
+        except BadRequest as exc:
             return await _error(send, 400, f"network: {exc}")
+        except ValueError:  # fromhex
+            return await _error(send, 400, "network: nonce: 16 to 64 random bytes, in hex")
         client = scope.get("client")
         address = str(client[0]) if client else None
         entry = self.asn_table.lookup(address) if address and self.asn_table else None
@@ -313,27 +375,47 @@ class HelperApp:
             return await _error(send, 502, "upstream resolver failed")
         except failures.network_error_types():
             return await _error(send, 502, "upstream resolver unreachable")
+        _drop_untellable(reply, shared.cfg)
         return await _reply(send, 200, reply.to_wire(), "application/dns-message")
+
+
+def _drop_untellable(reply: dns.message.Message, cfg: MeasureConfig) -> None:
+    """Strip from a relayed DNS reply every address record the helper may not pass on
+    (:func:`probe.helper.tellable`), as unbound's ``private-address`` does; an RRset left
+    empty goes, a CNAME chain stays."""
+    for section in (reply.answer, reply.additional):
+        kept = []
+        for rrset in section:
+            if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                kept.append(rrset)
+                continue
+            rds = [rd for rd in rrset if tellable(rd.address, cfg)]
+            if len(rds) == len(rrset):
+                kept.append(rrset)
+            elif rds:
+                kept.append(dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rds))
+        section[:] = kept
 
 
 def _speed_request(doc: dict[str, Any]) -> tuple[str, int, float]:
     """(url, max_bytes, max_seconds) of a /speed request, or BadRequest naming the field."""
     url = doc.get("url")
+    if not isinstance(url, str):
+        raise BadRequest(f"url: {shown(url)} is not a URL string")
     try:
         check_url(url)
     except URLError as exc:
         raise BadRequest(f"url: {exc}") from None
-    assert isinstance(url, str)
     max_bytes = doc.get("max_bytes", 1 << 20)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-        raise BadRequest(f"max_bytes: {str(max_bytes)[:20]!r} is not a positive whole number")
+        raise BadRequest(f"max_bytes: {shown(max_bytes)} is not a positive whole number")
     max_seconds = doc.get("max_seconds", 8)
     if (
         isinstance(max_seconds, bool)
         or not isinstance(max_seconds, int | float)
         or not 0 < max_seconds < math.inf
     ):
-        raise BadRequest(f"max_seconds: {str(max_seconds)[:20]!r} is not a positive number")
+        raise BadRequest(f"max_seconds: {shown(max_seconds)} is not a positive number")
     return url, min(max_bytes, MAX_BULK), min(float(max_seconds), 15.0)
 
 
@@ -389,6 +471,9 @@ class ConnectionLimits:
     idle_timeout: float = 5.0  # keep-alive: an idle connection after a response
     per_client: int = 64  # open connections per client address (probes behind one NAT share it)
     total: int = MAX_CONNECTIONS  # open connections in all; past it the oldest idle one goes
+    # A peer that reads nothing of what it was sent for this long is dropped. Above the probe's
+    # A/B legs (4 s each), so a stalled path is measured as a stall before the helper lets go.
+    send_timeout: float = 20.0
 
 
 _BUSY_BODY = b'{"error": "too many connections from your address"}'
@@ -411,9 +496,21 @@ class _Guard:
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with the limits uvicorn lacks: a deadline for the request
     head (uvicorn waits forever for a client that never finishes its headers), a cap per
-    client address, and a total cap that closes the oldest idle connection rather than
-    refusing the newcomer, so ``/health`` keeps answering under a flood of idle connections.
-    Whether a request head is complete is h11's own state (``their_state`` leaves IDLE)."""
+    client address, a total cap that closes the oldest idle connection rather than
+    refusing the newcomer, so ``/health`` keeps answering under a flood of idle connections,
+    and a send timeout (uvicorn waits forever for a peer that never reads: the response, and
+    the pool slot its handler holds, stay stuck). Whether a request head is complete is h11's
+    own state (``their_state`` leaves IDLE).
+
+    The send timeout watches a connection whenever a peer can leave bytes in its write buffer:
+    once the buffer is over its high-water mark (the handler is then blocked until it drains),
+    and once a response is complete (its last bytes may be left, and closing waits for them).
+    Progress is the kernel's count of bytes the peer acknowledged (TCP_INFO ``bytes_acked``,
+    which stops when the peer's receive window stays shut, that is when it reads nothing) or a
+    change of the buffer's size: the buffer alone is not enough, as the kernel's own send
+    buffer (up to ``tcp_wmem``, 4 MiB) takes a second or more of a slow peer's reading before
+    the buffer moves. No progress for ``send_timeout``: the connection is reset, which frees
+    both buffers and wakes the handler."""
 
     guard: ClassVar[_Guard]
 
@@ -422,6 +519,8 @@ class GuardedH11Protocol(H11Protocol):
         g = self.guard
         self._host = self.client[0] if self.client else ""
         self._deadline: asyncio.TimerHandle | None = None
+        self._send_watch: asyncio.TimerHandle | None = None
+        self._sent_mark, self._stalled_since = (0, 0), 0.0
         g.by_client[self._host] += 1
         g.open[self] = None
         if g.by_client[self._host] > g.limits.per_client:
@@ -429,8 +528,13 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
             return
         if len(g.open) > g.limits.total:
-            oldest = next((c for c in g.open if c is not self and c._idle()), self)
-            oldest.transport.close()
+            # Idle, or closed and waiting for a peer to read what is left: that one is reset,
+            # as closing would wait for the peer again.
+            oldest = next((c for c in g.open if c is not self and c._evictable()), self)
+            if oldest.transport.get_write_buffer_size():
+                oldest._reset()
+            else:
+                oldest.transport.close()
             if oldest is self:
                 return
         self._arm()
@@ -438,6 +542,9 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._disarm()
+        if self._send_watch is not None:
+            self._send_watch.cancel()
+            self._send_watch = None
         g = self.guard
         if g.open.pop(self, 0) is None:
             g.by_client[self._host] -= 1
@@ -451,8 +558,53 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._watch_send()  # what the peer has not read yet of the response
         if self._idle() and not self.transport.is_closing():
             self._arm()  # the next request's head has its own deadline
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_send()
+
+    def _watch_send(self) -> None:
+        if self._send_watch is None and self.transport.get_write_buffer_size():
+            self._sent_mark, self._stalled_since = self._send_progress(), self.loop.time()
+            self._send_watch = self.loop.call_later(
+                self.guard.limits.send_timeout / 4, self._check_send
+            )
+
+    def _send_progress(self) -> tuple[int, int]:
+        """(bytes the peer acknowledged, or -1 where TCP_INFO cannot say; bytes buffered)."""
+        info = tcp_info(self.transport.get_extra_info("socket"))
+        acked = info.bytes_acked if info is not None and info.bytes_acked is not None else -1
+        return acked, self.transport.get_write_buffer_size()
+
+    def _check_send(self) -> None:
+        self._send_watch = None
+        mark = self._send_progress()
+        if not mark[1]:
+            return  # all handed to the kernel; the next pause or response watches again
+        now = self.loop.time()
+        if mark != self._sent_mark:  # the peer read some (or the handler wrote after it had)
+            self._sent_mark, self._stalled_since = mark, now
+        elif now - self._stalled_since >= self.guard.limits.send_timeout:
+            self._reset()
+            return
+        self._send_watch = self.loop.call_later(
+            self.guard.limits.send_timeout / 4, self._check_send
+        )
+
+    def _reset(self) -> None:
+        """Drop the connection now, with a reset: a plain close would leave the kernel sending
+        what it holds to a peer that does not read (an orphaned socket, its buffer still held)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+    def _evictable(self) -> bool:
+        return self._idle() or self.transport.is_closing()
 
     def _idle(self) -> bool:
         return self.conn.their_state is h11.IDLE
@@ -509,6 +661,41 @@ def server_config(
     )
 
 
+def credential(name: str) -> str | None:
+    """The path of systemd's credential ``name`` (``LoadCredential=``, in
+    ``$CREDENTIALS_DIRECTORY``, readable by this service alone), or None when there is none."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = os.path.join(directory, name)
+    return path if os.path.isfile(path) else None
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed (socket activation, as ``sd_listen_fds``: for this
+    process when ``LISTEN_PID`` is its own, as fd 3), or None. The variables are then removed,
+    so nothing this process starts takes them for its own; one stream socket is expected."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if count != "1":
+        raise ServeError(f"socket activation: {count or 'no'} sockets passed, one expected")
+    try:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    except OSError as exc:
+        raise ServeError(f"socket activation: fd 3 is not a socket ({exc.strerror})") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise ServeError("socket activation: fd 3 is not a stream socket (ListenStream=)")
+    sock.set_inheritable(False)
+    return sock
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """The bound, listening socket, or ServeError (a port in use is one line, not a trace)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -542,6 +729,8 @@ def serve(
     *,
     token: str | None = None,
     max_in_flight: int = 32,
+    max_bulk: int = MAX_BULK_STREAMS,
+    max_bulk_per_client: int = MAX_BULK_PER_CLIENT,
     allow_networks: tuple[str, ...] = (),
     tls_cert: str | None = None,
     tls_key: str | None = None,
@@ -555,6 +744,9 @@ def serve(
 
     from probe.measure.net import make_ssl_context
 
+    sock = activated_socket()
+    if sock is not None:  # systemd's: its address is the helper's own, never to be measured
+        host, port = sock.getsockname()[:2]
     try:
         make_ssl_context(ca_bundle)
     except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
@@ -575,7 +767,14 @@ def serve(
         allow_networks=allow_networks,
         deny_addrs=own_addresses(host),
     )
-    app = HelperApp(cfg, token=token, max_in_flight=max_in_flight, asn_table=asn_table)
+    app = HelperApp(
+        cfg,
+        token=token,
+        max_in_flight=max_in_flight,
+        max_bulk=max_bulk,
+        max_bulk_per_client=max_bulk_per_client,
+        asn_table=asn_table,
+    )
     files = _raise_fd_limit(8192)
     limits = ConnectionLimits(total=max(64, min(MAX_CONNECTIONS, files - 128)))
     config = server_config(app, host, port, limits=limits, tls_cert=tls_cert, tls_key=tls_key)
@@ -583,7 +782,7 @@ def serve(
         config.load()  # reads the certificate and key now: a bad one is one line
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ServeError(f"--tls-cert/--tls-key: cannot load ({exc})") from None
-    sock = listen_socket(host, port)
+    sock = sock or listen_socket(host, port)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -37,6 +37,7 @@ class MeasureConfig:
     allow_networks: tuple[str, ...] = ()  # dial these anyway (the lab, tests)
     deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
     read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
+    stun_servers: tuple[tuple[str, int], ...] = ()  # who tells us our public address (whoami)
 
 
 # A page fetch's receive buffer. Reading stops at the body cap, but what the kernel already
@@ -48,19 +49,25 @@ PAGE_RCVBUF = 256 * 1024
 
 def skip_address(ip: str, cfg: MeasureConfig) -> bool:
     """Addresses never dialled: the volunteer's own machine (a resolver may point there), and
-    for the test helper anything not globally routable (it must not be a way into its own
-    network) and its own addresses."""
+    for the test helper anything not on the internet (it must not be a way into its own
+    network: :func:`probe.addr.is_internet`, which judges NAT64, IPv4-mapped and 6to4
+    addresses by the IPv4 address they stand for) and its own addresses."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return True
     if address.is_multicast or address.is_unspecified or ip in cfg.deny_addrs:
         return True
-    if any(address in network for network in _allowed(cfg)):
+    if allowed_network(address, cfg):
         return False
     if cfg.public_only:
-        return not address.is_global
-    return address.is_loopback
+        return not addr.is_internet(address)
+    return addr.is_loopback(address)
+
+
+def allowed_network(address: addr.IPAddress, cfg: MeasureConfig) -> bool:
+    """In a network dialled whatever else says (the lab's, the tests', loopback if allowed)."""
+    return any(address in network for network in _allowed(cfg))
 
 
 def refuse_redirect_to(host: str, cfg: MeasureConfig) -> bool:
@@ -70,7 +77,7 @@ def refuse_redirect_to(host: str, cfg: MeasureConfig) -> bool:
     ip = addr.non_internet_literal(host)
     if ip is None:
         return False
-    return not any(ip in network for network in _allowed(cfg))
+    return not allowed_network(ip, cfg)
 
 
 def _allowed(cfg: MeasureConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

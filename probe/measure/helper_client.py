@@ -56,6 +56,7 @@ class HelperClient:
         timeout: float = 60.0,
     ) -> None:
         self.url = url
+        self.token = token
         headers = {"content-type": "application/json", "user-agent": "probe"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -146,7 +147,11 @@ class HelperClient:
                 return None
             addresses = (u.host,)
         return HelperBulk(
-            base=self.url, addresses=tuple(addresses), port=u.port or 443, speed=self.speed
+            base=self.url,
+            addresses=tuple(addresses),
+            port=u.port or 443,
+            speed=self.speed,
+            token=self.token,
         )
 
     async def aclose(self) -> None:

@@ -5,9 +5,13 @@ used); network failures become records, an overall per-target deadline ends it c
 ``generic_timeout_error`` on the step that was running. For every hop of the redirect chain (up
 to ``max_redirects``) the host is resolved through the resolver under test and the control
 resolver concurrently, every address is connected to (and TLS-handshaken for HTTPS), and one GET
-goes to the first system address that worked. When the control resolver's first-hop answers share
-no address with the system's, a second chain fetches the page through a control address, so the
-classifier can tell a lying resolver that still leads to the real site from a blockpage.
+goes to the first system address that worked. A redirect hop never dials an answer on the
+volunteer's own network (private, link-local, CGNAT, ULA, as :func:`refuse_redirect_to` judges a
+Location's literal) unless the first hop's answers were there too (an intranet, a lab); a hop
+left with no other address is recorded as ``dns_bogon_error``, its answers kept in the DNS
+records. When the control resolver's first-hop answers share no address with the system's, a
+second chain fetches the page through a control address, so the classifier can tell a lying
+resolver that still leads to the real site from a blockpage.
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ class TargetMeasurer:
             sources = tuple(
                 r for r, addrs in (("system", system), ("control", control)) if ip in addrs
             )
-            if not skip_address(ip, self.cfg):
+            if not skip_address(ip, self.cfg) and not self._refused_on_a_hop(ip, depth):
                 wanted.append((ip, sources))
         sni = host if https else None
         todo = [(ip, s) for ip, s in wanted if (ip, port, sni) not in self.state.endpoints]
@@ -142,6 +146,19 @@ class TargetMeasurer:
             self.state.tcp.append(tcp)
             if tls is not None:
                 self.state.tls.append(tls)
+
+    def _refused_on_a_hop(self, ip: str, depth: int) -> bool:
+        """An answer for a redirect's name that lies on the volunteer's own network (private,
+        link-local, carrier-grade NAT, ULA: as a Location's literal address would be refused),
+        unless the target's own first answer was there already (an intranet or a lab): never
+        dialled, so a hostile site cannot aim the probe at the volunteer's router by name. The
+        answers stay in the DNS records; a hop left with none is its ``dns_bogon_error``."""
+        if depth == 0 or not refuse_redirect_to(ip, self.cfg):
+            return False
+        first = self.first_hop[0] + self.first_hop[1]
+        return not any(
+            refuse_redirect_to(a, self.cfg) and not skip_address(a, self.cfg) for a in first
+        )
 
     def _pick(
         self, addrs: list[str], port: int, sni: str | None
@@ -200,7 +217,8 @@ class TargetMeasurer:
                     failure = (q.failure if q else None) or failures.DNS_NO_ANSWER
                     raw, op = (q.raw_failure if q else None), failures.OP_RESOLVE
                 elif failure is None:
-                    # Every answer was an address we never dial (loopback, unspecified).
+                    # Every answer was an address we never dial (loopback, unspecified; on a
+                    # redirect hop, the volunteer's own network).
                     failure, raw, op = failures.DNS_BOGON, ",".join(addrs), failures.OP_RESOLVE
                 self.state.http.append(
                     base(

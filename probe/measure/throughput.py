@@ -40,6 +40,7 @@ async def download(
     trial: int = 0,
     verify: bool = True,
     repeat: int = 1,
+    token: str | None = None,
 ) -> Flow:
     """One timed download of ``url`` through ``ip``: ``repeat`` GETs of it one after another
     on the same connection (a small object fetched again to fill the flow), each asking for
@@ -89,6 +90,8 @@ async def download(
     failure: str | None = None
     raw_failure: str | None = None
     headers = {"User-Agent": steps.USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
+    if token:  # the helper's /bulk: inside TLS, so the path sees only the SNI
+        headers["Authorization"] = f"Bearer {token}"
     ticker = asyncio.create_task(sampler())
     try:
         async with PinnedTransport(backend, ctx) as transport:
@@ -171,6 +174,7 @@ class HelperBulk:
     addresses: tuple[str, ...]
     port: int
     speed: Callable[[str, int, float], Awaitable[HelperSpeed]] | None = None
+    token: str | None = field(default=None, repr=False)  # the helper's, for /bulk
 
 
 @dataclass(slots=True)
@@ -301,6 +305,7 @@ async def run_test(
                 clock0=clock0,
                 trial=trial,
                 verify=False,
+                token=helper.token,
             )
         )
     if target is not None and helper.speed is not None and suspicious(result.flows):

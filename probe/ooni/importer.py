@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,16 @@ def _lines(fh: IO[bytes]) -> Iterator[bytes | LineProblem]:
         yield line
 
 
+def _int(text: str) -> int:
+    """A JSON integer, or LineProblem past the digits Python converts (int() would raise a bare
+    ValueError, which is no measurement's problem but looked like the importer's own)."""
+    limit = sys.get_int_max_str_digits()
+    digits = len(text) - text.startswith("-")
+    if limit and digits > limit:
+        raise LineProblem(f"a number of {digits} digits (at most {limit})")
+    return int(text)
+
+
 def _parse(data: bytes) -> Any:
     """The JSON value of ``data``, or LineProblem; JSONDecodeError is left to the caller."""
     try:
@@ -68,7 +79,7 @@ def _parse(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise LineProblem(f"not UTF-8 (byte 0x{data[exc.start]:02x} at {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_int)
     except RecursionError:
         raise LineProblem("nested too deeply") from None
 

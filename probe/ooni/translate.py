@@ -57,7 +57,7 @@ VERDICT_KEYS = (
     "accessible",
     "blocking",
 )
-_DEPTH = re.compile(r"^depth=(\d+)$")
+_DEPTH = re.compile(r"^depth=([0-9]{1,6})$")  # ASCII, and few: int() refuses 4300 digits
 
 
 # -- OONI's measurement, as typed records: anything of another shape is an OONIFormatError --------

@@ -122,6 +122,7 @@ async def run_once(
             network_ok=result.network_ok,
             bytes_used=result.bytes_used,
             status="offline" if result.network_ok is False else "ok",
+            public_address=",".join(result.address_known_by) or "unknown",
         )
     )
     return result

@@ -26,10 +26,12 @@ from probe import words as verdict_words
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.config.targets import Target
+from probe.measure import whoami
 from probe.measure.config import MeasureConfig
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
 from probe.measure.objects import from_page
+from probe.measure.whoami import PublicAddress, whoami_query
 from probe.model import Measurement, Network, Observations
 from probe.network import resolver_kind
 from probe.privacy import Recogniser, Scrubber
@@ -56,6 +58,9 @@ class RoundResult:
     rows: list[Measurement] = field(default_factory=list)  # controls and blocked ones kept first
     internal_errors: int = 0  # targets whose measuring failed in the probe's own code
     bytes_used: int = 0
+    # How the volunteer's public address was known ("stun", "dns", "helper"); () when no method
+    # answered and address literals were masked conservatively (probe.privacy). Never the address.
+    address_known_by: tuple[str, ...] = ()
 
     def add(self, m: Measurement) -> None:
         self.count += 1
@@ -94,6 +99,23 @@ def is_anomaly(m: Measurement) -> bool:
     return not m.is_control and verdict_words.is_anomalous(m.verdict)
 
 
+async def learn_public_address(shared: Shared) -> PublicAddress:
+    """The volunteer's public address from the STUN servers and, where its operator offers
+    one, the control resolver's "what is my address" (probe.measure.whoami), within the step
+    timeout (at most 5 s)."""
+    cfg = shared.cfg
+    spec = cfg.control_resolver
+    query = whoami_query(resolver_kind(spec.host)[1]) if spec is not None else None
+    return await whoami.learn(
+        cfg.stun_servers,
+        resolver=spec,
+        query=query,
+        client=shared.doh,
+        tls=shared.dot,
+        timeout=min(cfg.timeout, 5.0),
+    )
+
+
 def _notable(m: Measurement) -> bool:
     return m.is_control or m.verdict.accessible is not True or m.verdict.throttled is True
 
@@ -120,7 +142,6 @@ async def run_round(
     the resolver's kind are written on every measurement."""
     result = RoundResult(id=round_id or str(uuid.uuid4()), started_at=utc_now())
     shared = Shared.create(cfg)
-    scrubber = Scrubber(shared.local_addresses, recognisers)
     workers = max(1, concurrency)
     tp_targets = {t.name for t in targets} if throughput is not None else set()
     held: list[Pending] = []
@@ -166,6 +187,13 @@ async def run_round(
             held.append(Pending(t, _light(m), found))
 
     try:
+        public = await learn_public_address(shared)
+        result.address_known_by = public.methods + (("helper",) if recognisers else ())
+        scrubber = Scrubber(
+            shared.local_addresses, recognisers, conservative=not result.address_known_by
+        )
+        for address in public.addresses:  # memory only: the scrubber's, for this round
+            scrubber.learn(address)
         await _pool(controls, workers, lambda c: one(c, None))
         done = [measured_controls[c.name] for c in controls if c.name in measured_controls]
         if done:

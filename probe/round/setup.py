@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from probe import addr
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.classify.fingerprints import load as load_fingerprint_file
 from probe.config.resolver import system_resolver
-from probe.config.settings import Settings
+from probe.config.settings import Settings, check_token_file
 from probe.config.targets import TargetList, read_targets
 from probe.errors import InputError
 from probe.measure.config import MeasureConfig
@@ -39,6 +40,9 @@ class RoundSetup:
 
 
 def read_token(path: str) -> str:
+    """A token file's one word (the probe's helper token, or the helper's own), refused when
+    others may read it (:func:`probe.config.settings.check_token_file`)."""
+    check_token_file(path, "token file")
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -115,6 +119,7 @@ def prepare(settings: Settings) -> RoundSetup:
         deadline=settings.deadline,
         body_cap=settings.max_body,
         allow_loopback=settings.allow_loopback,
+        stun_servers=tuple(addr.split_host_port(x) for x in settings.stun_servers),
     )
     token = read_token(settings.helper_token_file) if settings.helper_token_file else None
     return RoundSetup(

@@ -74,7 +74,7 @@ async def measure_target(
     obs, used, runtime = await task
     # The one place the volunteer's addresses leave: before classifying, so the verdict read
     # back from the database (probe reclassify) is the verdict made now.
-    obs = scrubber.observations(obs)
+    obs = scrubber.observations(obs, keep=control.dns_addrs if control is not None else ())
     if control is not None:
         control = scrubber.struct(control)
     verdict = classify(obs, control=control, fingerprints=fingerprints, network_ok=network_ok)

@@ -1,8 +1,9 @@
 """Opening a probe database, and the one write path: how every transaction is taken.
 
-Contract: ``Connection.open(path)`` creates or migrates the database (raising
-:class:`StoreError` with a one-line message naming the file and the cause: not a probe
-database, not SQLite, a full disk, a read-only mount) and enables WAL; ``open(path,
+Contract: ``Connection.open(path)`` creates (0600, in folders made 0700, so SQLite makes its
+-wal and -shm 0600 too) or migrates the database (raising :class:`StoreError` with a one-line
+message naming the file and the cause: not a probe database, not SQLite, a full disk, a
+read-only mount) and enables WAL; ``open(path,
 readonly=True)`` (reading commands) writes nothing, even on a read-only mount; ``open_source``
 opens another probe database to merge from, read-only and never created. Every write goes
 through :meth:`Connection._write`: ``BEGIN IMMEDIATE`` (the write lock first, so a transaction
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Self, TypeVar
 from urllib.parse import quote
 
+from probe.config.files import open_private, private_folder, refuse_link
 from probe.errors import StoreError
 from probe.store._lazy import without_numpy
 from probe.store.schema import migrations
@@ -65,10 +67,7 @@ class Connection:
             if store is not None:
                 return store
         if create:
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"{p}: cannot create its folder ({exc.strerror})") from None
+            _create_private(p)
         try:
             db = Database(sqlite3.connect(str(p), timeout=BUSY_TIMEOUT))
             store = cls(db, str(p))
@@ -205,6 +204,24 @@ class Connection:
         if newer:
             raise StoreError(f"{self.path}: made by a newer probe (migration {newer[0]})")
         return [m.name for m in migrations.pending(self.db)]
+
+
+def _create_private(p: Path) -> None:
+    """A new database file, empty and 0600 (its folders 0700) before SQLite opens it: SQLite
+    gives the -wal and -shm files it creates the database file's mode. A file already there
+    keeps its mode; a symbolic link to nothing is refused, never created through."""
+    if p.exists() or str(p) == ":memory:":
+        return
+    if p.is_symlink():
+        raise refuse_link(p)
+    try:
+        private_folder(p.parent)
+    except OSError as exc:
+        raise StoreError(f"{p}: cannot create its folder ({exc.strerror})") from None
+    try:
+        os.close(open_private(p))
+    except OSError as exc:
+        raise StoreError(f"{p}: cannot create the database ({exc.strerror or exc})") from None
 
 
 def _code(exc: sqlite3.Error) -> int:

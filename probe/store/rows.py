@@ -71,6 +71,9 @@ class RoundRecord:
     network_name: str | None = None
     network_source: str | None = None
     resolver_kind: str | None = None
+    # How the volunteer's public address was known (m008): "stun,helper", ... or "unknown"
+    # (address literals masked conservatively); never the address itself.
+    public_address: str | None = None
 
 
 def round_row(r: RoundRecord) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The schema, by migrations (m001..m007): tables, their indexes and the views analysts read.
+"""The schema, by migrations (m001..m008): tables, their indexes and the views analysts read.
 
 Contract: ``migrations`` (sqlite-utils ``Migrations``) holds every step in order; each runs once,
 inside the store's write transaction (``Store.open``), and none is ever edited once released: a
@@ -366,3 +366,12 @@ def m007_networks(db: Database) -> None:
         },
         pk="round_id",
     )
+
+
+@migrations()
+def m008_public_address(db: Database) -> None:
+    """How each round knew the volunteer's public address, so that it could be scrubbed: the
+    methods that answered ("stun", "dns", "helper", comma-separated) or "unknown", when none did
+    and every address literal that might be public was masked (probe.privacy). Never the
+    address."""
+    db.table("rounds").add_column("public_address", str)

@@ -12,7 +12,6 @@ import random
 
 import pytest
 
-from probe.classify.events import ThroughputTest, find_events
 from probe.classify.throughput import analyse, flow_stats, looks_slow
 from probe.measure.net import Shared
 from probe.measure.throughput import download
@@ -128,36 +127,6 @@ def test_plan_profiles() -> None:
     assert mobile.worst_case_bytes < Plan.profile("default").worst_case_bytes
     with pytest.raises(ValueError, match="unknown profile"):
         Plan.profile("satellite")
-
-
-# -- events ---------------------------------------------------------------------------------
-def _series(ratios: list[float], throttled: bool | None = None) -> list[ThroughputTest]:
-    return [
-        ThroughputTest("facebook", "AS7552", f"2026-11-{i + 1:02d}T00:00:00Z", r, throttled)
-        for i, r in enumerate(ratios)
-    ]
-
-
-def test_event_opens_and_closes() -> None:
-    rng = random.Random(3)
-    normal = [rng.uniform(0.8, 1.2) for _ in range(10)]
-    ratios = [*normal, 0.1, 0.12, 0.09, 0.11, 1.0, 0.95]
-    (e,) = find_events(_series(ratios))
-    assert (e.opened_at, e.closed_at) == ("2026-11-11T00:00:00Z", "2026-11-15T00:00:00Z")
-    assert e.ratios == [0.1, 0.12, 0.09, 0.11]
-    assert 0.8 < (e.baseline_ratio or 0) < 1.2
-
-
-def test_single_dip_is_no_event_and_open_event_stays_open() -> None:
-    assert find_events(_series([1.0] * 8 + [0.1] + [1.0] * 3)) == []
-    (e,) = find_events(_series([1.0] * 8 + [0.2, 0.2, 0.2]))
-    assert e.open
-
-
-def test_without_history_the_throttled_verdicts_decide() -> None:
-    (e,) = find_events(_series([0.1, 0.1, 0.1], throttled=True))
-    assert e.open and e.baseline_ratio is None
-    assert find_events(_series([0.1, 0.1, 0.1], throttled=False)) == []
 
 
 # -- real downloads on loopback ----------------------------------------------------------------

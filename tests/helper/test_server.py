@@ -46,7 +46,7 @@ def test_protocol_shape_and_success(world: World) -> None:
     assert http["title"] == "Independent News Today" and http["failure"] is None
     assert doc["ip_info"][SITE]["flags"] == 1 | 2 | 4  # by probe, by helper, bogon (loopback)
     line = json.loads(log.getvalue().splitlines()[-1])
-    assert set(line) == {"time", "method", "path", "status", "ms", "bytes", "in_flight"}
+    assert set(line) == {"time", "method", "path", "status", "ms", "bytes", "in_flight", "bulk"}
     assert "127.0.0.1" not in log.getvalue()  # no client address in the access log
 
 
@@ -177,6 +177,31 @@ def test_bearer_token(world: World) -> None:
         assert ok.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/bulk?bytes=1024"),
+        ("POST", "/"),
+        ("GET", "/dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE"),
+        ("POST", "/speed"),
+        ("POST", "/network"),
+    ],
+)
+def test_every_route_but_health_needs_the_token(world: World, method: str, path: str) -> None:
+    """Issue 20, item 4: with a token, /bulk (bytes for anyone who asks) is refused without it,
+    as every other route is; /health stays open to load balancers."""
+    good = {"authorization": "Bearer s3cret"}
+    with helper_server(world, token="s3cret") as (base, _), httpx.Client(timeout=10) as c:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret"}):
+            r = c.request(method, base + path, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+            assert r.json() == {"error": "missing or wrong bearer token"}
+        assert c.get(base + "/health").status_code == 200
+        if path.startswith("/bulk"):
+            r = c.get(base + path, headers=good)
+            assert r.status_code == 200 and len(r.content) == 1024
+
+
 def test_doh_endpoint(world: World) -> None:
     q = dns.message.make_query("news.test", "A")
     with helper_server(world) as (base, _):
@@ -205,6 +230,7 @@ def test_cli_serve_subprocess(world: World, tmp_path: Any) -> None:
         port = s.getsockname()[1]
     token = tmp_path / "token"
     token.write_text("t0k3n\n")
+    token.chmod(0o600)  # a token others may read is refused
     p = subprocess.Popen(
         [
             sys.executable,

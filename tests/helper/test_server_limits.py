@@ -9,7 +9,6 @@ import io
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,45 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from probe.config.resolver import parse_resolver
-from probe.helper.server import ConnectionLimits, HelperApp, listen_socket, server_config
-from probe.measure.config import MeasureConfig
+from probe.helper.server import ConnectionLimits
 from tests.paths import REPO
 from tests.servers.helper import helper_server
-from tests.world import BODY_CAP, World
+from tests.world import World
 
 
 @contextlib.contextmanager
 def guarded_server(world: World, limits: ConnectionLimits) -> Iterator[tuple[int, io.StringIO]]:
-    """The helper with ``probe helper serve``'s own uvicorn configuration, in a thread."""
-    cfg = MeasureConfig(
-        resolver=parse_resolver("udp://" + world.control_dns.address),
-        control_resolver=None,
-        ca_bundle=world.ca_pem,
-        timeout=1.5,
-        deadline=10,
-        body_cap=BODY_CAP,
-        public_only=True,
-        allow_networks=("127.0.0.0/8",),
-    )
-    log = io.StringIO()
-    sock = listen_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    config = server_config(HelperApp(cfg, log=log), "127.0.0.1", port, limits=limits)
-    config.log_level = "error"
-    server = uvicorn.Server(config)
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield port, log
-    finally:
-        server.should_exit = True
-        t.join(10)
-        sock.close()
+    """The helper with ``probe helper serve``'s own uvicorn configuration: its port and log."""
+    with helper_server(world, limits) as (base, log):
+        yield int(base.rsplit(":", 1)[1]), log
 
 
 def connect(port: int, source: str = "127.0.0.1") -> socket.socket:

@@ -2,6 +2,12 @@
 
     client (the probe) --veth-- isp (middlebox, lying resolver) --veth-- servers (sites, DoH)
 
+``Lab(tmp, nat=True)`` puts a fourth between the first two, the volunteer's home router, which
+translates the client's address to a public-looking one (:data:`NAT_PUBLIC`), and adds a STUN
+server on the servers' side:
+
+    client (home LAN) --veth-- router (SNAT) --veth-- isp --veth-- servers (+ STUN)
+
 Everything lives in namespaces this module creates; no namespace has a route out of the lab.
 :class:`Lab` builds it (as root), applies and removes interference (iptables in the ISP
 namespace, tc on its links, the client's link state) and tears everything down: processes,
@@ -21,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +54,16 @@ REPLICA = "10.77.1.120"  # the default targets' front pages, under their real na
 # The volunteer's public address when the lab puts a NAT in front of the client (Lab.nat()),
 # and the networks the helpers' IP-to-ASN table knows.
 PUBLIC_IP = "203.0.113.5"
+# The NAT topology (Lab(nat=True)): the probe on a home LAN behind a router that translates
+# it to NAT_PUBLIC, a documentation address (ipaddress says it is not global, yet it stands
+# for the volunteer's public address here: nothing may treat it as harmless).
+HOME_IP, HOME_GW = "192.168.77.2", "192.168.77.1"
+NAT_PUBLIC, NAT_ISP_SIDE = "198.51.100.23", "198.51.100.1"
+STUN, STUN_PORT = "10.77.1.80", 3478  # coturn, STUN only (UDP), in the servers namespace
+MIRROR = "10.77.1.34"  # echoes the address it sees in every form (tests/lab/mirror.py)
 ASN_TABLE = (
     "10.77.0.0\t10.77.0.255\t64501\tVN\tLAB-HOME Lab Home Broadband\n"
+    "198.51.100.0\t198.51.100.255\t64502\tVN\tLAB-FIBRE Lab Fibre Home\n"
     "203.0.113.0\t203.0.113.255\t64500\tVN\tLAB-MOBILE Lab Mobile Data\n"
 )
 CDN = [f"10.77.1.{i}" for i in range(100, 110)]  # ten edge addresses serving the news site
@@ -78,6 +92,7 @@ HONEST = {
     "bigcdn": NEWS,
     "slowcontrol": HANG,
     "echo": ECHO,
+    "mirror": MIRROR,
 }
 # The ISP resolver's lies ("" means NXDOMAIN).
 LIES: dict[str, str | list[str]] = {
@@ -120,10 +135,10 @@ class LabUnavailable(RuntimeError):
     """The machine cannot host the lab (not root, no namespaces, no dnsmasq)."""
 
 
-def check_available() -> None:
+def check_available(*, nat: bool = False) -> None:
     if os.geteuid() != 0:
         raise LabUnavailable("lab: needs root (network namespaces, iptables, tc)")
-    for tool in ("ip", "iptables", "tc", "dnsmasq", "ethtool"):
+    for tool in ("ip", "iptables", "tc", "dnsmasq", "ethtool", *(["turnserver"] if nat else [])):
         if shutil.which(tool) is None:
             raise LabUnavailable(f"lab: {tool} not found (scripts/check installs it)")
     name = f"plabcheck{os.getpid()}"
@@ -131,6 +146,11 @@ def check_available() -> None:
     if r.returncode != 0:
         raise LabUnavailable(f"lab: network namespaces unavailable ({r.stderr.strip()})")
     subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _veth(a: str, a_ns: str, b: str, b_ns: str) -> None:
+    """A veth pair, ``a`` in namespace ``a_ns`` and its peer ``b`` in ``b_ns``."""
+    sh("ip", "link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns)
 
 
 def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -159,18 +179,30 @@ def cleanup_stale() -> None:
 
 
 class Lab:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, nat: bool = False) -> None:
         self.tmp = tmp
-        tag = f"plab{os.getpid()}"
-        self.client, self.isp, self.servers = f"{tag}-c", f"{tag}-isp", f"{tag}-srv"
+        # A NAT lab's namespaces have names of their own, so it can stand beside a plain one
+        # (a test comparing the two).
+        tag = f"plab{os.getpid()}-{'n' if nat else ''}"
+        self.client, self.isp, self.servers = f"{tag}c", f"{tag}isp", f"{tag}srv"
+        # The home router (nat=True): the client's own address is then HOME_IP, and the ISP,
+        # the servers, the helpers and the STUN server see NAT_PUBLIC instead.
+        self.router = f"{tag}rt" if nat else None
+        self.client_ip = HOME_IP if nat else CLIENT_IP
+        self.subscriber = NAT_PUBLIC if nat else CLIENT_IP  # what the ISP's rules match
+        self.stun = f"{STUN}:{STUN_PORT}" if nat else None
         self.procs: list[subprocess.Popen[bytes]] = []
         self.ca_pem = str(tmp / "lab-ca.pem")
         self.resolver = f"{ISP_CLIENT_SIDE}:53"
         self.control_resolver = f"https://{DOH}/dns-query"
 
     # -- building ------------------------------------------------------------------------
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.client, *([self.router] if self.router else []), self.isp, self.servers]
+
     def start(self) -> Lab:
-        check_available()
+        check_available(nat=self.router is not None)
         cleanup_stale()
         try:
             self._namespaces()
@@ -185,69 +217,57 @@ class Lab:
         return self
 
     def _namespaces(self) -> None:
-        for ns in (self.client, self.isp, self.servers):
+        for ns in self.namespaces:
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "set", "lo", "up", ns=ns)
             sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns)
-        sh(
-            "ip",
-            "link",
-            "add",
-            "c0",
-            "netns",
-            self.client,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "i0",
-            "netns",
-            self.isp,
-        )
-        sh(
-            "ip",
-            "link",
-            "add",
-            "i1",
-            "netns",
-            self.isp,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "s0",
-            "netns",
-            self.servers,
-        )
-        sh("ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "c0", ns=self.client)
+        links = [(self.isp, "i0"), (self.isp, "i1"), (self.servers, "s0")]
+        if self.router:  # client c0 -- r0 router r1 -- i0 isp
+            _veth("c0", self.client, "r0", self.router)
+            _veth("r1", self.router, "i0", self.isp)
+            links += [(self.client, "c0"), (self.router, "r0"), (self.router, "r1")]
+        else:
+            _veth("c0", self.client, "i0", self.isp)
+            links.append((self.client, "c0"))
+        _veth("i1", self.isp, "s0", self.servers)
+        sh("ip", "addr", "add", f"{self.client_ip}/24", "dev", "c0", ns=self.client)
         sh("ip", "addr", "add", f"{ISP_CLIENT_SIDE}/24", "dev", "i0", ns=self.isp)
         sh("ip", "addr", "add", f"{ISP_SERVER_SIDE}/24", "dev", "i1", ns=self.isp)
         sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
         servers = [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER, HELPER2]
-        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO, REPLICA]:
+        stun = [STUN] if self.stun else []
+        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO, MIRROR, REPLICA, *stun]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
-        for ns, dev in (
-            (self.client, "c0"),
-            (self.isp, "i0"),
-            (self.isp, "i1"),
-            (self.servers, "s0"),
-        ):
+        for ns, dev in links:
             sh("ip", "link", "set", dev, "up", ns=ns)
-        for ns, dev in (
-            (self.client, "c0"),
-            (self.isp, "i0"),
-            (self.isp, "i1"),
-            (self.servers, "s0"),
-        ):
+        for ns, dev in links:
             # Wire-size packets, as on a real access link: with segmentation offload a veth
             # passes 64 KB super-packets, which makes shaping queues and byte counts coarse.
             sh("ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", ns=ns)
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=self.isp)
         self._client_routes()
         sh("ip", "route", "add", "10.77.0.0/24", "via", ISP_SERVER_SIDE, ns=self.servers)
+        if self.router:
+            self._home_router(self.router)
+
+    def _home_router(self, ns: str) -> None:
+        """LAN r0, WAN r1 on the ISP's subscriber network, and a NAT that rewrites every
+        connection from the LAN to the WAN address (SNAT, as MASQUERADE would)."""
+        sh("ip", "addr", "add", f"{HOME_GW}/24", "dev", "r0", ns=ns)
+        sh("ip", "addr", "add", f"{NAT_PUBLIC}/24", "dev", "r1", ns=ns)
+        sh("ip", "addr", "add", f"{NAT_ISP_SIDE}/24", "dev", "i0", ns=self.isp)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns)
+        # The lab's networks only (the ISP resolver's and the servers'): no default route.
+        sh("ip", "route", "add", "10.77.0.0/16", "via", NAT_ISP_SIDE, ns=ns)
+        sh("ip", "route", "add", "198.51.100.0/24", "via", ISP_SERVER_SIDE, ns=self.servers)
+        snat = f"-t nat -A POSTROUTING -o r1 -s {HOME_IP} -j SNAT --to-source {NAT_PUBLIC}"
+        sh("iptables", *snat.split(), ns=ns)
 
     def _client_routes(self) -> None:
-        # Only the lab's server network: nothing in the client has a route out of the lab.
+        # Only the lab's networks: nothing in the client has a route out of the lab.
+        if self.router:  # behind the home router: the ISP resolver's network too
+            sh("ip", "route", "replace", "10.77.0.0/16", "via", HOME_GW, ns=self.client)
+            return
         sh("ip", "route", "replace", "10.77.1.0/24", "via", ISP_CLIENT_SIDE, ns=self.client)
 
     def _certificates(self) -> None:
@@ -279,6 +299,7 @@ class Lab:
             "unknown_block_addr": UNKNOWN_BLOCK,
             "hang_addr": HANG,
             "echo_addr": ECHO,
+            "mirror_addr": MIRROR,
             "replica_addr": REPLICA,
             "media_state": str(self.tmp / "media"),
             "doh_addr": DOH,
@@ -302,6 +323,16 @@ class Lab:
         self.middlebox = self._spawn(
             self.isp, sys.executable, "-m", "tests.lab.middlebox", "8080", "8443"
         )
+        if self.stun:
+            # coturn as a plain STUN server (no TURN, no TLS, not the system's user
+            # database), logging to the lab's temporary directory.
+            turn = (
+                f"exec turnserver --stun-only --listening-ip {STUN} --listening-port "
+                f"{STUN_PORT} --no-tls --no-dtls --no-cli --log-file stdout --simple-log "
+                f"--pidfile {self.tmp}/turnserver.pid --userdb {self.tmp}/turndb "
+                f">{self.tmp}/turnserver.log 2>&1"
+            )
+            self._spawn(self.servers, "sh", "-c", turn)
 
     def _dnsmasq(self, ns: str, listen: str, extra: Sequence[str]) -> None:
         self._spawn(
@@ -351,18 +382,20 @@ class Lab:
             if dead:
                 err = dead[0].stderr.read().decode() if dead[0].stderr else ""
                 raise RuntimeError(f"lab process {dead[0].args} died: {err.strip()[-500:]}")
-            if r.returncode == 0:
+            if r.returncode == 0 and (not self.stun or self.stun_binding() is not None):
                 return
             time.sleep(0.1)
         raise RuntimeError("lab: the client cannot reach the servers")
 
     # -- interference --------------------------------------------------------------------
     def interfere(self) -> None:
-        """The standing censorship: every host-scoped rule at once (each scenario its host)."""
+        """The standing censorship: every host-scoped rule at once (each scenario its host),
+        scoped to the address the ISP sees (behind the home router, the translated one)."""
+        src = self.subscriber
         for rule in FILTER_RULES:
-            sh("sh", "-c", f"iptables -A FORWARD -s {CLIENT_IP} {rule}", ns=self.isp)
+            sh("sh", "-c", f"iptables -A FORWARD -s {src} {rule}", ns=self.isp)
         for rule in NAT_RULES:
-            sh("sh", "-c", f"iptables -t nat -A PREROUTING -s {CLIENT_IP} {rule}", ns=self.isp)
+            sh("sh", "-c", f"iptables -t nat -A PREROUTING -s {src} {rule}", ns=self.isp)
 
     def rules(self) -> str:
         return sh("iptables-save", ns=self.isp).stdout
@@ -370,7 +403,8 @@ class Lab:
     @contextlib.contextmanager
     def helper_blocked(self) -> Iterator[None]:
         """The censor resets connections to the test helper."""
-        rule = f"FORWARD -s {CLIENT_IP} -d {HELPER} -p tcp -j REJECT --reject-with tcp-reset"
+        src = self.subscriber
+        rule = f"FORWARD -s {src} -d {HELPER} -p tcp -j REJECT --reject-with tcp-reset"
         sh("sh", "-c", f"iptables -I {rule}", ns=self.isp)
         try:
             yield
@@ -378,10 +412,43 @@ class Lab:
             sh("sh", "-c", f"iptables -D {rule}", ns=self.isp, check=False)
 
     @contextlib.contextmanager
+    def helper_and_stun_blocked(self) -> Iterator[None]:
+        """The home router (nat=True) lets neither the test helpers (TCP reset) nor the STUN
+        server (UDP dropped: a client waits for its timeout) through."""
+        assert self.router, "helper_and_stun_blocked needs Lab(nat=True)"
+        rules = [
+            f"FORWARD -d {h} -p tcp -j REJECT --reject-with tcp-reset" for h in (HELPER, HELPER2)
+        ] + [f"FORWARD -d {STUN} -p udp --dport {STUN_PORT} -j DROP"]
+        for rule in rules:
+            sh("sh", "-c", f"iptables -I {rule}", ns=self.router)
+        try:
+            yield
+        finally:
+            for rule in rules:
+                sh("sh", "-c", f"iptables -D {rule}", ns=self.router, check=False)
+
+    def stun_binding(self) -> str | None:
+        """The address the lab's STUN server says the client came from (one binding request
+        from the client namespace, tests/lab/stun.py); None when it did not answer."""
+        assert self.stun, "the STUN server runs in Lab(nat=True) only"
+        r = sh(sys.executable, "-m", "tests.lab.stun", self.stun, ns=self.client, check=False)
+        return r.stdout.strip().rpartition(":")[0] if r.returncode == 0 else None
+
+    def seen_by_servers(self) -> str:
+        """The client's address as the lab's web servers see it (the mirror's X-Client-IP)."""
+        code = (
+            "import http.client\n"
+            f"c = http.client.HTTPConnection('{MIRROR}', 80, timeout=5)\n"
+            "c.request('HEAD', '/')\n"
+            "print(c.getresponse().getheader('X-Client-IP'))"
+        )
+        return sh("python3", "-c", code, ns=self.client).stdout.strip()
+
+    @contextlib.contextmanager
     def nat(self, public: str = PUBLIC_IP) -> Iterator[None]:
         """A NAT in front of the client, as at home or on mobile data: servers (the helper
         too) see ``public``, an address the probe's own sockets never show it."""
-        rule = f"POSTROUTING -o i1 -s {CLIENT_IP} -j SNAT --to-source {public}"
+        rule = f"POSTROUTING -o i1 -s {self.subscriber} -j SNAT --to-source {public}"
         sh("ip", "route", "add", f"{public}/32", "via", ISP_SERVER_SIDE, ns=self.servers)
         sh("sh", "-c", f"iptables -t nat -A {rule}", ns=self.isp)
         try:
@@ -472,7 +539,7 @@ class Lab:
             # The ClientHello marks its connection; every later packet of that connection
             # towards the client goes to the slow class (this kernel has no fw classifier).
             mangle = [
-                f"FORWARD -s {CLIENT_IP} -p tcp --dport 443 -m string --string {sni} "
+                f"FORWARD -s {self.subscriber} -p tcp --dport 443 -m string --string {sni} "
                 "--algo bm -j CONNMARK --set-mark 7",
                 "POSTROUTING -o i0 -m connmark --mark 7 -j CLASSIFY --set-class 1:20",
             ]
@@ -530,8 +597,11 @@ class Lab:
             self.ca_pem,
         ]
 
-    def probe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m probe ARGS`` inside the client namespace."""
+    def probe(
+        self, *args: str, timeout: float = 300, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m probe ARGS`` inside the client namespace (``env``: settings as
+        PROBE_* variables, added to this process's environment)."""
         return subprocess.run(
             ["ip", "netns", "exec", self.client, sys.executable, "-m", "probe", *args],
             capture_output=True,
@@ -539,10 +609,16 @@ class Lab:
             timeout=timeout,
             cwd=REPO,
             check=False,
+            env={**os.environ, **(env or {})},
         )
 
     def run_targets(
-        self, targets: dict[str, Any], controls: dict[str, Any], name: str, *extra: str
+        self,
+        targets: dict[str, Any],
+        controls: dict[str, Any],
+        name: str,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Measure ``targets`` (name -> URL, or name -> entry) through the lab; the records.
         Throughput tests run only when ``extra`` asks for them (a ``--throughput-*`` flag):
@@ -572,6 +648,7 @@ class Lab:
             "--quiet",
             *([] if any(a.startswith("--throughput-") for a in extra) else ["--no-throughput"]),
             *extra,
+            env=env,
         )
         if r.returncode != 0:
             raise RuntimeError(f"probe run failed ({r.returncode}): {r.stderr.strip()}")
@@ -591,7 +668,7 @@ class Lab:
                 for stream in (p.stdout, p.stderr):
                     if stream:
                         stream.close()
-        for ns in (self.client, self.isp, self.servers):
+        for ns in self.namespaces:
             # any process still inside (a probe run cut short) goes with its namespace
             pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
@@ -601,19 +678,20 @@ class Lab:
 
 
 @contextlib.contextmanager
-def running_lab() -> Iterator[Lab]:
+def running_lab(*, nat: bool = False) -> Iterator[Lab]:
     with tempfile.TemporaryDirectory(prefix="probe-lab-") as tmp:
-        lab = Lab(Path(tmp)).start()
+        lab = Lab(Path(tmp), nat=nat).start()
         try:
             yield lab
         finally:
             lab.stop()
 
 
-def lab_for_tests() -> Iterator[Lab]:
-    """A test module's lab fixture: skipped where the lab cannot run, a failure under CI."""
+def lab_for_tests(*, nat: bool = False) -> Iterator[Lab]:
+    """A test module's lab fixture (``nat``: behind the home router, see :class:`Lab`):
+    skipped where the lab cannot run, a failure under CI."""
     try:
-        check_available()
+        check_available(nat=nat)
     except LabUnavailable as exc:
         import pytest
 
@@ -621,5 +699,5 @@ def lab_for_tests() -> Iterator[Lab]:
         if ci.strip().lower() in ("1", "yes", "true", "on"):
             pytest.fail(f"{exc} (CI={ci}: the lab must run)")
         pytest.skip(str(exc))
-    with running_lab() as lab:
+    with running_lab(nat=nat) as lab:
         yield lab

@@ -1,4 +1,5 @@
-"""Poke at the lab by hand: ``sudo python -m tests.lab`` builds it and waits for Ctrl-C.
+"""Poke at the lab by hand: ``sudo python -m tests.lab`` builds it and waits for Ctrl-C;
+``sudo python -m tests.lab --nat`` builds it behind the home router, with the STUN server.
 
 While it waits, run commands in the client namespace, for example::
 
@@ -18,9 +19,13 @@ from tests.lab import DOMAIN, LabUnavailable, running_lab
 from tests.lab.scenarios import CONTROLS, SCENARIOS
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    nat = argv == ["--nat"]
+    if argv and not nat:
+        print("usage: python -m tests.lab [--nat]", file=sys.stderr)
+        return 2
     try:
-        with running_lab() as lab:
+        with running_lab(nat=nat) as lab:
             targets = lab.tmp / "scenarios.yaml"
             targets.write_text(
                 yaml.safe_dump(
@@ -32,8 +37,9 @@ def main() -> int:
                 ),
                 encoding="utf-8",
             )
+            router = f"{lab.router} (home router, SNAT to {lab.subscriber}), " if nat else ""
             print(
-                f"lab up: namespaces {lab.client} (probe), {lab.isp} (middlebox), "
+                f"lab up: namespaces {lab.client} (probe), {router}{lab.isp} (middlebox), "
                 f"{lab.servers} (servers); names under .{DOMAIN}"
             )
             print(
@@ -42,6 +48,8 @@ def main() -> int:
                 f"--control-resolver {lab.control_resolver} --ca-bundle {lab.ca_pem}"
             )
             print(f"  ip netns exec {lab.isp} iptables-save")
+            if lab.stun:
+                print(f"  ip netns exec {lab.client} {sys.executable} -m tests.lab.stun {lab.stun}")
             print("Ctrl-C tears it all down.")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except LabUnavailable as exc:
@@ -52,4 +60,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import servers as S
-from tests.lab import replica
+from tests.lab import mirror, replica
 
 NEWS_PAGE = (
     b"<!doctype html><html><head><title>Tin Tuc Doc Lap - Independent News</title></head><body>"
@@ -106,6 +106,7 @@ def main(path: str) -> None:
             "/to-httpblocked": S.redirect(f"http://httpblocked.{lab}/"),
             "/to-tcpdrop": S.redirect(f"http://tcpdrop.{lab}/"),
             "/to-metadata": S.redirect("http://169.254.169.254/latest/meta-data/"),
+            "/to-blockpage": S.redirect(f"http://{cfg['blockpage_addr']}/"),
         }
     )
     control = S.Site(
@@ -133,6 +134,8 @@ def main(path: str) -> None:
         S.TCPServer("hang", cfg["hang_addr"], 80),
         S.WebServer(echo_site, cfg["echo_addr"], 80),
         S.WebServer(echo_site, cfg["echo_addr"], 443, ctx),
+        S.WebServer(mirror.site(), cfg["mirror_addr"], 80),  # every form (tests/lab/mirror.py)
+        S.WebServer(mirror.site(), cfg["mirror_addr"], 443, ctx),
     ]
     doh = S.Site({"/dns-query": doh_forward((cfg["honest_dns"], 53))})
     servers.append(S.WebServer(doh, cfg["doh_addr"], 443, ctx))

@@ -130,3 +130,77 @@ def test_a_cname_chain_is_followed_from_the_queried_name(world: World) -> None:
     sys_a = next(q for q in obs.dns if q.resolver == "system" and q.query_type == "A")
     assert [(a.type, a.value) for a in sys_a.answers] == [("CNAME", "edge.cdn.test"), ("A", SITE)]
     assert obs.http[-1].status_code == 200
+
+
+# -- issue 20, item 4: a redirect through a *name* that resolves into the volunteer's network ---
+# fe80::1 is link-local, and connect() refuses a link-local address without an interface
+# (EINVAL) before any packet is sent: were the probe to dial it (the defect), nothing would
+# leave this host. A private IPv4 address would go out of the default route.
+LINK_LOCAL = "fe80::1"
+
+
+@pytest.fixture
+def router_name(world: World) -> Iterator[str]:
+    """router.test: a name every resolver answers with an address on the volunteer's network."""
+    world.zone["router.test"] = world.control_zone["router.test"] = [LINK_LOCAL]
+    yield f"http://router.test:{world.http_port}/admin"
+    del world.zone["router.test"], world.control_zone["router.test"]
+
+
+def test_a_redirect_to_a_name_on_the_volunteer_s_network_is_recorded_not_dialled(
+    world: World, redirect_to: dict[str, S.WebServer], router_name: str
+) -> None:
+    _serve(world, redirect_to, router_name)
+    obs, _ = world.measure(world.http("redir.test"))
+    assert LINK_LOCAL not in {t.ip for t in obs.tcp}
+    assert [(h.depth, h.status_code) for h in obs.http] == [(0, 302), (1, None)]
+    hop = obs.http[1]
+    assert (hop.url, hop.failure, hop.failed_operation) == (
+        router_name,
+        "dns_bogon_error",
+        "resolve",
+    )
+    assert hop.raw_failure == LINK_LOCAL
+    assert {q.resolver for q in obs.dns if LINK_LOCAL in q.addrs} == {"system", "control"}
+
+
+def test_a_site_s_own_redirect_into_the_local_network_is_no_dns_blocking(
+    world: World, redirect_to: dict[str, S.WebServer], router_name: str
+) -> None:
+    """Both resolvers put the redirect's name on a local address: the site's own redirect, not
+    the resolver's lie (it was "blocked (dns)", rule dns.redirect_hop)."""
+    _serve(world, redirect_to, router_name)
+    obs, _ = world.measure(world.http("redir.test"))
+    v = classify(obs, network_ok=True)
+    assert (v.blocking, v.accessible, v.rule_id) == (False, False, "down.redirect_dns")
+
+
+def test_a_resolver_answering_a_private_address_for_a_hop_is_dns_blocking(
+    world: World, redirect_to: dict[str, S.WebServer]
+) -> None:
+    """As Iran's resolvers answer 10.10.34.34 for blocked names: the resolver under test alone
+    puts the redirect's name on a local address, the control resolver gives the site's."""
+    world.zone["poisoned.test"], world.control_zone["poisoned.test"] = [LINK_LOCAL], [SITE]
+    try:
+        _serve(world, redirect_to, f"http://poisoned.test:{world.http_port}/")
+        obs, _ = world.measure(world.http("redir.test"))
+    finally:
+        del world.zone["poisoned.test"], world.control_zone["poisoned.test"]
+    assert LINK_LOCAL not in {t.ip for t in obs.tcp}
+    assert (obs.http[-1].depth, obs.http[-1].failure) == (1, "dns_bogon_error")
+    v = classify(obs, network_ok=True)
+    assert (v.blocking, v.rule_id) == ("dns", "dns.redirect_hop")
+
+
+def test_an_intranet_site_may_redirect_within_its_own_network(
+    world: World, redirect_to: dict[str, S.WebServer], router_name: str
+) -> None:
+    """A lab or intranet deployment: the first answer is on the local network already, so its
+    redirects there are followed (dialled: here connect() refuses fe80::1 without a packet)."""
+    world.zone["redir.test"] = world.control_zone["redir.test"] = [REDIRECTOR, "fe80::2"]
+    try:
+        _serve(world, redirect_to, router_name)
+        obs, _ = world.measure(world.http("redir.test"))
+    finally:
+        world.zone["redir.test"] = world.control_zone["redir.test"] = [REDIRECTOR]
+    assert LINK_LOCAL in {t.ip for t in obs.tcp if t.depth == 1}

@@ -258,3 +258,76 @@ def test_import_with_no_valid_line_is_exit_2(
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith(f"probe: error: {src}: no valid OONI measurement in 3 records")
     assert "m.jsonl:1: not JSON" in err
+
+
+# -- numbers past Python's digit limit (issue 20, item 6) ---------------------------------------
+DIGITS = 5000  # past sys.get_int_max_str_digits() (4300 by default)
+
+
+def _invoke(args: list[str]) -> tuple[int, str, str]:
+    """``probe`` through click's CliRunner: its isolated streams, main's exit status."""
+    from click.testing import CliRunner
+
+    with CliRunner().isolation() as (out, err, _):
+        code = main(args)
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def _with_a_long_number(name: str = "successWithHTTPS") -> bytes:
+    """A QA measurement whose test_runtime has DIGITS digits: valid JSON, which Python's json
+    cannot turn into an int."""
+    doc = json.loads((QA / name / "measurement.json").read_text())
+    doc["test_runtime"] = 7
+    return json.dumps(doc).replace('"test_runtime": 7', '"test_runtime": ' + "9" * DIGITS).encode()
+
+
+def test_a_number_past_the_digit_limit_is_exit_2_naming_file_and_line(tmp_path: Path) -> None:
+    src, db = tmp_path / "long.jsonl", tmp_path / "o.db"
+    src.write_bytes(_with_a_long_number() + b"\n")
+    code, out, err = _invoke(["import", "--format", "ooni", str(src), "--db", str(db)])
+    assert (code, out, err.count("\n")) == (2, "", 1), err
+    assert err.startswith(f"probe: error: {src}: no valid OONI measurement in 1 records"), err
+    assert f"{src}:1: a number of {DIGITS} digits (at most 4300)" in err
+
+
+def test_a_long_number_in_a_pretty_printed_document(tmp_path: Path) -> None:
+    src, db = tmp_path / "measurement.json", tmp_path / "o.db"
+    doc = json.loads(_with_a_long_number().replace(b"9" * DIGITS, b"7"))
+    text = json.dumps(doc, indent=2).replace('"test_runtime": 7', '"test_runtime": ' + "9" * DIGITS)
+    src.write_text(text)
+    code, _, err = _invoke(["import", "--format", "ooni", str(src), "--db", str(db)])
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{src}:1: a number of {DIGITS} digits" in err
+
+
+def test_a_long_number_costs_only_its_line(tmp_path: Path) -> None:
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_bytes(
+        _qa_line() + b"\n" + _with_a_long_number() + b"\n" + _qa_line("dnsBlockingBOGON")
+    )
+    code, out, err = _invoke(["import", "--format", "ooni", str(src), "--db", str(db)])
+    assert code == 0 and "2 imported, 0 already there, 1 skipped, from 3 records" in out, err
+    assert err == f"probe: skipped {src}:2: a number of {DIGITS} digits (at most 4300)\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("tls_handshakes.address", "93.184.216.34:" + "4" * DIGITS),
+        ("tcp_connect.tags", ["depth=" + "1" * DIGITS]),
+        ("queries.tags", ["depth=" + "1" * DIGITS]),
+    ],
+)
+def test_long_digit_strings_in_fields_are_no_internal_error(
+    tmp_path: Path, where: str, value: Any
+) -> None:
+    """Digits in a string, which the translation reads as a number: a port that is not one,
+    a depth tag that is not one, as any other malformed value there."""
+    doc = json.loads(_qa_line("successWithHTTPS"))
+    key, field = where.split(".")
+    for entry in doc["test_keys"][key]:
+        entry[field] = value
+    src, db = tmp_path / "m.jsonl", tmp_path / "o.db"
+    src.write_text(json.dumps(doc) + "\n")
+    code, out, err = _invoke(["import", "--format", "ooni", str(src), "--db", str(db)])
+    assert code == 0 and "1 imported" in out, err

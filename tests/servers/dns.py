@@ -18,6 +18,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
@@ -29,7 +30,8 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
     """The reply to a query under ``zone``; None means: do not answer at all. An entry is a
     list of IPs, an rcode ("NXDOMAIN", "SERVFAIL", "REFUSED"), "DROP", ``{"cname": NAME}`` (a
     CNAME, then NAME's own records, as a recursive resolver sends them) or ``{"foreign": (NAME,
-    IPs)}`` (records owned by another name: an off-path injector's or a broken resolver's)."""
+    IPs)}`` (records owned by another name: an off-path injector's or a broken resolver's) or
+    ``{"txt": TEXT}`` (a TXT record in the question's class: a resolver's "what is my address")."""
     q = dns.message.from_wire(wire)
     resp = dns.message.make_response(q)
     resp.flags |= dns.flags.RA
@@ -40,6 +42,12 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
         return None
     if isinstance(entry, str):
         resp.set_rcode(dns.rcode.from_text(entry))
+        return resp.to_wire()
+    if isinstance(entry, dict) and "txt" in entry:  # in the question's class (CH for whoami)
+        if question.rdtype == dns.rdatatype.TXT:
+            cls = dns.rdataclass.to_text(question.rdclass)
+            text = '"' + entry["txt"] + '"'
+            resp.answer.append(dns.rrset.from_text(question.name, 0, cls, "TXT", text))
         return resp.to_wire()
     owner, seen = question.name, set()
     while isinstance(entry, dict) and "cname" in entry and name not in seen:

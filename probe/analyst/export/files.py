@@ -3,14 +3,17 @@
 Contract: :func:`destination` opens the place named by ``-o`` for binary writing. A regular file
 (or a name that does not exist yet) is written to a temporary file beside it and renamed into
 place only when everything was written, so an interrupted export never leaves half a file; it
-gets the mode of the file it replaces, or a new file's mode under the user's umask. Anything
-else (``-`` for stdout, a FIFO, a device) is written to as it is and never replaced. A missing
+gets the mode of the file it replaces, or 0600 when new (:mod:`probe.config.files`). A symbolic
+link to a regular file or to nothing is replaced itself, never written through (one planted in
+a shared folder cannot aim the export at another file). Anything else (``-`` for stdout, a
+FIFO, a device, or a link to one) is written to as it is and never replaced. A missing
 folder is refused (:class:`ExportError`, one line) and never created. :func:`new_folder` does the
 same for a dataset folder (Parquet): built beside its final name, renamed into place.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -21,13 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from probe.config.files import FILE_MODE, FOLDER_MODE, private_folder, temp_beside
 from probe.errors import ExportError
-
-
-def umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _folder_of(dest: Path, output: str) -> Path:
@@ -44,30 +42,30 @@ def destination(output: str | None) -> Iterator[BinaryIO]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    dest = Path(os.path.realpath(output))  # a symlink's target is what gets replaced
-    parent = _folder_of(dest, output)
-    try:
-        st: os.stat_result | None = dest.stat()
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise ExportError(f"{output}: {exc.strerror}") from None
+    dest = Path(output)
+    parent = _folder_of(dest.absolute(), output)
+    st = _reached(dest, output)
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise ExportError(f"{output}: is a folder")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        # A FIFO, a device, a socket: write to it as it is; replacing it would break it.
+        # A FIFO, a device, a socket (or a link to one, as /dev/stdout is): written to as it
+        # is; replacing it would break it. Opened without O_CREAT or O_TRUNC, so a regular
+        # file swapped in meanwhile is never truncated, only refused.
         try:
-            with open(dest, "wb") as fh:
+            fd = os.open(dest, os.O_WRONLY | os.O_CLOEXEC)
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise ExportError(f"{output}: became a regular file while being opened")
+            with open(fd, "wb") as fh:
                 yield fh
         except OSError as exc:
             raise ExportError(f"{output}: {exc.strerror or exc}") from None
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=parent)
+        fd, tmp = temp_beside(dest, stat.S_IMODE(st.st_mode) if st is not None else FILE_MODE)
     except OSError as exc:
         raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
     try:
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~umask())
         with open(fd, "wb") as fh:
             yield fh
         os.replace(tmp, dest)
@@ -77,6 +75,26 @@ def destination(output: str | None) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _reached(dest: Path, output: str) -> os.stat_result | None:
+    """What writing ``dest`` would reach: the file there, or what a symbolic link there points
+    to when that is not a regular file (a FIFO, a device, a folder). None when the name is to be
+    created or replaced: nothing is there, or a link to a regular file or to nothing, which is
+    replaced itself (a rename never follows it), so a planted link never leads a write."""
+    try:
+        st = os.lstat(dest)
+        if stat.S_ISLNK(st.st_mode):
+            st = os.stat(dest)
+            if stat.S_ISREG(st.st_mode):
+                return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a loop of links: replaced like any other link
+            return None
+        raise ExportError(f"{output}: {exc.strerror}") from None
+    return st
 
 
 @contextmanager
@@ -92,7 +110,7 @@ def new_folder(output: str) -> Iterator[Path]:
     except OSError as exc:
         raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
     try:
-        tmp.chmod(0o777 & ~umask())
+        tmp.chmod(FOLDER_MODE)
         yield tmp
         if dest.is_dir():
             dest.rmdir()
@@ -107,17 +125,16 @@ def new_folder(output: str) -> Iterator[Path]:
 
 def write_whole(path: str | Path, text: str, check: Callable[[Path], object] | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all: into a temporary file beside it,
-    which ``check`` may read (and refuse by raising) before it is renamed into place. A folder
-    that does not exist yet is made; an OS error is an :class:`ExportError` naming ``path``."""
+    which ``check`` may read (and refuse by raising) before it is renamed into place, 0600
+    (a symbolic link at ``path`` is replaced, never written through). A folder that does not
+    exist yet is made, 0700; an OS error is an :class:`ExportError` naming ``path``."""
     dest = Path(path)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        private_folder(dest.parent)
+        fd, tmp = temp_beside(dest)
     except OSError as exc:
         raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    tmp = Path(name)
     try:
-        os.fchmod(fd, 0o666 & ~umask())
         with open(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         if check is not None:

@@ -214,7 +214,8 @@ def write_report(
         out.write(page.encode("utf-8"))
     if png_dir is not None:
         for name, fig in figs.items():
-            (Path(png_dir) / f"{name}.png").write_bytes(plots.png(fig))
+            with destination(str(Path(png_dir) / f"{name}.png")) as out:
+                out.write(plots.png(fig))
     # The terminal's line stays English until the CLI takes a language; its plurals are right.
     ngettext = translator("en").ngettext
     n, k = data.measurements, len(data.anomalies)

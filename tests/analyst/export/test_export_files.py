@@ -2,7 +2,8 @@
 
 A regular file (or a new one) is written to a temporary file and renamed into place; anything
 else (``-`` for stdout, a FIFO, a device) is streamed to as it is, never replaced; a missing
-folder is refused in one line, exit 2; files get the user's umask, as any program's do.
+folder is refused in one line, exit 2; a new file is private (0600, issue 20), a replaced one
+keeps its mode.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ class Boom(Exception):
     pass
 
 
-def test_new_file_is_written_whole_with_the_umask_mode(tmp_path: Path) -> None:
+def test_new_file_is_written_whole_and_private(tmp_path: Path) -> None:
     out = tmp_path / "a.jsonl"
     old = os.umask(0o027)
     try:
@@ -30,7 +30,7 @@ def test_new_file_is_written_whole_with_the_umask_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert out.read_bytes() == b"one\n"
-    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # whatever the umask (issue 20)
     assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]  # no temporary left
 
 
@@ -48,14 +48,17 @@ def test_replacing_a_file_keeps_its_mode_and_a_failure_keeps_the_old_one(tmp_pat
     assert (out.read_bytes(), stat.S_IMODE(out.stat().st_mode)) == (b"new\n", 0o600)
 
 
-def test_a_symlink_s_target_is_replaced_not_the_link(tmp_path: Path) -> None:
+def test_a_symlink_is_replaced_never_written_through(tmp_path: Path) -> None:
+    """It used to be the other way round: a link planted in a shared folder aimed the export
+    at any file of the volunteer's (issue 20; tests/test_symlinks.py)."""
     real = tmp_path / "real.csv"
     real.write_bytes(b"old")
     link = tmp_path / "link.csv"
     link.symlink_to(real)
     with destination(str(link)) as fh:
         fh.write(b"new")
-    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert not link.is_symlink() and link.read_bytes() == b"new"
+    assert real.read_bytes() == b"old"
 
 
 def test_missing_folder_and_a_folder_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -11,13 +11,12 @@ from probe.analyst.export.files import write_whole
 from probe.errors import InputError
 
 
-def test_written_whole_with_the_umask_mode(tmp_path: Path) -> None:
+def test_written_whole_and_private(tmp_path: Path) -> None:
     dest = tmp_path / "new" / "settings.toml"
     write_whole(dest, "a = 1\n")
     assert dest.read_text(encoding="utf-8") == "a = 1\n"
-    mask = os.umask(0)
-    os.umask(mask)
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert dest.stat().st_mode & 0o777 == 0o600  # whatever the umask (issue 20)
+    assert dest.parent.stat().st_mode & 0o777 == 0o700
     assert [p.name for p in dest.parent.iterdir()] == ["settings.toml"]
 
 
