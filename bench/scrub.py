@@ -6,10 +6,11 @@ Two scrubbers, as a round builds them: ``known`` knows the volunteer's public ad
 IPv6 or un-NATed socket told it) and takes the fast path (one look at a record's JSON) when the
 record cannot hold it; ``helper`` knows no address, only the helper's HMAC recogniser
 (probe.network.recogniser), so every string of every record is read for candidates. Three
-loads, none holding the address (the common case, the one that costs): the golden scenarios'
-observations (tests/golden/scenarios, small bodies), a measurement of one page whose system and
+loads: the golden scenarios' observations (tests/golden/scenarios, small bodies; one echoes the
+address, which the helper's scrubber then knows), a measurement of one page whose system and
 control bodies are each a store cap (64 KiB) of realistic HTML, and that HTML at ``--mb`` MB
-through ``Scrubber.text``. The HTML is made here from a fixed seed: prose, links, numeric
+through ``Scrubber.text``; the pages do not hold the address (the common case, the one that
+costs). The HTML is made here from a fixed seed: prose, links, numeric
 entities, CSS and JavaScript numbers, dates, versions, other addresses, a base64 data: image
 and a JSON blob, so the scrubber's prefilters meet the look-alikes a real page holds.
 
