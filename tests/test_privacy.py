@@ -330,6 +330,12 @@ def _obs(body: str) -> Observations:
     )
 
 
+def test_an_escape_is_no_ipv6_literal() -> None:
+    # Found by test_any_unknown_public_literal_is_masked: %2E10:: was read as the IPv6 2e10::.
+    text = "1%2E0%2E0%2E10::"
+    assert mask_unknown(text, frozenset({ipaddress.ip_address("1.0.0.10")})) == text
+
+
 def test_evidence_is_what_the_measurement_resolved_dialled_or_was_sent_to() -> None:
     got = {str(ip) for ip in evidence(_obs(""), keep=["2001:db8::1", "not an address"])}
     assert got == {"198.51.100.77", "203.0.113.53", "192.0.2.9", "2001:db8::1"}
@@ -351,7 +357,8 @@ def test_conservative_observations_keep_evidence_and_rehash_the_body() -> None:
 @given(
     st.ip_addresses(v=4).filter(may_be_public),
     st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20),
-    st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20),
+    st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20)
+    | st.sampled_from([".in-addr.arpa", ".IN-ADDR", "::", "%2E10::"]),
     st.sampled_from([".", "-", "_", "%2E", "%2e"]),
 )
 def test_any_unknown_public_literal_is_masked(
@@ -361,8 +368,14 @@ def test_any_unknown_public_literal_is_masked(
     unless it is evidence, and nothing else changes."""
     literal = sep.join(str(ip).split("."))
     text = before + literal + after
-    assert mask_unknown(text, frozenset()) == before + SCRUBBED + after
-    assert mask_unknown(text, frozenset({ip})) == text
+    # Before .in-addr the literal names the reversed address (Hypothesis found
+    # '1.0.0.2.IN-ADDR'): that one is public or not, evidence or not.
+    named = ip
+    if after.lower().startswith(".in-addr"):
+        named = ipaddress.IPv4Address(".".join(reversed(str(ip).split("."))))
+    masked = before + SCRUBBED + after if may_be_public(named) else text
+    assert mask_unknown(text, frozenset()) == masked
+    assert mask_unknown(text, frozenset({named})) == text
     assert mask_unknown(before + after, frozenset()) == before + after
 
 
