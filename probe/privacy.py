@@ -785,13 +785,14 @@ def _unknown(candidates: Iterable[IPAddress | None], keep: frozenset[IPAddress])
 
 # The literals conservative scrubbing masks, one match each (the recognisers' candidates, above,
 # are looked for at every start, in every base, through readings and base64). No IPv6 literal
-# begins inside a URL escape (%2E10:: is no 2e10::).
+# begins inside a URL escape (%2E10:: is no 2e10::). Each opens with the characters a literal
+# can begin with, for speed (conservative scrubbing reads every string of every measurement).
 _V4_LITERAL = re.compile(
-    r"(?<![0-9])(\d{1,3})(\.|-|_|%2[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
+    r"(?=[0-9])(?<![0-9])(\d{1,3})(\.|-|_|%2[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
 )
 _V6_LITERAL = re.compile(
-    r"(?<![0-9a-fA-F:%])((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA])){2,7}[0-9a-fA-F]{0,4})"
-    r"(?![0-9a-fA-F:])"
+    r"(?=[0-9a-fA-F:%-])(?<![0-9a-fA-F:%])"
+    r"((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA])){2,7}[0-9a-fA-F]{0,4})(?![0-9a-fA-F:])"
 )
 
 
