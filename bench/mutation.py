@@ -2,7 +2,7 @@
 
     python bench/mutation.py [--modules classify failures measure control privacy]
                              [--budget 3600] [--jobs 2] [--survivors FILE]
-                             [--pytest-arg=--deselect=TEST]
+                             [--pytest-arg=--deselect=TEST] [--mutants FILE]
 
 mutmut changes one small thing at a time in the code (a comparison, a constant, a boolean, an
 argument) and runs the tests that reach the changed function; a mutant the tests do not notice
@@ -12,6 +12,8 @@ file paths), in a temporary copy of the checkout (nothing is written to it), aga
 tests only, each mutant against the tests that cover its function (mutmut records that from one
 clean run).
 ``--budget`` stops mutating after that many seconds: mutants left are "not checked".
+``--mutants FILE`` checks only the mutants named in FILE (one per line: e.g. an earlier run's
+survivors, again after new tests), the others reported as not checked.
 
 Per module it prints killed, survived, timeout (counted as killed: the tests noticed), skipped
 (no test reaches the function, or mutmut skipped it), not checked, and the score: the share of
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -98,14 +101,14 @@ def configure(copy: Path, globs: list[str], pytest_args: list[str]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def run_mutmut(copy: Path, jobs: int, budget: float) -> float:
+def run_mutmut(copy: Path, jobs: int, budget: float, names: Sequence[str] = ()) -> float:
     mutmut = Path(sys.executable).with_name("mutmut")
     env = test_env()
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.monotonic()
     log = (copy / "mutmut.log").open("w", encoding="utf-8")
     p = subprocess.Popen(
-        [str(mutmut), "run", "--max-children", str(jobs)],
+        [str(mutmut), "run", "--max-children", str(jobs), *names],
         cwd=copy,
         env=env,
         stdout=log,
@@ -205,7 +208,11 @@ def main() -> int:
         help="passed to every pytest run, e.g. --pytest-arg=--deselect=tests/x.py::test_flaky "
         "(mutmut needs every selected test to pass on the unmutated code)",
     )
+    ap.add_argument("--mutants", type=Path, help="check only the mutants named in this file")
     args = ap.parse_args()
+    names = []
+    if args.mutants is not None:
+        names = [n.strip() for n in args.mutants.read_text(encoding="utf-8").split() if n.strip()]
     globs = []
     for m in args.modules:
         if m in MODULES:
@@ -218,7 +225,7 @@ def main() -> int:
     with scratch_copy("probe-mutation-") as copy:
         check_imports_copy(copy)
         configure(copy, globs, args.pytest_arg)
-        seconds = run_mutmut(copy, args.jobs, args.budget)
+        seconds = run_mutmut(copy, args.jobs, args.budget, names)
         by_file = results(copy)
         checked = sum(s != "not checked" for st in by_file.values() for s in st.values())
         if not by_file or not checked:
