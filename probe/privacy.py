@@ -40,9 +40,10 @@ dialled, a Location's host, the control's answers). The round records that the a
 unknown (``rounds.public_address``) and ``probe run`` and ``probe status`` say so
 (:data:`UNKNOWN_ADDRESS_NOTE`).
 
-Cost: every string is first searched at C speed for literals one of which any form holds
-(:func:`_pattern`); the patterns, the readings and the base64 decoding run only where one is
-found (``bench/scrub.py`` measures it).
+Cost: for a known address every string is first searched at C speed for literals one of which
+any form holds (:func:`_pattern`), and the patterns, the readings and the base64 decoding run
+only where one is found; a recogniser's candidates are looked for in every string
+(``bench/scrub.py`` measures both).
 """
 
 from __future__ import annotations
