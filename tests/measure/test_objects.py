@@ -177,6 +177,69 @@ def test_choose_prefers_large_enough_then_repeats_the_largest() -> None:
     assert tiny.url is None and "under 64 KiB" in tiny.why
 
 
+def test_srcset_descriptors_give_exact_size_hints() -> None:
+    """Widths as given, densities x 1000, no descriptor (or one that is not a number) 0; an
+    empty entry is skipped, not the end of the list."""
+    html = """<img srcset="/w.jpg 480w"><img srcset="/d.jpg 1.5x"><img srcset="/two.jpg 2x">
+    <img srcset="/plain.jpg"><img srcset="/bad.jpg bigw"><img srcset="/a.jpg 100w,, /b.jpg 800w">
+    <img srcset="/pic?id=7 3x"><img src="/src.jpg">"""
+    found = candidates(html, "https://site.example/")
+    assert [
+        (c.url.removeprefix("https://site.example"), c.kind, c.width) for c in found.candidates
+    ] == [
+        ("/pic?id=7", "image", 3000),  # no extension: the kind from the tag
+        ("/two.jpg", "image", 2000),
+        ("/d.jpg", "image", 1500),
+        ("/b.jpg", "image", 800),
+        ("/w.jpg", "image", 480),
+        ("/plain.jpg", "image", 0),
+        ("/bad.jpg", "image", 0),
+        ("/src.jpg", "image", 0),
+    ]
+
+
+def test_only_http_urls_with_a_host_and_a_valid_port_are_candidates() -> None:
+    html = """<img src="ftp://site.example/a.png"><img src="http:///nohost.png">
+    <img src="http://site.example:99999/badport.png"><img src="//site.example?x=1">
+    <meta property="og:image" content="/Clip.MP4">"""
+    found = candidates(html, "https://site.example/")
+    assert [(c.url, c.kind) for c in found.candidates] == [
+        ("https://site.example/Clip.MP4", "media"),  # the extension, in any case, decides
+        ("https://site.example/?x=1", "image"),  # no path: the root
+    ]
+    assert (found.third_party, found.unusable) == (0, 3)
+
+
+def test_registrable_domains_of_written_forms_of_a_host() -> None:
+    assert registrable_domain("news.lab.") == "news.lab"  # a fully qualified name
+    assert registrable_domain("www.bbc.com.") == "bbc.com"
+    assert registrable_domain("XN--BCHER-KVA.DE") == "xn--bcher-kva.de"
+    assert registrable_domain("[2001:db8::1]") == "2001:db8::1"  # a bracketed literal
+    assert registrable_domain("github.io") == "github.io"  # a public suffix is its own
+    assert registrable_domain("co.uk") == "co.uk"
+
+
+def test_why_not_says_what_a_size_check_found() -> None:
+    c = Candidate("https://s.example/a.jpg", "image")
+    assert Checked(c, 200, None, "image/jpeg").why_not(1 << 20) == "no size given"
+    assert Checked(c, 200, MIN_BYTES - 1, "image/jpeg").why_not(1 << 20) == (
+        "65535 bytes (under 64 KiB)"
+    )
+    assert Checked(c, 200, MIN_BYTES, "image/jpeg").why_not(1 << 20) == "65536 bytes (repeated)"
+    assert Checked(c, 200, 1 << 20, "image/jpeg").why_not(1 << 20) == "usable"
+    assert Checked(c, 200, 2 << 20, "image/jpeg").why_not(1 << 20) == "usable"
+
+
+def test_choose_says_why_in_one_line() -> None:
+    c = Candidate("https://s.example/a.jpg", "image")
+    typed = choose([Checked(c, 200, 100_000, "image/jpeg")], 50_000)
+    assert typed.why == "image, 100000 bytes, image/jpeg (best of 1 checked)"
+    untyped = choose([Checked(c, 200, 100_000, None), Checked(c, 404)], 1 << 20)
+    assert (untyped.repeat, untyped.why) == (11, "image, 100000 bytes, no type (best of 2 checked)")
+    unsized = choose([Checked(c, 200, None, "image/jpeg")], 1 << 20)
+    assert unsized.why == "none found: 1 checked (https://s.example/a.jpg no size given)"
+
+
 @given(st.text(max_size=3000), st.sampled_from(["https://a.example/", "http://b.example/x/y"]))
 def test_any_page_text_gives_absolute_first_party_urls(html: str, page: str) -> None:
     found = candidates(html, page)
