@@ -1,0 +1,137 @@
+"""The seam (probe.measure.net): the certificate summary a TLS handshake keeps, against a real TLS
+server on loopback whose certificate the test makes (one with a subjectAltName, one without: a
+legacy certificate that names its host only in the common name, which OpenSSL still accepts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from probe.measure import net
+from probe.model import Certificate
+
+HOST = "127.0.0.15"
+NOT_BEFORE = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+NOT_AFTER = dt.datetime(2036, 6, 7, 8, 9, 10, tzinfo=dt.UTC)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem_files(tmp: Path, san: bool) -> tuple[str, str, str, bytes]:
+    """A CA, and a leaf for ``site.test`` signed by it (with or without a subjectAltName): the
+    CA's PEM path, the leaf's cert and key paths, and the leaf's DER."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Test Root"))
+        .issuer_name(_name("Test Root"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name("site.test"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+    )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("site.test"), x509.DNSName("www.site.test")]),
+            critical=False,
+        )
+    leaf = builder.sign(ca_key, hashes.SHA256())
+    paths = [tmp / "ca.pem", tmp / "leaf.pem", tmp / "leaf.key"]
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return (
+        str(paths[0]),
+        str(paths[1]),
+        str(paths[2]),
+        leaf.public_bytes(serialization.Encoding.DER),
+    )
+
+
+@contextlib.contextmanager
+def tls_server(cert: str, key: str) -> Iterator[int]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with (
+                contextlib.suppress(OSError, ssl.SSLError),
+                ctx.wrap_socket(conn, server_side=True) as s,
+            ):
+                s.recv(1)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        t.join(5)
+
+
+def handshake(ca: str, port: int) -> tuple[Certificate, ...]:
+    async def go() -> tuple[Certificate, ...]:
+        sock = await net.tcp_connect(HOST, port, 5)
+        try:
+            ctx = ssl.create_default_context(cafile=ca)
+            return (await net.tls_handshake(sock, ctx, "site.test", 5)).certificates
+        finally:
+            sock.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("san", [True, False], ids=["with-san", "cn-only"])
+def test_a_verified_certificate_is_summarised_whole(tmp_path: Path, san: bool) -> None:
+    import hashlib
+
+    ca, cert, key, der = _pem_files(tmp_path, san)
+    with tls_server(cert, key) as port:
+        leaf = handshake(ca, port)[0]
+    # ssl's own names ("commonName=..."; the DER path, for unverified chains, writes RFC 4514's
+    # "CN=..."): the value is what matters here.
+    assert leaf.subject.endswith("=site.test") and leaf.issuer.endswith("=Test Root")
+    assert leaf.san == (("site.test", "www.site.test") if san else ())
+    assert leaf.sha256 == hashlib.sha256(der).hexdigest()
+    # The validity as OpenSSL prints it, to the second.
+    assert leaf.not_before is not None and leaf.not_after is not None
+    assert ssl.cert_time_to_seconds(leaf.not_before) == int(NOT_BEFORE.timestamp())
+    assert ssl.cert_time_to_seconds(leaf.not_after) == int(NOT_AFTER.timestamp())
