@@ -246,3 +246,11 @@ def test_repeat_for_reads_a_flow_from_a_smaller_object() -> None:
     assert repeat_for(1 << 20, 1 << 20) == 1
     assert repeat_for(100_000, 1 << 20) == 11  # rounded up: 10.49 requests read a flow
     assert repeat_for(1000, 1 << 20) == MAX_REPEAT == 16  # at most
+
+
+def test_a_tls_server_that_never_answers_the_hello_is_a_timeout(world: World) -> None:
+    with S.closing_all(silent := S.TCPServer("hang", HOST)):
+        t0 = time.monotonic()
+        (got,), _ = checks(world, f"https://{HOST}:{silent.port}/a.jpg")
+        took = time.monotonic() - t0
+    assert got.failure == "generic_timeout_error" and took < 5
