@@ -4,10 +4,13 @@ loopback world's resolver: an address in the URL is judged by the same policy as
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+from probe.config.resolver import parse_resolver
 from probe.measure.net import Shared
 from probe.measure.throughput import first_address
+from tests.servers.edge import DOT, EDGE_SITE, Edges
 from tests.world import SITE, World
 
 
@@ -15,7 +18,7 @@ def first(world: World, url: str, **cfg: Any) -> tuple[str | None, str | None]:
     async def go() -> tuple[str | None, str | None]:
         shared = Shared.create(world.config(**cfg))
         try:
-            return await first_address(shared, url)
+            return await asyncio.wait_for(first_address(shared, url), 10)
         finally:
             await shared.aclose()
 
@@ -25,6 +28,23 @@ def first(world: World, url: str, **cfg: Any) -> tuple[str | None, str | None]:
 def test_a_name_is_resolved_by_the_resolver_under_test(world: World) -> None:
     assert first(world, world.http("news.test", "/big.bin")) == (SITE, None)
     assert first(world, "http://nowhere.test/") == (None, "dns_nxdomain_error")
+
+
+def test_a_silent_resolver_is_a_timeout_within_the_configured_bound(world: World) -> None:
+    t0 = time.monotonic()
+    assert first(world, "http://silent.test/") == (None, "generic_timeout_error")
+    assert time.monotonic() - t0 < 4  # the timeout is 1.5 s
+
+
+def test_the_resolver_under_test_may_be_doh_or_dot(world: World, edges: Edges) -> None:
+    """Through the round's own DoH client and DoT context (the configured CA trusted)."""
+    doh = parse_resolver(world.doh_url)  # the control's zone: there, nowhere.test resolves
+    assert first(world, "http://nowhere.test/", resolver=doh) == (SITE, None)
+    dot = parse_resolver(f"tls://{DOT}:{edges.dot.port}")
+    assert first(edges.world, "http://edge.test/", resolver=dot, ca_bundle=edges.ca_pem) == (
+        EDGE_SITE,
+        None,
+    )
 
 
 def test_an_address_in_the_url_is_dialled_only_as_policy_allows(world: World) -> None:
