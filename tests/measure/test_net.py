@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from probe.measure import net
 from probe.model import Certificate
+from tests import servers as S
 
 HOST = "127.0.0.15"
 NOT_BEFORE = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -164,3 +165,87 @@ def test_an_unverified_certificate_is_summarised_whole(tmp_path: Path) -> None:
         ("site.test", "www.site.test"),
         hashlib.sha256(der).hexdigest(),
     )
+
+
+@contextlib.contextmanager
+def counting_tls12_server(cert: str, key: str) -> Iterator[tuple[int, list[int]]]:
+    """A TLS 1.2 server (its handshake ends with its Finished: nothing follows unasked) that
+    counts the bytes it received and sent during the handshake."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(4)
+    moved: list[int] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            conn, _ = listener.accept()
+            conn.settimeout(5)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = ctx.wrap_bio(incoming, outgoing, server_side=True)
+            total = 0
+            with conn:
+                while True:
+                    try:
+                        obj.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        out = outgoing.read()
+                        total += len(out)
+                        conn.sendall(out)
+                        data = conn.recv(65536)
+                        if not data:
+                            return
+                        total += len(data)
+                        incoming.write(data)
+                out = outgoing.read()
+                total += len(out)
+                conn.sendall(out)
+                moved.append(total)
+                conn.recv(1)  # until the client closes
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield listener.getsockname()[1], moved
+    finally:
+        listener.close()
+        t.join(5)
+
+
+def test_the_handshake_counts_every_byte_it_moved(tmp_path: Path) -> None:
+    ca, cert, key, _ = _pem_files(tmp_path, san=True)
+
+    async def go(port: int) -> net.TLSResult:
+        sock = await net.tcp_connect(HOST, port, 5)
+        try:
+            return await net.tls_handshake(
+                sock, ssl.create_default_context(cafile=ca), "site.test", 5
+            )
+        finally:
+            sock.close()
+
+    with counting_tls12_server(cert, key) as (port, moved):
+        res = asyncio.run(go(port))
+    assert res.version == "TLSv1.2" and res.alpn is None
+    assert [res.bytes] == moved  # what the server sent and received, exactly
+
+
+def test_a_server_that_never_answers_the_hello_is_a_timeout() -> None:
+    async def go(port: int) -> None:
+        sock = await net.tcp_connect(HOST, port, 5)
+        try:
+            await asyncio.wait_for(
+                net.tls_handshake(sock, net.make_ssl_context(verify=False), "site.test", 1), 10
+            )
+        finally:
+            sock.close()
+
+    with S.closing_all(silent := S.TCPServer("hang", HOST)):
+        t0 = dt.datetime.now(dt.UTC)
+        with pytest.raises(TimeoutError):
+            asyncio.run(go(silent.port))
+        took = (dt.datetime.now(dt.UTC) - t0).total_seconds()
+    assert took < 3  # its own timeout (1 s)
