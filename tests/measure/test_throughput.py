@@ -1,5 +1,5 @@
-"""The throughput step's address choice (probe.measure.throughput.first_address) against the
-loopback world's resolver: an address in the URL is judged by the same policy as an answer."""
+"""The throughput step (probe.measure.throughput) against the loopback world: the address a
+download goes to (judged by the same policy as an answer), and what one download records."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Any
 
 from probe.config.resolver import parse_resolver
 from probe.measure.net import Shared
-from probe.measure.throughput import first_address
+from probe.measure.throughput import download, first_address
+from probe.model import Flow
+from tests.servers import PAGE
 from tests.servers.edge import DOT, EDGE_SITE, Edges
-from tests.world import SITE, World
+from tests.world import BADCERT, SITE, World
 
 
 def first(world: World, url: str, **cfg: Any) -> tuple[str | None, str | None]:
@@ -58,3 +60,34 @@ def test_an_address_in_the_url_is_dialled_only_as_policy_allows(world: World) ->
     assert first(world, "http://[2001:DB8::7]:8080/x", **lab) == ("2001:db8::7", None)
     denied = {**lab, "deny_addrs": frozenset({"2001:db8::7"})}
     assert first(world, "http://[2001:DB8::7]:8080/x", **denied) == (None, "dns_bogon_error")
+
+
+def fetch(world: World, url: str, ip: str, **kw: Any) -> tuple[Flow, set[str]]:
+    async def go() -> tuple[Flow, set[str]]:
+        shared = Shared.create(world.config())
+        try:
+            got = await download(
+                shared, url, ip, role="target", max_bytes=10**6, max_seconds=5, clock0=0.0, **kw
+            )
+            return got, shared.local_addresses
+        finally:
+            await shared.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_download_is_one_get_of_the_object_by_default(world: World) -> None:
+    flow, local = fetch(world, world.http("news.test"), SITE)
+    assert (flow.role, flow.ip, flow.trial, flow.failure) == ("target", SITE, 0, None)
+    assert flow.bytes == len(PAGE)  # once, though the flow may read more
+    assert local == {"127.0.0.1"}  # the connection's local address, for the scrubber
+
+
+def test_a_download_verifies_the_certificate_unless_told_not_to(world: World) -> None:
+    good, _ = fetch(world, world.https("news.test"), SITE)
+    assert (good.failure, good.bytes) == (None, len(PAGE))
+    wrong, _ = fetch(world, world.https("wrongname.test"), BADCERT)
+    assert (wrong.failure, wrong.bytes) == ("ssl_invalid_hostname", 0)
+    # The SNI A/B test names hosts the helper's certificate does not: it does not verify.
+    unverified, _ = fetch(world, world.https("wrongname.test"), BADCERT, verify=False)
+    assert (unverified.failure, unverified.bytes) == (None, len(PAGE))
