@@ -4,13 +4,16 @@ download goes to (judged by the same policy as an answer), and what one download
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from probe.config.resolver import parse_resolver
 from probe.measure.net import Shared
 from probe.measure.throughput import download, first_address
 from probe.model import Flow
+from tests import servers as S
 from tests.servers import PAGE
 from tests.servers.edge import DOT, EDGE_SITE, Edges
 from tests.world import BADCERT, SITE, World
@@ -62,12 +65,21 @@ def test_an_address_in_the_url_is_dialled_only_as_policy_allows(world: World) ->
     assert first(world, "http://[2001:DB8::7]:8080/x", **denied) == (None, "dns_bogon_error")
 
 
-def fetch(world: World, url: str, ip: str, **kw: Any) -> tuple[Flow, set[str]]:
+def fetch(
+    world: World, url: str, ip: str, max_bytes: int = 10**6, max_seconds: float = 5, **kw: Any
+) -> tuple[Flow, set[str]]:
     async def go() -> tuple[Flow, set[str]]:
         shared = Shared.create(world.config())
         try:
             got = await download(
-                shared, url, ip, role="target", max_bytes=10**6, max_seconds=5, clock0=0.0, **kw
+                shared,
+                url,
+                ip,
+                role="target",
+                max_bytes=max_bytes,
+                max_seconds=max_seconds,
+                clock0=0.0,
+                **kw,
             )
             return got, shared.local_addresses
         finally:
@@ -91,3 +103,49 @@ def test_a_download_verifies_the_certificate_unless_told_not_to(world: World) ->
     # The SNI A/B test names hosts the helper's certificate does not: it does not verify.
     unverified, _ = fetch(world, world.https("wrongname.test"), BADCERT, verify=False)
     assert (unverified.failure, unverified.bytes) == (None, len(PAGE))
+
+
+def _whole_body(size: int) -> Any:
+    """A server that ignores Range and sends all ``size`` bytes (a flow stops reading first)."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(size))
+        h.end_headers()
+        h.close_connection = True  # the client goes away mid-body: read no next request
+        with contextlib.suppress(OSError):
+            for _ in range(size // 65536):
+                h.wfile.write(b"x" * 65536)
+
+    return route
+
+
+def test_samples_count_what_the_kernel_received_and_never_go_back(world: World) -> None:
+    """A flow cut at its cap on a server that sends more: the sample taken while the connection
+    is open holds the kernel's count (headers and what was past the cap included); the last,
+    after the connection closed and TCP_INFO no longer answers, keeps it rather than falling
+    back to the body bytes read."""
+    server = S.WebServer(S.Site({"/all": _whole_body(4 << 20)}), "127.0.0.16", 0)
+    try:
+        flow, _ = fetch(world, f"http://127.0.0.16:{server.port}/all", "127.0.0.16", 300_000)
+    finally:
+        server.close()
+    assert flow.failure is None and 300_000 <= flow.bytes < 4 << 20
+    counts = [s.bytes for s in flow.samples]
+    assert counts == sorted(counts)  # never backwards
+    assert counts[-1] > flow.bytes  # the wire count, not the body's
+    open_ = [s for s in flow.samples if s.segs_in is not None]
+    assert open_ and all(
+        s.rtt_us is not None and s.min_rtt_us is not None and s.rcv_rtt_us is not None
+        for s in open_
+    )
+    assert all(s.ooo == 0 and s.segs_in > 0 for s in open_)  # loopback: nothing out of order
+
+
+def test_before_any_connection_a_sample_counts_nothing(world: World) -> None:
+    """A path that drops the SYN (the world's blackhole): samples every 250 ms, all of 0 bytes,
+    until the time cap."""
+    flow, _ = fetch(world, world.http("hole.test"), "127.0.0.40", max_seconds=0.6)
+    assert flow.failure is None and flow.bytes == 0
+    assert len(flow.samples) >= 2 and {s.bytes for s in flow.samples} == {0}
