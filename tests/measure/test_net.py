@@ -168,16 +168,20 @@ def test_an_unverified_certificate_is_summarised_whole(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def counting_tls12_server(cert: str, key: str) -> Iterator[tuple[int, list[int]]]:
-    """A TLS 1.2 server (its handshake ends with its Finished: nothing follows unasked) that
-    counts the bytes it received and sent during the handshake."""
+def counting_tls_server(
+    cert: str, key: str, version: ssl.TLSVersion
+) -> Iterator[tuple[int, list[tuple[int, str]]]]:
+    """A TLS server of one version, sending no session tickets (so nothing follows its
+    handshake unasked), that records the bytes it received and sent during the handshake and
+    the cipher agreed."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.num_tickets = 0
     ctx.load_cert_chain(cert, key)
     listener = socket.socket()
     listener.bind((HOST, 0))
     listener.listen(4)
-    moved: list[int] = []
+    moved: list[tuple[int, str]] = []
 
     def serve() -> None:
         with contextlib.suppress(OSError, ssl.SSLError):
@@ -203,7 +207,7 @@ def counting_tls12_server(cert: str, key: str) -> Iterator[tuple[int, list[int]]
                 out = outgoing.read()
                 total += len(out)
                 conn.sendall(out)
-                moved.append(total)
+                moved.append((total, (obj.cipher() or ("",))[0]))
                 conn.recv(1)  # until the client closes
 
     t = threading.Thread(target=serve, daemon=True)
@@ -215,7 +219,10 @@ def counting_tls12_server(cert: str, key: str) -> Iterator[tuple[int, list[int]]
         t.join(5)
 
 
-def test_the_handshake_counts_every_byte_it_moved(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_the_handshake_counts_every_byte_it_moved(tmp_path: Path, version: ssl.TLSVersion) -> None:
+    """Both flights each way, the client's last one (TLS 1.3's Finished, sent after its
+    handshake is done) included; and the cipher by its name."""
     ca, cert, key, _ = _pem_files(tmp_path, san=True)
 
     async def go(port: int) -> net.TLSResult:
@@ -227,10 +234,10 @@ def test_the_handshake_counts_every_byte_it_moved(tmp_path: Path) -> None:
         finally:
             sock.close()
 
-    with counting_tls12_server(cert, key) as (port, moved):
+    with counting_tls_server(cert, key, version) as (port, moved):
         res = asyncio.run(go(port))
-    assert res.version == "TLSv1.2" and res.alpn is None
-    assert [res.bytes] == moved  # what the server sent and received, exactly
+    assert res.version == version.name.replace("v1_", "v1.") and res.alpn is None
+    assert [(res.bytes, res.cipher)] == moved  # what the server sent and received, exactly
 
 
 def test_a_server_that_never_answers_the_hello_is_a_timeout() -> None:
