@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from probe.config.resolver import parse_resolver
+from probe.measure import steps
 from probe.measure.net import Shared
 from probe.measure.throughput import download, first_address
 from probe.model import Flow
@@ -149,3 +150,40 @@ def test_before_any_connection_a_sample_counts_nothing(world: World) -> None:
     flow, _ = fetch(world, world.http("hole.test"), "127.0.0.40", max_seconds=0.6)
     assert flow.failure is None and flow.bytes == 0
     assert len(flow.samples) >= 2 and {s.bytes for s in flow.samples} == {0}
+    assert 0.2 <= flow.samples[0].t < 0.5 and flow.ttfb is None  # the first, at 250 ms
+
+
+class Recorder:
+    """An object server (HEAD and Range as a CDN answers them) that keeps each GET's headers."""
+
+    def __init__(self, size: int) -> None:
+        self.asked: list[dict[str, str]] = []
+        serve = S.large(size, content_type="image/jpeg")
+
+        def route(h: BaseHTTPRequestHandler) -> None:
+            self.asked.append({k.lower(): v for k, v in h.headers.items()})
+            serve(h)
+
+        self.server = S.WebServer(S.Site({"/o.jpg": route}), "127.0.0.17", 0)
+        self.url = f"http://127.0.0.17:{self.server.port}/o.jpg"
+
+
+def test_a_repeated_download_asks_each_time_for_the_bytes_still_wanted(world: World) -> None:
+    """A 100 kB object read three times for a 250 kB flow: each GET's Range asks only for what
+    the flow still may read, so no buffer fills past the cap."""
+    rec = Recorder(100_000)
+    try:
+        flow, _ = fetch(world, rec.url, "127.0.0.17", 250_000, repeat=3)
+    finally:
+        rec.server.close()
+    assert (flow.failure, flow.raw_failure, flow.bytes) == (None, None, 250_000)
+    assert [a["range"] for a in rec.asked] == ["bytes=0-249999", "bytes=0-149999", "bytes=0-49999"]
+    for a in rec.asked:  # the object's own bytes, as a browser would ask
+        assert (a["user-agent"], a["accept"], a["accept-encoding"].lower()) == (
+            steps.USER_AGENT,
+            "*/*",
+            "identity",
+        )
+    # The time to the first byte, and each sample's time, since the request: 0.1 ms steps.
+    assert flow.ttfb is not None and 0 < flow.ttfb <= flow.duration
+    assert all(0 <= s.t <= flow.duration and s.t == round(s.t, 4) for s in flow.samples)
