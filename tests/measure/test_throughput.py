@@ -187,3 +187,13 @@ def test_a_repeated_download_asks_each_time_for_the_bytes_still_wanted(world: Wo
     # The time to the first byte, and each sample's time, since the request: 0.1 ms steps.
     assert flow.ttfb is not None and 0 < flow.ttfb <= flow.duration
     assert all(0 <= s.t <= flow.duration and s.t == round(s.t, 4) for s in flow.samples)
+
+
+def test_https_counts_its_handshake_in_the_bytes_used(world: World) -> None:
+    """What the volunteer's link carried: over TLS the handshake (the certificate alone is
+    about a kilobyte) counts besides the request and the page."""
+    plain, _ = fetch(world, world.http("news.test"), SITE)
+    tls, _ = fetch(world, world.https("news.test"), SITE)
+    assert plain.bytes == tls.bytes == len(PAGE)
+    assert plain.wire_bytes > len(PAGE)  # TCP payload both ways: request, headers, page
+    assert tls.wire_bytes - plain.wire_bytes > 1000
