@@ -17,7 +17,7 @@ from probe.model import Flow
 from tests import servers as S
 from tests.servers import PAGE
 from tests.servers.edge import DOT, EDGE_SITE, Edges
-from tests.world import BADCERT, SITE, World
+from tests.world import BADCERT, RST, SITE, World
 
 
 def first(world: World, url: str, **cfg: Any) -> tuple[str | None, str | None]:
@@ -70,6 +70,7 @@ def fetch(
     world: World, url: str, ip: str, max_bytes: int = 10**6, max_seconds: float = 5, **kw: Any
 ) -> tuple[Flow, set[str]]:
     async def go() -> tuple[Flow, set[str]]:
+        clock0 = time.monotonic()  # the test's start, as run_test's
         shared = Shared.create(world.config())
         try:
             got = await download(
@@ -79,7 +80,7 @@ def fetch(
                 role="target",
                 max_bytes=max_bytes,
                 max_seconds=max_seconds,
-                clock0=0.0,
+                clock0=clock0,
                 **kw,
             )
             return got, shared.local_addresses
@@ -197,3 +198,77 @@ def test_https_counts_its_handshake_in_the_bytes_used(world: World) -> None:
     assert plain.bytes == tls.bytes == len(PAGE)
     assert plain.wire_bytes > len(PAGE)  # TCP payload both ways: request, headers, page
     assert tls.wire_bytes - plain.wire_bytes > 1000
+
+
+def test_a_failed_download_is_a_result(world: World) -> None:
+    reset, _ = fetch(world, world.http("reset.test"), RST)
+    assert (reset.failure, reset.raw_failure, reset.bytes, reset.ttfb) == (
+        "connection_reset",
+        "ECONNRESET",
+        0,
+        None,
+    )
+    missing, _ = fetch(world, world.http("news.test", "/no-such-object"), SITE)
+    assert (missing.failure, missing.raw_failure, missing.bytes) == (
+        "http_request_failed",
+        "status:404",
+        0,
+    )
+    assert missing.ttfb is not None  # it answered
+
+
+def _cap_then_pause(cap: int) -> Any:
+    """Ignores Range: sends ``cap`` bytes, waits 3 s, then sends more."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(cap + 65536))
+        h.end_headers()
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            h.wfile.write(b"x" * cap)
+            h.wfile.flush()
+            time.sleep(3)
+            h.wfile.write(b"x" * 65536)
+
+    return route
+
+
+def test_a_flow_stops_the_moment_it_has_its_bytes(world: World) -> None:
+    server = S.WebServer(S.Site({"/o": _cap_then_pause(200_000)}), "127.0.0.18", 0)
+    try:
+        flow, _ = fetch(world, f"http://127.0.0.18:{server.port}/o", "127.0.0.18", 200_000)
+    finally:
+        server.close()
+    assert (flow.failure, flow.bytes) == (None, 200_000)
+    assert flow.duration < 2  # not waiting for what the server sends next
+
+
+def test_a_repeat_stops_once_the_flow_has_its_bytes(world: World) -> None:
+    rec = Recorder(100_000)
+    try:
+        flow, _ = fetch(world, rec.url, "127.0.0.17", 200_000, repeat=5)
+    finally:
+        rec.server.close()
+    assert flow.bytes == 200_000 and len(rec.asked) == 2
+
+
+def _slow(seconds: float) -> Any:
+    serve = S.large(20_000, content_type="image/jpeg")
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(seconds)
+        serve(h)
+
+    return route
+
+
+def test_ttfb_is_the_first_requests_and_start_is_since_the_test_began(world: World) -> None:
+    server = S.WebServer(S.Site({"/o": _slow(0.3)}), "127.0.0.19", 0)
+    try:
+        flow, _ = fetch(world, f"http://127.0.0.19:{server.port}/o", "127.0.0.19", repeat=3)
+    finally:
+        server.close()
+    assert flow.bytes == 60_000 and flow.duration > 0.85
+    assert flow.ttfb is not None and 0.25 < flow.ttfb < 0.6  # the first answer's, not the last's
+    assert 0 < flow.start < 1 and flow.start == round(flow.start, 4)
