@@ -156,6 +156,37 @@ def test_a_page_that_is_not_html_is_its_own_candidate() -> None:
     assert found is not None and [c.url for c in found.candidates] == [icon.url]
 
 
+def _fetched(role: str, ctype: str | None, body: str, **kw: Any) -> HTTPTransaction:
+    headers = (("Content-Type", ctype),) if ctype else ()
+    return HTTPTransaction(
+        "https://site.example/",
+        role=role,
+        status_code=200,
+        headers=headers,
+        body=body,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("ctype", [None, "text/html; charset=utf-8", "application/xhtml+xml"])
+def test_a_page_with_no_type_or_an_html_type_is_parsed(ctype: str | None) -> None:
+    page = _fetched("system", ctype, "<img src='/hero.jpg'>")
+    found = from_page(Observations("https://site.example/", http=(page,)), "https://site.example/")
+    assert found is not None
+    assert [c.url for c in found.candidates] == ["https://site.example/hero.jpg"]
+
+
+def test_the_page_is_the_last_the_system_fetch_loaded_whole() -> None:
+    """Not the control's fetch, nor a system fetch that failed after its status line."""
+    mine = _fetched("system", "text/html", "<img src='/mine.jpg'>")
+    cut = _fetched("system", "text/html", "<img src='/cut.jpg'>", failure="connection_reset")
+    control = _fetched("control", "text/html", "<img src='/theirs.jpg'>")
+    obs = Observations("https://site.example/", http=(mine, cut, control))
+    found = from_page(obs, "https://site.example/")
+    assert found is not None
+    assert [c.url for c in found.candidates] == ["https://site.example/mine.jpg"]
+
+
 def test_no_page_no_candidates() -> None:
     failed = HTTPTransaction("https://x.example/", failure="connection_reset")
     assert (

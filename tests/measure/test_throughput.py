@@ -271,4 +271,5 @@ def test_ttfb_is_the_first_requests_and_start_is_since_the_test_began(world: Wor
         server.close()
     assert flow.bytes == 60_000 and flow.duration > 0.85
     assert flow.ttfb is not None and 0.25 < flow.ttfb < 0.6  # the first answer's, not the last's
+    assert (flow.ttfb, flow.duration) == (round(flow.ttfb, 4), round(flow.duration, 4))
     assert 0 < flow.start < 1 and flow.start == round(flow.start, 4)
