@@ -229,6 +229,31 @@ def test_srcset_descriptors_give_exact_size_hints() -> None:
     ]
 
 
+def test_media_tags_give_media_and_their_posters_images() -> None:
+    """With no extension to go by, the tag says the kind: a video's or audio's src, data-src
+    and sources are media, its poster an image; a picture's source is an image, also after a
+    video closed and around nested media."""
+    html = """<video src="/stream?id=1" data-src="/lazy?id=2" poster="/still?id=3">
+      <source src="/v-source?id=4"></video>
+    <picture><source srcset="/pic-source?id=5 2x"><img src="/img?id=6"></picture>
+    <audio src="/a?id=7"><video src="/inner?id=8"></video><source src="/a-source?id=9"></audio>
+    <source src="/loose?id=10">"""
+    found = candidates(html, "https://site.example/")
+    kinds = {c.url.removeprefix("https://site.example/"): c.kind for c in found.candidates}
+    assert kinds == {
+        "stream?id=1": "media",
+        "lazy?id=2": "media",
+        "still?id=3": "image",
+        "v-source?id=4": "media",
+        "pic-source?id=5": "image",
+        "img?id=6": "image",
+        "a?id=7": "media",
+        "inner?id=8": "media",
+        "a-source?id=9": "media",  # still inside the audio, after the inner video closed
+        "loose?id=10": "image",
+    }
+
+
 def test_only_http_urls_with_a_host_and_a_valid_port_are_candidates() -> None:
     html = """<img src="ftp://site.example/a.png"><img src="http:///nohost.png">
     <img src="http://site.example:99999/badport.png"><img src="//site.example?x=1">
