@@ -47,7 +47,10 @@ class Recording:
 
     def route(self, path: str, answer: Route) -> str:
         def recorded(h: BaseHTTPRequestHandler) -> None:
-            self.asked.setdefault(path, []).append(Asked(h.command, h.headers.get("Range")))
+            asked_range = h.headers.get("Range")  # a range unit is case-insensitive (RFC 9110)
+            self.asked.setdefault(path, []).append(
+                Asked(h.command, asked_range.lower() if asked_range else None)
+            )
             self.headers = {k.lower(): v for k, v in h.headers.items()}
             answer(h)
 
