@@ -254,6 +254,71 @@ def test_media_tags_give_media_and_their_posters_images() -> None:
     }
 
 
+def test_every_tag_and_attribute_a_page_links_a_resource_with() -> None:
+    """No URL here has an extension: each kind comes from where the page names it."""
+    html = """
+    <img srcset="/i-srcset?1 2x" data-srcset="/i-dsrcset?2 3x" src="/i-src?3" data-src="/i-dsrc?4"
+         data-lazy-src="/i-lazy?5" data-original="/i-orig?6">
+    <video><source srcset="/v-srcset?7 2x" data-srcset="/v-dsrcset?8 3x" src="/v-src?9"
+         data-lazy="/v-lazy?10"><img src="/v-img?11"></video>
+    <picture><source srcset="/p-srcset?12 2x"></picture>
+    <script src="/s?13"></script>
+    <link rel="Stylesheet" href="/css?14">
+    <link rel="preload" as="IMAGE" href="/pre-img?15" imagesrcset="/pre-srcset?16 2x">
+    <link rel="preload" href="/pre-default?17"><link rel="preload" as="other" href="/pre-other?18">
+    <link rel="modulepreload" href="/mod?19"><link rel="preload" as="video" href="/pre-video?20">
+    <link rel="preload" as="font" href="/pre-font?21"><link href="/no-rel?22">
+    <meta property="OG:IMAGE" content="/og?23"><meta name="twitter:image" content="/tw?24">
+    <meta property="og:video" content="/ogv?25"><meta name="description" content="/desc?26">
+    <meta property="og:title" name="twitter:image" content="/title?27">
+    <div property="og:image" content="/div?28"></div>"""
+    found = candidates(html, "https://site.example/")
+    kinds = {c.url.removeprefix("https://site.example/"): c.kind for c in found.candidates}
+    assert kinds == {
+        "i-srcset?1": "image",
+        "i-dsrcset?2": "image",
+        "i-src?3": "image",
+        "i-dsrc?4": "image",
+        "i-lazy?5": "image",
+        "i-orig?6": "image",
+        "v-srcset?7": "media",
+        "v-dsrcset?8": "media",
+        "v-src?9": "media",
+        "v-lazy?10": "media",
+        "v-img?11": "image",  # an img is an image, inside a video too
+        "p-srcset?12": "image",
+        "s?13": "script",
+        "css?14": "style",
+        "pre-img?15": "image",  # "as" in any case
+        "pre-srcset?16": "image",
+        "pre-default?17": "script",  # a preload without "as" fetches as a script
+        "pre-other?18": "script",
+        "mod?19": "script",
+        "pre-video?20": "media",
+        "pre-font?21": "font",
+        "og?23": "image",
+        "tw?24": "image",
+        "ogv?25": "media",
+        # not: a link without rel, a description, a title (property wins over name), a div
+    }
+
+
+def test_the_site_is_the_targets_not_the_page_a_redirect_ended_on() -> None:
+    """A target redirected to a blockpage: the blockpage's own resources (relative to where it
+    was served) are not the site's."""
+    page = HTTPTransaction(
+        "https://blockpage.example/denied",
+        role="system",
+        status_code=200,
+        headers=(("Content-Type", "text/html"),),
+        body="<img src='/banner.jpg'><img src='https://site.example/logo.png'>",
+    )
+    found = from_page(Observations("https://site.example/", http=(page,)), "https://site.example/")
+    assert found is not None
+    assert [c.url for c in found.candidates] == ["https://site.example/logo.png"]
+    assert found.third_party == 1
+
+
 def test_only_http_urls_with_a_host_and_a_valid_port_are_candidates() -> None:
     html = """<img src="ftp://site.example/a.png"><img src="http:///nohost.png">
     <img src="http://site.example:99999/badport.png"><img src="//site.example?x=1">
