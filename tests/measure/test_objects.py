@@ -271,7 +271,11 @@ def test_every_tag_and_attribute_a_page_links_a_resource_with() -> None:
     <meta property="OG:IMAGE" content="/og?23"><meta name="twitter:image" content="/tw?24">
     <meta property="og:video" content="/ogv?25"><meta name="description" content="/desc?26">
     <meta property="og:title" name="twitter:image" content="/title?27">
-    <div property="og:image" content="/div?28"></div>"""
+    <div property="og:image" content="/div?28"></div>
+    <meta property="og:image:url" content="/og-url?29">
+    <meta property="og:image:secure_url" content="/og-secure?30">
+    <meta property="og:video:url" content="/ogv-url?31">
+    <meta property="og:video:secure_url" content="/ogv-secure?32"><meta content="/nameless?33">"""
     found = candidates(html, "https://site.example/")
     kinds = {c.url.removeprefix("https://site.example/"): c.kind for c in found.candidates}
     assert kinds == {
@@ -299,7 +303,12 @@ def test_every_tag_and_attribute_a_page_links_a_resource_with() -> None:
         "og?23": "image",
         "tw?24": "image",
         "ogv?25": "media",
-        # not: a link without rel, a description, a title (property wins over name), a div
+        "og-url?29": "image",
+        "og-secure?30": "image",
+        "ogv-url?31": "media",
+        "ogv-secure?32": "media",
+        # not: a link without rel, a description, a title (property wins over name), a div, a
+        # meta naming nothing
     }
 
 
