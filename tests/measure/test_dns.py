@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ssl
 import time
 
 import httpx
@@ -16,6 +17,7 @@ from probe.classify import classify
 from probe.config.resolver import parse_resolver
 from probe.measure.dns import query
 from probe.model import DNSQuery
+from tests import servers as S
 from tests.servers.edge import DOT, DOT_NAME, EDGE_SITE, Edges
 
 
@@ -133,3 +135,17 @@ def test_wrong_id_reply_is_not_an_answer(edges: Edges) -> None:
 def test_wrong_id_reply_is_named(edges: Edges) -> None:
     q = resolve(f"udp://{edges.wrong_id.host}:{edges.wrong_id.port}")
     assert q.failure == failures.DNS_WRONG_QUERY_ID
+
+
+def test_dot_that_never_answers_is_a_timeout(edges: Edges, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DoT resolver that completes the handshake and then drops the query: the configured
+    timeout (2 s here) ends the wait, not the server closing the connection (after 5 s)."""
+    monkeypatch.setenv("SSL_CERT_FILE", edges.ca_pem)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    edges.ca.issue_cert(DOT).configure_cert(ctx)
+    with S.closing_all(silent := S.DoTServer({"drop.test": "DROP"}, DOT, ctx)):
+        t0 = time.monotonic()
+        q = resolve(f"tls://{DOT}:{silent.port}", name="drop.test")
+        took = time.monotonic() - t0
+    assert (q.failure, q.addrs, q.engine) == (failures.GENERIC_TIMEOUT, [], "dot")
+    assert took < 4

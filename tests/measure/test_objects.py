@@ -156,6 +156,37 @@ def test_a_page_that_is_not_html_is_its_own_candidate() -> None:
     assert found is not None and [c.url for c in found.candidates] == [icon.url]
 
 
+def _fetched(role: str, ctype: str | None, body: str, **kw: Any) -> HTTPTransaction:
+    headers = (("Content-Type", ctype),) if ctype else ()
+    return HTTPTransaction(
+        "https://site.example/",
+        role=role,
+        status_code=200,
+        headers=headers,
+        body=body,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("ctype", [None, "text/html; charset=utf-8", "application/xhtml+xml"])
+def test_a_page_with_no_type_or_an_html_type_is_parsed(ctype: str | None) -> None:
+    page = _fetched("system", ctype, "<img src='/hero.jpg'>")
+    found = from_page(Observations("https://site.example/", http=(page,)), "https://site.example/")
+    assert found is not None
+    assert [c.url for c in found.candidates] == ["https://site.example/hero.jpg"]
+
+
+def test_the_page_is_the_last_the_system_fetch_loaded_whole() -> None:
+    """Not the control's fetch, nor a system fetch that failed after its status line."""
+    mine = _fetched("system", "text/html", "<img src='/mine.jpg'>")
+    cut = _fetched("system", "text/html", "<img src='/cut.jpg'>", failure="connection_reset")
+    control = _fetched("control", "text/html", "<img src='/theirs.jpg'>")
+    obs = Observations("https://site.example/", http=(mine, cut, control))
+    found = from_page(obs, "https://site.example/")
+    assert found is not None
+    assert [c.url for c in found.candidates] == ["https://site.example/mine.jpg"]
+
+
 def test_no_page_no_candidates() -> None:
     failed = HTTPTransaction("https://x.example/", failure="connection_reset")
     assert (
@@ -175,6 +206,168 @@ def test_choose_prefers_large_enough_then_repeats_the_largest() -> None:
     assert soft404.url is None and "served as text/html" in soft404.why
     tiny = choose([c("a", MIN_BYTES - 1)], 1 << 20)
     assert tiny.url is None and "under 64 KiB" in tiny.why
+
+
+def test_srcset_descriptors_give_exact_size_hints() -> None:
+    """Widths as given, densities x 1000, no descriptor (or one that is not a number) 0; an
+    empty entry is skipped, not the end of the list."""
+    html = """<img srcset="/w.jpg 480w"><img srcset="/d.jpg 1.5x"><img srcset="/two.jpg 2x">
+    <img srcset="/plain.jpg"><img srcset="/bad.jpg bigw"><img srcset="/a.jpg 100w,, /b.jpg 800w">
+    <img srcset="/pic?id=7 3x"><img src="/src.jpg">"""
+    found = candidates(html, "https://site.example/")
+    assert [
+        (c.url.removeprefix("https://site.example"), c.kind, c.width) for c in found.candidates
+    ] == [
+        ("/pic?id=7", "image", 3000),  # no extension: the kind from the tag
+        ("/two.jpg", "image", 2000),
+        ("/d.jpg", "image", 1500),
+        ("/b.jpg", "image", 800),
+        ("/w.jpg", "image", 480),
+        ("/plain.jpg", "image", 0),
+        ("/bad.jpg", "image", 0),
+        ("/src.jpg", "image", 0),
+    ]
+
+
+def test_media_tags_give_media_and_their_posters_images() -> None:
+    """With no extension to go by, the tag says the kind: a video's or audio's src, data-src
+    and sources are media, its poster an image; a picture's source is an image, also after a
+    video closed and around nested media."""
+    html = """<video src="/stream?id=1" data-src="/lazy?id=2" poster="/still?id=3">
+      <source src="/v-source?id=4"></video>
+    <picture><source srcset="/pic-source?id=5 2x"><img src="/img?id=6"></picture>
+    <audio src="/a?id=7"><video src="/inner?id=8"></video><source src="/a-source?id=9"></audio>
+    <source src="/loose?id=10">"""
+    found = candidates(html, "https://site.example/")
+    kinds = {c.url.removeprefix("https://site.example/"): c.kind for c in found.candidates}
+    assert kinds == {
+        "stream?id=1": "media",
+        "lazy?id=2": "media",
+        "still?id=3": "image",
+        "v-source?id=4": "media",
+        "pic-source?id=5": "image",
+        "img?id=6": "image",
+        "a?id=7": "media",
+        "inner?id=8": "media",
+        "a-source?id=9": "media",  # still inside the audio, after the inner video closed
+        "loose?id=10": "image",
+    }
+
+
+def test_every_tag_and_attribute_a_page_links_a_resource_with() -> None:
+    """No URL here has an extension: each kind comes from where the page names it."""
+    html = """
+    <img srcset="/i-srcset?1 2x" data-srcset="/i-dsrcset?2 3x" src="/i-src?3" data-src="/i-dsrc?4"
+         data-lazy-src="/i-lazy?5" data-original="/i-orig?6">
+    <video><source srcset="/v-srcset?7 2x" data-srcset="/v-dsrcset?8 3x" src="/v-src?9"
+         data-lazy="/v-lazy?10"><img src="/v-img?11"></video>
+    <picture><source srcset="/p-srcset?12 2x"></picture>
+    <script src="/s?13"></script>
+    <link rel="Stylesheet" href="/css?14">
+    <link rel="preload" as="IMAGE" href="/pre-img?15" imagesrcset="/pre-srcset?16 2x">
+    <link rel="preload" href="/pre-default?17"><link rel="preload" as="other" href="/pre-other?18">
+    <link rel="modulepreload" href="/mod?19"><link rel="preload" as="video" href="/pre-video?20">
+    <link rel="preload" as="font" href="/pre-font?21"><link href="/no-rel?22">
+    <meta property="OG:IMAGE" content="/og?23"><meta name="twitter:image" content="/tw?24">
+    <meta property="og:video" content="/ogv?25"><meta name="description" content="/desc?26">
+    <meta property="og:title" name="twitter:image" content="/title?27">
+    <div property="og:image" content="/div?28"></div>
+    <meta property="og:image:url" content="/og-url?29">
+    <meta property="og:image:secure_url" content="/og-secure?30">
+    <meta property="og:video:url" content="/ogv-url?31">
+    <meta property="og:video:secure_url" content="/ogv-secure?32"><meta content="/nameless?33">"""
+    found = candidates(html, "https://site.example/")
+    kinds = {c.url.removeprefix("https://site.example/"): c.kind for c in found.candidates}
+    assert kinds == {
+        "i-srcset?1": "image",
+        "i-dsrcset?2": "image",
+        "i-src?3": "image",
+        "i-dsrc?4": "image",
+        "i-lazy?5": "image",
+        "i-orig?6": "image",
+        "v-srcset?7": "media",
+        "v-dsrcset?8": "media",
+        "v-src?9": "media",
+        "v-lazy?10": "media",
+        "v-img?11": "image",  # an img is an image, inside a video too
+        "p-srcset?12": "image",
+        "s?13": "script",
+        "css?14": "style",
+        "pre-img?15": "image",  # "as" in any case
+        "pre-srcset?16": "image",
+        "pre-default?17": "script",  # a preload without "as" fetches as a script
+        "pre-other?18": "script",
+        "mod?19": "script",
+        "pre-video?20": "media",
+        "pre-font?21": "font",
+        "og?23": "image",
+        "tw?24": "image",
+        "ogv?25": "media",
+        "og-url?29": "image",
+        "og-secure?30": "image",
+        "ogv-url?31": "media",
+        "ogv-secure?32": "media",
+        # not: a link without rel, a description, a title (property wins over name), a div, a
+        # meta naming nothing
+    }
+
+
+def test_the_site_is_the_targets_not_the_page_a_redirect_ended_on() -> None:
+    """A target redirected to a blockpage: the blockpage's own resources (relative to where it
+    was served) are not the site's."""
+    page = HTTPTransaction(
+        "https://blockpage.example/denied",
+        role="system",
+        status_code=200,
+        headers=(("Content-Type", "text/html"),),
+        body="<img src='/banner.jpg'><img src='https://site.example/logo.png'>",
+    )
+    found = from_page(Observations("https://site.example/", http=(page,)), "https://site.example/")
+    assert found is not None
+    assert [c.url for c in found.candidates] == ["https://site.example/logo.png"]
+    assert found.third_party == 1
+
+
+def test_only_http_urls_with_a_host_and_a_valid_port_are_candidates() -> None:
+    html = """<img src="ftp://site.example/a.png"><img src="http:///nohost.png">
+    <img src="http://site.example:99999/badport.png"><img src="//site.example?x=1">
+    <meta property="og:image" content="/Clip.MP4">"""
+    found = candidates(html, "https://site.example/")
+    assert [(c.url, c.kind) for c in found.candidates] == [
+        ("https://site.example/Clip.MP4", "media"),  # the extension, in any case, decides
+        ("https://site.example/?x=1", "image"),  # no path: the root
+    ]
+    assert (found.third_party, found.unusable) == (0, 3)
+
+
+def test_registrable_domains_of_written_forms_of_a_host() -> None:
+    assert registrable_domain("news.lab.") == "news.lab"  # a fully qualified name
+    assert registrable_domain("www.bbc.com.") == "bbc.com"
+    assert registrable_domain("XN--BCHER-KVA.DE") == "xn--bcher-kva.de"
+    assert registrable_domain("[2001:db8::1]") == "2001:db8::1"  # a bracketed literal
+    assert registrable_domain("github.io") == "github.io"  # a public suffix is its own
+    assert registrable_domain("co.uk") == "co.uk"
+
+
+def test_why_not_says_what_a_size_check_found() -> None:
+    c = Candidate("https://s.example/a.jpg", "image")
+    assert Checked(c, 200, None, "image/jpeg").why_not(1 << 20) == "no size given"
+    assert Checked(c, 200, MIN_BYTES - 1, "image/jpeg").why_not(1 << 20) == (
+        "65535 bytes (under 64 KiB)"
+    )
+    assert Checked(c, 200, MIN_BYTES, "image/jpeg").why_not(1 << 20) == "65536 bytes (repeated)"
+    assert Checked(c, 200, 1 << 20, "image/jpeg").why_not(1 << 20) == "usable"
+    assert Checked(c, 200, 2 << 20, "image/jpeg").why_not(1 << 20) == "usable"
+
+
+def test_choose_says_why_in_one_line() -> None:
+    c = Candidate("https://s.example/a.jpg", "image")
+    typed = choose([Checked(c, 200, 100_000, "image/jpeg")], 50_000)
+    assert typed.why == "image, 100000 bytes, image/jpeg (best of 1 checked)"
+    untyped = choose([Checked(c, 200, 100_000, None), Checked(c, 404)], 1 << 20)
+    assert (untyped.repeat, untyped.why) == (11, "image, 100000 bytes, no type (best of 2 checked)")
+    unsized = choose([Checked(c, 200, None, "image/jpeg")], 1 << 20)
+    assert unsized.why == "none found: 1 checked (https://s.example/a.jpg no size given)"
 
 
 @given(st.text(max_size=3000), st.sampled_from(["https://a.example/", "http://b.example/x/y"]))

@@ -5,15 +5,19 @@ decompressor's memory bounded.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from probe import failures
 from probe.classify import classify
+from probe.measure.steps import _Decoder
 from probe.pages import decode_text
 from tests.servers import PAGE
 from tests.servers.edge import EDGE_SITE, Edges
@@ -128,3 +132,40 @@ def test_decompressor_memory_is_bounded(edges: Edges, repo_root: Path) -> None:
     assert got["plain"] == 64 * 1024 * 1024
     assert got["uncapped"] > 60 * 1024 * 1024  # the reference: all 64 MiB at once
     assert got["capped"] < 8 * 1024 * 1024, got  # the probe: about the cap, not the bomb
+
+
+# -- the capped decoder, directly (pure) -------------------------------------------------------
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        (" X-GZIP ", gzip.compress),  # the legacy name, in any case and spacing
+        ("deflate", zlib.compress),
+        ("Deflate", _raw_deflate),  # raw deflate, as some servers send it
+    ],
+)
+def test_the_decoder_decodes_each_coding_up_to_the_cap(
+    encoding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    body = b"<html>" + bytes(range(256)) * 40 + b"</html>"
+    wire = encode(body)
+    assert _Decoder(encoding).feed(wire, len(body)) == (body, False)  # exactly the cap
+    assert _Decoder(encoding).feed(wire, 100) == (body[:100], True)  # more was pending
+
+
+def test_the_decoder_passes_an_unknown_or_no_coding_through_cut_at_the_cap() -> None:
+    for encoding in ("identity", "br", ""):
+        assert _Decoder(encoding).feed(b"abcdef", 6) == (b"abcdef", False)
+        assert _Decoder(encoding).feed(b"abcdef", 4) == (b"abcd", True)
+
+
+def test_the_decoder_raises_on_a_corrupt_body() -> None:
+    with pytest.raises(zlib.error):
+        _Decoder("gzip").feed(b"not gzip at all", 100)
+    with pytest.raises(zlib.error):
+        _Decoder("deflate").feed(b"\xff\xff not deflate either", 100)
