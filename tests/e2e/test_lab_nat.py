@@ -74,7 +74,7 @@ CONDITIONS = [
 # With it unknown (helper and STUN unreachable, and the lab's control resolver offers no
 # "whoami") probe.privacy masks every address literal that may be public and is not evidence:
 # not bare integers, by its own choice (they would take every large number).
-SCRUBBED_FORMS = {"dotted", "dashed", "reversed", "url_encoded", "zero_padded", "decimal", "hex"}
+SCRUBBED_FORMS = set(FORMS)  # every form, since the scrubber learned them all (issue 20)
 MASKED_FORMS = {
     "dotted",
     "dashed",
