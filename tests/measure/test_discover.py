@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from probe.measure import net, steps
-from probe.measure.discover import check, repeat_for
+from probe.measure.discover import check, discover, repeat_for
 from probe.measure.net import Shared
 from probe.measure.objects import MAX_REPEAT, Candidate, Checked
 from tests import servers as S
@@ -261,3 +261,18 @@ def test_a_tls_server_that_never_answers_the_hello_is_a_timeout(world: World) ->
         (got,), _ = checks(world, f"https://{HOST}:{silent.port}/a.jpg")
         took = time.monotonic() - t0
     assert got.failure == "generic_timeout_error" and took < 5
+
+
+def test_discovery_stops_at_the_first_object_large_enough() -> None:
+    """Each check costs a connection: an object of exactly the flow's size ends the search."""
+    asked: list[str] = []
+    sizes = {"a.mp4": 1 << 20, "b.mp4": 5 << 20, "c.mp4": 9 << 20}
+
+    async def check_one(c: Candidate) -> Checked:
+        asked.append(c.url)
+        return Checked(c, 200, sizes[c.url.rsplit("/", 1)[1]], "video/mp4")
+
+    found = [Candidate(f"https://s.example/{n}", "media") for n in sizes]
+    choice, checked = asyncio.run(discover(found, check_one, 1 << 20))
+    assert asked == ["https://s.example/a.mp4"] and len(checked) == 1
+    assert (choice.url, choice.size, choice.repeat) == ("https://s.example/a.mp4", 1 << 20, 1)

@@ -370,6 +370,33 @@ def test_choose_says_why_in_one_line() -> None:
     assert unsized.why == "none found: 1 checked (https://s.example/a.jpg no size given)"
 
 
+def test_choose_at_its_boundaries() -> None:
+    def c(name: str, size: int | None, ctype: str | None = "video/mp4") -> Checked:
+        return Checked(Candidate(f"https://s.example/{name}", "media"), 200, size, ctype)
+
+    exact = choose([c("a", 1 << 20), c("b", 2 << 20)], 1 << 20)  # exactly a flow: enough
+    assert (exact.url, exact.size, exact.content_type, exact.repeat) == (
+        "https://s.example/a",
+        1 << 20,
+        "video/mp4",
+        1,
+    )
+    assert exact.why == "media, 1048576 bytes, video/mp4 (best of 2 checked)"
+    smallest = choose([c("a", MIN_BYTES)], 1 << 20)  # 64 KiB exactly: usable, repeated
+    assert (smallest.url, smallest.size, smallest.content_type, smallest.repeat) == (
+        "https://s.example/a",
+        MIN_BYTES,
+        "video/mp4",
+        16,
+    )
+    assert smallest.why == "media, 65536 bytes, video/mp4 (best of 1 checked)"
+    none = choose([c("a", 10), c("b", None)], 1 << 20)
+    assert none.why == (
+        "none found: 2 checked (https://s.example/a 10 bytes (under 64 KiB); "
+        "https://s.example/b no size given)"
+    )
+
+
 @given(st.text(max_size=3000), st.sampled_from(["https://a.example/", "http://b.example/x/y"]))
 def test_any_page_text_gives_absolute_first_party_urls(html: str, page: str) -> None:
     found = candidates(html, page)
