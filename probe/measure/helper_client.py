@@ -92,7 +92,7 @@ class HelperClient:
             return ControlEvidence(failure=info.failure, raw_failure=info.raw)
         try:
             doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             return ControlEvidence(
                 failure=failures.JSON_PARSE_ERROR, raw_failure=failures.scrub(str(exc))[:200]
             )
@@ -109,7 +109,7 @@ class HelperClient:
             return _Failed(failures.HTTP_REQUEST_FAILED)
         try:
             return json.loads(r.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting too
             return _Failed(failures.JSON_PARSE_ERROR)
 
     async def speed(self, url: str, max_bytes: int, max_seconds: float) -> HelperSpeed:

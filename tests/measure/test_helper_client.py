@@ -383,3 +383,10 @@ def test_a_network_answer_recognises_the_address_only_with_a_digest() -> None:
 )
 def test_a_network_answer_out_of_shape_is_a_json_parse_error(doc: Any) -> None:
     assert network_answer(doc, NONCE) == HelperNetwork(failure=failures.JSON_PARSE_ERROR)
+
+
+def test_a_hostile_helpers_deep_json_is_a_parse_error_not_a_crash() -> None:
+    """A helper answering 200 kB of '[' raised RecursionError out of the round's target."""
+    with FakeHelper({"/": (200, b"[" * 200_000, 0.0)}) as fake:
+        ev = _query(fake.base + "/")
+    assert ev.failure == "json_parse_error"
