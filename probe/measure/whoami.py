@@ -19,7 +19,6 @@ server and the default servers a round spends under 2 kB here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import ssl
@@ -195,13 +194,16 @@ async def learn(
         )
     if not jobs:
         return PublicAddress()
-    await asyncio.wait([t for _, t in jobs], timeout=timeout)
+    tasks = [t for _, t in jobs]
+    try:
+        await asyncio.wait(tasks, timeout=timeout)
+    finally:  # past the timeout, or the round itself cancelled: no method left running
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     found: set[str] = set()
     methods: list[str] = []
     for method, task in jobs:
-        if not task.done():
-            task.cancel()
-            continue
         if task.cancelled() or task.exception() is not None:
             continue
         address = task.result()
@@ -209,7 +211,4 @@ async def learn(
             found.add(address)
             if method not in methods:
                 methods.append(method)
-    for _, task in jobs:
-        with contextlib.suppress(BaseException):
-            await task
     return PublicAddress(frozenset(found), tuple(methods))

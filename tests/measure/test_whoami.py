@@ -156,3 +156,22 @@ def test_any_stun_setting_parses_or_fails_in_one_line(v: object) -> None:
     else:
         assert isinstance(got, tuple) and all(isinstance(x, str) for x in got)
         assert parse_stun_servers(list(got)) == got
+
+
+def test_a_cancelled_round_leaves_no_stun_query_running() -> None:
+    """The daemon stopping mid-round cancels learn(): its queries go with it."""
+    silent = StunServer(MAPPED, "silent")
+
+    async def go() -> set[asyncio.Task[object]]:
+        task = asyncio.ensure_future(learn([("127.0.0.1", silent.port)], timeout=30))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+    try:
+        assert asyncio.run(go()) == set()
+    finally:
+        silent.close()
