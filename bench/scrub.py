@@ -5,7 +5,9 @@
 Two scrubbers, as a round builds them: ``known`` knows the volunteer's public address (an
 IPv6 or un-NATed socket told it) and takes the fast path (one look at a record's JSON) when the
 record cannot hold it; ``helper`` knows no address, only the helper's HMAC recogniser
-(probe.network.recogniser), so every string of every record is read for candidates. Three
+(probe.network.recogniser), so every string of every record is read for candidates;
+``unknown`` knows nothing (no helper, STUN or whoami answered) and masks every literal that may
+be public (conservative), and the count of what it masked in the page is printed. Three
 loads: the golden scenarios' observations (tests/golden/scenarios, small bodies; one echoes the
 address, which the helper's scrubber then knows), a measurement of one page whose system and
 control bodies are each a store cap (64 KiB) of realistic HTML, and that HTML at ``--mb`` MB
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from probe.model import HTTPTransaction, Observations, observations_from_json
 from probe.network import addr_hmac, recogniser
-from probe.privacy import Scrubber
+from probe.privacy import SCRUBBED, Scrubber, mask_unknown
 from tests.dbs import SCENARIOS, scenario
 
 ADDRESS = "203.0.113.5"  # the volunteer's, in no text below
@@ -139,6 +141,7 @@ def scrubbers() -> dict[str, Callable[[], Scrubber]]:
     return {
         "known": lambda: Scrubber([ADDRESS]),
         "helper": lambda: Scrubber(recognisers=[recogniser(NONCE, digest)]),
+        "unknown": lambda: Scrubber(conservative=True),
     }
 
 
@@ -170,7 +173,10 @@ def main() -> int:
             make().observations(one_page)
 
         def the_big_body(make: Callable[[], Scrubber] = make) -> None:
-            make().text(big)
+            s = make()
+            text = s.text(big)
+            if s.conservative:
+                mask_unknown(text, frozenset())
 
         per_golden = median_ms(all_golden, args.repeat) / len(scenarios)
         print(
@@ -178,6 +184,10 @@ def main() -> int:
             f"64 KiB page x2 {median_ms(the_page, args.repeat):6.2f} ms/measurement   "
             f"{args.mb:g} MB body {median_ms(the_big_body, args.repeat):7.1f} ms"
         )
+    # What conservative masking takes from a page that does not hold the address: other
+    # addresses and numbers that may be a public IPv4 address (timestamps, long IDs).
+    masked = mask_unknown(big, frozenset()).count(SCRUBBED) - big.count(SCRUBBED)
+    print(f"unknown masks {masked} literals in the {args.mb:g} MB page ({len(big) // 1024} KiB)")
     return 0
 
 

@@ -33,12 +33,13 @@ never scrubbed (a resolver answering 127.0.0.1 is evidence).
 The round learns the public address from STUN servers and the control resolver
 (:mod:`probe.measure.whoami`) and the helper's recogniser. When none of them answers, the
 scrubber is *conservative*: :meth:`Scrubber.observations` also masks every address literal
-(dotted, dashed, underscored, %2E-separated, reverse-DNS and IPv6; not bare integers, which
-would take every large number) that may be public (:func:`may_be_public`) and that is not the
-measurement's own evidence (:func:`evidence`: its DNS answers and resolvers, the addresses it
-dialled, a Location's host, the control's answers). The round records that the address was
-unknown (``rounds.public_address``) and ``probe run`` and ``probe status`` say so
-(:data:`UNKNOWN_ADDRESS_NOTE`).
+that may be public (:func:`may_be_public`) and that is not the measurement's own evidence
+(:func:`evidence`: its DNS answers and resolvers, the addresses it dialled, a Location's host,
+the control's answers), in every form and reading above, read forwards (backwards only before
+``.in-addr``), and bare numbers too (an 8 to 10 digit decimal, or 8 hexadecimal digits, that is
+a public IPv4 address: a timestamp goes with them, the price of not knowing). The round
+records that the address was unknown (``rounds.public_address``) and ``probe run`` and
+``probe status`` say so (:data:`UNKNOWN_ADDRESS_NOTE`).
 
 Cost: for a known address every string is first searched at C speed for literals one of which
 any form holds (:func:`_pattern`), and the patterns, the readings and the base64 decoding run
@@ -55,6 +56,7 @@ import hashlib
 import ipaddress
 import itertools
 import re
+import string
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -63,6 +65,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from probe.addr import ipv4_inside
 from probe.model import HTTPTransaction, Observations
 
 SCRUBBED = "[scrubbed]"
@@ -180,8 +183,8 @@ def _wrapped(form: str) -> str:
         or "%253a" in form
         or bool(re.fullmatch(r"[0-9a-f]*-[0-9a-f-]*", form))
     )
-    if ipv6_like and not re.fullmatch(r"[0-9-]+", form):
-        return rf"(?<![0-9a-f:]){lit}(?![0-9a-f:])"
+    if ipv6_like and not re.fullmatch(r"[0-9-]+", form):  # also after a URL escape (%5B)
+        return rf"(?:(?<![0-9a-f:])|(?<=%[0-9a-f]{{2}})){lit}(?![0-9a-f:])"
     if form.isdigit() and len(form) == 8:  # a decimal that is also valid hex
         return rf"(?<![0-9a-f])(?:0x)?{lit}(?![0-9a-f])|(?<![0-9]){lit}(?![0-9])"
     return rf"(?<![0-9]){lit}(?![0-9])"
@@ -292,8 +295,10 @@ _V4_CANDIDATE = re.compile(
 _INT_CANDIDATE = re.compile(
     r"(?=[0-9a-fA-F])(?<![0-9a-zA-Z])(?:0[xX])?([0-9a-fA-F]{8}|\d{8,10})(?![0-9a-zA-Z])"
 )
+# An IPv6 candidate may begin after a URL escape (%5B, a URL-encoded bracket) or inside one
+# (%2001:db8::7 may be either): conservative masking keeps one overlapping evidence.
 _V6_CANDIDATE = re.compile(
-    r"(?=[0-9a-fA-F:%-])(?<![0-9a-fA-F:])"
+    r"(?=[0-9a-fA-F:%-])(?:(?<![0-9a-fA-F:])|(?<=%[0-9a-fA-F]{2}))"
     r"((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA]|%253[aA])){2,7}[0-9a-fA-F]{0,4})(?![0-9a-fA-F:])"
 )
 
@@ -333,23 +338,47 @@ def _candidates(text: str) -> list[IPAddress]:
     return list(dict.fromkeys(found))
 
 
-def _candidates_in(text: str) -> list[IPAddress]:
-    """The candidates of ``text`` as it is: dotted, numbers, IPv6."""
-    found: list[IPAddress | None] = []
+class _Literal(NamedTuple):
+    """A text that may be an address: where it is, what it may mean as written and, for a
+    dotted one, read backwards (as before ``.in-addr.arpa``)."""
+
+    kind: str  # "dotted", "number" or "ipv6"
+    start: int
+    end: int
+    readings: tuple[IPAddress, ...]
+    backwards: tuple[IPAddress, ...] = ()
+
+
+def _literals_in(text: str) -> Iterator[_Literal]:
+    """Every literal of ``text`` as it is: dotted (at every start: they may overlap), numbers,
+    IPv6; each with at least one reading."""
     for m in _V4_CANDIDATE.finditer(text):
         any_base = m.group(2).lower() in _DOTS
         values = (_octet_values(m.group(i), any_base=any_base) for i in (1, 3, 4, 5))
-        for octets in itertools.product(*values):
-            for parts in (octets, octets[::-1]):
-                found.append(ipaddress.IPv4Address(bytes(parts)))
+        octets = list(itertools.product(*values))
+        if octets:
+            yield _Literal(
+                "dotted",
+                m.start(),
+                m.end(5),
+                tuple(ipaddress.IPv4Address(bytes(o)) for o in octets),
+                tuple(ipaddress.IPv4Address(bytes(o[::-1])) for o in octets),
+            )
     for m in _INT_CANDIDATE.finditer(text):
         digits = m.group(1)
-        for base in (10, 16) if digits.isdigit() else (16,):
-            value = int(digits, base)
-            found.append(ipaddress.IPv4Address(value) if value < 2**32 else None)
+        numbers = [int(digits, base) for base in ((10, 16) if digits.isdigit() else (16,))]
+        readings = tuple(ipaddress.IPv4Address(v) for v in numbers if v < 2**32)
+        if readings:
+            yield _Literal("number", m.start(), m.end(), readings)
     for m in _V6_CANDIDATE.finditer(text):
-        found.append(_address(re.sub("%(?:25)?3[aA]|-", ":", m.group(1))))
-    return [ip for ip in found if ip is not None]
+        ip = _address(re.sub("%(?:25)?3[aA]|-", ":", m.group(1)))
+        if ip is not None:
+            yield _Literal("ipv6", m.start(), m.end(), (ip,))
+
+
+def _candidates_in(text: str) -> list[IPAddress]:
+    """The candidates of ``text`` as it is: dotted (either way round), numbers, IPv6."""
+    return [ip for lit in _literals_in(text) for ip in (*lit.readings, *lit.backwards)]
 
 
 # -- Readings: the text as a browser or a decoder reads it, with the way back ---------------------
@@ -744,8 +773,9 @@ def may_be_public(ip: IPAddress) -> bool:
     """Could ``ip`` be a volunteer's public address? Every address but the local, private,
     link-local, carrier-grade NAT, multicast and reserved ones (documentation ranges stand in
     for public addresses in tests and examples, so they count as public here)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    inside = ipv4_inside(ip)  # a NAT64 or 6to4 address carries the IPv4 one it stands for
+    if inside is not None:
+        ip = inside
     if ip.is_multicast or ip.is_reserved or ip.is_unspecified:
         return False
     return not any(ip in n for n in _LOCAL_NETWORKS if n.version == ip.version)
@@ -771,49 +801,95 @@ def evidence(obs: Observations, keep: Iterable[str] = ()) -> frozenset[IPAddress
         ip = _address(str(t).strip("[]").split("%")[0])
         if ip is not None:
             out.add(ip)
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                out.add(ip.ipv4_mapped)
+            inside = ipv4_inside(ip)  # IPv4-mapped, NAT64, 6to4: the site's IPv4 address too
+            if inside is not None:
+                out.add(inside)
     return frozenset(out)
 
 
-def _unknown(candidates: Iterable[IPAddress | None], keep: frozenset[IPAddress]) -> bool:
-    """Mask a literal: none of its readings is evidence, and one may be a public address."""
-    readings = [ip for ip in candidates if ip is not None]
+def _unknown(readings: Iterable[IPAddress], keep: frozenset[IPAddress]) -> bool | None:
+    """Mask a literal (True): none of its readings is evidence, and one may be a public
+    address. None when one is evidence: the literal is kept, and so is a literal it overlaps."""
+    readings = list(readings)
     if any(ip in keep for ip in readings):
-        return False
+        return None
     return any(may_be_public(ip) for ip in readings)
 
 
-# The literals conservative scrubbing masks, one match each (the recognisers' candidates, above,
-# are looked for at every start, in every base, through readings and base64). No IPv6 literal
-# begins inside a URL escape (%2E10:: is no 2e10::). Each opens with the characters a literal
-# can begin with, for speed (conservative scrubbing reads every string of every measurement).
-_V4_LITERAL = re.compile(
-    r"(?=[0-9])(?<![0-9])(\d{1,3})(\.|-|_|%2[eE])(\d{1,3})\2(\d{1,3})\2(\d{1,3})(?![0-9])"
-)
-_V6_LITERAL = re.compile(
-    r"(?=[0-9a-fA-F:%-])(?<![0-9a-fA-F:%])"
-    r"((?:[0-9a-fA-F]{0,4}(?::|-|%3[aA])){2,7}[0-9a-fA-F]{0,4})(?![0-9a-fA-F:])"
-)
+_REVERSE_DNS = re.compile(r"\.in-addr", re.IGNORECASE)
+
+
+def _inside_escape(text: str, at: int) -> bool:
+    """Does ``text[at:]`` begin inside a URL escape (right after its % or its first digit)?"""
+    before = text[max(0, at - 2) : at]
+    return before.endswith("%") or (
+        len(before) == 2 and before[0] == "%" and before[1] in string.hexdigits
+    )
+
+
+def _overlaps(span: tuple[int, int], spans: Iterable[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in spans)
+
+
+def _unknown_spans(text: str, keep: frozenset[IPAddress]) -> list[tuple[int, int]]:
+    """Where ``text`` as it is holds a literal to mask: a dotted, dashed, URL-encoded ...
+    address (any octet in any base inet_aton reads; backwards before ``.in-addr``), a number
+    (decimal, or hexadecimal with or without 0x) or an IPv6 literal that may be public and is
+    no evidence; a literal overlapping evidence is kept (1.198.51.100.77 holds 198.51.100.77);
+    and each base64 token encoding such an address as a program writes it, whole."""
+    masked: list[tuple[int, int]] = []
+    kept: list[tuple[int, int]] = []
+    escaped: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = []
+    for lit in _literals_in(text):
+        if lit.kind == "number" and text[lit.start : lit.end].isalpha():
+            continue  # a word (DEADBEEF, effacedd), no number
+        readings = lit.readings
+        if lit.backwards and _REVERSE_DNS.match(text, lit.end):
+            readings = lit.backwards
+        verdict = _unknown(readings, keep)
+        span = (lit.start, lit.end)
+        inside_escape = lit.kind != "dotted" and _inside_escape(text, lit.start)
+        if verdict is None:
+            kept.append(span)
+        elif verdict:
+            (escaped if inside_escape else masked).append(span)
+        if not inside_escape:
+            seen.append(span)
+    spans = [s for s in masked if not _overlaps(s, kept)]
+    # One begun inside a URL escape (%2E10:: as 2E10::, %2E10AAAA as 0x2E10AAAA) is the lesser
+    # reading: masked only where no other literal is.
+    spans += [s for s in escaped if not _overlaps(s, seen)]
+    for (start, end), near in _tokens(text, [m.start() for m in _GATE.finditer(text)]).items():
+        if any(
+            _unknown(ips, keep)
+            for at in near
+            for decoded in _decoded(text[start:end], at)
+            for ips in _written(decoded)
+        ):
+            spans.append((start, end))
+    return spans
+
+
+def _written(decoded: str) -> Iterator[tuple[IPAddress, ...]]:
+    """The readings of each literal of a decoded base64 text that it writes as a program
+    writes an address (:func:`_plain_texts`): a token's random bytes are no address."""
+    for lit in _literals_in(decoded):
+        readings = tuple(ip for ip in lit.readings if any(t in decoded for t in _plain_texts(ip)))
+        if readings:
+            yield readings
 
 
 def mask_unknown(text: str, keep: frozenset[IPAddress]) -> str:
-    """``text`` with every address literal (dotted, dashed, underscored or %2E-separated IPv4,
-    reversed before ``.in-addr.arpa``; IPv6) that may be public and is not in ``keep``
-    replaced."""
-
-    def v4(m: re.Match[str]) -> str:
-        octets = [int(m.group(i)) for i in (1, 3, 4, 5)]
-        if text[m.end() : m.end() + 8].lower() == ".in-addr":  # a reverse-DNS name
-            octets.reverse()
-        ip = _address(".".join(map(str, octets)))
-        return SCRUBBED if _unknown([ip], keep) else m.group(0)
-
-    def v6(m: re.Match[str]) -> str:
-        ip = _address(re.sub("%3[aA]|-", ":", m.group(1)))
-        return SCRUBBED if _unknown([ip], keep) else m.group(0)
-
-    return _V6_LITERAL.sub(v6, _V4_LITERAL.sub(v4, text))
+    """``text`` with every address literal that may be public and is not in ``keep``
+    replaced (:func:`_unknown_spans`), as it is and as :func:`_reading` reads it (HTML
+    entities, UTF-16): the forms the scrubber removes for a known address, and bare numbers,
+    since any of them may be the volunteer's."""
+    spans = _unknown_spans(text, keep)
+    reading = _reading(text)
+    if reading is not None:
+        spans += [reading.back(*span) for span in _unknown_spans(reading.text, keep)]
+    return _replaced(text, spans)
 
 
 def mask_tree(value: Any, keep: frozenset[IPAddress]) -> Any:

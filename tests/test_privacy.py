@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from probe.model import DNSAnswer, DNSQuery, HTTPTransaction, Observations, TCPConnect
@@ -273,6 +273,9 @@ def test_an_untouched_body_keeps_its_hash() -> None:
         ("fd00::1", False),
         ("::1", False),
         ("::ffff:10.0.0.1", False),
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::cb00:7105", True),  # NAT64 of 203.0.113.5
+        ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
     ],
 )
 def test_which_addresses_may_be_a_volunteers(address: str, public: bool) -> None:
@@ -341,6 +344,12 @@ def test_evidence_is_what_the_measurement_resolved_dialled_or_was_sent_to() -> N
     assert got == {"198.51.100.77", "203.0.113.53", "192.0.2.9", "2001:db8::1"}
 
 
+def test_a_dialled_nat64_address_keeps_the_ipv4_literal_it_stands_for() -> None:
+    obs = replace(_obs(""), tcp=(TCPConnect(ip="64:ff9b::cb00:7105", port=80),))
+    assert ipaddress.ip_address("203.0.113.5") in evidence(obs)
+    assert mask_unknown("site 203.0.113.5", evidence(obs)) == "site 203.0.113.5"
+
+
 def test_conservative_observations_keep_evidence_and_rehash_the_body() -> None:
     body = "<p>You are 203.0.113.5; the site is 198.51.100.77; our DNS 203.0.113.53</p>"
     obs = _obs(body)
@@ -358,14 +367,16 @@ def test_conservative_observations_keep_evidence_and_rehash_the_body() -> None:
     st.ip_addresses(v=4).filter(may_be_public),
     st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20),
     st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=20)
-    | st.sampled_from([".in-addr.arpa", ".IN-ADDR", "::", "%2E10::"]),
+    | st.sampled_from([".in-addr.arpa", ".IN-ADDR", "::", "%2E::"]),
     st.sampled_from([".", "-", "_", "%2E", "%2e"]),
 )
 def test_any_unknown_public_literal_is_masked(
     ip: ipaddress.IPv4Address, before: str, after: str, sep: str
 ) -> None:
     """In text without other digits, a possibly-public dotted (dashed, ...) address is masked
-    unless it is evidence, and nothing else changes."""
+    unless it is evidence, and nothing else changes. (With digits after it, 1%2E1%2E0%2E0%2E10
+    holds 1.0.0.10 as well, and both are masked: test_an_escape_is_no_ipv6_literal keeps the
+    %2E10:: case.)"""
     literal = sep.join(str(ip).split("."))
     text = before + literal + after
     # Before .in-addr the literal names the reversed address (Hypothesis found
@@ -526,6 +537,54 @@ def test_an_encoded_look_alike_is_kept(address: str, text: str) -> None:
     assert _claims(address).text(text) == text
 
 
+# Issue 20, the address unknown: conservative masking reads every encoding the scrubber does.
+@pytest.mark.parametrize(
+    ("address", "text", "expected"),
+    [c for c in ENCODED if may_be_public(ipaddress.ip_address(c[0]))],
+)
+def test_an_unknown_address_is_masked_in_every_encoded_form(
+    address: str, text: str, expected: str
+) -> None:
+    assert mask_unknown(text, frozenset()) == expected
+    # The same literal is evidence when the measurement resolved or dialled it (a reversed
+    # form not before .in-addr reads as the reversed address).
+    ip = ipaddress.ip_address(address)
+    backwards = (
+        ipaddress.ip_address(".".join(reversed(address.split(".")))) if ip.version == 4 else ip
+    )
+    assert mask_unknown(text, frozenset({ip, backwards})) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # a bare number that is a public IPv4 address (ip2long), decimal or hexadecimal
+        ("n=3405803783;", f"n={SCRUBBED};"),
+        ("id 0xCB007107 ok", f"id {SCRUBBED} ok"),
+        ("cb007107", SCRUBBED),
+        # numbers that are no public address stay: too short, too long, private, past 2**32
+        ("n=1234567 and 34058037831 and 167772161 and 4294967296", None),
+        ("sha 0123456789abcdef0123456789abcdef", None),
+        # a private address in a base64 token is kept, a public one masks the token
+        (_b64('{"ip":"192.168.1.2"}'), None),
+        ("t=" + _b64('{"ip":"203.0.113.7"}') + ".sig", f"t={SCRUBBED}.sig"),
+        # evidence wins over a look-alike overlapping it
+        ("1.198.51.100.77", None),
+    ],
+)
+def test_an_unknown_address_is_masked_as_a_number_and_in_base64(
+    text: str, masked: str | None
+) -> None:
+    assert mask_unknown(text, KEEP) == (text if masked is None else masked)
+
+
+def test_a_url_encoded_bracket_does_not_hide_an_ipv6_literal() -> None:
+    text = "next=http%3A%2F%2F%5B2001%3Adb8%3A%3A7%5D%2F"
+    assert mask_unknown(text, frozenset()) == f"next=http%3A%2F%2F%5B{SCRUBBED}%5D%2F"
+    assert Scrubber([V6]).text(text) == f"next=http%3A%2F%2F%5B{SCRUBBED}%5D%2F"
+    assert _claims(V6).text(text) == f"next=http%3A%2F%2F%5B{SCRUBBED}%5D%2F"
+
+
 def test_the_cookie_json_is_encoded_differently_in_the_two_alphabets() -> None:
     assert _b64(_JSON) != _b64(_JSON, urlsafe=True)  # the urlsafe cases above test something
 
@@ -558,6 +617,23 @@ def test_any_rendering_is_scrubbed_and_its_surroundings_kept(
     expected = f"{scrubber().text(before)} {left} {scrubber().text(after)}"
     assert scrubber().text(text) == expected
     assert holds(str(ip), left) == []
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_embedded())
+def test_any_rendering_of_an_unknown_address_is_masked(
+    case: tuple[Address, str, str, str, str],
+) -> None:
+    """The address unknown (no helper, STUN or whoami): conservative masking removes it in
+    every rendering the scrubber removes it in, whatever surrounds it."""
+    ip, before, rendering, _, after = case
+    assume(may_be_public(ip))  # a reserved address (::2) is no volunteer's
+    # A reversed form outside reverse DNS reads as the reversed address (10.0.0.192 is private,
+    # though 192.0.0.10 is not): masked when that one may be public.
+    if ip.version == 4:
+        assume(may_be_public(ipaddress.IPv4Address(bytes(reversed(ip.packed)))))
+    text = f"{before} {rendering} {after}"
+    assert holds(str(ip), mask_unknown(text, frozenset())) == []
 
 
 @st.composite

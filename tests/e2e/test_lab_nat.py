@@ -14,9 +14,9 @@ scenario, the mirror and a redirect to the blockpage's address:
 
 Then the database file, its WAL, every export format the CLI offers and the HTML report are
 searched for the translated address in every form the mirror echoes, as UTF-8 and as UTF-16
-(:func:`findings`). Forms the probe cannot remove yet are ``xfail(strict=True)`` with the feature
-they wait for (:func:`waiting_for`): when it lands the mark must go. Blockpage addresses must be
-kept, and every verdict must be the one the same run gets in a lab without the router.
+(:func:`findings`): under every condition no form may be found (with the address unknown,
+conservative masking takes them all, bare numbers included). Blockpage addresses must be kept,
+and every verdict must be the one the same run gets in a lab without the router.
 
 Needs root, network namespaces and coturn; elsewhere it skips with one line, under CI=true it
 fails.
@@ -68,36 +68,6 @@ CONDITIONS = [
     Condition("no_helper", helper=False),
     Condition("unreachable", helper=True, unreachable=True),
 ]
-
-# What the probe removes today. With its address known (the helper's HMAC, which its
-# recogniser checks candidates against; or STUN) the scrubber removes the forms it renders.
-# With it unknown (helper and STUN unreachable, and the lab's control resolver offers no
-# "whoami") probe.privacy masks every address literal that may be public and is not evidence:
-# not bare integers, by its own choice (they would take every large number).
-SCRUBBED_FORMS = set(FORMS)  # every form, since the scrubber learned them all (issue 20)
-MASKED_FORMS = {
-    "dotted",
-    "dashed",
-    "reversed",
-    "url_encoded",
-    "zero_padded",
-    "zero_padded_partial",
-}
-REMOVED_TODAY = {"helper": SCRUBBED_FORMS, "no_helper": SCRUBBED_FORMS, "unreachable": MASKED_FORMS}
-
-
-def waiting_for(condition: str, form: str) -> str | None:
-    """Why ``form`` still leaks under ``condition`` (the xfail reason), None when it must not."""
-    if form in REMOVED_TODAY[condition]:
-        return None
-    if condition != "unreachable":
-        return f"issue 20: the scrubber's {form} form not merged yet"
-    if form in ("decimal", "hex"):
-        return (
-            "issue 20: with the address unknown probe.privacy masks no bare integer (its "
-            "choice: they would take every large number); undecided"
-        )
-    return f"issue 20: masking the {form} form with the address unknown not merged yet"
 
 
 # -- what the probe keeps ------------------------------------------------------------------------
@@ -375,17 +345,8 @@ def test_unreachable_means_the_helper_never_answered(runs: Runs) -> None:
 
 
 # -- the address nowhere -------------------------------------------------------------------------
-def _cases() -> list[Any]:
-    out = []
-    for c in CONDITIONS:
-        for form in FORMS:
-            reason = waiting_for(c.name, form)
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            out.append(pytest.param(c.name, form, id=f"{c.name}-{form}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize(("condition", "form"), _cases())
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("condition", [c.name for c in CONDITIONS])
 def test_the_translated_address_is_stored_nowhere(runs: Runs, condition: str, form: str) -> None:
     run = runs[condition]
     where = findings({form: FORMS[form]}, run.artefacts)[form]

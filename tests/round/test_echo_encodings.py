@@ -205,11 +205,6 @@ def test_the_search_finds_an_address_no_one_scrubbed(
             assert holds(a, kept[where]), (where, a)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conservative scrubbing (no helper, no STUN or whoami answer) masks plain literals "
-    "only (probe.privacy.mask_unknown): the encodings of issue 20 get through it",
-)
 @pytest.mark.parametrize("encoding", sorted(RENDERINGS))
 def test_without_a_helper_an_echoed_address_is_kept_in_no_encoding(
     world: World, tmp_path: Path, encoding: str
