@@ -58,7 +58,7 @@ from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, pid_alive
 from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.errors import InputError, StoreError
-from probe.model import Measurement, Network, ObjectChoice, ThroughputRecord
+from probe.model import DISCOVERY_BYTES, Measurement, Network, ObjectChoice, ThroughputRecord
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import RoundResult, RoundSetup, prepare, run_once
 from probe.round import budget as budget_mod
@@ -322,18 +322,20 @@ class Daemon:
                 return
         else:
             assert setup.plan is not None
-            # Every target has a test (its pinned or discovered object, the SNI A/B with a
-            # helper); as many as the budget holds run, least recently tested first, so a
-            # tight cap rotates through the list over the days.
-            per = self.page_estimate(1) + setup.plan.worst_case_bytes
+            # As many tests as the budget holds, least recently attempted first, so a tight
+            # cap rotates through the list; one with nothing to test takes no test's bytes.
             fixed = self.page_estimate(len(tl.controls))
             reserve = self.page_estimate(len(tl.targets) + len(tl.controls))
             usage = self.usage()
-            n = budget_mod.affordable(self.caps(), usage, per, fixed=fixed, reserve=reserve)
-            last = self.store.last_throughput()
-            # none affordable: one, so that check names the cap that stops the round
-            targets = schedule.least_recently_tested(tl.targets, last, 1 if n == 0 else n)
-            need = fixed + len(targets) * per
+            picked = schedule.throughput_rotation(
+                tl.targets,
+                self.store.throughput_attempts(),
+                helper=self.settings.helper is not None,
+                room=budget_mod.room(self.caps(), usage, fixed=fixed, reserve=reserve),
+                per=self.page_estimate(1) + setup.plan.worst_case_bytes,
+                bare=self.page_estimate(1) + DISCOVERY_BYTES,
+            )
+            targets, need = picked.targets, fixed + picked.bytes
             # The round asks the same allowance again before each test, keeping the reserve.
             allowance = budget_mod.Allowance(self.caps(), reserve=reserve)
             if not self._budget(kind, allowance.check(usage, need, now)):

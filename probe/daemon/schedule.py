@@ -8,6 +8,7 @@ is all but memoryless), rounds never bunch closer than the floor, and no gap is 
 ``backoff`` says how much longer the gaps grow while the link is down or the database refuses
 writes. ``due`` picks the targets
 a round measures when targets.yaml gives some of them their own ``interval``;
+``throughput_rotation`` the targets a capped throughput round tests, in turn;
 ``RandomGapTrigger`` is the APScheduler 3.x trigger that draws its gaps with ``next_gap``.
 """
 
@@ -17,11 +18,14 @@ import functools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
 
 from probe.config.targets import Target
+from probe.round.throughput import NOTHING_TO_TEST, rotation_key
+from probe.store.reads import ThroughputAttempt
 from probe.timeutil import from_stored
 
 FLOOR = 0.2  # the shortest gap, as a fraction of the mean
@@ -100,14 +104,58 @@ def due(
     return out
 
 
-def least_recently_tested(
-    targets: Sequence[Target], last_tested: Mapping[str, str], n: int | None
-) -> list[Target]:
-    """The ``n`` targets (all, when None) a throughput round tests: never tested first, then
-    the longest ago, in list order among equals; so a budget that holds a few tests a day
-    rotates through the whole list over the days."""
-    ordered = sorted(targets, key=lambda t: last_tested.get(t.name, ""))
-    return ordered if n is None else ordered[:n]
+def nothing_to_test(t: Target, last: ThroughputAttempt | None, *, helper: bool) -> bool:
+    """True if ``t``'s last attempt found nothing it could test and nothing since would let it:
+    no address; or no object (or none for the control) with no object pinned and no helper,
+    whose SNI A/B needs none. Its test is expected to move no more than discovery's checks."""
+    if last is None or last.skipped not in NOTHING_TO_TEST:
+        return False
+    return last.skipped == "no_address" or not (helper or t.throughput_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """The targets a throughput round tests, in order, and the bytes their tests may take."""
+
+    targets: list[Target]
+    bytes: float
+
+
+def throughput_rotation(
+    targets: Sequence[Target],
+    attempts: Mapping[str, ThroughputAttempt],
+    *,
+    helper: bool,
+    room: float | None,
+    per: float,
+    bare: float,
+) -> Rotation:
+    """The targets a throughput round tests within ``room`` bytes (None: no cap, all of them):
+    in the rotation's order (:func:`~probe.round.throughput.rotation_key`: least recently
+    attempted first; a skipped test is an attempt, so a target that cannot be tested goes to
+    the back like a tested one), taken in that order while they fit. A target costs a slot,
+    ``per`` (its page and a test's worst case), unless :func:`nothing_to_test` says its test
+    moves nothing: then ``bare`` (its page and discovery's checks), so targets that cannot be
+    tested never take the slots of those that can, and are looked at again once a rotation.
+    None fits: the first alone, so that the budget's check names the cap."""
+    key = rotation_key(attempts)
+    ordered = sorted(targets, key=lambda t: key(t.name))
+
+    def cost(t: Target) -> float:
+        return bare if nothing_to_test(t, attempts.get(t.name), helper=helper) else per
+
+    if room is None:
+        return Rotation(ordered, sum(map(cost, ordered)))
+    out: list[Target] = []
+    left = room
+    for t in ordered:
+        if cost(t) > left:
+            break
+        out.append(t)
+        left -= cost(t)
+    if not out:
+        out = ordered[:1]
+    return Rotation(out, sum(map(cost, out)))
 
 
 class RandomGapTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3.x has no types

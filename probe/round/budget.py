@@ -15,6 +15,7 @@ the first of the month.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -68,17 +69,15 @@ def check(
     return None
 
 
-def affordable(
-    budget: Budget, used: Usage, per: float, *, fixed: float = 0, reserve: float = 0
-) -> int | None:
-    """How many pieces of work of ``per`` bytes each (after ``fixed`` bytes, leaving
-    ``reserve`` as ``check`` does) fit under both caps; None when there is no cap."""
-    n: int | None = None
+def room(budget: Budget, used: Usage, *, fixed: float = 0, reserve: float = 0) -> int | None:
+    """The most bytes of work that fit under both caps after ``fixed`` bytes, leaving
+    ``reserve`` as ``check`` does: ``check`` lets ``fixed + n`` through exactly when ``n`` is
+    at most this. None when there is no cap; negative when not even ``fixed`` fits."""
+    left: int | None = None
     for cap, spent in ((budget.daily, used.today), (budget.monthly, used.month)):
         if cap is None:
             continue
         keep = reserve and max(reserve, RESERVE_SHARE * cap)
-        left = cap - spent - fixed - keep
-        room = max(0, int(left // per)) if per > 0 else (0 if left < 0 else 1 << 62)
-        n = room if n is None else min(n, room)
-    return n
+        here = math.floor(cap - spent - fixed - keep)
+        left = here if left is None else min(left, here)
+    return left

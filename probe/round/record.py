@@ -69,7 +69,7 @@ async def run_once(
             bulk,
             clock,
             objects=StoreObjects(store),
-            last_tested=store.last_throughput,
+            attempts=store.throughput_attempts,
             on_result=store.save_throughput,
         )
     network, recognisers = await learn_network(helper, s)

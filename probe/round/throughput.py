@@ -2,12 +2,16 @@
 
 Contract: :func:`control_object` picks the round's control object (the first control, in the
 list's order, with a pinned or discovered one); :func:`run_tests` then runs each held target's
-test in turn, least recently tested first (so a cap that stops a round rotates through the list
-over the days). Before each test the budget decides (:meth:`ThroughputOptions.over_budget`,
-which is :func:`probe.round.budget.check`): a test that would not fit is recorded
-``skipped="data_cap"`` and the budget's reason logged. A test runs on the target's object
-against the control's, with the SNI A/B when the helper offers bulk transfers (the A/B alone
-when the site offers no object). Each finished
+test in turn, in the rotation's order (:func:`rotation_key`: least recently attempted first, a
+skipped test being an attempt; so a cap that stops a round rotates through the list over the
+days). The budget decides (:meth:`ThroughputOptions.over_budget`, which is
+:func:`probe.round.budget.check`) before discovery's size checks, and again, for a test's worst
+case, before a test that would move bytes: a step that would not fit is recorded
+``skipped="data_cap"`` and the budget's reason logged. A target with nothing to test (no
+object, or none for the control, and no helper: :data:`NOTHING_TO_TEST`) is recorded skipped
+for that reason whatever the budget holds: it takes none of it. A test runs on the target's
+object against the control's, with the SNI A/B when the helper offers bulk transfers (the A/B
+alone when the site offers no object). Each finished
 page measurement comes back through ``on_result`` with its test added, so the store keeps one
 measurement whole. Objects are found (:func:`find_object`) through the measuring layer and the
 choices are scrubbed before they are cached, as everything else is. A test that raises in the
@@ -17,7 +21,7 @@ probe's own code is recorded ``skipped="internal_error"``; the other tests go on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -29,6 +33,7 @@ from probe.measure.net import ByteCounter, Shared
 from probe.measure.objects import Found, from_page
 from probe.measure.throughput import Download, HelperBulk, run_test
 from probe.model import (
+    DISCOVERY_BYTES,
     Measurement,
     ObjectChoice,
     Plan,
@@ -38,8 +43,27 @@ from probe.model import (
 from probe.privacy import Scrubber
 from probe.round.budget import Allowance, Usage
 from probe.round.target import log_internal_error
+from probe.store.reads import ThroughputAttempt
 
 log = logging.getLogger(__name__)
+
+# Skips for want of anything to test (run_test's): such a test moved no bytes beyond
+# discovery's size checks, and will not while nothing changes (:mod:`probe.daemon.schedule`).
+NOTHING_TO_TEST = frozenset({"no_object", "no_control_object", "no_address"})
+_NEVER = ThroughputAttempt("", count=0)
+
+
+def rotation_key(attempts: Mapping[str, ThroughputAttempt]) -> Callable[[str], tuple[str, int]]:
+    """The rotation's order, as a sort key on a target's name: least recently attempted first
+    (never first; a skipped test is an attempt, :meth:`probe.store.Store.throughput_attempts`),
+    and among those last tried together the one with fewer attempts, so that no place in the
+    list wins every tie. A stable sort keeps the list's order among equals."""
+
+    def key(name: str) -> tuple[str, int]:
+        a = attempts.get(name, _NEVER)
+        return a.at, a.count
+
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +71,8 @@ class ThroughputOptions:
     """Throughput tests: the plan per test; the ``allowance`` (caps and the pages' reserve),
     ``usage`` (the bytes used today and this month, read again before each test) and ``clock``
     that the budget decides by; the helper's bulk endpoint; where discovered objects are kept
-    (``objects``); when each target was last tested (the least recently tested go first, so a
-    daily cap that stops a round rotates through the list over the days); and ``on_result``,
+    (``objects``); when each target was last attempted (the least recently attempted go first,
+    so a daily cap that stops a round rotates through the list over the days); and ``on_result``,
     which gets each page measurement again with its test (the page itself was handed to
     ``on_measurement`` as soon as it was measured)."""
 
@@ -58,13 +82,14 @@ class ThroughputOptions:
     bulk: HelperBulk | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     objects: ObjectCache = field(default_factory=lambda: MemoryCache({}))
-    last_tested: Callable[[], dict[str, str]] = dict
+    attempts: Callable[[], Mapping[str, ThroughputAttempt]] = dict
     on_result: Callable[[Measurement], None] = lambda m: None
 
-    def over_budget(self) -> str | None:
-        """Why the next test must not start (the budget's one line), or None: its worst case
-        fits under the caps with the pages' reserve left."""
-        return self.allowance.check(self.usage(), self.plan.worst_case_bytes, self.clock())
+    def over_budget(self, need: float | None = None) -> str | None:
+        """Why the next step must not start (the budget's one line), or None: ``need`` bytes
+        (a test's worst case when not given) fit under the caps with the pages' reserve left."""
+        need = self.plan.worst_case_bytes if need is None else need
+        return self.allowance.check(self.usage(), need, self.clock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +155,18 @@ async def _test(
     obj = found.object
     t_dl = Download(obj.url, obj.repeat) if obj is not None else None
     c_dl = Download(control[1].url, control[1].repeat) if control is not None else None
+    # Nothing to test (no object, or none for the control, and no helper's A/B) moves no
+    # bytes: it is recorded for what it is and takes no part of the budget.
+    if (t_dl is not None and c_dl is not None) or opts.bulk is not None:
+        why = opts.over_budget()
+        if why is not None:
+            log.info("%s: throughput test skipped (%s)", target.name, why)
+            test = ThroughputRecord(
+                skipped="data_cap", bytes_used=counter.total, object=obj, discovery=found.why
+            )
+            return replace(
+                m, throughput=scrubber.struct(test), bytes_used=m.bytes_used + test.bytes_used
+            )
     res = await run_test(
         shared,
         t_dl,
@@ -198,13 +235,13 @@ async def run_tests(
     *,
     on_tested: Callable[[Measurement, Measurement], None],
 ) -> int:
-    """Every pending target's test, least recently tested (never tested first), one at a time:
+    """Every pending target's test, least recently attempted (never first), one at a time:
     each measurement with its test goes to ``opts.on_result`` and to ``on_tested(before,
     after)``. The number of tests that failed in the probe's own code."""
-    last = opts.last_tested()
+    key = rotation_key(opts.attempts())
     errors = 0
-    for p in sorted(pending, key=lambda p: last.get(p.target.name, "")):
-        why = opts.over_budget()
+    for p in sorted(pending, key=lambda p: key(p.target.name)):
+        why = opts.over_budget(DISCOVERY_BYTES)  # discovery's size checks, first
         if why is not None:
             log.info("%s: throughput test skipped (%s)", p.target.name, why)
             m = replace(p.measurement, throughput=ThroughputRecord(skipped="data_cap"))

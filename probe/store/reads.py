@@ -40,6 +40,16 @@ from probe.store.sql import ANOMALY, NETWORK_SQL, THROTTLE_LABEL_SQL
 
 
 @dataclass(frozen=True, slots=True)
+class ThroughputAttempt:
+    """A target's latest throughput attempt: when (its measurement's start) and why it was
+    skipped (None: the test ran); and how many attempts it has had in all."""
+
+    at: str
+    skipped: str | None = None
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class RowFilter:
     """Which measurements an export or report reads. Empty tuples and None mean "any";
     ``blocked`` and ``throttled`` together mean either."""
@@ -396,14 +406,20 @@ class Reads(Connection):
             r["why"] or "",
         )
 
-    def last_throughput(self) -> dict[str, str]:
-        """When each target last had a throughput test that ran (its measurement's start)."""
+    def throughput_attempts(self) -> dict[str, ThroughputAttempt]:
+        """Each target's latest throughput attempt: a test that ran, or one skipped for the
+        target's own reason (no object, no address, an error in the probe's code). A test the
+        budget stopped (``skipped = 'data_cap'``) never started: it is not an attempt, so the
+        target keeps its place at the front of the rotation."""
         rows = self.db.query(
-            "SELECT target, max(started_at) AS at FROM measurements "
-            "WHERE throughput IS NOT NULL AND json_extract(throughput, '$.skipped') IS NULL "
+            # SQLite gives a bare column beside max() from the row holding the max.
+            "SELECT target, max(started_at) AS at, "
+            "json_extract(throughput, '$.skipped') AS skipped, count(*) AS n FROM measurements "
+            "WHERE throughput IS NOT NULL "
+            "AND coalesce(json_extract(throughput, '$.skipped'), '') != 'data_cap' "
             "GROUP BY target"
         )
-        return {r["target"]: r["at"] for r in rows}
+        return {r["target"]: ThroughputAttempt(r["at"], r["skipped"], r["n"]) for r in rows}
 
     def last_network(self, before_round: str | None = None) -> Network | None:
         """The network of the latest round that knew it (other than ``before_round``)."""

@@ -68,16 +68,19 @@ def test_per_target_intervals_decide_what_a_round_measures() -> None:
 def test_a_tight_budget_rotates_throughput_tests_through_the_list() -> None:
     """Two tests a day out of five targets: each day the two tested longest ago (never first),
     so after three days every target has had its test."""
+    from probe.store.reads import ThroughputAttempt
+
     targets = [Target(name=n, url=f"https://{n}.example/") for n in "abcde"]
-    last: dict[str, str] = {"c": "2026-11-01T00:00:00.000Z"}
+    last = {"c": ThroughputAttempt("2026-11-01T00:00:00.000Z")}
     seen: list[list[str]] = []
     for day in range(3):
-        chosen = schedule.least_recently_tested(targets, last, 2)
-        seen.append([t.name for t in chosen])
-        for t in chosen:
-            last[t.name] = f"2026-11-{day + 10:02d}T00:00:00.000Z"
+        got = schedule.throughput_rotation(targets, last, helper=False, room=2, per=1, bare=0)
+        seen.append([t.name for t in got.targets])
+        for t in got.targets:
+            last[t.name] = ThroughputAttempt(f"2026-11-{day + 10:02d}T00:00:00.000Z")
     assert seen == [["a", "b"], ["d", "e"], ["c", "a"]]
-    assert len(schedule.least_recently_tested(targets, last, None)) == 5
+    everything = schedule.throughput_rotation(targets, last, helper=False, room=None, per=1, bare=0)
+    assert len(everything.targets) == 5
 
 
 def test_a_round_missed_in_sleep_runs_once_on_waking() -> None:

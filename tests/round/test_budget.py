@@ -30,7 +30,7 @@ def test_budget_reasons_and_resets() -> None:
     fixed=st.integers(0, 10**7),
     reserve=st.integers(0, 10**7),
 )
-def test_affordable_is_the_most_tests_check_lets_run(
+def test_room_is_the_most_bytes_check_lets_run(
     daily: int | None,
     monthly: int | None,
     today: int,
@@ -39,17 +39,19 @@ def test_affordable_is_the_most_tests_check_lets_run(
     fixed: int,
     reserve: int,
 ) -> None:
-    """The daemon runs ``affordable`` throughput tests, least recently tested first: exactly as
-    many as ``check`` lets through, no more (a cap overrun) and no fewer (tests lost)."""
+    """The daemon fits throughput tests into ``room``: exactly the bytes ``check`` lets
+    through, no more (a cap overrun) and no fewer (tests lost)."""
     now = datetime(2026, 11, 29, tzinfo=UTC)
     caps, used = budget.Budget(daily, monthly), budget.Usage(today, today + extra)
-    n = budget.affordable(caps, used, per, fixed=fixed, reserve=reserve)
+    left = budget.room(caps, used, fixed=fixed, reserve=reserve)
     if daily is None and monthly is None:
-        assert n is None
+        assert left is None
         return
-    assert n is not None and n >= 0
-    if n:
-        assert budget.check(caps, used, fixed + n * per, now, reserve=reserve) is None
+    assert left is not None
+    if left >= 0:
+        assert budget.check(caps, used, fixed + left, now, reserve=reserve) is None
+    assert budget.check(caps, used, fixed + max(left, -1) + 1, now, reserve=reserve) is not None
+    n = left // per if left >= 0 else 0  # whole tests of ``per`` bytes
     assert budget.check(caps, used, fixed + (n + 1) * per, now, reserve=reserve) is not None
 
 
