@@ -198,11 +198,19 @@ def config_cmd(config_path: str | None, as_json: bool, **flags: Any) -> None:
     \b
     Example:
       probe config                   # flags > PROBE_* variables > settings file > defaults
+
+    The default database and targets file are a source checkout's (its results/probe.db and
+    targets.yaml) when this probe runs from one or was installed from one (scripts/install);
+    the checkout line says which and how that is known.
     """
     import json
 
     settings = load_settings(flags, config_path)
-    rows = [*settings.items(), ("config", settings.config, settings.sources.get("config", ""))]
+    rows = [
+        *settings.items(),
+        ("config", settings.config, settings.sources.get("config", "")),
+        ("checkout", settings.checkout, settings.sources.get("checkout", "")),
+    ]
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}))
         return
