@@ -21,7 +21,14 @@ from probe.analyst.export import FORMATS
 from probe.analyst.export.files import write_whole
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
-from probe.config.options import BY_NAME, DAEMON, MEASURE, OPTIONS, default_config
+from probe.config.options import (
+    BY_NAME,
+    DAEMON,
+    MEASURE,
+    OPTIONS,
+    default_config,
+    install_advice,
+)
 from probe.config.parse import format_duration, parse_duration
 from probe.config.resolver import parse_resolver, system_resolver
 from probe.config.settings import Settings
@@ -878,7 +885,9 @@ def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        fail(f"{what} needs the analyst extra: pip install 'probe[analyst]' (no {missing[0]})")
+        # From a checkout its own install command; else the index's name ("probe" there is not us).
+        advice = install_advice("analyst")
+        fail(f"{what} needs the analyst extra: {advice} (no {missing[0]})")
 
 
 @cli.command()
