@@ -21,7 +21,14 @@ from probe.analyst.export import FORMATS
 from probe.analyst.export.files import write_whole
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
-from probe.config.options import BY_NAME, DAEMON, MEASURE, OPTIONS, default_config
+from probe.config.options import (
+    BY_NAME,
+    DAEMON,
+    MEASURE,
+    OPTIONS,
+    default_config,
+    install_advice,
+)
 from probe.config.parse import format_duration, parse_duration
 from probe.config.resolver import parse_resolver, system_resolver
 from probe.config.settings import Settings
@@ -198,11 +205,19 @@ def config_cmd(config_path: str | None, as_json: bool, **flags: Any) -> None:
     \b
     Example:
       probe config                   # flags > PROBE_* variables > settings file > defaults
+
+    The default database and targets file are a source checkout's (its results/probe.db and
+    targets.yaml) when this probe runs from one or was installed from one (scripts/install);
+    the checkout line says which and how that is known.
     """
     import json
 
     settings = load_settings(flags, config_path)
-    rows = [*settings.items(), ("config", settings.config, settings.sources.get("config", ""))]
+    rows = [
+        *settings.items(),
+        ("config", settings.config, settings.sources.get("config", "")),
+        ("checkout", settings.checkout, settings.sources.get("checkout", "")),
+    ]
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}))
         return
@@ -870,7 +885,9 @@ def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        fail(f"{what} needs the analyst extra: pip install 'probe[analyst]' (no {missing[0]})")
+        # From a checkout its own install command; else the index's name ("probe" there is not us).
+        advice = install_advice("analyst")
+        fail(f"{what} needs the analyst extra: {advice} (no {missing[0]})")
 
 
 @cli.command()

@@ -5,20 +5,30 @@ setting's parser would return; None where the default is computed when settings 
 the paths below, the profile's caps). The CLI builds its flags from the table, so ``probe run``
 and ``probe daemon`` take the same ones; ``probe init`` writes a settings file from it; and
 :class:`probe.config.settings.Settings` has one field per option. Default paths are absolute,
-so the probe works from any folder: inside a source checkout (a ``results/`` folder beside
-``pyproject.toml``) the database is ``<checkout>/results/probe.db`` and the targets
-``<checkout>/targets.yaml``; elsewhere the database lives in the platform's data directory and
-the targets are the packaged default list. Profile policy is in :mod:`probe.config.profiles`.
+so the probe works from any folder. When the running probe belongs to a source checkout
+(:func:`find_checkout`: its package is the checkout's, or pip installed it from the checkout's
+folder, as ``scripts/install`` does) the database is ``<checkout>/results/probe.db`` and the
+targets ``<checkout>/targets.yaml``; under a service (systemd's ``StateDirectory``) the database
+is in the service's folder; elsewhere it lives in the platform's data directory and the targets
+are the packaged default list. The working directory never matters. The distribution is
+:data:`DISTRIBUTION` on a package index; the command and the import package are ``probe``.
+Profile policy is in :mod:`probe.config.profiles`.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
-from collections.abc import Callable
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import platformdirs
 
@@ -41,7 +51,9 @@ from probe.config.parse import (
 )
 from probe.config.resolver import parse_resolver, parse_resolver_option
 
-APP = "probe"
+APP = "probe"  # the command, the import package and the platform folders' name
+# The distribution's name on a package index ("probe" there is an unrelated project).
+DISTRIBUTION = "probe-censorship"
 ENV_PREFIX = "PROBE_"
 DEFAULT_CONTROL_RESOLVER = "https://1.1.1.1/dns-query"
 # Public STUN servers run by three different operators, so that a censor blocking one does not
@@ -54,34 +66,109 @@ DEFAULT_STUN_SERVERS = (
 
 
 # -- where the defaults live ---------------------------------------------------------------------
-def checkout() -> Path | None:
-    """The source checkout this package runs from, when it has a ``results/`` folder."""
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "results").is_dir():
-        return root
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """The source checkout the running probe belongs to, and how that is known."""
+
+    path: Path
+    how: str
+    editable: bool  # the package is the checkout's own files (pip install -e)
+
+
+def is_checkout(root: Path) -> bool:
+    """A folder holding this project's source: its pyproject.toml names this distribution and
+    the ``probe`` package sits beside it (an unrelated project called probe does not count)."""
+    try:
+        with (root / "pyproject.toml").open("rb") as fh:
+            name = tomllib.load(fh).get("project", {}).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        return False
+    return name == DISTRIBUTION and (root / "probe" / "__init__.py").is_file()
+
+
+def find_checkout(
+    package_dir: Path, direct_url: str | None, env: Mapping[str, str]
+) -> Checkout | None:
+    """The checkout the probe whose package is ``package_dir`` belongs to: the package's own
+    parent (an editable install, ``python -m probe`` in the tree), else the folder pip recorded
+    when it installed the probe (``direct_url``, the distribution's PEP 610 ``direct_url.json``:
+    ``scripts/install`` and ``pip install .``, not a wheel, an index or a VCS URL). Never the
+    working directory: the same probe finds the same database from wherever it is started. A
+    service (``STATE_DIRECTORY``: systemd, the Docker image) keeps its own state: no checkout."""
+    if env.get("STATE_DIRECTORY"):
+        return None
+    root = package_dir.parent
+    if is_checkout(root):
+        return Checkout(root, "the probe runs from it (pip install -e, or python -m probe)", True)
+    try:
+        record = json.loads(direct_url) if direct_url else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("dir_info"), dict):
+        return None
+    url = record.get("url")
+    if not isinstance(url, str) or not url.startswith("file://"):
+        return None
+    root = Path(url2pathname(urlsplit(url).path))
+    if not is_checkout(root):
+        return None  # moved or removed since, or not this project
+    if record["dir_info"].get("editable"):
+        return Checkout(root, "the probe was installed from it, editable (pip install -e)", True)
+    return Checkout(root, "the probe was installed from it (scripts/install, pip install .)", False)
+
+
+def _direct_url(package_dir: Path) -> str | None:
+    """pip's record of where the distribution holding this very package came from."""
+    for dist in importlib.metadata.distributions(name=DISTRIBUTION):
+        try:
+            holds = Path(str(dist.locate_file("probe/__init__.py"))).resolve()
+            if holds == package_dir / "__init__.py":
+                return dist.read_text("direct_url.json")
+        except OSError:
+            continue
     return None
 
 
-def default_db() -> tuple[str, str]:
-    """(path, why): the checkout's results folder, else the platform's data directory."""
-    root = checkout()
-    if root is not None:
-        return str(root / "results" / "probe.db"), "default (this checkout's results/)"
+def checkout(env: Mapping[str, str] | None = None) -> Checkout | None:
+    """The source checkout the running probe belongs to (:func:`find_checkout`), if any."""
+    package_dir = Path(__file__).resolve().parents[1]
+    return find_checkout(package_dir, _direct_url(package_dir), os.environ if env is None else env)
+
+
+def default_db(found: Checkout | Literal["look"] | None = "look") -> tuple[str, str]:
+    """(path, why): a service's own folder (systemd's StateDirectory), else the checkout's
+    results folder (``found``, looked up when not given), else the platform's data directory."""
     state = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
     if state:
         return str(Path(state.split(":")[0]) / "probe.db"), "default (systemd StateDirectory)"
+    found = checkout() if found == "look" else found
+    if found is not None:
+        return str(found.path / "results" / "probe.db"), "default (this checkout's results/)"
     return (
         str(Path(platformdirs.user_data_dir(APP)) / "probe.db"),
         "default (the platform's data directory)",
     )
 
 
-def default_targets() -> tuple[str, str]:
-    root = checkout()
-    if root is not None and (root / "targets.yaml").is_file():
-        return str(root / "targets.yaml"), "default (this checkout's targets.yaml)"
+def default_targets(found: Checkout | Literal["look"] | None = "look") -> tuple[str, str]:
+    """(path, why): the checkout's targets.yaml when it has one, else the packaged list."""
+    found = checkout() if found == "look" else found
+    if found is not None and (found.path / "targets.yaml").is_file():
+        return str(found.path / "targets.yaml"), "default (this checkout's targets.yaml)"
     packaged = resources.files("probe") / "data" / "targets.yaml"
     return str(packaged), "default (the packaged target list)"
+
+
+def install_advice(extra: str) -> str:
+    """How to add an extra (``analyst``) to the running probe: through the checkout it belongs
+    to, else from the package index under the distribution's name."""
+    found = checkout()
+    if found is None:
+        return f"pip install '{DISTRIBUTION}[{extra}]'"
+    editable = "-e " if found.editable else ""
+    if Path(sys.prefix).resolve() == found.path / ".venv":  # scripts/install's virtualenv
+        return f"scripts/install {editable}'.[{extra}]' (in {found.path})"
+    return f"{sys.executable} -m pip install {editable}'{found.path}[{extra}]'"
 
 
 def default_config() -> Path:

@@ -5,12 +5,14 @@ Contract: :func:`resolve` merges, highest first, command-line flags, environment
 ``PROBE_CONFIG``, else ``settings.toml`` in the platform's config directory when it exists) and
 the defaults (:data:`~probe.config.options.OPTIONS`, then the profile's,
 :mod:`probe.config.profiles`), and returns a frozen :class:`Settings` whose ``sources`` say
-where each value came from. Every value goes through its option's one parser whatever its
-origin, so a flag, a variable and a file entry are held to the same rules; a bad one raises
-:class:`SettingsError` naming the flag, variable or file and key. Resolvers are parsed here,
-once: ``Settings.resolver`` and ``control_resolver`` are :class:`~probe.model.ResolverSpec`.
-The helper's token file must be private (:func:`check_token_file`: no access for group or
-others), or resolving fails there too.
+where each value came from. The default database and targets are the source checkout's when the
+probe belongs to one (``Settings.checkout``, and how that is known in its source:
+:func:`probe.config.options.find_checkout`). Every value goes through its option's one parser
+whatever its origin, so a flag, a variable and a file entry are held to the same rules; a bad
+one raises :class:`SettingsError` naming the flag, variable or file and key. Resolvers are
+parsed here, once: ``Settings.resolver`` and ``control_resolver`` are
+:class:`~probe.model.ResolverSpec`. The helper's token file must be private
+(:func:`check_token_file`: no access for group or others), or resolving fails there too.
 
 The names other packages import from here (the option table, the value parsers, the default
 paths, the profile policy) are re-exported from their homes: :mod:`probe.config.parse`,
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe.config import options as _options
 from probe.config.options import (
     BY_NAME,
     ENV_PREFIX,
@@ -77,6 +80,9 @@ class Settings:
     asn: str | None
     cc: str | None
     config: str | None = None  # the settings file read, if any
+    # The source checkout the probe belongs to (its results/ and targets.yaml are the default
+    # paths), if any; sources["checkout"] says how it is known, or why there is none.
+    checkout: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def items(self) -> list[tuple[str, Any, str]]:
@@ -167,13 +173,25 @@ def resolve(
         if o.name not in values and o.name not in ("db", "targets"):
             values[o.name] = o.default
             sources[o.name] = "default"
+    found = _options.checkout(env)
     if values.get("db") is None:
-        values["db"], sources["db"] = default_db()
+        values["db"], sources["db"] = default_db(found)
     if values.get("targets") is None:
-        values["targets"], sources["targets"] = default_targets()
+        values["targets"], sources["targets"] = default_targets(found)
     apply_profile(values, sources)
     return Settings(
         **values,
         config=str(cfg_path) if cfg_path is not None else None,
-        sources={**sources, "config": cfg_source if cfg_path is not None else "none"},
+        checkout=str(found.path) if found is not None else None,
+        sources={
+            **sources,
+            "config": cfg_source if cfg_path is not None else "none",
+            "checkout": found.how if found is not None else _no_checkout(env),
+        },
     )
+
+
+def _no_checkout(env: Mapping[str, str]) -> str:
+    if env.get("STATE_DIRECTORY"):
+        return "none: a service keeps its own state (systemd StateDirectory)"
+    return "none: not installed from a source checkout"

@@ -197,13 +197,13 @@ def test_the_option_table_is_the_one_home_of_defaults(tmp_path: Path) -> None:
     """Settings has one field per option and no defaults of its own, so a default written in
     the table is the default used, and a new option cannot be forgotten in the dataclass."""
     names = [f.name for f in dataclasses.fields(Settings)]
-    assert set(names) - {"config", "sources"} == {o.name for o in options.OPTIONS}
+    assert set(names) - {"config", "checkout", "sources"} == {o.name for o in options.OPTIONS}
     with_defaults = [
         f.name
         for f in dataclasses.fields(Settings)
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     ]
-    assert with_defaults == ["config", "sources"]
+    assert with_defaults == ["config", "checkout", "sources"]
     s = resolve({}, env={"PROBE_CONFIG": str(_toml(tmp_path, ""))})
     for o in options.OPTIONS:
         if s.sources[o.name] == "default":

@@ -199,9 +199,11 @@ def test_without_the_analyst_extra_it_says_how_to_get_it(tmp_path: Path) -> None
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 2
+    from probe.config.options import install_advice  # this checkout's way (issue 21)
+
     assert r.stderr == (
         "probe: error: probe report needs the analyst extra: "
-        "pip install 'probe[analyst]' (no matplotlib)\n"
+        f"{install_advice('analyst')} (no matplotlib)\n"
     )
 
 
