@@ -158,7 +158,7 @@ class Test:
             return f"coalesce({c}, '') = ''"
         if self.kind == "not_blocked":
             return f"{c} = 'false'"
-        return f"{c} IN ({', '.join(_sql_text(v) for v in self.values)})"
+        return f"{c} IN ({', '.join(sql_text(v) for v in self.values)})"
 
     def holds(self, fields: dict[str, Any]) -> bool:
         v = fields[self.column]
@@ -171,7 +171,8 @@ class Test:
         return v in self.values
 
 
-def _sql_text(s: str) -> str:
+def sql_text(s: str) -> str:
+    """``s`` as a SQL string literal."""
     return "'" + s.replace("'", "''") + "'"
 
 
@@ -300,7 +301,7 @@ def is_anomalous(v: Any) -> bool:
 
 
 def _in(words_: frozenset[str] | tuple[str, ...]) -> str:
-    return f"({', '.join(_sql_text(w) for w in sorted(words_))})"
+    return f"({', '.join(sql_text(w) for w in sorted(words_))})"
 
 
 def verdict_sql(label: str = "json_extract(throughput, '$.analysis.label')", **columns: str) -> str:
@@ -309,10 +310,10 @@ def verdict_sql(label: str = "json_extract(throughput, '$.analysis.label')", **c
     names for the verdict columns, such as ``blocking="m.blocking"``)."""
     names = {"label": label, **columns}
     whens = "\n".join(
-        f"  WHEN {' AND '.join(t.sql(names) for t in tests)} THEN {_sql_text(verdict)}"
+        f"  WHEN {' AND '.join(t.sql(names) for t in tests)} THEN {sql_text(verdict)}"
         for tests, verdict in CASES
     )
-    return f"(CASE\n{whens}\n  ELSE {_sql_text(OTHERWISE)} END)"
+    return f"(CASE\n{whens}\n  ELSE {sql_text(OTHERWISE)} END)"
 
 
 def blocked_sql(verdict: str) -> str:
