@@ -153,6 +153,10 @@ def throughput(data: ReportData, lang: str) -> Figure:
                 ax.axvspan(_dt(e.opened_at), _dt(end), color="#6a3d9a", alpha=0.18, lw=0)
         ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
         ax.set_yscale("log")
+        # The ratios, the threshold and parity in view with a margin: a lone point sits
+        # inside the frame, not on its edge.
+        ratios = [p[2] for p in data.throughput[target] if p[2] > 0]
+        ax.set_ylim(min([*ratios, 0.5]) / 1.6, max([*ratios, 1.0]) * 1.6)
         ax.set_title(target, loc="left", fontsize=10)
         ax.set_ylabel(label("ratio", lang), fontsize=8)
         ax.legend(fontsize=8, loc="lower left", frameon=False)
