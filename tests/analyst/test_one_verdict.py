@@ -238,6 +238,12 @@ def test_every_view_says_the_same_of_every_measurement(
     assert {target_of[i] for i in got} == {"blocked-tls", "blocked-dns", "blockpage"}
     got_t = {r["target"] for r in con.execute(queries["throttled_targets_by_network"]["sql"])}
     assert got_t == {t for t, w in WANT.items() if w == V.THROTTLED}
+    # The views Datasette (and sqlite3) show: the verdicts' words, the daily counts.
+    assert {r["id"]: r["verdict"] for r in con.execute("SELECT id, verdict FROM verdicts")} == words
+    daily = list(con.execute("SELECT * FROM daily_blocking"))
+    assert sum(r["blocked"] for r in daily) == len(blocked)
+    assert sum(r["anomalies"] for r in daily) == sum(V.is_anomaly(w) for w in words.values())
+    assert sum(r["cant_tell"] for r in daily) == list(words.values()).count(V.CANT_TELL)
     # And the one table compiled to SQL says, row for row, what the words say.
     sql = f"SELECT id, {V.verdict_sql()} AS verdict FROM measurements WHERE is_control = 0"
     assert {r["id"]: r["verdict"] for r in con.execute(sql)} == words
