@@ -48,12 +48,16 @@ table:
 :func:`is_anomaly` says which of them an analyst should look at (everything but accessible,
 down, can't tell and offline).
 
-Contract, anomalies: that is the one definition of an anomaly. :data:`ANOMALY_CASES` states it
-over a verdict's stored fields (``blocking``, ``offline``, ``throttled``), ordered, first match
-wins; :func:`anomalous` evaluates it in Python (stored or exported values), :func:`is_anomalous`
-for a :class:`~probe.model.Verdict`, and :data:`ANOMALY_SQL` is the same table as a SQL ``CASE``
-expression over the ``measurements`` columns (plain SQL: sqlite3, Datasette and DuckDB read the
-views and filters built with it). tests/test_words.py holds the three and the words together.
+Contract, one verdict: :data:`CASES` is the one table of the verdict, ordered, first match
+wins, over a stored row's verdict fields and its throughput analysis's label. :func:`words`
+evaluates it in Python; :func:`verdict_sql` compiles the same table to a SQL ``CASE`` over the
+``measurements`` columns (plain SQL: sqlite3, Datasette and DuckDB), and :data:`ANOMALY_SQL`,
+:func:`anomaly_sql` and :func:`blocked_sql` test its words. Every view (the terminal, ``probe
+status``, ``probe events``, every export, the report, the store's filters and Datasette's
+canned queries) derives its verdict from this table, so they agree; tests/test_words.py and
+tests/analyst/test_one_verdict.py hold them together. A significant throughput test is
+evidence of its own: where the page's rules cannot tell, it is ``throttled`` (or ``anomaly
+(slow)``), not ``can't tell``. :data:`BLOCKED` is what the words call blocked.
 """
 
 from __future__ import annotations
@@ -132,6 +136,88 @@ VERDICTS = (
 NOT_ANOMALIES = frozenset({ACCESSIBLE, ACCESSIBLE_NO_CONTROL, DOWN, CANT_TELL, OFFLINE})
 
 
+Column = Literal["blocking", "accessible", "evidence", "offline", "throttled", "blockpage", "label"]
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    """One test of a stored verdict field, as SQL and as Python: ``set`` (true or a name: not
+    0, ``''`` or NULL), ``empty`` (NULL or ``''``), ``not_blocked`` (``blocking`` false or
+    ``"false"``) or ``is`` (equal to one of ``values``). ``label`` is the throughput test's
+    label (:data:`probe.store.sql.THROTTLE_LABEL_SQL` in SQL)."""
+
+    column: Column
+    kind: Literal["set", "empty", "not_blocked", "is"]
+    values: tuple[str, ...] = ()
+
+    def sql(self, columns: dict[str, str]) -> str:
+        c = columns.get(self.column, self.column)
+        if self.kind == "set":
+            return f"coalesce({c}, 0) NOT IN (0, '', '0')"
+        if self.kind == "empty":
+            return f"coalesce({c}, '') = ''"
+        if self.kind == "not_blocked":
+            return f"{c} = 'false'"
+        return f"{c} IN ({', '.join(sql_text(v) for v in self.values)})"
+
+    def holds(self, fields: dict[str, Any]) -> bool:
+        v = fields[self.column]
+        if self.kind == "set":
+            return bool(v) and v != "0"
+        if self.kind == "empty":
+            return v is None or v == ""
+        if self.kind == "not_blocked":
+            return v is False or v == "false"
+        return v in self.values
+
+
+def sql_text(s: str) -> str:
+    """``s`` as a SQL string literal."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+_NOT_BLOCKED, _CANT_TELL = Test("blocking", "not_blocked"), Test("blocking", "empty")
+_THROTTLED, _SLOW = Test("throttled", "set"), Test("label", "is", ("target_slow_unattributed",))
+
+# THE verdict, over a stored row's verdict fields and its throughput analysis's label: ordered,
+# first match wins. :func:`words` evaluates it in Python, :func:`verdict_sql` compiles it to one
+# SQL ``CASE`` (the store's ANOMALY, Datasette's queries), so every view says the same. A
+# significant throughput test is evidence of its own (it compares the target with a control
+# measured at the same moment): a page verdict that cannot tell does not hide it.
+CASES: tuple[tuple[tuple[Test, ...], str], ...] = (
+    ((Test("offline", "set"),), OFFLINE),  # the volunteer's own link was down
+    ((_NOT_BLOCKED, _THROTTLED, _SLOW), ANOMALY_SLOW),  # throughput is judged on pages that loaded
+    ((_NOT_BLOCKED, _THROTTLED), THROTTLED),
+    (
+        (_NOT_BLOCKED, Test("accessible", "set"), Test("evidence", "is", (NO_CONTROL,))),
+        ACCESSIBLE_NO_CONTROL,
+    ),
+    ((_NOT_BLOCKED, Test("accessible", "set")), ACCESSIBLE),
+    ((_NOT_BLOCKED,), DOWN),
+    ((_CANT_TELL, _THROTTLED, _SLOW), ANOMALY_SLOW),  # the page cannot tell; the throughput can
+    ((_CANT_TELL, _THROTTLED), THROTTLED),
+    ((_CANT_TELL,), CANT_TELL),
+    ((Test("blockpage", "set"),), BLOCKPAGE),
+    # The dns rules need a control's answer (a control resolver or the helper's) to differ.
+    ((Test("blocking", "is", ("dns",)), Test("evidence", "is", ("helper", "local"))), BLOCKED_DNS),
+    ((Test("blocking", "is", ("dns",)),), ANOMALY_DNS),
+    # TCP and TLS/HTTP failures are blocking only where a helper saw the same step succeed.
+    ((Test("blocking", "is", ("tcp_ip",)), Test("evidence", "is", ("helper",))), BLOCKED_TCP_IP),
+    ((Test("blocking", "is", ("tcp_ip",)),), ANOMALY_TCP_IP),
+    (
+        (Test("blocking", "is", ("http-failure",)), Test("evidence", "is", ("helper",))),
+        BLOCKED_TLS_HTTP,
+    ),
+    ((Test("blocking", "is", ("http-failure",)),), ANOMALY_TLS_HTTP),
+    ((Test("blocking", "is", ("http-diff",)),), ANOMALY_HTTP_DIFF),
+)
+OTHERWISE = ANOMALY  # a blocking kind these rules do not know
+
+# What the words call blocked (Datasette's "blocked today", the report's "blocked"): a
+# blockpage, or a block a control's view confirms. ``anomaly (...)`` is not blocked.
+BLOCKED = frozenset({BLOCKPAGE, BLOCKED_DNS, BLOCKED_TCP_IP, BLOCKED_TLS_HTTP})
+
+
 def _english(
     blocking: Any,
     accessible: Any,
@@ -141,29 +227,19 @@ def _english(
     blockpage: str | None,
     throttle_label: str | None,
 ) -> str:
-    if offline:
-        return OFFLINE
-    helper = evidence == "helper"
-    if blocking is None or blocking == "":
-        return CANT_TELL
-    if blocking is False or blocking == "false":
-        if throttled:  # throughput is judged on pages that loaded
-            return ANOMALY_SLOW if throttle_label == "target_slow_unattributed" else THROTTLED
-        if accessible:
-            return ACCESSIBLE_NO_CONTROL if evidence == NO_CONTROL else ACCESSIBLE
-        return DOWN
-    if blockpage:
-        return BLOCKPAGE
-    if blocking == "dns":
-        # The dns rules need a control's answer (a control resolver or the helper's) to differ.
-        return BLOCKED_DNS if evidence in ("helper", "local") else ANOMALY_DNS
-    if blocking == "tcp_ip":
-        return BLOCKED_TCP_IP if helper else ANOMALY_TCP_IP
-    if blocking == "http-failure":
-        return BLOCKED_TLS_HTTP if helper else ANOMALY_TLS_HTTP
-    if blocking == "http-diff":
-        return ANOMALY_HTTP_DIFF
-    return ANOMALY
+    fields = {
+        "blocking": blocking,
+        "accessible": accessible,
+        "evidence": evidence,
+        "offline": offline,
+        "throttled": throttled,
+        "blockpage": blockpage,
+        "label": throttle_label,
+    }
+    for tests, verdict in CASES:
+        if all(t.holds(fields) for t in tests):
+            return verdict
+    return OTHERWISE
 
 
 def words(
@@ -177,8 +253,8 @@ def words(
     throttle_label: str | None = None,
     lang: str = "en",
 ) -> str:
-    """The verdict in words. ``blocking`` may be as stored (``"false"``) or as exported
-    (``False``); booleans may be 0/1."""
+    """The verdict in words (:data:`CASES`). ``blocking`` may be as stored (``"false"``) or as
+    exported (``False``); booleans may be 0/1."""
     en = _english(blocking, accessible, evidence, offline, throttled, blockpage, throttle_label)
     return translator(lang).gettext(en)
 
@@ -207,49 +283,15 @@ def is_anomaly(english: str) -> bool:
     return english not in NOT_ANOMALIES
 
 
-@dataclass(frozen=True, slots=True)
-class Test:
-    """One test of a stored verdict field, as SQL and as Python: ``set`` (true: 1, not 0 or
-    NULL), ``empty`` (NULL or ``''``) or ``not_blocked`` (``blocking`` ``"false"``)."""
-
-    column: Literal["blocking", "offline", "throttled"]
-    kind: Literal["set", "empty", "not_blocked"]
-
-    def sql(self) -> str:
-        c = self.column
-        if self.kind == "set":
-            return f"coalesce({c}, 0) != 0"
-        if self.kind == "empty":
-            return f"coalesce({c}, '') = ''"
-        return f"{c} = 'false'"
-
-    def holds(self, fields: dict[str, Any]) -> bool:
-        v = fields[self.column]
-        if self.kind == "set":
-            return bool(v)
-        if self.kind == "empty":
-            return v is None or v == ""
-        return v is False or v == "false"
-
-
-# An anomaly, over the stored verdict fields: the order of :func:`words`, first match wins.
-ANOMALY_CASES: tuple[tuple[tuple[Test, ...], bool], ...] = (
-    ((Test("offline", "set"),), False),  # offline: the volunteer's own link was down
-    ((Test("blocking", "empty"),), False),  # can't tell, even when throttled
-    ((Test("blocking", "not_blocked"), Test("throttled", "set")), True),  # throttled, slow
-    ((Test("blocking", "not_blocked"),), False),  # accessible, down
-)
-ANOMALY_OTHERWISE = True  # a blocking verdict: blocked, blockpage, anomaly (...)
+def is_blocked(english: str) -> bool:
+    """Do the words ``english`` (one of :data:`VERDICTS`) say blocked (:data:`BLOCKED`)?"""
+    return english in BLOCKED
 
 
 def anomalous(blocking: Any, offline: Any, throttled: Any) -> bool:
     """Is a verdict with these fields (as stored, ``"false"`` and 0/1, or as exported) an
-    anomaly? The same answer as ``is_anomaly(words(...))`` and :data:`ANOMALY_SQL`."""
-    fields = {"blocking": blocking, "offline": offline, "throttled": throttled}
-    for tests, answer in ANOMALY_CASES:
-        if all(t.holds(fields) for t in tests):
-            return answer
-    return ANOMALY_OTHERWISE
+    anomaly? ``is_anomaly(words(...))``: whether it is does not depend on the other fields."""
+    return is_anomaly(_english(blocking, None, None, offline, throttled, None, None))
 
 
 def is_anomalous(v: Any) -> bool:
@@ -258,13 +300,32 @@ def is_anomalous(v: Any) -> bool:
     return anomalous(v.blocking, v.offline, v.throttled)
 
 
-def _anomaly_sql() -> str:
-    whens = " ".join(
-        f"WHEN {' AND '.join(t.sql() for t in tests)} THEN {int(answer)}"
-        for tests, answer in ANOMALY_CASES
+def _in(words_: frozenset[str] | tuple[str, ...]) -> str:
+    return f"({', '.join(sql_text(w) for w in sorted(words_))})"
+
+
+def verdict_sql(label: str = "json_extract(throughput, '$.analysis.label')", **columns: str) -> str:
+    """:data:`CASES` as one SQL ``CASE`` expression giving the English words, over the
+    ``measurements`` columns (``label``: the throughput label's expression; ``columns``: other
+    names for the verdict columns, such as ``blocking="m.blocking"``)."""
+    names = {"label": label, **columns}
+    whens = "\n".join(
+        f"  WHEN {' AND '.join(t.sql(names) for t in tests)} THEN {sql_text(verdict)}"
+        for tests, verdict in CASES
     )
-    return f"(CASE {whens} ELSE {int(ANOMALY_OTHERWISE)} END)"
+    return f"(CASE\n{whens}\n  ELSE {sql_text(OTHERWISE)} END)"
 
 
-# The same definition over the ``measurements`` columns: 1 for an anomaly, else 0.
-ANOMALY_SQL = _anomaly_sql()
+def blocked_sql(verdict: str) -> str:
+    """SQL: is ``verdict`` (an expression giving the words) blocked (:data:`BLOCKED`)?"""
+    return f"{verdict} IN {_in(BLOCKED)}"
+
+
+def anomaly_sql(verdict: str) -> str:
+    """SQL: is ``verdict`` (an expression giving the words) an anomaly?"""
+    return f"{verdict} NOT IN {_in(NOT_ANOMALIES)}"
+
+
+# The anomaly over the ``measurements`` columns: 1 for an anomaly, else 0 (the label never
+# decides it: throttled and anomaly (slow) are both anomalies).
+ANOMALY_SQL = f"({anomaly_sql(verdict_sql(label='NULL'))})"

@@ -91,8 +91,8 @@ def test_words_never_overclaim() -> None:
             assert e != "no control", "accessible where the page was compared with nothing"
         if off:
             assert w == "offline"
-        if b is None or b == "":
-            assert w in ("can't tell", "offline")
+        if b is None or b == "":  # the page cannot tell; a significant throughput test can
+            assert w in ("can't tell", "offline") or (thr and w in ("throttled", "anomaly (slow)"))
 
 
 def test_of_a_classified_verdict() -> None:

@@ -17,6 +17,7 @@ from probe import failures
 from probe.classify.facts import DNS_DOWN_FAILURES, Facts, derive
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
+from probe.words import N_
 
 RULES_VERSION = "2026.12.1"
 
@@ -24,7 +25,7 @@ RULES_VERSION = "2026.12.1"
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
-    why: str
+    why: str  # an English message id: the report says it in the reader's language
     when: Callable[[Facts], bool]
     blocking: Callable[[Facts], Blocking]
     accessible: bool | None
@@ -38,64 +39,66 @@ def _success(f: Facts) -> bool:
 RULES: tuple[Rule, ...] = (
     Rule(
         "offline",
-        "the round's control sites failed too: the volunteer's own link is down",
+        N_("the round's control sites failed too: the volunteer's own link is down"),
         lambda f: f.network_ok is False,
         lambda f: None,
         None,
     ),
     Rule(
         "blockpage.dns",
-        "the resolver answered with a known blockpage address",
+        N_("the resolver answered with a known blockpage address"),
         lambda f: f.dns_blockpage is not None,
         lambda f: "dns",
         False,
     ),
     Rule(
         "blockpage.http",
-        "a response matched a known blockpage fingerprint",
+        N_("a response matched a known blockpage fingerprint"),
         lambda f: f.http_blockpage is not None,
         lambda f: "dns" if f.dns_consistency == "inconsistent" else "http-diff",
         False,
     ),
     Rule(
         "https.success",
-        "verified TLS reached the site and it answered: content is authentic",
+        N_("verified TLS reached the site and it answered: content is authentic"),
         lambda f: _success(f) and f.https,
         lambda f: False,
         True,
     ),
     Rule(
         "dns.down_for_everyone",
-        "the name does not resolve for the control either",
+        N_("the name does not resolve for the control either"),
         lambda f: f.sys_dns_failure in DNS_DOWN_FAILURES and f.ref_dns_failure in DNS_DOWN_FAILURES,
         lambda f: False,
         False,
     ),
     Rule(
         "dns.failure",
-        "the resolver under test failed where the control resolved the name",
+        N_("the resolver under test failed where the control resolved the name"),
         lambda f: f.sys_dns_failure is not None and bool(f.ref_addrs),
         lambda f: "dns",
         False,
     ),
     Rule(
         "dns.failure.unknown",
-        "the resolver failed and there is no control answer to compare",
+        N_("the resolver failed and there is no control answer to compare"),
         lambda f: f.sys_dns_failure is not None,
         lambda f: None,
         None,
     ),
     Rule(
         "dns.inconsistent.same_page",
-        "another address, but it served the control's page",
+        N_("another address, but it served the control's page"),
         lambda f: _success(f) and f.dns_consistency == "inconsistent" and f.dns_validated,
         lambda f: False,
         True,
     ),
     Rule(
         "dns.inconsistent.diff",
-        "another address, and it served a different page (or the "
-        "control says the name does not exist)",
+        N_(
+            "another address, and it served a different page (or the "
+            "control says the name does not exist)"
+        ),
         lambda f: (
             _success(f)
             and f.dns_consistency == "inconsistent"
@@ -106,14 +109,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "dns.inconsistent.unverified",
-        "another address served a page we cannot compare",
+        N_("another address served a page we cannot compare"),
         lambda f: _success(f) and f.dns_consistency == "inconsistent",
         lambda f: None,
         None,
     ),
     Rule(
         "dns.inconsistent.failure",
-        "the lying answer led nowhere",
+        N_("the lying answer led nowhere"),
         lambda f: (
             f.final_failure is not None
             and f.dns_consistency == "inconsistent"
@@ -124,7 +127,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "down.helper_failed_too",
-        "the test helper could not load the page either",
+        N_("the test helper could not load the page either"),
         lambda f: (
             f.final_failure is not None
             and f.helper_ok
@@ -136,7 +139,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "down.bad_certificate",
-        "the site's own certificate is bad on its real address",
+        N_("the site's own certificate is bad on its real address"),
         lambda f: (
             not f.helper_ok
             and f.final_failure in failures.CERT_FAILURES
@@ -147,14 +150,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "down.redirect_loop",
-        "the site redirects without end",
+        N_("the site redirects without end"),
         lambda f: not f.helper_ok and f.final_failure == failures.HTTP_TOO_MANY_REDIRECTS,
         lambda f: False,
         False,
     ),
     Rule(
         "tcp.blocked",
-        "every address of the site refused or dropped our connection",
+        N_("every address of the site refused or dropped our connection"),
         lambda f: (
             f.failing_step == "tcp"
             and f.final_depth == 0
@@ -166,56 +169,58 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "down.redirect_dns",
-        "a redirect leads to a name the control resolver cannot resolve either",
+        N_("a redirect leads to a name the control resolver cannot resolve either"),
         lambda f: f.failing_step == "dns" and f.final_depth > 0 and f.hop_control_failed,
         lambda f: False,
         False,
     ),
     Rule(
         "dns.redirect_hop",
-        "a redirect led to a name the resolver under test would not resolve",
+        N_("a redirect led to a name the resolver under test would not resolve"),
         lambda f: f.failing_step == "dns" and f.final_depth > 0,
         lambda f: "dns",
         False,
     ),
     Rule(
         "http.failure",
-        "TCP worked, then TLS or HTTP was reset, cut or timed out",
+        N_("TCP worked, then TLS or HTTP was reset, cut or timed out"),
         lambda f: f.final_failure is not None,
         lambda f: "http-failure",
         False,
     ),
     Rule(
         "http.same_page",
-        "the page matches the control's",
+        N_("the page matches the control's"),
         lambda f: _success(f) and f.reference is not None and f.diff.same_page,
         lambda f: False,
         True,
     ),
     Rule(
         "http.diff",
-        "the page differs from the control's (status, length, headers, title)",
+        N_("the page differs from the control's (status, length, headers, title)"),
         lambda f: _success(f) and f.reference is not None,
         lambda f: "http-diff",
         False,
     ),
     Rule(
         "http.no_control",
-        "the page loaded, but the helper failed: nothing to compare with",
+        N_("the page loaded, but the helper failed: nothing to compare with"),
         lambda f: _success(f) and f.has_helper,
         lambda f: None,
         None,
     ),
     Rule(
         "http.success.local",
-        "the page loaded over consistent DNS and is no known blockpage; with no page to "
-        "compare it with, a transparent proxy's unknown blockpage would read the same",
+        N_(
+            "the page loaded over consistent DNS and is no known blockpage; with no page to "
+            "compare it with, a transparent proxy's unknown blockpage would read the same"
+        ),
         lambda f: _success(f) and f.dns_consistency == "consistent",
         lambda f: False,
         True,
         evidence=NO_CONTROL,
     ),
-    Rule("undetermined", "no rule could decide", lambda f: True, lambda f: None, None),
+    Rule("undetermined", N_("no rule could decide"), lambda f: True, lambda f: None, None),
 )
 
 

@@ -4,6 +4,9 @@ Contract: ``find_events(tests)`` is pure. Per target and network it keeps a roll
 the log target/control ratio (median and MAD of the last ``window`` tests outside any event),
 opens an event when ``open_after`` consecutive tests fall well below it (or, before there is
 enough history, are each judged throttled), and closes it at the first test that is back.
+An event is named as :func:`probe.words.words` names a significant test with its most common
+label (``throttled``, or ``anomaly (slow)`` for ``target_slow_unattributed``), so ``probe
+events``, ``probe status`` and the report say what the verdicts say.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from probe import words as verdicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,15 @@ class Event:
     def open(self) -> bool:
         return self.closed_at is None
 
+    @property
+    def label(self) -> str | None:
+        return max(set(self.labels), key=self.labels.count) if self.labels else None
+
+    @property
+    def verdict(self) -> str:
+        """The event in the verdicts' words (English)."""
+        return verdicts.words(False, True, throttled=True, throttle_label=self.label)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -48,7 +62,8 @@ class Event:
             "tests": len(self.ratios),
             "baseline_ratio": self.baseline_ratio,
             "median_ratio": statistics.median(self.ratios) if self.ratios else None,
-            "label": max(set(self.labels), key=self.labels.count) if self.labels else None,
+            "label": self.label,
+            "verdict": self.verdict,
         }
 
 

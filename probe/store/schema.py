@@ -1,4 +1,4 @@
-"""The schema, by migrations (m001..m008): tables, their indexes and the views analysts read.
+"""The schema, by migrations (m001..m009): tables, their indexes and the views analysts read.
 
 Contract: ``migrations`` (sqlite-utils ``Migrations``) holds every step in order; each runs once,
 inside the store's write transaction (``Store.open``), and none is ever edited once released: a
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 
+from probe import words
 from probe.failures import scrub
 from probe.store._lazy import without_numpy
-from probe.store.sql import NETWORK_SQL, THROTTLE_LABEL_SQL
+from probe.store.sql import NETWORK_SQL, THROTTLE_LABEL_SQL, VERDICT
 
 with without_numpy():
     from sqlite_utils import Database, Migrations
@@ -375,3 +376,45 @@ def m008_public_address(db: Database) -> None:
     and every address literal that might be public was masked (probe.privacy). Never the
     address."""
     db.table("rounds").add_column("public_address", str)
+
+
+@migrations()
+def m009_one_verdict(db: Database) -> None:
+    """The views say the verdict as every other view does (probe.words.CASES, issue 21):
+    ``verdicts`` gains ``verdict`` (the words); ``daily_blocking`` counts as blocked only what
+    the words call blocked (an anomaly without a control's view is counted in ``anomalies``),
+    ``offline`` apart from ``cant_tell``, and the rate over measurements with a verdict."""
+    db.execute("DROP VIEW verdicts")
+    db.create_view(
+        "verdicts",
+        f"""
+        SELECT id, started_at, target, url, category, {VERDICT} AS verdict,
+               blocking, accessible, throttled,
+               failing_step, failure, dns_consistency, blockpage, evidence, rule_id,
+               rules_version, bytes_used,
+               {THROTTLE_LABEL_SQL} AS throttle_label,
+               json_extract(throughput, '$.analysis.ratio') AS throughput_ratio
+        FROM measurements WHERE is_control = 0 ORDER BY started_at""",
+    )
+    judged = f"verdict NOT IN ({words.sql_text(words.CANT_TELL)}, {words.sql_text(words.OFFLINE)})"
+    accessible = (
+        f"({words.sql_text(words.ACCESSIBLE)}, {words.sql_text(words.ACCESSIBLE_NO_CONTROL)})"
+    )
+    db.create_view(
+        "daily_blocking",
+        f"""
+        SELECT day, target, network,
+               count(*) AS measurements,
+               sum({words.blocked_sql("verdict")}) AS blocked,
+               sum({words.anomaly_sql("verdict")}) AS anomalies,
+               sum(verdict IN {accessible}) AS accessible,
+               sum(verdict = {words.sql_text(words.CANT_TELL)}) AS cant_tell,
+               sum(verdict = {words.sql_text(words.OFFLINE)}) AS offline,
+               round(1.0 * sum({words.blocked_sql("verdict")})
+                     / nullif(sum({judged}), 0), 4) AS blocking_rate
+        FROM (SELECT substr(started_at, 1, 10) AS day, target, {NETWORK_SQL} AS network,
+                     {VERDICT} AS verdict
+              FROM measurements WHERE is_control = 0)
+        GROUP BY day, target, network ORDER BY day, target, network""",
+        replace=True,
+    )

@@ -8,6 +8,7 @@ views, the filters of exports and reports, and the daemon's status; nothing here
 
 from __future__ import annotations
 
+from probe import words as _words
 from probe.words import ANOMALY_SQL
 
 # The throughput test's label (``probe.classify.throughput``'s words for what it saw), as the
@@ -22,3 +23,8 @@ NETWORK_SQL = "coalesce(probe_asn, resolver, '?')"
 # A measurement with an anomaly, as readers see it: a verdict whose words are not accessible,
 # down, can't tell or offline (probe.words, which states it once for SQL and Python).
 ANOMALY = ANOMALY_SQL
+
+
+# The verdict in words (probe.words.CASES, the one table every view reads), over the
+# ``measurements`` columns: what the ``verdicts`` and ``daily_blocking`` views say.
+VERDICT = _words.verdict_sql(label=THROTTLE_LABEL_SQL)

@@ -67,7 +67,10 @@ def test_an_event_as_a_row() -> None:
         "baseline_ratio": 0.9,
         "median_ratio": 0.2,
         "label": "ip_targeted",  # the most frequent, not the greatest
+        "verdict": "throttled",  # in the verdicts' words (probe.words)
     }
+    slow = Event("x", "", "t", labels=["target_slow_unattributed"])
+    assert slow.as_dict()["verdict"] == "anomaly (slow)"
     empty = Event("x", "", "2026-11-06T00:00:00Z").as_dict()
     assert (empty["median_ratio"], empty["label"], empty["tests"]) == (None, None, 0)
     assert not e.open and Event("x", "", "t").open

@@ -201,8 +201,8 @@ def explain(m: Stored, lang: str = "en") -> list[str]:
         out.append(t("helper_down", lang, failure=control.failure))
     elif control is not None:
         tcp_ok = [ep for ep, e in control.tcp_connect.items() if e.ok]
-        http_part = (
-            f"HTTP {control.http_status_code}"
+        http_part = (  # the sentence says "HTTP" once: "HTTP 200", "HTTP none"
+            str(control.http_status_code)
             if control.http_status_code
             else failure_words(control.http_failure, lang)
         )
@@ -236,7 +236,7 @@ def explain(m: Stored, lang: str = "en") -> list[str]:
             lang,
             rule=rule,
             version=v.rules_version or "?",
-            why=_RULE_WHY.get(rule, "?"),
+            why=translator(lang).gettext(_RULE_WHY[rule]) if rule in _RULE_WHY else "?",
         )
     )
     return out

@@ -79,15 +79,25 @@ def _u(key: str, lang: str, **kw: Any) -> str:
 
 
 def _measured(data: ReportData, lang: str) -> str:
-    """How many measurements of how many targets on how many networks, each counted right."""
+    """What was measured, each number saying what it counts: measurements of the listed sites
+    (how many sites, on how many networks), and those of the control sites apart."""
     tr = translator(lang)
-    n, t, k = data.measurements, len(data.timeline), len(data.by_network)
-    return tr.gettext("{measurements} of {targets} on {networks} ({controls})").format(
-        measurements=tr.ngettext("{n} measurement", "{n} measurements", n).format(n=n),
-        targets=tr.ngettext("{n} target", "{n} targets", t).format(n=t),
+    n, t, k, c = data.measurements, len(data.timeline), len(data.by_network), data.controls
+    listed = tr.gettext("{measurements} ({sites}, {networks})").format(
+        measurements=tr.ngettext(
+            "{n} measurement of listed sites", "{n} measurements of listed sites", n
+        ).format(n=n),
+        sites=tr.ngettext("{n} site", "{n} sites", t).format(n=t),
         networks=tr.ngettext("{n} network", "{n} networks", k).format(n=k),
-        controls=tr.gettext("{n} of control sites").format(n=data.controls),
     )
+    if not c:
+        return f"{listed}."
+    controls = tr.ngettext(
+        "{n} measurement of control sites", "{n} measurements of control sites", c
+    ).format(n=c)
+    return tr.gettext(
+        "{listed}, and {controls}, which show whether the volunteer's own link worked."
+    ).format(listed=listed, controls=controls)
 
 
 def _e(text: Any) -> str:

@@ -73,7 +73,19 @@ def _empty(text: str) -> Figure:
     return fig
 
 
-def _time_axis(ax: Any, lang: str, *, show: bool = True) -> None:
+def period(data: ReportData) -> tuple[datetime, datetime]:
+    """The time every plot spans: the timeline's bins, from the first one's start to the last
+    one's end. Set on every axis, so a lone point (one throughput test, one DNS answer) does
+    not leave matplotlib to pad it by years, and the plots' columns line up down the page."""
+    width = timedelta(seconds=data.bin_seconds)
+    last = _dt(data.last) if data.last else data.t0
+    bins = int((last - data.t0).total_seconds() // data.bin_seconds) + 1
+    return data.t0, data.t0 + width * bins
+
+
+def _time_axis(ax: Any, data: ReportData, lang: str, *, show: bool = True) -> None:
+    lo, hi = period(data)
+    ax.set_xlim(_num(lo), _num(hi))
     locator = mdates.AutoDateLocator(minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
@@ -102,7 +114,7 @@ def timeline(data: ReportData, lang: str) -> Figure:
     ax.set_yticks(range(len(targets)), list(reversed(targets)))
     ax.set_ylim(-0.6, len(targets) - 0.4)
     ax.xaxis_date()
-    _time_axis(ax, lang)
+    _time_axis(ax, data, lang)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     order = [w for w in COLOURS if w in used]
@@ -141,10 +153,14 @@ def throughput(data: ReportData, lang: str) -> Figure:
                 ax.axvspan(_dt(e.opened_at), _dt(end), color="#6a3d9a", alpha=0.18, lw=0)
         ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
         ax.set_yscale("log")
+        # The ratios, the threshold and parity in view with a margin: a lone point sits
+        # inside the frame, not on its edge.
+        ratios = [p[2] for p in data.throughput[target] if p[2] > 0]
+        ax.set_ylim(min([*ratios, 0.5]) / 1.6, max([*ratios, 1.0]) * 1.6)
         ax.set_title(target, loc="left", fontsize=10)
         ax.set_ylabel(label("ratio", lang), fontsize=8)
         ax.legend(fontsize=8, loc="lower left", frameon=False)
-        _time_axis(ax, lang, show=ax is axes[-1])
+        _time_axis(ax, data, lang, show=ax is axes[-1])
     fig.legend(
         handles=[
             Patch(color="#6a3d9a", alpha=0.18, label=label("event", lang)),
@@ -184,7 +200,7 @@ def dns_answers(data: ReportData, lang: str) -> Figure:
         ax.set_ylim(-0.6, len(answers) - 0.4)
         ax.set_title(target, loc="left", fontsize=10)
         ax.xaxis_date()
-        _time_axis(ax, lang, show=ax is axes[-1])
+        _time_axis(ax, data, lang, show=ax is axes[-1])
     fig.legend(
         handles=[
             Patch(color="#31a354", label=label("consistent", lang)),

@@ -30,9 +30,14 @@ DOC = REPO / "docs" / "analysts.md"
 QUERY = """\
 SELECT CAST(date AS STRING) AS day, target, network,
        count(*) AS measurements,
-       sum(CASE WHEN blocking <> 'false' THEN 1 ELSE 0 END) AS blocked,
-       round(sum(CASE WHEN blocking <> 'false' THEN 1 ELSE 0 END)
-             / nullif(count(blocking), 0), 3) AS blocking_rate
+       sum(CASE WHEN verdict IN ('blockpage', 'blocked (dns)', 'blocked (tcp_ip)',
+                                 'blocked (tls/http failure)') THEN 1 ELSE 0 END) AS blocked,
+       sum(CASE WHEN verdict IN ('accessible', 'accessible (no control)', 'down', 'offline')
+                  OR verdict LIKE 'can_t tell' THEN 0 ELSE 1 END) AS anomalies,
+       round(sum(CASE WHEN verdict IN ('blockpage', 'blocked (dns)', 'blocked (tcp_ip)',
+                                       'blocked (tls/http failure)') THEN 1 ELSE 0 END)
+             / nullif(sum(CASE WHEN verdict LIKE 'can_t tell' OR verdict = 'offline'
+                               THEN 0 ELSE 1 END), 0), 3) AS blocking_rate
 FROM measurements
 WHERE NOT is_control
 GROUP BY 1, 2, 3
@@ -61,8 +66,8 @@ def duckdb_rows(dataset: Path) -> list[tuple[Any, ...]]:
 
 
 def table(rows: list[tuple[Any, ...]]) -> str:
-    head = "| day | target | network | measurements | blocked | blocking_rate |"
-    lines = [head, "|---|---|---|---:|---:|---:|"]
+    head = "| day | target | network | measurements | blocked | anomalies | blocking_rate |"
+    lines = [head, "|---|---|---|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -88,10 +93,11 @@ def test_every_file_has_the_schema_and_a_day(fleet: Path) -> None:
 
 def test_duckdb_runs_the_documented_query(fleet: Path) -> None:
     rows = duckdb_rows(fleet)
-    assert rows[0] == ("2026-11-01", "facebook", "AS45899", 4, 0, 0.0)
-    assert ("2026-11-01", "facebook", "AS7552", 4, 3, 0.75) in rows
-    assert ("2026-11-02", "rfa-vietnamese", "AS45899", 4, 3, 0.75) in rows
-    assert ("2026-11-02", "wikipedia", "AS7552", 4, 0, 0.0) in rows  # 3 judged, 1 offline
+    assert rows[0] == ("2026-11-01", "facebook", "AS45899", 4, 0, 0, 0.0)
+    # A TLS reset seen from this network only: an anomaly, not blocked (the words' meaning).
+    assert ("2026-11-01", "facebook", "AS7552", 4, 0, 3, 0.0) in rows
+    assert ("2026-11-02", "rfa-vietnamese", "AS45899", 4, 3, 3, 0.75) in rows
+    assert ("2026-11-02", "wikipedia", "AS7552", 4, 0, 0, 0.0) in rows  # 3 judged, 1 offline
     doc = DOC.read_text(encoding="utf-8")
     assert f"```sql\n{QUERY}\n```" in doc
     assert table(rows) in doc, "docs/analysts.md: the query's output is out of date"
