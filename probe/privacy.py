@@ -520,7 +520,7 @@ def _reading(text: str) -> _Reading | None:
 # alignment. Whole, not re-encoded: a reader sees at once that something was taken out, and no
 # character that encodes a bit of the address (those at its edges mix it with its neighbours)
 # is kept. The token is found through the base64 characters that encode the address alone
-# (_cores, for a known address) or could encode an address (_GATE, for a recogniser's
+# (_cores, for a known address) or could encode an address (_gate, for a recogniser's
 # candidates), and decoded only near them: a page's images cost nothing.
 _TOKEN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 _STANDARD = str.maketrans("-_", "+/")
@@ -547,6 +547,7 @@ def _cores(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=1)
 def _gate() -> re.Pattern[str]:
     """Six base64 characters that could encode a run of seven or more characters of a plain
     text address (digits, a-f, dot and colon), however aligned: one whole 3-byte group and the
@@ -561,9 +562,6 @@ def _gate() -> re.Pattern[str]:
     third = one_of({(a & 15) << 2 | b >> 6 for a in chars for b in chars})
     fourth = one_of({b & 63 for b in chars})
     return re.compile(f"(?={first}){first}{second}{third}{fourth}{first}{second}")
-
-
-_GATE = _gate()
 
 
 def _occurrences(text: str, sub: str) -> Iterator[int]:
@@ -607,7 +605,7 @@ def _base64_candidates(text: str) -> list[IPAddress]:
     """The candidates of the base64 tokens the gate finds, those written as a program writes
     them (so that, once claimed, :func:`_cores` finds the token)."""
     found = []
-    for (start, end), near in _tokens(text, [m.start() for m in _GATE.finditer(text)]).items():
+    for (start, end), near in _tokens(text, [m.start() for m in _gate().finditer(text)]).items():
         for at in near:
             for decoded in _decoded(text[start:end], at):
                 found += [
@@ -860,7 +858,7 @@ def _unknown_spans(text: str, keep: frozenset[IPAddress]) -> list[tuple[int, int
     # One begun inside a URL escape (%2E10:: as 2E10::, %2E10AAAA as 0x2E10AAAA) is the lesser
     # reading: masked only where no other literal is.
     spans += [s for s in escaped if not _overlaps(s, seen)]
-    for (start, end), near in _tokens(text, [m.start() for m in _GATE.finditer(text)]).items():
+    for (start, end), near in _tokens(text, [m.start() for m in _gate().finditer(text)]).items():
         if any(
             _unknown(ips, keep)
             for at in near

@@ -16,7 +16,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from probe.model import DNSAnswer, DNSQuery, HTTPTransaction, Observations, TCPConnect
-from probe.privacy import SCRUBBED, Scrubber, _forms, evidence, mask_unknown, may_be_public
+from probe.privacy import (
+    SCRUBBED,
+    Scrubber,
+    _forms,
+    _inside_escape,
+    _overlaps,
+    evidence,
+    mask_unknown,
+    may_be_public,
+)
 from tests.encodings import holds, plain_v4, rendered
 
 VOLUNTEER = st.one_of(
@@ -342,6 +351,74 @@ def test_an_escape_is_no_ipv6_literal() -> None:
 def test_evidence_is_what_the_measurement_resolved_dialled_or_was_sent_to() -> None:
     got = {str(ip) for ip in evidence(_obs(""), keep=["2001:db8::1", "not an address"])}
     assert got == {"198.51.100.77", "203.0.113.53", "192.0.2.9", "2001:db8::1"}
+
+
+def test_evidence_takes_each_source_on_its_own() -> None:
+    """Each source of evidence alone: an A and an AAAA answer (not a CNAME's name), the
+    address HTTP dialled, a bracketed or zoned address in ``keep``."""
+    dns = DNSQuery(
+        hostname="news.example",
+        query_type="A",
+        resolver="system",
+        resolver_address="udp://203.0.113.53:53",
+        engine="udp",
+        answers=(
+            DNSAnswer("CNAME", "192.0.2.200", 300),  # a name that looks like one: no answer
+            DNSAnswer("A", "192.0.2.1", 300),
+            DNSAnswer("AAAA", "2001:db8::2", 300),
+        ),
+    )
+    http = HTTPTransaction(url="http://news.example/", ip="192.0.2.3")
+    obs = Observations("http://news.example/", dns=(dns,), http=(http,))
+    got = {str(ip) for ip in evidence(obs, keep=["[2001:db8::4]", "fe80::5%eth0"])}
+    assert got == {
+        "203.0.113.53",
+        "192.0.2.1",
+        "2001:db8::2",
+        "192.0.2.3",
+        "2001:db8::4",
+        "fe80::5",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "at", "inside"),
+    [
+        ("%2E10::", 1, True),  # right after the %
+        ("%2E10::", 2, True),  # after its first digit
+        ("%2E10::", 3, False),  # after the whole escape
+        ("x%ab::", 2, True),
+        ("x%2Eab", 3, True),
+        ("a%2E10", 3, True),
+        ("%g1::", 2, False),  # no escape: g is no hex digit
+        ("x21::", 2, False),
+        ("2::", 0, False),
+    ],
+)
+def test_where_a_literal_begins_inside_a_url_escape(text: str, at: int, inside: bool) -> None:
+    assert _inside_escape(text, at) is inside
+
+
+def test_spans_that_only_touch_do_not_overlap() -> None:
+    assert not _overlaps((0, 5), [(5, 8)])
+    assert not _overlaps((5, 8), [(0, 5)])
+    assert _overlaps((0, 5), [(4, 8)]) and _overlaps((4, 8), [(0, 5)])
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("DEADBEEF, then 203.0.113.5", f"DEADBEEF, then {SCRUBBED}"),  # a word, no number
+        ("cafebabe", "cafebabe"),
+        # a reading begun inside an escape is the lesser one: it takes nothing beyond the
+        # literal it overlaps (the :: stays), and a dotted one after a % is no such reading
+        ("1%2E0%2E0%2E10::", f"{SCRUBBED}::"),
+        ("%192.0.0.0::", f"%{SCRUBBED}::"),
+        ("x%2E2001:db8::7", f"x%2E{SCRUBBED}"),
+    ],
+)
+def test_an_unknown_address_is_masked_and_nothing_beside_it(text: str, masked: str) -> None:
+    assert mask_unknown(text, frozenset()) == masked
 
 
 def test_a_dialled_nat64_address_keeps_the_ipv4_literal_it_stands_for() -> None:
