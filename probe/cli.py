@@ -664,48 +664,85 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
 @cli.command()
 @db_option
 @click.option(
-    "--older-than", "older_than", required=True, metavar="DURATION", help="e.g. 180d, 26w."
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Delete measurements started longer ago than this: 12h, 180d, 26w, 2y (y = 365d). "
+    "A number without a unit is refused.",
 )
 @click.option("--keep-anomalies", is_flag=True, help="Keep measurements with an anomaly.")
 @click.option("--vacuum", is_flag=True, help="Give the freed space back to the file system.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Delete without asking. Needed without a terminal (cron, a systemd timer).",
+)
 def prune(
     db_path: str | None,
     config_path: str | None,
     older_than: str,
     keep_anomalies: bool,
     vacuum: bool,
-) -> None:
+    dry_run: bool,
+    yes: bool,
+) -> int:
     """Delete old measurements (and bodies no measurement uses any more), in short batches
     that a running daemon hardly notices.
 
+    It says first what it would delete (measurements, rounds, bodies, and the cut-off). In a
+    terminal it then asks; without one (cron, a systemd timer) it deletes only with --yes, and
+    otherwise deletes nothing and exits with status 2, since evidence deleted is gone for good.
+
     \b
     Example:
+      probe prune --older-than 180d --dry-run
       probe prune --older-than 180d --keep-anomalies --vacuum
+      probe prune --older-than 2y --yes          # in a systemd timer
     """
     import time
     from datetime import UTC, datetime, timedelta
 
+    from probe.config.parse import parse_age
     from probe.timeutil import iso
 
-    text = older_than.strip().lower()
-    if text.endswith("w") and text[:-1].isdigit():
-        text = f"{int(text[:-1]) * 7}d"
     try:
-        seconds = parse_duration(text)
+        seconds = parse_age(older_than)
     except ValueError as exc:
         fail(f"--older-than: {exc}")
     before = iso(datetime.now(UTC) - timedelta(seconds=seconds))
     store = _open_store(resolve_db(db_path, config_path), create=False)
+    planned = store.prune_counts(before, keep_anomalies=keep_anomalies)
+
+    def said(counts: dict[str, int]) -> str:
+        return (
+            f"{counts['measurements']} measurements, {counts['rounds']} rounds and "
+            f"{counts['bodies']} bodies started before {before}"
+        )
+
+    if dry_run:
+        click.echo(f"dry run: would delete {said(planned)}")
+        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(
+                "prune asks in a terminal; pass --yes to delete from a script "
+                "(--dry-run shows what would go)"
+            )
+        click.echo(f"probe prune would delete {said(planned)}, for good")
+        if any(planned.values()) and not click.confirm("Delete them?", default=False):
+            click.echo("Nothing deleted.", err=True)
+            return 1
     counts = {"measurements": 0, "rounds": 0, "bodies": 0}
     for what, n in store.prune(before, keep_anomalies=keep_anomalies):
         counts[what] += n
         time.sleep(0.02)  # let a daemon's write in between two batches
     if vacuum:
         store.vacuum()
-    click.echo(
-        f"deleted {counts['measurements']} measurements, {counts['rounds']} rounds and "
-        f"{counts['bodies']} bodies started before {before}" + (", vacuumed" if vacuum else "")
-    )
+    click.echo(f"deleted {said(counts)}" + (", vacuumed" if vacuum else ""))
+    return 0
 
 
 @cli.command()
