@@ -455,7 +455,18 @@ def _entry_of(t: Target) -> dict[str, Any]:
 @click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this target.")
 @click.option("--open", "only_open", is_flag=True, help="Only events still open.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="jsonl: one JSON object per event, one a line.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object, for scripts: {db, count, events: [...]}.",
 )
 def events(
     db_path: str | None,
@@ -463,21 +474,30 @@ def events(
     target_names: tuple[str, ...],
     only_open: bool,
     fmt: str,
+    as_json: bool,
 ) -> None:
     """List throttling events: where a target fell well below its own throughput history.
 
     \b
     Example:
       probe events --db results/probe.db --open
+      probe events --json | jq '.events[] | select(.closed_at == null)'
     """
     import json
 
     from probe.classify.events import find_events
 
-    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
+    if as_json and fmt != "table":
+        fail(f"--json and --format {fmt}: choose one")
+    db = resolve_db(db_path, config_path)
+    store = _open_store(db, create=False, readonly=True)
     found = [
         e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
     ]
+    if as_json:
+        listed = [e.as_dict() for e in found]
+        click.echo(json.dumps({"db": db, "count": len(listed), "events": listed}))
+        return
     if fmt == "jsonl":
         for e in found:
             click.echo(json.dumps(e.as_dict()))
