@@ -858,7 +858,8 @@ def filter_options(f: F) -> F:
                 "networks",
                 multiple=True,
                 metavar="ASN",
-                help="Only this network (probe_asn, else the resolver under test).",
+                help="Only this network: an AS number (AS7552, as7552 or 7552), or for a "
+                "measurement without one its resolver under test (udp://IP:PORT).",
             ),
             click.option("--blocked", is_flag=True, help="Only blocked (or anomalous) ones."),
             click.option("--throttled", is_flag=True, help="Only throttled ones."),
@@ -869,14 +870,41 @@ def filter_options(f: F) -> F:
 
 
 def _row_filter(flags: dict[str, Any]) -> Any:
+    import re
+
     from probe.analyst.export import RowFilter, parse_time
+    from probe.errors import ResolverSpecError
+    from probe.network import normalise_asn
+
+    def network(text: str) -> str:
+        """A --network value as NETWORK_SQL holds it: ``137``, ``as137``, ``AS137`` -> AS137;
+        a resolver (a measurement without an AS number) as ``--resolver`` reads it, or as
+        exported; ``?`` for neither known."""
+        value = text.strip()
+        try:
+            if re.fullmatch(r"(?i:as)?[0-9]+", value):
+                return normalise_asn(value)
+            if value == "?":
+                return value
+            try:
+                return parse_resolver(value, what="--network").address
+            except ResolverSpecError:
+                if value.startswith(("udp://", "tls://", "https://")):
+                    return value  # as exported (a scrubbed address reads back as itself)
+                raise
+        except ValueError:
+            shown = text[:40]
+            fail(
+                f"--network: {shown!r} is neither an AS number (AS7552, as7552 or 7552) nor a "
+                "resolver (udp://IP:PORT, tls://IP:PORT, https://HOST/PATH)"
+            )
 
     return RowFilter(
         since=parse_time(flags["since"], "--since") if flags["since"] else None,
         until=parse_time(flags["until"], "--until") if flags["until"] else None,
         targets=tuple(flags["target_names"]),
         categories=tuple(flags["categories"]),
-        networks=tuple(flags["networks"]),
+        networks=tuple(network(n) for n in flags["networks"]),
         blocked=flags["blocked"],
         throttled=flags["throttled"],
     )

@@ -1,9 +1,10 @@
 """Maintenance: pruning old measurements, vacuuming, merging other probes' databases, copying.
 
 Contract: ``prune`` deletes in short batches (a daemon writing beside it waits at most one);
-``prune_counts`` says what the same prune would delete, deleting nothing; ``merge_from`` copies what another probe database holds and this one lacks, in one transaction,
-twice adding nothing; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes
-through the one write path.
+``prune_counts`` says what the same prune would delete, deleting nothing; ``merge_from``
+copies what another probe database holds and this one lacks, in one transaction, twice adding
+nothing; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes through the
+one write path.
 """
 
 from __future__ import annotations
