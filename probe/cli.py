@@ -470,7 +470,18 @@ def _entry_of(t: Target) -> dict[str, Any]:
 @click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this target.")
 @click.option("--open", "only_open", is_flag=True, help="Only events still open.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="jsonl: one JSON object per event, one a line.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object, for scripts: {db, count, events: [...]}.",
 )
 def events(
     db_path: str | None,
@@ -478,21 +489,30 @@ def events(
     target_names: tuple[str, ...],
     only_open: bool,
     fmt: str,
+    as_json: bool,
 ) -> None:
     """List throttling events: where a target fell well below its own throughput history.
 
     \b
     Example:
       probe events --db results/probe.db --open
+      probe events --json | jq '.events[] | select(.closed_at == null)'
     """
     import json
 
     from probe.classify.events import find_events
 
-    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
+    if as_json and fmt != "table":
+        fail(f"--json and --format {fmt}: choose one")
+    db = resolve_db(db_path, config_path)
+    store = _open_store(db, create=False, readonly=True)
     found = [
         e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
     ]
+    if as_json:
+        listed = [e.as_dict() for e in found]
+        click.echo(json.dumps({"db": db, "count": len(listed), "events": listed}))
+        return
     if fmt == "jsonl":
         for e in found:
             click.echo(json.dumps(e.as_dict()))
@@ -679,48 +699,85 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
 @cli.command()
 @db_option
 @click.option(
-    "--older-than", "older_than", required=True, metavar="DURATION", help="e.g. 180d, 26w."
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Delete measurements started longer ago than this: 12h, 180d, 26w, 2y (y = 365d). "
+    "A number without a unit is refused.",
 )
 @click.option("--keep-anomalies", is_flag=True, help="Keep measurements with an anomaly.")
 @click.option("--vacuum", is_flag=True, help="Give the freed space back to the file system.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Delete without asking. Needed without a terminal (cron, a systemd timer).",
+)
 def prune(
     db_path: str | None,
     config_path: str | None,
     older_than: str,
     keep_anomalies: bool,
     vacuum: bool,
-) -> None:
+    dry_run: bool,
+    yes: bool,
+) -> int:
     """Delete old measurements (and bodies no measurement uses any more), in short batches
     that a running daemon hardly notices.
 
+    It says first what it would delete (measurements, rounds, bodies, and the cut-off). In a
+    terminal it then asks; without one (cron, a systemd timer) it deletes only with --yes, and
+    otherwise deletes nothing and exits with status 2, since evidence deleted is gone for good.
+
     \b
     Example:
+      probe prune --older-than 180d --dry-run
       probe prune --older-than 180d --keep-anomalies --vacuum
+      probe prune --older-than 2y --yes          # in a systemd timer
     """
     import time
     from datetime import UTC, datetime, timedelta
 
+    from probe.config.parse import parse_age
     from probe.timeutil import iso
 
-    text = older_than.strip().lower()
-    if text.endswith("w") and text[:-1].isdigit():
-        text = f"{int(text[:-1]) * 7}d"
     try:
-        seconds = parse_duration(text)
+        seconds = parse_age(older_than)
     except ValueError as exc:
         fail(f"--older-than: {exc}")
     before = iso(datetime.now(UTC) - timedelta(seconds=seconds))
     store = _open_store(resolve_db(db_path, config_path), create=False)
+    planned = store.prune_counts(before, keep_anomalies=keep_anomalies)
+
+    def said(counts: dict[str, int]) -> str:
+        return (
+            f"{counts['measurements']} measurements, {counts['rounds']} rounds and "
+            f"{counts['bodies']} bodies started before {before}"
+        )
+
+    if dry_run:
+        click.echo(f"dry run: would delete {said(planned)}")
+        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(
+                "prune asks in a terminal; pass --yes to delete from a script "
+                "(--dry-run shows what would go)"
+            )
+        click.echo(f"probe prune would delete {said(planned)}, for good")
+        if any(planned.values()) and not click.confirm("Delete them?", default=False):
+            click.echo("Nothing deleted.", err=True)
+            return 1
     counts = {"measurements": 0, "rounds": 0, "bodies": 0}
     for what, n in store.prune(before, keep_anomalies=keep_anomalies):
         counts[what] += n
         time.sleep(0.02)  # let a daemon's write in between two batches
     if vacuum:
         store.vacuum()
-    click.echo(
-        f"deleted {counts['measurements']} measurements, {counts['rounds']} rounds and "
-        f"{counts['bodies']} bodies started before {before}" + (", vacuumed" if vacuum else "")
-    )
+    click.echo(f"deleted {said(counts)}" + (", vacuumed" if vacuum else ""))
+    return 0
 
 
 @cli.command()
@@ -816,7 +873,8 @@ def filter_options(f: F) -> F:
                 "networks",
                 multiple=True,
                 metavar="ASN",
-                help="Only this network (probe_asn, else the resolver under test).",
+                help="Only this network: an AS number (AS7552, as7552 or 7552), or for a "
+                "measurement without one its resolver under test (udp://IP:PORT).",
             ),
             click.option("--blocked", is_flag=True, help="Only blocked (or anomalous) ones."),
             click.option("--throttled", is_flag=True, help="Only throttled ones."),
@@ -827,14 +885,41 @@ def filter_options(f: F) -> F:
 
 
 def _row_filter(flags: dict[str, Any]) -> Any:
+    import re
+
     from probe.analyst.export import RowFilter, parse_time
+    from probe.errors import ResolverSpecError
+    from probe.network import normalise_asn
+
+    def network(text: str) -> str:
+        """A --network value as NETWORK_SQL holds it: ``137``, ``as137``, ``AS137`` -> AS137;
+        a resolver (a measurement without an AS number) as ``--resolver`` reads it, or as
+        exported; ``?`` for neither known."""
+        value = text.strip()
+        try:
+            if re.fullmatch(r"(?i:as)?[0-9]+", value):
+                return normalise_asn(value)
+            if value == "?":
+                return value
+            try:
+                return parse_resolver(value, what="--network").address
+            except ResolverSpecError:
+                if value.startswith(("udp://", "tls://", "https://")):
+                    return value  # as exported (a scrubbed address reads back as itself)
+                raise
+        except ValueError:
+            shown = text[:40]
+            fail(
+                f"--network: {shown!r} is neither an AS number (AS7552, as7552 or 7552) nor a "
+                "resolver (udp://IP:PORT, tls://IP:PORT, https://HOST/PATH)"
+            )
 
     return RowFilter(
         since=parse_time(flags["since"], "--since") if flags["since"] else None,
         until=parse_time(flags["until"], "--until") if flags["until"] else None,
         targets=tuple(flags["target_names"]),
         categories=tuple(flags["categories"]),
-        networks=tuple(flags["networks"]),
+        networks=tuple(network(n) for n in flags["networks"]),
         blocked=flags["blocked"],
         throttled=flags["throttled"],
     )

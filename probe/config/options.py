@@ -365,10 +365,12 @@ OPTIONS: tuple[Option, ...] = (
         "allow_loopback",
         parse_bool,
         False,
-        "Connect to loopback answers (tests and the lab only).",
+        "Measure servers on this machine (127.0.0.0/8), e.g. 'python3 -m http.server' to try "
+        "the probe first (README: 'Try it on your own machine first'). Without it a loopback "
+        "address is never dialled, so a DNS answer of 127.0.0.1 cannot turn a measurement "
+        "onto this machine.",
         "--allow-loopback",
         is_flag=True,
-        hidden=True,
     ),
     Option(
         "interval",

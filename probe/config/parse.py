@@ -225,3 +225,29 @@ def optional(one: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return one(v)
 
     return parse
+
+
+_AGE = re.compile(r"^([0-9]+)\s*([hdwy])$")
+_AGE_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_AGE_EXAMPLES = "e.g. 180d, 26w, 12h, 2y"
+MAX_AGE = 100 * 365 * 86400
+
+
+def parse_age(v: Any) -> float:
+    """Seconds, from an age that must name its unit: ``12h``, ``180d``, ``26w``, ``2y`` (a year
+    is 365 days), from an hour to a century. Unlike :func:`parse_duration` (whose settings read
+    a bare number as seconds), a bare number is refused: ``probe prune --older-than 180`` meant
+    days, and read as seconds it would delete nearly everything. No ``m``: minutes or months."""
+    text = v.strip().lower() if isinstance(v, str) else ""
+    if text.isascii() and text.isdigit():
+        raise ValueError(
+            f"{text!r} has no unit ({_AGE_EXAMPLES}; h hours, d days, w weeks, y years)"
+        )
+    m = _AGE.match(text) if text.isascii() else None
+    if m is None:
+        shown = v[:40] if isinstance(v, str) else v
+        raise ValueError(f"{shown!r} is not an age ({_AGE_EXAMPLES}; h, d, w or y)")
+    seconds = int(m.group(1)) * _AGE_UNITS[m.group(2)]
+    if not 3600 <= seconds <= MAX_AGE:
+        raise ValueError(f"{text!r}: an age is at least 1h and at most 100y ({_AGE_EXAMPLES})")
+    return float(seconds)

@@ -1,9 +1,10 @@
 """Maintenance: pruning old measurements, vacuuming, merging other probes' databases, copying.
 
 Contract: ``prune`` deletes in short batches (a daemon writing beside it waits at most one);
-``merge_from`` copies what another probe database holds and this one lacks, in one transaction,
-twice adding nothing; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes
-through the one write path.
+``prune_counts`` says what the same prune would delete, deleting nothing; ``merge_from``
+copies what another probe database holds and this one lacks, in one transaction, twice adding
+nothing; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes through the
+one write path.
 """
 
 from __future__ import annotations
@@ -68,6 +69,28 @@ class Maintenance(Reads):
             sql = f"DELETE FROM bodies WHERE sha256 IN ({', '.join('?' for _ in chunk)})"
             self._write(functools.partial(self.db.execute, sql, chunk))
             yield "bodies", len(chunk)
+
+    def prune_counts(self, before: str, *, keep_anomalies: bool = False) -> dict[str, int]:
+        """What :meth:`prune` with these arguments would delete now, counted in one read and
+        deleting nothing (``probe prune --dry-run`` and the question before a prune): the
+        same measurements, the rounds they would leave empty, and the bodies that no
+        remaining measurement would name."""
+        keep = f"AND NOT ({ANOMALY})" if keep_anomalies else ""
+        doomed = f"SELECT id FROM measurements WHERE started_at < :before {keep}"
+        sql = f"""
+            SELECT
+              (SELECT count(*) FROM ({doomed})) AS measurements,
+              (SELECT count(*) FROM rounds AS r
+                WHERE started_at < :before AND finished_at IS NOT NULL AND NOT EXISTS
+                  (SELECT 1 FROM measurements AS m
+                    WHERE m.round_id = r.id AND m.id NOT IN ({doomed}))) AS rounds,
+              (SELECT count(*) FROM bodies WHERE sha256 NOT IN
+                (SELECT body_sha256 FROM http_requests
+                  WHERE body_sha256 IS NOT NULL AND measurement_id NOT IN ({doomed})))
+                AS bodies
+        """
+        row = next(iter(self.db.query(sql, {"before": before})))
+        return {k: int(row[k]) for k in ("measurements", "rounds", "bodies")}
 
     def vacuum(self) -> None:
         self.db.execute("VACUUM")

@@ -127,7 +127,8 @@ def test_prune_deletes_old_measurements_and_orphaned_bodies(
     bodies = store.db.table("bodies").count
     assert bodies > 0
     code, out, err = run_cli(
-        ["prune", "--db", str(measured), "--older-than", "180d", "--keep-anomalies"], capsys
+        ["prune", "--db", str(measured), "--older-than", "180d", "--keep-anomalies", "--yes"],
+        capsys,
     )
     assert code == 0, err
     left = [r["target"] for r in store.db.query("SELECT target FROM measurements")]
@@ -138,7 +139,7 @@ def test_prune_deletes_old_measurements_and_orphaned_bodies(
     }
     assert {r["sha256"] for r in store.db.query("SELECT sha256 FROM bodies")} == referenced
     code, out, _ = run_cli(
-        ["prune", "--db", str(measured), "--older-than", "26w", "--vacuum"], capsys
+        ["prune", "--db", str(measured), "--older-than", "26w", "--vacuum", "--yes"], capsys
     )
     assert code == 0 and "deleted 1 measurements, 1 rounds" in out and "vacuumed" in out
     assert store.db.table("bodies").count == 0
