@@ -88,14 +88,17 @@ def _targets(tmp_path: Path, world: World) -> Path:
 
 @pytest.mark.usefixtures("vi")
 def test_run_and_status_are_vietnamese(
-    tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "160")
     db = tmp_path / "p.db"
     args = [a for a in run_args(world, _targets(tmp_path, world), db) if a != "--quiet"]
     code, out, err = run_fresh(args, capsys)
     assert code == 0, err
-    assert "mục tiêu" in out and "kết luận" in out and "(đối chứng)" in out, out
+    assert "trang web" in out and "kết luận" in out and "(đối chứng)" in out, out
     assert "mạng ổn" in out, out
     assert f"3 phép đo đã lưu vào {db}" in err, err
     assert "measurements stored" not in err and "verdict" not in out
@@ -153,6 +156,8 @@ def test_init_wraps_to_the_terminal(
     short = tmp_path / "c"
     code, out, err = run_fresh(["init", "--config", str(short), "--db", "p.db", "--yes"], capsys)
     assert code == 0, err
-    long_lines = [line for line in out.splitlines() if len(line) > columns]
+    text = out.split("Đã ghi cài đặt")[0]  # the consent text, before what was written
+    assert "probe wipe" in text
+    long_lines = [line for line in text.splitlines() if len(line) > columns]
     assert all(len(line.split()) == 1 for line in long_lines), long_lines
-    assert max(len(line) for line in out.splitlines()) > columns - 15  # it uses the width
+    assert max(len(line) for line in text.splitlines()) > columns - 15  # it uses the width

@@ -73,7 +73,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_init_asks_about_a_metered_connection_and_a_helper(tmp_path: Path) -> None:
     cfg = tmp_path / "conf" / "settings.toml"
     script = [
-        (b"metered", b"y\n"),
+        (b"connection metered", b"y\n"),
         (b"Daily data cap", b"20M\n"),
         (b"Monthly data cap", b"500M\n"),
         (b"helper URL", b"https://helper.example.org/\n"),
@@ -86,7 +86,7 @@ def test_init_asks_about_a_metered_connection_and_a_helper(tmp_path: Path) -> No
     doc = tomllib.loads(cfg.read_text())
     token_file = Path(doc["helper_token_file"])
     assert doc["profile"] == "mobile" and doc["helper"] == "https://helper.example.org/"
-    assert (doc["max_bytes_per_day"], doc["max_bytes_per_month"]) == ("20M", "500M")
+    assert (doc["max_bytes_per_day"], doc["max_bytes_per_month"]) == (20_000_000, 500_000_000)
     assert token_file.read_text().strip() == TOKEN
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert TOKEN not in cfg.read_text()
@@ -96,7 +96,7 @@ def test_init_asks_about_a_metered_connection_and_a_helper(tmp_path: Path) -> No
 
 def test_init_unmetered_without_a_helper(tmp_path: Path) -> None:
     cfg = tmp_path / "settings.toml"
-    script = [(b"metered", b"n\n"), (b"helper URL", b"\n"), (b"[y/N]", b"y\n")]
+    script = [(b"connection metered", b"n\n"), (b"helper URL", b"\n"), (b"[y/N]", b"y\n")]
     code, screen = _in_a_terminal(["init", "--config", str(cfg)], script, _env(tmp_path))
     assert code == 0, screen
     assert tomllib.loads(cfg.read_text()) == {}
@@ -107,7 +107,7 @@ def test_init_unmetered_without_a_helper(tmp_path: Path) -> None:
 def test_a_bad_answer_is_asked_again(tmp_path: Path) -> None:
     cfg = tmp_path / "settings.toml"
     script = [
-        (b"metered", b"y\n"),
+        (b"connection metered", b"y\n"),
         (b"Daily data cap", b"lots\n"),
         (b"Daily data cap", b"10M\n"),
         (b"Monthly data cap", b"\n"),
@@ -126,7 +126,7 @@ def test_flags_given_are_not_asked(tmp_path: Path) -> None:
     args += ["--max-bytes-per-month", "none"]
     code, screen = _in_a_terminal(args, script, _env(tmp_path))
     assert code == 0, screen
-    assert "metered" not in screen and "helper URL" not in screen
+    assert "connection metered" not in screen and "helper URL" not in screen
 
 
 # -- the service route ---------------------------------------------------------------------

@@ -48,7 +48,9 @@ def _db(tmp_path: Path, *, network_ok: bool, now: datetime) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("network_ok", "code", "health"), [(True, 0, "healthy"), (False, 5, "offline")])
+@pytest.mark.parametrize(
+    ("network_ok", "code", "health"), [(True, 0, "healthy"), (False, 5, "offline")]
+)
 def test_offline_is_its_own_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], network_ok: bool, code: int, health: str
 ) -> None:
