@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -714,9 +715,15 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
         if not sys.stdin.isatty():
             fail(_("consent is asked in a terminal; pass --yes to agree from a script"))
 
+        def wrapped(question: str) -> str:  # the terminal would break it mid-word
+            room = max(width - 12, 20)  # for " [y/N]: " or " [25M]: "
+            return "\n".join(textwrap.wrap(question, room, break_on_hyphens=False))
+
         def ask(question: str, parse: Callable[[str], Any], default: str = "") -> str:
             while True:
-                answer = click.prompt(question, default=default, show_default=bool(default))
+                answer = click.prompt(
+                    wrapped(question), default=default, show_default=bool(default)
+                )
                 try:
                     parse(answer)
                 except (ValueError, InputError) as exc:
@@ -728,7 +735,7 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
             metered = _(
                 "Is this connection metered (mobile data, or a monthly allowance you pay by)?"
             )
-            if click.confirm(metered, default=False):
+            if click.confirm(wrapped(metered), default=False):
                 given["profile"] = "mobile"
                 if "max_bytes_per_day" not in given:
                     given["max_bytes_per_day"] = ask(
@@ -751,12 +758,13 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
                 given["helper"] = url
                 if "helper_token_file" not in given:
                     token = click.prompt(
-                        _("The helper's token (not shown; empty: none)"),
+                        wrapped(_("The helper's token (not shown; empty: none)")),
                         default="",
                         show_default=False,
                         hide_input=True,
                     ).strip()
-        if not click.confirm(_("Do you understand this and want to go on?"), default=False):
+        agree = wrapped(_("Do you understand this and want to go on?"))
+        if not click.confirm(agree, default=False):
             click.echo(_("Nothing written."), err=True)
             return 1
     if token:

@@ -161,3 +161,12 @@ def test_init_wraps_to_the_terminal(
     long_lines = [line for line in text.splitlines() if len(line) > columns]
     assert all(len(line.split()) == 1 for line in long_lines), long_lines
     assert max(len(line) for line in text.splitlines()) > columns - 15  # it uses the width
+
+
+def test_the_readme_links_the_vietnamese_quick_start() -> None:
+    from tests.paths import REPO
+
+    head = (REPO / "README.md").read_text(encoding="utf-8").split("---")[0]
+    assert "(docs/vi/quick-start.md)" in head
+    quick = (REPO / "docs" / "vi" / "quick-start.md").read_text(encoding="utf-8")
+    assert _vietnamese(quick) and "probe --lang vi status" in quick and "probe init" in quick

@@ -163,3 +163,21 @@ def test_the_service_constants_are_the_unit_s() -> None:
     unit = (REPO / "deploy" / "probe.service").read_text()
     assert f"Environment=PROBE_CONFIG={init_mod.SERVICE_CONFIG}" in unit
     assert "StateDirectory=probe" in unit and init_mod.SERVICE_DB == "/var/lib/probe/probe.db"
+
+
+def test_the_questions_in_vietnamese_fit_the_terminal(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    env = _env(tmp_path) | {"LANG": "vi_VN.UTF-8", "COLUMNS": "60"}
+    script = [
+        ("tính tiền theo dung lượng".encode(), b"y\n"),
+        ("Hạn mức dữ liệu hằng ngày".encode(), b"\n"),
+        ("Hạn mức dữ liệu hằng tháng".encode(), b"\n"),
+        ("máy trợ giúp kiểm tra".encode(), b"\n"),
+        (b"[y/N]", b"n\n"),
+    ]
+    code, screen = _in_a_terminal(["init", "--config", str(cfg)], script, env)
+    assert code == 1 and "Chưa ghi gì cả." in screen, screen
+    lines = screen.replace("\r\n", "\n").splitlines()
+    assert "Bạn đã hiểu điều này" in screen
+    too_long = [line for line in lines if len(line) > 60 and len(line.split()) > 1]
+    assert not too_long, too_long
