@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,7 +19,9 @@ from probe.daemon import status as S
 from probe.daemon.lock import DaemonLock
 from probe.store import RoundRecord, Store
 from probe.timeutil import iso
+from tests.paths import REPO
 from tests.runs import run_fresh
+from tests.world import World
 
 
 def _db(tmp_path: Path, *, network_ok: bool, now: datetime) -> Path:
@@ -124,3 +130,45 @@ def test_status_on_a_missing_db_is_bad_input(
     assert (code, out) == (2, "")
     assert err == f"probe: error: --db: {missing}: no such file (is it the right path?)\n"
     assert not missing.exists()
+
+
+# -- the daemon, offline, over loopback ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("lang", "says"),
+    [
+        ("en", "offline: the control did not load (c1: connection_refused)"),
+        ("vi", "mất kết nối: không trang nào trong 1 trang đối chứng tải được"),
+    ],
+)
+def test_the_daemon_explains_an_offline_round_and_status_says_offline(
+    tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str], lang: str, says: str
+) -> None:
+    t = tmp_path / "t.yaml"
+    t.write_text(
+        f"targets:\n  - name: news\n    url: {world.http('news.test')}\n"
+        f"controls:\n  - name: c1\n    url: {world.http('refused.test')}\n"
+    )
+    db = tmp_path / "d.db"
+    log = tmp_path / "d.log"
+    args = [sys.executable, "-m", "probe", "--lang", lang, "daemon", "--log-format", "json"]
+    args += ["--targets", str(t), "--db", str(db), "--interval", "1s", "--timeout", "1.5"]
+    args += ["--resolver", world.system_dns.address, "--control-resolver", world.doh_url]
+    args += ["--ca-bundle", world.ca_pem, "--allow-loopback"]
+    with log.open("w") as fh:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=fh, cwd=REPO)
+    try:
+        deadline, lines = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not any(says in x for x in lines):
+            time.sleep(0.2)
+            lines = [
+                json.loads(x)["msg"] for x in log.read_text().splitlines() if x.startswith("{")
+            ]
+            assert proc.poll() is None, log.read_text()
+        offline = [x for x in lines if says in x]
+        assert offline, log.read_text()[-2000:]
+        assert "\n" not in offline[0] and offline[0].startswith("round ")
+        code, out, _ = run_fresh(["status", "--db", str(db), "--json"], capsys)
+        assert code == 5 and json.loads(out)["health"].startswith("offline"), out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
