@@ -771,6 +771,8 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
         given["helper_token_file"] = str(init_mod.write_token(path.parent, token))
     text = init_mod.settings_file(given)
     write_whole(path, text)
+    if service:
+        init_mod.share_with_service(path)
     load_settings({}, str(path))  # the file we wrote reads back
     click.echo(_("Settings written to {path}.").format(path=path))
     if service:

@@ -4,7 +4,8 @@ Contract: ``CONSENT`` is what a volunteer reads before the first measurement, on
 paragraph; :func:`consent` gives it in a language, ``{db}`` and ``{config}`` filled in, wrapped to
 a width without breaking a word. :func:`write_token` keeps a helper's token in a private file
 (0600) beside the settings file. :data:`SERVICE_CONFIG` and :data:`SERVICE_DB` are the files
-deploy/probe.service uses. ``settings_file(given)`` returns TOML text with one commented
+deploy/probe.service uses; :func:`share_with_service` makes the settings file readable by the
+service's dynamic user (it holds no secret). ``settings_file(given)`` returns TOML text with one commented
 paragraph per setting of :data:`probe.config.options.OPTIONS` (its help, its environment variable):
 the settings in ``given`` (name -> value as a flag gives it) are set, every other one is shown
 commented out with its default. The file reads back through :func:`probe.config.settings.resolve`.
@@ -96,6 +97,14 @@ def consent(db: str, config: str | Path, *, lang: str = "en", width: int = 80) -
 def is_service(path: Path) -> bool:
     """Is ``path`` the settings file the systemd unit reads?"""
     return path.expanduser().absolute() == SERVICE_CONFIG.absolute()
+
+
+def share_with_service(path: Path) -> None:
+    """Let the service's dynamic user (DynamicUser=yes) read the settings file it is told to
+    use: 0644 and its folder 0755. The file holds no secret: a helper's token has its own
+    0600 file, which systemd hands the service as a credential (the helper-token drop-in)."""
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)
 
 
 def write_token(folder: Path, token: str) -> Path:

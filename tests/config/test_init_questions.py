@@ -181,3 +181,20 @@ def test_the_questions_in_vietnamese_fit_the_terminal(tmp_path: Path) -> None:
     assert "Bạn đã hiểu điều này" in screen
     too_long = [line for line in lines if len(line) > 60 and len(line.split()) > 1]
     assert not too_long, too_long
+
+
+def test_the_service_can_read_the_file_it_is_told_to_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The unit runs as a dynamic user (DynamicUser=yes): a 0600 root file in a 0700 folder
+    # is one it cannot read. The settings hold no secret (the token has its own 0600 file).
+    monkeypatch.delenv("PROBE_CONFIG", raising=False)
+    cfg = tmp_path / "etc" / "probe" / "settings.toml"
+    monkeypatch.setattr(init_mod, "SERVICE_CONFIG", cfg)
+    code, _, err = run_fresh(["init", "--config", str(cfg), "--yes"], capsys)
+    assert code == 0, err
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o644
+    assert stat.S_IMODE(cfg.parent.stat().st_mode) & 0o005 == 0o005  # others may enter and read
+    other = tmp_path / "home" / "settings.toml"
+    code, _, err = run_fresh(["init", "--config", str(other), "--yes"], capsys)
+    assert code == 0 and stat.S_IMODE(other.stat().st_mode) == 0o600  # a person's own: private
