@@ -6,9 +6,10 @@ a width without breaking a word. :func:`write_token` keeps a helper's token in a
 (0600) beside the settings file. :data:`SERVICE_CONFIG` and :data:`SERVICE_DB` are the files
 deploy/probe.service uses; :func:`share_with_service` makes the settings file readable by the
 service's dynamic user (it holds no secret). ``settings_file(given)`` returns TOML text with
-one commented paragraph per setting of :data:`probe.config.options.OPTIONS` (its help, its environment variable):
-the settings in ``given`` (name -> value as a flag gives it) are set, every other one is shown
-commented out with its default. The file reads back through :func:`probe.config.settings.resolve`.
+one commented paragraph per setting of :data:`probe.config.options.OPTIONS` (its help, its
+environment variable): the settings in ``given`` (name -> value as a flag gives it) are set,
+every other one is shown commented out with its default. The file reads back through
+:func:`probe.config.settings.resolve`.
 """
 
 from __future__ import annotations
