@@ -73,7 +73,7 @@ def test_lang_flag_wins_over_lang_vi(
     vi: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_fresh(["--lang", "en", "status", "--db", str(tmp_path / "x.db")], capsys)
-    assert code == 2 and err.startswith("probe: error: ")
+    assert code == 2 and err.startswith("probe: error: --db: ") and "no such file" in err
 
 
 def _targets(tmp_path: Path, world: World) -> Path:

@@ -117,6 +117,8 @@ def test_a_bad_answer_is_asked_again(tmp_path: Path) -> None:
     ]
     code, screen = _in_a_terminal(["init", "--config", str(cfg)], script, _env(tmp_path))
     assert code == 1 and not cfg.exists(), screen
+    assert screen.count("Daily data cap") == 2 and "'lots' is not a size" in screen, screen
+    assert screen.count("helper URL") == 2 and "Nothing written." in screen, screen
 
 
 def test_flags_given_are_not_asked(tmp_path: Path) -> None:
