@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -43,12 +45,33 @@ from probe.errors import InputError, TargetsError
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
+from probe.words import LANGS, N_, language, translator
 
 F = TypeVar("F", bound=Callable[..., Any])
-NO_HELPER_NOTE = (
+NO_HELPER_NOTE = N_(
     "no test helper (--helper): 'accessible (no control)' verdicts cannot see a transparent "
     "proxy's unknown blockpage, and throttling by SNI cannot be told from other throttling."
 )
+
+# The language of this invocation's messages: ``--lang``, else the environment (LANGUAGE,
+# LC_ALL, LC_MESSAGES, LANG). Set by :func:`cli` (and :func:`main`, for errors before it runs);
+# library functions are told it as a value.
+_lang = "en"
+
+
+def _use(lang: str) -> None:
+    global _lang
+    _lang = lang
+
+
+def _(message: str) -> str:
+    """``message`` (English, the message id) in this invocation's language."""
+    return translator(_lang).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The form of a message with a count ``n``, in this invocation's language."""
+    return translator(_lang).ngettext(singular, plural, n)
 
 
 class UsageInputError(click.ClickException):
@@ -58,6 +81,7 @@ class UsageInputError(click.ClickException):
 
 
 def fail(message: str) -> NoReturn:
+    """Bad input: ``message`` (already in the invocation's language) as one line, exit 2."""
     raise UsageInputError(message)
 
 
@@ -96,14 +120,22 @@ def _open_store(path: str, *, create: bool = True, readonly: bool = False) -> St
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="probe")
-def cli() -> None:
+@click.option(
+    "--lang",
+    type=click.Choice(LANGS),
+    help="Language of messages, tables and the consent text (default: from LANGUAGE, LC_ALL, "
+    "LC_MESSAGES or LANG, e.g. LANG=vi_VN.UTF-8; else English).",
+)
+def cli(lang: str | None) -> None:
     """Measure network interference (DNS, TCP, TLS, HTTP) and keep the evidence in SQLite.
 
     \b
     Example:
       probe run                      # measure targets.yaml once, store in results/probe.db
       probe export --format jsonl -o out.jsonl
+      probe --lang vi status         # in Vietnamese (as LANG=vi_VN.UTF-8 does)
     """
+    _use(lang or language())
 
 
 def settings_options(*scopes: str) -> Callable[[F], F]:
@@ -161,7 +193,7 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     Example:
       probe run --only facebook --resolver 192.168.1.1 --db results/probe.db
     """
-    from probe.round import prepare, run_once
+    from probe.round import offline_reason, prepare, run_once
     from probe.round import progress as report
 
     settings = load_settings(flags, config_path)
@@ -173,24 +205,35 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
         fail_if_broken(settings.targets, setup.targets)
     store = _open_store(settings.db)
     if not settings.helper:
-        click.echo(f"probe: note: {NO_HELPER_NOTE}", err=True)
+        click.echo(_("probe: note: {note}").format(note=_(NO_HELPER_NOTE)), err=True)
     total = len(setup.targets.targets) + len(setup.targets.controls)
-    with report.Progress(total, enabled=not quiet) as progress:
+    with report.Progress(total, enabled=not quiet, lang=_lang) as progress:
         result = asyncio.run(run_once(setup, store, on_measurement=progress.advance))
     if not quiet:
-        report.summary(result)
+        report.summary(result, lang=_lang)
     if result.offline_reason:
-        click.echo(f"probe: {result.offline_reason}", err=True)
+        controls = [m for m in result.rows if m.is_control]
+        reason = offline_reason(controls, lang=_lang) if controls else result.offline_reason
+        click.echo(f"probe: {reason}", err=True)
     if not result.address_known_by:
-        click.echo(f"probe: note: {UNKNOWN_ADDRESS_NOTE}", err=True)
+        click.echo(_("probe: note: {note}").format(note=_(UNKNOWN_ADDRESS_NOTE)), err=True)
     click.echo(
-        f"{result.count} measurements stored in {settings.db} ({result.bytes_used} bytes used)",
+        ngettext(
+            "{n} measurement stored in {db} ({bytes} bytes used)",
+            "{n} measurements stored in {db} ({bytes} bytes used)",
+            result.count,
+        ).format(n=result.count, db=settings.db, bytes=result.bytes_used),
         err=True,
     )
     if result.internal_errors:
         click.echo(
-            f"probe: {result.internal_errors} targets failed in the probe's own code "
-            "(recorded as unknown_failure; the log has the tracebacks)",
+            ngettext(
+                "probe: {n} target failed in the probe's own code (recorded as "
+                "unknown_failure; the log has the traceback)",
+                "probe: {n} targets failed in the probe's own code (recorded as "
+                "unknown_failure; the log has the tracebacks)",
+                result.internal_errors,
+            ).format(n=result.internal_errors),
             err=True,
         )
     fail_if_broken(settings.targets, setup.targets)
@@ -621,7 +664,7 @@ def daemon(config_path: str | None, **flags: Any) -> int:
     """
     from probe.daemon.daemon import run as run_daemon
 
-    return run_daemon(flags, config_path)
+    return run_daemon(flags, config_path, lang=_lang)
 
 
 @cli.command()
@@ -631,7 +674,9 @@ def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
     """Is the daemon measuring? Last and next round, data used, anomalies, throttling.
 
     Exit status 0: healthy; 3: no daemon runs on this database; 4: it runs, but its last
-    round is older than twice its interval.
+    round is older than twice its interval; 5: it runs, but its last round found this
+    machine offline (no control site loaded). Times are shown in local time and in UTC.
+    A --db that names no file is bad input (exit status 2).
 
     \b
     Example:
@@ -644,17 +689,19 @@ def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
 
     db = resolve_db(db_path, config_path)
     if not Path(db).exists():
+        if db_path is not None:  # named by hand: a typo, not a daemon that never started
+            fail(_("--db: {path}: no such file (is it the right path?)").format(path=db))
         if as_json:
             click.echo(json.dumps({"db": db, "running": False, "health": "not running", "exit": 3}))
         else:
-            click.echo(f"daemon     not running (no database at {db})")
+            click.echo(_("daemon     not running (no database at {db})").format(db=db))
         return 3
     store = _open_store(db, create=False, readonly=True)
     doc = daemon_status(store)
     if as_json:
         click.echo(json.dumps(doc))
     else:
-        for line in render(doc):
+        for line in render(doc, lang=_lang):
             click.echo(line)
     return int(doc["exit"])
 
@@ -666,33 +713,127 @@ def status(db_path: str | None, config_path: str | None, as_json: bool) -> int:
 def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
     """First contact: what the probe does and risks, then a commented settings file.
 
-    Flags given here (e.g. --profile mobile, --helper URL) are written as set values; every
-    other setting is written commented out, with its default.
+    In a terminal it asks what to decide before agreeing (unless a flag says it): is the
+    connection metered (then the mobile profile and data caps), and a test helper's URL and
+    token, if you have one (the token is not shown as you type; it is kept in a private
+    file, helper-token, beside the settings file). With --yes it asks nothing: flags given
+    here (e.g. --profile mobile, --helper URL) are written as set values; every other setting
+    is written commented out, with its default. --config /etc/probe/settings.toml is the
+    file the systemd service (deploy/probe.service) reads.
 
     \b
     Example:
       probe init --profile mobile --yes
+      sudo probe init --config /etc/probe/settings.toml
     """
-    from probe.config.init import CONSENT, settings_file
+    from probe.config import init as init_mod
+    from probe.config.parse import parse_size, parse_url
 
     where = config_path or os.environ.get("PROBE_CONFIG")
     path = Path(where).expanduser() if where else default_config()
+    service = init_mod.is_service(path)
     # Check every flag given, as any command does, without reading the file to be written.
     env = {k: v for k, v in os.environ.items() if k != "PROBE_CONFIG"}
+    if service:  # the service's environment is the unit's, not this shell's
+        env = {k: v for k, v in env.items() if not k.startswith("PROBE_")}
     settings = settings_mod.resolve(flags, env=env, config=os.devnull)
     if path.exists() and not force:
-        fail(f"{path}: a settings file is already there (--force replaces it)")
-    click.echo(CONSENT.format(db=settings.db, config=path))
+        fail(_("{path}: a settings file is already there (--force replaces it)").format(path=path))
+    db = settings.db
+    if service and flags.get("db") is None:
+        db = init_mod.SERVICE_DB  # systemd's StateDirectory=probe
+    width = min(shutil.get_terminal_size().columns, 100)  # COLUMNS, else the terminal
+    click.echo(init_mod.consent(db, path, lang=_lang, width=width))
+    given = {k: v for k, v in flags.items() if v not in (None, (), False)}
+    token: str | None = None
     if not yes:
         if not sys.stdin.isatty():
-            fail("consent is asked in a terminal; pass --yes to agree from a script")
-        if not click.confirm("Do you understand this and want to go on?", default=False):
-            click.echo("Nothing written.", err=True)
+            fail(_("consent is asked in a terminal; pass --yes to agree from a script"))
+
+        def wrapped(question: str) -> str:  # the terminal would break it mid-word
+            room = max(width - 12, 20)  # for " [y/N]: " or " [25M]: "
+            return "\n".join(textwrap.wrap(question, room, break_on_hyphens=False))
+
+        def ask(question: str, parse: Callable[[str], Any], default: str = "") -> str:
+            while True:
+                answer = click.prompt(
+                    wrapped(question), default=default, show_default=bool(default)
+                )
+                try:
+                    parse(answer)
+                except (ValueError, InputError) as exc:
+                    click.echo(_("probe: error: {message}").format(message=exc), err=True)
+                    continue
+                return str(answer).strip()
+
+        if "profile" not in given:
+            metered = _(
+                "Is this connection metered (mobile data, or a monthly allowance you pay by)?"
+            )
+            if click.confirm(wrapped(metered), default=False):
+                given["profile"] = "mobile"
+                if "max_bytes_per_day" not in given:
+                    given["max_bytes_per_day"] = ask(
+                        _("Daily data cap (e.g. 25M, 100M)"), parse_size, "25M"
+                    )
+                if "max_bytes_per_month" not in given:
+                    monthly = ask(
+                        _("Monthly data cap (e.g. 500M, 2G; none: no monthly cap)"),
+                        lambda v: v.strip().lower() == "none" or parse_size(v),
+                        "none",
+                    )
+                    if monthly.lower() != "none":
+                        given["max_bytes_per_month"] = monthly
+        if "helper" not in given:
+            url = ask(
+                _("Test helper URL, if you were given one (empty: none)"),
+                lambda v: v.strip() == "" or parse_url(v),
+            )
+            if url:
+                given["helper"] = url
+                if "helper_token_file" not in given:
+                    token = click.prompt(
+                        wrapped(_("The helper's token (not shown; empty: none)")),
+                        default="",
+                        show_default=False,
+                        hide_input=True,
+                    ).strip()
+        agree = wrapped(_("Do you understand this and want to go on?"))
+        if not click.confirm(agree, default=False):
+            click.echo(_("Nothing written."), err=True)
             return 1
-    text = settings_file({k: v for k, v in flags.items() if v not in (None, (), False)})
+    if token:
+        given["helper_token_file"] = str(init_mod.write_token(path.parent, token))
+    text = init_mod.settings_file(given)
     write_whole(path, text)
+    if service:
+        init_mod.share_with_service(path)
     load_settings({}, str(path))  # the file we wrote reads back
-    click.echo(f"Settings written to {path}. Start measuring with: probe daemon")
+    click.echo(_("Settings written to {path}.").format(path=path))
+    if service:
+        click.echo(
+            _(
+                "Next, start the service (it reads this file and stores in {db}):\n"
+                "  cp deploy/probe.service /etc/systemd/system/ && systemctl enable --now probe\n"
+                "Then check it with: probe status --db {db}"
+            ).format(db=db)
+        )
+        if token:
+            click.echo(
+                _(
+                    "The service reads the token through its drop-in: "
+                    "deploy/probe.service.d/helper-token.conf (see its first lines)."
+                )
+            )
+    else:
+        start = (
+            "probe daemon"
+            if path == default_config() and not config_path
+            else (f"probe daemon --config {path}")
+        )
+        click.echo(
+            _("Start measuring with: {command} (it stores in {db})").format(command=start, db=db)
+        )
     return 0
 
 
@@ -796,21 +937,25 @@ def wipe(db_path: str | None, config_path: str | None, yes: bool) -> int:
     settings = load_settings({"db": db_path}, config_path)
     found = wiping.plan(settings.db, settings.config)
     for line in found.left:
-        click.echo(f"probe: left {line}", err=True)
+        click.echo(_("probe: left {what}").format(what=line), err=True)
     if found.empty:
-        click.echo(f"nothing to remove (no probe files at {settings.db} or a settings file)")
+        click.echo(
+            _("nothing to remove (no probe files at {db} or a settings file)").format(
+                db=settings.db
+            )
+        )
         return 0
-    click.echo("probe wipe removes, for good:")
+    click.echo(_("probe wipe removes, for good:"))
     for p in found.files:
         click.echo(f"  {p}")
     if not yes:
         if not sys.stdin.isatty():
-            fail("wipe asks in a terminal; pass --yes to remove from a script")
-        if not click.confirm("Remove these files?", default=False):
-            click.echo("Nothing removed.", err=True)
+            fail(_("wipe asks in a terminal; pass --yes to remove from a script"))
+        if not click.confirm(_("Remove these files?"), default=False):
+            click.echo(_("Nothing removed."), err=True)
             return 1
     for p in wiping.remove(found):
-        click.echo(f"removed {p}")
+        click.echo(_("removed {path}").format(path=p))
     return 0
 
 
@@ -823,13 +968,15 @@ _NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors; a command
     may return its own status (``probe status``: 3, 4)."""
+    _use(language())  # for an error before cli() reads --lang
     try:
         code = cli.main(args=argv, prog_name="probe", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("probe: interrupted", err=True)
+        click.echo(_("probe: interrupted"), err=True)
         return 130
     except InputError as exc:
-        click.echo(f"probe: error: {str(exc).replace(chr(10), ' ')}", err=True)
+        message = str(exc).replace("\n", " ")
+        click.echo(_("probe: error: {message}").format(message=message), err=True)
         return 2
     except _NO_ARGS_IS_HELP as exc:
         # Bare "probe", "probe targets", "probe helper": their help, as --help prints it. A
@@ -838,15 +985,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except click.ClickException as exc:
         message = exc.format_message().replace("\n", " ")
-        click.echo(f"probe: error: {message}", err=True)
+        click.echo(_("probe: error: {message}").format(message=message), err=True)
         return 2 if isinstance(exc, UsageInputError | click.UsageError) else exc.exit_code
     except KeyboardInterrupt:
-        click.echo("probe: interrupted", err=True)
+        click.echo(_("probe: interrupted"), err=True)
         return 130
     except Exception as exc:  # an internal error: say so plainly
         if os.environ.get("PROBE_DEBUG"):
             raise
-        click.echo(f"probe: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(
+            _("probe: internal error: {kind}: {message}").format(
+                kind=type(exc).__name__, message=exc
+            ),
+            err=True,
+        )
         return 1
     return code if isinstance(code, int) else 0
 

@@ -67,11 +67,12 @@ import msgspec
 
 from probe.addr import ipv4_inside
 from probe.model import HTTPTransaction, Observations
+from probe.words import N_
 
 SCRUBBED = "[scrubbed]"
 # One line for the volunteer (probe run, probe status, the daemon's log) when a round could not
 # learn the public address (no STUN server, no "what is my address" resolver, no helper answered).
-UNKNOWN_ADDRESS_NOTE = (
+UNKNOWN_ADDRESS_NOTE = N_(  # translated where shown (probe.words)
     "your public address could not be learned (no STUN server, resolver or helper answered): "
     "every address literal in pages that may be public was masked"
 )

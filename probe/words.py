@@ -7,9 +7,13 @@ Raspberry Pi must install). :func:`translator` gives a language's ``gettext`` an
 (plural forms by the catalog's own ``Plural-Forms``: English two, Vietnamese one); a language
 without a catalog raises ValueError, and a catalog that is missing from the package raises
 OSError rather than falling back to English unnoticed. :func:`language` reads the language from
-the environment (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``, as gettext does). Modules
+the environment (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``, as gettext does); the
+CLI's global ``--lang`` (``probe --lang vi status``) overrides it, and the CLI tells each library
+function its language as a ``lang`` argument (no process-wide state below the CLI). Modules
 keep English only, marked for extraction: ``N_("...")`` where a message is defined and
-translated later, or a call of ``gettext``/``ngettext`` where it is shown. Placeholders are
+translated later, or a call of ``_``/``gettext``/``ngettext`` where it is shown (Babel's
+default keywords: an alias of another name is not extracted). Wherever a count is shown, it goes
+through ``ngettext`` ("1 measurement", "2 measurements"; one form in Vietnamese). Placeholders are
 named ``{}`` fields (str.format), so a translation may put them in another order.
 
 Workflow (Babel, a test dependency only; the mapping is ``babel.cfg``)::

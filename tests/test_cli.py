@@ -166,7 +166,7 @@ controls:
         capsys,
     )
     assert code == 0, err
-    assert err.count("probe: offline: none of the 1 controls loaded (c1: connection_refused)") == 1
+    assert err.count("probe: offline: the control did not load (c1: connection_refused)") == 1
     code, out, _ = run_cli(["export", "--db", str(db)], capsys)
     recs = {r["target"]: r for r in map(json.loads, out.splitlines())}
     rec = recs["blocked"]

@@ -60,12 +60,26 @@ from probe.daemon.systemd import sd_notify, watchdog_period
 from probe.errors import InputError, StoreError
 from probe.model import DISCOVERY_BYTES, Measurement, Network, ObjectChoice, ThroughputRecord
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
-from probe.round import RoundResult, RoundSetup, prepare, run_once
+from probe.round import RoundResult, RoundSetup, offline_reason, prepare, run_once
 from probe.round import budget as budget_mod
 from probe.store import RoundRecord, Store
 from probe.timeutil import day_start, from_stored, iso, month_start, utc_now
+from probe.words import translator
 
 log = logging.getLogger("probe.daemon")
+
+# The language of the log's messages (the JSON fields stay as they are): run()'s ``lang``.
+_lang = "en"
+_tr = translator(_lang)
+
+
+def _(message: str) -> str:
+    return _tr.gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return _tr.ngettext(singular, plural, n)
+
 
 HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog asks)
 ROW_EVERY = 60.0  # seconds between writes of the daemon row when nothing changed
@@ -284,10 +298,10 @@ class Daemon:
         """Record and log a change of the budget's verdict on ``kind``; True if it may run."""
         if why is None:
             if self.paused.pop(kind, None) is not None:
-                log.info("budget: %s rounds resume", kind)
+                log.info(_("budget: %s rounds resume"), _(kind))
             return True
         if self.paused.get(kind) is None:
-            log.warning("budget: %s rounds stop (%s)", kind, why)
+            log.warning(_("budget: %s rounds stop (%s)"), _(kind), why)
         self.paused[kind] = why
         now = utc_now()
         self.store.save_round(
@@ -371,20 +385,30 @@ class Daemon:
             "public_address": ",".join(result.address_known_by) or "unknown",
             "next_gap_factor": self.factor(),
         }
+        counts = ", ".join(
+            (
+                ngettext("{n} target", "{n} targets", len(targets)).format(n=len(targets)),
+                ngettext("{n} anomaly", "{n} anomalies", anomalies).format(n=anomalies),
+                ngettext("{n} byte", "{n} bytes", result.bytes_used).format(n=result.bytes_used),
+            )
+        )
         log.log(
             logging.WARNING if offline else logging.INFO,
-            "round %s %s: %d targets, %d anomalies, %d bytes, %.1f s%s",
+            "round %s %s: %s, %.1f s%s",
             result.id[:8],
-            kind,
-            len(targets),
-            anomalies,
-            result.bytes_used,
+            _(kind),
+            counts,
             fields["duration"],
-            f", OFFLINE (gaps x{self.factor():g})" if offline else "",
+            _(", OFFLINE (gaps x{factor})").format(factor=f"{self.factor():g}") if offline else "",
             extra={"fields": fields},
         )
+        if offline:  # one line, as `probe run` says it: why, and what to check
+            done = [m for m in result.rows if m.is_control]
+            reason = offline_reason(done, lang=_lang) if done else result.offline_reason
+            if reason:
+                log.warning("round %s: %s", result.id[:8], reason)
         if not result.address_known_by:
-            log.warning("round %s: %s", result.id[:8], UNKNOWN_ADDRESS_NOTE)
+            log.warning("round %s: %s", result.id[:8], _(UNKNOWN_ADDRESS_NOTE))
 
     async def job(self, kind: str) -> None:
         """One scheduled round of ``kind``, paused while it runs (so a gap starts at its end)."""
@@ -406,8 +430,8 @@ class Daemon:
                     self.failed_rounds += 1
                     self.state = "database error"
                     log.error(
-                        "%s round: database error (%s); retrying in about %.0f s",
-                        kind,
+                        _("%s round: database error (%s); retrying in about %.0f s"),
+                        _(kind),
                         exc,
                         self.page_mean(),
                     )
@@ -456,18 +480,21 @@ class Daemon:
             settings = resolve(self.flags, config=self.config)
             setup = prepare(settings)
         except InputError as exc:
-            log.error("reload rejected, keeping the old settings: %s", exc)
+            log.error(_("reload rejected, keeping the old settings: %s"), exc)
             return
         if settings.db != self.settings.db:
-            log.warning("reload: a new database needs a restart; still using %s", self.store.path)
+            log.warning(
+                _("reload: a new database needs a restart; still using %s"), self.store.path
+            )
             settings = replace(settings, db=self.settings.db)
             setup = replace(setup, settings=settings)
         self.settings, self.setup = settings, setup
         self._sync_throughput_job()
+        n, c = len(setup.targets.targets), len(setup.targets.controls)
         log.info(
-            "reloaded: %d targets, %d controls, rounds every %.0f s on average",
-            len(setup.targets.targets),
-            len(setup.targets.controls),
+            _("reloaded: %s, %s, rounds every %.0f s on average"),
+            ngettext("{n} target", "{n} targets", n).format(n=n),
+            ngettext("{n} control", "{n} controls", c).format(n=c),
             self.page_mean(),
         )
         self.beat()
@@ -489,7 +516,7 @@ class Daemon:
     def stop(self, signame: str) -> None:
         if self.stopping.is_set():
             return
-        log.info("%s: stopping", signame)
+        log.info(_("%s: stopping"), signame)
         sd_notify("STOPPING=1")
         self.stopping.set()
         if self.current is not None:
@@ -523,15 +550,15 @@ class Daemon:
         self.state = "idle"
         self.beat()
         sd_notify(f"READY=1\nSTATUS=measuring {len(self.setup.targets.targets)} targets")
+        n, c = len(self.setup.targets.targets), len(self.setup.targets.controls)
         log.info(
-            "daemon started (PID %d): %s, %d targets, %d controls, rounds every %.0f s on "
-            "average%s",
+            _("daemon started (PID %d): %s, %s, %s, rounds every %.0f s on average%s"),
             os.getpid(),
             self.store.path,
-            len(self.setup.targets.targets),
-            len(self.setup.targets.controls),
+            ngettext("{n} target", "{n} targets", n).format(n=n),
+            ngettext("{n} control", "{n} controls", c).format(n=c),
             self.page_mean(),
-            ", throughput tests" if self.wants_throughput() else "",
+            _(", throughput tests") if self.wants_throughput() else "",
         )
         await self.stopping.wait()
         self.sched.shutdown(wait=False)
@@ -545,15 +572,30 @@ class Daemon:
             self.beat()
             self.store.save_daemon({"stopped_at": utc_now(), "state": "stopped"})
         except sqlite3.DatabaseError as exc:
-            log.error("%s: cannot record the stop (%s)", self.store.path, exc)
+            log.error(_("%s: cannot record the stop (%s)"), self.store.path, exc)
         if self.store.pending:
-            log.error("%d measurements could not be written and are lost", len(self.store.pending))
-        log.info("stopped")
+            lost = len(self.store.pending)
+            log.error(
+                ngettext(
+                    "{n} measurement could not be written and is lost",
+                    "{n} measurements could not be written and are lost",
+                    lost,
+                ).format(n=lost)
+            )
+        log.info(_("stopped"))
         return 0
 
 
-def run(flags: Mapping[str, Any], config: str | None, *, rng: random.Random | None = None) -> int:
-    """The daemon's whole life; the exit status."""
+def run(
+    flags: Mapping[str, Any],
+    config: str | None,
+    *,
+    rng: random.Random | None = None,
+    lang: str = "en",
+) -> int:
+    """The daemon's whole life; the exit status. Its log speaks ``lang``."""
+    global _tr, _lang
+    _tr, _lang = translator(lang), lang
     settings = resolve(flags, config=config)
     setup_logging(settings.log_format)
     setup = prepare(settings)
@@ -562,7 +604,13 @@ def run(flags: Mapping[str, Any], config: str | None, *, rng: random.Random | No
         store = Store.open(settings.db)
         closed = store.close_unfinished_rounds(pid_alive, "left open by a crash or a kill")
         if closed:
-            log.warning("%d unfinished rounds closed and marked interrupted", closed)
+            log.warning(
+                ngettext(
+                    "{n} unfinished round closed and marked interrupted",
+                    "{n} unfinished rounds closed and marked interrupted",
+                    closed,
+                ).format(n=closed)
+            )
         return asyncio.run(Daemon(flags, config, settings, setup, store, rng=rng).main())
     finally:
         lock.release()

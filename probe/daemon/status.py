@@ -7,13 +7,15 @@ and in total, data used today and this month against the caps, open throttling e
 with an anomaly in the last 24 hours, and a health verdict with its exit status: 0 healthy,
 3 not running, 4 running but its last round is older than twice its (current) interval and
 the round it planned is overdue (gaps are random and may exceed twice the interval: a daemon
-waiting for a round it planned is not late).
-``render(doc)`` turns it into the lines a person reads.
+waiting for a round it planned is not late), 5 running but offline: its last round of pages
+found this machine offline (no control loaded), so nothing it measures now can be judged.
+``render(doc, lang=, tz=)`` turns it into the lines a person reads, in ``lang``, with each time
+in the local time zone ``tz`` (default: this machine's) beside UTC and missing caps in words.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from probe import words as verdicts
@@ -22,8 +24,13 @@ from probe.daemon.lock import holder
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.store import ANOMALY, Store
 from probe.timeutil import day_start, from_stored, iso, month_start
+from probe.words import N_, translator
 
-HEALTHY, NOT_RUNNING, LATE = 0, 3, 4
+HEALTHY, NOT_RUNNING, LATE, OFFLINE = 0, 3, 4, 5
+HEALTH_HEALTHY = N_("healthy")
+HEALTH_NOT_RUNNING = N_("not running")
+HEALTH_LATE = N_("late: no round for over twice the interval")
+HEALTH_OFFLINE = N_("offline: the last round found no network (no control site loaded)")
 GRACE = 60.0  # seconds a planned round may start late (a busy machine, a slow database)
 
 
@@ -63,15 +70,19 @@ def status(store: Store, now: datetime | None = None) -> dict[str, Any]:
     ]
     running = pid is not None
     interval = (d.get("interval") or 0) * (d.get("backoff") or 1)
-    health, code = "healthy", HEALTHY
+    health, code = HEALTH_HEALTHY, HEALTHY
     if not running:
-        health, code = "not running", NOT_RUNNING
+        health, code = HEALTH_NOT_RUNNING, NOT_RUNNING
+    elif last_pages is not None and (
+        last_pages.get("status") == "offline" or last_pages.get("network_ok") == 0
+    ):
+        health, code = HEALTH_OFFLINE, OFFLINE
     elif interval > 0:
         ref = last_pages["started_at"] if last_pages else d.get("started_at")
         planned = d.get("next_pages_at")
         overdue = planned is None or (now - from_stored(planned)).total_seconds() > GRACE
         if ref and (now - from_stored(ref)).total_seconds() > 2 * interval and overdue:
-            health, code = "late: no round for over twice the interval", LATE
+            health, code = HEALTH_LATE, LATE
     return {
         "db": store.path,
         "running": running,
@@ -111,47 +122,128 @@ def _anomalies(store: Store, round_id: str) -> int:
     return int(next(iter(rows))["n"])
 
 
-def _mb(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.1f} MB"
+def _local(stamp: str | None, tz: tzinfo | None) -> str:
+    """A stored UTC time as the volunteer reads it: local time, then UTC."""
+    if not stamp:
+        return "-"
+    try:
+        t = from_stored(stamp)
+    except ValueError:
+        return stamp
+    return f"{t.astimezone(tz):%Y-%m-%d %H:%M} ({t.astimezone(UTC):%H:%M} UTC)"
 
 
-def render(doc: dict[str, Any]) -> list[str]:
+def render(doc: dict[str, Any], *, lang: str = "en", tz: tzinfo | None = None) -> list[str]:
+    """The lines a person reads, in ``lang``; times in ``tz`` (None: this machine's zone)."""
+    tr = translator(lang)
+    _, ngettext = tr.gettext, tr.ngettext
+
+    def at(stamp: str | None) -> str:
+        return _local(stamp, tz)
+
+    def mb(n: int | None) -> str:
+        return "-" if n is None else f"{n / 1e6:.1f} MB"
+
+    def cap(n: int | None, none: str) -> str:
+        return none if n is None else _("cap {size}").format(size=mb(n))
+
     lines = []
     if doc["running"]:
-        lines.append(f"daemon     running (PID {doc['pid']}) since {doc['since']}: {doc['state']}")
         lines.append(
-            f"next round {doc['next_round'] or '-'}"
-            + (f" (throughput {doc['next_throughput']})" if doc["next_throughput"] else "")
-            + (f", gaps x{doc['backoff']:g} (backing off)" if (doc["backoff"] or 1) > 1 else "")
+            _("daemon     running (PID {pid}) since {since}: {state}").format(
+                pid=doc["pid"],
+                since=at(doc["since"]),
+                state=_(doc["state"]) if doc["state"] else "-",
+            )
         )
+        line = _("next round {at}").format(at=at(doc["next_round"]))
+        if doc["next_throughput"]:
+            line += _(" (throughput {at})").format(at=at(doc["next_throughput"]))
+        if (doc["backoff"] or 1) > 1:
+            line += _(", gaps x{factor} (backing off)").format(factor=f"{doc['backoff']:g}")
+        lines.append(line)
+    elif doc["stopped_at"]:
+        lines.append(_("daemon     not running (stopped {at})").format(at=at(doc["stopped_at"])))
     else:
-        stopped = f" (stopped {doc['stopped_at']})" if doc["stopped_at"] else ""
-        lines.append(f"daemon     not running{stopped}")
+        lines.append(_("daemon     not running"))
     if doc["last_error"]:
-        lines.append(f"error      {doc['last_error']}")
+        lines.append(_("error      {error}").format(error=doc["last_error"]))
     r = doc["last_round"]
     if r is None:
-        lines.append("last round none yet")
+        lines.append(_("last round none yet"))
     else:
+        counts = ", ".join(
+            (
+                ngettext("{n} measurement", "{n} measurements", r["targets"]).format(
+                    n=r["targets"]
+                ),
+                ngettext("{n} anomaly", "{n} anomalies", r["anomalies"]).format(n=r["anomalies"]),
+                mb(r["bytes_used"]),
+            )
+        )
         lines.append(
-            f"last round {r['started_at']} ({r['kind']}, {r['status'] or 'unfinished'}): "
-            f"{r['targets']} measurements, {r['anomalies']} anomalies, {_mb(r['bytes_used'])}"
+            _("last round {at} ({kind}, {status}): {counts}").format(
+                at=at(r["started_at"]),
+                kind=_(r["kind"]),
+                status=_(r["status"] or "unfinished"),
+                counts=counts,
+            )
             + (f" - {r['note']}" if r["note"] else "")
         )
         if r.get("public_address") == "unknown":
-            lines.append(f"privacy    {UNKNOWN_ADDRESS_NOTE}")
+            lines.append(_("privacy    {note}").format(note=_(UNKNOWN_ADDRESS_NOTE)))
     m, data = doc["measurements"], doc["data"]
-    lines.append(f"measured   {m['today']} today, {m['total']} in total")
+    lines.append(_("measured   {today} today, {total} in total").format(**m))
     lines.append(
-        f"data       {_mb(data['today'])} today (cap {_mb(data['max_per_day'])}), "
-        f"{_mb(data['month'])} this month (cap {_mb(data['max_per_month'])})"
+        _("data       {today} today ({day_cap}), {month} this month ({month_cap})").format(
+            today=mb(data["today"]),
+            day_cap=cap(data["max_per_day"], _("no daily cap")),
+            month=mb(data["month"]),
+            month_cap=cap(data["max_per_month"], _("no monthly cap")),
+        )
     )
     events = doc["throttling_events"]
-    lines.append(f"throttling {len(events)} open events")
+    lines.append(
+        ngettext("throttling {n} open event", "throttling {n} open events", len(events)).format(
+            n=len(events)
+        )
+    )
     for e in events:
-        lines.append(f"  {e['target']} since {e['opened_at']} ({e['label'] or 'unlabelled'})")
-    lines.append(f"anomalies  {len(doc['anomalous_24h'])} targets in the last 24 h")
+        lines.append(
+            _("  {target} since {at} ({label})").format(
+                target=e["target"], at=at(e["opened_at"]), label=e["label"] or _("unlabelled")
+            )
+        )
+    n = len(doc["anomalous_24h"])
+    lines.append(
+        ngettext(
+            "anomalies  {n} target in the last 24 h", "anomalies  {n} targets in the last 24 h", n
+        ).format(n=n)
+    )
     for a in doc["anomalous_24h"]:
-        lines.append(f"  {a['target']}: {a['verdict']} (last {a['at']})")
-    lines.append(f"health     {doc['health']}")
+        lines.append(
+            _("  {target}: {verdict} (last {at})").format(
+                target=a["target"], verdict=_(a["verdict"]), at=at(a["at"])
+            )
+        )
+    lines.append(_("health     {health}").format(health=_(doc["health"])))
     return lines
+
+
+# Words the status shows from stored values (the daemon's state, a round's kind and status).
+STORED_WORDS = (
+    N_("idle"),
+    N_("offline"),
+    N_("database error"),
+    N_("paused (budget)"),
+    N_("stopped"),
+    N_("measuring (pages)"),
+    N_("measuring (throughput)"),
+    N_("pages"),
+    N_("throughput"),
+    N_("run"),
+    N_("ok"),
+    N_("budget"),
+    N_("interrupted"),
+    N_("unfinished"),
+)

@@ -11,13 +11,16 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from probe import words as verdicts
+from probe.words import N_, translator
+
+COLUMNS = (N_("target"), N_("verdict"), N_("step"), N_("failure"), N_("rule"))
 
 
 class Progress:
-    def __init__(self, total: int, *, enabled: bool = True) -> None:
+    def __init__(self, total: int, *, enabled: bool = True, lang: str = "en") -> None:
         self._enabled = enabled
         self._bar = RichProgress(
-            TextColumn("[bold]measuring"),
+            TextColumn("[bold]" + translator(lang).gettext("measuring")),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -42,20 +45,26 @@ class Progress:
             self._bar.stop()
 
 
-def summary(result: Any) -> None:
+def summary(result: Any, *, lang: str = "en") -> None:
     """The round's kept rows (controls and blocked targets first), then counts for the rest."""
-    table = Table(
-        title=f"round {result.id[:8]}: network "
-        f"{'ok' if result.network_ok else 'OFFLINE' if result.network_ok is False else '?'}"
+    tr = translator(lang)
+    _ = tr.gettext
+    network = (
+        _("network ok")
+        if result.network_ok
+        else _("network OFFLINE")
+        if result.network_ok is False
+        else _("network ?")
     )
-    for col in ("target", "verdict", "step", "failure", "rule"):
-        table.add_column(col, no_wrap=col == "verdict")  # a verdict is read whole
+    table = Table(title=_("round {id}: {network}").format(id=result.id[:8], network=network))
+    for col in COLUMNS:
+        table.add_column(_(col), no_wrap=col == "verdict")  # a verdict is read whole
     for m in sorted(result.rows, key=lambda m: (not m.is_control, m.target)):
         v = m.verdict
-        name = f"{m.target} (control)" if m.is_control else m.target
+        name = _("{target} (control)").format(target=m.target) if m.is_control else m.target
         table.add_row(
             name,
-            verdicts.of(v),
+            verdicts.of(v, lang=lang),
             v.failing_step or "",
             v.failure or "",
             v.rule_id,
@@ -64,6 +73,12 @@ def summary(result: Any) -> None:
     console.print(table)
     if result.count > len(result.rows):
         counts = ", ".join(
-            f"{n} {verdicts.words(b, a)}" for (b, a), n in result.verdicts.most_common()
+            f"{n} {verdicts.words(b, a, lang=lang)}" for (b, a), n in result.verdicts.most_common()
         )
-        console.print(f"{result.count} measurements in all: {counts}")
+        console.print(
+            tr.ngettext(
+                "{n} measurement in all: {counts}",
+                "{n} measurements in all: {counts}",
+                result.count,
+            ).format(n=result.count, counts=counts)
+        )

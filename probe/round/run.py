@@ -38,6 +38,7 @@ from probe.privacy import Recogniser, Scrubber
 from probe.round.target import internal_error, is_internal_error, measure_target
 from probe.round.throughput import Pending, ThroughputOptions, control_object, run_tests
 from probe.timeutil import utc_now
+from probe.words import translator
 
 SUMMARY_ROWS = 100  # rows a round keeps for its summary, whatever its number of targets
 
@@ -254,15 +255,21 @@ async def _pool(
         raise group.exceptions[0] from None
 
 
-def offline_reason(controls: Sequence[Measurement]) -> str:
-    """One line: why the round is offline, and what the volunteer can check."""
+def offline_reason(controls: Sequence[Measurement], *, lang: str = "en") -> str:
+    """One line, in ``lang``: why the round is offline, and what the volunteer can check."""
+    tr = translator(lang)
+    no_page = tr.gettext("no page")
     how = ", ".join(
-        f"{m.target}: {m.verdict.failure or 'no page'}" for m in sorted(controls, key=_name)
+        f"{m.target}: {m.verdict.failure or no_page}" for m in sorted(controls, key=_name)
     )
-    return (
-        f"offline: none of the {len(controls)} controls loaded ({how}); no target was judged. "
-        "Check that this machine is online and that its resolver answers."
-    )
+    n = len(controls)
+    return tr.ngettext(
+        "offline: the control did not load ({how}); no target was judged. Check that this "
+        "machine is online and that its resolver answers.",
+        "offline: none of the {n} controls loaded ({how}); no target was judged. Check that "
+        "this machine is online and that its resolver answers.",
+        n,
+    ).format(n=n, how=how)
 
 
 def _name(m: Measurement) -> str:

@@ -85,8 +85,8 @@ def _world_args(world: World, targets: Path) -> list[str]:
 def test_status_when_not_running_healthy_and_late(
     measured: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli(["status", "--db", str(measured.with_name("none.db"))], capsys)
-    assert code == 3 and "no database at" in out
+    code, _, err = run_cli(["status", "--db", str(measured.with_name("none.db"))], capsys)
+    assert code == 2 and "no such file" in err  # a --db given by hand: a typo
     code, out, _ = run_cli(["status", "--db", str(measured)], capsys)
     assert code == 3 and "not running" in out and "measured   4 today, 4 in total" in out
     code, out, _ = run_cli(["status", "--db", str(measured), "--json"], capsys)
