@@ -1131,7 +1131,10 @@ def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None
 @db_option
 @click.option("-o", "--output", required=True, metavar="FILE", help="The HTML file to write.")
 @click.option(
-    "--lang", type=click.Choice(["en", "vi"]), default="en", show_default=True, help="Labels."
+    "--lang",
+    type=click.Choice(["en", "vi"]),
+    default=None,
+    help="Labels (default: probe --lang, else LANG and the like).",
 )
 @click.option("--png", "png_dir", metavar="DIR", help="Also write each plot as a PNG here.")
 @filter_options
@@ -1139,7 +1142,7 @@ def report(
     db_path: str | None,
     config_path: str | None,
     output: str,
-    lang: str,
+    lang: str | None,
     png_dir: str | None,
     **flags: Any,
 ) -> None:
@@ -1154,7 +1157,7 @@ def report(
 
     f = _row_filter(flags)
     store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
-    summary = write_report(store, f, output, lang=lang, png_dir=png_dir)
+    summary = write_report(store, f, output, lang=lang or _lang, png_dir=png_dir)
     click.echo(summary, err=True)
 
 

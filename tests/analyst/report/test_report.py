@@ -228,3 +228,25 @@ def test_a_skipped_throughput_test_is_no_ratio_not_a_crash(
     code, _, err = _run(["report", "--db", str(db), "-o", str(out)], capsys)
     assert code == 0, err
     assert "2 measurements" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--lang", "vi", "report"], {}), (["report"], {"LANG": "vi_VN.UTF-8", "LANGUAGE": ""})],
+    ids=["global-lang", "LANG"],
+)
+def test_the_report_follows_the_invocations_language(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]
+) -> None:
+    """``probe --lang vi report`` (or LANG=vi_VN.UTF-8) writes the Vietnamese report, as every
+    other command speaks Vietnamese then; ``report --lang en`` still wins."""
+    for k in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    db = report_fleet(tmp_path / "fleet.db")
+    out = tmp_path / "r.html"
+    assert main([*args, "--db", str(db), "-o", str(out)]) == 0
+    assert 'lang="vi"' in out.read_text()
+    assert main([*args, "--db", str(db), "-o", str(out), "--lang", "en"]) == 0
+    assert 'lang="en"' in out.read_text()
