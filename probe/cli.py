@@ -881,35 +881,41 @@ def prune(
     import time
     from datetime import UTC, datetime, timedelta
 
-    from probe.config.parse import parse_age
+    from probe.config.parse import AgeError, parse_age
     from probe.timeutil import iso
 
     try:
         seconds = parse_age(older_than)
-    except ValueError as exc:
-        fail(f"--older-than: {exc}")
+    except AgeError as exc:
+        fail("--older-than: " + _(exc.template).format(**exc.fields))
     before = iso(datetime.now(UTC) - timedelta(seconds=seconds))
     store = _open_store(resolve_db(db_path, config_path), create=False)
     planned = store.prune_counts(before, keep_anomalies=keep_anomalies)
 
     def said(counts: dict[str, int]) -> str:
-        return (
-            f"{counts['measurements']} measurements, {counts['rounds']} rounds and "
-            f"{counts['bodies']} bodies started before {before}"
+        return _("{measurements}, {rounds} and {bodies} started before {before}").format(
+            measurements=ngettext(
+                "{n} measurement", "{n} measurements", counts["measurements"]
+            ).format(n=counts["measurements"]),
+            rounds=ngettext("{n} round", "{n} rounds", counts["rounds"]).format(n=counts["rounds"]),
+            bodies=ngettext("{n} body", "{n} bodies", counts["bodies"]).format(n=counts["bodies"]),
+            before=before,
         )
 
     if dry_run:
-        click.echo(f"dry run: would delete {said(planned)}")
+        click.echo(_("dry run: would delete {what}").format(what=said(planned)))
         return 0
     if not yes:
         if not sys.stdin.isatty():
             fail(
-                "prune asks in a terminal; pass --yes to delete from a script "
-                "(--dry-run shows what would go)"
+                _(
+                    "prune asks in a terminal; pass --yes to delete from a script "
+                    "(--dry-run shows what would go)"
+                )
             )
-        click.echo(f"probe prune would delete {said(planned)}, for good")
-        if any(planned.values()) and not click.confirm("Delete them?", default=False):
-            click.echo("Nothing deleted.", err=True)
+        click.echo(_("probe prune would delete {what}, for good").format(what=said(planned)))
+        if any(planned.values()) and not click.confirm(_("Delete them?"), default=False):
+            click.echo(_("Nothing deleted."), err=True)
             return 1
     counts = {"measurements": 0, "rounds": 0, "bodies": 0}
     for what, n in store.prune(before, keep_anomalies=keep_anomalies):
@@ -917,7 +923,8 @@ def prune(
         time.sleep(0.02)  # let a daemon's write in between two batches
     if vacuum:
         store.vacuum()
-    click.echo(f"deleted {said(counts)}" + (", vacuumed" if vacuum else ""))
+    done = _("deleted {what}").format(what=said(counts))
+    click.echo(done + (_(", vacuumed") if vacuum else ""))
     return 0
 
 

@@ -100,8 +100,13 @@ def test_dry_run_counts_what_a_prune_then_deletes_and_deletes_nothing(
     rounds = 0 if keep else 1
     assert gone["measurements"] == measurements and gone["rounds"] == rounds
     assert gone["bodies"] > 0 or keep  # the kept blockpage measurement names both bodies
+
+    def many(n: int, one: str, more: str) -> str:
+        return f"{n} {one if n == 1 else more}"
+
     expected = (
-        f"{gone['measurements']} measurements, {gone['rounds']} rounds and {gone['bodies']} bodies"
+        f"{many(gone['measurements'], 'measurement', 'measurements')}, "
+        f"{many(gone['rounds'], 'round', 'rounds')} and {many(gone['bodies'], 'body', 'bodies')}"
     )
     assert f"dry run: would delete {expected} started before" in out, out
     assert done.startswith(f"deleted {expected} started before"), done
@@ -178,11 +183,11 @@ def _in_a_terminal(args: list[str], answer: bytes) -> str:
 def test_a_terminal_is_asked_first(aged: Path) -> None:
     before = _counts(aged)
     screen = _in_a_terminal(["prune", "--db", str(aged), "--older-than", "180d"], b"n\n")
-    assert "would delete 3 measurements, 1 rounds and" in screen, screen
+    assert "would delete 3 measurements, 1 round and" in screen, screen
     assert "Delete them?" in screen and "Nothing deleted." in screen, screen
     assert _counts(aged) == before
     screen = _in_a_terminal(["prune", "--db", str(aged), "--older-than", "180d"], b"y\n")
-    assert "deleted 3 measurements, 1 rounds" in screen, screen
+    assert "deleted 3 measurements, 1 round" in screen, screen
     assert _counts(aged)["measurements"] == 0
 
 
@@ -245,3 +250,26 @@ def test_parse_age_refuses_a_century_and_more() -> None:
     for text in ("101y", "36501d", "99999999999999999999d"):
         with pytest.raises(ValueError, match="at most"):
             parse_age(text)
+
+
+def test_prune_speaks_the_volunteers_language_with_its_plurals(
+    aged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The round stored 1 round: English says "1 round" (not "1 rounds"); with --lang vi the
+    dry run, the refusal and the age error are Vietnamese."""
+    code, out, err = run_fresh(
+        ["prune", "--db", str(aged), "--older-than", "180d", "--dry-run"], capsys
+    )
+    assert code == 0, err
+    assert "3 measurements, 1 round and " in out, out
+    code, out, err = run_fresh(
+        ["--lang", "vi", "prune", "--db", str(aged), "--older-than", "180d", "--dry-run"], capsys
+    )
+    assert code == 0, err
+    assert out.startswith("chạy thử: sẽ xóa 3 phép đo, 1 vòng đo và ") and "bắt đầu trước" in out, (
+        out
+    )
+    code, _, err = run_fresh(
+        ["--lang", "vi", "prune", "--db", str(aged), "--older-than", "180"], capsys
+    )
+    assert code == 2 and "không có đơn vị" in err, err

@@ -141,7 +141,7 @@ def test_prune_deletes_old_measurements_and_orphaned_bodies(
     code, out, _ = run_cli(
         ["prune", "--db", str(measured), "--older-than", "26w", "--vacuum", "--yes"], capsys
     )
-    assert code == 0 and "deleted 1 measurements, 1 rounds" in out and "vacuumed" in out
+    assert code == 0 and "deleted 1 measurement, 1 round" in out and "vacuumed" in out
     assert store.db.table("bodies").count == 0
     assert next(iter(store.db.query("PRAGMA integrity_check")))["integrity_check"] == "ok"
     code, _, err = run_cli(["prune", "--db", str(measured), "--older-than", "soon"], capsys)
