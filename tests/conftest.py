@@ -4,6 +4,7 @@ rounds, Hypothesis kept outside the checkout, and a failure when a test writes i
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,23 @@ import pytest
 from tests.paths import REPO
 from tests.servers.edge import Edges, make_edges
 from tests.world import World, make_world
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_caches() -> None:
+    """Under mutmut (bench/mutation.py), every memoised function of the probe starts empty: a
+    cache filled before the mutant was switched on (mutmut forks a process that already ran
+    the code) answers with the original's results, and the mutants of probe.privacy's
+    lru_cache'd builders (_finder's _wrapped, _dotted, _literals ...) all "survived" though a
+    fresh process kills them."""
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    for name, module in list(sys.modules.items()):
+        if name == "probe" or name.startswith("probe."):
+            for value in list(vars(module).values()):
+                clear = getattr(value, "cache_clear", None)
+                if callable(clear):
+                    clear()
 
 
 @pytest.fixture(scope="session", autouse=True)
