@@ -734,3 +734,9 @@ def test_a_longer_look_alike_in_any_plain_rendering_is_kept(case: tuple[Address,
     ip, text = case
     assert Scrubber([str(ip)]).text(text) == text
     assert Scrubber(recognisers=[lambda x: x == ip]).text(text) == text
+
+
+def test_a_candidate_a_reading_would_lengthen_is_still_claimed() -> None:
+    """Read with its entities decoded, 203.0.113.7&#49; is 203.0.113.71: the text as it is
+    still holds the volunteer's 203.0.113.7, and the recogniser is asked about both."""
+    assert _claims(V4).text(f"{V4}&#49;") == f"{SCRUBBED}&#49;"
