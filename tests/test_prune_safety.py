@@ -5,12 +5,6 @@ world, aged by rewriting its start times; the terminal is a real pseudo-terminal
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,8 +14,8 @@ from hypothesis import strategies as st
 
 from probe.store import Store
 from probe.timeutil import iso
-from tests.paths import REPO
 from tests.runs import run_args, run_fresh
+from tests.terminal import in_a_terminal
 from tests.world import World
 
 DAY = 86400
@@ -143,41 +137,8 @@ def test_without_a_terminal_prune_needs_yes(aged: Path, capsys: pytest.CaptureFi
 
 
 def _in_a_terminal(args: list[str], answer: bytes) -> str:
-    """``python -m probe ARGS`` with a pseudo-terminal for stdin and stdout: ``answer`` is
-    typed once the question is on the screen; the whole screen is returned."""
-    main_fd, child_fd = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probe", *args],
-        stdin=child_fd,
-        stdout=child_fd,
-        stderr=child_fd,
-        cwd=REPO,
-        close_fds=True,
-    )
-    os.close(child_fd)
-    screen, deadline, typed = b"", time.monotonic() + 60, False
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([main_fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(main_fd, 4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                screen += chunk
-            if not typed and b"[y/N]" in screen:
-                os.write(main_fd, answer)
-                typed = True
-            if proc.poll() is not None and not ready:
-                break
-        assert proc.wait(timeout=30) is not None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(main_fd)
-    return screen.decode("utf-8", "replace")
+    """The whole screen of ``probe ARGS`` in a terminal, ``answer`` typed at the question."""
+    return in_a_terminal(args, [(b"[y/N]", answer)])[1]
 
 
 def test_a_terminal_is_asked_first(aged: Path) -> None:

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import stat
-import subprocess
-import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -22,6 +17,7 @@ from probe.config import init as init_mod
 from probe.config.settings import resolve
 from tests.paths import REPO
 from tests.runs import run_fresh
+from tests.terminal import in_a_terminal
 
 TOKEN = "s3cret-token-XYZ"
 
@@ -29,37 +25,7 @@ TOKEN = "s3cret-token-XYZ"
 def _in_a_terminal(
     args: list[str], script: list[tuple[bytes, bytes]], env: dict[str, str]
 ) -> tuple[int, str]:
-    """Run probe on a pseudo-terminal; answer each prompt (seen text -> answer) in turn."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probe", *args],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        cwd=REPO,
-        env=env,
-    )
-    os.close(follower)
-    seen, step, deadline = b"", 0, time.monotonic() + 60
-    mark = 0
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if step < len(script) and script[step][0] in seen[mark:]:
-            mark = seen.index(script[step][0], mark) + len(script[step][0])
-            os.write(leader, script[step][1])
-            step += 1
-        if proc.poll() is not None and not ready:
-            break
-    os.close(leader)
-    return proc.wait(10), seen.decode(errors="replace")
+    return in_a_terminal(args, script, env)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -12,12 +12,7 @@ pseudo-terminal. Nothing mocked.
 from __future__ import annotations
 
 import os
-import pty
-import select
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +24,7 @@ from probe.cli import main
 from probe.daemon.lock import DaemonLock
 from probe.store import Store
 from tests.dbs import measurement
-from tests.paths import REPO
+from tests.terminal import in_a_terminal
 
 
 @pytest.fixture
@@ -156,33 +151,7 @@ def test_the_probe_s_own_platform_folders_go_once_empty(
 
 # -- the question, in a real terminal ---------------------------------------------------------
 def _in_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probe", *args],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        cwd=REPO,
-    )
-    os.close(follower)
-    seen, sent, deadline = b"", False, time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal closed: the process is done
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not sent and b"[y/N]" in seen:
-            os.write(leader, answer)
-            sent = True
-        if proc.poll() is not None and not ready:
-            break
-    os.close(leader)
-    return proc.wait(10), seen.decode(errors="replace")
+    return in_a_terminal(args, [(b"[y/N]", answer)])
 
 
 @pytest.mark.parametrize(("answer", "code", "kept"), [(b"n\n", 1, True), (b"y\n", 0, False)])
