@@ -77,29 +77,39 @@ def server(tmp_path: Path, ports: dict[str, str]) -> Iterator[subprocess.Popen[b
         proc.wait(timeout=10)
 
 
-def test_the_readme_loopback_example_runs_as_written(
-    tmp_path: Path, ports: dict[str, str], server: subprocess.Popen[bytes]
-) -> None:
+def _env() -> dict[str, str]:
+    """The volunteer's environment, with this venv's probe first on PATH and the resolvers
+    (and STUN) pointed at a dead loopback port: the README's run asks nothing beyond loopback."""
     nobody = f"127.0.0.1:{_free_port()}"
-    env = {
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PROBE_RESOLVER": nobody,
         "PROBE_CONTROL_RESOLVER": f"udp://{nobody}",
         "PROBE_STUN_SERVERS": "none",
     }
-    env.pop("PROBE_DB", None)
-    env.pop("PROBE_TARGETS", None)
-    script = _with(ports, block("commands"))
-    assert "--allow-loopback" in script and "--db try.db" in script
-    done = subprocess.run(
+
+
+def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=180,
     )
+
+
+def test_the_readme_loopback_example_runs_as_written(
+    tmp_path: Path, ports: dict[str, str], server: subprocess.Popen[bytes]
+) -> None:
+    env = _env()
+    env.pop("PROBE_DB", None)
+    env.pop("PROBE_TARGETS", None)
+    script = _with(ports, block("commands"))
+    assert "--allow-loopback" in script and "--db try.db" in script
+    done = _bash(script, tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "3 measurements stored in try.db" in done.stderr, done.stderr
     with (tmp_path / "try.csv").open(encoding="utf-8-sig", newline="") as f:
@@ -122,23 +132,9 @@ def test_without_allow_loopback_the_same_file_is_not_dialled(
 ) -> None:
     """The README says loopback is never dialled without the flag: the same round then records
     no connection to the server on this machine."""
-    nobody = f"127.0.0.1:{_free_port()}"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PROBE_RESOLVER": nobody,
-        "PROBE_CONTROL_RESOLVER": f"udp://{nobody}",
-        "PROBE_STUN_SERVERS": "none",
-    }
+    env = _env()
     script = _with(ports, block("commands")).replace(" --allow-loopback", "")
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = _bash(script, tmp_path, env)
     assert done.returncode == 0, done.stderr
     with (tmp_path / "try.csv").open(encoding="utf-8-sig", newline="") as f:
         rows = {r["target"]: r for r in csv.DictReader(f)}
