@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from probe.daemon.status import OFFLINE
 from probe.timeutil import from_stored
 from tests.lab import REPO, Lab, lab_for_tests
 
@@ -271,7 +272,8 @@ def test_link_down_gives_offline_rounds_and_back_off(lab: Lab) -> None:
             offline = [x for x in page_rounds(lines) if x["network"] == "offline"]
             assert [x["next_gap_factor"] for x in offline[:3]] == [2, 4, 8]
             code, doc = d.status(lambda doc: doc["backoff"] == 8)
-            assert code == 0 and doc["backoff"] == 8 and doc["state"] == "offline"
+            # Offline is not healthy (issue 21): its own state and exit status.
+            assert code == OFFLINE and doc["backoff"] == 8 and doc["state"] == "offline"
             assert doc["last_round"]["status"] == "offline"
         n = len(page_rounds(d.lines()))
         lines = d.wait_for(lambda ls: len(page_rounds(ls)) > n, timeout=30)
