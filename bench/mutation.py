@@ -2,7 +2,7 @@
 
     python bench/mutation.py [--modules classify failures measure control privacy]
                              [--budget 3600] [--jobs 2] [--survivors FILE]
-                             [--pytest-arg=--deselect=TEST] [--mutants FILE]
+                             [--pytest-arg=--deselect=TEST] [--mutants FILE] [--keep DIR]
 
 mutmut changes one small thing at a time in the code (a comparison, a constant, a boolean, an
 argument) and runs the tests that reach the changed function; a mutant the tests do not notice
@@ -209,6 +209,11 @@ def main() -> int:
         "(mutmut needs every selected test to pass on the unmutated code)",
     )
     ap.add_argument("--mutants", type=Path, help="check only the mutants named in this file")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="make the scratch copy in this new folder and leave it (mutmut show, partial results)",
+    )
     args = ap.parse_args()
     names = []
     if args.mutants is not None:
@@ -222,7 +227,7 @@ def main() -> int:
         else:
             ap.error(f"--modules: {m!r} is not one of {', '.join(MODULES)} nor probe/...py")
     equiv = equivalents()
-    with scratch_copy("probe-mutation-") as copy:
+    with scratch_copy("probe-mutation-", keep=args.keep) as copy:
         check_imports_copy(copy)
         configure(copy, globs, args.pytest_arg)
         seconds = run_mutmut(copy, args.jobs, args.budget, names)

@@ -2,7 +2,8 @@
 
 Contract: ``scratch_copy()`` yields a temporary directory holding the checkout's working tree
 (uncommitted edits included; no ``.git``, virtualenv, caches or databases) and removes it
-afterwards, so nothing a mutation tool writes or changes ever lands in the checkout.
+afterwards (unless told to keep it in a named new folder, for reading a tool's results later),
+so nothing a mutation tool writes or changes ever lands in the checkout.
 ``pytest_command`` runs the non-lab tests of that copy with this interpreter: ``python -m``
 puts the copy first on ``sys.path``, so the copy's ``probe`` is imported, not the editable
 install's.
@@ -40,7 +41,14 @@ LAB_TESTS = ("tests/e2e",)
 
 
 @contextlib.contextmanager
-def scratch_copy(prefix: str = "probe-scratch-") -> Iterator[Path]:
+def scratch_copy(prefix: str = "probe-scratch-", keep: Path | None = None) -> Iterator[Path]:
+    """The copy, removed afterwards; with ``keep``, made in that new folder and left there."""
+    if keep is not None:
+        dest = keep / "probe"
+        keep.mkdir(parents=True, exist_ok=False)
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+        yield dest
+        return
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         dest = Path(tmp) / "probe"
         shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
