@@ -881,13 +881,14 @@ def prune(
     import time
     from datetime import UTC, datetime, timedelta
 
-    from probe.config.parse import AgeError, parse_age
+    from probe.config.parse import parse_age
+    from probe.errors import BadValue
     from probe.timeutil import iso
 
     try:
         seconds = parse_age(older_than)
-    except AgeError as exc:
-        fail("--older-than: " + _(exc.template).format(**exc.fields))
+    except BadValue as exc:
+        fail("--older-than: " + exc.translated(_))
     before = iso(datetime.now(UTC) - timedelta(seconds=seconds))
     store = _open_store(resolve_db(db_path, config_path), create=False)
     planned = store.prune_counts(before, keep_anomalies=keep_anomalies)
@@ -982,7 +983,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(_("probe: interrupted"), err=True)
         return 130
     except InputError as exc:
-        message = str(exc).replace("\n", " ")
+        message = exc.translated(translator(_lang).gettext).replace("\n", " ")
         click.echo(_("probe: error: {message}").format(message=message), err=True)
         return 2
     except _NO_ARGS_IS_HELP as exc:

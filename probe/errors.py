@@ -31,16 +31,45 @@ The tree::
         ├── DoHStatusError        a DoH server answered with an HTTP error status
         └── TooLarge              a request to the helper larger than its cap
 
-Every message is one line and names the file, line, field, flag or variable at fault. One
-exception type lives outside the tree, by click's design: ``probe.cli.UsageInputError``, a
+Every message is one line and names the file, line, field, flag or variable at fault. A message
+is written as a message id (English, marked ``N_`` for the catalog) with named fields, e.g.
+``TargetsError(N_("{where}: url: {problem}"), where="targets.yaml:3", problem=exc)``: ``str()``
+is the English line, :meth:`ProbeError.translated` the line in a volunteer's language (a field
+that is itself a ProbeError is translated too). A message given as plain text stays as given.
+One exception type lives outside the tree, by click's design: ``probe.cli.UsageInputError``, a
 ``click.ClickException`` for bad input the command line itself finds (exit 2, like InputError).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class ProbeError(Exception):
-    """Anything the probe raises on purpose (never a network failure: those are results)."""
+    """Anything the probe raises on purpose (never a network failure: those are results).
+
+    ``ProbeError(template, **fields)``: ``template`` is the English message id, its ``{name}``
+    placeholders filled from ``fields``; without fields the message is taken as written."""
+
+    def __init__(self, template: object = "", *args: object, **fields: object) -> None:
+        text = str(template)
+        super().__init__(text.format_map(fields) if fields else text, *args)
+        self.template = text
+        self.fields = fields
+
+    def translated(self, gettext: Callable[[str], str]) -> str:
+        """The message through ``gettext`` (a catalog's), its ProbeError fields translated too;
+        the English line when the translation does not fit the fields."""
+        fields = {
+            k: v.translated(gettext) if isinstance(v, ProbeError) else v
+            for k, v in self.fields.items()
+        }
+        if not fields:
+            return gettext(self.template) if self.template else str(self)
+        try:
+            return gettext(self.template).format_map(fields)
+        except (KeyError, IndexError, ValueError):
+            return str(self)
 
 
 # -- bad input: exit status 2 ---------------------------------------------------------------
@@ -96,6 +125,11 @@ class ServeError(InputError):
 # -- outside text a parser rejects --------------------------------------------------------------
 class ParseError(ProbeError, ValueError):
     """Text one parser rejects; the caller says where it came from."""
+
+
+class BadValue(ParseError):
+    """A value (a flag's, a variable's, a settings key's) that one of probe.config's parsers
+    rejects; the caller names the field."""
 
 
 class URLError(ParseError):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from probe import addr
+from probe.errors import BadValue
 from probe.words import N_
 
 
@@ -233,37 +234,27 @@ _AGE_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 MAX_AGE = 100 * 365 * 86400
 
 
-class AgeError(ValueError):
-    """A bad age: ``template`` (an English message id, translated where it is shown) with
-    ``fields``; ``str()`` gives the English line."""
-
-    def __init__(self, template: str, **fields: str) -> None:
-        super().__init__(template.format(**fields))
-        self.template = template
-        self.fields = fields
-
-
 def parse_age(v: Any) -> float:
     """Seconds, from an age that must name its unit: ``12h``, ``180d``, ``26w``, ``2y`` (a year
     is 365 days), from an hour to a century. Unlike :func:`parse_duration` (whose settings read
     a bare number as seconds), a bare number is refused: ``probe prune --older-than 180`` meant
     days, and read as seconds it would delete nearly everything. No ``m``: minutes or months.
-    Raises :class:`AgeError`."""
+    Raises :class:`~probe.errors.BadValue`."""
     text = v.strip().lower() if isinstance(v, str) else ""
     if text.isascii() and text.isdigit():
-        raise AgeError(
+        raise BadValue(
             N_("{age} has no unit (e.g. 180d, 26w, 12h, 2y; h hours, d days, w weeks, y years)"),
             age=repr(text),
         )
     m = _AGE.match(text) if text.isascii() else None
     if m is None:
         shown = v[:40] if isinstance(v, str) else v
-        raise AgeError(
+        raise BadValue(
             N_("{age} is not an age (e.g. 180d, 26w, 12h, 2y; h, d, w or y)"), age=repr(shown)
         )
     seconds = int(m.group(1)) * _AGE_UNITS[m.group(2)]
     if not 3600 <= seconds <= MAX_AGE:
-        raise AgeError(
+        raise BadValue(
             N_("{age}: an age is at least 1h and at most 100y (e.g. 180d, 26w, 12h, 2y)"),
             age=repr(text),
         )
