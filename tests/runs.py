@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -46,26 +47,39 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
+def world_settings(
+    w: World, targets: Path, db: Path | None = None, *, control: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The settings, by flag name, that point the probe at the loopback world: its system
+    resolver, its control resolver (DoH unless ``control`` names another), its CA, a short
+    timeout, loopback allowed; ``extra`` adds or overrides (``profile="mobile"``)."""
+    settings: dict[str, Any] = {"targets": str(targets)}
+    if db is not None:
+        settings["db"] = str(db)
+    return {
+        **settings,
+        "resolver": w.system_dns.address,
+        "control_resolver": control or w.doh_url,
+        "ca_bundle": w.ca_pem,
+        "timeout": "1.5",
+        "allow_loopback": True,
+        **extra,
+    }
+
+
+def as_flags(settings: dict[str, Any]) -> list[str]:
+    """Settings by flag name as command-line flags: ``True`` is the bare flag."""
+    out: list[str] = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
 def run_args(w: World, targets: Path, db: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--targets",
-        str(targets),
-        "--db",
-        str(db),
-        "--resolver",
-        w.system_dns.address,
-        "--control-resolver",
-        "udp://" + w.control_dns.address,
-        "--ca-bundle",
-        w.ca_pem,
-        "--timeout",
-        "1.5",
-        "--allow-loopback",
-        "--quiet",
-        "--no-throughput",
-        *extra,
-    ]
+    control = "udp://" + w.control_dns.address
+    flags = as_flags(world_settings(w, targets, db, control=control))
+    return ["run", *flags, "--quiet", "--no-throughput", *extra]
 
 
 # A targets file of the loopback world with four broken entries among three usable ones.

@@ -32,6 +32,7 @@ from probe.measure.config import MeasureConfig
 from probe.model import Network
 from probe.network import addr_hmac, recogniser, resolver_kind
 from tests.dbs import measurement
+from tests.runs import world_settings
 from tests.world import BODY_CAP, PUBLIC_ADDRESS, World
 
 TSV = (
@@ -272,17 +273,9 @@ def _settings(world: World, tmp_path: Path, **flags: Any) -> Any:
         f"controls:\n  - name: ctl\n    url: {world.http('news.test')}\n",
         encoding="utf-8",
     )
+    control = "udp://" + world.control_dns.address
     return resolve(
-        {
-            "targets": str(targets),
-            "db": str(tmp_path / "r.db"),
-            "resolver": world.system_dns.address,
-            "control_resolver": "udp://" + world.control_dns.address,
-            "allow_loopback": True,
-            "timeout": "1.5",
-            **flags,
-        },
-        env={},
+        world_settings(world, targets, tmp_path / "r.db", control=control, **flags), env={}
     )
 
 

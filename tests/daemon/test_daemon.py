@@ -19,19 +19,13 @@ from typing import Any
 
 import pytest
 
-from probe.cli import main
 from probe.config.settings import resolve
 from probe.daemon.lock import DaemonLock
 from probe.store import RoundRecord, Store
 from probe.timeutil import iso
 from tests.paths import REPO
+from tests.runs import as_flags, run_cli, world_settings
 from tests.world import World
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- the store: unfinished rounds, status, prune --------------------------------------------
@@ -67,19 +61,7 @@ def measured(tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]) -
 
 
 def _world_args(world: World, targets: Path) -> list[str]:
-    return [
-        "--targets",
-        str(targets),
-        "--resolver",
-        world.system_dns.address,
-        "--control-resolver",
-        world.doh_url,
-        "--ca-bundle",
-        world.ca_pem,
-        "--timeout",
-        "1.5",
-        "--allow-loopback",
-    ]
+    return as_flags(world_settings(world, targets))
 
 
 def test_status_when_not_running_healthy_and_late(
@@ -400,18 +382,14 @@ def test_the_daemon_s_reserve_reaches_the_round_without_touching_settings(
         f"targets:\n  - name: news\n    url: {world.http('news.test')}\n"
         f"controls:\n  - name: ctl\n    url: {world.https('news.test')}\n"
     )
-    flags = {
-        "targets": str(t),
-        "resolver": world.system_dns.address,
-        "control_resolver": world.doh_url,
-        "ca_bundle": world.ca_pem,
-        "timeout": "1.5",
-        "allow_loopback": True,
-        "db": str(tmp_path / "d.db"),
-        "max_bytes_per_day": "50M",
-        "throughput_bytes": "100K",
-        "throughput_seconds": "0.5",
-    }
+    flags = world_settings(
+        world,
+        t,
+        tmp_path / "d.db",
+        max_bytes_per_day="50M",
+        throughput_bytes="100K",
+        throughput_seconds="0.5",
+    )
     settings = resolve(flags, env={})
     seen: list[tuple[RoundSetup, dict[str, Any]]] = []
 

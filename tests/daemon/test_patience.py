@@ -17,6 +17,7 @@ from probe.config.settings import resolve
 from probe.daemon.daemon import PatientStore
 from probe.round import prepare, run_once
 from probe.store import Store
+from tests.runs import world_settings
 from tests.world import World
 
 
@@ -30,20 +31,16 @@ def _setup(world: World, tmp_path: Path) -> object:
         f"    throughput_url: {tp}\n",
         encoding="utf-8",
     )
-    settings = resolve(
-        {
-            "targets": str(targets),
-            "db": str(tmp_path / "p.db"),
-            "resolver": world.system_dns.address,
-            "control_resolver": "udp://" + world.control_dns.address,
-            "allow_loopback": True,
-            "timeout": "1.5",
-            "throughput_bytes": "256K",
-            "throughput_seconds": "1",
-            "throughput_trials": "1",
-        },
-        env={},
+    flags = world_settings(
+        world,
+        targets,
+        tmp_path / "p.db",
+        control="udp://" + world.control_dns.address,
+        throughput_bytes="256K",
+        throughput_seconds="1",
+        throughput_trials="1",
     )
+    settings = resolve(flags, env={})
     return prepare(settings)
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from probe.config.profiles import MOBILE_DAILY_CAP
 from probe.config.settings import resolve
 from probe.store import Store
+from tests.runs import world_settings
 from tests.world import World
 
 
@@ -51,17 +52,8 @@ def _targets(world: World, path: Path, bare: int, testable: int) -> list[str]:
 
 
 def _flags(world: World, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "targets": str(tmp_path / "t.yaml"),
-        "resolver": world.system_dns.address,
-        "control_resolver": world.doh_url,
-        "ca_bundle": world.ca_pem,
-        "timeout": "1.5",
-        "allow_loopback": True,
-        "db": str(tmp_path / "d.db"),
-        "profile": "mobile",
-        **extra,
-    }
+    targets, db = tmp_path / "t.yaml", tmp_path / "d.db"
+    return world_settings(world, targets, db, profile="mobile", **extra)
 
 
 def _a_day_passes(store: Store) -> None:
