@@ -62,7 +62,10 @@ ALSO_COPY = sorted(
     }
     - {"probe", "tests", ".ci", ".gitignore"}
 )
-CLONES = "tests/config/test_checkout_paths.py::test_a_fresh_clone_stores_into_its_results"
+CHECKOUT_TESTS = (
+    "tests/config/test_checkout_paths.py::test_a_fresh_clone_stores_into_its_results",
+    "tests/test_distribution_name.py::test_a_missing_analyst_extra_in_a_checkout_says_how_there",
+)
 KILLED = {"killed", "timeout", "caught by type check"}
 SKIPPED = {"no tests", "skipped"}
 
@@ -90,8 +93,9 @@ def configure(copy: Path, globs: list[str], pytest_args: list[str]) -> None:
             "-q",
             "-W",
             "ignore::pytest.PytestUnraisableExceptionWarning",
-            # clones the checkout with git: the copy has no .git (and it runs no mutated code)
-            f"--deselect={CLONES}",
+            # tests of the checkout itself (a git clone of it; the install advice for it): the
+            # copy is no checkout (no .git, not the editable install), and they run no mutated code
+            *(f"--deselect={t}" for t in CHECKOUT_TESTS),
             *pytest_args,
         ],
         "use_git_change_detection": False,
