@@ -6,6 +6,7 @@ import asyncio
 import errno
 import socket
 import ssl
+from typing import Any
 
 import httpx
 import pytest
@@ -304,3 +305,55 @@ def test_cert_failures_are_the_verify_codes_failures() -> None:
     record the presented chain) and the classifier (to suspect interception)."""
     assert frozenset(failures.SSL_VERIFY_FAILURES.values()) == failures.CERT_FAILURES
     assert failures.CERT_FAILURES <= failures.DF007
+
+
+def _cert_error(code: object = ..., message: object = ..., text: str = "verify failed") -> Any:
+    e = ssl.SSLCertVerificationError(1, text)
+    if code is not ...:
+        e.verify_code = code
+    if message is not ...:
+        e.verify_message = message
+    return e
+
+
+@pytest.mark.parametrize(
+    ("message", "failure"),
+    [
+        ("Hostname mismatch, certificate is not valid for 'a.example'.", "ssl_invalid_hostname"),
+        ("IP address mismatch, certificate is not valid for '::1'.", "ssl_invalid_hostname"),
+        ("unable to get local issuer certificate", "ssl_unknown_authority"),
+        ("self-signed certificate", "ssl_unknown_authority"),
+        ("self signed certificate in certificate chain", "ssl_unknown_authority"),
+        ("certificate has a bad signature", "ssl_invalid_certificate"),
+    ],
+)
+def test_a_verify_code_outside_the_table_is_read_from_its_message(
+    message: str, failure: str
+) -> None:
+    info = failures.classify(_cert_error(code=50, message=message), failures.OP_TLS)
+    assert (info.failure, info.raw) == (failure, failures.scrub(f"x509:50:{message}"))
+
+
+def test_a_certificate_error_without_code_or_message_is_read_from_its_text() -> None:
+    # Raised by hand (not by OpenSSL): neither attribute exists, and str(e) is all there is.
+    e = _cert_error(text="hostname 'a.example' doesn't match")
+    info = failures.classify(e, failures.OP_TLS)
+    assert info.failure == "ssl_invalid_hostname"
+    assert info.raw == f"x509:None:{e}" and "a.example" in info.raw
+    info = failures.classify(_cert_error(message=None, text="odd"), failures.OP_TLS)
+    assert (info.failure, info.raw) == ("ssl_invalid_certificate", "x509:None:odd")
+
+
+def test_the_message_names_the_raw_failure_not_the_generic_text() -> None:
+    info = failures.classify(_cert_error(code=62, message="Hostname mismatch"), failures.OP_TLS)
+    assert info.raw == "x509:62:Hostname mismatch"
+
+
+def test_a_library_without_one_of_the_named_types_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An older or newer httpx/anyio may lack a name the table lists: it is left out, not a crash.
+    table = (*failures._NOT_NETWORK, ("ssl", "NoSuchErrorInThisVersion", "absent"))
+    monkeypatch.setattr(failures, "_NOT_NETWORK", table)
+    found = failures.not_network_errors()
+    assert ssl.SSLWantReadError in found and len(found) == len(table) - 1
