@@ -2,16 +2,26 @@
 
 Exit status: 0 whatever the network did; 2 on bad input (targets file, flags, database), with
 one line ``probe: error: ...`` naming the file, line or field; 1 on an internal error.
+
+Every line a person reads is in the invocation's language (``--lang``, else the environment),
+click's own usage errors too ("No such option", "Missing argument"...): click looks them up
+with :func:`gettext.gettext` in the process's text domain, in the language the environment
+names, so :func:`main` makes probe's catalog that domain and names the language in
+``LANGUAGE`` while the command runs, and restores both after. The click messages translated
+are listed in :func:`click_messages` (so Babel extracts them into probe's catalog, and a test
+notices when a click upgrade rewords one). Help texts stay English.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gettext
 import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -41,11 +51,11 @@ from probe.config.targets import (
     load_targets,
     read_targets,
 )
-from probe.errors import InputError, TargetsError
+from probe.errors import InputError, ProbeError, TargetsError
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import load_fingerprints, read_token
 from probe.store import Store
-from probe.words import LANGS, N_, language, translator
+from probe.words import DOMAIN, LANGS, LOCALES, N_, language, translator
 
 F = TypeVar("F", bound=Callable[..., Any])
 NO_HELPER_NOTE = N_(
@@ -85,6 +95,19 @@ def fail(message: str) -> NoReturn:
     raise UsageInputError(message)
 
 
+class FilePath(click.Path):
+    """``click.Path(dir_okay=False, ...)`` whose messages name it in the invocation's language
+    ("Tệp '...' không tồn tại."): click names a path type when it is made, at import, before
+    the language is known, so it is named again when a value is checked."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(dir_okay=False, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        self.name = gettext.gettext("file")  # click's own word, from the text domain it uses
+        return super().convert(value, param, ctx)
+
+
 def db_option(f: F) -> F:
     """``--db`` (default: the settings' database) and ``--config``."""
     f = click.option(
@@ -105,7 +128,7 @@ def fingerprints_option(f: F) -> F:
         "--fingerprints",
         "fingerprint_paths",
         multiple=True,
-        type=click.Path(dir_okay=False),
+        type=FilePath(),
         help="Extra blockpage fingerprints in OONI's CSV format (repeatable).",
     )(f)
 
@@ -214,7 +237,7 @@ def run(config_path: str | None, quiet: bool, **flags: Any) -> None:
     if result.offline_reason:
         controls = [m for m in result.rows if m.is_control]
         reason = offline_reason(controls, lang=_lang) if controls else result.offline_reason
-        click.echo(f"probe: {reason}", err=True)
+        click.echo(_("probe: {reason}").format(reason=reason), err=True)
     if not result.address_known_by:
         click.echo(_("probe: note: {note}").format(note=_(UNKNOWN_ADDRESS_NOTE)), err=True)
     click.echo(
@@ -264,7 +287,7 @@ def config_cmd(config_path: str | None, as_json: bool, **flags: Any) -> None:
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}))
         return
-    width = max(len(k) for k, _, _ in rows)
+    width = max(len(row[0]) for row in rows)
     for k, v, src in rows:
         option = BY_NAME.get(k)
         if isinstance(v, tuple):
@@ -297,7 +320,7 @@ def helper() -> None:
 )
 @click.option(
     "--token-file",
-    type=click.Path(exists=True, dir_okay=False),
+    type=FilePath(exists=True),
     help="Require this bearer token (a file holding one word). Default: the credential "
     "'token' in $CREDENTIALS_DIRECTORY (systemd's LoadCredential=), if there is one.",
 )
@@ -331,24 +354,24 @@ def helper() -> None:
 )
 @click.option(
     "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False),
+    type=FilePath(exists=True),
     help="Certificate chain (PEM). Default: the credential 'tls-cert', if there is one.",
 )
 @click.option(
     "--tls-key",
-    type=click.Path(exists=True, dir_okay=False),
+    type=FilePath(exists=True),
     help="Its private key (PEM). Default: the credential 'tls-key', if there is one.",
 )
 @click.option(
     "--ca-bundle",
-    type=click.Path(exists=True, dir_okay=False),
+    type=FilePath(exists=True),
     help="Extra trust anchors (PEM) for the sites it measures.",
 )
 @click.option(
     "--asn-db",
     "asn_dbs",
     multiple=True,
-    type=click.Path(dir_okay=False),
+    type=FilePath(),
     help="IP-to-ASN table to tell probes their network (iptoasn TSV, or a MaxMind .mmdb; "
     "repeatable: the first to know a field wins). Addresses are never sent nor logged.",
 )
@@ -382,19 +405,19 @@ def helper_serve(
     tls_cert = tls_cert or credential("tls-cert")
     tls_key = tls_key or credential("tls-key")
 
-    host, _, port = listen.rpartition(":")
+    host, _colon, port = listen.rpartition(":")
     host = host.strip("[]")
     if not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        fail(f"--listen: {listen!r} is not ADDR:PORT")
+        fail(_("--listen: {value} is not ADDR:PORT").format(value=repr(listen)))
     spec = parse_resolver(upstream, what="--upstream") if upstream else system_resolver()
     try:
         ipaddress.ip_address(host)
         for net in allow_networks:
             ipaddress.ip_network(net, strict=False)
     except ValueError as exc:
-        fail(f"--listen/--allow-network: {exc}")
+        fail(_("--listen/--allow-network: {problem}").format(problem=exc))
     if bool(tls_cert) != bool(tls_key):
-        fail("--tls-cert and --tls-key go together")
+        fail(_("--tls-cert and --tls-key go together"))
     token = read_token(token_file) if token_file else None
     from probe.helper.asn import load as load_asn
 
@@ -421,7 +444,7 @@ def targets() -> None:
 
 
 @targets.command("check")
-@click.argument("path", default="targets.yaml", type=click.Path(dir_okay=False))
+@click.argument("path", default="targets.yaml", type=FilePath())
 def targets_check(path: str) -> None:
     """Validate a target list: every broken entry is reported (FILE:LINE: field: reason).
 
@@ -432,7 +455,15 @@ def targets_check(path: str) -> None:
     tl = read_targets(path)
     report_broken(path, tl)
     fail_if_broken(path, tl)
-    click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
+    click.echo(
+        _("{path}: {targets}, {controls}: OK").format(
+            path=path,
+            targets=ngettext("{n} target", "{n} targets", len(tl.targets)).format(
+                n=len(tl.targets)
+            ),
+            controls=_controls(len(tl.controls)),
+        )
+    )
     if not tl.controls:
         click.echo(
             _(
@@ -469,17 +500,17 @@ def fail_if_broken(path: str, tl: TargetList) -> None:
 
 
 @targets.command("import")
-@click.argument("csv_path", type=click.Path(dir_okay=False))
+@click.argument("csv_path", type=FilePath())
 @click.option(
     "--targets",
     "targets_path",
-    type=click.Path(dir_okay=False),
+    type=FilePath(),
     help="Existing target list: URLs already in it are skipped.",
 )
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
+    type=FilePath(),
     help="Write a complete targets file here (default: entries to stdout).",
 )
 def targets_import(csv_path: str, targets_path: str | None, output: str | None) -> None:
@@ -498,12 +529,32 @@ def targets_import(csv_path: str, targets_path: str | None, output: str | None) 
         doc = {"targets": entries, "controls": [_entry_of(c) for c in controls]}
         text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
         write_whole(output, text, check=load_targets)  # a list that loads, or nothing
-        click.echo(f"{len(entries)} entries and {len(controls)} controls written", err=True)
+        click.echo(
+            _("{entries} and {controls} written").format(
+                entries=_entries(len(entries)), controls=_controls(len(controls))
+            ),
+            err=True,
+        )
     else:
         entries, skipped = import_citizenlab_csv(csv_path, existing)
         text = yaml.safe_dump({"targets": entries}, allow_unicode=True, sort_keys=False)
         click.echo(text, nl=False)
-    click.echo(f"{len(entries)} entries from {csv_path}, {skipped} duplicates skipped", err=True)
+    click.echo(
+        _("{entries} from {path}, {duplicates} skipped").format(
+            entries=_entries(len(entries)),
+            path=csv_path,
+            duplicates=ngettext("{n} duplicate", "{n} duplicates", skipped).format(n=skipped),
+        ),
+        err=True,
+    )
+
+
+def _controls(n: int) -> str:
+    return ngettext("{n} control", "{n} controls", n).format(n=n)
+
+
+def _entries(n: int) -> str:
+    return ngettext("{n} entry", "{n} entries", n).format(n=n)
 
 
 def _default_controls() -> tuple[Target, ...]:
@@ -556,7 +607,7 @@ def events(
     from probe.classify.events import find_events
 
     if as_json and fmt != "table":
-        fail(f"--json and --format {fmt}: choose one")
+        fail(_("--json and --format {format}: choose one").format(format=fmt))
     db = resolve_db(db_path, config_path)
     store = _open_store(db, create=False, readonly=True)
     found = [
@@ -573,7 +624,11 @@ def events(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(found)} throttling events")
+    table = Table(
+        title=ngettext("{n} throttling event", "{n} throttling events", len(found)).format(
+            n=len(found)
+        )
+    )
     for col in ("target", "network", "opened", "closed", "tests", "ratio", "baseline", "label"):
         table.add_column(col)
     for e in found:
@@ -601,7 +656,7 @@ def events(
     help="ooni: Web Connectivity measurements (JSONL, .gz, or one JSON document).",
 )
 @fingerprints_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=FilePath())
 def import_(
     db_path: str | None,
     config_path: str | None,
@@ -620,24 +675,37 @@ def import_(
     paths = [Path(f) for f in files]
     for p in paths:
         if not p.is_file():
-            fail(f"{p}: no such file")
+            fail(_("{path}: no such file").format(path=p))
     fps = _fingerprints(fingerprint_paths)
     store = _open_store(resolve_db(db_path, config_path))
+    where = files[0] if len(files) == 1 else _("input")
     try:
         report = import_ooni(store, paths, fps)
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable or truncated gzip
-        fail(f"{files[0] if len(files) == 1 else 'input'}: cannot read ({exc})")
+        fail(_("{path}: cannot read ({problem})").format(path=where, problem=exc))
     if not report.imported and not report.duplicates:
-        first = f" (first: {report.skipped[0]})" if report.skipped else ""
-        fail(
-            f"{files[0] if len(files) == 1 else 'input'}: no valid OONI measurement in "
-            f"{report.read} records{first}"
-        )
+        # The English line is pinned as it was ("in 1 records"); Vietnamese has one form.
+        if report.skipped:
+            message = _(
+                "{path}: no valid OONI measurement in {read} records (first: {problem})"
+            ).format(path=where, read=report.read, problem=report.skipped[0].translated(_))
+        else:
+            message = _("{path}: no valid OONI measurement in {read} records").format(
+                path=where, read=report.read
+            )
+        fail(message)
     for line in report.skipped:
-        click.echo(f"probe: skipped {line}", err=True)
+        click.echo(_("probe: skipped {line}").format(line=line.translated(_)), err=True)
     click.echo(
-        f"{report.imported} imported, {report.duplicates} already there, "
-        f"{len(report.skipped)} skipped, from {report.read} records"
+        _(
+            "{imported} imported, {duplicates} already there, {skipped} skipped, "
+            "from {read} records"
+        ).format(
+            imported=report.imported,
+            duplicates=report.duplicates,
+            skipped=len(report.skipped),
+            read=report.read,
+        )
     )
 
 
@@ -658,7 +726,12 @@ def reclassify(
     fps = _fingerprints(fingerprint_paths)
     store = _open_store(resolve_db(db_path, config_path), create=False)
     total, changed = run_reclassify(store, fps)
-    click.echo(f"{total} measurements reclassified, {changed} verdicts changed")
+    click.echo(
+        _("{measurements} reclassified, {verdicts} changed").format(
+            measurements=ngettext("{n} measurement", "{n} measurements", total).format(n=total),
+            verdicts=ngettext("{n} verdict", "{n} verdicts", changed).format(n=changed),
+        )
+    )
 
 
 # -- the daemon and its companions --------------------------------------------------------------
@@ -772,7 +845,8 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
                 try:
                     parse(answer)
                 except (ValueError, InputError) as exc:
-                    click.echo(_("probe: error: {message}").format(message=exc), err=True)
+                    message = exc.translated(_) if isinstance(exc, ProbeError) else str(exc)
+                    click.echo(_("probe: error: {message}").format(message=message), err=True)
                     continue
                 return str(answer).strip()
 
@@ -983,12 +1057,107 @@ _NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
 )
 
 
+def click_messages() -> list[tuple[str, ...]]:
+    """click's own messages that probe's catalog translates, exactly as click writes them: each
+    ``(msgid,)``, or ``(singular, plural)`` for click's ``ngettext``. The calls below are only
+    marks, for Babel to extract them into probe's catalog (click ships no catalog of its own);
+    tests/test_errors_vi_cli.py checks each is still one of the installed click's strings."""
+
+    def _(msgid: str) -> tuple[str, ...]:
+        return (msgid,)
+
+    def ngettext(singular: str, plural: str, n: int) -> tuple[str, ...]:
+        return (singular, plural)
+
+    return [
+        _("No such option {name!r}."),
+        # TRANSLATORS: click fills {possibility} and {possibilities} with the same text (the
+        # quoted names, joined by ", "); the one Vietnamese form shows one and hides the other
+        # with ":.0" (an empty width), so that both fields are kept.
+        ngettext("Did you mean {possibility}?", "(Did you mean one of: {possibilities}?)", 2),
+        _("No such command {name!r}."),
+        _("Missing command."),
+        # TRANSLATORS: followed by the argument's or option's name and a full stop.
+        _("Missing argument"),
+        _("Missing option"),
+        _("Missing parameter"),
+        _("Missing parameter: {param_name}"),
+        _("Choose from:\n\t{choices}"),
+        _("Invalid value for {param_hint}: {message}"),
+        _("Invalid value: {message}"),
+        ngettext(
+            "Got unexpected extra argument ({args})", "Got unexpected extra arguments ({args})", 2
+        ),
+        ngettext(
+            "Option {name!r} requires an argument.",
+            "Option {name!r} requires {nargs} arguments.",
+            2,
+        ),
+        _("Option {name!r} does not take a value."),
+        _("Argument {name!r} takes {nargs} values."),
+        # TRANSLATORS: click fills {choice} and {choices} with the same text (the quoted
+        # choices, joined by ", "); hide one with ":.0", as in "Did you mean".
+        ngettext("{value!r} is not {choice}.", "{value!r} is not one of {choices}.", 2),
+        # TRANSLATORS: {number_type} is click's English name of the type: integer, float,
+        # integer range, float range.
+        _("{value!r} is not a valid {number_type}."),
+        _("{value} is not in the range {range}."),
+        # TRANSLATORS: "file" as click names a path that must be a file, at the start of the
+        # next messages ({name}); click capitalises each of its words.
+        _("file"),
+        _("{name} {filename!r} does not exist."),
+        _("{name} {filename!r} is a directory."),
+        _("{name} {filename!r} is not readable."),
+    ]
+
+
+def _lang_in(args: Sequence[str]) -> str | None:
+    """The global ``--lang`` in ``args`` (before the command's name), if it is one of LANGS:
+    click reports a usage error while it parses, before :func:`cli` sees the option."""
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--lang":
+            value = next(rest, None)
+        elif arg.startswith("--lang="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-") and arg != "--":
+            continue  # --version, --help: no value
+        else:
+            return None  # the command's name: its options are its own (report's --lang)
+        return value if value in LANGS else None
+    return None
+
+
+@contextmanager
+def _click_speaks(lang: str) -> Iterator[None]:
+    """click's messages in ``lang`` while the block runs: probe's catalog as the process's
+    text domain, and ``lang`` as ``LANGUAGE`` (what click's gettext reads); both restored."""
+    domain, before = gettext.textdomain(), os.environ.get("LANGUAGE")
+    gettext.bindtextdomain(DOMAIN, LOCALES)
+    gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = lang  # "en": no catalog, so click's own English
+    try:
+        yield
+    finally:
+        gettext.textdomain(domain)
+        if before is None:
+            os.environ.pop("LANGUAGE", None)
+        else:
+            os.environ["LANGUAGE"] = before
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit 2 for bad input and 1 for internal errors; a command
     may return its own status (``probe status``: 3, 4)."""
-    _use(language())  # for an error before cli() reads --lang
+    args = sys.argv[1:] if argv is None else argv
+    _use(_lang_in(args) or language())  # for an error before cli() reads --lang
+    with _click_speaks(_lang):
+        return _main(args)
+
+
+def _main(args: list[str]) -> int:
     try:
-        code = cli.main(args=argv, prog_name="probe", standalone_mode=False)
+        code = cli.main(args=args, prog_name="probe", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo(_("probe: interrupted"), err=True)
         return 130
@@ -1078,10 +1247,11 @@ def _row_filter(flags: dict[str, Any]) -> Any:
                     return value  # as exported (a scrubbed address reads back as itself)
                 raise
         except ValueError:
-            shown = text[:40]
             fail(
-                f"--network: {shown!r} is neither an AS number (AS7552, as7552 or 7552) nor a "
-                "resolver (udp://IP:PORT, tls://IP:PORT, https://HOST/PATH)"
+                _(
+                    "--network: {value} is neither an AS number (AS7552, as7552 or 7552) nor a "
+                    "resolver (udp://IP:PORT, tls://IP:PORT, https://HOST/PATH)"
+                ).format(value=repr(text[:40]))
             )
 
     return RowFilter(
@@ -1132,7 +1302,9 @@ def export(
         _need_analyst("probe export --format parquet", ("pyarrow",))
     store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
     n = run_export(store, f, fmt, output, excel=excel)
-    click.echo(f"{n} measurements exported", err=True)
+    click.echo(
+        ngettext("{n} measurement exported", "{n} measurements exported", n).format(n=n), err=True
+    )
 
 
 def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None:
@@ -1142,7 +1314,11 @@ def _need_analyst(what: str, modules: tuple[str, ...] = ("matplotlib",)) -> None
     if missing:
         # From a checkout its own install command; else the index's name ("probe" there is not us).
         advice = install_advice("analyst")
-        fail(f"{what} needs the analyst extra: {advice} (no {missing[0]})")
+        fail(
+            _("{what} needs the analyst extra: {advice} (no {module})").format(
+                what=what, advice=advice, module=missing[0]
+            )
+        )
 
 
 @cli.command()
@@ -1228,12 +1404,19 @@ def targets_discover(config_path: str | None, **flags: Any) -> None:
     settings = load_settings(flags, config_path)
     for name, obj, why in asyncio.run(discover_objects(settings)):
         if obj is None:
-            click.echo(f"{name}: none found (the SNI A/B test, with a helper)")
+            click.echo(_("{name}: none found (the SNI A/B test, with a helper)").format(name=name))
         elif obj.size is None:
             click.echo(f"{name}: {obj.url}")
+        elif obj.repeat > 1:
+            click.echo(
+                _("{name}: {url} ({size} bytes, fetched {repeat} times a flow)").format(
+                    name=name, url=obj.url, size=obj.size, repeat=obj.repeat
+                )
+            )
         else:
-            repeat = f", fetched {obj.repeat} times a flow" if obj.repeat > 1 else ""
-            click.echo(f"{name}: {obj.url} ({obj.size} bytes{repeat})")
+            click.echo(
+                _("{name}: {url} ({size} bytes)").format(name=name, url=obj.url, size=obj.size)
+            )
         click.echo(f"    {why}")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from probe.errors import MergeError
 from probe.store import Store
+from probe.words import N_
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -32,12 +33,16 @@ def merge(sources: list[str], output: str) -> list[str]:
     """Merge ``sources`` into ``output``; returns one line per source, then a total."""
     out = Path(output)
     if not out.absolute().parent.is_dir():
-        raise MergeError(f"{out.absolute().parent}: no such folder (for -o {output})")
+        raise MergeError(
+            N_("{path}: no such folder (for -o {output})"),
+            path=out.absolute().parent,
+            output=output,
+        )
     opened: list[tuple[str, Store, list[str]]] = []
     try:
         for src in sources:
             if _same_file(Path(src), out):
-                raise MergeError(f"{src}: is the output itself")
+                raise MergeError(N_("{path}: is the output itself"), path=src)
             store = Store.open_source(src)
             opened.append((src, store, store.pending_migrations()))
         target = Store.open(out)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from probe.errors import AsnDbError
 from probe.network import normalise_asn, normalise_cc
+from probe.words import N_
 
 MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
 
@@ -89,16 +90,25 @@ def _tsv(path: Path, raw: bytes) -> TsvTable:
         parts = line.split("\t")
         if len(parts) < 4:
             raise AsnDbError(
-                f"{path}:{lineno}: expected range_start, range_end, AS number, "
-                "country and description, separated by tabs (the iptoasn format)"
+                N_(
+                    "{where}: expected range_start, range_end, AS number, "
+                    "country and description, separated by tabs (the iptoasn format)"
+                ),
+                where=f"{path}:{lineno}",
             )
         try:
             start, end = ipaddress.ip_address(parts[0]), ipaddress.ip_address(parts[1])
             asn_number = int(parts[2])
         except ValueError as exc:
-            raise AsnDbError(f"{path}:{lineno}: {exc}") from None
+            raise AsnDbError(
+                N_("{where}: {problem}"), where=f"{path}:{lineno}", problem=exc
+            ) from None
         if start.version != end.version or int(end) < int(start):
-            raise AsnDbError(f"{path}:{lineno}: {parts[0]}-{parts[1]} is not a range")
+            raise AsnDbError(
+                N_("{where}: {range} is not a range"),
+                where=f"{path}:{lineno}",
+                range=f"{parts[0]}-{parts[1]}",
+            )
         if asn_number == 0:
             continue  # "Not routed"
         cc = parts[3].strip()
@@ -110,7 +120,9 @@ def _tsv(path: Path, raw: bytes) -> TsvTable:
         )
         table.add(int(start), int(end), start.version, entry)
     if not len(table):
-        raise AsnDbError(f"{path}: no routed range in it (is it an iptoasn TSV file?)")
+        raise AsnDbError(
+            N_("{path}: no routed range in it (is it an iptoasn TSV file?)"), path=path
+        )
     table.finish()
     return table
 
@@ -122,7 +134,9 @@ class MmdbTable:
         try:
             self.reader = maxminddb.open_database(str(path))
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
-            raise AsnDbError(f"{path}: not a usable MaxMind database ({exc})") from None
+            raise AsnDbError(
+                N_("{path}: not a usable MaxMind database ({problem})"), path=path, problem=exc
+            ) from None
 
     def lookup(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Entry | None:
         import maxminddb
@@ -176,16 +190,22 @@ def load(paths: Sequence[str | Path]) -> Table:
         try:
             raw = p.read_bytes()
         except OSError as exc:
-            raise AsnDbError(f"{p}: cannot read ({exc.strerror or exc})") from None
+            raise AsnDbError(
+                N_("{path}: cannot read ({problem})"), path=p, problem=exc.strerror or exc
+            ) from None
         gzipped = raw[:2] == b"\x1f\x8b"
         if gzipped:
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError) as exc:
-                raise AsnDbError(f"{p}: a broken gzip file ({exc})") from None
+                raise AsnDbError(
+                    N_("{path}: a broken gzip file ({problem})"), path=p, problem=exc
+                ) from None
         if MMDB_MARKER in raw[-128 * 1024 :]:
             if gzipped:
-                raise AsnDbError(f"{p}: a compressed MaxMind database: decompress it first")
+                raise AsnDbError(
+                    N_("{path}: a compressed MaxMind database: decompress it first"), path=p
+                )
             sources.append(MmdbTable(p))
         else:
             sources.append(_tsv(p, raw))

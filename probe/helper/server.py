@@ -53,6 +53,7 @@ from probe.model import ResolverSpec
 from probe.network import addr_hmac
 from probe.timeutil import utc_now
 from probe.urls import check_url
+from probe.words import N_
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -684,14 +685,18 @@ def activated_socket() -> socket.socket | None:
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     if count != "1":
-        raise ServeError(f"socket activation: {count or 'no'} sockets passed, one expected")
+        if not count:
+            raise ServeError(N_("socket activation: no sockets passed, one expected"))
+        raise ServeError(N_("socket activation: {count} sockets passed, one expected"), count=count)
     try:
         sock = socket.socket(fileno=SD_LISTEN_FDS_START)
     except OSError as exc:
-        raise ServeError(f"socket activation: fd 3 is not a socket ({exc.strerror})") from None
+        raise ServeError(
+            N_("socket activation: fd 3 is not a socket ({problem})"), problem=exc.strerror
+        ) from None
     if sock.type != socket.SOCK_STREAM:
         sock.detach()
-        raise ServeError("socket activation: fd 3 is not a stream socket (ListenStream=)")
+        raise ServeError(N_("socket activation: fd 3 is not a stream socket (ListenStream=)"))
     sock.set_inheritable(False)
     return sock
 
@@ -706,7 +711,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ServeError(f"--listen {addr.endpoint(host, port)}: {exc.strerror or exc}") from None
+        raise ServeError(
+            N_("--listen {endpoint}: {problem}"),
+            endpoint=addr.endpoint(host, port),
+            problem=exc.strerror or exc,
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -751,9 +760,15 @@ def serve(
         make_ssl_context(ca_bundle)
     except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
         reason = getattr(exc, "reason", None) or exc
-        raise ServeError(f"--ca-bundle {ca_bundle}: not a PEM file ({reason})") from None
+        raise ServeError(
+            N_("--ca-bundle {path}: not a PEM file ({problem})"), path=ca_bundle, problem=reason
+        ) from None
     except OSError as exc:
-        raise ServeError(f"--ca-bundle {ca_bundle}: cannot read ({exc.strerror or exc})") from None
+        raise ServeError(
+            N_("--ca-bundle {path}: cannot read ({problem})"),
+            path=ca_bundle,
+            problem=exc.strerror or exc,
+        ) from None
     cfg = MeasureConfig(
         resolver=upstream,
         control_resolver=None,
@@ -781,7 +796,7 @@ def serve(
     try:
         config.load()  # reads the certificate and key now: a bad one is one line
     except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ServeError(f"--tls-cert/--tls-key: cannot load ({exc})") from None
+        raise ServeError(N_("--tls-cert/--tls-key: cannot load ({problem})"), problem=exc) from None
     sock = sock or listen_socket(host, port)
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -28,6 +28,7 @@ from probe.model import Measurement
 from probe.ooni.translate import from_ooni
 from probe.store import Store
 from probe.timeutil import iso
+from probe.words import N_
 
 MAX_SINGLE_DOCUMENT = 64 * 1024 * 1024
 
@@ -37,7 +38,7 @@ class ImportReport:
     read: int = 0
     imported: int = 0
     duplicates: int = 0
-    skipped: list[str] = field(default_factory=list)  # "FILE:LINE: reason", one per bad line
+    skipped: list[LineProblem] = field(default_factory=list)  # "FILE:LINE: reason", one a line
 
 
 MAX_LINE = 64 * 2**20  # one measurement; OONI's largest (bodies included) are a few MB
@@ -57,7 +58,7 @@ def _lines(fh: IO[bytes]) -> Iterator[bytes | LineProblem]:
         if len(line) > MAX_LINE and not line.endswith(b"\n"):
             while (rest := fh.readline(2**20)) and not rest.endswith(b"\n"):
                 pass
-            yield LineProblem(f"longer than {MAX_LINE // 2**20} MiB")
+            yield LineProblem(N_("longer than {size} MiB"), size=MAX_LINE // 2**20)
             continue
         yield line
 
@@ -68,7 +69,9 @@ def _int(text: str) -> int:
     limit = sys.get_int_max_str_digits()
     digits = len(text) - text.startswith("-")
     if limit and digits > limit:
-        raise LineProblem(f"a number of {digits} digits (at most {limit})")
+        raise LineProblem(
+            N_("a number of {digits} digits (at most {limit})"), digits=digits, limit=limit
+        )
     return int(text)
 
 
@@ -77,11 +80,15 @@ def _parse(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise LineProblem(f"not UTF-8 (byte 0x{data[exc.start]:02x} at {exc.start})") from None
+        raise LineProblem(
+            N_("not UTF-8 (byte {byte} at {offset})"),
+            byte=f"0x{data[exc.start]:02x}",
+            offset=exc.start,
+        ) from None
     try:
         return json.loads(text, parse_int=_int)
     except RecursionError:
-        raise LineProblem("nested too deeply") from None
+        raise LineProblem(N_("nested too deeply")) from None
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any | Exception]]:
@@ -109,7 +116,10 @@ def _documents(path: Path) -> Iterator[tuple[int, Any | Exception]]:
                 rest = fh.read(MAX_SINGLE_DOCUMENT + 1)
                 if len(rest) > MAX_SINGLE_DOCUMENT:
                     cap = MAX_SINGLE_DOCUMENT // 2**20
-                    yield lineno, LineProblem(f"one JSON document larger than {cap} MiB")
+                    yield (
+                        lineno,
+                        LineProblem(N_("one JSON document larger than {size} MiB"), size=cap),
+                    )
                     return
                 try:
                     yield lineno, _parse(line + rest)
@@ -133,12 +143,12 @@ def measurement_id(m: dict[str, Any]) -> str:
 def _started_at(text: Any) -> str:
     """OONI's "2024-02-12 20:33:47" (UTC) -> "2024-02-12T20:33:47.000Z"."""
     if not isinstance(text, str):
-        raise OONIFormatError("measurement_start_time is missing")
+        raise OONIFormatError(N_("measurement_start_time is missing"))
     try:
         t = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         raise OONIFormatError(
-            f"measurement_start_time {text[:40]!r} is not OONI's format"
+            N_("measurement_start_time {value} is not OONI's format"), value=repr(text[:40])
         ) from None
     return iso(t)
 
@@ -175,6 +185,13 @@ def to_measurement(m: dict[str, Any], fingerprints: FingerprintSet) -> Measureme
     )
 
 
+def _skip(where: str, why: str = "", **fields: object) -> LineProblem:
+    """``where``: why the line is skipped (a ``why`` message id with ``fields``, or the
+    ``problem`` field alone, a LineProblem or OONIFormatError translated with it)."""
+    problem = LineProblem(why, **fields) if why else fields["problem"]
+    return LineProblem(N_("{where}: {problem}"), where=where, problem=problem)
+
+
 def import_ooni(
     store: Store,
     paths: list[Path],
@@ -186,15 +203,14 @@ def import_ooni(
         for lineno, doc in _documents(path):
             report.read += 1
             where = f"{path}:{lineno}"
+            if isinstance(doc, json.JSONDecodeError):
+                report.skipped.append(_skip(where, N_("not JSON ({problem})"), problem=doc.msg))
+                continue
             if isinstance(doc, Exception):
-                report.skipped.append(
-                    f"{where}: not JSON ({doc.msg})"
-                    if isinstance(doc, json.JSONDecodeError)
-                    else f"{where}: {doc}"
-                )
+                report.skipped.append(_skip(where, problem=doc))
                 continue
             if not isinstance(doc, dict):
-                report.skipped.append(f"{where}: not a JSON object")
+                report.skipped.append(_skip(where, N_("not a JSON object")))
                 continue
             if store.exists(measurement_id(doc)):
                 report.duplicates += 1
@@ -202,10 +218,10 @@ def import_ooni(
             try:
                 m = to_measurement(doc, fingerprints)
             except OONIFormatError as exc:  # the only error bad input can raise
-                report.skipped.append(f"{where}: {exc}")
+                report.skipped.append(_skip(where, problem=exc))
                 continue
             except RecursionError:  # json.loads took it; walking it did not
-                report.skipped.append(f"{where}: nested too deeply")
+                report.skipped.append(_skip(where, N_("nested too deeply")))
                 continue
             store.save(m)
             report.imported += 1

@@ -39,6 +39,7 @@ from probe.model import (
     no_address_failure,
 )
 from probe.pages import extract_title
+from probe.words import N_
 
 VERDICT_KEYS = (
     "dns_experiment_failure",
@@ -190,7 +191,7 @@ def _body(resp: _Response) -> bytes:
             try:
                 return base64.b64decode(body.data or "", validate=True)
             except binascii.Error:
-                raise OONIFormatError("a response body is not valid base64") from None
+                raise OONIFormatError(N_("a response body is not valid base64")) from None
         return (body.data or "").encode("utf-8", "surrogateescape")
     return body.encode("utf-8", "surrogateescape")
 
@@ -288,13 +289,15 @@ def _control(tk: _TestKeys, raw: dict[str, Any]) -> ControlEvidence | None:
 
 def from_ooni(doc: Any) -> Imported:
     if not isinstance(doc, dict):
-        raise OONIFormatError("not a JSON object")
+        raise OONIFormatError(N_("not a JSON object"))
     if doc.get("test_name") != "web_connectivity":
-        raise OONIFormatError("not a web_connectivity measurement")
+        raise OONIFormatError(N_("not a web_connectivity measurement"))
     try:
         m = msgspec.convert(doc, type=_Measurement, strict=False)
     except msgspec.ValidationError as exc:
-        raise OONIFormatError(f"not an OONI measurement: {str(exc)[:200]}") from None
+        raise OONIFormatError(
+            N_("not an OONI measurement: {problem}"), problem=str(exc)[:200]
+        ) from None
     tk, url = m.test_keys, m.input
     dns = _queries(tk)
     tcp = [

@@ -20,6 +20,7 @@ from probe.analyst.export.files import destination
 from probe.analyst.export.records import FLAT, NESTED, parse_time, records, throughput_record
 from probe.errors import ExportError
 from probe.store import RowFilter, Store
+from probe.words import N_
 
 FORMATS = ("jsonl", "csv", "ooni", "parquet")
 
@@ -37,12 +38,12 @@ def export(store: Store, f: RowFilter, fmt: str, output: str | None, *, excel: b
     """Export the selected measurements; returns how many were written."""
     if fmt == "parquet":
         if output is None or output == "-":
-            raise ExportError("--format parquet writes a folder: give -o DIR")
+            raise ExportError(N_("--format parquet writes a folder: give -o DIR"))
         from probe.analyst.export.parquet import write_dataset
 
         return write_dataset(store, f, output)
     if excel and fmt != "csv":
-        raise ExportError("--excel goes with --format csv")
+        raise ExportError(N_("--excel goes with --format csv"))
     with destination(output) as out:
         if fmt == "csv":
             from probe.analyst.export.csv import write_csv

@@ -26,12 +26,15 @@ from typing import BinaryIO
 
 from probe.config.files import FILE_MODE, FOLDER_MODE, private_folder, temp_beside
 from probe.errors import ExportError
+from probe.words import N_
 
 
 def _folder_of(dest: Path, output: str) -> Path:
     parent = dest.parent
     if not parent.is_dir():
-        raise ExportError(f"{parent}: no such folder (for -o {output})")
+        raise ExportError(
+            N_("{path}: no such folder (for -o {output})"), path=parent, output=output
+        )
     return parent
 
 
@@ -46,7 +49,7 @@ def destination(output: str | None) -> Iterator[BinaryIO]:
     parent = _folder_of(dest.absolute(), output)
     st = _reached(dest, output)
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise ExportError(f"{output}: is a folder")
+        raise ExportError(N_("{output}: is a folder"), output=output)
     if st is not None and not stat.S_ISREG(st.st_mode):
         # A FIFO, a device, a socket (or a link to one, as /dev/stdout is): written to as it
         # is; replacing it would break it. Opened without O_CREAT or O_TRUNC, so a regular
@@ -55,23 +58,34 @@ def destination(output: str | None) -> Iterator[BinaryIO]:
             fd = os.open(dest, os.O_WRONLY | os.O_CLOEXEC)
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
-                raise ExportError(f"{output}: became a regular file while being opened")
+                raise ExportError(
+                    N_("{output}: became a regular file while being opened"), output=output
+                )
             with open(fd, "wb") as fh:
                 yield fh
         except OSError as exc:
-            raise ExportError(f"{output}: {exc.strerror or exc}") from None
+            raise ExportError(
+                N_("{output}: {problem}"), output=output, problem=exc.strerror or exc
+            ) from None
         return
     try:
         fd, tmp = temp_beside(dest, stat.S_IMODE(st.st_mode) if st is not None else FILE_MODE)
     except OSError as exc:
-        raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
+        raise ExportError(
+            N_("{output}: cannot write in {folder} ({problem})"),
+            output=output,
+            folder=parent,
+            problem=exc.strerror,
+        ) from None
     try:
         with open(fd, "wb") as fh:
             yield fh
         os.replace(tmp, dest)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise ExportError(f"{output}: {exc.strerror or exc}") from None
+        raise ExportError(
+            N_("{output}: {problem}"), output=output, problem=exc.strerror or exc
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -93,7 +107,7 @@ def _reached(dest: Path, output: str) -> os.stat_result | None:
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # a loop of links: replaced like any other link
             return None
-        raise ExportError(f"{output}: {exc.strerror}") from None
+        raise ExportError(N_("{output}: {problem}"), output=output, problem=exc.strerror) from None
     return st
 
 
@@ -104,11 +118,18 @@ def new_folder(output: str) -> Iterator[Path]:
     dest = Path(output)
     parent = _folder_of(dest.absolute(), output)
     if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
-        raise ExportError(f"{output}: already exists (give a new or empty folder)")
+        raise ExportError(
+            N_("{output}: already exists (give a new or empty folder)"), output=output
+        )
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=parent))
     except OSError as exc:
-        raise ExportError(f"{output}: cannot write in {parent} ({exc.strerror})") from None
+        raise ExportError(
+            N_("{output}: cannot write in {folder} ({problem})"),
+            output=output,
+            folder=parent,
+            problem=exc.strerror,
+        ) from None
     try:
         tmp.chmod(FOLDER_MODE)
         yield tmp
@@ -117,7 +138,9 @@ def new_folder(output: str) -> Iterator[Path]:
         os.replace(tmp, dest)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(f"{output}: {exc.strerror or exc}") from None
+        raise ExportError(
+            N_("{output}: {problem}"), output=output, problem=exc.strerror or exc
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -133,7 +156,9 @@ def write_whole(path: str | Path, text: str, check: Callable[[Path], object] | N
         private_folder(dest.parent)
         fd, tmp = temp_beside(dest)
     except OSError as exc:
-        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise ExportError(
+            N_("{path}: cannot write ({problem})"), path=path, problem=exc.strerror or exc
+        ) from None
     try:
         with open(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -142,7 +167,9 @@ def write_whole(path: str | Path, text: str, check: Callable[[Path], object] | N
         os.replace(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise ExportError(
+            N_("{path}: cannot write ({problem})"), path=path, problem=exc.strerror or exc
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

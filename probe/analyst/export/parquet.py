@@ -36,6 +36,7 @@ from probe.analyst.export.records import throughput_record
 from probe.errors import ExportError
 from probe.store import RowFilter, Store
 from probe.store.reads import STORED_FLAT
+from probe.words import N_
 
 SCHEMA_VERSION = "2"
 BATCH = 4096  # rows per read and per row group: memory stays near 100 MB
@@ -219,7 +220,7 @@ def _headers_as_structs(http: pa.ListArray) -> pa.ListArray:
     headers = items.field("headers")
     pairs = headers.flatten()
     if len(pairs) and pc.min(pc.list_value_length(pairs)).as_py() < 2:
-        raise ExportError("a stored HTTP header is not a [name, value] pair")
+        raise ExportError(N_("a stored HTTP header is not a [name, value] pair"))
     named = pa.StructArray.from_arrays(
         [pc.list_element(pairs, 0), pc.list_element(pairs, 1)], fields=list(HEADER)
     )
@@ -243,7 +244,7 @@ def _steps(observations: list[str]) -> pa.Table:
         ),
     )
     if table.num_rows != len(observations):
-        raise ExportError("the stored observations hold a raw newline: not one JSON per row")
+        raise ExportError(N_("the stored observations hold a raw newline: not one JSON per row"))
     return table.combine_chunks()
 
 
@@ -251,7 +252,9 @@ def _times(values: list[str]) -> pa.Array:
     try:
         return pa.array(values, _str).cast(pa.timestamp("ms", tz="UTC"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise ExportError(f"started_at: a value is not a UTC time ({values[0]!r}...)") from None
+        raise ExportError(
+            N_("started_at: a value is not a UTC time ({value}...)"), value=repr(values[0])
+        ) from None
 
 
 def _batch(rows: list[tuple[Any, ...]]) -> pa.Table:

@@ -21,6 +21,7 @@ from probe.model import HTTPTransaction, ThroughputRecord, Verdict
 from probe.store import RowFilter, Store, Stored
 from probe.store.reads import throughput_from_text
 from probe.timeutil import iso, parse_iso
+from probe.words import N_
 
 FLAT = [
     "id",
@@ -67,7 +68,9 @@ def parse_time(text: str, flag: str) -> str:
     try:
         return iso(parse_iso(text))
     except ValueError:
-        raise ExportError(f"{flag}: {text!r} is not an ISO-8601 date or time") from None
+        raise ExportError(
+            N_("{flag}: {value} is not an ISO-8601 date or time"), flag=flag, value=repr(text)
+        ) from None
 
 
 def stored_words(m: Stored, lang: str = "en") -> str:

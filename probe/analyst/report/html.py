@@ -211,7 +211,11 @@ def write_report(
     if png_dir is not None:
         folder = Path(png_dir)
         if not folder.absolute().parent.is_dir():
-            raise ExportError(f"{folder.absolute().parent}: no such folder (for --png {png_dir})")
+            raise ExportError(
+                N_("{path}: no such folder (for --png {folder})"),
+                path=folder.absolute().parent,
+                folder=png_dir,
+            )
         folder.mkdir(exist_ok=True)
     data = collect(store, f, lang)
     figs = {
