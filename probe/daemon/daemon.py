@@ -57,7 +57,7 @@ from probe.config.targets import TargetList
 from probe.daemon import schedule
 from probe.daemon.lock import DaemonLock, pid_alive
 from probe.daemon.systemd import sd_notify, watchdog_period
-from probe.errors import InputError, StoreError
+from probe.errors import InputError, ProbeError, StoreError
 from probe.model import DISCOVERY_BYTES, Measurement, Network, ObjectChoice, ThroughputRecord
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.round import RoundResult, RoundSetup, offline_reason, prepare, run_once
@@ -79,6 +79,11 @@ def _(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return _tr.ngettext(singular, plural, n)
+
+
+def _said(exc: BaseException) -> str:
+    """An error as the log says it: in the daemon's language where it is one of probe's."""
+    return exc.translated(_tr.gettext) if isinstance(exc, ProbeError) else str(exc)
 
 
 HEARTBEAT = 5.0  # seconds between heartbeats (shorter when systemd's watchdog asks)
@@ -191,7 +196,7 @@ class PatientStore(Store):
                 write()
             except sqlite3.IntegrityError as exc:
                 # This row, not the database: never let it hold up the others.
-                log.error("%s not stored (%s)", what, exc)
+                log.error(_("%s not stored (%s)"), what, exc)
                 self.pending.popleft()
                 continue
             except (sqlite3.DatabaseError, StoreError) as exc:
@@ -206,12 +211,22 @@ class PatientStore(Store):
                 return
             self.daemon_row = {}
         if self.last_error is not None:
-            log.info("%s: writing again", self.path)
+            log.info(_("%s: writing again"), self.path)
             self.last_error = None
 
     def _cannot_write(self, exc: Exception) -> None:
         if self.last_error != str(exc):
-            log.error("%s: cannot write (%s); %d writes wait", self.path, exc, len(self.pending))
+            waiting = len(self.pending)
+            log.error(
+                ngettext(
+                    "%s: cannot write (%s); %d write waits",
+                    "%s: cannot write (%s); %d writes wait",
+                    waiting,
+                ),
+                self.path,
+                _said(exc),
+                waiting,
+            )
         self.last_error = str(exc)
 
 
@@ -406,9 +421,9 @@ class Daemon:
             done = [m for m in result.rows if m.is_control]
             reason = offline_reason(done, lang=_lang) if done else result.offline_reason
             if reason:
-                log.warning("round %s: %s", result.id[:8], reason)
+                log.warning(_("round %s: %s"), result.id[:8], reason)
         if not result.address_known_by:
-            log.warning("round %s: %s", result.id[:8], _(UNKNOWN_ADDRESS_NOTE))
+            log.warning(_("round %s: %s"), result.id[:8], _(UNKNOWN_ADDRESS_NOTE))
 
     async def job(self, kind: str) -> None:
         """One scheduled round of ``kind``, paused while it runs (so a gap starts at its end)."""
@@ -468,7 +483,7 @@ class Daemon:
             self.store.save_daemon(row)
         except sqlite3.DatabaseError as exc:
             if time.monotonic() - self.last_beat_error > 60:
-                log.error("%s: cannot write the heartbeat (%s)", self.store.path, exc)
+                log.error(_("%s: cannot write the heartbeat (%s)"), self.store.path, exc)
                 self.last_beat_error = time.monotonic()
 
     async def heartbeat(self) -> None:
@@ -480,7 +495,7 @@ class Daemon:
             settings = resolve(self.flags, config=self.config)
             setup = prepare(settings)
         except InputError as exc:
-            log.error(_("reload rejected, keeping the old settings: %s"), exc)
+            log.error(_("reload rejected, keeping the old settings: %s"), _said(exc))
             return
         if settings.db != self.settings.db:
             log.warning(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -404,3 +405,39 @@ def test_the_daemon_s_reserve_reaches_the_round_without_touching_settings(
     assert setup.settings is d.settings and setup.settings.max_bytes_per_day == 50_000_000
     assert kw["allowance"] == Allowance(Budget(daily=50_000_000), reserve=d.page_estimate(2))
     assert kw["kind"] == "throughput" and kw["throughput"] is True
+
+
+@pytest.mark.parametrize("lang", ["en", "vi"])
+def test_a_rejected_reload_is_logged_in_the_daemons_language(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture, lang: str
+) -> None:
+    """The reload's reason is one of probe's errors: a Vietnamese daemon logs it in Vietnamese
+    (before, the line began in Vietnamese and went on in English), naming the file and line."""
+    import probe.daemon.daemon as daemon_module
+    from probe.round import prepare
+    from probe.words import translator
+
+    t = tmp_path / "t.yaml"
+    t.write_text(
+        f"targets:\n  - name: news\n    url: {world.http('news.test')}\n"
+        f"controls:\n  - name: ctl\n    url: {world.https('news.test')}\n"
+    )
+    flags = world_settings(world, t, tmp_path / "d.db")
+    settings = resolve(flags, env={})
+    store = Store.open(settings.db)
+    saved = daemon_module._tr, daemon_module._lang
+    daemon_module._tr, daemon_module._lang = translator(lang), lang
+    try:
+        d = daemon_module.Daemon(flags, None, settings, prepare(settings), store)
+        t.write_text("targets: [\n")
+        with caplog.at_level("ERROR", logger=daemon_module.log.name):
+            d.reload()
+    finally:
+        daemon_module._tr, daemon_module._lang = saved
+        store.close()
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert str(t) in line and d.settings is settings  # the old settings kept
+    english = "reload rejected, keeping the old settings: " in line
+    assert english == (lang == "en"), line
+    if lang == "vi":
+        assert not re.search(r"\b(cannot|not|expected|line|file)\b", line), line

@@ -166,7 +166,8 @@ def test_the_daemon_explains_an_offline_round_and_status_says_offline(
             assert proc.poll() is None, log.read_text()
         offline = [x for x in lines if says in x]
         assert offline, log.read_text()[-2000:]
-        assert "\n" not in offline[0] and offline[0].startswith("round ")
+        round_word = {"en": "round ", "vi": "vòng đo "}[lang]
+        assert "\n" not in offline[0] and offline[0].startswith(round_word)
         code, out, _ = run_fresh(["status", "--db", str(db), "--json"], capsys)
         assert code == 5 and json.loads(out)["health"].startswith("offline"), out
     finally:
