@@ -2,7 +2,8 @@
 
     python bench/mutation.py [--modules classify failures measure control privacy]
                              [--budget 3600] [--jobs 2] [--survivors FILE]
-                             [--pytest-arg=--deselect=TEST] [--mutants FILE] [--keep DIR]
+                             [--pytest-arg=--deselect=TEST] [--mutants FILE]
+                             [--keep DIR | --resume DIR]
 
 mutmut changes one small thing at a time in the code (a comparison, a constant, a boolean, an
 argument) and runs the tests that reach the changed function; a mutant the tests do not notice
@@ -28,6 +29,7 @@ constants such as ``RATIO_MAX``) are covered by ``bench/known_mutants.py`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -62,7 +64,10 @@ ALSO_COPY = sorted(
     }
     - {"probe", "tests", ".ci", ".gitignore"}
 )
-CLONES = "tests/config/test_checkout_paths.py::test_a_fresh_clone_stores_into_its_results"
+CHECKOUT_TESTS = (
+    "tests/config/test_checkout_paths.py::test_a_fresh_clone_stores_into_its_results",
+    "tests/test_distribution_name.py::test_a_missing_analyst_extra_in_a_checkout_says_how_there",
+)
 KILLED = {"killed", "timeout", "caught by type check"}
 SKIPPED = {"no tests", "skipped"}
 
@@ -90,8 +95,9 @@ def configure(copy: Path, globs: list[str], pytest_args: list[str]) -> None:
             "-q",
             "-W",
             "ignore::pytest.PytestUnraisableExceptionWarning",
-            # clones the checkout with git: the copy has no .git (and it runs no mutated code)
-            f"--deselect={CLONES}",
+            # tests of the checkout itself (a git clone of it; the install advice for it): the
+            # copy is no checkout (no .git, not the editable install), and they run no mutated code
+            *(f"--deselect={t}" for t in CHECKOUT_TESTS),
             *pytest_args,
         ],
         "use_git_change_detection": False,
@@ -122,15 +128,15 @@ def run_mutmut(copy: Path, jobs: int, budget: float, names: Sequence[str] = ()) 
         p.wait(timeout=budget)
     except subprocess.TimeoutExpired:
         print(f"budget of {budget:.0f} s spent: stopping mutmut", file=sys.stderr)
-        os.killpg(p.pid, signal.SIGINT)  # mutmut saves what it has on Ctrl-C
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        # mutmut 3 records each mutant's result as it comes (its .meta files), and Ctrl-C does
+        # not stop it while it waits for its workers: end the whole group at once, losing only
+        # the mutants being tested (left "not checked").
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
     finally:
         log.close()
-    if p.returncode not in (0, -signal.SIGINT, 1, 130) and not list(copy.glob("mutants/**/*.meta")):
+    stopped = p.returncode in (0, -signal.SIGKILL, 1, 130)
+    if not stopped and not list(copy.glob("mutants/**/*.meta")):
         tail = (copy / "mutmut.log").read_text(encoding="utf-8", errors="replace")[-3000:]
         raise SystemExit(f"mutmut failed (exit {p.returncode}):\n{tail}")
     return time.monotonic() - t0
@@ -198,6 +204,18 @@ def _row(name: str, c: Counter[str]) -> str:
     )
 
 
+@contextlib.contextmanager
+def _copy(resume: Path | None, keep: Path | None) -> Iterator[Path]:
+    if resume is None:
+        with scratch_copy("probe-mutation-", keep=keep) as copy:
+            yield copy
+        return
+    copy = resume / "probe"
+    if not (copy / "mutants").is_dir():
+        raise SystemExit(f"--resume {resume}: no mutmut run kept there (see --keep)")
+    yield copy
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--modules", nargs="*", default=list(MODULES), help="names or file paths")
@@ -212,6 +230,12 @@ def main() -> int:
         "(mutmut needs every selected test to pass on the unmutated code)",
     )
     ap.add_argument("--mutants", type=Path, help="check only the mutants named in this file")
+    ap.add_argument(
+        "--resume",
+        type=Path,
+        help="go on with a run kept with --keep DIR (its tests, coverage and results so far): "
+        "the mutants not checked yet",
+    )
     ap.add_argument(
         "--keep",
         type=Path,
@@ -230,9 +254,10 @@ def main() -> int:
         else:
             ap.error(f"--modules: {m!r} is not one of {', '.join(MODULES)} nor probe/...py")
     equiv = equivalents()
-    with scratch_copy("probe-mutation-", keep=args.keep) as copy:
-        check_imports_copy(copy)
-        configure(copy, globs, args.pytest_arg)
+    with _copy(args.resume, args.keep) as copy:
+        if args.resume is None:
+            check_imports_copy(copy)
+            configure(copy, globs, args.pytest_arg)
         seconds = run_mutmut(copy, args.jobs, args.budget, names)
         by_file = results(copy)
         checked = sum(s != "not checked" for st in by_file.values() for s in st.values())

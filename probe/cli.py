@@ -435,26 +435,36 @@ def targets_check(path: str) -> None:
     click.echo(f"{path}: {len(tl.targets)} targets, {len(tl.controls)} controls: OK")
     if not tl.controls:
         click.echo(
-            f"probe: warning: {path} has no controls: without them an offline round cannot be "
-            "told from blocking (add a 'controls:' list, e.g. the default one)",
+            _(
+                "probe: warning: {path} has no controls: without them an offline round cannot "
+                "be told from blocking (add a 'controls:' list, e.g. the default one)"
+            ).format(path=path),
             err=True,
         )
 
 
 def report_broken(path: str, tl: TargetList) -> None:
-    """One ``probe: error:`` line per broken entry of a target list."""
-    for line in tl.problems:
-        click.echo(f"probe: error: {line}", err=True)
+    """One ``probe: error:`` line per broken entry of a target list, in the invocation's
+    language."""
+    for problem in tl.problems:
+        message = problem.translated(_)
+        click.echo(_("probe: error: {message}").format(message=message), err=True)
     if tl.broken > len(tl.problems):
-        click.echo(f"probe: error: {path}: {tl.broken - len(tl.problems)} more", err=True)
+        more = _("{path}: {n} more").format(path=path, n=tl.broken - len(tl.problems))
+        click.echo(_("probe: error: {message}").format(message=more), err=True)
 
 
 def fail_if_broken(path: str, tl: TargetList) -> None:
     """Exit status 2 when the list has a broken entry (after the usable ones were used)."""
     if tl.broken:
         raise TargetsError(
-            f"{path}: {tl.broken} broken entries ({len(tl.targets)} targets and "
-            f"{len(tl.controls)} controls usable)"
+            N_(
+                "{path}: {broken} broken entries ({targets} targets and {controls} controls usable)"
+            ),
+            path=path,
+            broken=tl.broken,
+            targets=len(tl.targets),
+            controls=len(tl.controls),
         )
 
 

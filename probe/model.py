@@ -17,6 +17,14 @@ from typing import Any, Literal
 import msgspec
 
 from probe import addr, failures
+from probe.errors import BadValue
+
+
+def N_(message: str) -> str:
+    """:func:`probe.words.N_` (marks a message id for extraction), which this module cannot
+    import: probe.words imports it."""
+    return message
+
 
 Blocking = Literal["dns", "tcp_ip", "http-failure", "http-diff"] | bool | None
 
@@ -285,7 +293,7 @@ class Plan:
             )
         if name == "default":
             return cls()
-        raise ValueError(f"unknown profile {name!r} (default, mobile)")
+        raise BadValue(N_("unknown profile {name} (default, mobile)"), name=repr(name))
 
 
 @dataclass(frozen=True, slots=True)

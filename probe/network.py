@@ -24,8 +24,10 @@ import ipaddress
 import re
 from importlib import resources
 
+from probe.errors import BadValue
 from probe.model import Network
 from probe.privacy import IPAddress, Recogniser
+from probe.words import N_
 
 __all__ = ["Network", "addr_hmac", "recogniser", "resolver_kind"]
 
@@ -33,17 +35,19 @@ _ASN = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
 
 
 def normalise_asn(value: str | int) -> str:
-    """``7552``, ``"7552"``, ``"as7552"`` -> ``"AS7552"``; ValueError otherwise."""
+    """``7552``, ``"7552"``, ``"as7552"`` -> ``"AS7552"``; BadValue (a ValueError) otherwise."""
     m = _ASN.match(str(value).strip())
     if m is None or not 0 < int(m.group(1)) < 2**32:
-        raise ValueError(f"{str(value)[:40]!r} is not an AS number (e.g. AS7552)")
+        raise BadValue(N_("{value} is not an AS number (e.g. AS7552)"), value=repr(str(value)[:40]))
     return f"AS{int(m.group(1))}"
 
 
 def normalise_cc(value: str) -> str:
     text = str(value).strip().upper()
     if not re.fullmatch(r"[A-Z]{2}", text):
-        raise ValueError(f"{str(value)[:40]!r} is not a two-letter country code (e.g. VN)")
+        raise BadValue(
+            N_("{value} is not a two-letter country code (e.g. VN)"), value=repr(str(value)[:40])
+        )
     return text
 
 

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from probe.errors import UnsafePath
+from probe.words import N_
 
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
@@ -47,8 +48,11 @@ def private_folder(path: str | Path) -> None:
 
 def refuse_link(path: str | Path) -> UnsafePath:
     return UnsafePath(
-        f"{path}: is a symbolic link; the probe never writes through one where its own file "
-        "belongs (remove the link if you did not make it)"
+        N_(
+            "{path}: is a symbolic link; the probe never writes through one where its own file "
+            "belongs (remove the link if you did not make it)"
+        ),
+        path=path,
     )
 
 

@@ -2,10 +2,12 @@
 
 Contract: every parser takes what a flag, a variable or a settings file gives (text, or a TOML
 value) and returns the typed value or raises :class:`ValueError` with a one-line message that
-says what was wrong (the caller adds which flag, variable or file and key). The same parser
-serves all three origins, so they are held to the same rules. :func:`format_duration` is the
-inverse of :func:`parse_duration`, the one place a duration is written back as text. Pure: no
-I/O, no import of the measuring code.
+says what was wrong (the caller adds which flag, variable or file and key): a
+:class:`~probe.errors.BadValue` (a message id with fields, translated where it is shown), or the
+error of the parser it relies on (:class:`~probe.errors.URLError`, ``AddressError``). The same
+parser serves all three origins, so they are held to the same rules. :func:`format_duration` is
+the inverse of :func:`parse_duration`, the one place a duration is written back as text. Pure:
+no I/O, no import of the measuring code.
 """
 
 from __future__ import annotations
@@ -23,23 +25,25 @@ from probe.words import N_
 
 def _text(v: Any) -> str:
     if not isinstance(v, str):
-        raise ValueError(f"{v!r} is not text")
+        raise BadValue(N_("{value} is not text"), value=repr(v))
     if any(ord(c) < 32 for c in v):
-        raise ValueError("control characters are not allowed")
+        raise BadValue(N_("control characters are not allowed"))
     return v
 
 
 def parse_int(lo: int, hi: int) -> Callable[[Any], int]:
     def parse(v: Any) -> int:
         if isinstance(v, bool):
-            raise ValueError(f"{v!r} is not a whole number")
+            raise BadValue(N_("{value} is not a whole number"), value=repr(v))
         if isinstance(v, str):
             t = v.strip()
             if not (t.isascii() and t.lstrip("+-").isdigit()):
-                raise ValueError(f"{v!r} is not a whole number")
+                raise BadValue(N_("{value} is not a whole number"), value=repr(v))
             v = int(t)
         if not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"{v!r} is not a whole number from {lo} to {hi}")
+            raise BadValue(
+                N_("{value} is not a whole number from {lo} to {hi}"), value=repr(v), lo=lo, hi=hi
+            )
         return v
 
     return parse
@@ -47,7 +51,12 @@ def parse_int(lo: int, hi: int) -> Callable[[Any], int]:
 
 def parse_float(lo: float, hi: float) -> Callable[[Any], float]:
     def parse(v: Any) -> float:
-        bad = ValueError(f"{v!r} is not a number from {lo:g} to {hi:g}")
+        bad = BadValue(
+            N_("{value} is not a number from {lo} to {hi}"),
+            value=repr(v),
+            lo=f"{lo:g}",
+            hi=f"{hi:g}",
+        )
         if isinstance(v, bool):
             raise bad
         number = v
@@ -85,10 +94,10 @@ def parse_size(v: Any) -> int:
         return v
     m = _SIZE.match(v.strip().upper()) if isinstance(v, str) and v.isascii() else None
     if m is None:
-        raise ValueError(f"{v!r} is not a size (e.g. 500000000, 500M, 1G)")
+        raise BadValue(N_("{value} is not a size (e.g. 500000000, 500M, 1G)"), value=repr(v))
     n = int(m.group(1)) * _SIZE_UNITS[m.group(2) or ""]
     if n > 2**60:
-        raise ValueError(f"{v!r} is too large")
+        raise BadValue(N_("{value} is too large"), value=repr(v))
     return n
 
 
@@ -103,10 +112,10 @@ def parse_duration(v: Any) -> float:
     else:
         m = _DURATION.match(v.strip().lower()) if isinstance(v, str) and v.isascii() else None
         if m is None:
-            raise ValueError(f"{v!r} is not a duration (e.g. 90s, 45m, 6h, 1d)")
+            raise BadValue(N_("{value} is not a duration (e.g. 90s, 45m, 6h, 1d)"), value=repr(v))
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if not math.isfinite(seconds) or not 0 < seconds <= 366 * 86400:
-        raise ValueError(f"{v!r} is not a duration between 1 ms and a year")
+        raise BadValue(N_("{value} is not a duration between 1 ms and a year"), value=repr(v))
     return seconds
 
 
@@ -125,13 +134,15 @@ def parse_bool(v: Any) -> bool:
         return True
     if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{v!r} is not true or false")
+    raise BadValue(N_("{value} is not true or false"), value=repr(v))
 
 
 def parse_choice(*choices: str) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
         if v not in choices:
-            raise ValueError(f"{v!r} is not one of {', '.join(choices)}")
+            raise BadValue(
+                N_("{value} is not one of {choices}"), value=repr(v), choices=", ".join(choices)
+            )
         return str(v)
 
     return parse
@@ -140,23 +151,20 @@ def parse_choice(*choices: str) -> Callable[[Any], str]:
 def parse_path(v: Any) -> str:
     text = _text(v).strip()
     if not text:
-        raise ValueError("empty path")
+        raise BadValue(N_("empty path"))
     try:
         return str(Path(text).expanduser())
     except RuntimeError:  # ~name of no such user
-        raise ValueError(f"{text[:80]!r}: no such user's home directory") from None
+        raise BadValue(N_("{path}: no such user's home directory"), path=repr(text[:80])) from None
 
 
 def parse_url(v: Any) -> str:
-    """An http(s) URL the probe can fetch (:func:`probe.urls.check_url`)."""
-    from probe.errors import URLError
+    """An http(s) URL the probe can fetch (:func:`probe.urls.check_url`; its URLError, a
+    ValueError, is the reason)."""
     from probe.urls import check_url
 
     text = _text(v).strip()
-    try:
-        check_url(text)
-    except URLError as exc:
-        raise ValueError(str(exc)) from None
+    check_url(text)
     return text
 
 
@@ -168,7 +176,7 @@ def parse_asn(v: Any) -> str:
     from probe.network import normalise_asn
 
     if isinstance(v, bool) or not isinstance(v, str | int):
-        raise ValueError(f"{v!r} is not an AS number (e.g. AS7552)")
+        raise BadValue(N_("{value} is not an AS number (e.g. AS7552)"), value=repr(v))
     return normalise_asn(v)
 
 
@@ -191,7 +199,9 @@ def parse_stun_server(v: Any) -> str:
     text = _text(v).strip()
     host, port = addr.split_host_port(text, STUN_PORT)
     if any(c.isspace() or c in "/@?#" for c in host):
-        raise ValueError(f"{text[:60]!r} is not a STUN server (HOST or HOST:PORT)")
+        raise BadValue(
+            N_("{value} is not a STUN server (HOST or HOST:PORT)"), value=repr(text[:60])
+        )
     return addr.endpoint(host, port)
 
 
@@ -212,9 +222,9 @@ def tuple_of(one: Callable[[Any], Any], max_items: int | None = None) -> Callabl
         elif isinstance(v, list | tuple):
             items = list(v)
         else:
-            raise ValueError(f"{v!r} is not a list")
+            raise BadValue(N_("{value} is not a list"), value=repr(v))
         if max_items is not None and len(items) > max_items:
-            raise ValueError(f"at most {max_items}")
+            raise BadValue(N_("at most {n}"), n=max_items)
         return tuple(one(x) for x in items)
 
     return parse

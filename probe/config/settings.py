@@ -41,6 +41,7 @@ from probe.config.options import (
 from probe.config.profiles import apply_profile
 from probe.errors import SettingsError
 from probe.model import ResolverSpec
+from probe.words import N_
 
 __all__ = ["Settings", "SettingsError", "resolve"]
 
@@ -103,14 +104,16 @@ def _load_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             doc = tomllib.load(fh)
     except FileNotFoundError:
-        raise SettingsError(f"{path}: no such settings file") from None
+        raise SettingsError(N_("{path}: no such settings file"), path=path) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: {exc}") from None
+        raise SettingsError(N_("{path}: {problem}"), path=path, problem=exc) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot read ({exc})") from None
+        raise SettingsError(N_("{path}: cannot read ({problem})"), path=path, problem=exc) from None
     unknown = sorted(set(doc) - set(BY_NAME))
     if unknown:
-        raise SettingsError(f"{path}: {unknown[0]}: unknown setting (see 'probe config')")
+        raise SettingsError(
+            N_("{path}: {key}: unknown setting (see 'probe config')"), path=path, key=unknown[0]
+        )
     return doc
 
 
@@ -124,8 +127,13 @@ def check_token_file(path: str, where: str) -> None:
         return
     if mode & 0o077:
         raise SettingsError(
-            f"{where}: {path}: the helper's token is open to others (mode {mode:04o}); make it "
-            f"private: chmod 600 {path}"
+            N_(
+                "{where}: {path}: the helper's token is open to others (mode {mode}); make it "
+                "private: chmod 600 {path}"
+            ),
+            where=where,
+            path=path,
+            mode=f"{mode:04o}",
         )
 
 
@@ -164,7 +172,7 @@ def resolve(
         try:
             values[o.name] = o.parse(raw)
         except (ValueError, TypeError) as exc:
-            raise SettingsError(f"{where}: {exc}") from None
+            raise SettingsError(N_("{where}: {problem}"), where=where, problem=exc) from None
         sources[o.name] = src
         wheres[o.name] = where
     if values.get("helper_token_file"):

@@ -1,10 +1,12 @@
 """Target lists: ``targets.yaml`` and Citizen Lab test-list CSV files, validated into Target values.
 
 Contract: ``read_targets(path)`` returns a :class:`TargetList` of every usable entry, with one
-line per broken entry in ``problems`` (``FILE:LINE: section[i].field: reason``), so one bad entry
-never costs the others; it raises :class:`TargetsError` (one line naming the file and, where
-known, the line) only for a file that cannot be used at all: unreadable, over
-:data:`MAX_FILE_BYTES`, not YAML, or not a mapping of ``targets:`` and ``controls:`` lists.
+:class:`TargetsError` per broken entry in ``problems`` (its ``str()`` the English line
+``FILE:LINE: section[i].field: reason``, :meth:`~probe.errors.ProbeError.translated` the line in
+a volunteer's language), so one bad entry never costs the others; it raises
+:class:`TargetsError` (one line naming the file and, where known, the line) only for a file that
+cannot be used at all: unreadable, over :data:`MAX_FILE_BYTES`, not YAML, or not a mapping of
+``targets:`` and ``controls:`` lists.
 ``load_targets(path)`` is the strict form: any broken entry is an error. The file is read as a
 stream of YAML events, so memory holds the entries, not the file's node tree. Names are unique
 across targets and controls (a later duplicate is the broken one); URLs pass
@@ -28,8 +30,9 @@ import msgspec
 import yaml
 
 from probe.config.parse import parse_duration
-from probe.errors import TargetsError, URLError
+from probe.errors import BadValue, ProbeError, TargetsError, URLError
 from probe.urls import check_url
+from probe.words import N_
 
 # Citizen Lab category codes (both the original and the 2024 codes), with our short labels.
 CATEGORIES: dict[str, str] = {
@@ -105,23 +108,27 @@ class Target(
     def interval_seconds(self) -> float | None:
         return None if self.interval is None else parse_duration(self.interval)
 
-    def check(self) -> tuple[str, str] | None:
+    def check(self) -> tuple[str, ProbeError] | None:
         """The first (field, problem) that makes this entry unusable, or None."""
         if not _NAME.match(self.name):
-            return "name", "must be 1-64 letters, digits, '.', '_' or '-', starting alnum"
+            return "name", BadValue(
+                N_("must be 1-64 letters, digits, '.', '_' or '-', starting alnum")
+            )
         for fname in ("url", "throughput_url"):
             value = getattr(self, fname)
             if value is not None:
                 try:
                     check_url(value)
                 except URLError as exc:
-                    return fname, str(exc)
+                    return fname, exc
         if self.category is not None and self.category not in CATEGORIES:
-            return "category", f"unknown Citizen Lab category code {self.category!r}"
+            return "category", BadValue(
+                N_("unknown Citizen Lab category code {code}"), code=repr(self.category)
+            )
         try:
             _ = self.interval_seconds
-        except ValueError as exc:
-            return "interval", str(exc)
+        except BadValue as exc:
+            return "interval", exc
         return None
 
 
@@ -131,7 +138,9 @@ class TargetList:
 
     targets: tuple[Target, ...]
     controls: tuple[Target, ...]
-    problems: tuple[str, ...] = ()  # "FILE:LINE: section[i].field: reason", the first MAX_PROBLEMS
+    # One error per broken entry, the first MAX_PROBLEMS: str() is "FILE:LINE: section[i].field:
+    # reason", .translated(gettext) the same line in a volunteer's language.
+    problems: tuple[TargetsError, ...] = ()
     broken: int = 0  # every broken entry, listed in problems or not
 
     def select(self, names: Iterable[str]) -> TargetList:
@@ -139,7 +148,9 @@ class TargetList:
         known = {t.name for t in (*self.targets, *self.controls)}
         missing = sorted(wanted - known)
         if missing:
-            raise TargetsError(f"--only: no target named {', '.join(map(repr, missing))}")
+            raise TargetsError(
+                N_("--only: no target named {names}"), names=", ".join(map(repr, missing))
+            )
         return replace(self, targets=tuple(t for t in self.targets if t.name in wanted))
 
 
@@ -163,13 +174,47 @@ class _CappedReader(io.RawIOBase):
         data = self.fh.read(size)
         self.seen += len(data)
         if self.seen > self.cap:
-            raise TargetsError(_too_big(self.path))
+            raise _too_big(self.path)
         return data
 
 
-def _too_big(p: Path) -> str:
-    cap = MAX_FILE_BYTES // 2**20
-    return f"{p}: larger than {cap} MiB; trim the list (the probe holds it in memory)"
+def _too_big(p: Path) -> TargetsError:
+    return TargetsError(
+        N_("{path}: larger than {cap} MiB; trim the list (the probe holds it in memory)"),
+        path=p,
+        cap=MAX_FILE_BYTES // 2**20,
+    )
+
+
+# libyaml's reasons for refusing a file, as a volunteer's mistakes produce them (a tab, a
+# missing space after ':', an unclosed quote, a bad indent), marked so that the catalog
+# translates them; any other reason is shown as libyaml gives it.
+YAML_PROBLEMS = (
+    N_("found character that cannot start any token"),
+    N_("mapping values are not allowed in this context"),
+    N_("found unexpected end of stream"),
+    N_("did not find expected '-' indicator"),
+    N_("did not find expected key"),
+    N_("did not find expected ',' or ']'"),
+    N_("did not find expected node content"),
+    N_("could not find expected ':'"),
+    N_("block sequence entries are not allowed in this context"),
+    N_("found undefined tag handle"),
+    N_("found incompatible YAML document"),
+    N_("found invalid Unicode character escape code"),
+    N_("exceeded maximum nesting depth"),
+    N_("control characters are not allowed"),
+    N_("invalid leading UTF-8 octet"),
+    N_("invalid trailing UTF-8 octet"),
+    N_("incomplete UTF-8 octet sequence"),
+    N_("invalid YAML"),
+)
+
+
+def _reason(text: str) -> BadValue:
+    """A reason given as text by another library (libyaml, msgspec): one line, translated
+    where shown when the catalog knows it (:data:`YAML_PROBLEMS`), else kept as written."""
+    return BadValue(" ".join(text.split()))
 
 
 def _mark(mark: Any) -> Any:
@@ -197,21 +242,25 @@ class _Reader:
         resolve: Any = self.loader.resolve
         return str(resolve(kind, value, ev.implicit))
 
-    def node(self, first: yaml.Event) -> yaml.Node | str:
+    def node(self, first: yaml.Event) -> yaml.Node | BadValue:
         """The node starting at ``first``, or the reason it is unusable (every event of the
         node is consumed either way)."""
         stack: list[tuple[yaml.Node, list[Any]]] = []
-        ev, problem = first, ""
+        ev, problem = first, None
         while True:
             if isinstance(ev, yaml.AliasEvent):
-                problem = problem or "YAML aliases (*name) are not allowed in a target list"
+                problem = problem or BadValue(
+                    N_("YAML aliases (*name) are not allowed in a target list")
+                )
                 made: yaml.Node | None = None
             elif isinstance(ev, yaml.ScalarEvent):
                 tag = self._tag(yaml.ScalarNode, ev, ev.value)
                 made = yaml.ScalarNode(tag, ev.value, _mark(ev.start_mark), None, ev.style)
             elif isinstance(ev, yaml.MappingStartEvent | yaml.SequenceStartEvent):
                 if len(stack) >= MAX_DEPTH:
-                    problem = problem or f"nested deeper than {MAX_DEPTH} levels"
+                    problem = problem or BadValue(
+                        N_("nested deeper than {depth} levels"), depth=MAX_DEPTH
+                    )
                 kind = (
                     yaml.MappingNode
                     if isinstance(ev, yaml.MappingStartEvent)
@@ -228,7 +277,11 @@ class _Reader:
                     flat = made.value
                     made.value = list(zip(flat[::2], flat[1::2], strict=True))
             else:  # document or stream events cannot occur inside a node
-                raise TargetsError(f"{self.path}: unexpected {type(ev).__name__} in an entry")
+                raise TargetsError(
+                    N_("{path}: unexpected {event} in an entry"),
+                    path=self.path,
+                    event=type(ev).__name__,
+                )
             if not stack:
                 return problem or made  # type: ignore[return-value]
             stack[-1][1].append(made)
@@ -246,48 +299,54 @@ def read_targets(path: str | Path) -> TargetList:
         fh = p.open("rb")
         size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
-        raise TargetsError(f"{p}: no such file") from None
+        raise TargetsError(N_("{path}: no such file"), path=p) from None
     except OSError as exc:
-        raise TargetsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        raise _cannot_read(p, exc) from None
     with fh:
         if size > MAX_FILE_BYTES:
-            raise TargetsError(_too_big(p))
+            raise _too_big(p)
         capped = _CappedReader(fh, p, MAX_FILE_BYTES)
         try:
             return _read(p, yaml.parse(capped, Loader=_YAML_LOADER))
         except yaml.YAMLError as exc:
-            raise TargetsError(_yaml_problem(p, exc)) from None
+            raise _yaml_problem(p, exc) from None
         except OSError as exc:
-            raise TargetsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+            raise _cannot_read(p, exc) from None
+
+
+def _cannot_read(p: Path, exc: OSError) -> TargetsError:
+    return TargetsError(N_("{path}: cannot read ({problem})"), path=p, problem=exc.strerror or exc)
 
 
 def load_targets(path: str | Path) -> TargetList:
     """A target list with no broken entry, or TargetsError naming the first."""
     tl = read_targets(path)
     if tl.problems:
-        raise TargetsError(tl.problems[0])
+        raise tl.problems[0]
     return tl
 
 
-def _yaml_problem(p: Path, exc: yaml.YAMLError) -> str:
+def _yaml_problem(p: Path, exc: yaml.YAMLError) -> TargetsError:
     mark = getattr(exc, "problem_mark", None)
     where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
     problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
-    return f"{where}: {' '.join(str(problem).split())}"
+    return TargetsError(N_("{where}: {problem}"), where=where, problem=_reason(str(problem)))
 
 
 def _read(p: Path, events: Iterator[yaml.Event]) -> TargetList:
     r = _Reader(p, events)
-    shape = f"{p}: expected a mapping with 'targets:' and 'controls:' lists"
+    shape = TargetsError(
+        N_("{path}: expected a mapping with 'targets:' and 'controls:' lists"), path=p
+    )
     ev = r.next()  # StreamStartEvent
     ev = r.next()
     if not isinstance(ev, yaml.DocumentStartEvent):
-        raise TargetsError(shape)
+        raise shape
     ev = r.next()
     if not isinstance(ev, yaml.MappingStartEvent):
-        raise TargetsError(shape)
+        raise shape
     sections: dict[str, list[Target]] = {"targets": [], "controls": []}
-    problems: list[str] = []
+    problems: list[TargetsError] = []
     broken = 0
     names: set[str] = set()
     entries = 0
@@ -300,14 +359,16 @@ def _read(p: Path, events: Iterator[yaml.Event]) -> TargetList:
         if not isinstance(key, yaml.ScalarNode) or key.value not in sections:
             shown = key.value if isinstance(key, yaml.ScalarNode) else "?"
             raise TargetsError(
-                f"{p}: unknown top-level key {shown!r} (targets, controls, intervals)"
+                N_("{path}: unknown top-level key {key} (targets, controls, intervals)"),
+                path=p,
+                key=repr(shown),
             )
         section = key.value
         ev = r.next()
         if isinstance(ev, yaml.ScalarEvent) and ev.value in ("", "~", "null") and ev.implicit[0]:
             continue
         if not isinstance(ev, yaml.SequenceStartEvent):
-            raise TargetsError(f"{p}: '{section}:' must be a list")
+            raise TargetsError(N_("{path}: '{section}:' must be a list"), path=p, section=section)
         i = 0
         while not isinstance(ev := r.next(), yaml.SequenceEndEvent):
             entries += section == "targets"
@@ -322,9 +383,9 @@ def _read(p: Path, events: Iterator[yaml.Event]) -> TargetList:
             i += 1
     ev = r.next()  # DocumentEndEvent
     if not isinstance(r.next(), yaml.StreamEndEvent):
-        raise TargetsError(f"{p}: expected one YAML document, found more")
+        raise TargetsError(N_("{path}: expected one YAML document, found more"), path=p)
     if not entries:
-        raise TargetsError(f"{p}: 'targets:' is empty")
+        raise TargetsError(N_("{path}: 'targets:' is empty"), path=p)
     if intervals:
         for listed in sections.values():
             for i, t in enumerate(listed):
@@ -336,71 +397,99 @@ def _read(p: Path, events: Iterator[yaml.Event]) -> TargetList:
     )
 
 
-def _intervals(p: Path, r: _Reader, node: yaml.Node | str) -> dict[str, float]:
+def _intervals(p: Path, r: _Reader, node: yaml.Node | BadValue) -> dict[str, float]:
     """``intervals:``, a mapping of tag to mean gap: a target with no ``interval`` of its own
     takes the shortest of its tags'. Unlike one broken entry, a broken line here would change
     the schedule of every target with the tag, so it makes the file unusable."""
-    if isinstance(node, str):
-        raise TargetsError(f"{p}: intervals: {node}")
-    where = f"{p}:{node.start_mark.line + 1}"
+    if isinstance(node, BadValue):
+        raise TargetsError(N_("{path}: intervals: {problem}"), path=p, problem=node)
+    not_a_map = N_("{where}: 'intervals:' must map tags to durations (news: 6h)")
     if not isinstance(node, yaml.MappingNode):
-        raise TargetsError(f"{where}: 'intervals:' must map tags to durations (news: 6h)")
+        raise TargetsError(not_a_map, where=f"{p}:{node.start_mark.line + 1}")
     out: dict[str, float] = {}
     for k, v in node.value:
         line = f"{p}:{k.start_mark.line + 1}"
         if not isinstance(k, yaml.ScalarNode):
-            raise TargetsError(f"{line}: 'intervals:' must map tags to durations (news: 6h)")
+            raise TargetsError(not_a_map, where=line)
         value = r.loader.construct_document(v) if isinstance(v, yaml.ScalarNode) else v
         try:
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 if isinstance(value, yaml.Node):
-                    raise ValueError("not a duration (e.g. 45m, 6h, 90s)")
-                raise ValueError(f"{value!r} is not a duration (e.g. 45m, 6h, 90s)")
+                    raise BadValue(N_("not a duration (e.g. 45m, 6h, 90s)"))
+                raise BadValue(
+                    N_("{value} is not a duration (e.g. 45m, 6h, 90s)"), value=repr(value)
+                )
             out[k.value] = parse_duration(value)
-        except ValueError as exc:
-            raise TargetsError(f"{line}: intervals.{k.value}: {exc}") from None
+        except BadValue as exc:
+            raise TargetsError(
+                N_("{where}: intervals.{tag}: {problem}"), where=line, tag=k.value, problem=exc
+            ) from None
     return out
 
 
 def _entry(
-    path: Path, section: str, i: int, r: _Reader, node: yaml.Node | str, names: set[str]
-) -> Target | str:
+    path: Path, section: str, i: int, r: _Reader, node: yaml.Node | BadValue, names: set[str]
+) -> Target | TargetsError:
     """A Target, or the one-line problem that makes the entry unusable."""
-    if isinstance(node, str):
-        return f"{path}: {section}[{i}]: {node}"
+    if isinstance(node, BadValue):
+        return TargetsError(N_("{where}: {problem}"), where=f"{path}: {section}[{i}]", problem=node)
     where = f"{path}:{node.start_mark.line + 1}: {section}[{i}]"
     if not isinstance(node, yaml.MappingNode):
-        return f"{where}: each entry must be a mapping with name and url"
+        return TargetsError(
+            N_("{where}: each entry must be a mapping with name and url"), where=where
+        )
     try:
         raw = r.loader.construct_document(
             node
         )  # forgets the nodes it built, unlike construct_object
     except yaml.YAMLError as exc:
-        return f"{where}: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}"
+        reason = _reason(str(getattr(exc, "problem", None) or exc))
+        return TargetsError(N_("{where}: {problem}"), where=where, problem=reason)
     raw = {str(k): v for k, v in raw.items()}
     if isinstance(raw.get("category"), str):  # a handful of codes shared by many entries
         raw["category"] = sys.intern(raw["category"])
     if "is_control" in raw:
-        return f"{where}.is_control: not a target field (use the 'controls:' list)"
+        return TargetsError(
+            N_("{where}.is_control: not a target field (use the 'controls:' list)"), where=where
+        )
     try:
         target = msgspec.convert({**raw, "is_control": section == "controls"}, type=Target)
     except msgspec.ValidationError as exc:
         text = str(exc)
         m = _FIELD.search(text)
         field = next((g for g in m.groups() if g), "entry") if m else "entry"
-        msg = text.split(" - at ")[0].replace("`", "'")
-        if msg.startswith("Object contains unknown field"):
-            allowed = "name, url, category, throughput_url, tags, notes, interval"
-            msg = f"unknown field (allowed: {allowed})"
-        elif msg.startswith("Object missing required field"):
-            msg = "missing (every entry needs name and url)"
-        return f"{where}.{field}: {msg}"
+        return TargetsError(
+            N_("{where}.{field}: {problem}"), where=where, field=field, problem=_msgspec(text)
+        )
     problem = target.check()
     if problem is not None:
-        return f"{where}.{problem[0]}: {problem[1]}"
+        return TargetsError(
+            N_("{where}.{field}: {problem}"), where=where, field=problem[0], problem=problem[1]
+        )
     if target.name in names:
-        return f"{where}.name: {target.name!r} is used twice (names must be unique)"
+        return TargetsError(
+            N_("{where}.name: {name} is used twice (names must be unique)"),
+            where=where,
+            name=repr(target.name),
+        )
     return target
+
+
+_EXPECTED = re.compile(r"^Expected ('[^']*'), got ('[^']*')$")
+
+
+def _msgspec(text: str) -> BadValue:
+    """msgspec's reason for refusing an entry, in words a volunteer reads (and translated)."""
+    msg = text.split(" - at ")[0].replace("`", "'")
+    if msg.startswith("Object contains unknown field"):
+        allowed = "name, url, category, throughput_url, tags, notes, interval"
+        return BadValue(N_("unknown field (allowed: {allowed})"), allowed=allowed)
+    if msg.startswith("Object missing required field"):
+        return BadValue(N_("missing (every entry needs name and url)"))
+    m = _EXPECTED.match(msg)
+    if m is not None:
+        return BadValue(N_("Expected {expected}, got {got}"), expected=m[1], got=m[2])
+    return _reason(msg)
 
 
 def name_for(url: str) -> str:
@@ -421,15 +510,17 @@ def import_citizenlab_csv(
         with p.open("rb") as raw:
             data = raw.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise TargetsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        raise _cannot_read(p, exc) from None
     if len(data) > MAX_FILE_BYTES:
-        raise TargetsError(_too_big(p))
+        raise _too_big(p)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise TargetsError(
-            f"{p}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+            N_("{where}: not UTF-8 text (byte {byte}); save it as UTF-8"),
+            where=f"{p}:{line}",
+            byte=f"0x{data[exc.start]:02x}",
         ) from None
     fh = io.StringIO(text, newline="")
     seen_urls = set()
@@ -443,13 +534,18 @@ def import_citizenlab_csv(
     with fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or "url" not in reader.fieldnames:
-            raise TargetsError(f"{p}:1: header must have a 'url' column (Citizen Lab format)")
+            raise TargetsError(
+                N_("{where}: header must have a 'url' column (Citizen Lab format)"),
+                where=f"{p}:1",
+            )
         for lineno, row in _rows(p, reader):
             url = (row.get("url") or "").strip()
             try:
                 check_url(url)
             except URLError as exc:
-                raise TargetsError(f"{p}:{lineno}: url: {exc}") from None
+                raise TargetsError(
+                    N_("{where}: url: {problem}"), where=f"{p}:{lineno}", problem=exc
+                ) from None
             if url.rstrip("/") in seen_urls:
                 skipped += 1
                 continue
@@ -464,7 +560,11 @@ def import_citizenlab_csv(
             code = (row.get("category_code") or "").strip()
             if code:
                 if code not in CATEGORIES:
-                    raise TargetsError(f"{p}:{lineno}: category_code: unknown code {code!r}")
+                    raise TargetsError(
+                        N_("{where}: category_code: unknown code {code}"),
+                        where=f"{p}:{lineno}",
+                        code=repr(code),
+                    )
                 entry["category"] = code
             notes = (row.get("notes") or "").strip()
             if notes:
@@ -482,6 +582,8 @@ def _rows(p: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str,
         except StopIteration:
             return
         except csv.Error as exc:
-            raise TargetsError(f"{p}:{max(line, reader.line_num)}: {exc}") from None
+            raise TargetsError(
+                N_("{where}: {problem}"), where=f"{p}:{max(line, reader.line_num)}", problem=exc
+            ) from None
         yield line, row
         line = reader.line_num + 1

@@ -133,7 +133,7 @@ def test_hostile_url_is_a_broken_entry_with_its_line(tmp_path: Path, url: str) -
     )
     tl = read_targets(p)
     assert [t.name for t in tl.targets] == ["good"]
-    (problem,) = tl.problems
+    (problem,) = map(str, tl.problems)
     assert problem.startswith(f"{p}:4: targets[1].url: ") and "\n" not in problem
     with pytest.raises(TargetsError, match=r"t.yaml:4: targets\[1\]\.url"):
         load_targets(p)
@@ -154,7 +154,7 @@ def test_every_broken_entry_is_reported(tmp_path: Path) -> None:
     )
     tl = read_targets(p)
     assert [t.name for t in tl.targets] == ["a"] and [c.name for c in tl.controls] == ["ctl"]
-    assert [x.split(": ")[0] for x in tl.problems] == [f"{p}:{n}" for n in (3, 4, 5, 6)]
+    assert [str(x).split(": ")[0] for x in tl.problems] == [f"{p}:{n}" for n in (3, 4, 5, 6)]
     assert tl.broken == 4
 
 
@@ -187,7 +187,7 @@ def test_deep_nesting_inside_an_entry_is_that_entry_only(tmp_path: Path) -> None
     )
     tl = read_targets(p)
     assert [t.name for t in tl.targets] == ["b"]
-    assert "nested deeper than" in tl.problems[0]
+    assert "nested deeper than" in str(tl.problems[0])
 
 
 def test_aliases_are_refused(tmp_path: Path) -> None:
@@ -196,7 +196,7 @@ def test_aliases_are_refused(tmp_path: Path) -> None:
         "targets:\n  - &x {name: a, url: 'https://a.example/'}\n  - *x\n", encoding="utf-8"
     )
     tl = read_targets(p)
-    assert [t.name for t in tl.targets] == ["a"] and "aliases" in tl.problems[0]
+    assert [t.name for t in tl.targets] == ["a"] and "aliases" in str(tl.problems[0])
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
