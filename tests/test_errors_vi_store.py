@@ -5,11 +5,13 @@ Each case runs the real CLI (``probe.cli.main``) on real bad input in the test's
 ``--lang vi`` the one stderr line is Vietnamese and still names the file (and what SQLite or the
 OS said, which stays as it was said); under ``--lang en`` it is the English line, byte for byte.
 The parsers' own errors (:class:`URLError`, :class:`AddressError`) are checked where they are
-raised: their callers wrap them as a field.
+raised, and through the CLI as the field of the error that names the targets file's line or the
+flag (probe.config wraps them).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable
@@ -236,11 +238,6 @@ def test_a_symbolic_link_where_the_database_belongs_in_english(
     assert not (tmp_path / "elsewhere.db").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the message is probe/config/files.py's refuse_link, converted by the config helper; "
-    "drop this mark when that is merged",
-)
 def test_a_symbolic_link_where_the_database_belongs_is_vietnamese(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -308,3 +305,47 @@ def test_a_bad_address_s_reason_is_vietnamese(text: str) -> None:
     assert said != english and vietnamese(said), said
     quoted = english[english.index("'") :].split(" ")[0]
     assert quoted in said, said  # the user's text, as it was quoted
+
+
+# Through the CLI, a URL's reason is a field of the error that names the file and line, or
+# the flag (probe.config wraps it).
+CLI_URLS = ["ftp://x", "http://", "https://exa mple.com/", "http://a.example:0/"]
+CLI_URLS += ["http://user:pw@a.example/", "http://[fe80::1%25eth0]/"]
+
+
+@pytest.mark.parametrize("text", CLI_URLS)
+def test_a_bad_url_in_a_targets_file_is_vietnamese(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = tmp_path / "t.yaml"
+    t.write_text(f"targets:\n  - name: example\n    url: {json.dumps(text)}\n", encoding="utf-8")
+    where = f"{t}:2: targets[0].url: "
+    code, _, err = run_fresh(["--lang", "en", "targets", "check", str(t)], capsys)
+    assert code == 2 and err.splitlines()[0] == f"probe: error: {where}{BAD_URLS[text]}", err
+    code, _, err = run_fresh(["--lang", "vi", "targets", "check", str(t)], capsys)
+    first = err.splitlines()[0]
+    assert code == 2 and first.startswith(f"probe: lỗi: {where}{urls.show(text)} "), err
+    assert vietnamese(first.removeprefix(f"probe: lỗi: {where}{urls.show(text)}")), err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "english"),
+    [
+        ("--helper", "ftp://x", BAD_URLS["ftp://x"]),
+        ("--helper", "http://", BAD_URLS["http://"]),
+        ("--resolver", "1.2.3.4:99999", BAD_ADDRESSES["1.2.3.4:99999"][1]),
+        ("--resolver", "[::1", BAD_ADDRESSES["[::1"][1]),
+    ],
+)
+def test_a_bad_url_or_address_in_a_flag_is_vietnamese(
+    flag: str, value: str, english: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _made(tmp_path, None)
+    args = ["run", "--db", "{db}", "--targets", "{tmp}/t.yaml", flag, value]
+    code, _, err = _run("en", tmp_path, args, capsys)
+    assert (code, err) == (2, f"probe: error: {flag}: {english}\n")
+    code, out, err = _run("vi", tmp_path, args, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"probe: lỗi: {flag}: ") and english not in err, err
+    assert vietnamese(err.removeprefix(f"probe: lỗi: {flag}: ")), err
+    assert not (tmp_path / "probe.db").exists()
