@@ -22,6 +22,12 @@ from typing import Final
 from probe.errors import AddressError as AddressError  # raised by this module's parsers
 
 
+def N_(message: str) -> str:
+    """:func:`probe.words.N_`, which this module cannot import: probe.words imports probe.model,
+    which imports this module (a cycle). Babel extracts any call of a function named ``N_``."""
+    return message
+
+
 def port_of_scheme(scheme: str) -> int:
     """The port a URL of ``scheme`` (``http`` or ``https``) means when it names none: the one
     home of that fact."""
@@ -42,7 +48,7 @@ def port_number(text: str) -> int:
     """A TCP/UDP port, 1-65535."""
     # The length first: int() of more than 4300 digits is a ValueError of its own.
     if not text.isascii() or not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
-        raise AddressError(f"{text[:20]!r} is not a port number (1-65535)")
+        raise AddressError(N_("{value} is not a port number (1-65535)"), value=repr(text[:20]))
     return int(text)
 
 
@@ -51,20 +57,20 @@ def split_host_port(text: str, default_port: int | None = None) -> tuple[str, in
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise AddressError(f"unclosed '[' in {text[:60]!r}")
+            raise AddressError(N_("unclosed '[' in {value}"), value=repr(text[:60]))
         host, rest = text[1:end], text[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise AddressError(f"expected ':PORT' after ']' in {text[:60]!r}")
+            raise AddressError(N_("expected ':PORT' after ']' in {value}"), value=repr(text[:60]))
         port_text = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     else:
         host, port_text = text, None  # a name, an IPv4 address, or a bare IPv6 address
     if not host:
-        raise AddressError(f"no host in {text[:60]!r}")
+        raise AddressError(N_("no host in {value}"), value=repr(text[:60]))
     if port_text is None:
         if default_port is None:
-            raise AddressError(f"no port in {text[:60]!r}")
+            raise AddressError(N_("no port in {value}"), value=repr(text[:60]))
         return host, default_port
     return host, port_number(port_text)
 
@@ -74,7 +80,7 @@ def ip_address(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise AddressError(f"{text[:60]!r} is not an IP address") from None
+        raise AddressError(N_("{value} is not an IP address"), value=repr(text[:60])) from None
 
 
 def split_ip_port(text: str, default_port: int | None = None) -> tuple[str, int]:

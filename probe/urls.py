@@ -23,6 +23,7 @@ import httpx
 
 from probe.addr import port_of_scheme
 from probe.errors import URLError
+from probe.words import N_
 
 MAX_LENGTH = 2048  # what browsers and CDNs reliably carry; OONI's helper caps the same
 _LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")  # after IDNA: letters, digits, '-', '_' (SRV-style)
@@ -37,32 +38,39 @@ def show(text: str, limit: int = 60) -> str:
 def check_url(text: Any) -> httpx.URL:
     """The parsed URL, or URLError naming the first problem."""
     if not isinstance(text, str):
-        raise URLError(f"{text!r} is not text")
+        raise URLError(N_("{value} is not text"), value=repr(text))
     if len(text) > MAX_LENGTH:
-        raise URLError(f"{show(text)} is longer than {MAX_LENGTH} characters ({len(text)})")
+        raise URLError(
+            N_("{url} is longer than {limit} characters ({length})"),
+            url=show(text),
+            limit=MAX_LENGTH,
+            length=len(text),
+        )
     if not text[:8].lower().startswith(("http://", "https://")):
-        raise URLError(f"{show(text)} must start with http:// or https://")
+        raise URLError(N_("{url} must start with http:// or https://"), url=show(text))
     try:
         url = httpx.URL(text)
         host = url.host  # decodes xn-- labels: an invalid A-label fails here
         split = urlsplit(text)
         split_host, split_port = split.hostname, split.port
     except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError and idna's errors included
-        raise URLError(f"{show(text)} is not a valid URL ({_reason(exc)})") from None
+        raise URLError(
+            N_("{url} is not a valid URL ({reason})"), url=show(text), reason=_reason(exc)
+        ) from None
     if not host:
-        raise URLError(f"{show(text)} has no host")
+        raise URLError(N_("{url} has no host"), url=show(text))
     if url.userinfo:
-        raise URLError(f"{show(text)} must not hold a user name or password")
+        raise URLError(N_("{url} must not hold a user name or password"), url=show(text))
     port = url.port
     if port is not None and not 0 < port < 65536:
-        raise URLError(f"{show(text)} has a port outside 1-65535")
+        raise URLError(N_("{url} has a port outside 1-65535"), url=show(text))
     raw = url.raw_host.decode("ascii")
     _check_host(text, raw)
     default = port_of_scheme(url.scheme)
     if (split_host or "").lower() != host.lower() and (split_host or "").lower() != raw:
-        raise URLError(f"{show(text)} is ambiguous (parsers disagree on its host)")
+        raise URLError(N_("{url} is ambiguous (parsers disagree on its host)"), url=show(text))
     if (split_port or default) != (port or default):
-        raise URLError(f"{show(text)} is ambiguous (parsers disagree on its port)")
+        raise URLError(N_("{url} is ambiguous (parsers disagree on its port)"), url=show(text))
     return url
 
 
@@ -70,17 +78,17 @@ def _check_host(text: str, raw: str) -> None:
     """A DNS name (after IDNA) or an IP literal; nothing httpx had to percent-encode."""
     if ":" in raw:  # an IPv6 literal: httpx checked it is one; a zone id has no place here
         if "%" in raw:
-            raise URLError(f"{show(text)} has an IPv6 zone id")
+            raise URLError(N_("{url} has an IPv6 zone id"), url=show(text))
         return
     name = raw[:-1] if raw.endswith(".") else raw
     if len(name) > 253:
-        raise URLError(f"{show(text)} has a host name over 253 characters")
+        raise URLError(N_("{url} has a host name over 253 characters"), url=show(text))
     labels = name.split(".")
     for label in labels:
         if not _LABEL.match(label):
             raise URLError(
-                f"{show(text)} has an invalid host name (labels are 1-63 letters, digits, "
-                "'-' or '_')"
+                N_("{url} has an invalid host name (labels are 1-63 letters, digits, '-' or '_')"),
+                url=show(text),
             )
     if _NUMERIC.match(labels[-1]):
         # WHATWG: a host ending in a number is an IPv4 address, and only dotted-quad decimal
@@ -89,7 +97,8 @@ def _check_host(text: str, raw: str) -> None:
             ipaddress.IPv4Address(name)
         except ValueError:
             raise URLError(
-                f"{show(text)} has a host that is neither a name nor a dotted-quad IPv4 address"
+                N_("{url} has a host that is neither a name nor a dotted-quad IPv4 address"),
+                url=show(text),
             ) from None
 
 

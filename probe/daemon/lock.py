@@ -17,6 +17,7 @@ import os
 
 from probe.config.files import lock_path, open_private, private_folder
 from probe.errors import DaemonRunning
+from probe.words import N_
 
 __all__ = ["DaemonLock", "holder", "lock_path", "pid_alive"]
 
@@ -39,10 +40,16 @@ class DaemonLock:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
             pid = holder(str(self.path)[: -len(".lock")])
-            who = f"PID {pid}" if pid else "another process"
+            db = self.path.with_suffix("")
+            if pid:
+                raise DaemonRunning(
+                    N_("{path}: a probe daemon (PID {pid}) already measures into this database"),
+                    path=db,
+                    pid=pid,
+                ) from None
             raise DaemonRunning(
-                f"{self.path.with_suffix('')}: a probe daemon ({who}) already measures into "
-                "this database"
+                N_("{path}: a probe daemon (another process) already measures into this database"),
+                path=db,
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

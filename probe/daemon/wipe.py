@@ -25,6 +25,7 @@ from probe.config.options import APP
 from probe.daemon.lock import DaemonLock, holder
 from probe.errors import DaemonRunning, StoreError
 from probe.store.db import Connection
+from probe.words import N_
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,21 @@ def plan(db: str, config: str | None) -> Wipe:
         _check_is_probe_db(dbp)  # first: reading it may leave a -shm, listed below
     pid = holder(db)
     if pid is not None:
-        who = f"PID {pid}" if pid > 0 else "another process"
+        if pid > 0:
+            raise DaemonRunning(
+                N_(
+                    "{path}: a probe daemon (PID {pid}) measures into this database: stop it "
+                    "first (systemctl stop probe, or Ctrl-C), nothing removed"
+                ),
+                path=db,
+                pid=pid,
+            )
         raise DaemonRunning(
-            f"{db}: a probe daemon ({who}) measures into this database: stop it first "
-            "(systemctl stop probe, or Ctrl-C), nothing removed"
+            N_(
+                "{path}: a probe daemon (another process) measures into this database: stop it "
+                "first (systemctl stop probe, or Ctrl-C), nothing removed"
+            ),
+            path=db,
         )
     files: list[Path] = []
     left: list[str] = []
@@ -80,7 +92,7 @@ def _check_is_probe_db(p: Path) -> None:
     try:
         Connection.open_source(p).close()
     except StoreError as exc:
-        raise StoreError(f"{exc}; nothing removed") from None
+        raise StoreError(N_("{problem}; nothing removed"), problem=exc) from None
 
 
 def remove(w: Wipe) -> list[Path]:

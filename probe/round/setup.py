@@ -24,6 +24,7 @@ from probe.measure.config import MeasureConfig
 from probe.measure.net import make_ssl_context
 from probe.model import Plan
 from probe.round.budget import Budget
+from probe.words import N_
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +47,11 @@ def read_token(path: str) -> str:
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the token ({exc})") from None
+        raise InputError(
+            N_("{path}: cannot read the token ({problem})"), path=path, problem=exc
+        ) from None
     if not token or any(c.isspace() for c in token):
-        raise InputError(f"{path}: the token must be one word")
+        raise InputError(N_("{path}: the token must be one word"), path=path)
     return token
 
 
@@ -95,14 +98,20 @@ def check_ca_bundle(settings: Settings) -> None:
     """The extra trust anchors load as PEM certificates, or InputError naming the setting."""
     if not settings.ca_bundle:
         return
-    where = f"{setting_source(settings, 'ca_bundle')} {settings.ca_bundle}"
+    where = {"setting": setting_source(settings, "ca_bundle"), "path": settings.ca_bundle}
     try:
         make_ssl_context(settings.ca_bundle)
     except (ssl.SSLError, ValueError) as exc:  # SSLError first: it is an OSError too
         reason = getattr(exc, "reason", None) or exc
-        raise InputError(f"{where}: not a PEM file of certificates ({reason})") from None
+        raise InputError(
+            N_("{setting} {path}: not a PEM file of certificates ({problem})"),
+            **where,
+            problem=reason,
+        ) from None
     except OSError as exc:
-        raise InputError(f"{where}: cannot read ({exc.strerror or exc})") from None
+        raise InputError(
+            N_("{setting} {path}: cannot read ({problem})"), **where, problem=exc.strerror or exc
+        ) from None
 
 
 def prepare(settings: Settings) -> RoundSetup:

@@ -27,6 +27,7 @@ from probe.config.files import open_private, private_folder, refuse_link
 from probe.errors import StoreError
 from probe.store._lazy import without_numpy
 from probe.store.schema import migrations
+from probe.words import N_
 
 with without_numpy():
     from sqlite_utils import Database
@@ -61,7 +62,7 @@ class Connection:
         database must already be migrated, unless it can be written after all."""
         p = Path(path)
         if (readonly or not create) and not p.exists():
-            raise StoreError(f"{p}: no such database")
+            raise StoreError(N_("{path}: no such database"), path=p)
         if readonly:
             store = cls._open_readonly(p)
             if store is not None:
@@ -78,9 +79,9 @@ class Connection:
             if migrations.pending(db) or not has_device_id(db):
                 store._write(store._migrate)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(_db_problem(p, exc)) from None
+            raise _db_problem(p, exc) from None
         except OSError as exc:
-            raise StoreError(f"{p}: {exc.strerror or exc}") from None
+            raise StoreError(N_("{path}: {problem}"), path=p, problem=exc.strerror or exc) from None
         return store
 
     @classmethod
@@ -106,19 +107,24 @@ class Connection:
                 db.close()
                 if _readonly_fs(p) or not os.access(p, os.W_OK):
                     raise StoreError(
-                        f"{p}: written by an older probe and read-only here, so it cannot be "
-                        "migrated; open it once where it can be written"
+                        N_(
+                            "{path}: written by an older probe and read-only here, so it cannot "
+                            "be migrated; open it once where it can be written"
+                        ),
+                        path=p,
                     )
                 return None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(_db_problem(p, exc)) from None
+            raise _db_problem(p, exc) from None
         return store
 
     def _check_is_probe_db(self) -> None:
         names = set(self.db.table_names())
         if names and "_sqlite_migrations" not in names and "measurements" not in names:
             raise StoreError(
-                f"{self.path}: not a probe database (tables: {', '.join(sorted(names))})"
+                N_("{path}: not a probe database (tables: {tables})"),
+                path=self.path,
+                tables=", ".join(sorted(names)),
             )
 
     def _migrate(self) -> None:
@@ -151,7 +157,7 @@ class Connection:
             # A full disk, a read-only mount or a corrupt file is the database's problem and
             # one line; a constraint our own row broke is a bug and stays an exception.
             if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
-                raise StoreError(_db_problem(Path(self.path), exc, self.write_patience)) from None
+                raise _db_problem(Path(self.path), exc, self.write_patience) from None
             raise
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -183,16 +189,23 @@ class Connection:
         for merging. Raises :class:`StoreError` for anything that is not a probe database."""
         p = Path(path)
         if not p.is_file():
-            raise StoreError(f"{p}: no such database")
+            raise StoreError(N_("{path}: no such database"), path=p)
         try:
             conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
             db = Database(conn)
             names = set(db.table_names())
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{p}: not a usable SQLite database ({exc})") from None
+            raise StoreError(
+                N_("{path}: not a usable SQLite database ({problem})"), path=p, problem=exc
+            ) from None
+        if not names:
+            raise StoreError(N_("{path}: not a probe database (tables: none)"), path=p)
         if "measurements" not in names:
-            shown = ", ".join(sorted(names)) or "none"
-            raise StoreError(f"{p}: not a probe database (tables: {shown})")
+            raise StoreError(
+                N_("{path}: not a probe database (tables: {tables})"),
+                path=p,
+                tables=", ".join(sorted(names)),
+            )
         return cls(db, str(p))
 
     def pending_migrations(self) -> list[str]:
@@ -202,7 +215,11 @@ class Connection:
         applied = {m.name for m in migrations.applied(self.db)}
         newer = sorted(applied - known)
         if newer:
-            raise StoreError(f"{self.path}: made by a newer probe (migration {newer[0]})")
+            raise StoreError(
+                N_("{path}: made by a newer probe (migration {migration})"),
+                path=self.path,
+                migration=newer[0],
+            )
         return [m.name for m in migrations.pending(self.db)]
 
 
@@ -217,11 +234,17 @@ def _create_private(p: Path) -> None:
     try:
         private_folder(p.parent)
     except OSError as exc:
-        raise StoreError(f"{p}: cannot create its folder ({exc.strerror})") from None
+        raise StoreError(
+            N_("{path}: cannot create its folder ({problem})"), path=p, problem=exc.strerror
+        ) from None
     try:
         os.close(open_private(p))
     except OSError as exc:
-        raise StoreError(f"{p}: cannot create the database ({exc.strerror or exc})") from None
+        raise StoreError(
+            N_("{path}: cannot create the database ({problem})"),
+            path=p,
+            problem=exc.strerror or exc,
+        ) from None
 
 
 def _code(exc: sqlite3.Error) -> int:
@@ -244,23 +267,33 @@ def _readonly_fs(p: Path) -> bool:
         return False
 
 
-def _db_problem(p: Path, exc: sqlite3.DatabaseError, patience: float = WRITE_PATIENCE) -> str:
-    """One line naming the database and what SQLite said, in words a volunteer can act on."""
+def _db_problem(
+    p: Path, exc: sqlite3.DatabaseError, patience: float = WRITE_PATIENCE
+) -> StoreError:
+    """One line naming the database and what SQLite said (as SQLite said it), in words a
+    volunteer can act on."""
     code = _code(exc)
     # A full disk is SQLITE_FULL, or an I/O error when the WAL index cannot grow.
     if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(p)):
-        return f"{p}: the disk is full ({exc}); what was stored before is kept"
-    if code == sqlite3.SQLITE_READONLY or (code == sqlite3.SQLITE_CANTOPEN and _readonly_fs(p)):
-        where = "on a read-only file system" if _readonly_fs(p) else "read-only"
-        return f"{p}: cannot write, the database is {where} ({exc})"
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        waited = BUSY_TIMEOUT + patience
-        return f"{p}: still locked by another process after {waited:.0f} s ({exc})"
-    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-        return f"{p}: not a usable SQLite database ({exc})"
-    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
-        return f"{p}: cannot use the database file ({exc})"
-    return f"{p}: not a usable SQLite database ({exc})"
+        template = N_("{path}: the disk is full ({problem}); what was stored before is kept")
+    elif code == sqlite3.SQLITE_READONLY or (code == sqlite3.SQLITE_CANTOPEN and _readonly_fs(p)):
+        template = (
+            N_("{path}: cannot write, the database is on a read-only file system ({problem})")
+            if _readonly_fs(p)
+            else N_("{path}: cannot write, the database is read-only ({problem})")
+        )
+    elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreError(
+            N_("{path}: still locked by another process after {seconds} s ({problem})"),
+            path=p,
+            seconds=f"{BUSY_TIMEOUT + patience:.0f}",
+            problem=exc,
+        )
+    elif code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        template = N_("{path}: cannot use the database file ({problem})")
+    else:  # SQLITE_NOTADB, SQLITE_CORRUPT and the rest
+        template = N_("{path}: not a usable SQLite database ({problem})")
+    return StoreError(template, path=p, problem=exc)
 
 
 def has_device_id(db: Database) -> bool:

@@ -18,6 +18,7 @@ from probe.errors import StoreError
 from probe.store.db import has_device_id
 from probe.store.reads import Reads
 from probe.store.sql import ANOMALY
+from probe.words import N_
 
 
 class Maintenance(Reads):
@@ -103,7 +104,11 @@ class Maintenance(Reads):
         cols = self.columns()
         missing = set(cols) - set(source.columns())
         if missing:
-            raise StoreError(f"{source.path}: no column {sorted(missing)[0]!r} in measurements")
+            raise StoreError(
+                N_("{path}: no column {column} in measurements"),
+                path=source.path,
+                column=repr(sorted(missing)[0]),
+            )
         device = source.device_id if has_device_id(source.db) else None
         select = ", ".join(
             "coalesce(device_id, CASE WHEN source = 'probe' THEN :device END)"
