@@ -1029,7 +1029,7 @@ def wipe(db_path: str | None, config_path: str | None, yes: bool) -> int:
     settings = load_settings({"db": db_path}, config_path)
     found = wiping.plan(settings.db, settings.config)
     for line in found.left:
-        click.echo(_("probe: left {what}").format(what=line), err=True)
+        click.echo(_("probe: left {what}").format(what=line.translated(_)), err=True)
     if found.empty:
         click.echo(
             _("nothing to remove (no probe files at {db} or a settings file)").format(

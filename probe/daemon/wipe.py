@@ -23,7 +23,7 @@ import platformdirs
 from probe.config.files import db_files, lock_path
 from probe.config.options import APP
 from probe.daemon.lock import DaemonLock, holder
-from probe.errors import DaemonRunning, StoreError
+from probe.errors import DaemonRunning, StoreError, UnsafePath
 from probe.store.db import Connection
 from probe.words import N_
 
@@ -33,7 +33,8 @@ class Wipe:
     db: Path
     files: tuple[Path, ...]  # the probe's files there now, in the order they are removed
     folders: tuple[Path, ...]  # the probe's own folders, removed when nothing else is in them
-    left: tuple[str, ...]  # "PATH: why", for names in the probe's place it did not make
+    # "PATH: why" (str() is the English line), for names in the probe's place it did not make
+    left: tuple[UnsafePath, ...]
 
     @property
     def empty(self) -> bool:
@@ -72,18 +73,18 @@ def plan(db: str, config: str | None) -> Wipe:
             path=db,
         )
     files: list[Path] = []
-    left: list[str] = []
+    left: list[UnsafePath] = []
     for p in db_files(dbp) + ([Path(config)] if config else []):
         try:
             st = os.lstat(p)
         except FileNotFoundError:
             continue
         if stat.S_ISLNK(st.st_mode):
-            left.append(f"{p}: a symbolic link (the probe makes none)")
+            left.append(UnsafePath(N_("{path}: a symbolic link (the probe makes none)"), path=p))
         elif stat.S_ISREG(st.st_mode):
             files.append(p)
         else:
-            left.append(f"{p}: not a regular file")
+            left.append(UnsafePath(N_("{path}: not a regular file"), path=p))
     folders = tuple(f for f in own_folders() if f in {p.parent for p in files})
     return Wipe(dbp, tuple(files), folders, tuple(left))
 

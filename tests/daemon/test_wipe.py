@@ -163,3 +163,15 @@ def test_the_question_in_a_terminal(
     assert status == code, screen
     assert str(db) in screen and "[y/N]" in screen
     assert db.exists() is kept and cfg.exists() is kept
+
+
+def test_a_link_left_is_said_in_vietnamese(tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere.db"
+    Store.open(real).close()
+    link = tmp_path / "probe.db"
+    link.symlink_to(real)
+    with CliRunner().isolation() as (_, _, output):
+        main(["--lang", "vi", "wipe", "--db", str(link), "--yes"])
+    r = Result(0, output.getvalue().decode())
+    (line,) = [x for x in r.output.splitlines() if str(link) in x and "probe:" in x]
+    assert "symbolic link" not in line and "liên kết" in line, line
