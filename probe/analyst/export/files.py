@@ -71,12 +71,7 @@ def destination(output: str | None) -> Iterator[BinaryIO]:
     try:
         fd, tmp = temp_beside(dest, stat.S_IMODE(st.st_mode) if st is not None else FILE_MODE)
     except OSError as exc:
-        raise ExportError(
-            N_("{output}: cannot write in {folder} ({problem})"),
-            output=output,
-            folder=parent,
-            problem=exc.strerror,
-        ) from None
+        raise _cannot_write_in(output, parent, exc) from None
     try:
         with open(fd, "wb") as fh:
             yield fh
@@ -124,12 +119,7 @@ def new_folder(output: str) -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=parent))
     except OSError as exc:
-        raise ExportError(
-            N_("{output}: cannot write in {folder} ({problem})"),
-            output=output,
-            folder=parent,
-            problem=exc.strerror,
-        ) from None
+        raise _cannot_write_in(output, parent, exc) from None
     try:
         tmp.chmod(FOLDER_MODE)
         yield tmp
@@ -173,3 +163,12 @@ def write_whole(path: str | Path, text: str, check: Callable[[Path], object] | N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _cannot_write_in(output: str, folder: Path, exc: OSError) -> ExportError:
+    return ExportError(
+        N_("{output}: cannot write in {folder} ({problem})"),
+        output=output,
+        folder=folder,
+        problem=exc.strerror,
+    )
