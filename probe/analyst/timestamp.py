@@ -15,7 +15,8 @@ database and head, or the file) and the cause:
   :func:`token_of` cuts out, the form stored) and returns its ``genTime`` (aware, UTC) only when
   the imprint is SHA-256 and equals the digest, the nonce is the one given (when given), the
   signer's certificate has the critical ``timeStamping`` extended key usage (RFC 3161 section
-  2.3), and rfc3161-client's verifier accepts it: the signature over the TSTInfo, and the
+  2.3), and rfc3161-client's verifier accepts it (once the certificates the token carries are
+  in DER's order: see :func:`_certificates_sorted`): the signature over the TSTInfo, and the
   signer's chain built from the certificates the token carries up to one of the ``roots``
   given, with OpenSSL's timestamp-signing purpose, valid at ``genTime``. Only those roots are
   trusted: never the system's store, never a certificate the token carries (the local TSA of
@@ -33,7 +34,8 @@ The tables it reads and writes (the chain's own ``chain_heads`` has more columns
     timestamps(head_id INTEGER  -> chain_heads.id,
                tsa_url TEXT     the TSA asked,
                digest BLOB      head_digest(...), the token's message imprint,
-               token BLOB       the DER TimeStampToken as the TSA signed it,
+               token BLOB       the DER TimeStampToken as the TSA signed it (its
+                                unsigned certificate set in DER's order),
                time TEXT        its genTime, probe.timeutil.iso form;
                PRIMARY KEY (head_id, tsa_url))
 
@@ -173,6 +175,59 @@ def request(
     return reply
 
 
+def _element(der: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at ``at``: (tag, where its content starts, where it ends); ValueError when
+    it does not fit in ``der`` (or has an indefinite length, which DER has not)."""
+    if at + 2 > len(der):
+        raise ValueError("short")
+    tag, first = der[at], der[at + 1]
+    if first < 0x80:
+        start, n = at + 2, first
+    else:
+        size = first & 0x7F
+        if size == 0 or size > 4:
+            raise ValueError("length")
+        start, n = at + 2 + size, int.from_bytes(der[at + 2 : at + 2 + size], "big")
+    if start + n > len(der):
+        raise ValueError("short")
+    return tag, start, start + n
+
+
+def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The elements from ``start`` to ``end``: (tag, element start, content start, end)."""
+    found = []
+    while start < end:
+        tag, content, stop = _element(der, start)
+        found.append((tag, start, content, stop))
+        start = stop
+    return found
+
+
+def _certificates_sorted(der: bytes) -> bytes:
+    """The TimeStampResp ``der`` with its token's certificate set in DER's order (X.690 11.6:
+    by encoding). OpenSSL's ``ts`` writes the set in chain order, as Microsoft's and Bouncy
+    Castle's TSAs do, and rfc3161-client refuses a set out of order as malformed; the set is
+    outside the signature (RFC 5652 section 5.1), so its order vouches for nothing. ``der``
+    unchanged when it has not that shape: the parser then says what is wrong."""
+    try:
+        _, start, end = _element(der, 0)  # TimeStampResp
+        token = _children(der, start, end)[1]  # status, timeStampToken
+        _, content_info = _children(der, token[2], token[3])  # contentType, [0] content
+        _, signed_start, signed_end = _element(der, content_info[2])  # SignedData
+        fields = _children(der, signed_start, signed_end)
+        certificates = fields[3]  # version, digestAlgorithms, encapContentInfo, [0] certificates
+    except (ValueError, IndexError):
+        return der
+    if certificates[0] != 0xA0:
+        return der
+    try:
+        items = _children(der, certificates[2], certificates[3])
+    except ValueError:
+        return der
+    ordered = b"".join(sorted(der[a:b] for _, a, _, b in items))
+    return der[: certificates[2]] + ordered + der[certificates[3] :]
+
+
 def _as_response(der: bytes) -> bytes:
     """``der`` as a TimeStampResp: a bare TimeStampToken (a ContentInfo, whose first element is
     an OID) wrapped in a granted status; anything else as it is."""
@@ -187,7 +242,7 @@ def _as_response(der: bytes) -> bytes:
 def _decode(der: bytes, where: str) -> TimeStampResponse:
     """A granted TimeStampResp that holds a token, or one line naming ``where``."""
     try:
-        response = decode_timestamp_response(_as_response(der))
+        response = decode_timestamp_response(_certificates_sorted(_as_response(der)))
     except ValueError as exc:
         raise TimestampError(f"{where}: not a timestamp response ({_one_line(exc)})") from None
     if response.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):

@@ -116,6 +116,21 @@ def test_the_token_verifies_with_openssl_too(tsa: LocalTSA, pki: Pki, tmp_path: 
     assert done.returncode == 0 and "Verification: OK" in done.stdout, done.stderr
 
 
+def test_the_certificates_verify_in_either_order(tsa: LocalTSA, pki: Pki) -> None:
+    """CMS's certificate set is a SET OF, which DER sorts; OpenSSL's ``ts`` (and Microsoft's and
+    Bouncy Castle's TSAs) write it in chain order, and rfc3161-client refuses a set out of DER's
+    order as malformed. The set is outside the signature, so either order verifies."""
+    reply = ts.request(DIGEST, tsa.url, timeout=10)
+    leaf, ca = (c.public_bytes(Encoding.DER) for c in (pki.tsa, pki.intermediate))
+    assert reply.count(leaf + ca) + reply.count(ca + leaf) == 1  # OpenSSL's chain, adjacent
+    orders = {reply.replace(leaf + ca, ca + leaf), reply.replace(ca + leaf, leaf + ca)}
+    assert len(orders) == 2
+    at = {ts.verify(r, DIGEST, roots=[pki.root]) for r in orders}
+    assert len(at) == 1
+    for r in orders:
+        assert ts.verify(ts.token_of(r), DIGEST, roots=[pki.root]) in at
+
+
 def test_the_nonce_is_checked_when_given(tsa: LocalTSA, pki: Pki) -> None:
     reply = ts.request(DIGEST, tsa.url, timeout=10, nonce=4242)
     assert ts.verify(reply, DIGEST, roots=[pki.root], nonce=4242)
@@ -162,7 +177,7 @@ def test_a_token_is_refused_for_any_root_but_the_given_one(tsa: LocalTSA, pki: P
     carrying_its_root = ts.request(DIGEST, tsa.url, timeout=20)
     assert pki.root.public_bytes(Encoding.DER) in carrying_its_root
     for token, roots in itertools.product(
-        (reply, carrying_its_root), ([pki.other_root], [pki.tsa])
+        (reply, carrying_its_root), ([pki.other_root], [pki.tsa], [pki.intermediate])
     ):
         with pytest.raises(TimestampError) as e:
             ts.verify(token, DIGEST, roots=roots)
@@ -190,7 +205,8 @@ def test_a_mangled_token_is_refused_with_one_line_or_says_what_was_signed(
 ) -> None:
     """Hostile bytes (a real reply with 1 to 3 bytes changed, or cut short) never escape as
     another exception, a warning, or a second line; the few that still verify (fields outside
-    the signature: CMS and SignerInfo versions, the signature algorithm's OID) say the same
+    the signature: CMS and SignerInfo versions, the signature algorithm's OID, the string type
+    of a name in the signer's identifier) say the same
     time."""
     reply = ts.request(DIGEST, tsa.url, timeout=10)
     good = ts.verify(reply, DIGEST, roots=[pki.root])

@@ -2,15 +2,18 @@
 server speaking ``application/timestamp-query`` -> ``application/timestamp-reply`` (RFC 3161
 section 3.4), with a test PKI made here by ``cryptography``.
 
-:func:`make_pki` writes a root CA, the TSA's certificate it issued (the critical
-``timeStamping`` extended key usage RFC 3161 section 2.3 requires), a second certificate from the
-same root without that usage, and an unrelated root. :class:`LocalTSA` answers each POST with
-OpenSSL's own reply, or misbehaves as told by ``mode``:
+:func:`make_pki` writes a root CA, an intermediate CA under it, the TSA's certificate the
+intermediate issued (the critical ``timeStamping`` extended key usage RFC 3161 section 2.3
+requires), a second certificate from the same intermediate without that usage, and an unrelated
+root. :class:`LocalTSA` answers each POST with OpenSSL's own reply (the TSA's certificate and the
+intermediate in it, in OpenSSL's order, which is not always DER's), or misbehaves as told by
+``mode``:
 
 - ``reply``: OpenSSL's answer; with ``resign_with`` a signer name, OpenSSL's TSTInfo re-signed by
-  ``openssl cms`` with that certificate, the root embedded beside it (OpenSSL's ``ts`` refuses a
-  signer without the usage, so this is how a token from such a TSA is made; re-signed with the
-  real TSA's it verifies too; a verifier that trusts what a token carries is fooled by the root);
+  ``openssl cms`` with that certificate, the intermediate and the root beside it (OpenSSL's
+  ``ts`` refuses a signer without the usage, so this is how a token from such a TSA is made;
+  re-signed with the real TSA's certificate it verifies too; a verifier that trusted what a
+  token carries would be fooled by the root in it);
 - ``reject``: OpenSSL's own rejection (its configuration accepts only SHA-512 imprints);
 - ``garbage``: 200 with the right content type and bytes that are not DER;
 - ``html``: 200 with a captive portal's page;
@@ -50,7 +53,8 @@ class Pki:
     """The test PKI's files in ``folder`` and its certificates."""
 
     folder: Path
-    root: x509.Certificate  # issued the TSA's certificates
+    root: x509.Certificate  # issued the intermediate
+    intermediate: x509.Certificate  # issued the TSA's certificates
     other_root: x509.Certificate  # issued nothing here
     tsa: x509.Certificate  # critical EKU timeStamping
     no_eku: x509.Certificate  # the same root's, without the extended key usage
@@ -82,11 +86,15 @@ def _builder(
     )
 
 
-def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _ca(
+    cn: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed root, or (``issuer`` given) an intermediate CA under it."""
     key = ec.generate_private_key(ec.SECP256R1())
+    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (_name(cn), key)
     cert = (
-        _builder(cn, _name(cn), key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        _builder(cn, issuer_name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0 if issuer else 1), True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -101,7 +109,7 @@ def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
+        .sign(signing_key, hashes.SHA256())
     )
     return cert, key
 
@@ -138,15 +146,21 @@ def _leaf(
 
 
 def make_pki(folder: Path) -> Pki:
-    """A root, its TSA certificate (critical timeStamping EKU), a second certificate without the
-    EKU, and an unrelated root, as PEM files in ``folder`` (keys unencrypted: a test's)."""
+    """A root, an intermediate CA under it, the intermediate's TSA certificate (critical
+    timeStamping EKU) and a second certificate without the EKU, and an unrelated root, as PEM
+    files in ``folder`` (``chain.pem``: the intermediate and the root; keys unencrypted: a
+    test's)."""
     folder.mkdir(parents=True, exist_ok=True)
     root, root_key = _ca("Probe Test Timestamping Root")
+    ca, ca_key = _ca("Probe Test TSA Issuing CA", (root, root_key))
     other, _ = _ca("Probe Test Unrelated Root")
-    tsa, tsa_key = _leaf("Probe Test TSA", root, root_key, eku=True)
-    no_eku, no_eku_key = _leaf("Probe Test Signer Without EKU", root, root_key, eku=False)
-    for name, cert in (("root", root), ("other_root", other), ("tsa", tsa), ("no_eku", no_eku)):
+    tsa, tsa_key = _leaf("Probe Test TSA", ca, ca_key, eku=True)
+    no_eku, no_eku_key = _leaf("Probe Test Signer Without EKU", ca, ca_key, eku=False)
+    certs = {"root": root, "intermediate": ca, "other_root": other, "tsa": tsa, "no_eku": no_eku}
+    for name, cert in certs.items():
         (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    chain = (folder / "intermediate.pem").read_bytes() + (folder / "root.pem").read_bytes()
+    (folder / "chain.pem").write_bytes(chain)
     for name, key in (("tsa", tsa_key), ("no_eku", no_eku_key)):
         (folder / f"{name}.key").write_bytes(
             key.private_bytes(
@@ -155,14 +169,13 @@ def make_pki(folder: Path) -> Pki:
                 serialization.NoEncryption(),
             )
         )
-    return Pki(folder, root, other, tsa, no_eku)
+    return Pki(folder, root, ca, other, tsa, no_eku)
 
 
 def _config(pki: Pki, folder: Path, digests: str) -> Path:
-    """An ``openssl ts`` configuration: the TSA's certificate and key (the token carries the
-    certificate alone: OpenSSL writes further ``certs`` in the order given, not DER's sorted
-    SET OF, and rfc3161-client refuses such a token as malformed), SHA-256 signatures, ESS
-    certificate ids in SHA-256."""
+    """An ``openssl ts`` configuration: the TSA's certificate and key, the intermediate embedded
+    beside the certificate (OpenSSL writes them in that order, not sorted as DER's SET OF is),
+    SHA-256 signatures, ESS certificate ids in SHA-256."""
     path = folder / f"tsa-{digests.replace(', ', '-')}.cnf"
     path.write_text(
         "[ tsa ]\n"
@@ -171,6 +184,7 @@ def _config(pki: Pki, folder: Path, digests: str) -> Path:
         f"serial = {folder / 'serial'}\n"
         "crypto_device = builtin\n"
         f"signer_cert = {pki.pem('tsa')}\n"
+        f"certs = {pki.pem('intermediate')}\n"
         f"signer_key = {pki.key('tsa')}\n"
         "signer_digest = sha256\n"
         f"default_policy = {POLICY}\n"
@@ -270,7 +284,7 @@ class LocalTSA:
             "cms", "-sign", "-binary", "-nodetach", "-nosmimecap", "-md", "sha256",
             "-econtent_type", "id-smime-ct-TSTInfo",
             "-signer", self.pki.pem(self.resign_with), "-inkey", self.pki.key(self.resign_with),
-            "-certfile", self.pki.pem("root"), "-outform", "DER", "-in", info, "-out", signed,
+            "-certfile", self.pki.pem("chain"), "-outform", "DER", "-in", info, "-out", signed,
         )  # fmt: skip
         return granted(signed.read_bytes())
 
