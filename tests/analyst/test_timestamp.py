@@ -206,8 +206,7 @@ def test_a_mangled_token_is_refused_with_one_line_or_says_what_was_signed(
     """Hostile bytes (a real reply with 1 to 3 bytes changed, or cut short) never escape as
     another exception, a warning, or a second line; the few that still verify (fields outside
     the signature: CMS and SignerInfo versions, the signature algorithm's OID, the string type
-    of a name in the signer's identifier) say the same
-    time."""
+    of a name in the signer's identifier) say the same time."""
     reply = ts.request(DIGEST, tsa.url, timeout=10)
     good = ts.verify(reply, DIGEST, roots=[pki.root])
     rng = random.Random(22)
