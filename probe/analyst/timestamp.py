@@ -105,7 +105,8 @@ def query(digest: bytes, nonce: int) -> bytes:
 
 def _check_digest(digest: bytes) -> None:
     if not isinstance(digest, bytes) or len(digest) != 32:
-        raise TimestampError(f"the digest to timestamp must be 32 bytes (SHA-256), not {digest!r}")
+        what = f"{len(digest)} bytes" if isinstance(digest, bytes) else type(digest).__name__
+        raise TimestampError(f"the digest to timestamp must be 32 bytes (SHA-256), not {what}")
 
 
 # -- asking a TSA ------------------------------------------------------------------------------
@@ -150,6 +151,8 @@ def request(
         raise TimestampError(f"{url}: not an http:// or https:// URL of a timestamp authority")
     if nonce is None:
         nonce = secrets.randbits(64)
+    elif not 0 <= nonce < 2**160:
+        raise TimestampError(f"nonce {nonce}: not between 0 and 2**160 (RFC 3161 asks 64 bits)")
     own = client is None
     http = client if client is not None else httpx.Client()
     try:

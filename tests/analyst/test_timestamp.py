@@ -247,6 +247,7 @@ def test_a_rejection_is_refused_with_the_tsa_status(tsa: LocalTSA) -> None:
         ("garbage", ["not a timestamp response"]),
         ("html", ["text/html"]),
         ("error", ["HTTP 500"]),
+        ("huge", ["larger than"]),
     ],
 )
 def test_a_tsa_that_answers_wrong_is_refused(tsa: LocalTSA, mode: str, words: list[str]) -> None:
@@ -286,7 +287,10 @@ def test_no_tsa_at_all() -> None:
 def test_bad_arguments_are_refused_before_any_query(tsa: LocalTSA) -> None:
     with pytest.raises(TimestampError) as e:
         ts.request(DIGEST[:20], tsa.url, timeout=10)
-    _refused(e, "32 bytes")
+    _refused(e, "32 bytes", "not 20 bytes")
+    with pytest.raises(TimestampError) as e:
+        ts.request(DIGEST, tsa.url, timeout=10, nonce=-1)
+    _refused(e, "nonce -1")
     with pytest.raises(TimestampError) as e:
         ts.request(DIGEST, "ftp://127.0.0.1/tsa", timeout=10)
     _refused(e, "ftp://127.0.0.1/tsa", "http")

@@ -18,6 +18,7 @@ intermediate in it, in OpenSSL's order, which is not always DER's), or misbehave
 - ``garbage``: 200 with the right content type and bytes that are not DER;
 - ``html``: 200 with a captive portal's page;
 - ``error``: HTTP 500;
+- ``huge``: 200 with a megabyte (a reply is a few kilobytes);
 - ``replay``: OpenSSL's answer to the first query, to every later one (a stale or cached reply);
 - ``silent``: reads the query and never answers (until closed).
 
@@ -259,6 +260,8 @@ class LocalTSA:
             return 200, "text/html", b"<html><body>Please log in to use the Wi-Fi</body></html>"
         if self.mode == "error":
             return 500, "text/plain", b"internal error"
+        if self.mode == "huge":
+            return 200, "application/timestamp-reply", b"\x30\x84\x00\x10\x00\x00" + bytes(2**20)
         if self.mode == "replay" and self._first is not None:
             return 200, "application/timestamp-reply", self._first
         with self._lock, tempfile.TemporaryDirectory(dir=self._folder) as tmp:
