@@ -19,8 +19,9 @@ database and head, or the file) and the cause:
   in DER's order: see :func:`_certificates_sorted`): the signature over the TSTInfo, and the
   signer's chain built from the certificates the token carries up to one of the ``roots``
   given, with OpenSSL's timestamp-signing purpose, valid at ``genTime``. Only those roots are
-  trusted: never the system's store, never a certificate the token carries (the local TSA of
-  the tests embeds its root, to make sure).
+  trusted, and only as self-signed anchors: never the system's store, never a certificate the
+  token carries (the tests' re-signed tokens carry their root, to make sure), never an
+  intermediate or the TSA's own certificate given as a root.
 - :func:`timestamp_heads` stamps every signed chain head of a fleet database that has no
   timestamp from this TSA yet, verifying each token before it stores it, one head per
   transaction (a TSA failing half-way keeps what was stamped before; a second run asks only for
