@@ -16,6 +16,8 @@ The tree::
     │   ├── StoreError            a database that cannot be used: the file and the cause
     │   ├── ExportError           an export's flags or destination
     │   ├── MergeError            a database given to ``probe merge``
+    │   ├── TimestampError        an RFC 3161 timestamp the analyst asked for: a TSA that fails
+    │   │                         or a token that does not verify (probe.analyst.timestamp)
     │   ├── DaemonRunning         another daemon holds the database's lock
     │   ├── UnsafePath            a symbolic link where the probe's own file belongs
     │   ├── AsnDbError            the helper's IP-to-ASN table: file and line
@@ -103,6 +105,11 @@ class ExportError(InputError):
 
 class MergeError(InputError):
     """A database given to ``probe merge`` cannot be merged; the message names the file."""
+
+
+class TimestampError(InputError):
+    """A timestamp cannot be obtained from a TSA, or a token does not verify; the message names
+    the TSA's URL, the database and head, or the file, and the cause."""
 
 
 class DaemonRunning(InputError):
