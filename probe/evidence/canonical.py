@@ -13,10 +13,11 @@ byte for byte, so one byte changed anywhere in them changes the hash), plus ``"v
 (:data:`RECORD_VERSION`). Left out, because they are derived later and may change, or are the
 chain itself: the verdict columns (``reclassify`` rewrites them), ``throughput`` and
 ``bytes_used`` (a throughput test is added to a stored measurement once it ran), and ``seq``,
-``chain_prev``, ``record_hash``, ``chain_hash``. Response bodies are bound by ``bodies``: the
-JSON list ``[[key, content_sha256], ...]`` of each stored body's key (``bodies.sha256``) and the
-SHA-256 of its stored content (the UTF-8 text the ``bodies`` row holds, decompressed): the key
-is the hash of the body as it came off the wire, of which only the first part is kept.
+``chain_prev``, ``record_hash``, ``chain_hash``. Response bodies are bound by ``body_digests``,
+the JSON text of the list ``[[key, content_sha256], ...]``: each stored body's key
+(``bodies.sha256``) and the SHA-256 of its stored content (the UTF-8 text the ``bodies`` row
+holds, decompressed). The key alone cannot bind it: it is the hash of the body as it came off
+the wire, of which only the first part is kept, as text.
 
 The link: ``chain_hash = SHA-256(prev_chain_hash || record_hash)`` over the 32 raw bytes of
 each, per device; the first link of a device starts from :data:`GENESIS` (32 zero bytes).
@@ -56,7 +57,7 @@ RECORD_FIELDS = (
     "observations",
     "control",
     "extra",
-    "bodies",
+    "body_digests",
 )
 
 GENESIS = "0" * 64

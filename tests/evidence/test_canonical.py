@@ -114,7 +114,7 @@ def test_record_hash_covers_the_facts_not_the_derived_columns() -> None:
     base = canonical.record_hash(row())
     for derived in ("blocking", "throughput", "bytes_used", "seq", "rule_id", "chain_hash"):
         assert canonical.record_hash({**row(), derived: "changed"}) == base, derived
-    for fact in ("id", "target", "runtime", "observations", "device_key", "bodies"):
+    for fact in ("id", "target", "runtime", "observations", "device_key", "body_digests"):
         assert canonical.record_hash({**row(), fact: "changed"}) != base, fact
     # One byte of a JSON column's stored text is a different record.
     assert canonical.record_hash({**row(), "observations": '{"dns":[]}'}) != base
