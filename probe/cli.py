@@ -1195,6 +1195,72 @@ def merge(sources: tuple[str, ...], output: str) -> None:
         click.echo(line)
 
 
+@cli.command()
+@click.argument("database", metavar="DB", type=click.Path(dir_okay=False))
+def verify(database: str) -> int:
+    """Check that a probe database is whole: every measurement's hash, every link of its
+    chain, every body and every signed head. One line per problem, naming the measurement
+    and what happened to it (altered, removed, inserted, reordered, body swapped); exit
+    status 0 when whole, 1 when not. Opens the database read-only and changes nothing.
+
+    \b
+    Example:
+      probe verify results/probe.db
+    """
+    from probe.analyst.verify import Summary
+    from probe.analyst.verify import verify as run_verify
+
+    summary = Summary()
+    gettext = translator(_lang).gettext
+    for problem in run_verify(database, summary):
+        click.echo(problem.line(gettext))
+    chains = len([d for d in summary.chains.values() if d.measurements])
+    counted = {
+        "path": database,
+        "measurements": ngettext(
+            "{n} measurement", "{n} measurements", summary.measurements
+        ).format(n=summary.measurements),
+        "chains": ngettext("{n} chain", "{n} chains", chains).format(n=chains),
+    }
+    if summary.problems:
+        click.echo(
+            ngettext(
+                "{path}: not whole: {n} problem, in {measurements}",
+                "{path}: not whole: {n} problems, in {measurements}",
+                summary.problems,
+            ).format(n=summary.problems, **counted)
+        )
+    else:
+        click.echo(
+            _(
+                "{path}: whole: {measurements} in {chains}; every hash, link and signature holds"
+            ).format(**counted)
+        )
+    for d in summary.chains.values():
+        click.echo(
+            _("device {key}: seq 1..{last}, {heads} signed heads, the last at {at}").format(
+                key=d.key, last=d.last_seq, heads=d.heads, at=d.last_signed or "-"
+            )
+        )
+        if d.last_seq > d.signed_seq:
+            first = d.signed_seq + 1
+            where = str(first) if first == d.last_seq else f"{first}..{d.last_seq}"
+            click.echo(
+                _(
+                    "device {key}: seq {where} linked after its last signed head, not yet signed"
+                ).format(key=d.key, where=where)
+            )
+    if summary.unchained:
+        click.echo(
+            ngettext(
+                "{n} measurement stored before the chain began (unchained, not checked)",
+                "{n} measurements stored before the chain began (unchained, not checked)",
+                summary.unchained,
+            ).format(n=summary.unchained)
+        )
+    return 1 if summary.problems else 0
+
+
 @cli.command("datasette-metadata")
 @click.argument("databases", nargs=-1, metavar="[DB...]")
 def datasette_metadata(databases: tuple[str, ...]) -> None:
