@@ -1,16 +1,17 @@
 """The probe's pseudonymous device key: Ed25519, made once, private to the volunteer's user.
 
 Contract: a device is its key pair and nothing else: no name, address or account is ever tied
-to it. :func:`key_path` is where a database's key lives, beside it (``probe.db`` has
-``probe.db.key``): the database is the probe's state, so the key follows it into the systemd
-service's StateDirectory and is removed with it. :func:`ensure_key` loads the key there, or
-makes it when there is none (at ``probe init``, or on first use for a probe installed before
-keys existed): PKCS#8 PEM, unencrypted, in a 0600 file in a 0700 folder, never written through
-a symbolic link and never replaced once made (two processes making one at once end up with
-the same key). The public key, raw 32 bytes in base64url without padding
-(:attr:`DeviceKey.public`), identifies the device (``device_key``). :func:`verify` checks a
-signature against such a public key text and never raises for a bad signature or key text.
-A key file that cannot be read or is not an Ed25519 key raises :class:`StoreError` naming it.
+to it. A database's key lives beside it, ``probe.db.key`` for ``probe.db`` (:func:`key_path`,
+from ``probe.config.files``): the database is the probe's state, so the key follows it into
+the systemd service's StateDirectory, and ``probe wipe`` removes it with the database.
+:func:`ensure_key` loads the key there, or makes it when there is none (the store does on its
+first save, so a probe installed before keys existed gets one too): PKCS#8 PEM, unencrypted,
+in a 0600 file in a 0700 folder, never written through a symbolic link and never replaced once
+made (two processes making one at once end up with the same key). The public key, raw 32 bytes
+in base64url without padding (:attr:`DeviceKey.public`), identifies the device
+(``device_key``). :func:`verify` checks a signature against such a public key text and never
+raises for a bad signature or key text. A key file that cannot be read or is not an Ed25519
+key raises :class:`StoreError` naming it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from probe.config.files import open_private, private_folder, refuse_link, temp_beside
+from probe.config.files import key_path, open_private, private_folder, refuse_link, temp_beside
 from probe.errors import StoreError
 from probe.words import N_
 
-KEY_SUFFIX = ".key"
+__all__ = ["DeviceKey", "b64url", "ensure_key", "from_b64url", "key_path", "load_key", "verify"]
 
 
 def b64url(data: bytes) -> str:
@@ -87,12 +88,6 @@ def verify(public: str, data: bytes, signature: str) -> bool:
     except (ValueError, InvalidSignature):
         return False
     return True
-
-
-def key_path(db: str | Path) -> Path:
-    """Where the device key of the database ``db`` lives: ``<db>.key`` beside it."""
-    p = Path(db)
-    return p.with_name(p.name + KEY_SUFFIX)
 
 
 def load_key(path: str | Path) -> DeviceKey:

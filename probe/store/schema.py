@@ -431,9 +431,10 @@ def m010_chain(db: Database) -> None:
     ``chain_heads`` holds the device's signed statements of its chain's head, one per round
     (``label`` the round id) and one per UTC day (``label`` the day). The measurements stored
     before this migration stay as they were, unchained: their ids are listed in
-    ``unchained_measurements`` and ``meta`` says when the chain began (``chain_since``) and how
-    many were left out (``chain_unchained``), so ``probe verify`` lists them apart from any
-    failure. No later migration may rewrite a hashed column of a chained row."""
+    ``unchained_measurements`` and, when there were any, ``meta`` says when the chain began
+    (``chain_since``) and how many were left out (``chain_unchained``), so ``probe verify``
+    lists them apart from any failure. No later migration may rewrite a hashed column of a
+    chained row."""
     m = db.table("measurements")
     for column in ("device_key", "chain_prev", "record_hash", "chain_hash", "body_digests"):
         m.add_column(column, str)
@@ -456,10 +457,11 @@ def m010_chain(db: Database) -> None:
         },
         pk=("device_key", "kind", "label"),
     )
-    db.table("meta").insert_all(
-        [
-            {"key": "chain_since", "value": utc_now()},
-            {"key": "chain_unchained", "value": str(unchained)},
-        ],
-        replace=True,
-    )
+    if unchained:  # a new database is chained from its first measurement: nothing to say
+        db.table("meta").insert_all(
+            [
+                {"key": "chain_since", "value": utc_now()},
+                {"key": "chain_unchained", "value": str(unchained)},
+            ],
+            replace=True,
+        )

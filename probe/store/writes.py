@@ -16,7 +16,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from probe.evidence.keys import DeviceKey, ensure_key, key_path
+from probe.config.files import key_path
+from probe.evidence.keys import DeviceKey, ensure_key
 from probe.model import (
     Measurement,
     Network,
@@ -40,6 +41,14 @@ from probe.store.rows import (
 
 class Writes(Connection):
     _device_key: DeviceKey | None = None
+    _chained: bool | None = None
+
+    def has_chain(self) -> bool:
+        """Has this database the chain's columns (m010)? A store handed a database of an
+        older schema without migrating it (as tests make one) writes as that schema did."""
+        if self._chained is None:
+            self._chained = "seq" in self.db.table("measurements").columns_dict
+        return self._chained
 
     def device_key(self) -> DeviceKey:
         """This database's device key, loaded (or made, on first use) once."""
@@ -52,12 +61,12 @@ class Writes(Connection):
 
     def save_round(self, r: RoundRecord) -> None:
         """A round's row; once it has finished, the chain's head signed for it and its day."""
-        key = self.device_key()
-        row = {**round_row(r), "device_key": key.public}
+        key = self.device_key() if self.has_chain() else None
+        row = round_row(r) if key is None else {**round_row(r), "device_key": key.public}
 
         def write() -> None:
             self.db.table("rounds").upsert(row, pk="id")
-            if r.finished_at is not None:
+            if r.finished_at is not None and key is not None:
                 chain.sign_heads(self.db.conn, key, r.finished_at, r.id)
 
         self._write(write)
@@ -65,10 +74,14 @@ class Writes(Connection):
     def save(self, m: Measurement) -> None:
         """Store one measurement whole with its link in the chain (one transaction), or raise
         and store nothing."""
-        row, bodies, key = measurement_row(m), stored_bodies(m), self.device_key()
+        row, bodies = measurement_row(m), stored_bodies(m)
+        key = self.device_key() if self.has_chain() else None
 
         def write() -> None:
             digests = chain.store_bodies(self.db.conn, bodies)
+            if key is None:
+                self.db.table("measurements").insert(row)
+                return
             self.db.table("measurements").insert(
                 {**row, "device_key": key.public, "body_digests": digests}
             )

@@ -124,6 +124,9 @@ def test_record_is_its_fields_and_version() -> None:
     rec = canonical.record(row())
     assert set(rec) == {*canonical.RECORD_FIELDS, "v"}
     assert rec["v"] == canonical.RECORD_VERSION
+    # A JSON column stands in the record as the SHA-256 of its stored text.
+    assert rec["observations"] == hashlib.sha256(b'{"dns": []}').hexdigest()
+    assert rec["control"] is None and rec["target"] == "example"
     assert canonical.record_hash(row()) == hashlib.sha256(canonical.encode(rec)).hexdigest()
 
 

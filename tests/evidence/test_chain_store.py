@@ -141,3 +141,18 @@ def test_an_old_database_keeps_its_rows_listed_unchained(tmp_path: Path) -> None
     con.close()
     assert listed == ["old0", "old1", "old2"]
     assert meta["chain_unchained"] == "3" and meta["chain_since"].endswith("Z")
+
+
+def test_a_store_on_an_unmigrated_older_schema_writes_as_it_did(tmp_path: Path) -> None:
+    # Tests (and the merge's copies) hand a Store an older database without migrating it.
+    p = tmp_path / "v9.db"
+    db = Database(str(p))
+    migrations.apply(db, stop_before="m010_chain")
+    store = Store(db, str(p))
+    store.save(measurement("dns_nxdomain", "m1"))
+    store.save_round(
+        RoundRecord(id="r", device_id="d", started_at="t", kind="run", finished_at="t")
+    )
+    db.close()
+    assert [r["id"] for r in rows(p)] == ["m1"]
+    assert not keys.key_path(p).exists()  # no chain there, so no key made for it
