@@ -153,9 +153,16 @@ def _chains(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
         moved = None
         d = summary.chains[device]
         d.measurements += 1
-        seq, mid = int(row["seq"]), str(row["id"])
+        mid = str(row["id"])
+        if not _well_formed(row):
+            yield Problem(ALTERED, mid, N_("its chain columns are not what the probe writes"))
+            continue
+        seq = int(row["seq"])
         d.last_seq = max(d.last_seq, seq)
-        altered = canonical.record_hash(row) != row["record_hash"]
+        try:
+            altered = canonical.record_hash(row) != row["record_hash"]
+        except (ValueError, TypeError):  # a value no probe stores (a blob, a huge integer)
+            altered = True
         if altered:
             yield Problem(
                 ALTERED, mid, N_("its record no longer matches its hash (seq {seq})"), {"seq": seq}
@@ -167,6 +174,25 @@ def _chains(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
             else:
                 yield p
         prev = row
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _well_formed(row: dict[str, Any]) -> bool:
+    """Chain columns of the types the store writes (a hostile file may hold anything)."""
+    seq, prev = row["seq"], row["chain_prev"]
+    return (
+        isinstance(seq, int)
+        and seq >= 1
+        and _is_hash(row["record_hash"])
+        and _is_hash(row["chain_hash"])
+        and (prev is None or isinstance(prev, str))
+    )
 
 
 def _bodies(row: dict[str, Any], body_hash: Any, altered: bool) -> Iterator[Problem]:
@@ -226,6 +252,11 @@ def _link(
             yield Problem(
                 INSERTED, mid, N_("its link to the chain does not hold (seq {seq})"), {"seq": seq}
             )
+        return
+    if not _is_hash(before["chain_hash"]) or not isinstance(before["seq"], int):
+        yield Problem(
+            INSERTED, mid, N_("its link to the chain does not hold (seq {seq})"), {"seq": seq}
+        )
         return
     if canonical.link(str(before["chain_hash"]), record_hash) != chain_hash:
         yield Problem(

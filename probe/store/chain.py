@@ -118,7 +118,7 @@ def chained(conn: sqlite3.Connection, batch: int = 2000) -> Iterator[dict[str, A
     wanted = [c for c in (*canonical.RECORD_FIELDS, *CHAIN_COLUMNS) if c in have]
     select = ", ".join(f'"{c}"' for c in wanted)
     cursor = conn.execute(
-        f"SELECT {select} FROM measurements WHERE seq IS NOT NULL ORDER BY device_key, seq"
+        f"SELECT {select} FROM measurements WHERE seq IS NOT NULL ORDER BY device_key, seq, rowid"
     )
     while rows := cursor.fetchmany(batch):
         for r in rows:

@@ -277,3 +277,20 @@ def test_not_a_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, lines, err = verify(tmp_path / "none.db", capsys)
     assert code == 2 and lines == []
     assert err == f"probe: error: {tmp_path / 'none.db'}: no such database\n"
+
+
+def test_chain_columns_of_any_type_are_named_not_a_crash(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = chain(db)
+    sql(
+        db,
+        ("UPDATE measurements SET chain_hash = 'zz' WHERE id = ?", [rows[1][0]]),
+        ("UPDATE measurements SET seq = 'x' WHERE id = ?", [rows[3][0]]),
+        ("UPDATE measurements SET runtime = 9223372036854775807 WHERE id = ?", [rows[4][0]]),
+        ("UPDATE measurements SET body_digests = '{\"a\": 1}' WHERE id = ?", [rows[0][0]]),
+    )
+    code, lines, err = verify(db, capsys)
+    assert code == 1 and err == ""
+    named = {line.split(":")[0] for line in lines if ": " in line}
+    assert {rows[1][0], rows[3][0], rows[4][0], rows[0][0]} <= named, lines
