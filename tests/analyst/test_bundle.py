@@ -279,7 +279,7 @@ def test_what_is_not_a_bundle_is_a_one_line_error(
 ) -> None:
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
-    code, out, err = run_fresh(["verify", "--bundle", str(junk)], capsys)
+    code, _, err = run_fresh(["verify", "--bundle", str(junk)], capsys)
     assert code == 2
     assert err.startswith("probe: ") and len(err.splitlines()) == 1 and str(junk) in err
 
@@ -308,7 +308,7 @@ def test_an_unknown_id_is_a_one_line_error(
         ["evidence", "--db", str(built), "--id", "no-such-id", "-o", str(out)], capsys
     )
     assert code == 2
-    assert err == "probe: no-such-id: no such measurement\n"
+    assert err == "probe: error: no-such-id: no such measurement\n"
     assert not out.exists()
 
 
@@ -336,4 +336,4 @@ def test_a_measurement_no_signed_head_covers_is_refused(
     last = rows(db)[-1]["id"]
     code, _, err = run_fresh(["evidence", "--db", str(db), "--id", str(last), "-o", "x"], capsys)
     assert code == 2
-    assert err.startswith(f"probe: {last}: ") and "signed head" in err
+    assert err.startswith(f"probe: error: {last}: ") and "signed head" in err
