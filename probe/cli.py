@@ -1219,6 +1219,7 @@ def verify(database: str | None, bundle: str | None) -> int:
         for line in lines:
             click.echo(line)
         return code
+    assert database is not None  # one of the two, as checked above
     from probe.analyst.verify import Summary
     from probe.analyst.verify import verify as run_verify
 

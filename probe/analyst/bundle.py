@@ -26,6 +26,7 @@ there gives no bundle (:class:`NotWhole`, with the problems).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -161,7 +162,8 @@ def _chosen(
             if len(found) > MAX_MEASUREMENTS:
                 raise ExportError(
                     N_(
-                        "more than {n} measurements chosen: choose fewer (--id, --target, --since, --until)"
+                        "more than {n} measurements chosen: choose fewer "
+                        "(--id, --target, --since, --until)"
                     ),
                     n=MAX_MEASUREMENTS,
                 )
@@ -244,10 +246,8 @@ def _measurement(conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, byt
     for key, _content in digests:
         data = chain.body_data(conn, str(key))
         if isinstance(data, bytes) and bv._HEX64.fullmatch(str(key)):
-            try:
+            with contextlib.suppress(zlib.error):  # not as stored: the verifier names it
                 files[f"bodies/{key}"] = zlib.decompress(data)
-            except zlib.error:
-                pass  # not as stored: the verifier names it (body swapped)
     return files
 
 
@@ -294,7 +294,8 @@ def _segments(
         if end is None:
             raise ExportError(
                 N_(
-                    "{id}: no signed head covers it yet (seq {seq}): bundle it after its device's next round"
+                    "{id}: no signed head covers it yet (seq {seq}): bundle it after its "
+                    "device's next round"
                 ),
                 id=row["id"],
                 seq=seq,
@@ -339,9 +340,11 @@ def summary(
     t = translator(lang)
     _, ngettext = t.gettext, t.ngettext
     n = len(rows)
+    unknown = _("not known")
     out = [
         _(
-            "Evidence from a network-measurement probe: {measurements}, bundled at {now} by probe {version}"
+            "Evidence from a network-measurement probe: {measurements}, bundled at {now} "
+            "by probe {version}"
         ).format(
             measurements=ngettext("{n} measurement", "{n} measurements", n).format(n=n),
             now=now,
@@ -364,11 +367,12 @@ def summary(
             + _("Measured at: {at} (UTC, by the device's clock)").format(at=row["started_at"]),
             "   "
             + _(
-                "Network: {name}, {asn}, country {cc} (the volunteer's address is not in this bundle)"
+                "Network: {name}, {asn}, country {cc} (the volunteer's address is not in "
+                "this bundle)"
             ).format(
-                name=row.get("network_name") or "?",
-                asn=row.get("probe_asn") or "?",
-                cc=row.get("probe_cc") or "?",
+                name=row.get("network_name") or unknown,
+                asn=row.get("probe_asn") or unknown,
+                cc=row.get("probe_cc") or unknown,
             ),
             "   "
             + _("Verdict: {verdict} (rule {rule}, rules version {version})").format(
@@ -397,9 +401,9 @@ def summary(
         _("What it does not prove"),
         "",
         _(
-            "- Who holds the key: the device key is a pseudonym, tied to no person. Whether the key "
-            "is the one of the probe you think of must be known otherwise (for instance from an "
-            "earlier bundle or the fleet's records)."
+            "- Who holds the key: the device key is a pseudonym, tied to no person. Whether "
+            "the key is the one of the probe you think of must be known otherwise (for "
+            "instance from an earlier bundle or the fleet's records)."
         ),
         _(
             "- When: the times are the device's own clock. Only an independent timestamp of a "

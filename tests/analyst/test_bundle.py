@@ -337,3 +337,30 @@ def test_a_measurement_no_signed_head_covers_is_refused(
     code, _, err = run_fresh(["evidence", "--db", str(db), "--id", str(last), "-o", "x"], capsys)
     assert code == 2
     assert err.startswith(f"probe: error: {last}: ") and "signed head" in err
+
+
+def test_a_database_whose_chain_does_not_hold_gives_no_bundle(
+    built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "copy.db"
+    shutil.copy(built, db)
+    mid = str(rows(db)[1]["id"])
+    con = sqlite3.connect(db)
+    con.execute("UPDATE measurements SET url = url || 'x' WHERE id = ?", [mid])
+    con.commit()
+    con.close()
+    out = tmp_path / "bad.zip"
+    code, said, err = run_fresh(["evidence", "--db", str(db), "--id", mid, "-o", str(out)], capsys)
+    assert code == 1
+    assert said.startswith(f"{mid}: altered: ")
+    assert "not written" in err
+    assert not out.exists() and not list(tmp_path.glob(".evidence-*"))
+
+
+@pytest.mark.parametrize("args", [[], ["x.db", "--bundle", "x.zip"]])
+def test_verify_takes_a_database_or_a_bundle(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_fresh(["verify", *args], capsys)
+    assert code == 2
+    assert err.startswith("probe: error: ") and "--bundle" in err
