@@ -1371,6 +1371,148 @@ def merge(sources: tuple[str, ...], output: str) -> None:
         click.echo(line)
 
 
+@cli.command()
+@click.argument("database", metavar="DB", type=click.Path(dir_okay=False), required=False)
+@click.option("--bundle", metavar="FILE", help="Check an evidence bundle instead (probe evidence).")
+def verify(database: str | None, bundle: str | None) -> int:
+    """Check that a probe database is whole: every measurement's hash, every link of its
+    chain, every body and every signed head. One line per problem, naming the measurement
+    and what happened to it (altered, removed, inserted, reordered, body swapped); exit
+    status 0 when whole, 1 when not. Opens the database read-only and changes nothing.
+
+    \b
+    Example:
+      probe verify results/probe.db
+      probe verify --bundle evidence.zip
+    """
+    if (database is None) == (bundle is None):
+        raise UsageInputError(_("give a database (DB) or --bundle FILE, one of them"))
+    if bundle is not None:
+        from probe.analyst.bundle import verify as verify_bundle
+
+        t = translator(_lang)
+        code, lines = verify_bundle(bundle, t.gettext, t.ngettext)
+        for line in lines:
+            click.echo(line)
+        return code
+    assert database is not None  # one of the two, as checked above
+    from probe.analyst.verify import Summary
+    from probe.analyst.verify import verify as run_verify
+
+    summary = Summary()
+    gettext = translator(_lang).gettext
+    for problem in run_verify(database, summary):
+        click.echo(problem.line(gettext))
+    chains = len([d for d in summary.chains.values() if d.measurements])
+    counted = {
+        "path": database,
+        "measurements": ngettext(
+            "{n} measurement", "{n} measurements", summary.measurements
+        ).format(n=summary.measurements),
+        "chains": ngettext("{n} chain", "{n} chains", chains).format(n=chains),
+    }
+    if summary.problems:
+        click.echo(
+            ngettext(
+                "{path}: not whole: {n} problem, in {measurements}",
+                "{path}: not whole: {n} problems, in {measurements}",
+                summary.problems,
+            ).format(n=summary.problems, **counted)
+        )
+    else:
+        click.echo(
+            _(
+                "{path}: whole: {measurements} in {chains}; every hash, link and signature holds"
+            ).format(**counted)
+        )
+    for d in summary.chains.values():
+        click.echo(
+            _("device {key}: seq 1..{last}, {heads} signed heads, the last at {at}").format(
+                key=d.key, last=d.last_seq, heads=d.heads, at=d.last_signed or "-"
+            )
+        )
+        if d.last_seq > d.signed_seq:
+            first = d.signed_seq + 1
+            where = str(first) if first == d.last_seq else f"{first}..{d.last_seq}"
+            click.echo(
+                _(
+                    "device {key}: seq {where} linked after its last signed head, not yet signed"
+                ).format(key=d.key, where=where)
+            )
+    if summary.unchained:
+        click.echo(
+            ngettext(
+                "{n} measurement stored before the chain began (unchained, not checked)",
+                "{n} measurements stored before the chain began (unchained, not checked)",
+                summary.unchained,
+            ).format(n=summary.unchained)
+        )
+    return 1 if summary.problems else 0
+
+
+@cli.command()
+@db_option
+@click.option("--id", "ids", multiple=True, metavar="ID", help="This measurement (repeatable).")
+@click.option(
+    "--target", "target_names", multiple=True, metavar="NAME", help="This target's measurements."
+)
+@click.option("--since", metavar="T", help="Only measurements started at or after T.")
+@click.option("--until", metavar="T", help="Only measurements started before T.")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The bundle (a zip) to write.")
+def evidence(
+    db_path: str | None,
+    config_path: str | None,
+    ids: tuple[str, ...],
+    target_names: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    output: str,
+) -> int:
+    """Write a self-contained evidence bundle of chosen measurements: their records and page
+    contents, the links of their chain up to a signed head, the heads and the device's public
+    key, the verdicts, a summary in English and Vietnamese, and a verifier that needs only the
+    bundle (Python, cryptography, rfc8785). Never the volunteer's address, paths or settings.
+
+    \b
+    Example:
+      probe evidence --db results/probe.db --target news --since 2026-12-01 -o evidence.zip
+      probe evidence --id 01JE5Z... --id 01JE60... -o two.zip
+    """
+    from probe.analyst.bundle import NotWhole, write
+    from probe.analyst.export import RowFilter, parse_time
+
+    row_filter = None
+    if target_names or since or until:
+        row_filter = RowFilter(
+            since=parse_time(since, "--since") if since else None,
+            until=parse_time(until, "--until") if until else None,
+            targets=target_names,
+        )
+    elif not ids:
+        raise UsageInputError(_("choose measurements: --id, --target, --since or --until"))
+    try:
+        written = write(resolve_db(db_path, config_path), output, ids=ids, row_filter=row_filter)
+    except NotWhole as exc:
+        gettext = translator(_lang).gettext
+        for problem in exc.problems:
+            click.echo(problem.line(gettext))
+        click.echo(
+            _("{path}: not written: the chain does not hold there (probe verify DB)").format(
+                path=output
+            ),
+            err=True,
+        )
+        return 1
+    click.echo(
+        ngettext(
+            "{path}: {n} measurement bundled, with its chain and signed heads",
+            "{path}: {n} measurements bundled, with their chain and signed heads",
+            written.measurements,
+        ).format(path=written.path, n=written.measurements)
+    )
+    return 0
+
+
 @cli.command("datasette-metadata")
 @click.argument("databases", nargs=-1, metavar="[DB...]")
 def datasette_metadata(databases: tuple[str, ...]) -> None:

@@ -7,7 +7,8 @@ followed. :func:`temp_beside` is a new temporary file in a destination's folder,
 told otherwise, to be renamed over the final name with ``os.replace``: a rename replaces the
 name itself (a symbolic link there included) and never writes through it. Modes are set with
 fchmod/chmod after creation, so the umask does not matter. :func:`db_files` names the files
-SQLite and the daemon keep beside a database (``probe wipe`` removes them).
+SQLite, the daemon and the chain keep beside a database (``probe wipe`` removes them):
+:func:`key_path` is the device key's (``probe.evidence.keys``).
 
 This is the lowest layer that every writer can import (the store, the daemon, the analysts'
 exports, ``probe init``); the measuring code writes no file.
@@ -97,8 +98,16 @@ def lock_path(db: str | Path) -> Path:
     return p.with_name(p.name + ".lock")
 
 
+def key_path(db: str | Path) -> Path:
+    """The device key beside a database: ``<db>.key`` (``probe.evidence.keys``)."""
+    p = Path(db)
+    return p.with_name(p.name + ".key")
+
+
 def db_files(db: str | Path) -> list[Path]:
     """Every file the probe and SQLite keep for the database ``db``: the database, its WAL,
-    its shared-memory index, a rollback journal left by a crash, and the daemon's lock."""
+    its shared-memory index, a rollback journal left by a crash, the device key, and the
+    daemon's lock."""
     p = Path(db)
-    return [p, *(p.with_name(p.name + s) for s in ("-wal", "-shm", "-journal")), lock_path(p)]
+    sqlite = [p.with_name(p.name + s) for s in ("-wal", "-shm", "-journal")]
+    return [p, *sqlite, key_path(p), lock_path(p)]

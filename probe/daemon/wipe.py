@@ -1,14 +1,16 @@
 """``probe wipe``: everything the probe holds on this machine, found from the settings, removed.
 
 Contract: :func:`plan` lists what the settings name and the probe made: the database with its
--wal, -shm and a crash's -journal and the daemon's lock (:func:`probe.config.files.db_files`),
+-wal, -shm and a crash's -journal, its device key and the daemon's lock
+(:func:`probe.config.files.db_files`),
 the settings file it read, and the probe's own platform folders, which go only once empty. It
 never lists a symbolic link (the probe makes none: such a name is ``left``, with why), and it
 refuses, in one line and before anything is removed, a database that is not a probe database
 (:class:`StoreError`) and one a daemon measures into (:class:`DaemonRunning`). :func:`remove`
 takes the daemon's lock first, so no daemon starts meanwhile, removes the files (the lock last,
 still held) and the empty folders, and returns what it removed. The probe writes no log file
-(its logs go to stderr, the journal's) and keeps no keys, so there is nothing else to find.
+(its logs go to stderr, the journal's) and keeps no key but the device key beside the
+database, so there is nothing else to find.
 """
 
 from __future__ import annotations

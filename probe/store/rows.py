@@ -3,11 +3,13 @@
 Contract: pure functions, no SQL. Verdicts become flat columns (``blocking`` False is stored
 as ``"false"``, booleans as 0/1, None as NULL) for analysts; observations, control evidence,
 throughput tests and ``extra`` become JSON columns (what ``reclassify`` replays). Response
-bodies go to their own rows, compressed, one per SHA-256. Decoding gives back what was encoded.
+bodies go to their own rows, compressed, one per SHA-256, each with the hash of the content it
+stores (what the chain binds, ``probe.evidence``). Decoding gives back what was encoded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Mapping
@@ -138,14 +140,16 @@ def verdict_columns(v: Verdict) -> dict[str, Any]:
     }
 
 
-def body_rows(m: Measurement) -> list[tuple[str, int | None, int, bytes]]:
-    """The ``bodies`` rows of a measurement's responses: (sha256, length, stored, data), the
-    body compressed; one per SHA-256 is kept (``INSERT OR IGNORE``)."""
+def stored_bodies(m: Measurement) -> list[tuple[tuple[str, int | None, int, bytes], str]]:
+    """The ``bodies`` rows of a measurement's responses, (sha256, length, stored, data) with the
+    body compressed (one per SHA-256 is kept: ``INSERT OR IGNORE``), each with the SHA-256 of the
+    content it stores (the UTF-8 text, before compression): what ``body_digests`` bind."""
     out = []
     for h in m.observations.http:
         if h.body_sha256 and h.body is not None:
             text = h.body.encode("utf-8")
-            out.append((h.body_sha256, h.body_length, len(text), zlib.compress(text, 6)))
+            row = (h.body_sha256, h.body_length, len(text), zlib.compress(text, 6))
+            out.append((row, hashlib.sha256(text).hexdigest()))
     return out
 
 

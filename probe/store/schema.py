@@ -1,4 +1,4 @@
-"""The schema, by migrations (m001..m009): tables, their indexes and the views analysts read.
+"""The schema, by migrations (m001..m010): tables, their indexes and the views analysts read.
 
 Contract: ``migrations`` (sqlite-utils ``Migrations``) holds every step in order; each runs once,
 inside the store's write transaction (``Store.open``), and none is ever edited once released: a
@@ -14,6 +14,7 @@ from probe import words
 from probe.failures import scrub
 from probe.store._lazy import without_numpy
 from probe.store.sql import NETWORK_SQL, THROTTLE_LABEL_SQL, VERDICT
+from probe.timeutil import utc_now
 
 with without_numpy():
     from sqlite_utils import Database, Migrations
@@ -418,3 +419,49 @@ def m009_one_verdict(db: Database) -> None:
         GROUP BY day, target, network ORDER BY day, target, network""",
         replace=True,
     )
+
+
+@migrations()
+def m010_chain(db: Database) -> None:
+    """Tamper evidence (issue 22, ``probe.evidence``): each measurement saved from now on
+    carries its device's public key (``device_key``), the SHA-256 of its record
+    (``record_hash``, over the fields ``probe.evidence.canonical`` lists, ``body_digests``
+    binding its stored bodies), its place in its device's chain (``seq`` from 1, ``chain_prev``
+    the measurement before it) and ``chain_hash``, SHA-256(previous chain hash || record hash).
+    ``chain_heads`` holds the device's signed statements of its chain's head, one per round
+    (``label`` the round id) and one per UTC day (``label`` the day). The measurements stored
+    before this migration stay as they were, unchained: their ids are listed in
+    ``unchained_measurements`` and, when there were any, ``meta`` says when the chain began
+    (``chain_since``) and how many were left out (``chain_unchained``), so ``probe verify``
+    lists them apart from any failure. No later migration may rewrite a hashed column of a
+    chained row."""
+    m = db.table("measurements")
+    for column in ("device_key", "chain_prev", "record_hash", "chain_hash", "body_digests"):
+        m.add_column(column, str)
+    m.add_column("seq", int)
+    m.create_index(["device_key", "seq"], unique=True)
+    db.table("rounds").add_column("device_key", str)
+    db.execute("CREATE TABLE unchained_measurements (id TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("INSERT INTO unchained_measurements (id) SELECT id FROM measurements")
+    unchained = db.execute("SELECT count(*) FROM unchained_measurements").fetchone()[0]
+    db.table("chain_heads").create(
+        {
+            "device_key": str,
+            "kind": str,
+            "label": str,
+            "seq": int,
+            "chain_hash": str,
+            "at": str,
+            "statement": str,
+            "signature": str,
+        },
+        pk=("device_key", "kind", "label"),
+    )
+    if unchained:  # a new database is chained from its first measurement: nothing to say
+        db.table("meta").insert_all(
+            [
+                {"key": "chain_since", "value": utc_now()},
+                {"key": "chain_unchained", "value": str(unchained)},
+            ],
+            replace=True,
+        )

@@ -3,7 +3,11 @@ heartbeat, throughput objects and changes of network.
 
 Contract: each method is one transaction through the one write path (``Connection._write``):
 stored whole or not at all, waiting while another connection holds the write lock; a database
-that cannot be written raises :class:`~probe.errors.StoreError` and stores nothing.
+that cannot be written raises :class:`~probe.errors.StoreError` and stores nothing. A measurement
+is saved with its link in its device's chain, in the same transaction (``probe.store.chain``);
+a round's end signs the chain's head for the round and its UTC day. The device key lives beside
+the database (``probe.evidence.keys.key_path``), made on first use when there is none; an
+in-memory database has a key of its own for its life.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from probe.config.files import key_path
+from probe.evidence.keys import DeviceKey, ensure_key
 from probe.model import (
     Measurement,
     Network,
@@ -20,33 +26,66 @@ from probe.model import (
     Verdict,
     throughput_to_json,
 )
+from probe.store import chain
 from probe.store.db import Connection
 from probe.store.rows import (
     RoundRecord,
-    body_rows,
     bool_to_db,
     json_to_db,
     measurement_row,
     round_row,
+    stored_bodies,
     verdict_columns,
 )
 
 
 class Writes(Connection):
-    def save_round(self, r: RoundRecord) -> None:
-        row = round_row(r)
-        self._write(lambda: self.db.table("rounds").upsert(row, pk="id"))
+    _device_key: DeviceKey | None = None
+    _chained: bool | None = None
 
-    def save(self, m: Measurement) -> None:
-        """Store one measurement whole (one transaction), or raise and store nothing."""
-        row, bodies = measurement_row(m), body_rows(m)
+    def has_chain(self) -> bool:
+        """Has this database the chain's columns (m010)? A store handed a database of an
+        older schema without migrating it (as tests make one) writes as that schema did."""
+        if self._chained is None:
+            self._chained = "seq" in self.db.table("measurements").columns_dict
+        return self._chained
+
+    def device_key(self) -> DeviceKey:
+        """This database's device key, loaded (or made, on first use) once."""
+        if self._device_key is None:
+            if self.path == ":memory:":
+                self._device_key = DeviceKey.generate()
+            else:
+                self._device_key = ensure_key(key_path(self.path))
+        return self._device_key
+
+    def save_round(self, r: RoundRecord) -> None:
+        """A round's row; once it has finished, the chain's head signed for it and its day."""
+        key = self.device_key() if self.has_chain() else None
+        row = round_row(r) if key is None else {**round_row(r), "device_key": key.public}
 
         def write() -> None:
-            self.db.table("measurements").insert(row)
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO bodies (sha256, length, stored, data) VALUES (?, ?, ?, ?)",
-                bodies,
+            self.db.table("rounds").upsert(row, pk="id")
+            if r.finished_at is not None and key is not None:
+                chain.sign_heads(self.db.conn, key, r.finished_at, r.id)
+
+        self._write(write)
+
+    def save(self, m: Measurement) -> None:
+        """Store one measurement whole with its link in the chain (one transaction), or raise
+        and store nothing."""
+        row, bodies = measurement_row(m), stored_bodies(m)
+        key = self.device_key() if self.has_chain() else None
+
+        def write() -> None:
+            digests = chain.store_bodies(self.db.conn, bodies)
+            if key is None:
+                self.db.table("measurements").insert(row)
+                return
+            self.db.table("measurements").insert(
+                {**row, "device_key": key.public, "body_digests": digests}
             )
+            chain.link(self.db.conn, m.id, key.public)
 
         self._write(write)
 

@@ -75,6 +75,7 @@ def test_the_files_of_a_database(tmp_path: Path) -> None:
         "probe.db-wal",
         "probe.db-shm",
         "probe.db-journal",
+        "probe.db.key",
         "probe.db.lock",
     ]
 

@@ -76,7 +76,7 @@ def test_wipe_removes_the_probe_s_files_and_nothing_else(probe_files: tuple[Path
     removed = [line for line in r.output.splitlines() if line.startswith("removed ")]
     assert removed == [
         f"removed {p}"
-        for p in (db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", ".lock")), cfg)
+        for p in (db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", ".key", ".lock")), cfg)
     ]
 
 

@@ -107,7 +107,8 @@ def test_read_only_mount(tmp_path: Path, world: World, capsys: pytest.CaptureFix
         code, _, err = run_cli(run_args(world, targets, db), capsys)
         assert code == 2 and err.count("\n") == 1
         assert "read-only file system" in err and "not a usable SQLite database" not in err
-        assert sorted(os.listdir(mnt)) == ["p.db"]  # nothing written, not even -wal or -shm
+        # Nothing written, not even -wal or -shm (the device key was made by the first save).
+        assert sorted(os.listdir(mnt)) == ["p.db", "p.db.key"]
 
 
 def test_read_only_mount_with_wal_left_behind(

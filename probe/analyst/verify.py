@@ -1,0 +1,314 @@
+"""``probe verify``: is a probe database whole? Every record hash, link, body and signed head.
+
+Contract: :func:`verify` opens the database read-only (never created, never migrated: no
+trigger or view of it runs, ``trusted_schema`` off) and yields one :class:`Problem` per thing
+that is not as the probe stored it, each naming the measurement by id and the case:
+
+- ``altered``: a chained measurement's record no longer matches its ``record_hash``;
+- ``removed``: a place in a chain is empty (named by the id its successor's ``chain_prev``
+  holds, or by the signed head that covers it), or a measurement the migration listed as
+  stored before the chain began is gone;
+- ``inserted``: a measurement in no chain stored after the chain began, one whose link does
+  not hold (a place forged for it), or a second one claiming a place already taken;
+- ``reordered``: a measurement whose link holds after another place than its ``seq`` says;
+- ``body swapped`` / ``body removed``: a body stored under a key the record binds no longer
+  has the content it was saved with (``body_digests``), or is gone;
+- ``bad signature`` / ``not as signed``: a head whose signature does not hold with the key it
+  names, or a chain whose stored state at a signed head's place is not the one signed (a chain
+  rewritten with every hash and link recomputed: only the device key can sign its heads).
+
+Each chain is read by device and sequence, streamed; one point lookup per broken link and a
+bounded cache of body hashes keep memory flat whatever the database's size. :class:`Summary`
+(filled as the problems are read) counts what was checked and what could not be:
+measurements stored before the chain began (unchained) and those after a device's last signed
+head (linked, not yet signed). A database from before the chain has only unchained rows and
+verifies. What the hash covers is :mod:`probe.evidence.canonical`'s contract: verdicts are
+outside it, derived from the facts it covers (``probe reclassify`` derives them again).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.evidence import canonical, heads
+from probe.store import Store, chain
+from probe.words import N_
+
+ALTERED = "altered"
+REMOVED = "removed"
+INSERTED = "inserted"
+REORDERED = "reordered"
+BODY_SWAPPED = "body swapped"
+BODY_REMOVED = "body removed"
+BAD_SIGNATURE = "bad signature"
+NOT_AS_SIGNED = "not as signed"
+
+BODY_CACHE = 4096  # body content hashes kept while verifying (bodies are shared by rounds)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing not as stored: its kind, the measurement (or head) it names, and its line
+    (``template``, an English message id, with ``fields``)."""
+
+    kind: str
+    subject: str
+    template: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def line(self, gettext: Any = None) -> str:
+        """``<subject>: <kind>: <what>``, in the language of ``gettext`` (English without)."""
+        t = gettext or (lambda s: s)
+        return f"{self.subject}: {t(self.kind)}: {t(self.template).format(**self.fields)}"
+
+
+@dataclass
+class Device:
+    key: str
+    measurements: int = 0
+    last_seq: int = 0
+    heads: int = 0
+    signed_seq: int = 0
+    last_signed: str | None = None
+
+
+@dataclass
+class Summary:
+    chains: dict[str, Device] = field(default_factory=dict)
+    unchained: int = 0
+    problems: int = 0
+
+    @property
+    def measurements(self) -> int:
+        return sum(d.measurements for d in self.chains.values())
+
+
+# The kinds, for the catalog: a problem's line translates its kind too.
+KINDS = (
+    N_("altered"),
+    N_("removed"),
+    N_("inserted"),
+    N_("reordered"),
+    N_("body swapped"),
+    N_("body removed"),
+    N_("bad signature"),
+    N_("not as signed"),
+)
+
+
+def verify(path: str | Path, summary: Summary | None = None) -> Iterator[Problem]:
+    """Every problem of the database at ``path`` (see the contract); ``summary`` is filled
+    as they are read. Raises :class:`~probe.errors.StoreError` for what is not a probe
+    database."""
+    summary = summary if summary is not None else Summary()
+    store = Store.open_source(path)
+    conn = store.db.conn
+    try:
+        conn.execute("PRAGMA trusted_schema = OFF")
+        conn.execute("PRAGMA query_only = ON")
+        for p in _check(conn, summary):
+            summary.problems += 1
+            yield p
+    finally:
+        store.close()
+
+
+def _check(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+    if "seq" not in chain.columns(conn, "measurements"):  # made before the chain
+        summary.unchained = int(conn.execute("SELECT count(*) FROM measurements").fetchone()[0])
+        return
+    yield from _chains(conn, summary)
+    yield from _heads(conn, summary)
+    for mid, listed in chain.unchained(conn):
+        if listed:
+            summary.unchained += 1
+        else:
+            yield Problem(INSERTED, mid, N_("in no chain, and stored after the chain began"))
+    for mid in chain.unchained_missing(conn):
+        yield Problem(REMOVED, mid, N_("stored before the chain began"))
+
+
+def _chains(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+    body_hash = functools.lru_cache(maxsize=BODY_CACHE)(
+        lambda key: chain.body_content_hash(chain.body_data(conn, key))
+    )
+    prev: dict[str, Any] | None = None
+    # A measurement whose link holds after another place than its seq says is only called
+    # reordered when the next one does not follow it either: the one after two swapped
+    # measurements is in its place, though its predecessor is not.
+    moved: Problem | None = None
+    for row in chain.chained(conn):
+        device = str(row["device_key"])
+        if device not in summary.chains:
+            summary.chains[device] = Device(device)
+            prev = moved = None
+        if moved is not None and row["chain_prev"] != moved.subject:
+            yield moved
+        moved = None
+        d = summary.chains[device]
+        d.measurements += 1
+        mid = str(row["id"])
+        if not _well_formed(row):
+            yield Problem(ALTERED, mid, N_("its chain columns are not what the probe writes"))
+            continue
+        seq = int(row["seq"])
+        d.last_seq = max(d.last_seq, seq)
+        try:
+            altered = canonical.record_hash(row) != row["record_hash"]
+        except (ValueError, TypeError):  # a value no probe stores (a blob, a huge integer)
+            altered = True
+        if altered:
+            yield Problem(
+                ALTERED, mid, N_("its record no longer matches its hash (seq {seq})"), {"seq": seq}
+            )
+        yield from _bodies(row, body_hash, altered)
+        for p in _link(conn, row, prev):
+            if p.kind == REORDERED:
+                moved = p
+            else:
+                yield p
+        prev = row
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _well_formed(row: dict[str, Any]) -> bool:
+    """Chain columns of the types the store writes (a hostile file may hold anything)."""
+    seq, prev = row["seq"], row["chain_prev"]
+    return (
+        isinstance(seq, int)
+        and seq >= 1
+        and _is_hash(row["record_hash"])
+        and _is_hash(row["chain_hash"])
+        and (prev is None or isinstance(prev, str))
+    )
+
+
+def _bodies(row: dict[str, Any], body_hash: Any, altered: bool) -> Iterator[Problem]:
+    raw = row.get("body_digests")
+    if raw is None:
+        return
+    try:
+        digests = [(str(k), str(v)) for k, v in json.loads(raw)]
+    except (ValueError, TypeError):
+        return  # not the text it was saved with: the record hash says so
+    for key, content in digests:
+        held = body_hash(key)
+        if held is None:
+            yield Problem(
+                BODY_REMOVED, str(row["id"]), N_("no body is stored under {key}"), {"key": key}
+            )
+        elif held != content:
+            yield Problem(
+                BODY_SWAPPED,
+                str(row["id"]),
+                N_("the body stored under {key} is not the one it was saved with"),
+                {"key": key},
+            )
+
+
+def _link(
+    conn: sqlite3.Connection, row: dict[str, Any], prev: dict[str, Any] | None
+) -> Iterator[Problem]:
+    """The problems of one measurement's place in its chain, ``prev`` the one read before it
+    (None at the chain's start)."""
+    seq, mid, named = int(row["seq"]), str(row["id"]), row["chain_prev"]
+    record_hash, chain_hash = str(row["record_hash"]), str(row["chain_hash"])
+    if prev is not None and int(prev["seq"]) == seq:
+        yield Problem(
+            INSERTED,
+            mid,
+            N_("it claims seq {seq}, the place of {other}"),
+            {"seq": seq, "other": prev["id"]},
+        )
+        return
+    if named is None:
+        if seq == 1 and canonical.link(canonical.GENESIS, record_hash) == chain_hash:
+            return
+        yield Problem(
+            INSERTED, mid, N_("its link to the chain does not hold (seq {seq})"), {"seq": seq}
+        )
+        return
+    before = prev if prev is not None and prev["id"] == named else chain.at_id(conn, str(named))
+    if before is None:
+        first = int(prev["seq"]) + 1 if prev is not None else 1
+        if first < seq:
+            where = f"{first}..{seq - 1}" if first < seq - 1 else str(first)
+            yield Problem(
+                REMOVED, str(named), N_("seq {where} of its chain is missing"), {"where": where}
+            )
+        else:
+            yield Problem(
+                INSERTED, mid, N_("its link to the chain does not hold (seq {seq})"), {"seq": seq}
+            )
+        return
+    if not _is_hash(before["chain_hash"]) or not isinstance(before["seq"], int):
+        yield Problem(
+            INSERTED, mid, N_("its link to the chain does not hold (seq {seq})"), {"seq": seq}
+        )
+        return
+    if canonical.link(str(before["chain_hash"]), record_hash) != chain_hash:
+        yield Problem(
+            INSERTED, mid, N_("its link to the chain does not hold (seq {seq})"), {"seq": seq}
+        )
+        return
+    if int(before["seq"]) != seq - 1 or before["device_key"] != row["device_key"]:
+        yield Problem(
+            REORDERED,
+            mid,
+            N_("seq {seq}, but its chain puts it after {other} (seq {other_seq})"),
+            {"seq": seq, "other": before["id"], "other_seq": before["seq"]},
+        )
+
+
+def _heads(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+    missing: set[tuple[str, int]] = set()
+    for h in chain.chain_heads(conn):
+        subject = f"head {h['kind']} {h['label']}"
+        head = heads.check(str(h["statement"] or "").encode(), str(h["signature"] or ""))
+        if head is None:
+            yield Problem(
+                BAD_SIGNATURE, subject, N_("its signature does not hold with the key it names")
+            )
+            continue
+        if (head.device_key, head.seq, head.chain_hash, head.kind) != (
+            h["device_key"],
+            h["seq"],
+            h["chain_hash"],
+            h["kind"],
+        ):
+            yield Problem(BAD_SIGNATURE, subject, N_("its columns are not what it signed"))
+            continue
+        d = summary.chains.setdefault(head.device_key, Device(head.device_key))
+        d.heads += 1
+        if head.seq >= d.signed_seq:
+            d.signed_seq, d.last_signed = head.seq, head.at
+        rows = chain.at_seq(conn, head.device_key, head.seq)
+        if not rows:
+            if (head.device_key, head.seq) not in missing:
+                missing.add((head.device_key, head.seq))
+                yield Problem(
+                    REMOVED,
+                    f"seq {head.seq}",
+                    N_("missing, though the signed head of {at} covers it"),
+                    {"at": head.at},
+                )
+            continue
+        if all(r["chain_hash"] != head.chain_hash for r in rows):
+            yield Problem(
+                NOT_AS_SIGNED,
+                str(rows[0]["id"]),
+                N_("the chain up to it (seq {seq}) is not the one signed at {at}"),
+                {"seq": head.seq, "at": head.at},
+            )

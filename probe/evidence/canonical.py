@@ -1,0 +1,109 @@
+"""The canonical encoding of a record, its hash, and the chain's link.
+
+Contract: :func:`encode` is RFC 8785 (the JSON Canonicalization Scheme: keys sorted by their
+UTF-16 code units, no whitespace, ECMAScript number form, minimal string escapes), done by the
+``rfc8785`` package, never by hand; it accepts None, booleans, integers within +-2**53, finite
+floats, strings, lists and string-keyed dicts; anything else is a bug of its caller (the
+package's ``CanonicalizationError``, a ValueError, or TypeError).
+:func:`digest` is SHA-256 over that encoding, as 64 lowercase hex digits.
+
+A measurement's *record* is :data:`RECORD_FIELDS` of its ``measurements`` row, as SQLite gives
+them back, plus ``"v"`` (:data:`RECORD_VERSION`); the text columns of :data:`DIGESTED_FIELDS`
+(the JSON records ``observations``, ``control``, ``extra`` and ``body_digests``) stand in it as
+the SHA-256 (hex) of their stored text's UTF-8 bytes, so one byte changed anywhere in them
+changes the hash, and the canonical encoding stays short (RFC 8785 over a few kilobytes of
+escaped JSON text costs ten times more than SHA-256 over it). Left out, because they are
+derived later and may change, or are the chain itself: the verdict columns (``reclassify``
+rewrites them), ``throughput`` and ``bytes_used`` (a throughput test is added to a stored
+measurement once it ran), and ``seq``, ``chain_prev``, ``record_hash``, ``chain_hash``.
+Response bodies are bound by ``body_digests``, the JSON text of the list ``[[key,
+content_sha256], ...]``: each stored body's key (``bodies.sha256``) and the SHA-256 of its
+stored content (the UTF-8 text the ``bodies`` row holds, decompressed). The key alone cannot
+bind it: it is the hash of the body as it came off the wire, of which only the first part is
+kept, as text.
+
+The link: ``chain_hash = SHA-256(prev_chain_hash || record_hash)`` over the 32 raw bytes of
+each, per device; the first link of a device starts from :data:`GENESIS` (32 zero bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+RECORD_VERSION = 1
+
+# The measured facts of a measurement row that its record hash covers (see the contract).
+RECORD_FIELDS = (
+    "id",
+    "round_id",
+    "device_id",
+    "device_key",
+    "source",
+    "target",
+    "url",
+    "category",
+    "is_control",
+    "started_at",
+    "runtime",
+    "resolver",
+    "control_resolver",
+    "probe_asn",
+    "probe_cc",
+    "software",
+    "network_ok",
+    "network_name",
+    "resolver_kind",
+    "observations",
+    "control",
+    "extra",
+    "body_digests",
+)
+
+# Text columns that stand in the record as the SHA-256 of their text.
+DIGESTED_FIELDS = frozenset({"observations", "control", "extra", "body_digests"})
+
+GENESIS = "0" * 64
+
+
+def encode(value: Any) -> bytes:
+    """``value`` in the RFC 8785 canonical form (UTF-8 bytes)."""
+    return rfc8785.dumps(value)
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of ``value``'s canonical encoding, 64 hex digits."""
+    return hashlib.sha256(encode(value)).hexdigest()
+
+
+def record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of a ``measurements`` row: :data:`RECORD_FIELDS` (missing ones as None)
+    and the record's version."""
+    out: dict[str, Any] = {name: row.get(name) for name in RECORD_FIELDS}
+    for name in DIGESTED_FIELDS:
+        text = out[name]
+        if isinstance(text, str):
+            out[name] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        elif isinstance(text, bytes):  # not what the store writes, but bound all the same
+            out[name] = hashlib.sha256(text).hexdigest()
+    out["v"] = RECORD_VERSION
+    return out
+
+
+def record_hash(row: Mapping[str, Any]) -> str:
+    """The record hash of a ``measurements`` row (64 hex digits)."""
+    return digest(record(row))
+
+
+def link(prev_chain_hash: str, record_hash: str) -> str:
+    """The chain hash after ``prev_chain_hash`` (64 hex digits; :data:`GENESIS` for a first
+    link) for a record of hash ``record_hash``: SHA-256 over their 64 raw bytes."""
+    return hashlib.sha256(bytes.fromhex(prev_chain_hash) + bytes.fromhex(record_hash)).hexdigest()
+
+
+def content_hash(text: bytes) -> str:
+    """SHA-256 of a stored body's content (its UTF-8 bytes), 64 hex digits."""
+    return hashlib.sha256(text).hexdigest()
