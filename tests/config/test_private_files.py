@@ -43,7 +43,13 @@ def test_the_database_its_wal_and_shm_and_their_folders(tmp_path: Path, umask: i
         modes = {p.name: mode(p) for p in db.parent.iterdir()}
     finally:
         store.close()
-    assert modes == {"probe.db": 0o600, "probe.db-wal": 0o600, "probe.db-shm": 0o600}
+    # The device key (probe.evidence.keys), made by the first save, is as private.
+    assert modes == {
+        "probe.db": 0o600,
+        "probe.db-wal": 0o600,
+        "probe.db-shm": 0o600,
+        "probe.db.key": 0o600,
+    }
     assert (mode(tmp_path / "data"), mode(db.parent)) == (0o700, 0o700)
     assert mode(tmp_path) == before  # a folder that was there is left alone
 
