@@ -1,5 +1,6 @@
-"""probe merge: fleets joined, idempotent, device ids kept, older schemas migrated on a copy,
-anything that is not a probe database refused, and nothing copied that the sources lacked."""
+"""probe merge: fleets joined, idempotent, device ids kept, older schemas read as they are (never
+migrated, not even a copy), anything that is not a probe database refused, and nothing copied
+that the sources lacked. Hostile sources: tests/analyst/test_merge_hostile.py."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def test_rows_without_a_device_id_get_their_databases(
     assert got == {"m1": own, "m2": None}  # an imported OONI row was made by no device of ours
 
 
-def test_an_older_schema_is_migrated_on_a_copy(
+def test_an_older_schema_is_read_as_it_is_and_scrubbed_as_m003_would(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "v2.db"
@@ -85,21 +86,23 @@ def test_an_older_schema_is_migrated_on_a_copy(
     old.save(measurement("dns_blockpage_address", "m1"))
     db.table("meta").insert({"key": "device_id", "value": "dev-old"})
     db.execute(  # an older probe kept this header verbatim; m003 scrubs it
-        "UPDATE measurements SET observations = replace(observations, "
-        "'BaseHTTP/0.6 Python/3.11.7', 'proxy for 203.0.113.9')"
+        "UPDATE measurements SET observations = json_insert(observations, "
+        "'$.http[0].headers[#]', json_array('Via', 'proxy for 203.0.113.9'))"
     )
+    assert "203.0.113.9" in str(list(db.query("SELECT observations FROM measurements")))
     db.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     code, out, err = _run(["merge", str(path), "-o", str(tmp_path / "f.db")], capsys)
     assert code == 0, err
-    assert "1 measurements added" in out and "an older schema" in out
+    assert "1 measurements added" in out and "an older schema" in out and "not migrated" in out
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # the source untouched
     left = {p.name for p in tmp_path.iterdir()} - {"f.db-wal", "f.db-shm"}
-    assert left == {"f.db", "v2.db"}  # the migrated copy is gone
+    assert left == {"f.db", "v2.db"}  # no copy made
     fleet = Store.open(tmp_path / "f.db")
     (row,) = fleet.rows()
     assert row["device_id"] == "dev-1"
     assert "203.0.113.9" not in row["observations"]
+    assert '["Via", "proxy for [scrubbed]"]' in row["observations"]
     assert fleet.children("http_requests", "m1")  # the views of the current schema
 
 
