@@ -141,8 +141,8 @@ class MeasurementRow(msgspec.Struct, kw_only=True):
     runtime: float | None = None
     resolver: Text | None = None
     control_resolver: Text | None = None
-    probe_asn: Annotated[str, msgspec.Meta(pattern=r"^AS\d{1,10}$")] | None = None
-    probe_cc: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] | None = None
+    probe_asn: Token | None = None  # as the helper, the settings or OONI said it
+    probe_cc: Token | None = None
     software: Text | None = None
     network_ok: Bit | None = None
     blocking: Kind | None = None
@@ -185,8 +185,8 @@ class RoundRow(msgspec.Struct, kw_only=True):
     status: Token | None = None
     note: Text | None = None
     pid: int | None = None
-    probe_asn: Annotated[str, msgspec.Meta(pattern=r"^AS\d{1,10}$")] | None = None
-    probe_cc: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] | None = None
+    probe_asn: Token | None = None  # as the helper, the settings or OONI said it
+    probe_cc: Token | None = None
     network_name: Text | None = None
     resolver_kind: Token | None = None
     network_source: Token | None = None

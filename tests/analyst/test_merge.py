@@ -12,7 +12,8 @@ import pytest
 
 from probe.cli import main
 from probe.store import Store, migrations
-from tests.dbs import SCENARIOS, golden_db, measurement
+from tests.dbs import SCENARIOS, example_fleet, golden_db, measurement
+from tests.typed_db import varied_db
 
 from probe.store._lazy import without_numpy  # isort: skip
 
@@ -163,3 +164,43 @@ def test_a_missing_output_folder_and_the_output_as_a_source(
     assert code == 2 and "no such folder" in err and not (tmp_path / "no").exists()
     code, _, err = _run(["merge", str(a), "-o", str(a)], capsys)
     assert code == 2 and "is the output itself" in err
+
+
+def test_honest_databases_merge_whole_with_nothing_quarantined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every golden scenario, the documented example fleet, and rows with throughput tests,
+    OONI imports and a helper's answers: the merge's checks refuse none of them."""
+    sources = [
+        golden_db(tmp_path / "golden.db", days=2),
+        example_fleet(tmp_path / "example.db"),
+        varied_db(tmp_path / "varied.db"),
+    ]
+    fleet = tmp_path / "fleet.db"
+    code, out, err = _run(["merge", *map(str, sources), "-o", str(fleet)], capsys)
+    assert code == 0, err
+    total = 0
+    for src in sources:
+        n = Store.open(src).db["measurements"].count
+        total += n
+        assert f"{src}: {n} measurements added, 0 already there, 0 quarantined" in out
+    store = Store.open(fleet)
+    assert store.db["measurements"].count == total
+    assert store.db["quarantine"].count == 0
+    store.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "vi"])
+def test_a_refused_source_is_said_in_the_volunteers_language(
+    tmp_path: Path, lang: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_vietnamese import _vietnamese
+
+    bad = tmp_path / "bad.db"
+    sqlite3.connect(bad).execute("CREATE TABLE t (x)").connection.commit()
+    code, _, err = _run(["--lang", lang, "merge", str(bad), "-o", str(tmp_path / "f.db")], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{bad}: " in err
+    if lang == "vi":
+        assert _vietnamese(err), err
+    else:
+        assert f"{bad}: not a probe database (tables: t)" in err
