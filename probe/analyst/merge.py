@@ -4,7 +4,9 @@ Contract: :func:`merge` checks every source before it writes anything (each must
 database: a missing file, a file that is not SQLite, one whose ``measurements``, ``rounds`` or
 ``bodies`` is not a plain table or has a computed column, or one made by a newer probe is
 refused with one line naming it), then copies each source into the output (created, or added
-to), one transaction per source, and returns one line per source and a total.
+to), one transaction per source, and returns one line per source ("N measurements added, M
+already there, Q quarantined", and notes) and a total. A source SQLite cannot read to the end (a
+corrupt page) is rolled back whole and said in one quarantine row; the others are merged.
 
 A source is never executed and never migrated, not even a copy of it: it is opened read-only
 and immutable (``?mode=ro&immutable=1``: no lock, no -shm, its -wal file left unread and the
@@ -41,7 +43,8 @@ keep it out. Honest ids hold a random UUID, so a clash is never honest, and with
 chain the merge cannot tell the squatter from the victim: first-file-wins would let a squatter
 replace a volunteer's evidence, and keeping both would mean renaming one (the id is what
 exports, ``reclassify`` and the chain name a measurement by). Rows a source's own probe made
-without a device id get that source's; imported OONI rows keep none.
+without a device id get that source's; imported OONI rows keep none. A device id is a claim
+until the device's chain verifies: a source may label rows with another's device id.
 
 Caps (:class:`Caps`, the defaults written here): ``row_bytes`` 16 MiB per measurement or round
 row, all its columns together (larger rows are never loaded); ``body_bytes`` 1 MiB per body,
@@ -255,6 +258,18 @@ class Source:
 
     def close(self) -> None:
         self.con.close()
+
+    def read(self, sql: str, params: list[Any] | None = None) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query of the source; a source that cannot be read to the end (a
+        corrupt page, a file changed under us) raises :class:`Unreadable`."""
+        try:
+            yield from self.con.execute(sql, params or [])
+        except sqlite3.DatabaseError as exc:
+            raise Unreadable(str(exc)[:200]) from None
+
+
+class Unreadable(Exception):
+    """A source SQLite stopped reading half-way: none of it is merged."""
 
 
 def open_source(path: str) -> Source:
@@ -681,7 +696,7 @@ class Merger:
         if present is None:
             return
         cap = self.caps.row_bytes
-        for row in self.source.con.execute(_capped_select(table, columns, present, cap)):
+        for row in self.source.read(_capped_select(table, columns, present, cap)):
             size = int(row[0] or 0)
             if not self.spend(size):
                 return
@@ -828,11 +843,14 @@ class Merger:
             return None
         cap = self.caps.body_bytes
         length, stored = (c if c in present else "NULL" for c in ("length", "stored"))
-        row = self.source.con.execute(
-            f"SELECT length(CAST(data AS BLOB)), CASE WHEN length(CAST(data AS BLOB)) <= {cap} "
-            f"THEN data END, {length}, {stored} FROM bodies WHERE sha256 = ? LIMIT 1",
-            [key],
-        ).fetchone()
+        row = next(
+            self.source.read(
+                f"SELECT length(CAST(data AS BLOB)), CASE WHEN length(CAST(data AS BLOB)) "
+                f"<= {cap} THEN data END, {length}, {stored} FROM bodies WHERE sha256 = ? LIMIT 1",
+                [key],
+            ),
+            None,
+        )
         if row is None:
             return None
         size = int(row[0] or 0)
@@ -873,7 +891,7 @@ class Merger:
         present = self.source.columns.get("bodies")
         if self.result.cut or present is None or "sha256" not in present:
             return
-        for (key,) in self.source.con.execute("SELECT substr(sha256, 1, 200) FROM bodies"):
+        for (key,) in self.source.read("SELECT substr(sha256, 1, 200) FROM bodies"):
             if key not in self.named and key not in self.refused:
                 why = "no measurement of this source names it: not merged"
                 self.q.add("bodies", key, why, "orphan")
@@ -927,7 +945,20 @@ def merge(sources: list[str], output: str, *, caps: Caps | None = None) -> list[
 def merge_source(target: Store, source: Source, caps: Caps | None = None) -> Result:
     """One source into ``target``, in one write transaction through the store's write path."""
     chain = verify_chain(source)
-    result = target.merge_from(lambda: Merger(target, source, caps or Caps()).run())
+    try:
+        result = target.merge_from(lambda: Merger(target, source, caps or Caps()).run())
+    except Unreadable as exc:  # rolled back: the source is quarantined whole, the rest goes on
+        why = f"the source could not be read to the end ({exc}): none of it merged"
+
+        def note() -> None:
+            for sql in QUARANTINE_SQL:
+                target.db.conn.execute(sql)
+            Quarantine(target.db.conn, source.device, caps or Caps()).add("", "", why, "unreadable")
+
+        target.merge_from(note)
+        result = Result(
+            quarantined=1, notes=[f"not merged: it could not be read to the end ({exc})"]
+        )
     if chain:
         result.notes.append(chain)
     return result

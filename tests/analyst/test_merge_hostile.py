@@ -598,3 +598,26 @@ def test_merge_from_keeps_its_one_line_per_source(
     lines = merge([str(a), str(b)], str(fleet))
     assert len(lines) == 3 and lines[0].startswith(f"{a}: ") and lines[1].startswith(f"{b}: ")
     assert lines[2].startswith(f"{fleet}: ")
+
+
+def test_a_source_corrupt_past_its_schema_is_quarantined_whole(
+    real: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its schema reads (the checks before writing pass), its later pages do not: that source's
+    transaction is rolled back and said in one quarantine row; the others are merged."""
+    honest = _copy(real, tmp_path / "honest.db")
+    broken = golden_db(tmp_path / "broken.db", days=2, device_id="dev-broken")
+    con = sqlite3.connect(broken)
+    (page,) = con.execute("PRAGMA page_size").fetchone()
+    con.close()
+    raw = bytearray(broken.read_bytes())
+    for at in range(len(raw) // page // 2 * page, len(raw), page):  # the later half: garbage
+        raw[at : at + page] = bytes([0x5A]) * page
+    broken.write_bytes(bytes(raw))
+    fleet = tmp_path / "fleet.db"
+    out = _merge([str(broken), str(honest), "-o", str(fleet)], capsys)
+    assert f"{broken}: 0 measurements added, 0 already there, 1 quarantined (not merged" in out
+    assert f"{honest}: 4 measurements added" in out
+    ((_, table, _, reason),) = _quarantine(fleet)
+    assert table == "" and "could not be read" in reason
+    assert "0 verdicts changed" in _fleet_works(fleet, capsys)
