@@ -1,27 +1,911 @@
-"""``probe merge``: several volunteers' databases joined into one, for a fleet-wide view.
+"""``probe merge``: several volunteers' databases joined into one, trusting none of them.
 
 Contract: :func:`merge` checks every source before it writes anything (each must be a probe
-database: a missing file, a file that is not SQLite, or an SQLite file without probe's tables is
-refused with one line naming it), then copies each source's measurements, rounds and bodies that
-the output lacks into the output (created, or added to), one transaction per source. Sources are
-read, never written: one made by an older probe is copied aside, migrated there, merged, and the
-copy deleted. Ids are globally unique, so merging twice adds nothing. Each measurement keeps its
-device id (rows a source's own probe made without one get that source's). Nothing else is
-copied: no other table, no source's ``meta``, no file name; the output holds nothing about a
-volunteer that the sources did not hold.
+database: a missing file, a file that is not SQLite, one whose ``measurements``, ``rounds`` or
+``bodies`` is not a plain table or has a computed column, or one made by a newer probe is
+refused with one line naming it), then copies each source into the output (created, or added
+to), one transaction per source, and returns one line per source ("N measurements added, M
+already there, Q quarantined", and notes) and a total. A source SQLite cannot read to the end (a
+corrupt page) is rolled back whole and said in one quarantine row; the others are merged.
+
+A source is never executed and never migrated, not even a copy of it: it is opened read-only
+and immutable (``?mode=ro&immutable=1``: no lock, no -shm, its -wal file left unread and the
+line says so) with ``PRAGMA trusted_schema = OFF``, and only the known columns of the known
+tables (``measurements``, ``rounds``, ``bodies``, and ``meta``'s device id and
+``_sqlite_migrations``' names) are read, by name, whatever the source's schema version: no
+trigger, view or function of a source runs. Columns an older schema lacks read as NULL; a
+source older than m003 gets m003's scrub of header values here, as its migration would have.
+
+Every row is validated (msgspec: :class:`MeasurementRow`, :class:`RoundRow`,
+:class:`BodyRow`, one Struct per table's columns; the JSON columns decoded into the typed
+records exports read, with no field the records do not know, every number within 64 bits and
+finite; ``started_at`` a UTC time in the stored form; and the current classifier replayed over
+it, as ``reclassify`` would). A bad row goes to the output's ``quarantine`` table (the source's
+device id, never its file name; the table; the row's id; the reason; a kind) and the rest is
+merged. The quarantine table is made by the merge itself, in fleet databases only (no
+volunteer's database ever has one; see :data:`QUARANTINE_SQL`).
+
+Bodies: each is inflated within its cap and its SHA-256 recomputed. A body whose content
+hashes to its key is *verified* and shared by every measurement naming it. One that does not
+can be honest only when its measurement's page was larger than the prefix every probe stores
+(:data:`STORED_PREFIX`), or its text was decoded from another charset or with replacement
+characters; any other mismatch is refused. An unverified body is taken only if the output holds
+nothing else under its key; a verified one replaces an unverified one. A refused or clashing
+body is quarantined with every measurement of the source that names it. A body no measurement
+of its source names is not merged (quarantined as such).
+
+Identity is device-scoped: a measurement is (its device, its id). The same device's row again
+is "already there" (its verdict may have been reclassified since: the measured facts, its
+observations, start, target and URL, must be the same); a measurement id claimed by another
+device, or by the same device with other measured facts, is *disputed*: no claim to it stays
+in the output (one merged before is taken out), every claim is quarantined, and later merges
+keep it out. Honest ids hold a random UUID, so a clash is never honest, and without a verified
+chain the merge cannot tell the squatter from the victim: first-file-wins would let a squatter
+replace a volunteer's evidence, and keeping both would mean renaming one (the id is what
+exports, ``reclassify`` and the chain name a measurement by). Rows a source's own probe made
+without a device id get that source's; imported OONI rows keep none. A device id is a claim
+until the device's chain verifies: a source may label rows with another's device id.
+
+Caps (:class:`Caps`, the defaults written here): ``row_bytes`` 16 MiB per measurement or round
+row, all its columns together (larger rows are never loaded); ``body_bytes`` 1 MiB per body,
+compressed and inflated (a zlib bomb is stopped there); ``source_bytes`` 8 GiB of rows and
+bodies read per source (past it the rest of the source is left unread, said in quarantine and
+on the line); ``quarantine_rows`` 1000 quarantine rows per source (one more row says how many
+problems were not listed).
+
+Chains: :func:`verify_chain` is the hook where issue 22's chain verifier is called for a
+source that has the chain; until then such a source's line says its chain was not verified.
+Nothing else is copied: no other table, no source's ``meta``, no file name.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
-import tempfile
+import re
+import sqlite3
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import msgspec
+
+from probe.classify import classify
+from probe.classify.throughput import analyse
 from probe.errors import MergeError
-from probe.store import Store
+from probe.failures import scrub
+from probe.model import ControlEvidence, HTTPTransaction, Observations, ThroughputRecord
+from probe.store import Store, migrations
+from probe.store._lazy import without_numpy
 from probe.words import N_
 
+with without_numpy():
+    from sqlite_utils import Database
 
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The merge's size caps (the module's contract says what each covers)."""
+
+    row_bytes: int = 16 * MiB
+    body_bytes: int = 1 * MiB
+    source_bytes: int = 8 * 1024 * MiB
+    quarantine_rows: int = 1000
+
+
+# Every probe, the test helper and the OONI importer store at most this much of a page's body
+# (probe.measure.config.MeasureConfig.store_cap, 64 KiB; the importer's 65536 characters): a
+# page read larger than it is stored as a prefix, which cannot hash to the page's SHA-256.
+STORED_PREFIX = 64 * 1024
+
+QUARANTINE_SQL = (
+    """CREATE TABLE IF NOT EXISTS quarantine (
+    source TEXT NOT NULL,  -- the source's device id ('?' unknown), never its file name
+    tbl TEXT NOT NULL,     -- measurements, rounds, bodies, or '' for the source itself
+    row_id TEXT NOT NULL,  -- the row's id (a body's SHA-256), at most 200 characters
+    kind TEXT NOT NULL,    -- invalid, body, disputed, orphan, cap, more
+    reason TEXT NOT NULL,
+    UNIQUE (source, tbl, row_id, kind)
+)""",
+    "CREATE INDEX IF NOT EXISTS quarantine_row ON quarantine (row_id, kind)",
+)
+
+# -- the rows, as msgspec reads them ---------------------------------------------------------
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+Text = Annotated[str, msgspec.Meta(max_length=64 * 1024)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Token = Annotated[str, msgspec.Meta(max_length=200)]
+Stamp = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")]
+Bit = Literal[0, 1]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+
+
+class MeasurementRow(msgspec.Struct, kw_only=True):
+    """One ``measurements`` row, every column of schema m009, by name."""
+
+    id: Id
+    round_id: Id | None = None
+    device_id: Id | None = None
+    source: Kind | None = None
+    target: Name
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=16 * 1024)]
+    category: Token | None = None
+    is_control: Bit
+    started_at: Stamp
+    runtime: float | None = None
+    resolver: Text | None = None
+    control_resolver: Text | None = None
+    probe_asn: Token | None = None  # as the helper, the settings or OONI said it
+    probe_cc: Token | None = None
+    software: Text | None = None
+    network_ok: Bit | None = None
+    blocking: Kind | None = None
+    accessible: Bit | None = None
+    throttled: Bit | None = None
+    dns_consistency: Token | None = None
+    failing_step: Token | None = None
+    failure: Text | None = None
+    blockpage: Text | None = None
+    evidence: Token | None = None
+    offline: Bit | None = None
+    body_proportion: float | None = None
+    body_length_match: Bit | None = None
+    status_code_match: Bit | None = None
+    headers_match: Bit | None = None
+    title_match: Bit | None = None
+    rule_id: Token | None = None
+    rules_version: Token | None = None
+    bytes_used: Count | None = None
+    observations: str
+    control: str | None = None
+    extra: str | None = None
+    throughput: str | None = None
+    network_name: Text | None = None
+    resolver_kind: Token | None = None
+
+
+class RoundRow(msgspec.Struct, kw_only=True):
+    """One ``rounds`` row, every column of schema m009, by name."""
+
+    id: Id
+    device_id: Id | None = None
+    started_at: Stamp | None = None
+    finished_at: Stamp | None = None
+    targets: Count | None = None
+    network_ok: Bit | None = None
+    bytes_used: Count | None = None
+    software: Text | None = None
+    kind: Token | None = None
+    status: Token | None = None
+    note: Text | None = None
+    pid: int | None = None
+    probe_asn: Token | None = None  # as the helper, the settings or OONI said it
+    probe_cc: Token | None = None
+    network_name: Text | None = None
+    resolver_kind: Token | None = None
+    network_source: Token | None = None
+    public_address: Token | None = None
+
+
+class BodyRow(msgspec.Struct, kw_only=True):
+    """One ``bodies`` row: its key, the page's length, the stored length, the zlib data."""
+
+    sha256: Sha256
+    length: Count | None = None
+    stored: Count | None = None
+    data: bytes
+
+
+M_COLUMNS = list(MeasurementRow.__struct_fields__)
+R_COLUMNS = list(RoundRow.__struct_fields__)
+B_COLUMNS = list(BodyRow.__struct_fields__)
+REQUIRED = ("id", "target", "url", "started_at", "observations")
+KNOWN_TABLES = {"measurements": M_COLUMNS, "rounds": R_COLUMNS, "bodies": B_COLUMNS}
+SCRUB_MIGRATION = "m003_one_record_of_observations"
+
+_observations = msgspec.json.Decoder(Observations)
+_control = msgspec.json.Decoder(ControlEvidence | None)
+_throughput = msgspec.json.Decoder(ThroughputRecord | None)
+_extra = msgspec.json.Decoder(dict[str, Any])
+_any = msgspec.json.Decoder()
+
+
+class Undecodable:
+    """A TEXT value that is not UTF-8 (sqlite3 would raise and stop the whole read)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<not UTF-8: {self.raw[:40]!r}>"
+
+
+def _text(raw: bytes) -> str | Undecodable:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Undecodable(raw)
+
+
+class Bad(Exception):
+    """Why a row is quarantined (``kind``: invalid, body, disputed)."""
+
+    def __init__(self, reason: str, kind: str = "invalid") -> None:
+        super().__init__(reason)
+        self.reason = reason[:300]
+        self.kind = kind
+
+
+# -- a source, opened so that nothing of it runs ---------------------------------------------
+@dataclass
+class Source:
+    path: str
+    con: sqlite3.Connection
+    columns: dict[str, set[str]]  # known table -> its columns
+    device: str | None
+    older: int  # how many migrations its schema lacks
+    scrub_headers: bool
+    wal_unread: bool
+
+    def close(self) -> None:
+        self.con.close()
+
+    def read(self, sql: str, params: list[Any] | None = None) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query of the source; a source that cannot be read to the end (a
+        corrupt page, a file changed under us) raises :class:`Unreadable`."""
+        try:
+            yield from self.con.execute(sql, params or [])
+        except sqlite3.DatabaseError as exc:
+            raise Unreadable(str(exc)[:200]) from None
+
+
+class Unreadable(Exception):
+    """A source SQLite stopped reading half-way: none of it is merged."""
+
+
+def open_source(path: str) -> Source:
+    """``path`` opened read-only and immutable, its schema checked, nothing of it executed;
+    raises :class:`MergeError` (one line naming it) when it is not a probe database we know."""
+    p = Path(path)
+    if not p.is_file():
+        raise MergeError(N_("{path}: no such database"), path=path)
+    try:
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        raise MergeError(
+            N_("{path}: not a usable SQLite database ({problem})"), path=path, problem=exc
+        ) from None
+    try:
+        con.text_factory = _text
+        con.execute("PRAGMA trusted_schema = OFF")
+        con.execute("PRAGMA query_only = ON")
+        schema = {
+            str(name): (str(kind), str(sql or ""))
+            for name, kind, sql in con.execute("SELECT name, type, sql FROM sqlite_master")
+        }
+        source = _check(path, con, schema)
+    except sqlite3.DatabaseError as exc:
+        con.close()
+        raise MergeError(
+            N_("{path}: not a usable SQLite database ({problem})"), path=path, problem=exc
+        ) from None
+    except BaseException:
+        con.close()
+        raise
+    return source
+
+
+def _plain_table(schema: dict[str, tuple[str, str]], name: str) -> bool:
+    kind, sql = schema[name]
+    return kind == "table" and not sql.lstrip().upper().startswith("CREATE VIRTUAL")
+
+
+def _readable(
+    con: sqlite3.Connection, schema: dict[str, tuple[str, str]], table: str, *columns: str
+) -> bool:
+    """Whether ``table`` is a plain table with these stored columns (a source's meta and
+    migrations tables are read only then)."""
+    if table not in schema or not _plain_table(schema, table):
+        return False
+    stored = {str(r[1]) for r in con.execute(f"PRAGMA table_xinfo({table})") if r[6] == 0}
+    return set(columns) <= stored
+
+
+def _check(path: str, con: sqlite3.Connection, schema: dict[str, tuple[str, str]]) -> Source:
+    tables = sorted(n for n, (kind, _) in schema.items() if kind == "table")
+    if "measurements" not in schema:
+        shown = ", ".join(tables) or "none"
+        raise MergeError(
+            N_("{path}: not a probe database (tables: {tables})"), path=path, tables=shown
+        )
+    columns: dict[str, set[str]] = {}
+    for table, known in KNOWN_TABLES.items():
+        if table not in schema:
+            continue
+        if not _plain_table(schema, table):
+            raise MergeError(
+                N_("{path}: not a probe database ({table} is not a table)"), path=path, table=table
+            )
+        info = list(con.execute(f"PRAGMA table_xinfo({table})"))
+        for row in info:
+            if str(row[1]) in known and row[6] != 0:
+                raise MergeError(
+                    N_("{path}: not a probe database ({column} is computed, not stored)"),
+                    path=path,
+                    column=f"{table}.{row[1]}",
+                )
+        columns[table] = {str(r[1]) for r in info} & set(known)
+    missing = [c for c in REQUIRED if c not in columns["measurements"]]
+    if missing:
+        raise MergeError(
+            N_("{path}: not a probe database (measurements has no column {column})"),
+            path=path,
+            column=missing[0],
+        )
+    applied: set[str] = set()
+    if _readable(con, schema, "_sqlite_migrations", "migration_set", "name"):
+        applied = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT substr(name, 1, 200) FROM _sqlite_migrations "
+                "WHERE migration_set = 'probe' LIMIT 1000"
+            )
+        }
+    released = {m.name for m in migrations.pending(Database(memory=True))}
+    newer = sorted(applied - released)
+    if newer:
+        raise MergeError(
+            N_("{path}: made by a newer probe (migration {name})"), path=path, name=newer[0]
+        )
+    device = None
+    if _readable(con, schema, "meta", "key", "value"):
+        row = con.execute(
+            "SELECT value FROM meta WHERE key = 'device_id' AND typeof(value) = 'text' "
+            "AND length(value) <= 200 LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            try:
+                device = msgspec.convert(row[0], Id)
+            except msgspec.ValidationError:
+                device = None
+    wal = Path(f"{path}-wal")
+    return Source(
+        path=path,
+        con=con,
+        columns=columns,
+        device=device,
+        older=len(released - applied),
+        scrub_headers=SCRUB_MIGRATION not in applied,
+        wal_unread=wal.is_file() and wal.stat().st_size > 0,
+    )
+
+
+def verify_chain(source: Source) -> str | None:
+    """THE HOOK for issue 22's chain verification (``probe.analyst.verify``, not merged yet):
+    a source that carries the hash chain (a ``chain_heads`` table, or chain columns in
+    ``measurements``) must have it verified here before its rows are trusted, and a claim whose
+    chain verifies could then win a dispute over one that does not. Returns a note for the
+    source's line: None when the source has no chain; until the verifier is wired in, a note
+    that its chain was not verified."""
+    names = {
+        str(r[0]) for r in source.con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    chained = "chain_heads" in names or any(
+        str(r[1]).startswith("chain_")
+        for r in source.con.execute("PRAGMA table_info(measurements)")
+    )
+    return "its hash chain was not verified: no verifier yet" if chained else None
+
+
+# -- validation --------------------------------------------------------------------------------
+def _numbers_fit(value: Any) -> bool:
+    """Every number within 64 bits and finite (SQLite, Arrow and JSON readers all agree)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            continue
+        if isinstance(v, int):
+            if not -(2**63) <= v < 2**63:
+                return False
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
+
+
+def _unknown_field(raw: Any, typed: Any, where: str = "$") -> str | None:
+    """The first field of ``raw`` (decoded JSON) that the typed record does not know."""
+    stack = [(raw, typed, where)]
+    while stack:
+        r, t, at = stack.pop()
+        if isinstance(r, dict) and isinstance(t, dict):
+            for k, v in r.items():
+                if k not in t:
+                    return f"{at}.{k}"
+                stack.append((v, t[k], f"{at}.{k}"))
+        elif isinstance(r, list) and isinstance(t, (list, tuple)):
+            stack.extend((a, b, f"{at}[{i}]") for i, (a, b) in enumerate(zip(r, t, strict=False)))
+    return None
+
+
+def _json(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> Any:
+    if text is None:
+        return None
+    try:
+        typed = decoder.decode(text)
+        raw = _any.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise Bad(f"{column}: {exc}") from None
+    if not _numbers_fit(raw):
+        raise Bad(f"{column}: a number out of range (64 bits, finite)")
+    unknown = _unknown_field(raw, msgspec.to_builtins(typed))
+    if unknown is not None:
+        raise Bad(f"{column}: {unknown} is no field of a probe record")
+    return typed
+
+
+def _stamp(column: str, value: str | None) -> None:
+    if value is not None:
+        try:
+            datetime.fromisoformat(value[:-1])
+        except ValueError:
+            raise Bad(f"{column}: {value[:40]!r} is not a UTC time") from None
+
+
+def _scrub_headers(text: str) -> str:
+    """m003's scrub of header values (all but Location), for rows of an older schema."""
+    try:
+        obs = json.loads(text)
+        changed = False
+        for h in obs.get("http", []) if isinstance(obs, dict) else []:
+            headers = h.get("headers") or []
+            new = [[k, v if str(k).lower() == "location" else scrub(str(v))] for k, v in headers]
+            if new != headers:
+                h["headers"], changed = new, True
+    except (ValueError, TypeError, AttributeError):
+        return text  # not the shape m003 reads: validation says what it is
+    return json.dumps(obs, ensure_ascii=False) if changed else text
+
+
+@dataclass
+class Checked:
+    row: MeasurementRow
+    obs: Observations
+    control: ControlEvidence | None
+    throughput: ThroughputRecord | None
+
+
+def check_measurement(values: dict[str, Any], scrub_headers: bool) -> Checked:
+    """A measurement row validated, or :class:`Bad` saying which column and why."""
+    if scrub_headers and isinstance(values.get("observations"), str):
+        values = {**values, "observations": _scrub_headers(values["observations"])}
+    try:
+        row = msgspec.convert(values, MeasurementRow, strict=True)
+    except msgspec.ValidationError as exc:
+        raise Bad(f"measurements: {exc}") from None
+    _stamp("started_at", row.started_at)
+    for name in ("runtime", "body_proportion"):
+        v = getattr(row, name)
+        if v is not None and not math.isfinite(v):
+            raise Bad(f"{name}: not a finite number")
+    obs = _json("observations", row.observations, _observations)
+    if any(h.body is not None for h in obs.http):
+        raise Bad("observations: a body inside the record (bodies are stored apart)")
+    control = _json("control", row.control, _control)
+    throughput = _json("throughput", row.throughput, _throughput)
+    _json("extra", row.extra, _extra)
+    return Checked(row, obs, control, throughput)
+
+
+def _replay(c: Checked, obs: Observations) -> None:
+    """The classifier and the throughput analysis over the row, as ``reclassify`` runs them:
+    a row they cannot read would break ``reclassify`` of the whole fleet."""
+    try:
+        network_ok = None if c.row.network_ok is None else bool(c.row.network_ok)
+        classify(obs, control=c.control, network_ok=network_ok)
+        tp = c.throughput
+        if tp is not None and tp.flows:
+            analyse(tp.flows, tests_in_round=tp.tests_in_round or 1, helper_speed=tp.helper_speed)
+    except Exception as exc:  # hostile data: any failure is the row's
+        raise Bad(f"the classifier cannot replay it ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def _named_bodies(values: dict[str, Any]) -> set[str]:
+    """The body keys a row that failed validation names, as far as its JSON says."""
+    try:
+        obs = _any.decode(values.get("observations") or "")
+        return {
+            h["body_sha256"]
+            for h in obs.get("http", [])
+            if isinstance(h, dict) and isinstance(h.get("body_sha256"), str)
+        }
+    except Exception:  # best effort for a row already refused
+        return set()
+
+
+# -- bodies --------------------------------------------------------------------------------------
+@dataclass
+class Body:
+    key: str
+    raw: bytes | None  # the inflated content; None when refused
+    verified: bool = False
+    problem: str | None = None
+
+
+def inflate(key: str, values: dict[str, Any], caps: Caps) -> Body:
+    """A source's body row validated and inflated within the cap, its hash recomputed."""
+    try:
+        row = msgspec.convert({k: values.get(k) for k in B_COLUMNS}, BodyRow, strict=True)
+    except msgspec.ValidationError as exc:
+        return Body(key, None, problem=f"bodies: {exc}")
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(row.data, caps.body_bytes + 1)
+    except zlib.error as exc:
+        return Body(key, None, problem=f"data: not zlib-compressed ({exc})")
+    if len(raw) > caps.body_bytes or inflater.unconsumed_tail:
+        cap = caps.body_bytes
+        why = f"data: inflates past the cap (body_bytes = {cap}), larger than a stored body can be"
+        return Body(key, None, problem=why)
+    if not inflater.eof:
+        return Body(key, None, problem="data: a truncated zlib stream")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Body(key, None, problem="data: not UTF-8 text")
+    return Body(key, raw, verified=hashlib.sha256(raw).hexdigest() == key)
+
+
+_CHARSET = re.compile(r"charset=([\w.:-]+)", re.IGNORECASE)
+
+
+def honest_mismatch(h: HTTPTransaction, raw: bytes) -> bool:
+    """Whether a body that does not hash to its key can be honest for this transaction: the
+    page was larger than the stored prefix, or its text was decoded (another charset, or
+    bytes that were not UTF-8, replaced)."""
+    if (h.body_length or 0) > STORED_PREFIX:
+        return True
+    ctype = next((v for k, v in h.headers if k.lower() == "content-type"), "")
+    m = _CHARSET.search(ctype)
+    if m and m.group(1).lower().replace("_", "-") not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        return True
+    return "\ufffd" in raw.decode("utf-8")
+
+
+# -- one source into the output ------------------------------------------------------------------
+@dataclass
+class Result:
+    added: int = 0
+    seen: int = 0
+    quarantined: int = 0
+    taken_out: int = 0  # rows merged before (another claim to their id) taken out
+    cut: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Quarantine:
+    """The output's quarantine rows for one source, capped."""
+
+    def __init__(self, conn: sqlite3.Connection, device: str | None, caps: Caps) -> None:
+        self.conn, self.device, self.cap = conn, device or "?", caps.quarantine_rows
+        self.count = 0
+
+    def add(self, table: str, row_id: object, reason: str, kind: str) -> None:
+        self.add_for(self.device, table, row_id, reason, kind)
+
+    def add_for(
+        self, device: str | None, table: str, row_id: object, reason: str, kind: str
+    ) -> None:
+        """A quarantine row on behalf of ``device`` (another's claim this merge took out)."""
+        self.count += 1
+        if self.count > self.cap:
+            return
+        source = device or "?"
+        shown = row_id if isinstance(row_id, str) else repr(row_id)
+        self.conn.execute(
+            "INSERT OR IGNORE INTO quarantine (source, tbl, row_id, kind, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [source, table, shown[:200], kind, reason[:300]],
+        )
+
+    def close(self) -> None:
+        if self.count > self.cap:
+            more = self.count - self.cap
+            self.conn.execute(
+                "INSERT OR REPLACE INTO quarantine (source, tbl, row_id, kind, reason) "
+                "VALUES (?, '', '', 'more', ?)",
+                [
+                    self.device,
+                    f"{more} more problems in this source, not listed "
+                    f"(quarantine_rows = {self.cap})",
+                ],
+            )
+
+
+def _capped_select(table: str, columns: list[str], present: set[str], cap: int) -> str:
+    """The row's size (all its known columns), its id (at most 200 characters), then each known
+    column: NULL where the table lacks it, and every one of a row past the cap, so that an
+    oversized row never reaches Python."""
+    size = " + ".join(f"ifnull(length(CAST({c} AS BLOB)), 0)" for c in columns if c in present)
+    inner = ", ".join(c for c in columns if c in present)
+    outer = ", ".join(
+        f"CASE WHEN _size <= {int(cap)} THEN {c} END" if c in present else "NULL" for c in columns
+    )
+    rid = "substr(id, 1, 200)" if "id" in present else "NULL"
+    return (
+        f"SELECT _size, _id, {outer} "
+        f"FROM (SELECT {size} AS _size, {rid} AS _id, {inner} FROM {table})"
+    )
+
+
+class Merger:
+    """One source merged into the output, inside the output's write transaction: its
+    measurements (with the bodies they name), its rounds, then the bodies none named."""
+
+    def __init__(self, target: Store, source: Source, caps: Caps) -> None:
+        self.target, self.source, self.caps = target, source, caps
+        self.out = target.db.conn
+        self.q = Quarantine(self.out, source.device, caps)
+        self.result = Result()
+        self.budget = caps.source_bytes
+        self.bodies: dict[str, Body] = {}  # this source's bodies, each read and checked once
+        self.named: set[str] = set()  # body keys this source's measurements name
+        self.refused: set[str] = set()  # body keys refused (each quarantined once)
+
+    def run(self) -> Result:
+        for sql in QUARANTINE_SQL:
+            self.out.execute(sql)
+        self.measurements()
+        self.rounds()
+        self.orphans()
+        self.q.close()
+        self.result.quarantined = self.q.count - self.result.taken_out
+        return self.result
+
+    def spend(self, n: int) -> bool:
+        """Count ``n`` bytes read against the source's cap; False (once said) past it."""
+        if self.result.cut:
+            return False
+        self.budget -= n
+        if self.budget >= 0:
+            return True
+        self.result.cut = True
+        cap = self.caps.source_bytes
+        self.q.add("", "", f"the source's cap (source_bytes = {cap}) was reached: "
+                   "the rest of it was not read", "cap")  # fmt: skip
+        return False
+
+    def rows(self, table: str, columns: list[str]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """The table's rows within the caps, as (id, known columns); an oversized one is
+        quarantined here."""
+        present = self.source.columns.get(table)
+        if present is None:
+            return
+        cap = self.caps.row_bytes
+        for row in self.source.read(_capped_select(table, columns, present, cap)):
+            size = int(row[0] or 0)
+            if not self.spend(size):
+                return
+            if size > cap:
+                why = f"size: {size} bytes, over the cap (row_bytes = {cap})"
+                self.q.add(table, row[1], why, "invalid")
+                continue
+            yield row[1], dict(zip(columns, row[2:], strict=True))
+
+    # measurements ------------------------------------------------------------------------
+    def measurements(self) -> None:
+        for rid, values in self.rows("measurements", M_COLUMNS):
+            try:
+                checked = check_measurement(values, self.source.scrub_headers)
+            except Bad as bad:
+                self.named |= _named_bodies(values)
+                self.q.add("measurements", rid, bad.reason, bad.kind)
+                continue
+            try:
+                self.measurement(checked)
+            except Bad as bad:
+                self.q.add("measurements", rid, bad.reason, bad.kind)
+
+    def measurement(self, c: Checked) -> None:
+        """One valid row: its bodies checked, the classifier replayed over it, its claim to
+        its id weighed, and then written; raises :class:`Bad` when refused."""
+        row = c.row
+        own = self.source.device if row.source == "probe" else None
+        row = msgspec.structs.replace(row, device_id=row.device_id or own)
+        bodies: dict[str, Body] = {}
+        for h in c.obs.http:
+            if h.body_sha256:
+                self.named.add(h.body_sha256)
+                if h.body_sha256 not in bodies and (body := self.body(h)) is not None:
+                    bodies[h.body_sha256] = body
+        texts = {k: b.raw.decode("utf-8") for k, b in bodies.items() if b.raw is not None}
+        http = tuple(
+            replace(h, body=texts[k] if k in texts else self.target.body(k))
+            if (k := h.body_sha256)
+            else h
+            for h in c.obs.http
+        )
+        _replay(c, replace(c.obs, http=http))
+        if self.claimed(row):
+            return
+        self.out.execute(
+            f"INSERT INTO measurements ({', '.join(M_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in M_COLUMNS)})",
+            [getattr(row, col) for col in M_COLUMNS],
+        )
+        for key, b in bodies.items():
+            if b.raw is None:
+                continue
+            length = next((h.body_length for h in c.obs.http if h.body_sha256 == key), None)
+            # A verified body is the page with that hash: it replaces an unverified one.
+            conflict = (
+                "UPDATE SET length = excluded.length, stored = excluded.stored, "
+                "data = excluded.data"
+                if b.verified
+                else "NOTHING"
+            )
+            self.out.execute(
+                "INSERT INTO bodies (sha256, length, stored, data) VALUES (?, ?, ?, ?) "
+                f"ON CONFLICT (sha256) DO {conflict}",
+                [key, length, len(b.raw), zlib.compress(b.raw, 6)],
+            )
+        self.result.added += 1
+
+    def claimed(self, row: MeasurementRow) -> bool:
+        """True when the output already holds this very claim (already there), False when
+        the id is free; raises :class:`Bad` when the id is disputed, taking out the claim
+        the output held."""
+        if self.out.execute(
+            "SELECT 1 FROM quarantine WHERE row_id = ? AND kind = 'disputed' "
+            "AND tbl = 'measurements' LIMIT 1",
+            [row.id],
+        ).fetchone():
+            raise Bad("measurement id disputed: more than one claim to it", "disputed")
+        held = self.out.execute(
+            "SELECT device_id, observations, started_at, target, url FROM measurements "
+            "WHERE id = ?",
+            [row.id],
+        ).fetchone()
+        if held is None:
+            return False
+        theirs, facts = held[0], tuple(held[1:])
+        if theirs == row.device_id and facts == (
+            row.observations,
+            row.started_at,
+            row.target,
+            row.url,
+        ):
+            self.result.seen += 1
+            return True
+        if theirs != row.device_id:
+            why_theirs = f"measurement id also claimed by device {row.device_id or '?'}"
+            why_ours = f"measurement id already claimed by device {theirs or '?'}"
+        else:
+            why_theirs = why_ours = "the same device's measurement id with other measured facts"
+        self.out.execute("DELETE FROM measurements WHERE id = ?", [row.id])
+        self.q.add_for(theirs, "measurements", row.id, why_theirs, "disputed")
+        self.result.taken_out += 1
+        raise Bad(why_ours, "disputed")
+
+    def body(self, h: HTTPTransaction) -> Body | None:
+        """The source's body for ``h``, checked against its key and against what the output
+        holds under it; None when the source has none. Raises :class:`Bad` (the body
+        quarantined once) when it is refused."""
+        key = h.body_sha256 or ""
+        body = self.bodies.get(key)
+        if body is None:
+            if re.fullmatch(r"[0-9a-f]{64}", key):
+                body = self.fetch(key)
+            else:
+                body = Body(key, None, problem="body_sha256: not a SHA-256")
+            if body is None:
+                return None
+            self.bodies[key] = body
+        if body.problem is None and body.raw is not None and not body.verified:
+            if not honest_mismatch(h, body.raw):
+                body.problem = (
+                    "its content does not match its SHA-256 (and the page was no larger than "
+                    "what a probe stores)"
+                )
+            else:
+                held = self.out.execute("SELECT data FROM bodies WHERE sha256 = ?", [key])
+                data = held.fetchone()
+                if data is not None and _inflate_own(data[0]) != body.raw:
+                    body.problem = (
+                        "another source holds different content under this SHA-256, which "
+                        "neither content matches"
+                    )
+        if body.problem is None:
+            return body
+        if key not in self.refused:
+            self.refused.add(key)
+            self.q.add("bodies", key, body.problem, "body")
+        raise Bad(f"its body {key[:64]} is refused: {body.problem}", "body")
+
+    def fetch(self, key: str) -> Body | None:
+        """The source's body row for ``key``, inflated within the cap; None if it has none."""
+        present = self.source.columns.get("bodies")
+        if present is None or not {"sha256", "data"} <= present:
+            return None
+        cap = self.caps.body_bytes
+        length, stored = (c if c in present else "NULL" for c in ("length", "stored"))
+        row = next(
+            self.source.read(
+                f"SELECT length(CAST(data AS BLOB)), CASE WHEN length(CAST(data AS BLOB)) "
+                f"<= {cap} THEN data END, {length}, {stored} FROM bodies WHERE sha256 = ? LIMIT 1",
+                [key],
+            ),
+            None,
+        )
+        if row is None:
+            return None
+        size = int(row[0] or 0)
+        if not self.spend(size):
+            raise Bad("the source's cap was reached before its body was read", "cap")
+        if size > cap:
+            return Body(key, None, problem=f"data: larger than the cap (body_bytes = {cap})")
+        return inflate(
+            key, {"sha256": key, "data": row[1], "length": row[2], "stored": row[3]}, caps=self.caps
+        )
+
+    # rounds, and bodies no measurement names -----------------------------------------------
+    def rounds(self) -> None:
+        for rid, values in self.rows("rounds", R_COLUMNS):
+            try:
+                r = msgspec.convert(values, RoundRow, strict=True)
+                _stamp("started_at", r.started_at)
+                _stamp("finished_at", r.finished_at)
+            except msgspec.ValidationError as exc:
+                self.q.add("rounds", rid, f"rounds: {exc}", "invalid")
+                continue
+            except Bad as bad:
+                self.q.add("rounds", rid, bad.reason, bad.kind)
+                continue
+            r = msgspec.structs.replace(r, device_id=r.device_id or self.source.device)
+            held = self.out.execute("SELECT device_id FROM rounds WHERE id = ?", [r.id]).fetchone()
+            if held is None:
+                self.out.execute(
+                    f"INSERT INTO rounds ({', '.join(R_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in R_COLUMNS)})",
+                    [getattr(r, c) for c in R_COLUMNS],
+                )
+            elif held[0] != r.device_id:  # a round is no evidence: the first one stays
+                why = f"round id already held by device {held[0] or '?'}"
+                self.q.add("rounds", r.id, why, "disputed")
+
+    def orphans(self) -> None:
+        present = self.source.columns.get("bodies")
+        if self.result.cut or present is None or "sha256" not in present:
+            return
+        for (key,) in self.source.read("SELECT substr(sha256, 1, 200) FROM bodies"):
+            if key not in self.named and key not in self.refused:
+                why = "no measurement of this source names it: not merged"
+                self.q.add("bodies", key, why, "orphan")
+
+
+def _inflate_own(data: bytes) -> bytes | None:
+    """A body the output already holds (written by a probe or a merge, checked then)."""
+    try:
+        return zlib.decompress(data)
+    except zlib.error:
+        return None
+
+
+# -- the command -----------------------------------------------------------------------------------
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -29,8 +913,9 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def merge(sources: list[str], output: str) -> list[str]:
+def merge(sources: list[str], output: str, *, caps: Caps | None = None) -> list[str]:
     """Merge ``sources`` into ``output``; returns one line per source, then a total."""
+    caps = caps or Caps()
     out = Path(output)
     if not out.absolute().parent.is_dir():
         raise MergeError(
@@ -38,34 +923,61 @@ def merge(sources: list[str], output: str) -> list[str]:
             path=out.absolute().parent,
             output=output,
         )
-    opened: list[tuple[str, Store, list[str]]] = []
+    opened: list[Source] = []
     try:
         for src in sources:
             if _same_file(Path(src), out):
                 raise MergeError(N_("{path}: is the output itself"), path=src)
-            store = Store.open_source(src)
-            opened.append((src, store, store.pending_migrations()))
+            opened.append(open_source(src))
         target = Store.open(out)
-        lines = []
-        for src, store, pending in opened:
-            if pending:
-                with tempfile.TemporaryDirectory(dir=out.absolute().parent) as tmp:
-                    copy = Path(tmp) / "source.db"
-                    store.copy_to(copy)
-                    migrated = Store.open(copy)
-                    try:
-                        added, seen = target.merge_from(migrated)
-                    finally:
-                        migrated.close()
-                note = f" (an older schema: {len(pending)} migrations applied to a copy)"
-            else:
-                added, seen = target.merge_from(store)
-                note = ""
-            lines.append(f"{src}: {added} measurements added, {seen} already there{note}")
-        measurements, devices = target.counts()
+        try:
+            lines = [_line(s, merge_source(target, s, caps), caps) for s in opened]
+            measurements, devices = target.counts()
+        finally:
+            target.close()
         lines.append(f"{output}: {measurements} measurements from {devices} devices")
-        target.close()
         return lines
     finally:
-        for _, store, _ in opened:
-            store.close()
+        for s in opened:
+            s.close()
+
+
+def merge_source(target: Store, source: Source, caps: Caps | None = None) -> Result:
+    """One source into ``target``, in one write transaction through the store's write path."""
+    chain = verify_chain(source)
+    try:
+        result = target.merge_from(lambda: Merger(target, source, caps or Caps()).run())
+    except Unreadable as exc:  # rolled back: the source is quarantined whole, the rest goes on
+        why = f"the source could not be read to the end ({exc}): none of it merged"
+
+        def note() -> None:
+            for sql in QUARANTINE_SQL:
+                target.db.conn.execute(sql)
+            Quarantine(target.db.conn, source.device, caps or Caps()).add("", "", why, "unreadable")
+
+        target.merge_from(note)
+        result = Result(
+            quarantined=1, notes=[f"not merged: it could not be read to the end ({exc})"]
+        )
+    if chain:
+        result.notes.append(chain)
+    return result
+
+
+def _line(source: Source, r: Result, caps: Caps) -> str:
+    notes = list(r.notes)
+    if source.older:
+        notes.insert(
+            0, f"an older schema ({source.older} migrations behind): read as it is, not migrated"
+        )
+    if r.taken_out:
+        notes.append(f"{r.taken_out} measurements merged before taken out: their ids are disputed")
+    if r.cut:
+        notes.append(f"cut at the cap source_bytes = {caps.source_bytes}")
+    if source.wal_unread:
+        notes.append("its -wal file was not read: stop its probe first for its latest measurements")
+    tail = f" ({'; '.join(notes)})" if notes else ""
+    return (
+        f"{source.path}: {r.added} measurements added, {r.seen} already there, "
+        f"{r.quarantined} quarantined{tail}"
+    )

@@ -2,8 +2,8 @@
 
 Contract: ``prune`` deletes in short batches (a daemon writing beside it waits at most one);
 ``prune_counts`` says what the same prune would delete, deleting nothing; ``merge_from``
-copies what another probe database holds and this one lacks, in one transaction, twice adding
-nothing; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes through the
+runs one source's merge (probe.analyst.merge, which validates every row) in one write
+transaction; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes through the
 one write path.
 """
 
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from probe.errors import StoreError
-from probe.store.db import has_device_id
+from probe.store.db import T
 from probe.store.reads import Reads
 from probe.store.sql import ANOMALY
-from probe.words import N_
 
 
 class Maintenance(Reads):
@@ -96,55 +94,11 @@ class Maintenance(Reads):
     def vacuum(self) -> None:
         self.db.execute("VACUUM")
 
-    def merge_from(self, source: Reads) -> tuple[int, int]:
-        """Copy every measurement, round and body of ``source`` (a probe database at this
-        schema) that this one lacks, in one transaction: (measurements added, already here).
-        Ids are globally unique, so merging twice adds nothing. Only these three tables are
-        read; measurements the source's own probe made keep its device id."""
-        cols = self.columns()
-        missing = set(cols) - set(source.columns())
-        if missing:
-            raise StoreError(
-                N_("{path}: no column {column} in measurements"),
-                path=source.path,
-                column=repr(sorted(missing)[0]),
-            )
-        device = source.device_id if has_device_id(source.db) else None
-        select = ", ".join(
-            "coalesce(device_id, CASE WHEN source = 'probe' THEN :device END)"
-            if c == "device_id"
-            else c
-            for c in cols
-        )
-        placeholders = ", ".join("?" for _ in cols)
-
-        def copy() -> tuple[int, int]:
-            added = seen = 0
-            cursor = source.db.conn.execute(
-                f"SELECT {select} FROM measurements ORDER BY rowid", {"device": device}
-            )
-            while rows := cursor.fetchmany(500):
-                before = self.db.conn.total_changes
-                self.db.conn.executemany(
-                    f"INSERT OR IGNORE INTO measurements ({', '.join(cols)}) "
-                    f"VALUES ({placeholders})",
-                    rows,
-                )
-                n = self.db.conn.total_changes - before
-                added, seen = added + n, seen + len(rows) - n
-            for table in ("rounds", "bodies"):
-                tcols = [c.name for c in self.db.table(table).columns]
-                theirs = {c.name for c in source.db.table(table).columns}
-                shared = [c for c in tcols if c in theirs]
-                cursor = source.db.conn.execute(f"SELECT {', '.join(shared)} FROM {table}")
-                while rows := cursor.fetchmany(500):
-                    self.db.conn.executemany(
-                        f"INSERT OR IGNORE INTO {table} ({', '.join(shared)}) "
-                        f"VALUES ({', '.join('?' for _ in shared)})",
-                        rows,
-                    )
-            return added, seen
-
+    def merge_from(self, copy: Callable[[], T]) -> T:
+        """One source of ``probe merge`` written into this database: ``copy`` (which reads the
+        source and writes the rows it accepts through this connection) runs inside one write
+        transaction, so a source is merged whole or not at all. What to accept is the
+        analyst's merge's business (probe.analyst.merge), which trusts no source."""
         return self._write(copy)
 
     def counts(self) -> tuple[int, int]:

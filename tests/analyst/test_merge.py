@@ -1,5 +1,6 @@
-"""probe merge: fleets joined, idempotent, device ids kept, older schemas migrated on a copy,
-anything that is not a probe database refused, and nothing copied that the sources lacked."""
+"""probe merge: fleets joined, idempotent, device ids kept, older schemas read as they are (never
+migrated, not even a copy), anything that is not a probe database refused, and nothing copied
+that the sources lacked. Hostile sources: tests/analyst/test_merge_hostile.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from probe.cli import main
 from probe.store import Store, migrations
-from tests.dbs import SCENARIOS, golden_db, measurement
+from tests.dbs import SCENARIOS, example_fleet, golden_db, measurement
+from tests.typed_db import varied_db
 
 from probe.store._lazy import without_numpy  # isort: skip
 
@@ -75,7 +77,7 @@ def test_rows_without_a_device_id_get_their_databases(
     assert got == {"m1": own, "m2": None}  # an imported OONI row was made by no device of ours
 
 
-def test_an_older_schema_is_migrated_on_a_copy(
+def test_an_older_schema_is_read_as_it_is_and_scrubbed_as_m003_would(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "v2.db"
@@ -85,21 +87,23 @@ def test_an_older_schema_is_migrated_on_a_copy(
     old.save(measurement("dns_blockpage_address", "m1"))
     db.table("meta").insert({"key": "device_id", "value": "dev-old"})
     db.execute(  # an older probe kept this header verbatim; m003 scrubs it
-        "UPDATE measurements SET observations = replace(observations, "
-        "'BaseHTTP/0.6 Python/3.11.7', 'proxy for 203.0.113.9')"
+        "UPDATE measurements SET observations = json_insert(observations, "
+        "'$.http[0].headers[#]', json_array('Via', 'proxy for 203.0.113.9'))"
     )
+    assert "203.0.113.9" in str(list(db.query("SELECT observations FROM measurements")))
     db.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     code, out, err = _run(["merge", str(path), "-o", str(tmp_path / "f.db")], capsys)
     assert code == 0, err
-    assert "1 measurements added" in out and "an older schema" in out
+    assert "1 measurements added" in out and "an older schema" in out and "not migrated" in out
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # the source untouched
     left = {p.name for p in tmp_path.iterdir()} - {"f.db-wal", "f.db-shm"}
-    assert left == {"f.db", "v2.db"}  # the migrated copy is gone
+    assert left == {"f.db", "v2.db"}  # no copy made
     fleet = Store.open(tmp_path / "f.db")
     (row,) = fleet.rows()
     assert row["device_id"] == "dev-1"
     assert "203.0.113.9" not in row["observations"]
+    assert '["Via", "proxy for [scrubbed]"]' in row["observations"]
     assert fleet.children("http_requests", "m1")  # the views of the current schema
 
 
@@ -160,3 +164,43 @@ def test_a_missing_output_folder_and_the_output_as_a_source(
     assert code == 2 and "no such folder" in err and not (tmp_path / "no").exists()
     code, _, err = _run(["merge", str(a), "-o", str(a)], capsys)
     assert code == 2 and "is the output itself" in err
+
+
+def test_honest_databases_merge_whole_with_nothing_quarantined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every golden scenario, the documented example fleet, and rows with throughput tests,
+    OONI imports and a helper's answers: the merge's checks refuse none of them."""
+    sources = [
+        golden_db(tmp_path / "golden.db", days=2),
+        example_fleet(tmp_path / "example.db"),
+        varied_db(tmp_path / "varied.db"),
+    ]
+    fleet = tmp_path / "fleet.db"
+    code, out, err = _run(["merge", *map(str, sources), "-o", str(fleet)], capsys)
+    assert code == 0, err
+    total = 0
+    for src in sources:
+        n = Store.open(src).db["measurements"].count
+        total += n
+        assert f"{src}: {n} measurements added, 0 already there, 0 quarantined" in out
+    store = Store.open(fleet)
+    assert store.db["measurements"].count == total
+    assert store.db["quarantine"].count == 0
+    store.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "vi"])
+def test_a_refused_source_is_said_in_the_volunteers_language(
+    tmp_path: Path, lang: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_vietnamese import _vietnamese
+
+    bad = tmp_path / "bad.db"
+    sqlite3.connect(bad).execute("CREATE TABLE t (x)").connection.commit()
+    code, _, err = _run(["--lang", lang, "merge", str(bad), "-o", str(tmp_path / "f.db")], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{bad}: " in err
+    if lang == "vi":
+        assert _vietnamese(err), err
+    else:
+        assert f"{bad}: not a probe database (tables: t)" in err

@@ -56,9 +56,11 @@ def _merge(store: Store, tmp: Path) -> None:
     src = Store.open(tmp / "other.db")
     src.save(measurement("success_https", "from-other"))
     src.close()
-    source = Store.open_source(tmp / "other.db")
+    from probe.analyst.merge import merge_source, open_source
+
+    source = open_source(str(tmp / "other.db"))
     try:
-        assert store.merge_from(source) == (1, 0)
+        assert merge_source(store, source).added == 1
     finally:
         source.close()
 
