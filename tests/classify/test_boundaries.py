@@ -523,6 +523,48 @@ def test_ab_alone_needs_two_neutral_legs_and_a_named_one(
     assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
 
 
+def test_ab_alone_a_failed_neutral_leg_leaves_it_undecided() -> None:
+    """Four named legs at 0.4 of the neutral ones, five neutral legs of which one was reset:
+    the A/B is incomplete, though four neutral legs are left (as many as the named ones)."""
+    flows = _ab([25_000] * 4, [62_500] * 5)
+    assert analyse(flows).throttled is True
+    i = next(i for i, f in enumerate(flows) if f.role == "ab_neutral2")
+    flows[i] = Flow("ab_neutral2", "u", "192.0.2.1", 1, failure="connection_reset")
+    a = analyse(flows)
+    assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
+
+
+def test_ab_alone_ratio_is_over_both_neutral_names_together() -> None:
+    """The helper's two neutral names at 2 and 1 Mbit/s, two legs each: the named legs (400
+    kbit/s) are compared with the median of all four (1.5 Mbit/s), not with the first name's."""
+    a = analyse(_ab([12_500] * 4, [62_500, 31_250, 62_500, 31_250]))
+    assert a.basis == "sni_ab" and a.ab_ratio == pytest.approx(12_500 / 46_875)
+    assert a.throttled is True
+
+
+def test_ab_alone_neutral_legs_that_got_nothing() -> None:
+    """Nothing at all on the neutral name (five time-capped legs, no byte), 800 kbit/s on the
+    site's: no throttling, and the ratio is one of a rate over nothing (far above any real
+    ratio), not the named legs' rate in bit/s."""
+    neutral = [
+        Flow(r, "u", "192.0.2.1", k, 0.0, None, 6.0, 0, 0, (), "generic_timeout_error")
+        for k, r in enumerate(("ab_neutral", "ab_neutral2") * 2 + ("ab_neutral",))
+    ]
+    named = [steady("ab_target", 25_000, trial=k) for k in range(4)]
+    a = analyse([*neutral, *named])
+    assert a.basis == "sni_ab" and a.throttled is False
+    assert a.ab_ratio is not None and a.ab_ratio > 1e12
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant() -> None:
+    """Significant means p below alpha: at p == alpha, no throttling (trials and A/B alike)."""
+    for flows in (_trials(15_625, 62_500, n=1, ticks=12), _ab([25_000] * 4, [62_500] * 5)):
+        p = analyse(flows).p_value
+        assert p is not None and 0 < p < 0.05
+        assert analyse(flows, alpha=p).throttled is False
+        assert analyse(flows, alpha=math.nextafter(p, 1)).throttled is True
+
+
 # -- a burst, then a throttle: the rate after at most half the burst's, the burst > 2 s of it --
 def _shaped(ticks: list[int]) -> Flow:
     """A target flow that moves ``ticks[i]`` bytes in the i-th 250 ms, exactly."""
@@ -546,6 +588,16 @@ def _shaped(ticks: list[int]) -> Flow:
         ([62_500] + [7_812] * 20, 62_500, 249_984.0),
         ([62_500] + [7_813] * 20, None, None),  # a little under 2 s of it: slow start
         ([62_500] * 4 + [15_625] * 20, 250_000, 5e5),
+        # a burst as long as the flow's first half allows: found at its end, not its start
+        ([62_500] * 3 + [15_625] * 4, 187_500, 5e5),
+        # the same single tick, then 2 s at a quarter of it, but a catch-up of 31,250 bytes at
+        # the end: the rate that follows (to the last byte) is over 250 kbit/s, no burst
+        ([62_500] + [7_812] * 20 + [31_250], None, None),
+        # on a short flow (under a second after the shift) too: 1 Mbit against 570 kbit/s
+        ([62_500, 62_500, 20_000, 15_625], None, None),
+        # fast for three quarters of the flow, then two slower ticks: a shift is looked for
+        # in the first half (at least as long a steady part after it), so no burst here
+        ([62_500] * 6 + [15_625] * 2, None, None),
     ],
 )
 def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None) -> None:
@@ -553,6 +605,25 @@ def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None
     assert st is not None and st.burst_bytes == burst
     if bps is not None:  # the steady rate is the one after the burst
         assert st.bps == pytest.approx(bps)
+
+
+def test_burst_ending_inside_an_interval_is_read_back_from_the_line_that_follows() -> None:
+    """Two ticks at 8 Mbit/s, then 25,000 bytes in the third (the burst ended 4% into it: 10,000
+    bytes of burst, 15,000 at the steady 500 kbit/s), then one tick of 15,625. The steady line
+    through the last two samples, read back at the last fast one (0.5 s), puts the burst at
+    509,375 bytes: within 625 (the steady rate over that 4%) of the true 510,000, where the
+    bytes at 0.5 s alone would say 500,000."""
+    st = flow_stats(_shaped([250_000, 250_000, 25_000, 15_625]))
+    assert st is not None and st.burst_bytes == 509_375
+
+
+def test_burst_is_no_more_than_the_bytes_where_its_interval_ends() -> None:
+    """The burst stops at 0.5 s (nothing in the next 250 ms: the policer dropped what
+    followed), then the queued 31,250 bytes at once and 250 kbit/s. The line fitted to that
+    concave tail, read back at 0.5 s, overshoots; the burst ended inside the interval after
+    0.5 s, so it is at most the bytes at that interval's end: exactly 125,000."""
+    st = flow_stats(_shaped([62_500, 62_500, 0, 31_250] + [7_812] * 6))
+    assert st is not None and st.burst_bytes == 125_000
 
 
 # -- whose doing a throttle is: the label's cut-offs -----------------------------------------
