@@ -721,6 +721,18 @@ def test_stall_length(pause: float, stalled: bool) -> None:
     assert st is not None and st.stalled is stalled
 
 
+def test_a_stall_right_after_the_first_byte() -> None:
+    """One byte, then 2.5 s without another, then the rest: a stall (after the first byte,
+    however few came before the pause)."""
+    pts = [(0.25, 1), (2.75, 1), (3.0, 1001), (3.25, 2001)]
+    f = Flow(
+        "target", "u", "192.0.2.1", 0, 0.0, 0.01, 3.25, 2001, 2001,
+        tuple(Sample(t, b) for t, b in pts),
+    )  # fmt: skip
+    st = flow_stats(f)
+    assert st is not None and st.stalled is True
+
+
 # -- events: k = 3 robust deviations, at least log 2 below, five tests of history ---------------
 def _series(ratios: list[float], throttled: bool | None = None) -> list[ThroughputTest]:
     return [
@@ -983,6 +995,83 @@ def test_a_flow_done_within_slow_start_is_its_bytes_over_its_time(
     assert st is not None
     assert st.bps == pytest.approx(bps) and st.blocks == (pytest.approx(bps),)
     assert st.peak_bps == pytest.approx(1.6e6)  # the first 250 ms
+
+
+def test_a_control_that_crawled_still_completes_its_trial() -> None:
+    """A control with one byte in 10 s (0.8 bit/s; no TCP_INFO, so the samples count body
+    bytes) beside a 500 kbit/s target: a complete trial, the target far faster than it."""
+    crawl = (*(Sample(0.25 * i, 0) for i in range(1, 40)), Sample(10.0, 1))
+    control = Flow("control", "u", "192.0.2.1", 0, 0.0, 0.01, 10.0, 1, 1, crawl)
+    st = flow_stats(control)
+    assert st is not None and st.bps == pytest.approx(0.8)
+    a = analyse([steady("target", 15_625), control])
+    assert a.reason is None and a.ratio == pytest.approx(5e5 / 0.8)
+    assert a.control_bps == pytest.approx(0.8) and a.throttled is False
+
+
+def test_a_flow_with_headers_but_no_body_byte_has_no_stats() -> None:
+    """The samples count the connection's bytes (TLS and headers, a few KB); the body never
+    came: no rate is measured from the headers. For the A/B such a named leg is a rate of
+    zero, as one that got nothing at all."""
+    headers_only = tuple(Sample(0.25 * i, 4_000) for i in range(1, 25))
+    dead = Flow("ab_target", "u", "192.0.2.1", 0, 0.0, 0.3, 6.0, 0, 4_000, headers_only)
+    assert flow_stats(dead) is None
+    neutral = [steady(r, 62_500, trial=k) for k, r in enumerate(("ab_neutral", "ab_neutral2") * 3)]
+    a = analyse([*neutral, *(replace(dead, trial=k) for k in range(4))])
+    assert a.ab is not None and a.ab["ab_target"] == 0.0 and a.throttled is True
+
+
+def test_a_flow_with_bytes_but_no_samples_has_no_stats() -> None:
+    """Nothing to measure a rate on (a record without samples): no stats, no exception."""
+    f = Flow("target", "u", "192.0.2.1", 0, 0.0, 0.01, 1.0, 50_000, 50_000, ())
+    assert flow_stats(f) is None
+    a = analyse([f, steady("control", 62_500)])
+    assert a.throttled is None and a.reason == "no complete trial (a download failed)"
+
+
+def test_a_named_leg_that_got_nothing_is_one_block_at_zero() -> None:
+    """In the U test a named leg with no byte is one 1-second rate of 0 bit/s: it ties with a
+    neutral second without a byte (a pause in a neutral leg), it does not rank above it."""
+    from scipy.stats import mannwhitneyu
+
+    paused = [Sample(0.25 * i, 62_500 * min(i, 8)) for i in range(1, 17)]  # none in 2-4 s
+    paused += [Sample(4.0 + 0.25 * i, 62_500 * (8 + i)) for i in range(1, 9)]
+    n = 62_500 * 16
+    neutral = [steady(r, 62_500, trial=k) for k, r in enumerate(("ab_neutral", "ab_neutral2") * 2)]
+    neutral.append(Flow("ab_neutral", "u", "192.0.2.1", 4, 0.0, 0.01, 6.0, n, n, tuple(paused)))
+    blocks = [b for f in neutral for b in flow_stats(f).blocks]  # type: ignore[union-attr]
+    assert 0.0 in blocks
+    dead = [
+        Flow("ab_target", "u", "192.0.2.1", k, 0.0, None, 6.0, 0, 0, (), "generic_timeout_error")
+        for k in range(4)
+    ]
+    a = analyse([*neutral, *dead])
+    expected = mannwhitneyu([0.0] * 4, blocks, alternative="less").pvalue
+    assert a.p_raw == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_congestion_needs_both_under_half_their_peaks() -> None:
+    """Target and control each at exactly half their peak (2 Mbit/s for 1 s, then 1 Mbit/s):
+    not "well below" it, so no congestion."""
+    flows = [
+        replace(_shaped([62_500] * 4 + [31_250] * 20), role=r, trial=i)
+        for i in range(3)
+        for r in ("target", "control")
+    ]
+    st = flow_stats(flows[0])
+    assert st is not None and st.bps == pytest.approx(st.peak_bps / 2)
+    a = analyse(flows)
+    assert a.throttled is False and a.label is None
+
+
+def test_trials_without_a_control_or_a_target_are_still_trials() -> None:
+    """A test with trials is judged on them, never on its SNI A/B alone: with no control flow
+    (or no target flow) there is no complete trial."""
+    ab = _ab([25_000] * 4, [62_500] * 5)
+    for role in ("target", "control"):
+        a = analyse([steady(role, 15_625, trial=i) for i in range(3)] + ab)
+        assert (a.basis, a.throttled) == ("trials", None), role
+        assert a.reason == "no complete trial (a download failed)"
 
 
 def test_one_failed_flow_leaves_the_other_trials_counted() -> None:
