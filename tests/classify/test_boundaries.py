@@ -598,6 +598,8 @@ def _shaped(ticks: list[int]) -> Flow:
         # fast for three quarters of the flow, then two slower ticks: a shift is looked for
         # in the first half (at least as long a steady part after it), so no burst here
         ([62_500] * 6 + [15_625] * 2, None, None),
+        # three intervals are too few to tell a burst from slow start: no shift looked for
+        ([62_500, 7_812, 7_812], None, None),
     ],
 )
 def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None) -> None:
@@ -1072,6 +1074,57 @@ def test_trials_without_a_control_or_a_target_are_still_trials() -> None:
         a = analyse([steady(role, 15_625, trial=i) for i in range(3)] + ab)
         assert (a.basis, a.throttled) == ("trials", None), role
         assert a.reason == "no complete trial (a download failed)"
+
+
+def _sampled(points: list[tuple[float, int]], duration: float, ttfb: float | None = 0.01) -> Flow:
+    n = points[-1][1]
+    samples = tuple(Sample(t, b) for t, b in points)
+    return Flow("target", "u", "192.0.2.1", 0, 0.0, ttfb, duration, n, n, samples)
+
+
+def test_two_samples_after_slow_start_give_the_steady_rate() -> None:
+    """A one-second flow: after the first byte (0.25 s) and the half second of slow start, two
+    samples are left (0.75 s and 1 s); their rate, 1 Mbit/s, is the steady one (not the whole
+    body over the whole time, 1.67 Mbit/s)."""
+    pts = [(0.25, 100_000), (0.5, 150_000), (0.75, 175_000), (1.0, 206_250)]
+    st = flow_stats(_sampled(pts, 1.0))
+    assert st is not None and st.burst_bytes is None and st.bps == pytest.approx(1e6)
+
+
+def test_a_clock_that_did_not_move_is_no_division_by_zero() -> None:
+    """Every sample at the request's own instant (a coarse clock): no interval to take a rate
+    over, so the rate is the body over the flow's time after the first response byte, and the
+    peak is that rate too."""
+    st = flow_stats(_sampled([(0.0, 50_000), (0.0, 100_000)], 0.5, ttfb=None))
+    assert st is not None and st.bps == pytest.approx(1.6e6)
+    assert st.peak_bps == pytest.approx(1.6e6) and st.blocks == (pytest.approx(1.6e6),)
+
+
+def test_a_sample_read_twice_as_slow_start_ends() -> None:
+    """The sampler read twice at 0.75 s, where the steady part begins: still 1 Mbit/s from
+    the samples (not the body over the whole time)."""
+    pts = [(0.25 * i, 31_250 * i) for i in range(1, 13)]
+    pts.insert(3, pts[2])
+    st = flow_stats(_sampled(pts, 3.0))
+    assert st is not None and st.bps == pytest.approx(1e6)
+
+
+def test_a_download_done_in_its_first_tick() -> None:
+    """All 100 kB by the first sample (0.25 s), then two sampler ticks with nothing new: the
+    rate is over the time to the last byte, 3.2 Mbit/s."""
+    st = flow_stats(_sampled([(0.25, 100_000), (0.5, 100_000), (0.75, 100_000)], 0.75))
+    assert st is not None and st.bps == pytest.approx(3.2e6)
+
+
+def test_blocks_with_a_late_sample() -> None:
+    """A busy device: after 0.75 s the next sample came at 2 s. The steady part's 1-second
+    blocks each end at the first sample at least a second after the block began, and are
+    rates over their own length: 1 Mbit/s over 0.75-2 s, then 2 Mbit/s over 2-3 s and 3-4 s."""
+    pts = [(0.25, 31_250), (0.5, 62_500), (0.75, 93_750), (2.0, 250_000)]
+    pts += [(2.0 + 0.25 * i, 250_000 + 62_500 * i) for i in range(1, 9)]
+    st = flow_stats(_sampled(pts, 4.0))
+    assert st is not None and st.burst_bytes is None
+    assert st.blocks == (pytest.approx(1e6), pytest.approx(2e6), pytest.approx(2e6))
 
 
 def test_one_failed_flow_leaves_the_other_trials_counted() -> None:
