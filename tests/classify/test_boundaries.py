@@ -623,9 +623,11 @@ def test_burst_is_no_more_than_the_bytes_where_its_interval_ends() -> None:
     """The burst stops at 0.5 s (nothing in the next 250 ms: the policer dropped what
     followed), then the queued 31,250 bytes at once and 250 kbit/s. The line fitted to that
     concave tail, read back at 0.5 s, overshoots; the burst ended inside the interval after
-    0.5 s, so it is at most the bytes at that interval's end: exactly 125,000."""
+    0.5 s, so it is at most the bytes at that interval's end: exactly 125,000. The steady rate
+    is of everything after the burst, the pause included: 78,122 bytes in 2 s."""
     st = flow_stats(_shaped([62_500, 62_500, 0, 31_250] + [7_812] * 6))
     assert st is not None and st.burst_bytes == 125_000
+    assert st.bps == pytest.approx(78_122 * 8 / 2.0)
 
 
 # -- whose doing a throttle is: the label's cut-offs -----------------------------------------
