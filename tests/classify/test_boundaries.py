@@ -523,6 +523,48 @@ def test_ab_alone_needs_two_neutral_legs_and_a_named_one(
     assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
 
 
+def test_ab_alone_a_failed_neutral_leg_leaves_it_undecided() -> None:
+    """Four named legs at 0.4 of the neutral ones, five neutral legs of which one was reset:
+    the A/B is incomplete, though four neutral legs are left (as many as the named ones)."""
+    flows = _ab([25_000] * 4, [62_500] * 5)
+    assert analyse(flows).throttled is True
+    i = next(i for i, f in enumerate(flows) if f.role == "ab_neutral2")
+    flows[i] = Flow("ab_neutral2", "u", "192.0.2.1", 1, failure="connection_reset")
+    a = analyse(flows)
+    assert a.throttled is None and a.reason == "SNI A/B incomplete (a download failed)"
+
+
+def test_ab_alone_ratio_is_over_both_neutral_names_together() -> None:
+    """The helper's two neutral names at 2 and 1 Mbit/s, two legs each: the named legs (400
+    kbit/s) are compared with the median of all four (1.5 Mbit/s), not with the first name's."""
+    a = analyse(_ab([12_500] * 4, [62_500, 31_250, 62_500, 31_250]))
+    assert a.basis == "sni_ab" and a.ab_ratio == pytest.approx(12_500 / 46_875)
+    assert a.throttled is True
+
+
+def test_ab_alone_neutral_legs_that_got_nothing() -> None:
+    """Nothing at all on the neutral name (five time-capped legs, no byte), 800 kbit/s on the
+    site's: no throttling, and the ratio is one of a rate over nothing (far above any real
+    ratio), not the named legs' rate in bit/s."""
+    neutral = [
+        Flow(r, "u", "192.0.2.1", k, 0.0, None, 6.0, 0, 0, (), "generic_timeout_error")
+        for k, r in enumerate(("ab_neutral", "ab_neutral2") * 2 + ("ab_neutral",))
+    ]
+    named = [steady("ab_target", 25_000, trial=k) for k in range(4)]
+    a = analyse([*neutral, *named])
+    assert a.basis == "sni_ab" and a.throttled is False
+    assert a.ab_ratio is not None and a.ab_ratio > 1e12
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant() -> None:
+    """Significant means p below alpha: at p == alpha, no throttling (trials and A/B alike)."""
+    for flows in (_trials(15_625, 62_500, n=1, ticks=12), _ab([25_000] * 4, [62_500] * 5)):
+        p = analyse(flows).p_value
+        assert p is not None and 0 < p < 0.05
+        assert analyse(flows, alpha=p).throttled is False
+        assert analyse(flows, alpha=math.nextafter(p, 1)).throttled is True
+
+
 # -- a burst, then a throttle: the rate after at most half the burst's, the burst > 2 s of it --
 def _shaped(ticks: list[int]) -> Flow:
     """A target flow that moves ``ticks[i]`` bytes in the i-th 250 ms, exactly."""
@@ -546,6 +588,18 @@ def _shaped(ticks: list[int]) -> Flow:
         ([62_500] + [7_812] * 20, 62_500, 249_984.0),
         ([62_500] + [7_813] * 20, None, None),  # a little under 2 s of it: slow start
         ([62_500] * 4 + [15_625] * 20, 250_000, 5e5),
+        # a burst as long as the flow's first half allows: found at its end, not its start
+        ([62_500] * 3 + [15_625] * 4, 187_500, 5e5),
+        # the same single tick, then 2 s at a quarter of it, but a catch-up of 31,250 bytes at
+        # the end: the rate that follows (to the last byte) is over 250 kbit/s, no burst
+        ([62_500] + [7_812] * 20 + [31_250], None, None),
+        # on a short flow (under a second after the shift) too: 1 Mbit against 570 kbit/s
+        ([62_500, 62_500, 20_000, 15_625], None, None),
+        # fast for three quarters of the flow, then two slower ticks: a shift is looked for
+        # in the first half (at least as long a steady part after it), so no burst here
+        ([62_500] * 6 + [15_625] * 2, None, None),
+        # three intervals are too few to tell a burst from slow start: no shift looked for
+        ([62_500, 7_812, 7_812], None, None),
     ],
 )
 def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None) -> None:
@@ -553,6 +607,27 @@ def test_burst_boundaries(ticks: list[int], burst: int | None, bps: float | None
     assert st is not None and st.burst_bytes == burst
     if bps is not None:  # the steady rate is the one after the burst
         assert st.bps == pytest.approx(bps)
+
+
+def test_burst_ending_inside_an_interval_is_read_back_from_the_line_that_follows() -> None:
+    """Two ticks at 8 Mbit/s, then 25,000 bytes in the third (the burst ended 4% into it: 10,000
+    bytes of burst, 15,000 at the steady 500 kbit/s), then one tick of 15,625. The steady line
+    through the last two samples, read back at the last fast one (0.5 s), puts the burst at
+    509,375 bytes: within 625 (the steady rate over that 4%) of the true 510,000, where the
+    bytes at 0.5 s alone would say 500,000."""
+    st = flow_stats(_shaped([250_000, 250_000, 25_000, 15_625]))
+    assert st is not None and st.burst_bytes == 509_375
+
+
+def test_burst_is_no_more_than_the_bytes_where_its_interval_ends() -> None:
+    """The burst stops at 0.5 s (nothing in the next 250 ms: the policer dropped what
+    followed), then the queued 31,250 bytes at once and 250 kbit/s. The line fitted to that
+    concave tail, read back at 0.5 s, overshoots; the burst ended inside the interval after
+    0.5 s, so it is at most the bytes at that interval's end: exactly 125,000. The steady rate
+    is of everything after the burst, the pause included: 78,122 bytes in 2 s."""
+    st = flow_stats(_shaped([62_500, 62_500, 0, 31_250] + [7_812] * 6))
+    assert st is not None and st.burst_bytes == 125_000
+    assert st.bps == pytest.approx(78_122 * 8 / 2.0)
 
 
 # -- whose doing a throttle is: the label's cut-offs -----------------------------------------
@@ -648,6 +723,18 @@ def test_stall_length(pause: float, stalled: bool) -> None:
     )
     st = flow_stats(f)
     assert st is not None and st.stalled is stalled
+
+
+def test_a_stall_right_after_the_first_byte() -> None:
+    """One byte, then 2.5 s without another, then the rest: a stall (after the first byte,
+    however few came before the pause)."""
+    pts = [(0.25, 1), (2.75, 1), (3.0, 1001), (3.25, 2001)]
+    f = Flow(
+        "target", "u", "192.0.2.1", 0, 0.0, 0.01, 3.25, 2001, 2001,
+        tuple(Sample(t, b) for t, b in pts),
+    )  # fmt: skip
+    st = flow_stats(f)
+    assert st is not None and st.stalled is True
 
 
 # -- events: k = 3 robust deviations, at least log 2 below, five tests of history ---------------
@@ -912,6 +999,134 @@ def test_a_flow_done_within_slow_start_is_its_bytes_over_its_time(
     assert st is not None
     assert st.bps == pytest.approx(bps) and st.blocks == (pytest.approx(bps),)
     assert st.peak_bps == pytest.approx(1.6e6)  # the first 250 ms
+
+
+def test_a_control_that_crawled_still_completes_its_trial() -> None:
+    """A control with one byte in 10 s (0.8 bit/s; no TCP_INFO, so the samples count body
+    bytes) beside a 500 kbit/s target: a complete trial, the target far faster than it."""
+    crawl = (*(Sample(0.25 * i, 0) for i in range(1, 40)), Sample(10.0, 1))
+    control = Flow("control", "u", "192.0.2.1", 0, 0.0, 0.01, 10.0, 1, 1, crawl)
+    st = flow_stats(control)
+    assert st is not None and st.bps == pytest.approx(0.8)
+    a = analyse([steady("target", 15_625), control])
+    assert a.reason is None and a.ratio == pytest.approx(5e5 / 0.8)
+    assert a.control_bps == pytest.approx(0.8) and a.throttled is False
+
+
+def test_a_flow_with_headers_but_no_body_byte_has_no_stats() -> None:
+    """The samples count the connection's bytes (TLS and headers, a few KB); the body never
+    came: no rate is measured from the headers. For the A/B such a named leg is a rate of
+    zero, as one that got nothing at all."""
+    headers_only = tuple(Sample(0.25 * i, 4_000) for i in range(1, 25))
+    dead = Flow("ab_target", "u", "192.0.2.1", 0, 0.0, 0.3, 6.0, 0, 4_000, headers_only)
+    assert flow_stats(dead) is None
+    neutral = [steady(r, 62_500, trial=k) for k, r in enumerate(("ab_neutral", "ab_neutral2") * 3)]
+    a = analyse([*neutral, *(replace(dead, trial=k) for k in range(4))])
+    assert a.ab is not None and a.ab["ab_target"] == 0.0 and a.throttled is True
+
+
+def test_a_flow_with_bytes_but_no_samples_has_no_stats() -> None:
+    """Nothing to measure a rate on (a record without samples): no stats, no exception."""
+    f = Flow("target", "u", "192.0.2.1", 0, 0.0, 0.01, 1.0, 50_000, 50_000, ())
+    assert flow_stats(f) is None
+    a = analyse([f, steady("control", 62_500)])
+    assert a.throttled is None and a.reason == "no complete trial (a download failed)"
+
+
+def test_a_named_leg_that_got_nothing_is_one_block_at_zero() -> None:
+    """In the U test a named leg with no byte is one 1-second rate of 0 bit/s: it ties with a
+    neutral second without a byte (a pause in a neutral leg), it does not rank above it."""
+    from scipy.stats import mannwhitneyu
+
+    paused = [Sample(0.25 * i, 62_500 * min(i, 8)) for i in range(1, 17)]  # none in 2-4 s
+    paused += [Sample(4.0 + 0.25 * i, 62_500 * (8 + i)) for i in range(1, 9)]
+    n = 62_500 * 16
+    neutral = [steady(r, 62_500, trial=k) for k, r in enumerate(("ab_neutral", "ab_neutral2") * 2)]
+    neutral.append(Flow("ab_neutral", "u", "192.0.2.1", 4, 0.0, 0.01, 6.0, n, n, tuple(paused)))
+    blocks = [b for f in neutral for b in flow_stats(f).blocks]  # type: ignore[union-attr]
+    assert 0.0 in blocks
+    dead = [
+        Flow("ab_target", "u", "192.0.2.1", k, 0.0, None, 6.0, 0, 0, (), "generic_timeout_error")
+        for k in range(4)
+    ]
+    a = analyse([*neutral, *dead])
+    expected = mannwhitneyu([0.0] * 4, blocks, alternative="less").pvalue
+    assert a.p_raw == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_congestion_needs_both_under_half_their_peaks() -> None:
+    """Target and control each at exactly half their peak (2 Mbit/s for 1 s, then 1 Mbit/s):
+    not "well below" it, so no congestion."""
+    flows = [
+        replace(_shaped([62_500] * 4 + [31_250] * 20), role=r, trial=i)
+        for i in range(3)
+        for r in ("target", "control")
+    ]
+    st = flow_stats(flows[0])
+    assert st is not None and st.bps == pytest.approx(st.peak_bps / 2)
+    a = analyse(flows)
+    assert a.throttled is False and a.label is None
+
+
+def test_trials_without_a_control_or_a_target_are_still_trials() -> None:
+    """A test with trials is judged on them, never on its SNI A/B alone: with no control flow
+    (or no target flow) there is no complete trial."""
+    ab = _ab([25_000] * 4, [62_500] * 5)
+    for role in ("target", "control"):
+        a = analyse([steady(role, 15_625, trial=i) for i in range(3)] + ab)
+        assert (a.basis, a.throttled) == ("trials", None), role
+        assert a.reason == "no complete trial (a download failed)"
+
+
+def _sampled(points: list[tuple[float, int]], duration: float, ttfb: float | None = 0.01) -> Flow:
+    n = points[-1][1]
+    samples = tuple(Sample(t, b) for t, b in points)
+    return Flow("target", "u", "192.0.2.1", 0, 0.0, ttfb, duration, n, n, samples)
+
+
+def test_two_samples_after_slow_start_give_the_steady_rate() -> None:
+    """A one-second flow: after the first byte (0.25 s) and the half second of slow start, two
+    samples are left (0.75 s and 1 s); their rate, 1 Mbit/s, is the steady one (not the whole
+    body over the whole time, 1.67 Mbit/s)."""
+    pts = [(0.25, 100_000), (0.5, 150_000), (0.75, 175_000), (1.0, 206_250)]
+    st = flow_stats(_sampled(pts, 1.0))
+    assert st is not None and st.burst_bytes is None and st.bps == pytest.approx(1e6)
+
+
+def test_a_clock_that_did_not_move_is_no_division_by_zero() -> None:
+    """Every sample at the request's own instant (a coarse clock): no interval to take a rate
+    over, so the rate is the body over the flow's time after the first response byte, and the
+    peak is that rate too."""
+    st = flow_stats(_sampled([(0.0, 50_000), (0.0, 100_000)], 0.5, ttfb=None))
+    assert st is not None and st.bps == pytest.approx(1.6e6)
+    assert st.peak_bps == pytest.approx(1.6e6) and st.blocks == (pytest.approx(1.6e6),)
+
+
+def test_a_sample_read_twice_as_slow_start_ends() -> None:
+    """The sampler read twice at 0.75 s, where the steady part begins: still 1 Mbit/s from
+    the samples (not the body over the whole time)."""
+    pts = [(0.25 * i, 31_250 * i) for i in range(1, 13)]
+    pts.insert(3, pts[2])
+    st = flow_stats(_sampled(pts, 3.0))
+    assert st is not None and st.bps == pytest.approx(1e6)
+
+
+def test_a_download_done_in_its_first_tick() -> None:
+    """All 100 kB by the first sample (0.25 s), then two sampler ticks with nothing new: the
+    rate is over the time to the last byte, 3.2 Mbit/s."""
+    st = flow_stats(_sampled([(0.25, 100_000), (0.5, 100_000), (0.75, 100_000)], 0.75))
+    assert st is not None and st.bps == pytest.approx(3.2e6)
+
+
+def test_blocks_with_a_late_sample() -> None:
+    """A busy device: after 0.75 s the next sample came at 2 s. The steady part's 1-second
+    blocks each end at the first sample at least a second after the block began, and are
+    rates over their own length: 1 Mbit/s over 0.75-2 s, then 2 Mbit/s over 2-3 s and 3-4 s."""
+    pts = [(0.25, 31_250), (0.5, 62_500), (0.75, 93_750), (2.0, 250_000)]
+    pts += [(2.0 + 0.25 * i, 250_000 + 62_500 * i) for i in range(1, 9)]
+    st = flow_stats(_sampled(pts, 4.0))
+    assert st is not None and st.burst_bytes is None
+    assert st.blocks == (pytest.approx(1e6), pytest.approx(2e6), pytest.approx(2e6))
 
 
 def test_one_failed_flow_leaves_the_other_trials_counted() -> None:

@@ -74,3 +74,39 @@ def test_an_event_as_a_row() -> None:
     empty = Event("x", "", "2026-11-06T00:00:00Z").as_dict()
     assert (empty["median_ratio"], empty["label"], empty["tests"]) == (None, None, 0)
     assert not e.open and Event("x", "", "t").open
+
+
+def test_the_baseline_is_the_last_twenty_tests() -> None:
+    """21 tests of history: a 4.0, then ten at 1.0 and ten at 2.0. The baseline is the median of
+    the last 20 (ten and ten: sqrt(2)); the 4.0 is out of the window (with it, 2.0)."""
+    (e,) = find_events(_series([4.0] + [1.0] * 10 + [2.0] * 10 + [0.01, 0.01]))
+    assert e.baseline_ratio is not None and math.isclose(e.baseline_ratio, math.sqrt(2))
+
+
+def test_a_single_dip_counts_in_the_baseline() -> None:
+    """A test below the baseline, then one back: no event, and both join the history (the
+    baseline is of the tests outside any event). History 1, 1, 1, 2, 2, 2, then 0.1 and 2:
+    eight log ratios, median (0 + log 2) / 2, so the later event's baseline is sqrt(2) (2
+    without the dip)."""
+    ratios = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 0.1, 2.0]
+    assert find_events(_series(ratios)) == []
+    (e,) = find_events(_series([*ratios, 0.01, 0.01]))
+    assert e.baseline_ratio is not None and math.isclose(e.baseline_ratio, math.sqrt(2))
+
+
+def test_a_single_test_with_nothing_through_is_no_event() -> None:
+    """A ratio of zero (the target got nothing) is below, but alone it is no event; the
+    history goes on (log 0 is left out of it)."""
+    assert find_events(_series([1.0] * 8 + [0.0] + [1.0] * 3)) == []
+    (e,) = find_events(_series([1.0] * 8 + [0.0] + [1.0] * 3 + [0.1, 0.1]))
+    assert e.baseline_ratio == 1.0
+
+
+def test_an_event_s_label_counts_the_tests_after_it_opened() -> None:
+    """Opened by two sni_targeted tests, it goes on with three ip_targeted ones: the most
+    common label of all five is ip_targeted."""
+    ts = [ThroughputTest("fb", "AS1", f"2026-11-{i + 1:02d}T00:00:00Z", 1.0) for i in range(6)]
+    for i, label in enumerate(["sni_targeted"] * 2 + ["ip_targeted"] * 3, 6):
+        ts.append(ThroughputTest("fb", "AS1", f"2026-11-{i + 1:02d}T00:00:00Z", 0.1, True, label))
+    (e,) = find_events(ts)
+    assert e.labels == ["sni_targeted"] * 2 + ["ip_targeted"] * 3 and e.label == "ip_targeted"
