@@ -19,9 +19,11 @@ from tests.servers.edge import Edges, make_edges
 from tests.world import World, make_world
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def fresh_caches() -> None:
-    """Under mutmut (bench/mutation.py), every memoised function of the probe starts empty: a
+    """Under mutmut (bench/mutation.py), every memoised function of the probe starts empty, before
+    every test: mutmut records which tests reach a function from the calls it sees, and a cache
+    filled by an earlier test hides the function from every later one. And a
     cache filled before the mutant was switched on (mutmut forks a process that already ran
     the code) answers with the original's results, and the mutants of probe.privacy's
     lru_cache'd builders (_finder's _wrapped, _dotted, _literals ...) all "survived" though a
