@@ -357,3 +357,46 @@ def test_a_library_without_one_of_the_named_types_is_skipped(
     monkeypatch.setattr(failures, "_NOT_NETWORK", table)
     found = failures.not_network_errors()
     assert ssl.SSLWantReadError in found and len(found) == len(table) - 1
+
+
+def test_an_ssl_error_raised_by_hand_has_no_reason_and_is_read_from_its_text() -> None:
+    # ssl.SSLError("...") made in Python code carries no ``reason`` attribute at all.
+    e = ssl.SSLError("handshake went wrong")
+    assert not hasattr(e, "reason")
+    info = failures.classify(e, failures.OP_TLS)
+    assert (info.failure, info.operation) == ("ssl_failed_handshake", failures.OP_TLS)
+    assert info.raw == failures.scrub(f"ssl:{e}")
+
+
+def test_a_wrapper_defers_to_the_errno_it_carries_whatever_comes_first() -> None:
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+    wrapper = httpx.ConnectError("all attempts failed")
+    wrapper.__cause__ = refused
+    info = failures.classify(wrapper, failures.OP_CONNECT)
+    assert (info.failure, info.operation) == ("connection_refused", failures.OP_CONNECT)
+
+
+def test_the_members_of_an_exception_group_are_looked_into() -> None:
+    group = ExceptionGroup("happy eyeballs", [ConnectionRefusedError(errno.ECONNREFUSED, "no")])
+    assert failures.classify(group, failures.OP_CONNECT).failure == "connection_refused"
+
+
+def test_a_protocol_error_keeps_its_operation_and_at_most_200_characters_of_text() -> None:
+    info = failures.classify(httpx.RemoteProtocolError("x" * 500), failures.OP_HTTP)
+    assert (info.failure, info.operation) == ("http_protocol_error", failures.OP_HTTP)
+    assert info.raw == "x" * 200
+
+
+def test_an_unknown_error_keeps_its_operation_no_raw_and_300_characters_of_text() -> None:
+    class Strange(Exception):
+        pass
+
+    info = failures.classify(Strange("y" * 500), failures.OP_HTTP)
+    assert info.operation == failures.OP_HTTP and info.raw is None
+    assert info.failure == failures.UNKNOWN_PREFIX + ("Strange: " + "y" * 500)[:300]
+
+
+def test_a_protocol_error_counts_only_when_nothing_more_specific_is_carried() -> None:
+    framing = httpx.RemoteProtocolError("illegal header line")
+    framing.__cause__ = ConnectionResetError(errno.ECONNRESET, "reset")
+    assert failures.classify(framing, failures.OP_HTTP).failure == "connection_reset"
