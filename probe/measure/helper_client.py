@@ -29,6 +29,9 @@ from probe.network import Network, normalise_asn, normalise_cc, recogniser
 from probe.privacy import Recogniser
 
 MAX_ANSWER = 1024 * 1024
+# The helper downloads for up to max_seconds before it answers /speed: the request waits that
+# long and this margin more (its own round trip, a slow start), then gives up.
+SPEED_MARGIN = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,7 @@ class HelperClient:
         doc = await self._post_json(
             "/speed",
             {"url": url, "max_bytes": max_bytes, "max_seconds": max_seconds},
-            timeout=max_seconds + 30,
+            timeout=max_seconds + SPEED_MARGIN,
         )
         if isinstance(doc, _Failed):
             return HelperSpeed(failure=doc.failure)

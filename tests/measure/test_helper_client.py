@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from probe import failures
+from probe.measure import helper_client
 from probe.measure.helper_client import MAX_ANSWER, HelperClient, HelperNetwork, network_answer
 from probe.measure.steps import REQUEST_HEADERS
 from probe.model import HelperSpeed, Network
@@ -243,10 +244,16 @@ def test_the_helper_gets_its_32_endpoints_and_answers_for_each(world: World) -> 
 def test_a_long_answer_is_read_whole_and_one_too_long_is_refused() -> None:
     padded = json.dumps({**ANSWER, "x_padding": "p" * 300_000}).encode()
     too_long = json.dumps({**ANSWER, "x_padding": "p" * MAX_ANSWER}).encode()
-    with FakeHelper({"/long": (200, padded, 0.0), "/huge": (200, too_long, 0.0)}) as fake:
+    base = len(json.dumps({**ANSWER, "x_padding": ""}).encode())
+    just = json.dumps({**ANSWER, "x_padding": "p" * (MAX_ANSWER - base)}).encode()
+    assert len(just) == MAX_ANSWER  # the largest answer allowed
+    routes = {"/long": (200, padded, 0.0), "/huge": (200, too_long, 0.0), "/max": (200, just, 0.0)}
+    with FakeHelper(routes) as fake:
         long = _run(fake.base + "/long", lambda c: c.query("http://site.test/", []))
         huge = _run(fake.base + "/huge", lambda c: c.query("http://site.test/", []))
+        most = _run(fake.base + "/max", lambda c: c.query("http://site.test/", []))
     assert (long.failure, long.http_body_length, long.http_title) == (None, 1234, "Hi")
+    assert (most.failure, most.http_body_length) == (None, 1234)
     assert (huge.failure, huge.raw_failure) == (
         "unknown_failure: answer too large",
         "over 1048576 bytes",
@@ -311,6 +318,15 @@ def test_the_speed_test_outwaits_the_clients_own_timeout() -> None:
     with FakeHelper({"/speed": (200, answer, 1.5)}) as fake:
         got = _run(fake.base, lambda c: c.speed("http://big.test/f", 1000, 1.0), timeout=0.5)
     assert got.failure is None and got.bps == 1e6
+
+
+def test_a_speed_answer_later_than_the_margin_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helper_client, "SPEED_MARGIN", 0.5)
+    answer = json.dumps({"bps": 1e6, "bytes": 1000, "seconds": 1.0, "bytes_used": 0}).encode()
+    with FakeHelper({"/speed": (200, answer, 2.5)}) as fake:
+        # gives up at 1.0 + 0.5 s: the answer, 2.5 s late, is never read
+        got = _run(fake.base, lambda c: c.speed("http://big.test/f", 1000, 1.0), timeout=0.2)
+    assert got.failure == failures.GENERIC_TIMEOUT and got.bps is None
 
 
 def test_the_network_question_sends_a_fresh_32_byte_nonce() -> None:

@@ -6,9 +6,12 @@ and OpenDNS's do."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
+import httpx
 import pytest
+import trustme
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +25,8 @@ from probe.measure.whoami import (
     stun_binding,
     whoami_query,
 )
-from tests.servers.dns import DNSServer
+from tests.servers.dns import DNSServer, DoTServer, doh_route
+from tests.servers.http import Site, WebServer
 from tests.servers.stun import BEHAVIOURS, StunServer, coturn
 
 MAPPED = "203.0.113.5"
@@ -175,3 +179,69 @@ def test_a_cancelled_round_leaves_no_stun_query_running() -> None:
         assert asyncio.run(go()) == set()
     finally:
         silent.close()
+
+
+# -- the answer's forms and transports ---------------------------------------------------------
+def _whoami(entry: object, spec: str | None = None, **kwargs: object) -> str | None:
+    server = DNSServer({"whoami.cloudflare": entry})
+    try:
+        resolver = parse_resolver(spec or "udp://" + server.address)
+        return asyncio.run(dns_whoami(resolver, WHOAMI_QUERIES["Cloudflare"], None, 2.0))
+    finally:
+        server.close()
+
+
+def test_an_address_in_several_character_strings_is_read_whole() -> None:
+    assert _whoami({"txt": [("203.0.", "113.5")]}) == MAPPED
+
+
+def test_a_txt_record_that_is_not_ascii_is_no_address_and_the_next_one_is_read() -> None:
+    assert _whoami({"txt": "\\200\\255"}) is None
+    assert _whoami({"txt": ["\\200\\255", MAPPED]}) == MAPPED
+
+
+def test_an_address_in_quotes_inside_the_record_is_read() -> None:
+    assert _whoami({"txt": f'\\"{MAPPED}\\"'}) == MAPPED
+
+
+def test_an_address_with_other_text_around_it_is_no_address() -> None:
+    assert _whoami({"txt": f"X{MAPPED}X"}) is None
+
+
+def test_cloudflares_question_is_asked_in_the_chaos_class() -> None:
+    # whoami.cloudflare answers only in class CH: the same question in IN gets nothing.
+    assert _whoami({"txt": MAPPED, "class": "CH"}) == MAPPED
+    assert _whoami({"txt": MAPPED, "class": "IN"}) is None
+
+
+def _tls_servers(zone: dict[str, object]) -> tuple[trustme.CA, DoTServer, WebServer]:
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    dot = DoTServer(zone, "127.0.0.1", ctx)
+    doh = WebServer(Site({"/dns-query": doh_route(zone)}), "127.0.0.1", 0, ctx)
+    return ca, dot, doh
+
+
+def test_over_dot_and_doh_the_given_tls_context_and_client_are_used() -> None:
+    # The resolvers' certificates come from a CA only the given context and client trust: the
+    # system store (what a missing context or client would use) does not know it.
+    zone: dict[str, object] = {"whoami.cloudflare": {"txt": MAPPED}}
+    ca, dot, doh = _tls_servers(zone)
+    query = WHOAMI_QUERIES["Cloudflare"]
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+
+    async def over_doh() -> str | None:
+        async with httpx.AsyncClient(verify=ctx, trust_env=False) as client:
+            spec = parse_resolver(f"https://127.0.0.1:{doh.port}/dns-query")
+            return await dns_whoami(spec, query, client, 2.0, ctx)
+
+    try:
+        spec = parse_resolver(f"tls://127.0.0.1:{dot.port}")
+        assert asyncio.run(dns_whoami(spec, query, None, 2.0, ctx)) == MAPPED
+        assert asyncio.run(dns_whoami(spec, query, None, 2.0)) is None  # unknown authority
+        assert asyncio.run(over_doh()) == MAPPED
+    finally:
+        dot.close()
+        doh.close()

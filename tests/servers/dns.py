@@ -31,7 +31,10 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
     list of IPs, an rcode ("NXDOMAIN", "SERVFAIL", "REFUSED"), "DROP", ``{"cname": NAME}`` (a
     CNAME, then NAME's own records, as a recursive resolver sends them) or ``{"foreign": (NAME,
     IPs)}`` (records owned by another name: an off-path injector's or a broken resolver's) or
-    ``{"txt": TEXT}`` (a TXT record in the question's class: a resolver's "what is my address")."""
+    ``{"txt": TEXT}`` (a TXT record in the question's class: a resolver's "what is my address";
+    TEXT may be a list of records, each a string or a tuple of character-strings, in zone-file
+    syntax, so ``\\200`` is the byte 200 (decimal); with ``"class": "CH"`` only a question in that
+    class is answered, as Cloudflare's ``whoami.cloudflare`` is)."""
     q = dns.message.from_wire(wire)
     resp = dns.message.make_response(q)
     resp.flags |= dns.flags.RA
@@ -44,10 +47,13 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
         resp.set_rcode(dns.rcode.from_text(entry))
         return resp.to_wire()
     if isinstance(entry, dict) and "txt" in entry:  # in the question's class (CH for whoami)
-        if question.rdtype == dns.rdatatype.TXT:
-            cls = dns.rdataclass.to_text(question.rdclass)
-            text = '"' + entry["txt"] + '"'
-            resp.answer.append(dns.rrset.from_text(question.name, 0, cls, "TXT", text))
+        cls = dns.rdataclass.to_text(question.rdclass)
+        if question.rdtype == dns.rdatatype.TXT and entry.get("class", cls) == cls:
+            records = entry["txt"] if isinstance(entry["txt"], list) else [entry["txt"]]
+            texts = [
+                " ".join(f'"{s}"' for s in (r if isinstance(r, tuple) else (r,))) for r in records
+            ]
+            resp.answer.append(dns.rrset.from_text_list(question.name, 0, cls, "TXT", texts))
         return resp.to_wire()
     owner, seen = question.name, set()
     while isinstance(entry, dict) and "cname" in entry and name not in seen:
