@@ -26,6 +26,9 @@ from probe.model import Flow, HelperSpeed, Plan, Sample
 
 SAMPLE_EVERY = 0.25
 TRIAL_GAP = 1.0
+# The SNI A/B's neutral name, presented to the helper's bulk endpoint between the legs with the
+# site's own name: a name no censor has reason to slow.
+NEUTRAL_SNI = "www.example.com"
 
 
 async def download(
@@ -209,7 +212,6 @@ async def run_test(
     *,
     helper: HelperBulk | None = None,
     site_host: str | None = None,
-    neutral_sni: str = "www.example.com",
     suspicious: Callable[[list[Flow]], bool] = lambda flows: True,
 ) -> TestResult:
     """Trials of the target's object and the control's together; then, with a helper, the SNI
@@ -269,7 +271,7 @@ async def run_test(
             legs.append(
                 (
                     "ab_neutral" if k % 2 == 0 else "ab_neutral2",
-                    neutral_sni,
+                    NEUTRAL_SNI,
                     first if k % 2 == 0 else second,
                     k,
                 )
@@ -279,16 +281,16 @@ async def run_test(
         legs.append(
             (
                 "ab_neutral" if last % 2 == 0 else "ab_neutral2",
-                neutral_sni,
+                NEUTRAL_SNI,
                 first if last % 2 == 0 else second,
                 last,
             )
         )
     else:
         legs = [
-            ("ab_neutral", neutral_sni, first, 0),
+            ("ab_neutral", NEUTRAL_SNI, first, 0),
             ("ab_target", named[0], first, 0),
-            ("ab_neutral2", neutral_sni, second, 0),
+            ("ab_neutral2", NEUTRAL_SNI, second, 0),
         ]
         if extra is not None:
             legs.append(("ab_site", extra, first, 0))  # the site's own name, beside its CDN's
