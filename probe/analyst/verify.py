@@ -28,6 +28,7 @@ outside it, derived from the facts it covers (``probe reclassify`` derives them 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sqlite3
@@ -61,6 +62,7 @@ class Problem:
     subject: str
     template: str
     fields: dict[str, Any] = field(default_factory=dict)
+    device: str = ""  # the device key of the chain it is in ("" when in none)
 
     def line(self, gettext: Any = None) -> str:
         """``<subject>: <kind>: <what>``, in the language of ``gettext`` (English without)."""
@@ -112,11 +114,19 @@ def verify(path: str | Path, summary: Summary | None = None) -> Iterator[Problem
     try:
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA query_only = ON")
-        for p in _check(conn, summary):
-            summary.problems += 1
-            yield p
+        yield from check(conn, summary)
     finally:
         store.close()
+
+
+def check(conn: sqlite3.Connection, summary: Summary | None = None) -> Iterator[Problem]:
+    """Every problem of the probe database open on ``conn`` (see the contract), reading
+    only; ``summary`` is filled as they are read. The caller opens the connection (``probe
+    merge`` its read-only, immutable source) and keeps triggers and views from running."""
+    summary = summary if summary is not None else Summary()
+    for p in _check(conn, summary):
+        summary.problems += 1
+        yield p
 
 
 def _check(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
@@ -135,6 +145,12 @@ def _check(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
 
 
 def _chains(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+    at = [""]  # the device of the row being read: every problem is of its chain
+    for p in _chain_problems(conn, summary, at):
+        yield dataclasses.replace(p, device=at[0])
+
+
+def _chain_problems(conn: sqlite3.Connection, summary: Summary, at: list[str]) -> Iterator[Problem]:
     body_hash = functools.lru_cache(maxsize=BODY_CACHE)(
         lambda key: chain.body_content_hash(chain.body_data(conn, key))
     )
@@ -144,7 +160,7 @@ def _chains(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
     # measurements is in its place, though its predecessor is not.
     moved: Problem | None = None
     for row in chain.chained(conn):
-        device = str(row["device_key"])
+        device = at[0] = str(row["device_key"])
         if device not in summary.chains:
             summary.chains[device] = Device(device)
             prev = moved = None
@@ -273,8 +289,15 @@ def _link(
 
 
 def _heads(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+    at = [""]  # the device the head being read names
+    for p in _head_problems(conn, summary, at):
+        yield dataclasses.replace(p, device=at[0])
+
+
+def _head_problems(conn: sqlite3.Connection, summary: Summary, at: list[str]) -> Iterator[Problem]:
     missing: set[tuple[str, int]] = set()
     for h in chain.chain_heads(conn):
+        at[0] = str(h["device_key"])
         subject = f"head {h['kind']} {h['label']}"
         head = heads.check(str(h["statement"] or "").encode(), str(h["signature"] or ""))
         if head is None:

@@ -19,7 +19,8 @@ import pytest
 from probe.analyst import bundle_verifier
 from probe.evidence import canonical
 from probe.words import translate
-from tests.runs import run_args, run_fresh
+from tests.evidence.chained import rounds_db, rows
+from tests.runs import run_fresh
 from tests.world import World
 
 TOP = bundle_verifier.TOP
@@ -28,34 +29,7 @@ TOP = bundle_verifier.TOP
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, world: World) -> Path:
     """A database of two real rounds (six measurements, bodies among them)."""
-    folder = tmp_path_factory.mktemp("volunteer-home")
-    targets = folder / "t.yaml"
-    targets.write_text(
-        "targets:\n"
-        f"  - {{name: news, url: '{world.http('news.test')}'}}\n"
-        f"  - {{name: blocked, url: '{world.http('blocked.test')}'}}\n"
-        "controls:\n"
-        f"  - {{name: ctl, url: '{world.https('news.test')}'}}\n",
-        encoding="utf-8",
-    )
-    db = folder / "p.db"
-    from probe.cli import main
-
-    for _ in range(2):
-        assert main(run_args(world, targets, db)) == 0
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    return db
-
-
-def rows(db: Path) -> list[dict[str, object]]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT * FROM measurements ORDER BY seq")]
-    finally:
-        con.close()
+    return rounds_db(world, tmp_path_factory.mktemp("volunteer-home"))
 
 
 @pytest.fixture(scope="module")

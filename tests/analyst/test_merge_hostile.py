@@ -22,6 +22,7 @@ from probe.analyst.export import FORMATS
 from probe.analyst.merge import Caps, merge
 from probe.store import Store, migrations
 from tests.dbs import SCENARIOS, golden_db, measurement
+from tests.evidence.chained import rechain
 from tests.runs import run_args, run_fresh
 from tests.world import World
 
@@ -85,14 +86,17 @@ def _tamper(path: Path, *sql: str) -> Path:
     return path
 
 
-def _other_device(real: Path, dest: Path, device: str = "dev-mallory") -> Path:
-    """Another device's database: the real one with fresh ids and its own device id."""
+def _other_device(real: Path, dest: Path, device: str = "dev-mallory", suffix: str = "-m") -> Path:
+    """Another device's database: the real one with fresh ids, its own device id and its own
+    device key (its chain made again with it)."""
     _copy(real, dest)
-    return _tamper(
+    _tamper(
         dest,
         f"UPDATE meta SET value = '{device}' WHERE key = 'device_id'",
-        f"UPDATE measurements SET id = id || '-m', device_id = '{device}'",
+        f"UPDATE measurements SET id = id || '{suffix}', device_id = '{device}'",
     )
+    rechain(dest)
+    return dest
 
 
 def _verdicts(path: Path) -> dict[str, tuple[object, ...]]:
@@ -199,9 +203,7 @@ def test_a_malformed_row_is_quarantined_and_the_rest_merged(
     honest = _copy(real, tmp_path / "honest.db")
     before = _verdicts(honest)
     bad_id = _by_target(honest, "news")
-    hostile = _tamper(_copy(real, tmp_path / "hostile.db"), sql)
-    _tamper(hostile, "UPDATE meta SET value = 'dev-bad' WHERE key = 'device_id'")
-    _tamper(hostile, "UPDATE measurements SET id = id || '-b', device_id = 'dev-bad'")
+    hostile = _tamper(_other_device(real, tmp_path / "hostile.db", "dev-bad", "-b"), sql)
     fleet = tmp_path / "fleet.db"
     out = _merge([str(hostile), str(honest), "-o", str(fleet)], capsys)
     n = len(before)

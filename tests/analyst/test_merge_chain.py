@@ -1,0 +1,253 @@
+"""``probe merge`` carries the chain (issue 22): two real devices' databases (rounds against the
+loopback world, each with its own key) merge into a fleet database that ``probe verify``
+verifies device by device; a source whose chain was tampered with is named per device in the
+merge's line, its measurements are merged as stored and marked unverified, and the fleet's own
+verification names the same measurements."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from probe.evidence import heads
+from probe.evidence.keys import key_path, load_key
+from tests.analyst.test_merge_hostile import _fleet_works
+from tests.evidence.chained import rounds_db, rows, sql
+from tests.runs import run_fresh
+from tests.world import World
+
+
+@pytest.fixture(scope="module")
+def devices(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two volunteers' databases: two real rounds each, each made with its own device key."""
+    return (
+        rounds_db(world, tmp_path_factory.mktemp("hanoi"), "hanoi.db"),
+        rounds_db(world, tmp_path_factory.mktemp("saigon"), "saigon.db"),
+    )
+
+
+def _copies(devices: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    out = []
+    for db in devices:
+        shutil.copy(db, tmp_path / db.name)
+        out.append(tmp_path / db.name)
+    return out[0], out[1]
+
+
+def _key(db: Path) -> str:
+    return str(rows(db)[0]["device_key"])
+
+
+def _merge(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
+    code, out, err = run_fresh(["merge", *map(str, args)], capsys)
+    assert code == 0, err
+    return out
+
+
+def _verify(fleet: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code, out, _ = run_fresh(["verify", str(fleet)], capsys)
+    return code, out.splitlines()
+
+
+def _table(fleet: Path, sql_text: str) -> list[tuple[object, ...]]:
+    con = sqlite3.connect(fleet)
+    try:
+        return list(con.execute(sql_text))
+    finally:
+        con.close()
+
+
+def test_two_devices_merge_and_both_chains_verify_in_the_fleet(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _copies(devices, tmp_path)
+    fleet = tmp_path / "fleet.db"
+    out = _merge(capsys, a, b, "-o", fleet)
+    for db in (a, b):
+        assert f"device {_key(db)}: its chain verifies (6 measurements, 3 signed heads)" in out
+    code, lines = _verify(fleet, capsys)
+    assert code == 0, lines
+    assert any("whole: 12 measurements in 2 chains" in line for line in lines), lines
+    for db in (a, b):
+        assert any(
+            line.startswith(f"device {_key(db)}: seq 1..6, 3 signed heads") for line in lines
+        )
+    chained = ("device_key", "seq", "chain_prev", "record_hash", "chain_hash", "body_digests")
+    for db in (a, b):  # every chain column and every head, as the device stored them
+        want = {r["id"]: tuple(r[c] for c in chained) for r in rows(db)}
+        got = {r["id"]: tuple(r[c] for c in chained) for r in rows(fleet) if r["id"] in want}
+        assert got == want
+    heads = "SELECT * FROM chain_heads ORDER BY device_key, kind, label"
+    assert _table(fleet, heads) == sorted(_table(a, heads) + _table(b, heads))
+    assert _table(fleet, "SELECT count(*) FROM unverified_measurements") == [(0,)]
+    before = _table(fleet, "SELECT * FROM measurements ORDER BY id")
+    out = _merge(capsys, b, a, "-o", fleet)  # again: nothing changes, both still verify
+    assert out.count("0 measurements added, 6 already there, 0 quarantined") == 2
+    assert _table(fleet, "SELECT * FROM measurements ORDER BY id") == before
+    assert _table(fleet, heads) == sorted(_table(a, heads) + _table(b, heads))
+    assert _verify(fleet, capsys)[0] == 0
+
+
+def test_a_day_head_signed_again_later_keeps_its_later_place(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A volunteer's database handed over twice: the day's head of the first copy is for an
+    earlier place than the second's; the fleet keeps the later one, whatever the order."""
+    a, _ = _copies(devices, tmp_path)
+    early = tmp_path / "early.db"
+    shutil.copy(a, early)
+    sql(early, "DELETE FROM measurements WHERE seq > 3", "DELETE FROM chain_heads WHERE seq > 3")
+    # the day's head as the device signed it at the first round's end
+    (first,) = [h for h in rows(a, "chain_heads", "seq") if h["kind"] == "round" and h["seq"] == 3]
+    day = next(h for h in rows(a, "chain_heads", "seq") if h["kind"] == "day")
+    statement, signature = heads.sign(
+        load_key(key_path(devices[0])), 3, first["chain_hash"], first["at"], heads.DAY
+    )
+    sql(
+        early,
+        (
+            "INSERT INTO chain_heads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [day["device_key"], "day", day["label"], 3, first["chain_hash"], first["at"],
+             statement.decode(), signature],
+        ),
+    )  # fmt: skip
+    day_seq = "SELECT seq FROM chain_heads WHERE kind = 'day'"
+    assert _table(early, day_seq) == [(3,)] and _table(a, day_seq) == [(6,)]
+    assert _verify(early, capsys)[0] == 0
+    for order in ((early, a), (a, early)):
+        fleet = tmp_path / f"fleet-{order[0].stem}.db"
+        _merge(capsys, *order, "-o", fleet)
+        assert _table(fleet, day_seq) == [(6,)]
+        assert _verify(fleet, capsys)[0] == 0
+
+
+# case: (the statements that tamper with the third measurement's chain, the kinds expected)
+TAMPER = {
+    "altered": (["UPDATE measurements SET url = url || '?x' WHERE seq = 3"], {"altered": 1}),
+    # named by its successor's link and by the first round's signed head
+    "removed": (["DELETE FROM measurements WHERE seq = 3"], {"removed": 2}),
+    "inserted": (
+        [
+            "CREATE TEMP TABLE t AS SELECT * FROM measurements WHERE seq = 3",
+            "UPDATE t SET id = 'forged', seq = NULL, chain_hash = NULL, record_hash = NULL, "
+            "chain_prev = NULL",
+            "INSERT INTO measurements SELECT * FROM t",
+        ],
+        {"inserted": 1},
+    ),
+    "reordered": (
+        [
+            "UPDATE measurements SET seq = -1 WHERE seq = 3",
+            "UPDATE measurements SET seq = 3 WHERE seq = 4",
+            "UPDATE measurements SET seq = 4 WHERE seq = -1",
+        ],
+        {"reordered": 2},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPER))
+def test_a_tampered_chain_is_named_per_device_and_its_rows_marked_unverified(
+    devices: tuple[Path, Path],
+    tmp_path: Path,
+    case: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    statements, kinds = TAMPER[case]
+    hostile, honest = _copies(devices, tmp_path)
+    named = str(next(r["id"] for r in rows(hostile) if r["seq"] == 3))
+    sql(hostile, *statements)
+    key, good = _key(hostile), _key(honest)
+    fleet = tmp_path / "fleet.db"
+    out = _merge(capsys, hostile, honest, "-o", fleet)
+    who = (
+        f"device {key}: its chain does not verify"
+        if case != "inserted"
+        else ("measurements in no chain")
+    )
+    (note,) = [n for n in out.split("; ") if who in n]
+    assert re.search(rf"\(.*\b{kinds[case]} {case}\b.*\): merged as stored", note), out
+    assert f"device {good}: its chain verifies (6 measurements" in out
+    subjects = "forged" if case == "inserted" else named
+    problems = _table(fleet, "SELECT device_key, subject, kind, source FROM chain_problems")
+    assert (key if case != "inserted" else "", subjects, case) in [p[:3] for p in problems]
+    assert all(p[0] != good for p in problems)
+    flagged = {str(r[0]) for r in _table(fleet, "SELECT id FROM unverified_measurements")}
+    merged_hostile = {str(r["id"]) for r in rows(hostile, order="id")}
+    if case == "inserted":
+        assert flagged == {"forged"}
+    else:  # every measurement of the device whose chain failed, and none of the other's
+        assert flagged == merged_hostile
+    # The fleet's own verification names the same measurement, and nothing of the other.
+    code, lines = _verify(fleet, capsys)
+    assert code == 1
+    assert any(line.startswith(f"{subjects}: {case}:") for line in lines), lines
+    honest_ids = {str(r["id"]) for r in rows(honest)}
+    assert not any(line.split(":")[0] in honest_ids for line in lines)
+    assert any(line.startswith(f"device {good}: seq 1..6, 3 signed heads") for line in lines)
+
+
+def test_a_device_chain_rewritten_whole_is_caught_by_its_heads_in_the_fleet(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every hash and link recomputed after an alteration: the merge and the fleet both say
+    the chain is not what the device signed."""
+    from probe.evidence import canonical
+
+    hostile, honest = _copies(devices, tmp_path)
+    sql(hostile, "UPDATE measurements SET url = url || '?x' WHERE seq = 2")
+    prev, prev_id = canonical.GENESIS, None
+    for r in rows(hostile):
+        rh = canonical.record_hash(r)
+        prev = canonical.link(prev, rh)
+        sql(
+            hostile,
+            (
+                "UPDATE measurements SET record_hash = ?, chain_hash = ?, chain_prev = ? "
+                "WHERE id = ?",
+                [rh, prev, prev_id, r["id"]],
+            ),
+        )
+        prev_id = r["id"]
+    fleet = tmp_path / "fleet.db"
+    out = _merge(capsys, hostile, honest, "-o", fleet)
+    assert f"device {_key(hostile)}: its chain does not verify (" in out
+    assert "not as signed" in out
+    code, lines = _verify(fleet, capsys)
+    assert code == 1 and any(": not as signed:" in line for line in lines), lines
+
+
+def test_a_second_claim_to_a_place_in_a_chain_is_held_by_neither(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that copies a device's chain under new ids claims the same places: neither
+    claim stays (without the device's key the merge cannot tell them apart by their rows),
+    both are named, a later merge keeps the places out, and the fleet says them removed."""
+    honest, other = _copies(devices, tmp_path)
+    squatter = tmp_path / "squatter.db"
+    shutil.copy(honest, squatter)
+    sql(squatter, "UPDATE measurements SET id = id || '-s' WHERE seq IN (5, 6)")
+    for order in ((honest, squatter, other), (squatter, honest, other)):
+        fleet = tmp_path / f"fleet-{order[0].stem}.db"
+        out = _merge(capsys, *order, "-o", fleet)
+        lines = out.splitlines()
+        assert "4 measurements added, 0 already there, 0 quarantined" in lines[0] or (
+            "6 measurements added, 0 already there, 0 quarantined" in lines[0]
+        )
+        ids = {str(r["id"]) for r in rows(fleet)}
+        for r in rows(honest):
+            assert (str(r["id"]) in ids) == (r["seq"] <= 4)
+        assert not any(i.endswith("-s") for i in ids)
+        disputed = _table(fleet, "SELECT row_id FROM quarantine WHERE tbl = 'chain'")
+        assert {str(d[0]).rsplit(":", 1)[1] for d in disputed} == {"5", "6"}
+        out = _merge(capsys, honest, "-o", fleet)  # kept out
+        assert "0 measurements added, 4 already there, 2 quarantined" in out
+        code, verified = _verify(fleet, capsys)
+        assert code == 1
+        assert any(": removed:" in line and "signed head" in line for line in verified)
+        assert any(line.startswith(f"device {_key(other)}: seq 1..6") for line in verified)
+    _fleet_works(fleet, capsys)

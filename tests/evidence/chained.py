@@ -1,0 +1,100 @@
+"""Chained databases for the evidence tests, built once here: real rounds against the loopback
+world stored by ``probe run`` (each its own device, key beside it), and the sqlite3 helpers
+the tests tamper and read with. Used by the tests of verify, bundles, merge and prune."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from probe.evidence import canonical, heads
+from probe.evidence.keys import DeviceKey
+from tests.runs import run_args
+from tests.world import World
+
+
+def rounds_db(world: World, folder: Path, name: str = "p.db", rounds: int = 2) -> Path:
+    """``folder/name``: ``rounds`` real rounds of two targets and a control (three
+    measurements each, bodies among them), every head signed, the WAL checkpointed into the
+    file so that a copy of it (with its key, ``name.key``) is whole."""
+    from probe.cli import main
+
+    targets = folder / "t.yaml"
+    targets.write_text(
+        "targets:\n"
+        f"  - {{name: news, url: '{world.http('news.test')}'}}\n"
+        f"  - {{name: blocked, url: '{world.http('blocked.test')}'}}\n"
+        "controls:\n"
+        f"  - {{name: ctl, url: '{world.https('news.test')}'}}\n",
+        encoding="utf-8",
+    )
+    db = folder / name
+    for _ in range(rounds):
+        assert main(run_args(world, targets, db)) == 0
+    checkpoint(db)
+    return db
+
+
+def checkpoint(db: Path) -> None:
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+
+
+def sql(db: Path, *statements: str | tuple[str, list[object]]) -> None:
+    """Statements run on ``db`` through sqlite3, as anyone holding the file could."""
+    con = sqlite3.connect(db)
+    try:
+        for s in statements:
+            text, params = (s, []) if isinstance(s, str) else s
+            con.execute(text, params)
+        con.commit()
+    finally:
+        con.close()
+
+
+def rows(db: Path, table: str = "measurements", order: str = "seq") -> list[dict[str, Any]]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+    finally:
+        con.close()
+
+
+def rechain(db: Path, key: DeviceKey | None = None) -> DeviceKey:
+    """``db``'s chain made again, as a probe with ``key`` (a new one by default) would have
+    made it for the rows the file holds now: every record hashed and linked in ``seq`` order,
+    every head signed again at the same place, time and kind. Another device's database is a
+    copy of one, its ids renamed, then rechained."""
+    key = key or DeviceKey.generate()
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        prev, prev_id, at_seq = canonical.GENESIS, None, {}
+        for r in list(con.execute("SELECT * FROM measurements WHERE seq IS NOT NULL ORDER BY seq")):
+            row = {**dict(r), "device_key": key.public}
+            record_hash = canonical.record_hash(row)
+            prev = canonical.link(prev, record_hash)
+            con.execute(
+                "UPDATE measurements SET device_key = ?, chain_prev = ?, record_hash = ?, "
+                "chain_hash = ? WHERE rowid = (SELECT rowid FROM measurements WHERE id = ?)",
+                [key.public, prev_id, record_hash, prev, row["id"]],
+            )
+            prev_id, at_seq[int(row["seq"])] = row["id"], prev
+        for h in list(con.execute("SELECT * FROM chain_heads")):
+            statement, signature = heads.sign(key, h["seq"], at_seq[h["seq"]], h["at"], h["kind"])
+            con.execute(
+                "UPDATE chain_heads SET device_key = ?, chain_hash = ?, statement = ?, "
+                "signature = ? WHERE device_key = ? AND kind = ? AND label = ?",
+                [key.public, at_seq[h["seq"]], statement.decode(), signature,
+                 h["device_key"], h["kind"], h["label"]],
+            )  # fmt: skip
+        con.execute("UPDATE rounds SET device_key = ?", [key.public])
+        con.commit()
+    finally:
+        con.close()
+    return key
