@@ -1358,23 +1358,60 @@ def report(
 @cli.command()
 @click.argument("sources", nargs=-1, required=True, metavar="DB...")
 @click.option("-o", "--output", required=True, metavar="FILE", help="The merged database.")
-def merge(sources: tuple[str, ...], output: str) -> None:
+@click.option(
+    "--timestamp",
+    "tsa_url",
+    metavar="URL",
+    help="Then ask this RFC 3161 timestamp authority to stamp the signed chain heads merged.",
+)
+@click.option(
+    "--tsa-ca",
+    metavar="FILE",
+    help="The TSA's root certificate(s), PEM: each token is verified against them.",
+)
+def merge(sources: tuple[str, ...], output: str, tsa_url: str | None, tsa_ca: str | None) -> None:
     """Merge probe databases (several volunteers') into one; merging twice adds nothing.
+    With --timestamp, the analyst (never a volunteer's probe) then obtains a timestamp of
+    every signed chain head not stamped by that authority yet; probe verify shows them.
 
     \b
     Example:
       probe merge hanoi.db saigon.db -o fleet.db
+      probe merge hanoi.db -o fleet.db --timestamp https://tsa.example/tsr --tsa-ca tsa.pem
     """
     from probe.analyst.merge import merge as run_merge
 
+    roots = None
+    if tsa_url is not None:
+        from probe.analyst.timestamp import load_roots
+
+        if tsa_ca is None:
+            raise UsageInputError(_("--timestamp needs --tsa-ca FILE, the TSA's root certificate"))
+        roots = load_roots(tsa_ca)
     for line in run_merge(list(sources), output):
         click.echo(line)
+    if tsa_url is not None and roots is not None:
+        from probe.analyst.timestamp import timestamp_heads
+
+        stamped = timestamp_heads(output, tsa_url, roots)
+        click.echo(
+            ngettext(
+                "{path}: {n} signed head timestamped by {url}",
+                "{path}: {n} signed heads timestamped by {url}",
+                len(stamped),
+            ).format(path=output, n=len(stamped), url=tsa_url)
+        )
 
 
 @cli.command()
 @click.argument("database", metavar="DB", type=click.Path(dir_okay=False), required=False)
 @click.option("--bundle", metavar="FILE", help="Check an evidence bundle instead (probe evidence).")
-def verify(database: str | None, bundle: str | None) -> int:
+@click.option(
+    "--tsa-ca",
+    metavar="FILE",
+    help="Check each timestamp (probe merge --timestamp) against these TSA root certificates.",
+)
+def verify(database: str | None, bundle: str | None, tsa_ca: str | None) -> int:
     """Check that a probe database is whole: every measurement's hash, every link of its
     chain, every body and every signed head. One line per problem, naming the measurement
     and what happened to it (altered, removed, inserted, reordered, body swapped); exit
@@ -1399,9 +1436,14 @@ def verify(database: str | None, bundle: str | None) -> int:
     from probe.analyst.verify import Summary
     from probe.analyst.verify import verify as run_verify
 
+    roots = None
+    if tsa_ca is not None:
+        from probe.analyst.timestamp import load_roots
+
+        roots = load_roots(tsa_ca)
     summary = Summary()
     gettext = translator(_lang).gettext
-    for problem in run_verify(database, summary):
+    for problem in run_verify(database, summary, roots):
         click.echo(problem.line(gettext))
     chains = len([d for d in summary.chains.values() if d.measurements])
     counted = {
@@ -1447,6 +1489,23 @@ def verify(database: str | None, bundle: str | None) -> int:
                 summary.unchained,
             ).format(n=summary.unchained)
         )
+    if summary.timestamps:
+        stamped = ngettext(
+            "{n} signed head timestamped", "{n} signed heads timestamped", summary.timestamps
+        ).format(n=summary.timestamps)
+        if summary.timestamps_bad:
+            click.echo(
+                ngettext("{stamped}; {n} does not hold", "{stamped}; {n} do not hold",
+                         summary.timestamps_bad).format(stamped=stamped, n=summary.timestamps_bad)
+            )  # fmt: skip
+        elif summary.timestamps_checked:
+            click.echo(_("{stamped}; every timestamp holds").format(stamped=stamped))
+        else:
+            click.echo(
+                _("{stamped}; not checked (give --tsa-ca FILE, the TSA's root)").format(
+                    stamped=stamped
+                )
+            )
     return 1 if summary.problems else 0
 
 

@@ -32,7 +32,7 @@ import dataclasses
 import functools
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ BODY_SWAPPED = "body swapped"
 BODY_REMOVED = "body removed"
 BAD_SIGNATURE = "bad signature"
 NOT_AS_SIGNED = "not as signed"
+BAD_TIMESTAMP = "bad timestamp"
 
 BODY_CACHE = 4096  # body content hashes kept while verifying (bodies are shared by rounds)
 
@@ -78,6 +79,7 @@ class Device:
     heads: int = 0
     signed_seq: int = 0
     last_signed: str | None = None
+    stamped: int = 0  # of its signed heads, those with a timestamp
 
 
 @dataclass
@@ -85,6 +87,9 @@ class Summary:
     chains: dict[str, Device] = field(default_factory=dict)
     unchained: int = 0
     problems: int = 0
+    timestamps: int = 0  # RFC 3161 tokens on signed heads (probe merge --timestamp)
+    timestamps_checked: bool = False  # each checked against the TSA roots given
+    timestamps_bad: int = 0
 
     @property
     def measurements(self) -> int:
@@ -101,25 +106,30 @@ KINDS = (
     N_("body removed"),
     N_("bad signature"),
     N_("not as signed"),
+    N_("bad timestamp"),
 )
 
 
-def verify(path: str | Path, summary: Summary | None = None) -> Iterator[Problem]:
+def verify(
+    path: str | Path, summary: Summary | None = None, roots: Sequence[Any] | None = None
+) -> Iterator[Problem]:
     """Every problem of the database at ``path`` (see the contract); ``summary`` is filled
-    as they are read. Raises :class:`~probe.errors.StoreError` for what is not a probe
-    database."""
+    as they are read; ``roots`` (the TSA's root certificates) check each timestamp's token.
+    Raises :class:`~probe.errors.StoreError` for what is not a probe database."""
     summary = summary if summary is not None else Summary()
     store = Store.open_source(path)
     conn = store.db.conn
     try:
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA query_only = ON")
-        yield from check(conn, summary)
+        yield from check(conn, summary, roots)
     finally:
         store.close()
 
 
-def check(conn: sqlite3.Connection, summary: Summary | None = None) -> Iterator[Problem]:
+def check(
+    conn: sqlite3.Connection, summary: Summary | None = None, roots: Sequence[Any] | None = None
+) -> Iterator[Problem]:
     """Every problem of the probe database open on ``conn`` (see the contract), reading
     only; ``summary`` is filled as they are read. The caller opens the connection (``probe
     merge`` its read-only, immutable source) and keeps triggers and views from running."""
@@ -127,6 +137,54 @@ def check(conn: sqlite3.Connection, summary: Summary | None = None) -> Iterator[
     for p in _check(conn, summary):
         summary.problems += 1
         yield p
+    for p in _timestamps(conn, summary, roots):
+        summary.problems += 1
+        summary.timestamps_bad += 1
+        yield p
+
+
+def _timestamps(
+    conn: sqlite3.Connection, summary: Summary, roots: Sequence[Any] | None
+) -> Iterator[Problem]:
+    """A fleet database's timestamps (``probe merge --timestamp``): each token's stored
+    digest is its head's as stored now; with ``roots``, the token verifies for it
+    (:func:`probe.analyst.timestamp.verify`: the TSA's signature and chain, the imprint)."""
+    if "timestamps" not in chain.tables(conn) or "chain_heads" not in chain.tables(conn):
+        return
+    from probe.analyst import timestamp
+    from probe.errors import TimestampError
+
+    summary.timestamps_checked = bool(roots)
+    for h, token, stored in chain.timestamps(conn):
+        summary.timestamps += 1
+        subject = f"head {h['kind']} {h['label']}"
+        d = summary.chains.setdefault(str(h["device_key"]), Device(str(h["device_key"])))
+        d.stamped += 1
+        try:
+            digest = timestamp.head_digest(
+                str(h["device_key"]), int(h["seq"]), h["chain_hash"], h["signature"]
+            )
+        except (TimestampError, TypeError, ValueError):
+            digest = b""
+        if digest != stored:
+            yield Problem(
+                BAD_TIMESTAMP,
+                subject,
+                N_("its timestamp is for another state of the head"),
+                device=d.key,
+            )
+            continue
+        if roots:
+            try:
+                timestamp.verify(token, digest, roots=roots)
+            except TimestampError as exc:
+                yield Problem(
+                    BAD_TIMESTAMP,
+                    subject,
+                    N_("its timestamp does not hold ({why})"),
+                    {"why": str(exc)[:200]},
+                    device=d.key,
+                )
 
 
 def _check(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:

@@ -177,6 +177,20 @@ def chain_heads(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
         yield _dict(cursor, r)
 
 
+def timestamps(conn: sqlite3.Connection) -> Iterator[tuple[dict[str, Any], bytes, bytes]]:
+    """(head, token, stamped digest) of every timestamp of a head (``probe merge
+    --timestamp``'s ``timestamps`` table), by device and head."""
+    cursor = conn.execute(
+        "SELECT h.device_key, h.kind, h.label, h.seq, h.chain_hash, h.signature, t.token, "
+        "t.digest FROM timestamps AS t JOIN chain_heads AS h ON h.rowid = t.head_id "
+        "ORDER BY h.device_key, h.seq, h.kind, t.tsa_url"
+    )
+    for r in cursor:
+        head = {d[0]: v for d, v in zip(cursor.description[:6], r[:6], strict=True)}
+        token, digest = (v if isinstance(v, bytes) else b"" for v in r[6:8])
+        yield head, token, digest
+
+
 def body_data(conn: sqlite3.Connection, key: str) -> bytes | None:
     row = conn.execute("SELECT data FROM bodies WHERE sha256 = ?", [key]).fetchone()
     return None if row is None else row[0]
