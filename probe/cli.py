@@ -886,6 +886,13 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
         if not click.confirm(agree, default=False):
             click.echo(_("Nothing written."), err=True)
             return 1
+    # The device key first: a key that cannot be made (a file there that is no key, a folder
+    # not ours) refuses before the settings are written.
+    from probe.evidence.keys import ensure_key, key_path
+
+    key_file = key_path(Path(db).expanduser())
+    kept = key_file.exists()
+    key = ensure_key(key_file)
     if token:
         given["helper_token_file"] = str(init_mod.write_token(path.parent, token))
     text = init_mod.settings_file(given)
@@ -894,6 +901,22 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
         init_mod.share_with_service(path)
     load_settings({}, str(path))  # the file we wrote reads back
     click.echo(_("Settings written to {path}.").format(path=path))
+    click.echo(
+        (
+            _("Device key kept: {path} (its public key, which names this probe: {key})")
+            if kept
+            else _("Device key made: {path} (its public key, which names this probe: {key})")
+        ).format(path=key_file, key=key.public)
+    )
+    if service:
+        # DynamicUser=yes: the service's user does not exist yet; systemd hands the
+        # StateDirectory, key included, to it at each start (a recursive chown).
+        click.echo(
+            _(
+                "systemd gives the key to the service's own user when the service starts; "
+                "until then it is private to you."
+            )
+        )
     if service:
         click.echo(
             _(
