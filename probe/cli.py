@@ -1504,6 +1504,19 @@ def verify(database: str | None, bundle: str | None, tsa_ca: str | None) -> int:
                     "device {key}: seq {where} linked after its last signed head, not yet signed"
                 ).format(key=d.key, where=where)
             )
+    if summary.pruned:
+        click.echo(
+            ngettext(
+                "{n} measurement pruned from {chains}, as its device recorded and signed",
+                "{n} measurements pruned from {chains}, as their devices recorded and signed",
+                summary.pruned,
+            ).format(
+                n=summary.pruned,
+                chains=ngettext("{n} chain", "{n} chains", summary.pruned_chains).format(
+                    n=summary.pruned_chains
+                ),
+            )
+        )
     if summary.unchained:
         click.echo(
             ngettext(

@@ -308,7 +308,20 @@ def _segments(
             start = canonical.GENESIS
         else:
             before = chain.at_seq(conn, device, first - 1)
-            start = str(before[0]["chain_hash"]) if before else canonical.GENESIS
+            if before:
+                start = str(before[0]["chain_hash"])
+            else:  # pruned: the chain hash its device's signed prune record kept
+                start = next(
+                    (
+                        r.last_chain_hash
+                        for _, r in chain.prunes(conn)
+                        if r is not None
+                        and r.own
+                        and r.device_key == device
+                        and r.last == first - 1
+                    ),
+                    canonical.GENESIS,
+                )
         cursor = conn.execute(
             "SELECT seq, id, chain_prev, record_hash, chain_hash FROM measurements "
             "WHERE device_key = ? AND seq BETWEEN ? AND ? ORDER BY seq",

@@ -60,7 +60,8 @@ verifies", or "its chain does not verify (2 reordered, ...)". The chain columns 
 ``seq``, ``chain_prev``, ``record_hash``, ``chain_hash``, ``body_digests``) are carried as the
 device stored them, and a chained row's ``device_id`` is never filled in (the record hash
 covers both). A source's signed heads are carried when they hold (of two heads of one device,
-kind and label, the later place stays). The measurements of a device whose chain does not
+kind and label, the later place stays), and so are its prune records (m011) that hold. The
+measurements of a device whose chain does not
 verify are merged *as stored* and marked: one ``unverified_measurements`` row each, one
 ``chain_problems`` row per problem found (both fleet-only tables, see
 :data:`CHAIN_PROBLEMS_SQL`). Merged as stored, not quarantined, because the evidence of the
@@ -101,6 +102,7 @@ from probe.classify import classify
 from probe.classify.throughput import analyse
 from probe.errors import MergeError
 from probe.evidence import heads as heads_mod
+from probe.evidence import pruned as pruned_mod
 from probe.failures import scrub
 from probe.model import ControlEvidence, HTTPTransaction, Observations, ThroughputRecord
 from probe.store import Store, migrations
@@ -779,6 +781,7 @@ class Merger:
         self.rounds()
         self.orphans()
         self.heads()
+        self.prunes()
         self.chain_problems()
         self.q.close()
         self.result.quarantined = self.q.count - self.result.taken_out
@@ -1017,6 +1020,42 @@ class Merger:
                 "statement = excluded.statement, signature = excluded.signature "
                 "WHERE excluded.seq > chain_heads.seq",
                 [key, kind, label, seq, chain_hash, at, statement, signature],
+            )
+
+    def prunes(self) -> None:
+        """The source's prune records (m011) that hold, as ``probe verify`` reads them (signed by
+        the device whose chain they prune, their columns what they signed), into the output's
+        ``chain_pruned``: of two records of one device starting at one seq, the longer stays."""
+        if self.chain is None or self.chain.unreadable is not None:
+            return
+        names = {
+            t for (t,) in self.source.read("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "chain_pruned" not in names:
+            return
+        for row in self.source.read(
+            "SELECT device_key, first_seq, last_seq, last_chain_hash, at, by_key, statement, "
+            "signature FROM chain_pruned WHERE length(CAST(statement AS BLOB)) <= 4096 "
+            "AND length(CAST(signature AS BLOB)) <= 200"
+        ):
+            statement, signature = row[6], row[7]
+            if not (isinstance(statement, str) and isinstance(signature, str)):
+                continue
+            record = pruned_mod.check(statement.encode(), signature)
+            if record is None or not record.own:
+                continue
+            said = (record.device_key, record.first, record.last, record.last_chain_hash,
+                    record.at, record.by)  # fmt: skip
+            if tuple(row[:6]) != said:
+                continue
+            self.out.execute(
+                "INSERT INTO chain_pruned (device_key, first_seq, last_seq, last_chain_hash, at, "
+                "by_key, statement, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_key, first_seq) DO UPDATE SET last_seq = excluded.last_seq, "
+                "last_chain_hash = excluded.last_chain_hash, at = excluded.at, "
+                "by_key = excluded.by_key, statement = excluded.statement, "
+                "signature = excluded.signature WHERE excluded.last_seq > chain_pruned.last_seq",
+                [*said, statement, signature],
             )
 
     def chain_problems(self) -> None:

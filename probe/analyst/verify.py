@@ -6,8 +6,10 @@ that is not as the probe stored it, each naming the measurement by id and the ca
 
 - ``altered``: a chained measurement's record no longer matches its ``record_hash``;
 - ``removed``: a place in a chain is empty (named by the id its successor's ``chain_prev``
-  holds, or by the signed head that covers it), or a measurement the migration listed as
-  stored before the chain began is gone;
+  holds, or by the signed head that covers it) and no prune its own device recorded and
+  signed covers it (``chain_pruned``, m011: such places are counted as pruned, and the link of
+  the measurement after a pruned range is checked against the pruned one's chain hash), or a
+  measurement the migration listed as stored before the chain began is gone;
 - ``inserted``: a measurement in no chain stored after the chain began, one whose link does
   not hold (a place forged for it), or a second one claiming a place already taken;
 - ``reordered``: a measurement whose link holds after another place than its ``seq`` says;
@@ -90,6 +92,8 @@ class Summary:
     timestamps: int = 0  # RFC 3161 tokens on signed heads (probe merge --timestamp)
     timestamps_checked: bool = False  # each checked against the TSA roots given
     timestamps_bad: int = 0
+    pruned: int = 0  # places of a chain its own device's prune recorded and signed
+    pruned_chains: int = 0
 
     @property
     def measurements(self) -> int:
@@ -191,8 +195,9 @@ def _check(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
     if "seq" not in chain.columns(conn, "measurements"):  # made before the chain
         summary.unchained = int(conn.execute("SELECT count(*) FROM measurements").fetchone()[0])
         return
-    yield from _chains(conn, summary)
-    yield from _heads(conn, summary)
+    prunes = _prunes(conn, summary)
+    yield from _chains(conn, summary, prunes)
+    yield from _heads(conn, summary, prunes)
     for mid, listed in chain.unchained(conn):
         if listed:
             summary.unchained += 1
@@ -202,13 +207,68 @@ def _check(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
         yield Problem(REMOVED, mid, N_("stored before the chain began"))
 
 
-def _chains(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+class Prunes:
+    """The ranges of each chain that its own device's prunes recorded and signed
+    (``probe.evidence.pruned``); a record signed by any other key, or whose columns are not
+    what it signed, counts for nothing (its places read as removed)."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[str, list[tuple[int, int, str]]] = {}
+
+    def add(self, device: str, first: int, last: int, last_chain_hash: str) -> None:
+        self.ranges.setdefault(device, []).append((first, last, last_chain_hash))
+
+    def covers(self, device: str, seq: int) -> bool:
+        return any(a <= seq <= b for a, b, _ in self.ranges.get(device, ()))
+
+    def uncovered(self, device: str, first: int, last: int) -> list[tuple[int, int]]:
+        """The runs of ``first..last`` no range covers."""
+        out: list[tuple[int, int]] = []
+        n = first
+        for a, b, _ in sorted(self.ranges.get(device, ())):
+            if b < n or a > last:
+                continue
+            if a > n:
+                out.append((n, a - 1))
+            n = max(n, b + 1)
+        if n <= last:
+            out.append((n, last))
+        return out
+
+    def ending(self, device: str, seq: int) -> str | None:
+        """The chain hash of the pruned place ``seq``, when a range ends there."""
+        return next((h for a, b, h in self.ranges.get(device, ()) if b == seq), None)
+
+
+def _prunes(conn: sqlite3.Connection, summary: Summary) -> Prunes:
+    found = Prunes()
+    chains: set[str] = set()
+    for row, record in chain.prunes(conn):
+        if record is None or not record.own:
+            continue
+        if (record.device_key, record.first, record.last, record.last_chain_hash) != (
+            row["device_key"],
+            row["first_seq"],
+            row["last_seq"],
+            row["last_chain_hash"],
+        ) or not _is_hash(record.last_chain_hash):
+            continue
+        found.add(record.device_key, record.first, record.last, record.last_chain_hash)
+        summary.pruned += record.last - record.first + 1
+        chains.add(record.device_key)
+    summary.pruned_chains = len(chains)
+    return found
+
+
+def _chains(conn: sqlite3.Connection, summary: Summary, prunes: Prunes) -> Iterator[Problem]:
     at = [""]  # the device of the row being read: every problem is of its chain
-    for p in _chain_problems(conn, summary, at):
+    for p in _chain_problems(conn, summary, at, prunes):
         yield dataclasses.replace(p, device=at[0])
 
 
-def _chain_problems(conn: sqlite3.Connection, summary: Summary, at: list[str]) -> Iterator[Problem]:
+def _chain_problems(
+    conn: sqlite3.Connection, summary: Summary, at: list[str], prunes: Prunes
+) -> Iterator[Problem]:
     body_hash = functools.lru_cache(maxsize=BODY_CACHE)(
         lambda key: chain.body_content_hash(chain.body_data(conn, key))
     )
@@ -242,7 +302,7 @@ def _chain_problems(conn: sqlite3.Connection, summary: Summary, at: list[str]) -
                 ALTERED, mid, N_("its record no longer matches its hash (seq {seq})"), {"seq": seq}
             )
         yield from _bodies(row, body_hash, altered)
-        for p in _link(conn, row, prev):
+        for p in _link(conn, row, prev, prunes):
             if p.kind == REORDERED:
                 moved = p
             else:
@@ -293,7 +353,7 @@ def _bodies(row: dict[str, Any], body_hash: Any, altered: bool) -> Iterator[Prob
 
 
 def _link(
-    conn: sqlite3.Connection, row: dict[str, Any], prev: dict[str, Any] | None
+    conn: sqlite3.Connection, row: dict[str, Any], prev: dict[str, Any] | None, prunes: Prunes
 ) -> Iterator[Problem]:
     """The problems of one measurement's place in its chain, ``prev`` the one read before it
     (None at the chain's start)."""
@@ -317,8 +377,22 @@ def _link(
     before = prev if prev is not None and prev["id"] == named else chain.at_id(conn, str(named))
     if before is None:
         first = int(prev["seq"]) + 1 if prev is not None else 1
+        device = str(row["device_key"])
+        pruned_hash = prunes.ending(device, seq - 1) if first < seq else None
+        if pruned_hash is not None and not prunes.uncovered(device, first, seq - 1):
+            # every place before it pruned, as its device recorded and signed: its link
+            # must still hold after the last one pruned
+            if canonical.link(pruned_hash, record_hash) != chain_hash:
+                yield Problem(
+                    INSERTED,
+                    mid,
+                    N_("its link to the chain does not hold (seq {seq})"),
+                    {"seq": seq},
+                )
+            return
         if first < seq:
-            where = f"{first}..{seq - 1}" if first < seq - 1 else str(first)
+            gaps = prunes.uncovered(device, first, seq - 1) or [(first, seq - 1)]
+            where = ", ".join(f"{a}..{b}" if a < b else str(a) for a, b in gaps)
             yield Problem(
                 REMOVED, str(named), N_("seq {where} of its chain is missing"), {"where": where}
             )
@@ -346,13 +420,15 @@ def _link(
         )
 
 
-def _heads(conn: sqlite3.Connection, summary: Summary) -> Iterator[Problem]:
+def _heads(conn: sqlite3.Connection, summary: Summary, prunes: Prunes) -> Iterator[Problem]:
     at = [""]  # the device the head being read names
-    for p in _head_problems(conn, summary, at):
+    for p in _head_problems(conn, summary, at, prunes):
         yield dataclasses.replace(p, device=at[0])
 
 
-def _head_problems(conn: sqlite3.Connection, summary: Summary, at: list[str]) -> Iterator[Problem]:
+def _head_problems(
+    conn: sqlite3.Connection, summary: Summary, at: list[str], prunes: Prunes
+) -> Iterator[Problem]:
     missing: set[tuple[str, int]] = set()
     for h in chain.chain_heads(conn):
         at[0] = str(h["device_key"])
@@ -377,6 +453,8 @@ def _head_problems(conn: sqlite3.Connection, summary: Summary, at: list[str]) ->
             d.signed_seq, d.last_signed = head.seq, head.at
         rows = chain.at_seq(conn, head.device_key, head.seq)
         if not rows:
+            if prunes.covers(head.device_key, head.seq):
+                continue  # its place pruned, as its device recorded and signed
             if (head.device_key, head.seq) not in missing:
                 missing.add((head.device_key, head.seq))
                 yield Problem(

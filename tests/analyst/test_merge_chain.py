@@ -16,7 +16,7 @@ import pytest
 from probe.evidence import heads
 from probe.evidence.keys import key_path, load_key
 from tests.analyst.test_merge_hostile import _fleet_works
-from tests.evidence.chained import rounds_db, rows, sql
+from tests.evidence.chained import NEW, OLD, dated_db, rounds_db, rows, sql
 from tests.runs import run_fresh
 from tests.world import World
 
@@ -251,3 +251,22 @@ def test_a_second_claim_to_a_place_in_a_chain_is_held_by_neither(
         assert any(": removed:" in line and "signed head" in line for line in verified)
         assert any(line.startswith(f"device {_key(other)}: seq 1..6") for line in verified)
     _fleet_works(fleet, capsys)
+
+
+def test_a_pruned_source_merges_and_its_prune_is_carried(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A volunteer who pruned: the signed record of the prune goes into the fleet with the
+    chain, so the fleet's verification says pruned too, not removed."""
+    pruned = dated_db(tmp_path / "pruned.db", [("success_http", OLD)] * 2 + [("success_http", NEW)])
+    code, _, err = run_fresh(
+        ["prune", "--db", str(pruned), "--older-than", "180d", "--yes"], capsys
+    )
+    assert code == 0, err
+    fleet = tmp_path / "fleet.db"
+    out = _merge(capsys, pruned, _copies(devices, tmp_path)[1], "-o", fleet)
+    assert f"device {_key(pruned)}: its chain verifies (1 measurements" in out
+    assert len(rows(fleet, "chain_pruned", "first_seq")) == 1
+    code, lines = _verify(fleet, capsys)
+    assert code == 0, lines
+    assert "2 measurements pruned from 1 chain, as their devices recorded and signed" in lines

@@ -5,6 +5,7 @@ the tests tamper and read with. Used by the tests of verify, bundles, merge and 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,26 @@ def rounds_db(world: World, folder: Path, name: str = "p.db", rounds: int = 2) -
     for _ in range(rounds):
         assert main(run_args(world, targets, db)) == 0
     checkpoint(db)
+    return db
+
+
+OLD, NEW = "2026-01-0{}T10:00:00.000Z", "2026-12-0{}T10:00:00.000Z"  # day templates
+
+
+def dated_db(db: Path, plan: list[tuple[str, str]]) -> Path:
+    """A chained database made through the store, one round a day: ``plan`` holds (golden
+    scenario, day template such as :data:`OLD`) per measurement, in order (ids m1, m2, ...);
+    each round's end signs its head."""
+    from probe.store import RoundRecord, Store
+    from tests.dbs import measurement
+
+    store = Store.open(db)
+    for i, (name, when) in enumerate(plan, 1):
+        at = when.format(i % 10)
+        r = RoundRecord(id=f"r{i}", device_id=store.device_id, started_at=at, kind="run")
+        store.save(measurement(name, f"m{i}", started_at=at))
+        store.save_round(replace(r, finished_at=at.replace("10:00", "10:05"), status="ok"))
+    store.close()
     return db
 
 
