@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from probe.analyst import bundle_verifier
 from probe.evidence import canonical
 from probe.words import translate
-from tests.evidence.chained import rounds_db, rows
+from tests.evidence.chained import rounds_db, rows, standalone
 from tests.runs import run_fresh
 from tests.world import World
 
@@ -59,36 +57,6 @@ def rewrite(src: Path, dst: Path, changed: dict[str, bytes | None]) -> Path:
             if new is not None:
                 z.writestr(name, new)
     return dst
-
-
-def standalone(bundle: Path, where: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The bundle's own verifier, unzipped alone into ``where`` (no database, no checkout),
-    run in a separate, isolated interpreter (``-I``: no PYTHONPATH, no user site) in which
-    ``import probe`` fails, as on a machine without the probe."""
-    if where.exists():
-        shutil.rmtree(where)
-    with zipfile.ZipFile(bundle) as z:
-        z.extractall(where)
-    folder = where / TOP
-    blocker = (
-        "import sys, runpy\n"
-        "class NoProbe:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'probe' or name.startswith('probe.'):\n"
-        "            raise ImportError('probe is not installed here')\n"
-        "sys.meta_path.insert(0, NoProbe())\n"
-        "sys.argv = ['verify_bundle.py', *sys.argv[1:]]\n"
-        "runpy.run_path('verify_bundle.py', run_name='__main__')\n"
-    )
-    assert not list(where.rglob("*.db"))
-    return subprocess.run(
-        [sys.executable, "-I", "-c", blocker, *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-    )
 
 
 def verify_bundle(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

@@ -6,17 +6,20 @@ verification names the same measurements."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sqlite3
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from probe.analyst.bundle_verifier import TOP
 from probe.evidence import heads
 from probe.evidence.keys import key_path, load_key
 from tests.analyst.test_merge_hostile import _fleet_works
-from tests.evidence.chained import NEW, OLD, dated_db, rounds_db, rows, sql
+from tests.evidence.chained import NEW, OLD, dated_db, rounds_db, rows, sql, standalone
 from tests.runs import run_fresh
 from tests.world import World
 
@@ -270,3 +273,34 @@ def test_a_pruned_source_merges_and_its_prune_is_carried(
     code, lines = _verify(fleet, capsys)
     assert code == 0, lines
     assert "2 measurements pruned from 1 chain, as their devices recorded and signed" in lines
+
+
+def test_a_fleet_bundle_of_two_devices_verifies_without_the_database(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _copies(devices, tmp_path)
+    fleet = tmp_path / "fleet.db"
+    _merge(capsys, a, b, "-o", fleet)
+    made = tmp_path / "made" / "evidence.zip"
+    made.parent.mkdir()
+    code, _, err = run_fresh(
+        ["evidence", "--db", str(fleet), "--target", "blocked", "-o", str(made)], capsys
+    )
+    assert code == 0, err
+    # Only the zip goes to the other machine: no database, no key, no checkout.
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    bundle = away / "evidence.zip"
+    shutil.copy(made, bundle)
+    for db in (a, b, fleet):
+        db.unlink()
+    with zipfile.ZipFile(bundle) as z:
+        manifest = json.loads(z.read(f"{TOP}/bundle.json"))
+    assert sorted(manifest["devices"]) == sorted({_key(devices[0]), _key(devices[1])})
+    assert len(manifest["measurements"]) == 4  # blocked, in two rounds, on two devices
+    code, out, err = run_fresh(["verify", "--bundle", str(bundle)], capsys)
+    assert code == 0, out + err
+    assert "whole: 4 measurements, each tied to a signed head" in out
+    done = standalone(bundle, tmp_path / "unzipped")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "whole: 4 measurements, each tied to a signed head" in done.stdout

@@ -4,11 +4,16 @@ the tests tamper and read with. Used by the tests of verify, bundles, merge and 
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
+import sys
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from probe.analyst import bundle_verifier
 from probe.evidence import canonical, heads
 from probe.evidence.keys import DeviceKey
 from tests.runs import run_args
@@ -119,3 +124,33 @@ def rechain(db: Path, key: DeviceKey | None = None) -> DeviceKey:
     finally:
         con.close()
     return key
+
+
+def standalone(bundle: Path, where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The bundle's own verifier, unzipped alone into ``where`` (no database, no checkout),
+    run in a separate, isolated interpreter (``-I``: no PYTHONPATH, no user site) in which
+    ``import probe`` fails, as on a machine without the probe."""
+    if where.exists():
+        shutil.rmtree(where)
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(where)
+    folder = where / bundle_verifier.TOP
+    blocker = (
+        "import sys, runpy\n"
+        "class NoProbe:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'probe' or name.startswith('probe.'):\n"
+        "            raise ImportError('probe is not installed here')\n"
+        "sys.meta_path.insert(0, NoProbe())\n"
+        "sys.argv = ['verify_bundle.py', *sys.argv[1:]]\n"
+        "runpy.run_path('verify_bundle.py', run_name='__main__')\n"
+    )
+    assert not list(where.rglob("*.db"))
+    return subprocess.run(
+        [sys.executable, "-I", "-c", blocker, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
