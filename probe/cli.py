@@ -1447,11 +1447,16 @@ def verify(database: str | None, bundle: str | None, tsa_ca: str | None) -> int:
     """
     if (database is None) == (bundle is None):
         raise UsageInputError(_("give a database (DB) or --bundle FILE, one of them"))
+    roots = None
+    if tsa_ca is not None:
+        from probe.analyst.timestamp import load_roots
+
+        roots = load_roots(tsa_ca)
     if bundle is not None:
         from probe.analyst.bundle import verify as verify_bundle
 
         t = translator(_lang)
-        code, lines = verify_bundle(bundle, t.gettext, t.ngettext)
+        code, lines = verify_bundle(bundle, t.gettext, t.ngettext, roots)
         for line in lines:
             click.echo(line)
         return code
@@ -1459,11 +1464,6 @@ def verify(database: str | None, bundle: str | None, tsa_ca: str | None) -> int:
     from probe.analyst.verify import Summary
     from probe.analyst.verify import verify as run_verify
 
-    roots = None
-    if tsa_ca is not None:
-        from probe.analyst.timestamp import load_roots
-
-        roots = load_roots(tsa_ca)
     summary = Summary()
     gettext = translator(_lang).gettext
     for problem in run_verify(database, summary, roots):

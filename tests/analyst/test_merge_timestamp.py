@@ -5,15 +5,17 @@ given the TSA's root, checks each against the head it stamps."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from probe.analyst import timestamp as ts
-from tests.evidence.chained import rounds_db, rows, sql
+from tests.evidence.chained import rounds_db, rows, sql, standalone
 from tests.runs import run_fresh
 from tests.servers.tsa import LocalTSA, Pki, local_tsa, make_pki
 from tests.world import World
@@ -148,3 +150,60 @@ def test_the_tsa_ca_is_needed_and_a_tsa_failure_is_one_line(
         capsys, devices[1], "-o", copy, "--timestamp", tsa.url, "--tsa-ca", pki.pem("root")
     )
     assert code == 0 and "2 signed heads timestamped" in out, err
+
+
+def test_a_bundle_carries_the_timestamps_of_its_heads(
+    devices: tuple[Path, Path],
+    tsa: LocalTSA,
+    pki: Pki,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fleet = tmp_path / "fleet.db"
+    ca = pki.pem("root")
+    code, _, err = _merge(capsys, *devices, "-o", fleet, "--timestamp", tsa.url, "--tsa-ca", ca)
+    assert code == 0, err
+    bundle = tmp_path / "e.zip"
+    code, _, err = run_fresh(
+        ["evidence", "--db", str(fleet), "--target", "news", "-o", str(bundle)], capsys
+    )
+    assert code == 0, err
+    code, out, _ = run_fresh(["verify", "--bundle", str(bundle)], capsys)
+    assert code == 0, out
+    stamped = [line for line in out.splitlines() if f"timestamped by {tsa.url} at " in line]
+    assert stamped and all("as its token says" in line for line in stamped), out
+    code, out, _ = run_fresh(["verify", "--bundle", str(bundle), "--tsa-ca", str(ca)], capsys)
+    assert code == 0, out
+    assert out.count("; the token holds") == len(stamped)
+    code, out, _ = run_fresh(
+        ["verify", "--bundle", str(bundle), "--tsa-ca", str(pki.pem("other_root"))], capsys
+    )
+    assert code == 1 and out.count(": bad timestamp: its timestamp does not hold") == len(stamped)
+    # A token said to stamp another state of its head: both verifiers name it.
+    tampered = tmp_path / "t.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if "/chains/" in info.filename and b'"digest"' in data:
+                doc = json.loads(data)
+                for seg in doc["segments"]:
+                    for h in seg["heads"]:
+                        for t in h.get("timestamps", []):
+                            t["digest"] = "00" * 32
+                data = json.dumps(doc).encode()
+            dst.writestr(info, data)
+    code, out, _ = run_fresh(["verify", "--bundle", str(tampered)], capsys)
+    assert code == 1 and ": bad timestamp: its timestamp is for another state" in out, out
+    done = standalone(tampered, tmp_path / "away")
+    assert done.returncode == 1 and "bad timestamp" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_standalone_verifier_digests_a_head_as_the_stamper_does(
+    devices: tuple[Path, Path],
+) -> None:
+    from probe.analyst import bundle_verifier
+
+    for h in rows(devices[0], "chain_heads", "seq"):
+        head = {k: h[k] for k in ("chain_hash", "device_key", "seq")}
+        ours = ts.head_digest(h["device_key"], h["seq"], h["chain_hash"], h["signature"])
+        assert bundle_verifier.head_digest(head, h["signature"]) == ours.hex()
