@@ -15,14 +15,12 @@ when the statement is canonical and signed by ``by``; only a record with ``by`` 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from probe.evidence import canonical, keys
 
 KIND = "prune"
-_FIELDS = {"kind", "device_key", "first", "last", "last_chain_hash", "at", "by"}
+_FIELDS = frozenset({"kind", "device_key", "first", "last", "last_chain_hash", "at", "by"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +65,11 @@ def sign(
 
 def parse(statement: bytes) -> Pruned | None:
     """The record a statement states, or None when it is not a canonical prune statement."""
-    try:
-        data: Any = json.loads(statement)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or set(data) != _FIELDS or data["kind"] != KIND:
+    data = canonical.decode_object(statement, _FIELDS)
+    if data is None or data["kind"] != KIND:
         return None
     first, last = data["first"], data["last"]
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (first, last)):
+    if not (canonical.is_int(first) and canonical.is_int(last)):
         return None
     if not 1 <= first <= last < 2**53:
         return None

@@ -13,6 +13,7 @@ import pytest
 from probe.cli import main
 from probe.store import Store, migrations
 from tests.dbs import SCENARIOS, example_fleet, golden_db, measurement
+from tests.evidence.chained import older_store
 from tests.typed_db import varied_db
 
 from probe.store._lazy import without_numpy  # isort: skip
@@ -67,13 +68,10 @@ def test_rows_without_a_device_id_get_their_databases(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "old.db"
-    db = Database(str(path))
-    migrations.apply(db, stop_before="m010_chain")  # an older probe: no chain to keep whole
-    src = Store(db, str(path))
+    src = older_store(path)  # an older probe: no chain to keep whole
     src.save(measurement("success_http", "m1", device_id=None))
     src.save(measurement("success_http", "m2", device_id=None, source="ooni"))
-    db.table("meta").insert({"key": "device_id", "value": "dev-old"})
-    db.close()
+    src.db.close()
     code, _, err = _run(["merge", str(path), "-o", str(tmp_path / "f.db")], capsys)
     assert code == 0, err
     got = {r["id"]: r["device_id"] for r in Store.open(tmp_path / "f.db").rows()}

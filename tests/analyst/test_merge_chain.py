@@ -19,7 +19,16 @@ from probe.analyst.bundle_verifier import TOP
 from probe.evidence import heads
 from probe.evidence.keys import key_path, load_key
 from tests.analyst.test_merge_hostile import _fleet_works
-from tests.evidence.chained import NEW, OLD, dated_db, rounds_db, rows, sql, standalone
+from tests.evidence.chained import (
+    NEW,
+    OLD,
+    checkpoint,
+    dated_db,
+    rounds_db,
+    rows,
+    sql,
+    standalone,
+)
 from tests.runs import run_fresh
 from tests.world import World
 
@@ -266,6 +275,7 @@ def test_a_pruned_source_merges_and_its_prune_is_carried(
         ["prune", "--db", str(pruned), "--older-than", "180d", "--yes"], capsys
     )
     assert code == 0, err
+    checkpoint(pruned)  # the merge reads the file alone, never its -wal (the CLI ran in-process)
     fleet = tmp_path / "fleet.db"
     out = _merge(capsys, pruned, _copies(devices, tmp_path)[1], "-o", fleet)
     assert f"device {_key(pruned)}: its chain verifies (1 measurements" in out

@@ -9,7 +9,6 @@ import json
 import shutil
 import sqlite3
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,8 @@ import pytest
 from probe.analyst import timestamp as ts
 from tests.evidence.chained import rounds_db, rows, sql, standalone
 from tests.runs import run_fresh
-from tests.servers.tsa import LocalTSA, Pki, local_tsa, make_pki
+from tests.servers.tsa import LocalTSA, Pki
 from tests.world import World
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def tsa(pki: Pki) -> Iterator[LocalTSA]:
-    with local_tsa(pki) as t:
-        yield t
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +46,17 @@ def _merge(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, 
     return run_fresh(["merge", *map(str, args)], capsys)
 
 
+def _stamped(
+    capsys: pytest.CaptureFixture[str], tsa: LocalTSA, pki: Pki, fleet: Path, *sources: Path
+) -> str:
+    """``sources`` merged into ``fleet`` and its heads stamped by ``tsa``; the output."""
+    code, out, err = _merge(
+        capsys, *sources, "-o", fleet, "--timestamp", tsa.url, "--tsa-ca", pki.pem("root")
+    )
+    assert code == 0, err
+    return out
+
+
 def test_merged_heads_are_timestamped_and_verify_shows_them(
     devices: tuple[Path, Path],
     tsa: LocalTSA,
@@ -67,8 +66,7 @@ def test_merged_heads_are_timestamped_and_verify_shows_them(
 ) -> None:
     fleet = tmp_path / "fleet.db"
     ca = pki.pem("root")
-    code, out, err = _merge(capsys, *devices, "-o", fleet, "--timestamp", tsa.url, "--tsa-ca", ca)
-    assert code == 0, err
+    out = _stamped(capsys, tsa, pki, fleet, *devices)
     heads = len(rows(devices[0], "chain_heads", "seq")) + len(
         rows(devices[1], "chain_heads", "seq")
     )
@@ -81,8 +79,7 @@ def test_merged_heads_are_timestamped_and_verify_shows_them(
         digest = ts.head_digest(str(key), int(str(seq)), str(chain_hash), str(signature))
         ts.verify(bytes(token), digest, roots=[pki.root])  # type: ignore[arg-type]
     # Again: only heads not stamped yet are asked for (none).
-    code, out, err = _merge(capsys, *devices, "-o", fleet, "--timestamp", tsa.url, "--tsa-ca", ca)
-    assert code == 0, err
+    out = _stamped(capsys, tsa, pki, fleet, *devices)
     assert f"{fleet}: 0 signed heads timestamped by {tsa.url}" in out
     assert len(tsa.queries) == heads
     # probe verify shows them, and checks them with the TSA's root.
@@ -103,8 +100,7 @@ def test_a_timestamp_that_does_not_hold_is_named_by_verify(
 ) -> None:
     fleet = tmp_path / "fleet.db"
     ca = pki.pem("root")
-    code, _, err = _merge(capsys, devices[1], "-o", fleet, "--timestamp", tsa.url, "--tsa-ca", ca)
-    assert code == 0, err
+    _stamped(capsys, tsa, pki, fleet, devices[1])
     # Each head given the other's token: each stamps a digest that is not its head's.
     sql(
         fleet,
@@ -161,8 +157,7 @@ def test_a_bundle_carries_the_timestamps_of_its_heads(
 ) -> None:
     fleet = tmp_path / "fleet.db"
     ca = pki.pem("root")
-    code, _, err = _merge(capsys, *devices, "-o", fleet, "--timestamp", tsa.url, "--tsa-ca", ca)
-    assert code == 0, err
+    _stamped(capsys, tsa, pki, fleet, *devices)
     bundle = tmp_path / "e.zip"
     code, _, err = run_fresh(
         ["evidence", "--db", str(fleet), "--target", "news", "-o", str(bundle)], capsys

@@ -62,6 +62,23 @@ def dated_db(db: Path, plan: list[tuple[str, str]]) -> Path:
     return db
 
 
+def older_store(path: Path, stop_before: str = "m010_chain", device_id: str = "dev-old") -> Any:
+    """A Store on a database of an older schema (every migration before ``stop_before``), as an
+    older probe made it, with its device id: close it with ``store.db.close()``."""
+    from probe.store import Store
+    from probe.store._lazy import without_numpy
+
+    with without_numpy():
+        from sqlite_utils import Database
+
+    from probe.store import migrations
+
+    db = Database(str(path))
+    migrations.apply(db, stop_before=stop_before)
+    db.table("meta").insert({"key": "device_id", "value": device_id})
+    return Store(db, str(path))
+
+
 def checkpoint(db: Path) -> None:
     con = sqlite3.connect(db)
     try:

@@ -13,7 +13,7 @@ import pytest
 from probe.evidence import keys, pruned
 from probe.store import Store
 from tests.dbs import measurement
-from tests.evidence.chained import NEW, OLD, dated_db, rows, sql
+from tests.evidence.chained import NEW, OLD, dated_db, older_store, rows, sql
 from tests.runs import run_fresh
 
 
@@ -126,16 +126,10 @@ def test_a_prune_record_not_signed_by_the_device_is_removed(
 def test_prune_on_a_database_before_the_chain_records_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sqlite_utils import Database
-
-    from probe.store import migrations
-
     path = tmp_path / "old.db"
-    d = Database(str(path))
-    migrations.apply(d, stop_before="m010_chain")
-    old = Store(d, str(path))
+    old = older_store(path)
     old.save(measurement("success_http", "m1", started_at=OLD.format(1)))
-    d.close()
+    old.db.close()
     _prune(path, capsys)
     store = Store.open(path)  # migrated now: the chain table is there, and empty
     assert store.db["measurements"].count == 0
