@@ -1525,6 +1525,16 @@ def verify(database: str | None, bundle: str | None, tsa_ca: str | None) -> int:
                 summary.unchained,
             ).format(n=summary.unchained)
         )
+    if summary.unverified:
+        click.echo(
+            ngettext(
+                "{n} measurement merged from a source whose chain did not verify there "
+                "(unverified_measurements, chain_problems)",
+                "{n} measurements merged from sources whose chains did not verify there "
+                "(unverified_measurements, chain_problems)",
+                summary.unverified,
+            ).format(n=summary.unverified)
+        )
     if summary.timestamps:
         stamped = ngettext(
             "{n} signed head timestamped", "{n} signed heads timestamped", summary.timestamps

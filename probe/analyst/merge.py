@@ -292,7 +292,7 @@ class Source:
     older: int  # how many migrations its schema lacks
     scrub_headers: bool
     wal_unread: bool
-    chain_tables: bool = True  # chain_heads, unchained_measurements: plain tables or absent
+    chain_tables: bool = True  # the chain's other tables: plain tables or absent
 
     def close(self) -> None:
         self.con.close()
@@ -418,7 +418,7 @@ def _check(path: str, con: sqlite3.Connection, schema: dict[str, tuple[str, str]
     wal = Path(f"{path}-wal")
     chain_tables = all(
         t not in schema or _plain_table(schema, t)
-        for t in ("chain_heads", "unchained_measurements")
+        for t in ("chain_heads", "unchained_measurements", "chain_pruned", "timestamps")
     )
     return Source(
         path=path,
@@ -473,7 +473,10 @@ def verify_chain(source: Source, caps: Caps | None = None) -> ChainCheck | None:
         return None
     found = ChainCheck()
     if not source.chain_tables:
-        found.unreadable = "its chain_heads or unchained_measurements is not a plain table"
+        found.unreadable = (
+            "a table of its chain (chain_heads, unchained_measurements, chain_pruned, "
+            "timestamps) is not a plain table"
+        )
         return found
     cap = (caps or Caps()).quarantine_rows
     summary = verify_mod.Summary()

@@ -94,6 +94,7 @@ class Summary:
     timestamps_bad: int = 0
     pruned: int = 0  # places of a chain its own device's prune recorded and signed
     pruned_chains: int = 0
+    unverified: int = 0  # merged from a source whose chain did not verify (probe merge)
 
     @property
     def measurements(self) -> int:
@@ -145,6 +146,10 @@ def check(
         summary.problems += 1
         summary.timestamps_bad += 1
         yield p
+    if "unverified_measurements" in chain.tables(conn):
+        summary.unverified = int(
+            conn.execute("SELECT count(*) FROM unverified_measurements").fetchone()[0]
+        )
 
 
 def _timestamps(

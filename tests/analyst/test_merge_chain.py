@@ -314,3 +314,27 @@ def test_a_fleet_bundle_of_two_devices_verifies_without_the_database(
     done = standalone(bundle, tmp_path / "unzipped")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "whole: 4 measurements, each tied to a signed head" in done.stdout
+
+
+def test_a_chain_table_that_is_a_view_is_not_read_and_the_chain_not_trusted(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _copies(devices, tmp_path)
+    sql(
+        a,
+        "ALTER TABLE chain_heads RENAME TO heads_kept",
+        "CREATE VIEW chain_heads AS SELECT * FROM heads_kept",
+    )
+    fleet = tmp_path / "fleet.db"
+    out = _merge(capsys, a, b, "-o", fleet)
+    line = next(line for line in out.splitlines() if line.startswith(str(a)))
+    assert "its chain was not verified: a table of its chain" in line, out
+    assert "is not a plain table; merged, marked unverified" in line
+    flagged = {str(r[0]) for r in _table(fleet, "SELECT id FROM unverified_measurements")}
+    assert flagged == {str(r["id"]) for r in rows(a)}
+    assert all(str(h[0]) != _key(a) for h in _table(fleet, "SELECT device_key FROM chain_heads"))
+    code, lines = _verify(fleet, capsys)  # consistent, but unsigned there: and it says so
+    assert "6 measurements merged from sources whose chains did not verify there" in " ".join(
+        lines
+    ), lines
+    assert any(f"device {_key(a)}: seq 1..6 linked after its last signed head" in x for x in lines)
