@@ -71,11 +71,12 @@ unchanged, the fleet's verification names the same measurements as the source's 
 every row stays readable by exports and ``reclassify``. Measurements its source stored before
 its chain began (a source made before m010, or listed by its migration) are listed in the
 fleet's ``unchained_measurements``; any other without a place in a chain is not. Two
-measurements claiming one place of one device's chain (``device_key``, ``seq``) are disputed
-as two claims to one id are: neither stays, both are quarantined (and the place, ``tbl``
-``chain``), later merges keep it out. Not yet: a claim covered by a verified signed head
-winning a dispute over one that is not; caps on what the chain check reads of a source (it
-streams, but reads each row whole).
+measurements claiming one place of one device's chain (``device_key``, ``seq``): the claim its
+device signed (its source's chain verifies and a signed head covers the place) stays and the
+other is quarantined; two claims alike are disputed as two claims to one id are (neither
+stays, both quarantined, the place too, ``tbl`` ``chain``, and later merges keep it out).
+Not yet: the same weighing for two claims to one *id* (both stay out, as before); caps on
+what the chain check reads of a source (it streams, but reads each row whole).
 Nothing else is copied: no other table, no source's ``meta``, no file name.
 """
 
@@ -912,6 +913,8 @@ class Merger:
             row.url,
         ):
             self.result.seen += 1
+            if self.signed(row):  # merged unverified before, now from a source that verifies
+                self.out.execute("DELETE FROM unverified_measurements WHERE id = ?", [row.id])
             return True
         if (theirs, their_key) != (row.device_id, row.device_key):
             why_theirs = f"measurement id also claimed by device {row.device_id or '?'}"
@@ -925,9 +928,13 @@ class Merger:
         raise Bad(why_ours, "disputed")
 
     def place(self, row: MeasurementRow) -> None:
-        """Raise :class:`Bad` when the row's place in its device's chain is held in the
-        output by another measurement (two claims to one place: the chain says which holds
-        when the fleet is verified, but the output keeps one measurement per place)."""
+        """Weigh the row's claim to its place in its device's chain against one the output
+        holds (the output keeps one measurement per place). A claim its device signed (its
+        source's chain verifies for the device, and a signed head there covers the place)
+        wins over one that is not: a head commits to every record before it, and only the
+        device's key signs one. Two claims alike (both signed: the device forked its chain, a
+        restored backup; or neither) are held by neither, as two claims to one id, both
+        named, and later merges keep the place out. Raises :class:`Bad` when the row loses."""
         if row.seq is None:
             return
         place = f"{row.device_key}:{row.seq}"
@@ -944,16 +951,54 @@ class Merger:
         ).fetchone()
         if held is None:
             return
-        # As for a disputed id: neither claim stays (the fleet's chain then shows the place
-        # empty), both are named, and later merges keep the place out.
+        ours, theirs = self.signed(row), self.held_signed(str(held[0]), row)
+        if theirs and not ours:
+            raise Bad(
+                f"its place in its chain (seq {row.seq}) is held by measurement {held[0]}, "
+                "which its device signed",
+                "disputed",
+            )
         self.out.execute("DELETE FROM measurements WHERE id = ?", [held[0]])
         self.out.execute("DELETE FROM unverified_measurements WHERE id = ?", [held[0]])
+        self.result.taken_out += 1
+        if ours and not theirs:
+            self.q.add_for(
+                held[1],
+                "measurements",
+                held[0],
+                f"its place in its chain (seq {row.seq}) is claimed by measurement {row.id}, "
+                "which its device signed",
+                "disputed",
+            )
+            return
         self.q.add_for(
             held[1], "measurements", held[0], f"its place in its chain: {why}", "disputed"
         )
         self.q.add_for(held[1], "chain", place, why, "disputed")
-        self.result.taken_out += 1
         raise Bad(f"its place in its chain: {why}", "disputed")
+
+    def signed(self, row: MeasurementRow) -> bool:
+        """Did the row's device sign it: its source's chain verifies for the device, and a
+        signed head there covers its place?"""
+        found, key = self.chain, row.device_key or ""
+        if found is None or row.seq is None or not found.verified(key):
+            return False
+        device = found.devices.get(key)
+        return device is not None and row.seq <= device.signed_seq
+
+    def held_signed(self, measurement_id: str, row: MeasurementRow) -> bool:
+        """Did its device sign the measurement the output holds at the row's place: merged
+        unflagged, and a head of the device the output holds covers the place?"""
+        if self.out.execute(
+            "SELECT 1 FROM unverified_measurements WHERE id = ?", [measurement_id]
+        ).fetchone():
+            return False
+        return bool(
+            self.out.execute(
+                "SELECT 1 FROM chain_heads WHERE device_key = ? AND seq >= ? LIMIT 1",
+                [row.device_key, row.seq],
+            ).fetchone()
+        )
 
     def flag(self, row: MeasurementRow) -> None:
         """Mark a merged measurement unverified when its source's chain check did not hold
@@ -1246,7 +1291,10 @@ def _line(source: Source, r: Result, caps: Caps) -> str:
             0, f"an older schema ({source.older} migrations behind): read as it is, not migrated"
         )
     if r.taken_out:
-        notes.append(f"{r.taken_out} measurements merged before taken out: their ids are disputed")
+        notes.append(
+            f"{r.taken_out} measurements merged before taken out: their ids or places "
+            "are claimed again"
+        )
     if r.cut:
         notes.append(f"cut at the cap source_bytes = {caps.source_bytes}")
     if source.wal_unread:

@@ -24,6 +24,7 @@ from tests.evidence.chained import (
     OLD,
     checkpoint,
     dated_db,
+    rechain,
     rounds_db,
     rows,
     sql,
@@ -233,36 +234,66 @@ def test_a_device_chain_rewritten_whole_is_caught_by_its_heads_in_the_fleet(
     assert code == 1 and any(": not as signed:" in line for line in lines), lines
 
 
-def test_a_second_claim_to_a_place_in_a_chain_is_held_by_neither(
+def test_a_claim_to_a_signed_place_loses_to_the_devices_own(
     devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file that copies a device's chain under new ids claims the same places: neither
-    claim stays (without the device's key the merge cannot tell them apart by their rows),
-    both are named, a later merge keeps the places out, and the fleet says them removed."""
+    """A file that copies a device's database and puts other measurements in two places of
+    its chain: the device signed its own (its heads commit to them), so its own stay in the
+    fleet whichever file is merged first, and the squatter's are quarantined."""
     honest, other = _copies(devices, tmp_path)
     squatter = tmp_path / "squatter.db"
     shutil.copy(honest, squatter)
     sql(squatter, "UPDATE measurements SET id = id || '-s' WHERE seq IN (5, 6)")
-    for order in ((honest, squatter, other), (squatter, honest, other)):
+    said = {
+        (honest, squatter): ("6 measurements added, 0 already there, 0 quarantined",
+                             "0 measurements added, 4 already there, 2 quarantined"),
+        (squatter, honest): ("6 measurements added, 0 already there, 0 quarantined",
+                             "2 measurements added, 4 already there, 0 quarantined"),
+    }  # fmt: skip
+    for order, (first, second) in said.items():
         fleet = tmp_path / f"fleet-{order[0].stem}.db"
-        out = _merge(capsys, *order, "-o", fleet)
-        lines = out.splitlines()
-        assert "4 measurements added, 0 already there, 0 quarantined" in lines[0] or (
-            "6 measurements added, 0 already there, 0 quarantined" in lines[0]
-        )
+        lines = _merge(capsys, *order, other, "-o", fleet).splitlines()
+        assert first in lines[0] and second in lines[1], lines
+        if order[0] == squatter:
+            assert "2 measurements merged before taken out" in lines[1]
         ids = {str(r["id"]) for r in rows(fleet)}
-        for r in rows(honest):
-            assert (str(r["id"]) in ids) == (r["seq"] <= 4)
+        assert {str(r["id"]) for r in rows(honest)} <= ids
         assert not any(i.endswith("-s") for i in ids)
-        disputed = _table(fleet, "SELECT row_id FROM quarantine WHERE tbl = 'chain'")
-        assert {str(d[0]).rsplit(":", 1)[1] for d in disputed} == {"5", "6"}
-        out = _merge(capsys, honest, "-o", fleet)  # kept out
-        assert "0 measurements added, 4 already there, 2 quarantined" in out
+        lost = _table(fleet, "SELECT row_id, reason FROM quarantine WHERE tbl = 'measurements'")
+        assert {str(r[0]) for r in lost} == {f"{r['id']}-s" for r in rows(honest) if r["seq"] > 4}
+        assert all("which its device signed" in str(r[1]) for r in lost)
+        assert _table(fleet, "SELECT count(*) FROM unverified_measurements") == [(0,)]
         code, verified = _verify(fleet, capsys)
-        assert code == 1
-        assert any(": removed:" in line and "signed head" in line for line in verified)
-        assert any(line.startswith(f"device {_key(other)}: seq 1..6") for line in verified)
+        assert code == 0, verified
     _fleet_works(fleet, capsys)
+
+
+def test_two_signed_claims_to_one_place_are_held_by_neither(
+    devices: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The device's own chain forked (a database restored from a backup, then measured on):
+    two claims to one place, both signed by its key. Without a third witness neither stays,
+    both are named, a later merge keeps the places out, and the fleet says them removed."""
+    honest, other = _copies(devices, tmp_path)
+    fork = tmp_path / "fork.db"
+    shutil.copy(honest, fork)
+    sql(fork, "UPDATE measurements SET id = id || '-f' WHERE seq IN (5, 6)")
+    rechain(fork, load_key(key_path(devices[0])))  # signed again by the device's own key
+    fleet = tmp_path / "fleet.db"
+    out = _merge(capsys, honest, fork, other, "-o", fleet)
+    assert f"device {_key(fork)}: its chain verifies (6 measurements" in out.splitlines()[1]
+    ids = {str(r["id"]) for r in rows(fleet)}
+    for r in rows(honest):
+        assert (str(r["id"]) in ids) == (r["seq"] <= 4)
+    assert not any(i.endswith("-f") for i in ids)
+    disputed = _table(fleet, "SELECT row_id FROM quarantine WHERE tbl = 'chain'")
+    assert {str(d[0]).rsplit(":", 1)[1] for d in disputed} == {"5", "6"}
+    out = _merge(capsys, honest, "-o", fleet)  # kept out
+    assert "0 measurements added, 4 already there, 2 quarantined" in out
+    code, verified = _verify(fleet, capsys)
+    assert code == 1
+    assert any(": removed:" in line and "signed head" in line for line in verified)
+    assert any(line.startswith(f"device {_key(other)}: seq 1..6") for line in verified)
 
 
 def test_a_pruned_source_merges_and_its_prune_is_carried(
