@@ -53,30 +53,30 @@ bodies read per source (past it the rest of the source is left unread, said in q
 on the line); ``quarantine_rows`` 1000 quarantine rows per source (one more row says how many
 problems were not listed).
 
-Chains (m010, :mod:`probe.evidence`): each source's chains are checked before anything of it
-is merged, by ``probe verify``'s own checks (:func:`probe.analyst.verify.check` on the
-read-only, immutable source connection), and its line names each device key: "its chain
-verifies", or "its chain does not verify (2 reordered, ...)". The chain columns (``device_key``,
-``seq``, ``chain_prev``, ``record_hash``, ``chain_hash``, ``body_digests``) are carried as the
-device stored them, and a chained row's ``device_id`` is never filled in (the record hash
-covers both). A source's signed heads are carried when they hold (of two heads of one device,
-kind and label, the later place stays), and so are its prune records (m011) that hold. The
-measurements of a device whose chain does not
-verify are merged *as stored* and marked: one ``unverified_measurements`` row each, one
-``chain_problems`` row per problem found (both fleet-only tables, see
-:data:`CHAIN_PROBLEMS_SQL`). Merged as stored, not quarantined, because the evidence of the
-tampering is the rows themselves: quarantined, an altered record would show in the fleet as a
-removed one, and ``probe verify FLEET.db`` could no longer name what was done to it; carried
-unchanged, the fleet's verification names the same measurements as the source's did, and
-every row stays readable by exports and ``reclassify``. Measurements its source stored before
-its chain began (a source made before m010, or listed by its migration) are listed in the
+Chains (m010, :mod:`probe.evidence`): each source's chains are checked before anything of it is
+merged, by ``probe verify``'s own checks (:func:`probe.analyst.verify.check` on the read-only,
+immutable source connection), and its line names each device key: "its chain verifies", or "its
+chain does not verify (2 reordered, ...)". The chain columns (``device_key``, ``seq``,
+``chain_prev``, ``record_hash``, ``chain_hash``, ``body_digests``) are carried as the device
+stored them, and a chained row's ``device_id`` is never filled in (the record hash covers both).
+A source's signed heads are carried when they hold (of two heads of one device, kind and label,
+the later place stays), and so are its prune records (m011) that hold. The measurements of a
+device whose chain does not verify are merged *as stored* and marked: one
+``unverified_measurements`` row each, one ``chain_problems`` row per problem found (both
+fleet-only tables, see :data:`CHAIN_PROBLEMS_SQL`). Merged as stored, not quarantined, because
+the evidence of the tampering is the rows themselves: quarantined, an altered record would show
+in the fleet as a removed one, and ``probe verify FLEET.db`` could no longer name what was done
+to it; carried unchanged, the fleet's verification names the same measurements as the source's
+did, and every row stays readable by exports and ``reclassify`` (one seen again from a source
+whose chain verifies and a signed head covers is no longer marked). Measurements its source stored
+before its chain began (a source made before m010, or listed by its migration) are listed in the
 fleet's ``unchained_measurements``; any other without a place in a chain is not. Two
 measurements claiming one place of one device's chain (``device_key``, ``seq``): the claim its
 device signed (its source's chain verifies and a signed head covers the place) stays and the
-other is quarantined; two claims alike are disputed as two claims to one id are (neither
-stays, both quarantined, the place too, ``tbl`` ``chain``, and later merges keep it out).
-Not yet: the same weighing for two claims to one *id* (both stay out, as before); caps on
-what the chain check reads of a source (it streams, but reads each row whole).
+other is quarantined; two claims alike are disputed as two claims to one id are (neither stays,
+both quarantined, the place too, ``tbl`` ``chain``, and later merges keep it out). Not yet: the
+same weighing for two claims to one *id* (both stay out, as before); caps on what the chain
+check reads of a source (it streams, but reads each row whole).
 Nothing else is copied: no other table, no source's ``meta``, no file name.
 """
 

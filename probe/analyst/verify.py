@@ -15,6 +15,9 @@ that is not as the probe stored it, each naming the measurement by id and the ca
 - ``reordered``: a measurement whose link holds after another place than its ``seq`` says;
 - ``body swapped`` / ``body removed``: a body stored under a key the record binds no longer
   has the content it was saved with (``body_digests``), or is gone;
+- ``bad timestamp``: an RFC 3161 timestamp of a head (``probe merge --timestamp``) whose
+  stored digest is not the head's as stored now, or, given the TSA's roots, whose token does
+  not verify for it;
 - ``bad signature`` / ``not as signed``: a head whose signature does not hold with the key it
   names, or a chain whose stored state at a signed head's place is not the one signed (a chain
   rewritten with every hash and link recomputed: only the device key can sign its heads).
@@ -22,8 +25,10 @@ that is not as the probe stored it, each naming the measurement by id and the ca
 Each chain is read by device and sequence, streamed; one point lookup per broken link and a
 bounded cache of body hashes keep memory flat whatever the database's size. :class:`Summary`
 (filled as the problems are read) counts what was checked and what could not be:
-measurements stored before the chain began (unchained) and those after a device's last signed
-head (linked, not yet signed). A database from before the chain has only unchained rows and
+measurements stored before the chain began (unchained), those after a device's last signed
+head (linked, not yet signed), those pruned, the timestamps, and (a fleet database) those
+merged from a source whose chain did not verify. :func:`check` is the same on a connection
+the caller opened (``probe merge`` checks each source so). A database from before the chain has only unchained rows and
 verifies. What the hash covers is :mod:`probe.evidence.canonical`'s contract: verdicts are
 outside it, derived from the facts it covers (``probe reclassify`` derives them again).
 """
