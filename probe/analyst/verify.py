@@ -24,11 +24,11 @@ that is not as the probe stored it, each naming the measurement by id and the ca
 
 Each chain is read by device and sequence, streamed; one point lookup per broken link and a
 bounded cache of body hashes keep memory flat whatever the database's size. :class:`Summary`
-(filled as the problems are read) counts what was checked and what could not be:
-measurements stored before the chain began (unchained), those after a device's last signed
-head (linked, not yet signed), those pruned, the timestamps, and (a fleet database) those
-merged from a source whose chain did not verify. :func:`check` is the same on a connection
-the caller opened (``probe merge`` checks each source so). A database from before the chain has only unchained rows and
+(filled as the problems are read) counts what was checked and what could not be: measurements
+stored before the chain began (unchained), those after a device's last signed head (linked, not
+yet signed), those pruned, the timestamps, and (a fleet database) those merged from a source
+whose chain did not verify. :func:`check` is the same on a connection the caller opened (``probe
+merge`` checks each source so). A database from before the chain has only unchained rows and
 verifies. What the hash covers is :mod:`probe.evidence.canonical`'s contract: verdicts are
 outside it, derived from the facts it covers (``probe reclassify`` derives them again).
 """
