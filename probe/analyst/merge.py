@@ -36,13 +36,17 @@ of its source names is not merged (quarantined as such).
 
 Identity is device-scoped: a measurement is (its device, its id). The same device's row again
 is "already there" (its verdict may have been reclassified since: the measured facts, its
-observations, start, target and URL, must be the same); a measurement id claimed by another
-device, or by the same device with other measured facts, is *disputed*: no claim to it stays
-in the output (one merged before is taken out), every claim is quarantined, and later merges
-keep it out. Honest ids hold a random UUID, so a clash is never honest, and without a verified
-chain the merge cannot tell the squatter from the victim: first-file-wins would let a squatter
-replace a volunteer's evidence, and keeping both would mean renaming one (the id is what
-exports, ``reclassify`` and the chain name a measurement by). Rows a source's own probe made
+observations, start, target and URL, must be the same). Of two claims to one id (another
+device's, or the same device's with other measured facts), the one its device *signed* (its
+source's chain verifies for the device and a signed head covers its place) stays, whichever
+file comes first, and the other is quarantined (kind ``lost``): a head commits to every record
+before it, and only the device's key makes one. Two claims alike (neither signed, or both) are
+*disputed*: no claim to it stays in the output (one merged before is taken out), every claim is
+quarantined, and later merges keep it out. Honest ids hold a random UUID, so a clash is never
+honest, and without a signed chain the merge cannot tell the squatter from the victim:
+first-file-wins would let a squatter replace a volunteer's evidence, and keeping both would
+mean renaming one (the id is what exports, ``reclassify`` and the chain name a measurement
+by). Rows a source's own probe made
 without a device id get that source's; imported OONI rows keep none. A device id is a claim
 until the device's chain verifies: a source may label rows with another's device id.
 
@@ -74,9 +78,8 @@ fleet's ``unchained_measurements``; any other without a place in a chain is not.
 measurements claiming one place of one device's chain (``device_key``, ``seq``): the claim its
 device signed (its source's chain verifies and a signed head covers the place) stays and the
 other is quarantined; two claims alike are disputed as two claims to one id are (neither stays,
-both quarantined, the place too, ``tbl`` ``chain``, and later merges keep it out). Not yet: the
-same weighing for two claims to one *id* (both stay out, as before); caps on what the chain
-check reads of a source (it streams, but reads each row whole).
+both quarantined, the place too, ``tbl`` ``chain``, and later merges keep it out), as for ids.
+Not yet: caps on what the chain check reads of a source (it streams, but reads each row whole).
 Nothing else is copied: no other table, no source's ``meta``, no file name.
 """
 
@@ -136,7 +139,7 @@ QUARANTINE_SQL = (
     source TEXT NOT NULL,  -- the source's device id ('?' unknown), never its file name
     tbl TEXT NOT NULL,     -- measurements, rounds, bodies, or '' for the source itself
     row_id TEXT NOT NULL,  -- the row's id (a body's SHA-256), at most 200 characters
-    kind TEXT NOT NULL,    -- invalid, body, disputed, orphan, cap, more
+    kind TEXT NOT NULL,    -- invalid, body, disputed, lost, orphan, cap, more
     reason TEXT NOT NULL,
     UNIQUE (source, tbl, row_id, kind)
 )""",
@@ -890,8 +893,9 @@ class Merger:
 
     def claimed(self, row: MeasurementRow) -> bool:
         """True when the output already holds this very claim (already there), False when
-        the id is free; raises :class:`Bad` when the id is disputed, taking out the claim
-        the output held."""
+        the id is free (or held by a claim its device did not sign, which this one, signed,
+        takes out); raises :class:`Bad` when the row loses: to a claim its device signed, or
+        when the id is disputed (two claims alike), taking out the claim the output held."""
         if self.out.execute(
             "SELECT 1 FROM quarantine WHERE row_id = ? AND kind = 'disputed' "
             "AND tbl = 'measurements' LIMIT 1",
@@ -899,13 +903,13 @@ class Merger:
         ).fetchone():
             raise Bad("measurement id disputed: more than one claim to it", "disputed")
         held = self.out.execute(
-            "SELECT device_id, device_key, observations, started_at, target, url "
+            "SELECT device_id, device_key, observations, started_at, target, url, seq "
             "FROM measurements WHERE id = ?",
             [row.id],
         ).fetchone()
         if held is None:
             return False
-        theirs, their_key, facts = held[0], held[1], tuple(held[2:])
+        theirs, their_key, facts, their_seq = held[0], held[1], tuple(held[2:6]), held[6]
         if (theirs, their_key) == (row.device_id, row.device_key) and facts == (
             row.observations,
             row.started_at,
@@ -921,10 +925,16 @@ class Merger:
             why_ours = f"measurement id already claimed by device {theirs or '?'}"
         else:
             why_theirs = why_ours = "the same device's measurement id with other measured facts"
+        ours, signed_theirs = self.signed(row), self.held_signed(row.id, their_key, their_seq)
+        if signed_theirs and not ours:  # the signed claim stays; this one is refused alone
+            raise Bad(f"{why_ours}, which its device signed", "lost")
         for table in ("measurements", "unverified_measurements", "unchained_measurements"):
             self.out.execute(f"DELETE FROM {table} WHERE id = ?", [row.id])
-        self.q.add_for(theirs, "measurements", row.id, why_theirs, "disputed")
         self.result.taken_out += 1
+        if ours and not signed_theirs:  # the signed claim takes the id; the other is refused
+            self.q.add_for(theirs, "measurements", row.id, f"{why_theirs}, which signed it", "lost")
+            return False
+        self.q.add_for(theirs, "measurements", row.id, why_theirs, "disputed")
         raise Bad(why_ours, "disputed")
 
     def place(self, row: MeasurementRow) -> None:
@@ -951,12 +961,12 @@ class Merger:
         ).fetchone()
         if held is None:
             return
-        ours, theirs = self.signed(row), self.held_signed(str(held[0]), row)
+        ours, theirs = self.signed(row), self.held_signed(str(held[0]), row.device_key, row.seq)
         if theirs and not ours:
             raise Bad(
                 f"its place in its chain (seq {row.seq}) is held by measurement {held[0]}, "
                 "which its device signed",
-                "disputed",
+                "lost",
             )
         self.out.execute("DELETE FROM measurements WHERE id = ?", [held[0]])
         self.out.execute("DELETE FROM unverified_measurements WHERE id = ?", [held[0]])
@@ -968,7 +978,7 @@ class Merger:
                 held[0],
                 f"its place in its chain (seq {row.seq}) is claimed by measurement {row.id}, "
                 "which its device signed",
-                "disputed",
+                "lost",
             )
             return
         self.q.add_for(
@@ -986,9 +996,12 @@ class Merger:
         device = found.devices.get(key)
         return device is not None and row.seq <= device.signed_seq
 
-    def held_signed(self, measurement_id: str, row: MeasurementRow) -> bool:
-        """Did its device sign the measurement the output holds at the row's place: merged
-        unflagged, and a head of the device the output holds covers the place?"""
+    def held_signed(self, measurement_id: str, device_key: object, seq: object) -> bool:
+        """Did its device sign a measurement the output holds (at ``seq`` of ``device_key``'s
+        chain): merged unflagged, and a head of the device the output holds covers its
+        place?"""
+        if seq is None or device_key is None:
+            return False
         if self.out.execute(
             "SELECT 1 FROM unverified_measurements WHERE id = ?", [measurement_id]
         ).fetchone():
@@ -996,7 +1009,7 @@ class Merger:
         return bool(
             self.out.execute(
                 "SELECT 1 FROM chain_heads WHERE device_key = ? AND seq >= ? LIMIT 1",
-                [row.device_key, row.seq],
+                [device_key, seq],
             ).fetchone()
         )
 
