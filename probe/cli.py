@@ -886,6 +886,13 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
         if not click.confirm(agree, default=False):
             click.echo(_("Nothing written."), err=True)
             return 1
+    # The device key first: a key that cannot be made (a file there that is no key, a folder
+    # not ours) refuses before the settings are written.
+    from probe.evidence.keys import ensure_key, key_path
+
+    key_file = key_path(Path(db).expanduser())
+    kept = key_file.exists()
+    key = ensure_key(key_file)
     if token:
         given["helper_token_file"] = str(init_mod.write_token(path.parent, token))
     text = init_mod.settings_file(given)
@@ -894,6 +901,22 @@ def init(config_path: str | None, yes: bool, force: bool, **flags: Any) -> int:
         init_mod.share_with_service(path)
     load_settings({}, str(path))  # the file we wrote reads back
     click.echo(_("Settings written to {path}.").format(path=path))
+    click.echo(
+        (
+            _("Device key kept: {path} (its public key, which names this probe: {key})")
+            if kept
+            else _("Device key made: {path} (its public key, which names this probe: {key})")
+        ).format(path=key_file, key=key.public)
+    )
+    if service:
+        # DynamicUser=yes: the service's user does not exist yet; systemd hands the
+        # StateDirectory, key included, to it at each start (a recursive chown).
+        click.echo(
+            _(
+                "systemd gives the key to the service's own user when the service starts; "
+                "until then it is private to you."
+            )
+        )
     if service:
         click.echo(
             _(
@@ -1358,23 +1381,60 @@ def report(
 @cli.command()
 @click.argument("sources", nargs=-1, required=True, metavar="DB...")
 @click.option("-o", "--output", required=True, metavar="FILE", help="The merged database.")
-def merge(sources: tuple[str, ...], output: str) -> None:
+@click.option(
+    "--timestamp",
+    "tsa_url",
+    metavar="URL",
+    help="Then ask this RFC 3161 timestamp authority to stamp the signed chain heads merged.",
+)
+@click.option(
+    "--tsa-ca",
+    metavar="FILE",
+    help="The TSA's root certificate(s), PEM: each token is verified against them.",
+)
+def merge(sources: tuple[str, ...], output: str, tsa_url: str | None, tsa_ca: str | None) -> None:
     """Merge probe databases (several volunteers') into one; merging twice adds nothing.
+    With --timestamp, the analyst (never a volunteer's probe) then obtains a timestamp of
+    every signed chain head not stamped by that authority yet; probe verify shows them.
 
     \b
     Example:
       probe merge hanoi.db saigon.db -o fleet.db
+      probe merge hanoi.db -o fleet.db --timestamp https://tsa.example/tsr --tsa-ca tsa.pem
     """
     from probe.analyst.merge import merge as run_merge
 
+    roots = None
+    if tsa_url is not None:
+        from probe.analyst.timestamp import load_roots
+
+        if tsa_ca is None:
+            raise UsageInputError(_("--timestamp needs --tsa-ca FILE, the TSA's root certificate"))
+        roots = load_roots(tsa_ca)
     for line in run_merge(list(sources), output):
         click.echo(line)
+    if tsa_url is not None and roots is not None:
+        from probe.analyst.timestamp import timestamp_heads
+
+        stamped = timestamp_heads(output, tsa_url, roots)
+        click.echo(
+            ngettext(
+                "{path}: {n} signed head timestamped by {url}",
+                "{path}: {n} signed heads timestamped by {url}",
+                len(stamped),
+            ).format(path=output, n=len(stamped), url=tsa_url)
+        )
 
 
 @cli.command()
 @click.argument("database", metavar="DB", type=click.Path(dir_okay=False), required=False)
 @click.option("--bundle", metavar="FILE", help="Check an evidence bundle instead (probe evidence).")
-def verify(database: str | None, bundle: str | None) -> int:
+@click.option(
+    "--tsa-ca",
+    metavar="FILE",
+    help="Check each timestamp (probe merge --timestamp) against these TSA root certificates.",
+)
+def verify(database: str | None, bundle: str | None, tsa_ca: str | None) -> int:
     """Check that a probe database is whole: every measurement's hash, every link of its
     chain, every body and every signed head. One line per problem, naming the measurement
     and what happened to it (altered, removed, inserted, reordered, body swapped); exit
@@ -1387,11 +1447,16 @@ def verify(database: str | None, bundle: str | None) -> int:
     """
     if (database is None) == (bundle is None):
         raise UsageInputError(_("give a database (DB) or --bundle FILE, one of them"))
+    roots = None
+    if tsa_ca is not None:
+        from probe.analyst.timestamp import load_roots
+
+        roots = load_roots(tsa_ca)
     if bundle is not None:
         from probe.analyst.bundle import verify as verify_bundle
 
         t = translator(_lang)
-        code, lines = verify_bundle(bundle, t.gettext, t.ngettext)
+        code, lines = verify_bundle(bundle, t.gettext, t.ngettext, roots)
         for line in lines:
             click.echo(line)
         return code
@@ -1401,7 +1466,7 @@ def verify(database: str | None, bundle: str | None) -> int:
 
     summary = Summary()
     gettext = translator(_lang).gettext
-    for problem in run_verify(database, summary):
+    for problem in run_verify(database, summary, roots):
         click.echo(problem.line(gettext))
     chains = len([d for d in summary.chains.values() if d.measurements])
     counted = {
@@ -1439,6 +1504,19 @@ def verify(database: str | None, bundle: str | None) -> int:
                     "device {key}: seq {where} linked after its last signed head, not yet signed"
                 ).format(key=d.key, where=where)
             )
+    if summary.pruned:
+        click.echo(
+            ngettext(
+                "{n} measurement pruned from {chains}, as its device recorded and signed",
+                "{n} measurements pruned from {chains}, as their devices recorded and signed",
+                summary.pruned,
+            ).format(
+                n=summary.pruned,
+                chains=ngettext("{n} chain", "{n} chains", summary.pruned_chains).format(
+                    n=summary.pruned_chains
+                ),
+            )
+        )
     if summary.unchained:
         click.echo(
             ngettext(
@@ -1447,6 +1525,33 @@ def verify(database: str | None, bundle: str | None) -> int:
                 summary.unchained,
             ).format(n=summary.unchained)
         )
+    if summary.unverified:
+        click.echo(
+            ngettext(
+                "{n} measurement merged from a source whose chain did not verify there "
+                "(unverified_measurements, chain_problems)",
+                "{n} measurements merged from sources whose chains did not verify there "
+                "(unverified_measurements, chain_problems)",
+                summary.unverified,
+            ).format(n=summary.unverified)
+        )
+    if summary.timestamps:
+        stamped = ngettext(
+            "{n} signed head timestamped", "{n} signed heads timestamped", summary.timestamps
+        ).format(n=summary.timestamps)
+        if summary.timestamps_bad:
+            click.echo(
+                ngettext("{stamped}; {n} does not hold", "{stamped}; {n} do not hold",
+                         summary.timestamps_bad).format(stamped=stamped, n=summary.timestamps_bad)
+            )  # fmt: skip
+        elif summary.timestamps_checked:
+            click.echo(_("{stamped}; every timestamp holds").format(stamped=stamped))
+        else:
+            click.echo(
+                _("{stamped}; not checked (give --tsa-ca FILE, the TSA's root)").format(
+                    stamped=stamped
+                )
+            )
     return 1 if summary.problems else 0
 
 

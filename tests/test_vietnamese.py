@@ -38,7 +38,8 @@ def _vietnamese(text: str) -> bool:
 @pytest.mark.usefixtures("vi")
 def test_init_is_vietnamese(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "s.toml"
-    code, out, err = run_fresh(["init", "--config", str(cfg), "--yes"], capsys)
+    db = str(tmp_path / "data" / "p.db")  # init makes its key beside it
+    code, out, err = run_fresh(["init", "--config", str(cfg), "--db", db, "--yes"], capsys)
     assert code == 0, err
     assert "probe đo xem mạng của bạn" in out and "Đã ghi cài đặt vào" in out
     assert "What it does" not in out and "Settings written" not in out
@@ -153,6 +154,7 @@ def test_init_wraps_to_the_terminal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.chdir(tmp_path)  # p.db, and the key init makes beside it, are here
     short = tmp_path / "c"
     code, out, err = run_fresh(["init", "--config", str(short), "--db", "p.db", "--yes"], capsys)
     assert code == 0, err

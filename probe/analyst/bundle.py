@@ -26,6 +26,7 @@ there gives no bundle (:class:`NotWhole`, with the problems).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -128,14 +129,35 @@ def write(
 
 
 def verify(
-    path: str | Path, gettext: Callable[[str], str], ngettext: Callable[[str, str, int], str]
+    path: str | Path,
+    gettext: Callable[[str], str],
+    ngettext: Callable[[str, str, int], str],
+    roots: Sequence[Any] | None = None,
 ) -> tuple[int, list[str]]:
     """``probe verify --bundle``: (exit status, lines) of the bundle at ``path``, checked with
-    this probe's own copy of the verifier (not the bundle's)."""
+    this probe's own copy of the verifier (not the bundle's); with ``roots`` (the TSA's root
+    certificates), each timestamp's token too (:func:`probe.analyst.timestamp.verify`)."""
     try:
         result = bv.check(path)
     except bv.Unreadable as exc:
         raise ExportError(exc.template, **exc.fields) from None
+    if roots:
+        from probe.analyst import timestamp
+        from probe.errors import TimestampError
+
+        for t in result.timestamps:
+            try:
+                timestamp.verify(t.token, bytes.fromhex(t.digest), roots=roots)
+            except (TimestampError, ValueError) as exc:
+                result.problems.append(
+                    bv.Problem(
+                        bv.BAD_TIMESTAMP,
+                        t.subject,
+                        N_("its timestamp does not hold ({why})"),
+                        {"why": str(exc)[:200]},
+                    )
+                )
+        result.timestamps_checked = True
     return (0 if result.whole else 1), bv.lines(result, path, gettext, ngettext)
 
 
@@ -282,11 +304,12 @@ def _segments(
     signed at or after it (chosen ones sharing a head share a segment)."""
     heads = list(
         conn.execute(
-            "SELECT kind, label, seq, at, statement, signature FROM chain_heads "
+            "SELECT kind, label, seq, at, statement, signature, rowid FROM chain_heads "
             "WHERE device_key = ? ORDER BY seq, kind, label",
             [device],
         )
     )
+    stamps = _timestamps(conn)
     groups: dict[int, list[dict[str, Any]]] = {}
     for row in chosen:
         seq = int(row["seq"])
@@ -308,7 +331,20 @@ def _segments(
             start = canonical.GENESIS
         else:
             before = chain.at_seq(conn, device, first - 1)
-            start = str(before[0]["chain_hash"]) if before else canonical.GENESIS
+            if before:
+                start = str(before[0]["chain_hash"])
+            else:  # pruned: the chain hash its device's signed prune record kept
+                start = next(
+                    (
+                        r.last_chain_hash
+                        for _, r in chain.prunes(conn)
+                        if r is not None
+                        and r.own
+                        and r.device_key == device
+                        and r.last == first - 1
+                    ),
+                    canonical.GENESIS,
+                )
         cursor = conn.execute(
             "SELECT seq, id, chain_prev, record_hash, chain_hash FROM measurements "
             "WHERE device_key = ? AND seq BETWEEN ? AND ? ORDER BY seq",
@@ -320,6 +356,7 @@ def _segments(
         ]
         at_end = [
             {"kind": h[0], "label": h[1], "statement": h[4], "signature": h[5]}
+            | ({"timestamps": stamps[int(h[6])]} if int(h[6]) in stamps else {})
             for h in heads
             if int(h[2]) == end
         ]
@@ -330,6 +367,28 @@ def _segments(
         for row in group:
             signed[str(row["id"])] = {"seq": end, "at": last_at}
     return segments
+
+
+def _timestamps(conn: sqlite3.Connection) -> dict[int, list[dict[str, str]]]:
+    """The RFC 3161 timestamps of a fleet database's heads (``probe merge --timestamp``), by
+    head rowid: each its TSA, the time it vouches for, the digest it stamps (hex) and the DER
+    token (base64)."""
+    if "timestamps" not in chain.tables(conn):
+        return {}
+    found: dict[int, list[dict[str, str]]] = {}
+    for head_id, url, at, digest, token in conn.execute(
+        "SELECT head_id, tsa_url, time, digest, token FROM timestamps ORDER BY head_id, tsa_url"
+    ):
+        if isinstance(digest, bytes) and isinstance(token, bytes):
+            found.setdefault(int(head_id), []).append(
+                {
+                    "tsa_url": str(url),
+                    "time": str(at),
+                    "digest": digest.hex(),
+                    "token": base64.b64encode(token).decode("ascii"),
+                }
+            )
+    return found
 
 
 # -- the words: summary and instructions ---------------------------------------------------------

@@ -17,7 +17,8 @@ of its hashed JSON columns (``observations.json``, ``control.json``, ``extra.jso
 the device's chain, each a start (a seq and its chain hash), the links after it up to a signed
 head (``seq``, ``id``, ``chain_prev``, ``record_hash``, ``chain_hash``; the links of
 measurements left out of the bundle stand by their hashes alone) and the heads signed there
-(``kind``, ``label``, ``statement``, ``signature``).
+(``kind``, ``label``, ``statement``, ``signature``, and ``timestamps`` when the database had
+any: ``tsa_url``, ``time``, ``digest`` hex, ``token`` base64 DER).
 
 :func:`check` recomputes everything: each record's hash from its fields and files (one byte
 changed anywhere changes it), each body's content hash against the digests the record binds,
@@ -26,7 +27,9 @@ matched another start would be a SHA-256 preimage), and each head's Ed25519 sign
 key of the segment's device, over exactly the chain state computed at its seq. It gives one
 :class:`Problem` per thing that is not so, naming the measurement (or head) and the case:
 altered, removed, inserted, reordered, body swapped, body removed, bad signature, not as
-signed. A bundle it cannot read at all raises :class:`Unreadable`. Verdicts are not checked:
+signed; and a head's RFC 3161 timestamps (``probe merge --timestamp``) must stamp that head
+(bad timestamp; their tokens' signatures are checked by ``probe verify --bundle --tsa-ca``).
+A bundle it cannot read at all raises :class:`Unreadable`. Verdicts are not checked:
 they are derived from the facts the hash covers, by rules named by id and version.
 
 Run alone: ``python3 verify_bundle.py [BUNDLE]`` (default: the folder this file is in); exit
@@ -100,6 +103,7 @@ BODY_SWAPPED = "body swapped"
 BODY_REMOVED = "body removed"
 BAD_SIGNATURE = "bad signature"
 NOT_AS_SIGNED = "not as signed"
+BAD_TIMESTAMP = "bad timestamp"
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -130,6 +134,18 @@ class Problem:
         return f"{self.subject}: {t(self.kind)}: {t(self.template).format(**self.fields)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Timestamp:
+    """An RFC 3161 timestamp of a head: which, by whom, the time it vouches for, the digest it
+    stamps (hex) and the token (DER)."""
+
+    subject: str
+    tsa_url: str
+    time: str
+    digest: str
+    token: bytes
+
+
 @dataclass
 class Result:
     """What :func:`check` found: the problems, and what was checked."""
@@ -137,6 +153,8 @@ class Result:
     problems: list[Problem] = field(default_factory=list)
     measurements: list[str] = field(default_factory=list)
     devices: dict[str, list[str]] = field(default_factory=dict)  # key -> when its heads were signed
+    timestamps: list[Timestamp] = field(default_factory=list)
+    timestamps_checked: bool = False  # their tokens verified (probe verify --bundle --tsa-ca)
 
     @property
     def whole(self) -> bool:
@@ -487,12 +505,49 @@ def _segment(
             continue
         good += 1
         result.devices.setdefault(device, []).append(str(head["at"]))
+        yield from _timestamps(subject, head, h, result)
     if not good:
         yield Problem(
             NOT_AS_SIGNED,
             str(last_id or device),
             N_("no signed head ends its chain segment (seq {seq})"),
             {"seq": seq},
+        )
+
+
+def head_digest(head: dict[str, Any], signature: str) -> str:
+    """What a timestamp of a head stamps (probe.analyst.timestamp.head_digest of its stored
+    text columns): SHA-256 of the canonical JSON of its chain hash, device key, seq and
+    signature, hex."""
+    value = {
+        "chain_hash": head["chain_hash"],
+        "device_key": head["device_key"],
+        "seq": head["seq"],
+        "signature": signature,
+    }
+    return sha256(rfc8785.dumps(value))
+
+
+def _timestamps(
+    subject: str, head: dict[str, Any], h: dict[str, Any], result: Result
+) -> Iterator[Problem]:
+    """The timestamps a verified head carries: each must stamp this head. Their tokens (the
+    TSA's signature and certificates) are checked by ``probe verify --bundle --tsa-ca FILE``,
+    or by OpenSSL (``openssl ts -verify -digest HEX -in TOKEN -token_in -CAfile ROOT``)."""
+    stamps = h.get("timestamps") or []
+    if not isinstance(stamps, list):
+        raise TypeError("timestamps")
+    want = head_digest(head, str(h["signature"]))
+    for t in stamps:
+        digest = str(t["digest"])
+        token = base64.b64decode(str(t["token"]), validate=True)
+        if digest != want:
+            yield Problem(
+                BAD_TIMESTAMP, subject, N_("its timestamp is for another state of the head")
+            )
+            continue
+        result.timestamps.append(
+            Timestamp(subject, str(t["tsa_url"]), str(t["time"]), digest, token)
         )
 
 
@@ -539,6 +594,17 @@ def lines(
                 "device {key}: {n} signed heads, the last at {at}",
                 len(ats),
             ).format(key=key, n=len(ats), at=max(ats))
+        )
+    for t in result.timestamps:
+        out.append(
+            (
+                _("{subject}: timestamped by {url} at {time}; the token holds")
+                if result.timestamps_checked
+                else _(
+                    "{subject}: timestamped by {url} at {time}, as its token says (its "
+                    "signature: probe verify --bundle FILE --tsa-ca ROOT)"
+                )
+            ).format(subject=t.subject, url=t.tsa_url, time=t.time)
         )
     return out
 

@@ -36,13 +36,17 @@ of its source names is not merged (quarantined as such).
 
 Identity is device-scoped: a measurement is (its device, its id). The same device's row again
 is "already there" (its verdict may have been reclassified since: the measured facts, its
-observations, start, target and URL, must be the same); a measurement id claimed by another
-device, or by the same device with other measured facts, is *disputed*: no claim to it stays
-in the output (one merged before is taken out), every claim is quarantined, and later merges
-keep it out. Honest ids hold a random UUID, so a clash is never honest, and without a verified
-chain the merge cannot tell the squatter from the victim: first-file-wins would let a squatter
-replace a volunteer's evidence, and keeping both would mean renaming one (the id is what
-exports, ``reclassify`` and the chain name a measurement by). Rows a source's own probe made
+observations, start, target and URL, must be the same). Of two claims to one id (another
+device's, or the same device's with other measured facts), the one its device *signed* (its
+source's chain verifies for the device and a signed head covers its place) stays, whichever
+file comes first, and the other is quarantined (kind ``lost``): a head commits to every record
+before it, and only the device's key makes one. Two claims alike (neither signed, or both) are
+*disputed*: no claim to it stays in the output (one merged before is taken out), every claim is
+quarantined, and later merges keep it out. Honest ids hold a random UUID, so a clash is never
+honest, and without a signed chain the merge cannot tell the squatter from the victim:
+first-file-wins would let a squatter replace a volunteer's evidence, and keeping both would
+mean renaming one (the id is what exports, ``reclassify`` and the chain name a measurement
+by). Rows a source's own probe made
 without a device id get that source's; imported OONI rows keep none. A device id is a claim
 until the device's chain verifies: a source may label rows with another's device id.
 
@@ -53,8 +57,29 @@ bodies read per source (past it the rest of the source is left unread, said in q
 on the line); ``quarantine_rows`` 1000 quarantine rows per source (one more row says how many
 problems were not listed).
 
-Chains: :func:`verify_chain` is the hook where issue 22's chain verifier is called for a
-source that has the chain; until then such a source's line says its chain was not verified.
+Chains (m010, :mod:`probe.evidence`): each source's chains are checked before anything of it is
+merged, by ``probe verify``'s own checks (:func:`probe.analyst.verify.check` on the read-only,
+immutable source connection), and its line names each device key: "its chain verifies", or "its
+chain does not verify (2 reordered, ...)". The chain columns (``device_key``, ``seq``,
+``chain_prev``, ``record_hash``, ``chain_hash``, ``body_digests``) are carried as the device
+stored them, and a chained row's ``device_id`` is never filled in (the record hash covers both).
+A source's signed heads are carried when they hold (of two heads of one device, kind and label,
+the later place stays), and so are its prune records (m011) that hold. The measurements of a
+device whose chain does not verify are merged *as stored* and marked: one
+``unverified_measurements`` row each, one ``chain_problems`` row per problem found (both
+fleet-only tables, see :data:`CHAIN_PROBLEMS_SQL`). Merged as stored, not quarantined, because
+the evidence of the tampering is the rows themselves: quarantined, an altered record would show
+in the fleet as a removed one, and ``probe verify FLEET.db`` could no longer name what was done
+to it; carried unchanged, the fleet's verification names the same measurements as the source's
+did, and every row stays readable by exports and ``reclassify`` (one seen again from a source
+whose chain verifies and a signed head covers is no longer marked). Measurements its source stored
+before its chain began (a source made before m010, or listed by its migration) are listed in the
+fleet's ``unchained_measurements``; any other without a place in a chain is not. Two
+measurements claiming one place of one device's chain (``device_key``, ``seq``): the claim its
+device signed (its source's chain verifies and a signed head covers the place) stays and the
+other is quarantined; two claims alike are disputed as two claims to one id are (neither stays,
+both quarantined, the place too, ``tbl`` ``chain``, and later merges keep it out), as for ids.
+Not yet: caps on what the chain check reads of a source (it streams, but reads each row whole).
 Nothing else is copied: no other table, no source's ``meta``, no file name.
 """
 
@@ -67,6 +92,7 @@ import os
 import re
 import sqlite3
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -75,9 +101,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from probe.analyst import verify as verify_mod
 from probe.classify import classify
 from probe.classify.throughput import analyse
 from probe.errors import MergeError
+from probe.evidence import heads as heads_mod
+from probe.evidence import pruned as pruned_mod
 from probe.failures import scrub
 from probe.model import ControlEvidence, HTTPTransaction, Observations, ThroughputRecord
 from probe.store import Store, migrations
@@ -110,7 +139,7 @@ QUARANTINE_SQL = (
     source TEXT NOT NULL,  -- the source's device id ('?' unknown), never its file name
     tbl TEXT NOT NULL,     -- measurements, rounds, bodies, or '' for the source itself
     row_id TEXT NOT NULL,  -- the row's id (a body's SHA-256), at most 200 characters
-    kind TEXT NOT NULL,    -- invalid, body, disputed, orphan, cap, more
+    kind TEXT NOT NULL,    -- invalid, body, disputed, lost, orphan, cap, more
     reason TEXT NOT NULL,
     UNIQUE (source, tbl, row_id, kind)
 )""",
@@ -127,6 +156,7 @@ Bit = Literal[0, 1]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]  # Ed25519, base64url
 
 
 class MeasurementRow(msgspec.Struct, kw_only=True):
@@ -171,6 +201,16 @@ class MeasurementRow(msgspec.Struct, kw_only=True):
     throughput: str | None = None
     network_name: Text | None = None
     resolver_kind: Token | None = None
+    # m010's chain (probe.evidence): carried as the device stored it, never rewritten
+    device_key: PublicKey | None = None
+    seq: Annotated[int, msgspec.Meta(ge=1, lt=2**53)] | None = None
+    chain_prev: Id | None = None
+    record_hash: Sha256 | None = None
+    chain_hash: Sha256 | None = None
+    body_digests: Text | None = None
+
+
+CHAIN_FIELDS = ("device_key", "seq", "chain_prev", "record_hash", "chain_hash")
 
 
 class RoundRow(msgspec.Struct, kw_only=True):
@@ -194,6 +234,7 @@ class RoundRow(msgspec.Struct, kw_only=True):
     resolver_kind: Token | None = None
     network_source: Token | None = None
     public_address: Token | None = None
+    device_key: PublicKey | None = None
 
 
 class BodyRow(msgspec.Struct, kw_only=True):
@@ -255,6 +296,7 @@ class Source:
     older: int  # how many migrations its schema lacks
     scrub_headers: bool
     wal_unread: bool
+    chain_tables: bool = True  # the chain's other tables: plain tables or absent
 
     def close(self) -> None:
         self.con.close()
@@ -378,6 +420,10 @@ def _check(path: str, con: sqlite3.Connection, schema: dict[str, tuple[str, str]
             except msgspec.ValidationError:
                 device = None
     wal = Path(f"{path}-wal")
+    chain_tables = all(
+        t not in schema or _plain_table(schema, t)
+        for t in ("chain_heads", "unchained_measurements", "chain_pruned", "timestamps")
+    )
     return Source(
         path=path,
         con=con,
@@ -386,24 +432,87 @@ def _check(path: str, con: sqlite3.Connection, schema: dict[str, tuple[str, str]
         older=len(released - applied),
         scrub_headers=SCRUB_MIGRATION not in applied,
         wal_unread=wal.is_file() and wal.stat().st_size > 0,
+        chain_tables=chain_tables,
     )
 
 
-def verify_chain(source: Source) -> str | None:
-    """THE HOOK for issue 22's chain verification (``probe.analyst.verify``, not merged yet):
-    a source that carries the hash chain (a ``chain_heads`` table, or chain columns in
-    ``measurements``) must have it verified here before its rows are trusted, and a claim whose
-    chain verifies could then win a dispute over one that does not. Returns a note for the
-    source's line: None when the source has no chain; until the verifier is wired in, a note
-    that its chain was not verified."""
-    names = {
-        str(r[0]) for r in source.con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
-    chained = "chain_heads" in names or any(
-        str(r[1]).startswith("chain_")
-        for r in source.con.execute("PRAGMA table_info(measurements)")
-    )
-    return "its hash chain was not verified: no verifier yet" if chained else None
+CHAIN_PROBLEMS_SQL = (
+    """CREATE TABLE IF NOT EXISTS chain_problems (
+    device_key TEXT NOT NULL,  -- the chain's device key ('' for a measurement in no chain)
+    source TEXT NOT NULL,      -- the source's device id ('?' unknown), never its file name
+    subject TEXT NOT NULL,     -- what probe verify names: a measurement id, a head, a seq
+    kind TEXT NOT NULL,        -- probe verify's kind: altered, removed, inserted, ...
+    reason TEXT NOT NULL,      -- probe verify's line, in English
+    UNIQUE (device_key, subject, kind)
+)""",
+    """CREATE TABLE IF NOT EXISTS unverified_measurements (
+    id TEXT PRIMARY KEY,       -- a merged measurement whose chain did not verify in its source
+    device_key TEXT NOT NULL,  -- its device key ('' for one in no chain)
+    reason TEXT NOT NULL
+)""",
+)
+
+
+@dataclass
+class ChainCheck:
+    """What ``probe verify``'s checks said of a source's chains, before anything of it is
+    merged: per device key, its chain's summary and its problems' kinds counted; the first
+    problems themselves (at most the quarantine cap); the ids of measurements its problems
+    name (they are merged as stored and marked unverified)."""
+
+    devices: dict[str, verify_mod.Device] = field(default_factory=dict)
+    kinds: dict[str, Counter[str]] = field(default_factory=dict)
+    problems: list[verify_mod.Problem] = field(default_factory=list)
+    unreadable: str | None = None
+
+    def verified(self, device: str) -> bool:
+        return self.unreadable is None and not self.kinds.get(device)
+
+
+def verify_chain(source: Source, caps: Caps | None = None) -> ChainCheck | None:
+    """A source's chains checked as ``probe verify`` checks a database
+    (:func:`probe.analyst.verify.check` on the source's read-only, immutable connection, so
+    nothing of it runs); None when the source has no chain (made before m010)."""
+    if "seq" not in source.columns["measurements"]:
+        return None
+    found = ChainCheck()
+    if not source.chain_tables:
+        found.unreadable = (
+            "a table of its chain (chain_heads, unchained_measurements, chain_pruned, "
+            "timestamps) is not a plain table"
+        )
+        return found
+    cap = (caps or Caps()).quarantine_rows
+    summary = verify_mod.Summary()
+    try:
+        for p in verify_mod.check(source.con, summary):
+            found.kinds.setdefault(p.device, Counter())[p.kind] += 1
+            if len(found.problems) < cap:
+                found.problems.append(p)
+    except sqlite3.DatabaseError as exc:
+        found.unreadable = f"its chain could not be read to the end ({str(exc)[:200]})"
+    found.devices = summary.chains
+    return found
+
+
+def _chain_notes(found: ChainCheck | None) -> list[str]:
+    """The source line's notes on its chains, one per device."""
+    if found is None:
+        return []
+    if found.unreadable is not None:
+        return [f"its chain was not verified: {found.unreadable}; merged, marked unverified"]
+    notes = []
+    for key, d in sorted(found.devices.items()):
+        if found.verified(key):
+            notes.append(
+                f"device {key}: its chain verifies ({d.measurements} measurements, "
+                f"{d.heads} signed heads)"
+            )
+    for key, kinds in sorted(found.kinds.items()):
+        told = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        who = f"device {key}: its chain does not verify" if key else "measurements in no chain"
+        notes.append(f"{who} ({told}): merged as stored, marked unverified in chain_problems")
+    return notes
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -498,6 +607,10 @@ def check_measurement(values: dict[str, Any], scrub_headers: bool) -> Checked:
     except msgspec.ValidationError as exc:
         raise Bad(f"measurements: {exc}") from None
     _stamp("started_at", row.started_at)
+    if row.seq is not None:  # a place in a chain: whose, and its hashes (chain_prev: None at 1)
+        missing = [f for f in CHAIN_FIELDS if f != "chain_prev" and getattr(row, f) is None]
+        if missing:
+            raise Bad(f"chain columns: {', '.join(missing)} missing beside seq")
     for name in ("runtime", "body_proportion"):
         v = getattr(row, name)
         if v is not None and not math.isfinite(v):
@@ -656,8 +769,10 @@ class Merger:
     """One source merged into the output, inside the output's write transaction: its
     measurements (with the bodies they name), its rounds, then the bodies none named."""
 
-    def __init__(self, target: Store, source: Source, caps: Caps) -> None:
-        self.target, self.source, self.caps = target, source, caps
+    def __init__(
+        self, target: Store, source: Source, caps: Caps, chain: ChainCheck | None = None
+    ) -> None:
+        self.target, self.source, self.caps, self.chain = target, source, caps, chain
         self.out = target.db.conn
         self.q = Quarantine(self.out, source.device, caps)
         self.result = Result()
@@ -667,11 +782,14 @@ class Merger:
         self.refused: set[str] = set()  # body keys refused (each quarantined once)
 
     def run(self) -> Result:
-        for sql in QUARANTINE_SQL:
+        for sql in (*QUARANTINE_SQL, *CHAIN_PROBLEMS_SQL):
             self.out.execute(sql)
         self.measurements()
         self.rounds()
         self.orphans()
+        self.heads()
+        self.prunes()
+        self.chain_problems()
         self.q.close()
         self.result.quarantined = self.q.count - self.result.taken_out
         return self.result
@@ -724,8 +842,9 @@ class Merger:
         """One valid row: its bodies checked, the classifier replayed over it, its claim to
         its id weighed, and then written; raises :class:`Bad` when refused."""
         row = c.row
-        own = self.source.device if row.source == "probe" else None
-        row = msgspec.structs.replace(row, device_id=row.device_id or own)
+        if row.seq is None:  # a chained row's device id is in its record: never filled in
+            own = self.source.device if row.source == "probe" else None
+            row = msgspec.structs.replace(row, device_id=row.device_id or own)
         bodies: dict[str, Body] = {}
         for h in c.obs.http:
             if h.body_sha256:
@@ -742,11 +861,18 @@ class Merger:
         _replay(c, replace(c.obs, http=http))
         if self.claimed(row):
             return
+        self.place(row)
         self.out.execute(
             f"INSERT INTO measurements ({', '.join(M_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in M_COLUMNS)})",
             [getattr(row, col) for col in M_COLUMNS],
         )
+        if row.seq is None and self.listed_unchained(row.id):
+            self.out.execute(
+                "INSERT OR IGNORE INTO unchained_measurements (id) VALUES (?)", [row.id]
+            )
+        else:
+            self.flag(row)
         for key, b in bodies.items():
             if b.raw is None:
                 continue
@@ -767,8 +893,9 @@ class Merger:
 
     def claimed(self, row: MeasurementRow) -> bool:
         """True when the output already holds this very claim (already there), False when
-        the id is free; raises :class:`Bad` when the id is disputed, taking out the claim
-        the output held."""
+        the id is free (or held by a claim its device did not sign, which this one, signed,
+        takes out); raises :class:`Bad` when the row loses: to a claim its device signed, or
+        when the id is disputed (two claims alike), taking out the claim the output held."""
         if self.out.execute(
             "SELECT 1 FROM quarantine WHERE row_id = ? AND kind = 'disputed' "
             "AND tbl = 'measurements' LIMIT 1",
@@ -776,30 +903,237 @@ class Merger:
         ).fetchone():
             raise Bad("measurement id disputed: more than one claim to it", "disputed")
         held = self.out.execute(
-            "SELECT device_id, observations, started_at, target, url FROM measurements "
-            "WHERE id = ?",
+            "SELECT device_id, device_key, observations, started_at, target, url, seq "
+            "FROM measurements WHERE id = ?",
             [row.id],
         ).fetchone()
         if held is None:
             return False
-        theirs, facts = held[0], tuple(held[1:])
-        if theirs == row.device_id and facts == (
+        theirs, their_key, facts, their_seq = held[0], held[1], tuple(held[2:6]), held[6]
+        if (theirs, their_key) == (row.device_id, row.device_key) and facts == (
             row.observations,
             row.started_at,
             row.target,
             row.url,
         ):
             self.result.seen += 1
+            if self.signed(row):  # merged unverified before, now from a source that verifies
+                self.out.execute("DELETE FROM unverified_measurements WHERE id = ?", [row.id])
             return True
-        if theirs != row.device_id:
+        if (theirs, their_key) != (row.device_id, row.device_key):
             why_theirs = f"measurement id also claimed by device {row.device_id or '?'}"
             why_ours = f"measurement id already claimed by device {theirs or '?'}"
         else:
             why_theirs = why_ours = "the same device's measurement id with other measured facts"
-        self.out.execute("DELETE FROM measurements WHERE id = ?", [row.id])
-        self.q.add_for(theirs, "measurements", row.id, why_theirs, "disputed")
+        ours, signed_theirs = self.signed(row), self.held_signed(row.id, their_key, their_seq)
+        if signed_theirs and not ours:  # the signed claim stays; this one is refused alone
+            raise Bad(f"{why_ours}, which its device signed", "lost")
+        for table in ("measurements", "unverified_measurements", "unchained_measurements"):
+            self.out.execute(f"DELETE FROM {table} WHERE id = ?", [row.id])
         self.result.taken_out += 1
+        if ours and not signed_theirs:  # the signed claim takes the id; the other is refused
+            self.q.add_for(theirs, "measurements", row.id, f"{why_theirs}, which signed it", "lost")
+            return False
+        self.q.add_for(theirs, "measurements", row.id, why_theirs, "disputed")
         raise Bad(why_ours, "disputed")
+
+    def place(self, row: MeasurementRow) -> None:
+        """Weigh the row's claim to its place in its device's chain against one the output
+        holds (the output keeps one measurement per place). A claim its device signed (its
+        source's chain verifies for the device, and a signed head there covers the place)
+        wins over one that is not: a head commits to every record before it, and only the
+        device's key signs one. Two claims alike (both signed: the device forked its chain, a
+        restored backup; or neither) are held by neither, as two claims to one id, both
+        named, and later merges keep the place out. Raises :class:`Bad` when the row loses."""
+        if row.seq is None:
+            return
+        place = f"{row.device_key}:{row.seq}"
+        why = f"seq {row.seq} of device {row.device_key}: more than one measurement claims it"
+        if self.out.execute(
+            "SELECT 1 FROM quarantine WHERE tbl = 'chain' AND row_id = ? AND kind = 'disputed' "
+            "LIMIT 1",
+            [place],
+        ).fetchone():
+            raise Bad(f"its place in its chain is disputed ({why})", "disputed")
+        held = self.out.execute(
+            "SELECT id, device_id FROM measurements WHERE device_key = ? AND seq = ?",
+            [row.device_key, row.seq],
+        ).fetchone()
+        if held is None:
+            return
+        ours, theirs = self.signed(row), self.held_signed(str(held[0]), row.device_key, row.seq)
+        if theirs and not ours:
+            raise Bad(
+                f"its place in its chain (seq {row.seq}) is held by measurement {held[0]}, "
+                "which its device signed",
+                "lost",
+            )
+        self.out.execute("DELETE FROM measurements WHERE id = ?", [held[0]])
+        self.out.execute("DELETE FROM unverified_measurements WHERE id = ?", [held[0]])
+        self.result.taken_out += 1
+        if ours and not theirs:
+            self.q.add_for(
+                held[1],
+                "measurements",
+                held[0],
+                f"its place in its chain (seq {row.seq}) is claimed by measurement {row.id}, "
+                "which its device signed",
+                "lost",
+            )
+            return
+        self.q.add_for(
+            held[1], "measurements", held[0], f"its place in its chain: {why}", "disputed"
+        )
+        self.q.add_for(held[1], "chain", place, why, "disputed")
+        raise Bad(f"its place in its chain: {why}", "disputed")
+
+    def signed(self, row: MeasurementRow) -> bool:
+        """Did the row's device sign it: its source's chain verifies for the device, and a
+        signed head there covers its place?"""
+        found, key = self.chain, row.device_key or ""
+        if found is None or row.seq is None or not found.verified(key):
+            return False
+        device = found.devices.get(key)
+        return device is not None and row.seq <= device.signed_seq
+
+    def held_signed(self, measurement_id: str, device_key: object, seq: object) -> bool:
+        """Did its device sign a measurement the output holds (at ``seq`` of ``device_key``'s
+        chain): merged unflagged, and a head of the device the output holds covers its
+        place?"""
+        if seq is None or device_key is None:
+            return False
+        if self.out.execute(
+            "SELECT 1 FROM unverified_measurements WHERE id = ?", [measurement_id]
+        ).fetchone():
+            return False
+        return bool(
+            self.out.execute(
+                "SELECT 1 FROM chain_heads WHERE device_key = ? AND seq >= ? LIMIT 1",
+                [device_key, seq],
+            ).fetchone()
+        )
+
+    def flag(self, row: MeasurementRow) -> None:
+        """Mark a merged measurement unverified when its source's chain check did not hold
+        for its device (or it is in no chain, and its source says nothing of why)."""
+        found = self.chain
+        if found is None:
+            return
+        if found.unreadable is not None:
+            why = found.unreadable
+        elif row.seq is None:
+            if not found.kinds.get(""):
+                return
+            why = "in no chain, and stored after its source's chain began"
+        elif found.verified(row.device_key or ""):
+            return
+        else:
+            why = "its device's chain does not verify in its source (see chain_problems)"
+        self.out.execute(
+            "INSERT OR REPLACE INTO unverified_measurements (id, device_key, reason) "
+            "VALUES (?, ?, ?)",
+            [row.id, row.device_key or "", why],
+        )
+
+    def listed_unchained(self, measurement_id: str) -> bool:
+        """Is a measurement without a place in a chain one that its source stored before the
+        chain began (a source made before m010, or one its migration listed)? Only those are
+        listed as such in the output; any other is in no chain, as ``probe verify`` says."""
+        if "seq" not in self.source.columns["measurements"]:
+            return True
+        if self.chain is None or self.chain.unreadable is not None:
+            return False
+        return any(
+            self.source.read(
+                "SELECT 1 FROM unchained_measurements WHERE id = ? LIMIT 1", [measurement_id]
+            )
+        )
+
+    def heads(self) -> None:
+        """The source's signed chain heads that hold (signed by the key they name, their
+        columns what they signed), into the output's ``chain_heads``: of two heads of one
+        device, kind and label (a day's head re-signed at each round), the later place
+        stays. A head that does not hold is not copied (the chain's problems say so)."""
+        if self.chain is None or self.chain.unreadable is not None:
+            return
+        if "chain_heads" not in {t for (t,) in self.source.read(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}:  # fmt: skip
+            return
+        for row in self.source.read(
+            "SELECT device_key, kind, label, seq, chain_hash, at, statement, signature "
+            "FROM chain_heads WHERE length(CAST(statement AS BLOB)) <= 4096 "
+            "AND length(CAST(signature AS BLOB)) <= 200 AND length(CAST(label AS BLOB)) <= 200"
+        ):
+            key, kind, label, seq, chain_hash, at, statement, signature = row
+            if not (isinstance(statement, str) and isinstance(signature, str)):
+                continue
+            head = heads_mod.check(statement.encode(), signature)
+            if head is None or not isinstance(label, str):
+                continue
+            if (head.device_key, head.kind, head.seq, head.chain_hash, head.at) != (
+                key, kind, seq, chain_hash, at):  # fmt: skip
+                continue
+            self.out.execute(
+                "INSERT INTO chain_heads (device_key, kind, label, seq, chain_hash, at, "
+                "statement, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_key, kind, label) DO UPDATE SET seq = excluded.seq, "
+                "chain_hash = excluded.chain_hash, at = excluded.at, "
+                "statement = excluded.statement, signature = excluded.signature "
+                "WHERE excluded.seq > chain_heads.seq",
+                [key, kind, label, seq, chain_hash, at, statement, signature],
+            )
+
+    def prunes(self) -> None:
+        """The source's prune records (m011) that hold, as ``probe verify`` reads them (signed by
+        the device whose chain they prune, their columns what they signed), into the output's
+        ``chain_pruned``: of two records of one device starting at one seq, the longer stays."""
+        if self.chain is None or self.chain.unreadable is not None:
+            return
+        names = {
+            t for (t,) in self.source.read("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "chain_pruned" not in names:
+            return
+        for row in self.source.read(
+            "SELECT device_key, first_seq, last_seq, last_chain_hash, at, by_key, statement, "
+            "signature FROM chain_pruned WHERE length(CAST(statement AS BLOB)) <= 4096 "
+            "AND length(CAST(signature AS BLOB)) <= 200"
+        ):
+            statement, signature = row[6], row[7]
+            if not (isinstance(statement, str) and isinstance(signature, str)):
+                continue
+            record = pruned_mod.check(statement.encode(), signature)
+            if record is None or not record.own:
+                continue
+            said = (record.device_key, record.first, record.last, record.last_chain_hash,
+                    record.at, record.by)  # fmt: skip
+            if tuple(row[:6]) != said:
+                continue
+            self.out.execute(
+                "INSERT INTO chain_pruned (device_key, first_seq, last_seq, last_chain_hash, at, "
+                "by_key, statement, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_key, first_seq) DO UPDATE SET last_seq = excluded.last_seq, "
+                "last_chain_hash = excluded.last_chain_hash, at = excluded.at, "
+                "by_key = excluded.by_key, statement = excluded.statement, "
+                "signature = excluded.signature WHERE excluded.last_seq > chain_pruned.last_seq",
+                [*said, statement, signature],
+            )
+
+    def chain_problems(self) -> None:
+        """What the source's chain check found, one row per problem, beside the rows it
+        names: they are merged as stored, and marked unverified here."""
+        if self.chain is None:
+            return
+        source = self.source.device or "?"
+        found = list(self.chain.problems)
+        if self.chain.unreadable is not None:
+            found.insert(0, verify_mod.Problem("unverified", "", self.chain.unreadable))
+        for p in found:
+            self.out.execute(
+                "INSERT OR IGNORE INTO chain_problems (device_key, source, subject, kind, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [p.device, source, p.subject[:200], p.kind, p.line()[:300]],
+            )
 
     def body(self, h: HTTPTransaction) -> Body | None:
         """The source's body for ``h``, checked against its key and against what the output
@@ -944,9 +1278,9 @@ def merge(sources: list[str], output: str, *, caps: Caps | None = None) -> list[
 
 def merge_source(target: Store, source: Source, caps: Caps | None = None) -> Result:
     """One source into ``target``, in one write transaction through the store's write path."""
-    chain = verify_chain(source)
+    chain = verify_chain(source, caps)
     try:
-        result = target.merge_from(lambda: Merger(target, source, caps or Caps()).run())
+        result = target.merge_from(lambda: Merger(target, source, caps or Caps(), chain).run())
     except Unreadable as exc:  # rolled back: the source is quarantined whole, the rest goes on
         why = f"the source could not be read to the end ({exc}): none of it merged"
 
@@ -959,8 +1293,7 @@ def merge_source(target: Store, source: Source, caps: Caps | None = None) -> Res
         result = Result(
             quarantined=1, notes=[f"not merged: it could not be read to the end ({exc})"]
         )
-    if chain:
-        result.notes.append(chain)
+    result.notes.extend(_chain_notes(chain))
     return result
 
 
@@ -971,7 +1304,10 @@ def _line(source: Source, r: Result, caps: Caps) -> str:
             0, f"an older schema ({source.older} migrations behind): read as it is, not migrated"
         )
     if r.taken_out:
-        notes.append(f"{r.taken_out} measurements merged before taken out: their ids are disputed")
+        notes.append(
+            f"{r.taken_out} measurements merged before taken out: their ids or places "
+            "are claimed again"
+        )
     if r.cut:
         notes.append(f"cut at the cap source_bytes = {caps.source_bytes}")
     if source.wal_unread:

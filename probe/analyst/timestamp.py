@@ -25,14 +25,17 @@ database and head, or the file) and the cause:
 - :func:`timestamp_heads` stamps every signed chain head of a fleet database that has no
   timestamp from this TSA yet, verifying each token before it stores it, one head per
   transaction (a TSA failing half-way keeps what was stamped before; a second run asks only for
-  the rest). The digest stamped is :func:`head_digest` of the head's stored columns.
+  the rest; a head whose stored columns changed since it was stamped, a day's head signed again
+later, is stamped again, its new token replacing the old). The digest stamped is
+:func:`head_digest` of the head's stored columns.
 
-The tables it reads and writes (the chain's own ``chain_heads`` has more columns: ``at``,
-``kind``; only these are read)::
+The tables it reads and writes (the chain's own ``chain_heads``, m010, has more columns:
+``kind``, ``label``, ``at``, ``statement``; only these are read, a head named by its rowid,
+which ``probe merge`` keeps when it carries a later head of the same device, kind and label)::
 
-    chain_heads(id INTEGER PRIMARY KEY, device_key TEXT, seq INTEGER,
+    chain_heads(rowid, device_key TEXT, seq INTEGER,
                 chain_hash BLOB or TEXT, signature BLOB or TEXT; NULL: not signed)
-    timestamps(head_id INTEGER  -> chain_heads.id,
+    timestamps(head_id INTEGER  -> chain_heads.rowid,
                tsa_url TEXT     the TSA asked,
                digest BLOB      head_digest(...), the token's message imprint,
                token BLOB       the DER TimeStampToken as the TSA signed it (its
@@ -422,19 +425,18 @@ class Stamp:
     time: datetime
 
 
-_HEAD_COLUMNS = ("id", "device_key", "seq", "chain_hash", "signature")
+_HEAD_COLUMNS = ("device_key", "seq", "chain_hash", "signature")
 _CREATE = """CREATE TABLE IF NOT EXISTS timestamps (
-    head_id INTEGER NOT NULL REFERENCES chain_heads(id),
+    head_id INTEGER NOT NULL,  -- chain_heads.rowid
     tsa_url TEXT NOT NULL,
     digest BLOB NOT NULL,
     token BLOB NOT NULL,
     time TEXT NOT NULL,
     PRIMARY KEY (head_id, tsa_url)
 )"""
-_UNSTAMPED = """SELECT id, device_key, seq, chain_hash, signature FROM chain_heads AS h
-WHERE signature IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM timestamps AS t WHERE t.head_id = h.id AND t.tsa_url = ?)
-ORDER BY id"""
+_SIGNED = """SELECT h.rowid, h.device_key, h.seq, h.chain_hash, h.signature,
+  (SELECT t.digest FROM timestamps AS t WHERE t.head_id = h.rowid AND t.tsa_url = ?)
+FROM chain_heads AS h WHERE h.signature IS NOT NULL ORDER BY h.rowid"""
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -495,8 +497,10 @@ def timestamp_heads(
     try:
         with con:
             con.execute(_CREATE)
-        for row in con.execute(_UNSTAMPED, (url,)).fetchall():
-            head_id, digest = _head(path, row)
+        for *row, stamped_digest in con.execute(_SIGNED, (url,)).fetchall():
+            head_id, digest = _head(path, tuple(row))
+            if stamped_digest == digest:
+                continue
             where = f"{path}: head {head_id}"
             nonce = secrets.randbits(64)
             try:
@@ -506,7 +510,7 @@ def timestamp_heads(
             at = verify(reply, digest, roots=roots, nonce=nonce, where=f"{where}: {url}")
             with con:
                 con.execute(
-                    "INSERT INTO timestamps (head_id, tsa_url, digest, token, time)"
+                    "INSERT OR REPLACE INTO timestamps (head_id, tsa_url, digest, token, time)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (head_id, url, digest, token_of(reply), iso(at)),
                 )

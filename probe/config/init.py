@@ -1,14 +1,15 @@
 """``probe init``: the informed-consent text, and a commented settings file made from OPTIONS.
 
 Contract: ``CONSENT`` is what a volunteer reads before the first measurement, one message a
-paragraph; :func:`consent` gives it in a language, ``{db}`` and ``{config}`` filled in, wrapped to
-a width without breaking a word. :func:`write_token` keeps a helper's token in a private file
-(0600) beside the settings file. :data:`SERVICE_CONFIG` and :data:`SERVICE_DB` are the files
-deploy/probe.service uses; :func:`share_with_service` makes the settings file readable by the
-service's dynamic user (it holds no secret). ``settings_file(given)`` returns TOML text with
-one commented paragraph per setting of :data:`probe.config.options.OPTIONS` (its help, its
-environment variable): the settings in ``given`` (name -> value as a flag gives it) are set,
-every other one is shown commented out with its default. The file reads back through
+paragraph; :func:`consent` gives it in a language, ``{db}`` and ``{config}`` filled in, wrapped
+to a width without breaking a word; one paragraph says what the device key is (made by ``probe
+init`` beside the database, ``probe.evidence.keys``). :func:`write_token` keeps a helper's token
+in a private file (0600) beside the settings file. :data:`SERVICE_CONFIG` and :data:`SERVICE_DB`
+are the files deploy/probe.service uses; :func:`share_with_service` makes the settings file
+readable by the service's dynamic user (it holds no secret). ``settings_file(given)`` returns
+TOML text with one commented paragraph per setting of :data:`probe.config.options.OPTIONS` (its
+help, its environment variable): the settings in ``given`` (name -> value as a flag gives it)
+are set, every other one is shown commented out with its default. The file reads back through
 :func:`probe.config.settings.resolve`.
 """
 
@@ -58,13 +59,18 @@ CONSENT = (
         "unless you export it yourself."
     ),
     N_(
+        "The probe also keeps a key of its own beside the database ({db}.key): it signs what "
+        "is stored, so that anyone can later check that nothing was altered. The key is "
+        "pseudonymous: in exports it names this probe, never you, your name or your address."
+    ),
+    N_(
         "How to stop: Ctrl-C, or `systemctl disable --now probe` if you installed the service. "
         "How to delete everything: stop it, then run `probe wipe` (it deletes the database {db}, "
         "with its -wal, -shm and .lock files, and the settings file {config}), and uninstall "
         "probe. Everything the probe writes is readable by your user only."
     ),
 )
-_BLANK_BEFORE = {1, 2, 5, 6}  # paragraphs that open a section
+_BLANK_BEFORE = {1, 2, 5, 7}  # paragraphs that open a section
 
 # The service route (deploy/probe.service): the unit reads this file, and systemd's
 # StateDirectory=probe puts the database here (unless the file names another).

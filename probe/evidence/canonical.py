@@ -29,6 +29,7 @@ each, per device; the first link of a device starts from :data:`GENESIS` (32 zer
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,3 +108,19 @@ def link(prev_chain_hash: str, record_hash: str) -> str:
 def content_hash(text: bytes) -> str:
     """SHA-256 of a stored body's content (its UTF-8 bytes), 64 hex digits."""
     return hashlib.sha256(text).hexdigest()
+
+
+def decode_object(text: bytes, fields: set[str] | frozenset[str]) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds when it has exactly ``fields`` as keys (a signed
+    statement's shape), else None. Whether it is in the canonical form is the caller's check:
+    encoding the parsed value again must give ``text`` back."""
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and set(data) == set(fields) else None
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a boolean (JSON's true is Python's 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)

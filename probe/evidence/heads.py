@@ -12,15 +12,14 @@ the public key can check a head; nobody without the private key can make one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from probe.evidence import canonical, keys
 
 ROUND = "round"
 DAY = "day"
 KINDS = (ROUND, DAY)
+_FIELDS = frozenset({"device_key", "seq", "chain_hash", "at", "kind"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +53,11 @@ def sign(key: keys.DeviceKey, seq: int, chain_hash: str, at: str, kind: str) -> 
 
 def parse(statement: bytes) -> Head | None:
     """The head a statement states, or None when it is not a canonical head statement."""
-    try:
-        data: Any = json.loads(statement)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or set(data) != {"device_key", "seq", "chain_hash", "at", "kind"}:
+    data = canonical.decode_object(statement, _FIELDS)
+    if data is None:
         return None
     seq = data["seq"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or data["kind"] not in KINDS:
+    if not canonical.is_int(seq) or data["kind"] not in KINDS:
         return None
     if not all(isinstance(data[k], str) for k in ("device_key", "chain_hash", "at")):
         return None

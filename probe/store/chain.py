@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from probe.evidence import canonical, heads
+from probe.evidence import canonical, heads, pruned
 from probe.evidence.keys import DeviceKey
 
 BodyRow = tuple[str, int | None, int, bytes]
@@ -106,7 +106,79 @@ def sign_heads(conn: sqlite3.Connection, key: DeviceKey, at: str, round_id: str)
         )
 
 
+def record_prune(
+    conn: sqlite3.Connection, key: DeviceKey, deleted: list[tuple[str, int, str]], at: str
+) -> None:
+    """Record, in the prune's transaction, the places of the chained measurements it deleted
+    (``(device_key, seq, chain_hash)`` each): one signed range per run of consecutive seqs,
+    joined with a recorded range it touches (and signed again), so a chain pruned batch by
+    batch, or around kept anomalies and then without them, ends with one record a range."""
+    by_device: dict[str, dict[int, str]] = {}
+    for device, seq, chain_hash in deleted:
+        by_device.setdefault(device, {})[seq] = chain_hash
+    for device, places in by_device.items():
+        for first, last in _runs(sorted(places)):
+            last_hash = places[last]
+            before = conn.execute(
+                "SELECT first_seq FROM chain_pruned WHERE device_key = ? AND last_seq = ? "
+                "AND by_key = ?",
+                [device, first - 1, key.public],
+            ).fetchone()
+            after = conn.execute(
+                "SELECT last_seq, last_chain_hash FROM chain_pruned WHERE device_key = ? "
+                "AND first_seq = ? AND by_key = ?",
+                [device, last + 1, key.public],
+            ).fetchone()
+            if before is not None:
+                first = int(before[0])
+            if after is not None:
+                last, last_hash = int(after[0]), str(after[1])
+            conn.execute(
+                "DELETE FROM chain_pruned WHERE device_key = ? AND first_seq BETWEEN ? AND ? "
+                "AND by_key = ?",
+                [device, first, last, key.public],
+            )
+            statement, signature = pruned.sign(key, device, first, last, last_hash, at)
+            conn.execute(
+                "INSERT OR REPLACE INTO chain_pruned (device_key, first_seq, last_seq, "
+                "last_chain_hash, at, by_key, statement, signature) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [device, first, last, last_hash, at, key.public, statement.decode(), signature],
+            )
+
+
+def _runs(seqs: list[int]) -> Iterator[tuple[int, int]]:
+    """The runs of consecutive numbers of a sorted list, as (first, last)."""
+    start = prev = seqs[0]
+    for n in seqs[1:]:
+        if n != prev + 1:
+            yield start, prev
+            start = n
+        prev = n
+    yield start, prev
+
+
 # -- reads for verification ---------------------------------------------------------------------
+def prunes(conn: sqlite3.Connection) -> Iterator[tuple[dict[str, Any], pruned.Pruned | None]]:
+    """Every prune record (its columns) and what its statement says when it is signed by the
+    key it names (None when not), by device and first seq."""
+    if "chain_pruned" not in tables(conn):
+        return
+    cursor = conn.execute(
+        "SELECT device_key, first_seq, last_seq, last_chain_hash, by_key, statement, signature "
+        "FROM chain_pruned ORDER BY device_key, first_seq"
+    )
+    for r in cursor:
+        row = _dict(cursor, r)
+        statement, signature = row["statement"], row["signature"]
+        record = (
+            pruned.check(statement.encode(), signature)
+            if isinstance(statement, str) and isinstance(signature, str)
+            else None
+        )
+        yield row, record
+
+
 def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", [table])}
 
@@ -175,6 +247,20 @@ def chain_heads(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     )
     for r in cursor:
         yield _dict(cursor, r)
+
+
+def timestamps(conn: sqlite3.Connection) -> Iterator[tuple[dict[str, Any], bytes, bytes]]:
+    """(head, token, stamped digest) of every timestamp of a head (``probe merge
+    --timestamp``'s ``timestamps`` table), by device and head."""
+    cursor = conn.execute(
+        "SELECT h.device_key, h.kind, h.label, h.seq, h.chain_hash, h.signature, t.token, "
+        "t.digest FROM timestamps AS t JOIN chain_heads AS h ON h.rowid = t.head_id "
+        "ORDER BY h.device_key, h.seq, h.kind, t.tsa_url"
+    )
+    for r in cursor:
+        head = {d[0]: v for d, v in zip(cursor.description[:6], r[:6], strict=True)}
+        token, digest = (v if isinstance(v, bytes) else b"" for v in r[6:8])
+        yield head, token, digest
 
 
 def body_data(conn: sqlite3.Connection, key: str) -> bytes | None:

@@ -1,6 +1,8 @@
 """Maintenance: pruning old measurements, vacuuming, merging other probes' databases, copying.
 
-Contract: ``prune`` deletes in short batches (a daemon writing beside it waits at most one);
+Contract: ``prune`` deletes in short batches (a daemon writing beside it waits at most one), and
+records the places of chained measurements it deleted in the same transaction, signed
+(``probe.store.chain.record_prune``, m011), so ``probe verify`` reports them as pruned;
 ``prune_counts`` says what the same prune would delete, deleting nothing; ``merge_from``
 runs one source's merge (probe.analyst.merge, which validates every row) in one write
 transaction; ``copy_to`` is a consistent copy (SQLite's backup API). Every write goes through the
@@ -14,12 +16,22 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from probe.evidence.keys import DeviceKey
+from probe.store import chain
 from probe.store.db import T
 from probe.store.reads import Reads
 from probe.store.sql import ANOMALY
+from probe.timeutil import utc_now
 
 
 class Maintenance(Reads):
+    # The store's writes (probe.store.writes.Writes, before this in Store's bases) say these.
+    def has_chain(self) -> bool:
+        raise NotImplementedError
+
+    def device_key(self) -> DeviceKey:
+        raise NotImplementedError
+
     def prune(
         self, before: str, *, keep_anomalies: bool = False, batch: int = 500
     ) -> Iterator[tuple[str, int]]:
@@ -28,16 +40,32 @@ class Maintenance(Reads):
         waits at most one short transaction. Yields ("measurements"|"rounds"|"bodies", n) per
         batch."""
         keep = f"AND NOT ({ANOMALY})" if keep_anomalies else ""
-        while True:
-            n = self._write(
-                lambda: (
-                    self.db.execute(
-                        "DELETE FROM measurements WHERE id IN (SELECT id FROM measurements "
-                        f"WHERE started_at < ? {keep} LIMIT ?)",
-                        [before, batch],
-                    ).rowcount
+        chained = self.has_chain()
+        key = self.device_key() if chained else None
+
+        def delete() -> int:
+            doomed = [
+                tuple(r)
+                for r in self.db.conn.execute(
+                    f"SELECT id{', device_key, seq, chain_hash' if chained else ''} "
+                    f"FROM measurements WHERE started_at < ? {keep} LIMIT ?",
+                    [before, batch],
                 )
-            )
+            ]
+            ids = [str(r[0]) for r in doomed]
+            marks = ", ".join("?" for _ in ids)
+            n = self.db.execute(f"DELETE FROM measurements WHERE id IN ({marks})", ids).rowcount
+            if key is not None and ids:
+                # Said in the same transaction: a prune recorded and signed (m011), so
+                # probe verify reports these places as pruned, not removed.
+                places = [(str(r[1]), int(r[2]), str(r[3])) for r in doomed if r[2] is not None]
+                if places:
+                    chain.record_prune(self.db.conn, key, places, utc_now())
+                self.db.execute(f"DELETE FROM unchained_measurements WHERE id IN ({marks})", ids)
+            return int(n)
+
+        while True:
+            n = self._write(delete)
             if n <= 0:
                 break
             yield "measurements", n

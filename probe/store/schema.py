@@ -1,4 +1,4 @@
-"""The schema, by migrations (m001..m010): tables, their indexes and the views analysts read.
+"""The schema, by migrations (m001..m011): tables, their indexes and the views analysts read.
 
 Contract: ``migrations`` (sqlite-utils ``Migrations``) holds every step in order; each runs once,
 inside the store's write transaction (``Store.open``), and none is ever edited once released: a
@@ -465,3 +465,25 @@ def m010_chain(db: Database) -> None:
             ],
             replace=True,
         )
+
+
+@migrations()
+def m011_pruned(db: Database) -> None:
+    """Prunes said (issue 22, ``probe.evidence.pruned``): ``chain_pruned`` holds, per device,
+    each range of its chain that ``probe prune`` deleted (``first_seq``..``last_seq``, the chain
+    hash of the last one, when), written in the prune's own transaction with a statement
+    signed by the pruning database's key (``by_key``), so ``probe verify`` reports those
+    places as pruned, not removed. Adjacent ranges are joined (and signed again)."""
+    db.table("chain_pruned").create(
+        {
+            "device_key": str,
+            "first_seq": int,
+            "last_seq": int,
+            "last_chain_hash": str,
+            "at": str,
+            "by_key": str,
+            "statement": str,
+            "signature": str,
+        },
+        pk=("device_key", "first_seq"),
+    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,7 +17,8 @@ import pytest
 from probe.analyst import bundle_verifier
 from probe.evidence import canonical
 from probe.words import translate
-from tests.runs import run_args, run_fresh
+from tests.evidence.chained import rounds_db, rows, standalone
+from tests.runs import run_fresh
 from tests.world import World
 
 TOP = bundle_verifier.TOP
@@ -28,34 +27,7 @@ TOP = bundle_verifier.TOP
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, world: World) -> Path:
     """A database of two real rounds (six measurements, bodies among them)."""
-    folder = tmp_path_factory.mktemp("volunteer-home")
-    targets = folder / "t.yaml"
-    targets.write_text(
-        "targets:\n"
-        f"  - {{name: news, url: '{world.http('news.test')}'}}\n"
-        f"  - {{name: blocked, url: '{world.http('blocked.test')}'}}\n"
-        "controls:\n"
-        f"  - {{name: ctl, url: '{world.https('news.test')}'}}\n",
-        encoding="utf-8",
-    )
-    db = folder / "p.db"
-    from probe.cli import main
-
-    for _ in range(2):
-        assert main(run_args(world, targets, db)) == 0
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    return db
-
-
-def rows(db: Path) -> list[dict[str, object]]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT * FROM measurements ORDER BY seq")]
-    finally:
-        con.close()
+    return rounds_db(world, tmp_path_factory.mktemp("volunteer-home"))
 
 
 @pytest.fixture(scope="module")
@@ -85,36 +57,6 @@ def rewrite(src: Path, dst: Path, changed: dict[str, bytes | None]) -> Path:
             if new is not None:
                 z.writestr(name, new)
     return dst
-
-
-def standalone(bundle: Path, where: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The bundle's own verifier, unzipped alone into ``where`` (no database, no checkout),
-    run in a separate, isolated interpreter (``-I``: no PYTHONPATH, no user site) in which
-    ``import probe`` fails, as on a machine without the probe."""
-    if where.exists():
-        shutil.rmtree(where)
-    with zipfile.ZipFile(bundle) as z:
-        z.extractall(where)
-    folder = where / TOP
-    blocker = (
-        "import sys, runpy\n"
-        "class NoProbe:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'probe' or name.startswith('probe.'):\n"
-        "            raise ImportError('probe is not installed here')\n"
-        "sys.meta_path.insert(0, NoProbe())\n"
-        "sys.argv = ['verify_bundle.py', *sys.argv[1:]]\n"
-        "runpy.run_path('verify_bundle.py', run_name='__main__')\n"
-    )
-    assert not list(where.rglob("*.db"))
-    return subprocess.run(
-        [sys.executable, "-I", "-c", blocker, *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-    )
 
 
 def verify_bundle(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

@@ -13,6 +13,7 @@ import pytest
 from probe.cli import main
 from probe.store import Store, migrations
 from tests.dbs import SCENARIOS, example_fleet, golden_db, measurement
+from tests.evidence.chained import older_store
 from tests.typed_db import varied_db
 
 from probe.store._lazy import without_numpy  # isort: skip
@@ -66,15 +67,34 @@ def test_merge_keeps_device_ids_and_is_idempotent(
 def test_rows_without_a_device_id_get_their_databases(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src = Store.open(tmp_path / "old.db")
+    path = tmp_path / "old.db"
+    src = older_store(path)  # an older probe: no chain to keep whole
     src.save(measurement("success_http", "m1", device_id=None))
     src.save(measurement("success_http", "m2", device_id=None, source="ooni"))
-    own = src.device_id
-    src.close()
-    code, _, err = _run(["merge", str(tmp_path / "old.db"), "-o", str(tmp_path / "f.db")], capsys)
+    src.db.close()
+    code, _, err = _run(["merge", str(path), "-o", str(tmp_path / "f.db")], capsys)
     assert code == 0, err
     got = {r["id"]: r["device_id"] for r in Store.open(tmp_path / "f.db").rows()}
-    assert got == {"m1": own, "m2": None}  # an imported OONI row was made by no device of ours
+    assert got == {"m1": "dev-old", "m2": None}  # an imported OONI row: made by no device of ours
+
+
+def test_a_chained_rows_device_id_is_kept_as_its_record_holds_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The device id is in the record the chain hashes: filled in, the row would no longer
+    verify; the device key says whose it is."""
+    src = Store.open(tmp_path / "new.db")
+    src.save(measurement("success_http", "m1", device_id=None))
+    key = src.device_key().public
+    src.close()
+    fleet = tmp_path / "f.db"
+    code, out, err = _run(["merge", str(tmp_path / "new.db"), "-o", str(fleet)], capsys)
+    assert code == 0, err
+    assert f"device {key}: its chain verifies (1 measurements" in out
+    (row,) = Store.open(fleet).rows()
+    assert (row["device_id"], row["device_key"]) == (None, key)
+    code, out, err = _run(["verify", str(fleet)], capsys)
+    assert code == 0, out + err
 
 
 def test_an_older_schema_is_read_as_it_is_and_scrubbed_as_m003_would(

@@ -22,6 +22,7 @@ from probe.analyst.export import FORMATS
 from probe.analyst.merge import Caps, merge
 from probe.store import Store, migrations
 from tests.dbs import SCENARIOS, golden_db, measurement
+from tests.evidence.chained import rechain
 from tests.runs import run_args, run_fresh
 from tests.world import World
 
@@ -85,14 +86,17 @@ def _tamper(path: Path, *sql: str) -> Path:
     return path
 
 
-def _other_device(real: Path, dest: Path, device: str = "dev-mallory") -> Path:
-    """Another device's database: the real one with fresh ids and its own device id."""
+def _other_device(real: Path, dest: Path, device: str = "dev-mallory", suffix: str = "-m") -> Path:
+    """Another device's database: the real one with fresh ids, its own device id and its own
+    device key (its chain made again with it)."""
     _copy(real, dest)
-    return _tamper(
+    _tamper(
         dest,
         f"UPDATE meta SET value = '{device}' WHERE key = 'device_id'",
-        f"UPDATE measurements SET id = id || '-m', device_id = '{device}'",
+        f"UPDATE measurements SET id = id || '{suffix}', device_id = '{device}'",
     )
+    rechain(dest)
+    return dest
 
 
 def _verdicts(path: Path) -> dict[str, tuple[object, ...]]:
@@ -199,9 +203,7 @@ def test_a_malformed_row_is_quarantined_and_the_rest_merged(
     honest = _copy(real, tmp_path / "honest.db")
     before = _verdicts(honest)
     bad_id = _by_target(honest, "news")
-    hostile = _tamper(_copy(real, tmp_path / "hostile.db"), sql)
-    _tamper(hostile, "UPDATE meta SET value = 'dev-bad' WHERE key = 'device_id'")
-    _tamper(hostile, "UPDATE measurements SET id = id || '-b', device_id = 'dev-bad'")
+    hostile = _tamper(_other_device(real, tmp_path / "hostile.db", "dev-bad", "-b"), sql)
     fleet = tmp_path / "fleet.db"
     out = _merge([str(hostile), str(honest), "-o", str(fleet)], capsys)
     n = len(before)
@@ -342,30 +344,60 @@ def test_a_page_larger_than_its_stored_prefix_is_kept_and_cannot_be_swapped(
 
 
 # -- a squatted id: two devices claiming one measurement id -----------------------------------
-def test_a_measurement_id_two_devices_claim_is_held_by_neither(
+def test_a_squatted_id_stays_with_the_device_that_signed_it(
     real: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The volunteer's device signed its measurement (a round's head covers it); a squatter's
+    copy of the id with its verdict turned cannot be signed by that device: the volunteer's
+    stays, whichever file is merged first, and the squatter's is quarantined."""
     honest = _copy(real, tmp_path / "honest.db")
     victim = _by_target(honest, "news")
+    before = _verdicts(honest)[victim]
     squatter = _other_device(real, tmp_path / "squatter.db")
     _tamper(
         squatter,  # the squatter's copy of the victim's news row, with its verdict turned
         f"UPDATE measurements SET id = '{victim}', blocking = 'http-diff', accessible = 0 "
         "WHERE target = 'news'",
     )
-    for order in ([squatter, honest], [honest, squatter]):
+    said = {
+        (honest, squatter): (f"{squatter}: 3 measurements added, 0 already there, 1 quarantined"),
+        (squatter, honest): (f"{honest}: 4 measurements added, 0 already there, 0 quarantined"),
+    }
+    for order, line in said.items():
         fleet = tmp_path / f"fleet-{order[0].stem}.db"
         out = _merge([*map(str, order), "-o", str(fleet)], capsys)
-        assert f"{order[1]}: 3 measurements added, 0 already there, 1 quarantined" in out
-        claims = {(s, r) for s, t, r, _ in _quarantine(fleet) if t == "measurements"}
-        device = Store.open(honest).device_id
-        assert claims == {(device, victim), ("dev-mallory", victim)}  # both claims named
-        assert victim not in _verdicts(fleet)  # neither claim is shown as a fact
-        # A later merge of either claimant leaves the id disputed.
-        out = _merge([str(honest), "-o", str(fleet)], capsys)
-        assert "0 measurements added, 3 already there, 1 quarantined" in out
-        assert victim not in _verdicts(fleet)
+        assert line in out, out
+        claims = {(s, r, why) for s, t, r, why in _quarantine(fleet) if t == "measurements"}
+        assert [(s, r) for s, r, _ in claims] == [("dev-mallory", victim)]  # the squatter's
+        assert all("which" in why and "signed" in why for _, _, why in claims)
+        assert _verdicts(fleet)[victim] == before  # the volunteer's measurement, as it was
+        out = _merge([str(honest), "-o", str(fleet)], capsys)  # again: already there
+        assert "0 measurements added, 4 already there, 0 quarantined" in out
         _fleet_works(fleet, capsys)
+
+
+def test_a_measurement_id_two_unsigned_claims_name_is_held_by_neither(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a signed head over either claim, the merge cannot tell the squatter from the
+    victim: neither claim stays, both are named, and later merges keep the id out."""
+    dbs = []
+    for device in ("dev-a", "dev-b"):
+        store = Store.open(tmp_path / f"{device}.db")  # saved, never a round's end: unsigned
+        store.save(measurement("success_http", "shared", device_id=device))
+        store.save(measurement("success_http", f"own-{device}", device_id=device))
+        store.close()
+        dbs.append(tmp_path / f"{device}.db")
+    fleet = tmp_path / "fleet.db"
+    out = _merge([*map(str, dbs), "-o", str(fleet)], capsys)
+    assert f"{dbs[1]}: 1 measurements added, 0 already there, 1 quarantined" in out
+    claims = [(s, r) for s, t, r, _ in _quarantine(fleet) if t == "measurements"]
+    assert len(claims) == 2 and {r for _, r in claims} == {"shared"}  # both claims named
+    assert "dev-a" in {s for s, _ in claims}
+    assert "shared" not in _verdicts(fleet)
+    out = _merge([str(dbs[0]), "-o", str(fleet)], capsys)
+    assert "0 measurements added, 1 already there, 1 quarantined" in out
+    assert "shared" not in _verdicts(fleet)
 
 
 def test_one_device_merged_twice_is_already_there_not_a_clash(

@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,22 +25,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from probe.analyst import timestamp as ts
 from probe.errors import TimestampError
 from tests.servers.tcp import free_port
-from tests.servers.tsa import LocalTSA, Pki, local_tsa, make_pki
+from tests.servers.tsa import LocalTSA, Pki, local_tsa
 
 DIGEST = hashlib.sha256(b"a signed chain head").digest()
 OTHER = hashlib.sha256(b"another chain head").digest()
 UTC = datetime.UTC
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def tsa(pki: Pki) -> Iterator[LocalTSA]:
-    with local_tsa(pki) as t:
-        yield t
 
 
 def _refused(excinfo: pytest.ExceptionInfo[TimestampError], *words: str) -> str:

@@ -15,32 +15,15 @@ from sqlite_utils import Database
 
 from probe.evidence import canonical
 from probe.store import Store, migrations
-from tests.runs import run_args, run_fresh
+from tests.evidence.chained import rounds_db, sql
+from tests.runs import run_fresh
 from tests.world import World
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, world: World) -> Path:
     """A database of two real rounds (six measurements, bodies among them)."""
-    folder = tmp_path_factory.mktemp("verify")
-    targets = folder / "t.yaml"
-    targets.write_text(
-        "targets:\n"
-        f"  - {{name: news, url: '{world.http('news.test')}'}}\n"
-        f"  - {{name: blocked, url: '{world.http('blocked.test')}'}}\n"
-        "controls:\n"
-        f"  - {{name: ctl, url: '{world.https('news.test')}'}}\n",
-        encoding="utf-8",
-    )
-    db = folder / "p.db"
-    from probe.cli import main
-
-    for _ in range(2):
-        assert main(run_args(world, targets, db)) == 0
-    con = sqlite3.connect(db)  # everything into the file itself, so a copy of it is whole
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    return db
+    return rounds_db(world, tmp_path_factory.mktemp("verify"))
 
 
 @pytest.fixture
@@ -49,17 +32,6 @@ def db(built: Path, tmp_path: Path) -> Iterator[Path]:
     copy = tmp_path / "copy.db"
     shutil.copy(built, copy)
     yield copy
-
-
-def sql(db: Path, *statements: str | tuple[str, list[object]]) -> None:
-    con = sqlite3.connect(db)
-    try:
-        for s in statements:
-            text, params = (s, []) if isinstance(s, str) else s
-            con.execute(text, params)
-        con.commit()
-    finally:
-        con.close()
 
 
 def chain(db: Path) -> list[tuple[str, int, str | None]]:

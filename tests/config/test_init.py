@@ -37,8 +37,9 @@ def test_a_resolver_is_written_as_its_text(tmp_path: Path) -> None:
 
 # -- probe init ------------------------------------------------------------------------------
 def test_init_writes_a_commented_file_that_reads_back(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PROBE_DB", str(tmp_path / "data" / "probe.db"))  # its key beside it
     cfg = tmp_path / "conf" / "settings.toml"
     code, out, err = run_cli(
         ["init", "--config", str(cfg), "--profile", "mobile", "--interval", "4h", "--yes"], capsys

@@ -31,6 +31,7 @@ def _in_a_terminal(
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_")}
     env.update(LANG="C.UTF-8", COLUMNS="80", XDG_DATA_HOME=str(tmp_path / "share"))
+    env["PROBE_DB"] = str(tmp_path / "data" / "probe.db")  # init makes its key beside it
     env.pop("LANGUAGE", None)
     env.pop("LC_ALL", None)
     return env
@@ -104,7 +105,8 @@ def test_the_next_step_uses_the_file_written(
     monkeypatch.delenv("PROBE_CONFIG", raising=False)
     monkeypatch.delenv("PROBE_DB", raising=False)
     cfg = tmp_path / "etc" / "settings.toml"
-    code, out, err = run_fresh(["init", "--config", str(cfg), "--yes"], capsys)
+    db = str(tmp_path / "data" / "probe.db")
+    code, out, err = run_fresh(["init", "--config", str(cfg), "--db", db, "--yes"], capsys)
     assert code == 0, err
     assert f"probe daemon --config {cfg}" in out, out
     code, shown, _ = run_fresh(["config", "--config", str(cfg), "--json"], capsys)
@@ -118,6 +120,7 @@ def test_the_service_route(
     monkeypatch.delenv("PROBE_CONFIG", raising=False)
     cfg = tmp_path / "etc" / "probe" / "settings.toml"
     monkeypatch.setattr(init_mod, "SERVICE_CONFIG", cfg)
+    monkeypatch.setattr(init_mod, "SERVICE_DB", str(tmp_path / "var" / "probe.db"))
     code, out, err = run_fresh(["init", "--config", str(cfg), "--yes"], capsys)
     assert code == 0, err
     flat = " ".join(out.split())
@@ -159,10 +162,12 @@ def test_the_service_can_read_the_file_it_is_told_to_use(
     monkeypatch.delenv("PROBE_CONFIG", raising=False)
     cfg = tmp_path / "etc" / "probe" / "settings.toml"
     monkeypatch.setattr(init_mod, "SERVICE_CONFIG", cfg)
+    monkeypatch.setattr(init_mod, "SERVICE_DB", str(tmp_path / "var" / "probe.db"))
     code, _, err = run_fresh(["init", "--config", str(cfg), "--yes"], capsys)
     assert code == 0, err
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o644
     assert stat.S_IMODE(cfg.parent.stat().st_mode) & 0o005 == 0o005  # others may enter and read
     other = tmp_path / "home" / "settings.toml"
-    code, _, err = run_fresh(["init", "--config", str(other), "--yes"], capsys)
+    db = str(tmp_path / "home" / "probe.db")
+    code, _, err = run_fresh(["init", "--config", str(other), "--db", db, "--yes"], capsys)
     assert code == 0 and stat.S_IMODE(other.stat().st_mode) == 0o600  # a person's own: private

@@ -63,8 +63,9 @@ def test_the_daemon_lock_and_its_folder(tmp_path: Path, umask: int) -> None:
 
 
 def test_the_settings_file_probe_init_writes(
-    tmp_path: Path, umask: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, umask: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PROBE_DB", str(tmp_path / "data" / "probe.db"))  # its key beside it
     cfg = tmp_path / "config" / "probe" / "settings.toml"
     code, _, err = run_cli(["init", "--config", str(cfg), "--yes"], capsys)
     assert code == 0, err
