@@ -210,3 +210,192 @@ def seaweedfs(root: Path) -> Iterator[S3]:
         yield server
     finally:
         server.stop()
+
+
+class Relay:
+    """A TCP relay on loopback in front of a server, that can be told to misbehave.
+
+    ``mode``: ``pass`` relays both ways; ``stall_request`` relays the first ``after`` bytes of
+    each client's request and then holds the rest (an upload cut mid-way: the server never
+    gets the whole object); ``stall_response`` relays the whole request and holds the server's
+    answer (the server stored the object; the client never hears it). ``seen`` counts the
+    bytes received from clients; ``stalled`` is set once a connection is held. Every thread
+    and socket ends on :meth:`close`.
+    """
+
+    def __init__(self, upstream: int, mode: str = "pass", after: int = 0) -> None:
+        import threading
+
+        self.upstream, self.mode, self.after = upstream, mode, after
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.seen = 0
+        self.stalled = threading.Event()
+        self.closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self._socks += [client, server]
+            self._spawn(self._pump, client, server, True)
+            self._spawn(self._pump, server, client, False)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
+        sent = 0
+        while not self.closing.is_set():
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib_suppress():
+                    dst.shutdown(socket.SHUT_WR)
+                return
+            if upward:
+                with self._lock:
+                    self.seen += len(data)
+            if upward and self.mode == "stall_request":
+                room = max(self.after - sent, 0)
+                if len(data) > room:
+                    data = data[:room]
+                    with contextlib_suppress():
+                        dst.sendall(data)
+                    self.stalled.set()
+                    self.closing.wait()
+                    return
+            if not upward and self.mode == "stall_response":
+                self.stalled.set()
+                self.closing.wait()
+                return
+            sent += len(data)
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closing.set()
+        self.sock.close()
+        for s in self._socks:
+            with contextlib_suppress():
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+class Socks5:
+    """A SOCKS5 proxy on loopback (RFC 1928: no authentication, CONNECT, IPv4 or a name),
+    recording each destination asked for in ``asked``."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.asked: list[tuple[str, int]] = []
+        self.closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self._socks.append(client)
+            self._spawn(self._serve, client)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            head = _recv_exactly(client, 2)
+            _recv_exactly(client, head[1])  # the methods offered
+            client.sendall(b"\x05\x00")
+            ver, cmd, _, atyp = _recv_exactly(client, 4)
+            if atyp == 1:
+                host = socket.inet_ntoa(_recv_exactly(client, 4))
+            elif atyp == 3:
+                host = _recv_exactly(client, _recv_exactly(client, 1)[0]).decode()
+            else:
+                client.sendall(b"\x05\x08\x00\x01" + bytes(6))
+                return
+            port = int.from_bytes(_recv_exactly(client, 2), "big")
+            self.asked.append((host, port))
+            if ver != 5 or cmd != 1:
+                client.sendall(b"\x05\x07\x00\x01" + bytes(6))
+                return
+            upstream = socket.create_connection(
+                ("127.0.0.1" if host == "localhost" else host, port)
+            )
+        except OSError:
+            return
+        self._socks.append(upstream)
+        client.sendall(b"\x05\x00\x00\x01" + bytes(6))
+        self._spawn(_pump_plain, upstream, client)
+        _pump_plain(client, upstream)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.sock.close()
+        for s in self._socks:
+            with contextlib_suppress():
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise OSError("closed")
+        out += chunk
+    return out
+
+
+def _pump_plain(src: socket.socket, dst: socket.socket) -> None:
+    while True:
+        try:
+            data = src.recv(65536)
+            if not data:
+                dst.shutdown(socket.SHUT_WR)
+                return
+            dst.sendall(data)
+        except OSError:
+            return
+
+
+def contextlib_suppress():  # type: ignore[no-untyped-def]
+    import contextlib
+
+    return contextlib.suppress(OSError)
