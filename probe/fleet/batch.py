@@ -6,8 +6,10 @@ Contract, the volunteer's side: :func:`seal` takes the canonical store rows of m
 columns of m010 among them: ``device_key``, ``seq``, ``chain_prev``, ``record_hash``,
 ``chain_hash``, ``body_digests``), the bodies they name (``bodies``: ``{"sha256", "length",
 "stored", "text"}``, ``text`` the stored body decompressed, the UTF-8 text whose SHA-256 is the
-content hash in ``body_digests``) and the signed chain heads they reach (``heads``: rows of
-``chain_heads``), and the digest of the device's previous batch (``prev``, None for its first).
+content hash in ``body_digests``) and the signed chain heads not sent before (``heads``: rows
+of ``chain_heads``; a head's ``seq`` is at most the batch's last, and may be in an earlier
+batch: a round's head is signed at its end, after the batch holding its measurements may have
+left), and the digest of the device's previous batch (``prev``, None for its first).
 It gives a :class:`Sealed`: ``data`` (the object's bytes), ``digest`` (64 hex digits naming its
 content), ``key`` (the object key, ``batches/<device_key>/<digest>.pbatch``, a content address:
 the same batch sent twice is one object) and ``count`` (its records). ``device_key`` is the

@@ -114,6 +114,37 @@ def test_every_measurement_reaches_the_bucket_once_in_chain_order(
     assert (more.made, more.sent, more.measurements) == (1, 1, 2)
     batches = chain_order(opened(bucket, device))
     assert [rec["id"] for b in batches for rec in b.records] == [f"m{i}" for i in range(7)]
+    # Each head travels once: the new round's, and its day's head re-signed at seq 7.
+    assert [(h["kind"], h["seq"]) for h in batches[-1].heads] == [("day", 7), ("round", 7)]
+    store.close()
+
+
+def test_a_head_signed_after_its_batch_left_goes_with_the_next(
+    bucket: S.S3, tmp_path: Path
+) -> None:
+    store = Store.open(tmp_path / "p.db")
+    for i in range(3):
+        store.save(measurement("dns_nxdomain", f"m{i}"))
+    up.upload(store, plan(writer(bucket)))  # mid-round: no head yet
+    store.save_round(
+        RoundRecord(
+            id="r1",
+            device_id=store.device_id,
+            started_at="2026-11-29T00:00:00.000Z",
+            kind="run",
+            finished_at="2026-11-29T00:10:00.000Z",
+        )
+    )
+    store.save(measurement("dns_nxdomain", "m3"))
+    r = up.upload(store, plan(writer(bucket)))
+    assert r.sent == 1
+    first, second = chain_order(opened(bucket, store.device_key().public))
+    assert first.heads == []
+    assert [(h["kind"], h["label"], h["seq"]) for h in second.heads] == [
+        ("day", "2026-11-29", 3),
+        ("round", "r1", 3),
+    ]
+    assert [rec["seq"] for rec in second.records] == [4]
     assert store.db.execute("SELECT count(*) FROM outbox WHERE data IS NOT NULL").fetchone()[0] == 0
     store.close()
 
