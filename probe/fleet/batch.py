@@ -44,10 +44,12 @@ time). The key id tells "sealed to another collective" (``wrong key``) from a bo
 open (``damaged``); it identifies only the collective, whose key is public anyway.
 
 Why PyNaCl sealed boxes and not age (``pyrage``): a sealed box is one libsodium call for a
-single recipient with no header to parse, its format is libsodium's (readable by every binding,
-Go, Rust, JavaScript), PyNaCl has wheels for every Raspberry Pi (piwheels builds the armv6/armv7
-ones; pyrage's Rust wheels miss some), and age's features (several recipients, passphrases,
-streaming of huge files) are not needed for a batch of a few hundred kilobytes.
+single recipient with no header to parse; its format is libsodium's, readable by every binding
+(Go, Rust, JavaScript), where age's needs an age library; PyNaCl builds from source on any
+Raspberry Pi with the system's libsodium (``SODIUM_INSTALL=system``) when no wheel fits, where
+pyrage needs a Rust toolchain (on PyPI both have aarch64 wheels and neither armv7 nor armv6 ones,
+checked with pip download); and age's features (several recipients, passphrases, streaming huge
+files) are not needed for a batch of a few hundred kilobytes.
 Integer-valued floats (a ``runtime`` of 1.0) come back as integers, as JSON has one number type:
 the record hash is the same either way (RFC 8785 writes both as ``1``).
 """
