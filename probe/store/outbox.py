@@ -4,15 +4,15 @@ the pruning of what the collective holds.
 Contract: :meth:`Outbox.make` reads the device's chained measurements after its last batch
 (every column, as SQLite gives them back, oldest first), the bodies they name (decompressed
 text) and the signed chain heads up to its last measurement that no batch carried yet (a head
-signed after its measurements left, at a round's end, goes with the next batch), hands them to ``seal`` (the fleet's, so this module knows
-no format) and records the sealed batch, bytes and all, in the same write transaction: two
-uploaders of one database (a daemon and a manual ``probe upload``) never make overlapping
-batches, and a batch, once made, is the same bytes on every retry. :meth:`Outbox.attempt`
-records one try (its bytes in ``upload_log``, for the data budget) and, when the store
-acknowledged the batch, its time, emptying ``data``. :meth:`Outbox.prune_uploaded` deletes
-measurements started before a time whose batch was acknowledged, a short batch per
-transaction, never the device's last one (the chain goes on from it), and the bodies no
-remaining measurement names.
+signed after its measurements left, at a round's end, goes with the next batch), hands them
+to ``seal`` (the fleet's, so this module knows no format) and records the sealed batch, bytes
+and all, in the same write transaction: two uploaders of one database (a daemon and a manual
+``probe upload``) never make overlapping batches, and a batch, once made, is the same bytes on
+every retry. :meth:`Outbox.attempt` records one try (its bytes in ``upload_log``, for the data
+budget) and, when the store acknowledged the batch, its time, emptying ``data``.
+:meth:`Outbox.prune_uploaded` deletes measurements started before a time whose batch was
+acknowledged, a short batch per transaction, never the device's last one (the chain goes on
+from it), and the bodies no remaining measurement names.
 """
 
 from __future__ import annotations
