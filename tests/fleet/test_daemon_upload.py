@@ -71,3 +71,26 @@ def test_the_daemon_uploads_what_it_measures_on_its_own_schedule(
     batches = chain_order(opened(bucket, device))
     assert len(batches) >= 2
     assert [r["id"] for b in batches for r in b.records] == ids
+
+
+def test_a_half_made_upload_setup_stops_the_daemon_before_anything(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.paths import REPO
+
+    env = {**os.environ, "PROBE_UPLOAD_URL": "http://127.0.0.1:1/fleet", "PYTHONPATH": str(REPO)}
+    env.pop("PROBE_COLLECTIVE_KEY", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "probe", "daemon", "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("probe: error: upload_url: needs collective_key"), r.stderr
+    assert not (tmp_path / "x.db").exists()
