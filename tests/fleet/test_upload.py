@@ -186,7 +186,9 @@ def test_a_store_that_refuses_the_credentials_keeps_the_batch(bucket: S.S3, tmp_
     store.close()
 
 
-def test_write_only_credentials_cannot_read_what_they_wrote(bucket: S.S3, tmp_path: Path) -> None:
+def test_write_only_credentials_cannot_read_or_delete_what_they_wrote(
+    bucket: S.S3, tmp_path: Path
+) -> None:
     from minio.error import S3Error
 
     store = probe_db(tmp_path / "p.db", 1)
@@ -196,13 +198,15 @@ def test_write_only_credentials_cannot_read_what_they_wrote(bucket: S.S3, tmp_pa
     for read in (
         lambda: client.get_object(S.BUCKET, key),
         lambda: list(client.list_objects(S.BUCKET, recursive=True)),
+        lambda: client.remove_object(S.BUCKET, key),  # the bucket is write-once
     ):
         try:
             read()
         except S3Error as exc:
             assert exc.code == "AccessDenied"
         else:
-            raise AssertionError("a write-only key could read")
+            raise AssertionError("a write-only key could read or delete")
+    assert key in bucket.objects()
     store.close()
 
 

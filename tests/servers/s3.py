@@ -7,7 +7,8 @@ take each HTTP port plus 10000 for its gRPC, which may be taken), its local sock
 folder, and Iceberg's and Lance's extra listeners off. SeaweedFS reads an identity file
 (``-s3.config``, its ``s3.json``): :data:`ADMIN` may do everything (the collective's analysts);
 :data:`WRITER` has only ``Write`` on the bucket (a volunteer's write-only credentials: it can
-put objects and cannot list or read them). The bucket :data:`BUCKET` is made by the admin
+put objects and cannot list or read them; SeaweedFS's ``Write`` includes deleting, which a
+bucket policy takes away with ``write_once``). The bucket :data:`BUCKET` is made by the admin
 before the server is handed out. :meth:`S3.stop` kills the process (the "store went away"
 tests) and :meth:`S3.start` starts it again on the same ports and data.
 """
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,9 +142,16 @@ class S3:
     def stop(self) -> None:
         """Kill the server (its whole process group) and wait for it."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)  # SIGTERM takes it over 30 s
             self.process.wait(timeout=30)
         self.process = None
+        # Its gRPC servers also listen on Unix sockets in /tmp, named by port, left behind.
+        for name in ("master", "volume", "filer", "s3"):
+            sock = (
+                Path(tempfile.gettempdir())
+                / f"seaweedfs-{name}-grpc-{self.ports[name + '_grpc']}.sock"
+            )
+            sock.unlink(missing_ok=True)
 
     def log(self) -> str:
         path = self.root / "weed.log"
@@ -197,9 +206,29 @@ def identities() -> dict[str, object]:
     }
 
 
+def no_deletes() -> str:
+    """A bucket policy denying ``s3:DeleteObject`` to everyone: SeaweedFS's ``Write`` action
+    lets an identity delete too, so this is how its bucket becomes write-once (a PUT under an
+    existing key still replaces it: with content-addressed keys, by the same content)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": ["s3:DeleteObject"],
+                    "Resource": [f"arn:aws:s3:::{BUCKET}/*"],
+                }
+            ],
+        }
+    )
+
+
 @contextmanager
-def seaweedfs(root: Path) -> Iterator[S3]:
-    """A started SeaweedFS S3 server with its data in ``root``; killed on the way out."""
+def seaweedfs(root: Path, *, write_once: bool = False) -> Iterator[S3]:
+    """A started SeaweedFS S3 server with its data in ``root``; killed on the way out. With
+    ``write_once``, nobody may delete an object (:func:`no_deletes`)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "s3.json").write_text(json.dumps(identities()))
     names = ["master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3"]
@@ -207,6 +236,8 @@ def seaweedfs(root: Path) -> Iterator[S3]:
     server = S3(root, dict(zip(names, _free_ports(len(names)), strict=True)))
     try:
         server.start()
+        if write_once:
+            server.client(ADMIN).set_bucket_policy(BUCKET, no_deletes())
         yield server
     finally:
         server.stop()
