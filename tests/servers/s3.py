@@ -323,6 +323,8 @@ class Relay:
 
     def close(self) -> None:
         self.closing.set()
+        with contextlib_suppress():
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
         self.sock.close()
         for s in self._socks:
             with contextlib_suppress():
@@ -395,6 +397,8 @@ class Socks5:
 
     def close(self) -> None:
         self.closing.set()
+        with contextlib_suppress():
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
         self.sock.close()
         for s in self._socks:
             with contextlib_suppress():
