@@ -196,6 +196,23 @@ class Outbox:
             "waiting_batches": made - acked,
         }
 
+    def summary(self) -> dict[str, Any] | None:
+        """For ``probe status``: :meth:`counts`, the last acknowledgement's time and the last
+        failure of a waiting batch; None when nothing was ever made."""
+        if not self.ready():
+            return None
+        out: dict[str, Any] = self.counts()
+        if not out["batches"]:
+            return None
+        row = self.db.execute("SELECT max(acked_at) FROM outbox").fetchone()
+        out["last_acked_at"] = row[0]
+        row = self.db.execute(
+            "SELECT last_error FROM outbox WHERE acked_at IS NULL AND last_error IS NOT NULL "
+            "ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
+        out["last_error"] = row[0] if row else None
+        return out
+
     def bytes_since(self, at: str) -> int:
         row = self.db.execute(
             "SELECT coalesce(sum(bytes), 0) FROM upload_log WHERE at >= ?", [at]

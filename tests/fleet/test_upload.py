@@ -293,3 +293,27 @@ def test_the_digest_is_a_content_address_so_a_resend_is_the_same_object(
     assert r.sent == 1
     assert bucket.objects(f"batches/{device}/") == first
     store.close()
+
+
+def test_probe_status_says_what_was_uploaded_and_what_waits(
+    bucket: S.S3, tmp_path: Path, capsys: Any
+) -> None:
+    from tests.runs import run_cli
+
+    db = tmp_path / "p.db"
+    store = probe_db(db, 3)
+    code, out, _ = run_cli(["status", "--db", str(db), "--json"], capsys)
+    assert json.loads(out)["uploads"] is None
+    up.upload(store, plan(writer(bucket), limit=2))
+    store.close()
+    store = probe_db(db, 1, start=3)
+    up.upload(store, plan(s3_destination_at(free_port(["127.0.0.1"]))))
+    store.close()
+    code, out, _ = run_cli(["status", "--db", str(db), "--json"], capsys)
+    doc = json.loads(out)["uploads"]
+    assert (doc["acked_batches"], doc["acked_measurements"], doc["waiting_batches"]) == (2, 3, 1)
+    assert doc["last_error"] == failures.CONNECTION_REFUSED and doc["last_acked_at"]
+    code, out, _ = run_cli(["status", "--db", str(db)], capsys)
+    (line,) = [x for x in out.splitlines() if x.startswith("uploaded")]
+    assert line.startswith("uploaded   3 measurements in 2 batches, 1 waiting (last ")
+    assert line.endswith("; the store did not take a batch: connection_refused")
