@@ -54,6 +54,7 @@ from probe.errors import SettingsError
 from probe.words import N_
 
 TIMEOUT = 60.0
+PROXY_SCHEMES = ("socks5h", "socks5", "socks4a", "socks4", "http", "https")
 # Request line, headers (SigV4's among them) and the answer: what a PUT costs beyond its body.
 OVERHEAD = 1200
 
@@ -184,6 +185,11 @@ def destination(
         bucket = parse_bucket_url(bucket_url)
     except ValueError as exc:
         raise SettingsError(N_("upload_url: {problem}"), problem=str(exc)) from None
+    if proxy is not None and urlsplit(proxy).scheme not in PROXY_SCHEMES:
+        raise SettingsError(
+            N_("upload_proxy: {value} is not a socks5h://, socks5://, socks4:// or http(s):// URL"),
+            value=repr(proxy),
+        )
     access = secret = None
     policy = None
     if presigned_file:

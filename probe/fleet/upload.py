@@ -9,8 +9,9 @@ only on the store's 2xx answer, so a kill at any moment loses nothing (a batch m
 acknowledged is sent on the next run) and duplicates nothing (a batch sent again is the same
 bytes under the same key). The first failure ends the sending (the store is away or refuses:
 the rest waits for the next run) and is the run's ``failure`` (a df-007 string). Each attempt's
-bytes (the object and :data:`probe.fleet.s3.OVERHEAD`) count against the data budget, and a
-batch that would pass a cap waits (``budget`` says which). Measurements are never changed.
+bytes (the object and :data:`probe.fleet.s3.OVERHEAD`; nothing for an attempt that failed
+before sending, :data:`NOTHING_SENT`) count against the data budget, and a batch that would
+pass a cap waits (``budget`` says which). Measurements are never changed.
 With ``keep_uploaded`` (seconds) the measurements the collective acknowledged and that started
 longer ago than that are deleted here (never the device's last, from which its chain goes on).
 Batches are sealed to ``collective_key`` (``probe.fleet.batch``) and signed by the database's
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from probe import failures
+from probe.config.settings import Settings
 from probe.errors import SettingsError
 from probe.fleet import batch, s3
 from probe.round import budget as budget_mod
@@ -34,6 +37,20 @@ from probe.timeutil import day_start, iso, month_start
 from probe.words import N_
 
 LIMIT = 1000  # measurements per batch: about 1 MB of object with bodies, 1-2 KB each without
+# Failures before a byte of the request left: the attempt costs the budget nothing. Any other
+# (a timeout, a reset, a refusal by the store) counts the whole object, an upper bound.
+NOTHING_SENT = frozenset(
+    {
+        failures.CONNECTION_REFUSED,
+        failures.HOST_UNREACHABLE,
+        failures.NETWORK_UNREACHABLE,
+        failures.NETWORK_DOWN,
+        failures.DNS_NXDOMAIN,
+        failures.DNS_SERVFAIL,
+        failures.DNS_REFUSED,
+        failures.DNS_NO_ANSWER,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +77,10 @@ class Report:
     pruned: int = 0  # measurements deleted under keep_uploaded
 
 
-def plan(settings: Any, caps: budget_mod.Budget | None = None) -> Plan | None:
+def plan(settings: Settings, caps: budget_mod.Budget | None = None) -> Plan | None:
     """The plan the settings describe, or None when uploads are not set up (no
     ``upload_url``); :class:`SettingsError` for a half-made setup."""
-    if not getattr(settings, "upload_url", None):
+    if not settings.upload_url:
         return None
     if not settings.collective_key:
         raise SettingsError(N_("upload_url: needs collective_key (the collective's public key)"))
@@ -137,8 +154,9 @@ def upload(
         if data is None:  # acknowledged by another uploader meanwhile
             continue
         failure = p.destination.put(b["object_key"], data)
-        outbox.attempt(b["digest"], iso(now()), cost, failure)
-        spent += cost
+        sent_now = 0 if failure in NOTHING_SENT else cost
+        outbox.attempt(b["digest"], iso(now()), sent_now, failure)
+        spent += sent_now
         if failure is not None:
             break
         sent += 1
@@ -159,7 +177,7 @@ def _usage(store: Store, caps: budget_mod.Budget, t: datetime) -> budget_mod.Usa
 
 
 def run(
-    settings: Any,
+    settings: Settings,
     *,
     caps: budget_mod.Budget | None = None,
     stop: threading.Event | None = None,

@@ -157,6 +157,7 @@ def test_a_store_that_is_away_keeps_the_batches_until_it_is_back(
     away = s3_destination_at(free_port(["127.0.0.1"]))
     r = up.upload(store, plan(away, limit=2))
     assert (r.made, r.sent, r.waiting, r.failure) == (2, 0, 2, failures.CONNECTION_REFUSED)
+    assert r.bytes == 0  # refused before a byte left: the budget is not charged
     assert bucket.objects(f"batches/{device}/") == {}
     # Measured meanwhile: the next run makes a batch after the waiting ones, sends all three.
     store.close()
