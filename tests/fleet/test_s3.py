@@ -4,6 +4,7 @@ bad input (one line naming the setting or file, exit 2, nothing written)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,9 @@ def test_the_destination_names_what_is_missing_or_broken(tmp_path: Path) -> None
     with pytest.raises(SettingsError, match="cannot read"):
         s3.destination(url, credentials_file=str(tmp_path / "none.json"))
     bad.write_text(json.dumps({"access_key": "a", "secret_key": "b"}))
-    with pytest.raises(SettingsError, match="upload_proxy: 'tor://127.0.0.1:9050' is not"):
+    with pytest.raises(
+        SettingsError, match=re.escape("upload_proxy: 'tor://127.0.0.1:9050' is not")
+    ):
         s3.destination(url, credentials_file=str(bad), proxy="tor://127.0.0.1:9050")
     d = s3.destination(url, credentials_file=str(bad), proxy="socks5h://127.0.0.1:9050")
     assert (d.access_key, d.secret_key, d.policy) == ("a", "b", None)

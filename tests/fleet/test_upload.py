@@ -303,18 +303,18 @@ def test_probe_status_says_what_was_uploaded_and_what_waits(
 
     db = tmp_path / "p.db"
     store = probe_db(db, 3)
-    code, out, _ = run_cli(["status", "--db", str(db), "--json"], capsys)
+    _code, out, _ = run_cli(["status", "--db", str(db), "--json"], capsys)
     assert json.loads(out)["uploads"] is None
     up.upload(store, plan(writer(bucket), limit=2))
     store.close()
     store = probe_db(db, 1, start=3)
     up.upload(store, plan(s3_destination_at(free_port(["127.0.0.1"]))))
     store.close()
-    code, out, _ = run_cli(["status", "--db", str(db), "--json"], capsys)
+    _code, out, _ = run_cli(["status", "--db", str(db), "--json"], capsys)
     doc = json.loads(out)["uploads"]
     assert (doc["acked_batches"], doc["acked_measurements"], doc["waiting_batches"]) == (2, 3, 1)
     assert doc["last_error"] == failures.CONNECTION_REFUSED and doc["last_acked_at"]
-    code, out, _ = run_cli(["status", "--db", str(db)], capsys)
+    _code, out, _ = run_cli(["status", "--db", str(db)], capsys)
     (line,) = [x for x in out.splitlines() if x.startswith("uploaded")]
     assert line.startswith("uploaded   3 measurements in 2 batches, 1 waiting (last ")
     assert line.endswith("; the store did not take a batch: connection_refused")
