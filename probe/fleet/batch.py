@@ -40,8 +40,11 @@ The object (all integers big-endian)::
 
 ``digest`` is SHA-256 of the inner (Ed25519 signatures and zstd at one level are
 deterministic, so it names the content, not the sealing, whose ephemeral key differs each
-time). The key id tells "sealed to another collective" (``wrong key``) from a box that does not
-open (``damaged``); it identifies only the collective, whose key is public anyway.
+time); ``made_at`` is part of the content, so the same records sealed again later are another
+batch: the outbox (``probe.store.outbox``) keeps a batch's bytes until it is acknowledged, so
+a retry is always the same object. The key id tells "sealed to another collective" (``wrong
+key``) from a box that does not open (``damaged``); it identifies only the collective, whose
+key is public anyway.
 
 Why PyNaCl sealed boxes and not age (``pyrage``): a sealed box is one libsodium call for a
 single recipient with no header to parse; its format is libsodium's, readable by every binding
