@@ -15,6 +15,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from probe.evidence.keys import DeviceKey
 from probe.store import chain
@@ -44,25 +45,12 @@ class Maintenance(Reads):
         key = self.device_key() if chained else None
 
         def delete() -> int:
-            doomed = [
-                tuple(r)
-                for r in self.db.conn.execute(
-                    f"SELECT id{', device_key, seq, chain_hash' if chained else ''} "
-                    f"FROM measurements WHERE started_at < ? {keep} LIMIT ?",
-                    [before, batch],
-                )
-            ]
-            ids = [str(r[0]) for r in doomed]
-            marks = ", ".join("?" for _ in ids)
-            n = self.db.execute(f"DELETE FROM measurements WHERE id IN ({marks})", ids).rowcount
-            if key is not None and ids:
-                # Said in the same transaction: a prune recorded and signed (m011), so
-                # probe verify reports these places as pruned, not removed.
-                places = [(str(r[1]), int(r[2]), str(r[3])) for r in doomed if r[2] is not None]
-                if places:
-                    chain.record_prune(self.db.conn, key, places, utc_now())
-                self.db.execute(f"DELETE FROM unchained_measurements WHERE id IN ({marks})", ids)
-            return int(n)
+            return self.delete_measurements(
+                f"SELECT id{', device_key, seq, chain_hash' if chained else ''} "
+                f"FROM measurements WHERE started_at < ? {keep} LIMIT ?",
+                [before, batch],
+                key,
+            )
 
         while True:
             n = self._write(delete)
@@ -96,6 +84,24 @@ class Maintenance(Reads):
             sql = f"DELETE FROM bodies WHERE sha256 IN ({', '.join('?' for _ in chunk)})"
             self._write(functools.partial(self.db.execute, sql, chunk))
             yield "bodies", len(chunk)
+
+    def delete_measurements(self, select: str, params: list[Any], key: DeviceKey | None) -> int:
+        """Inside a write: delete the measurements ``select`` names (``id``, then with ``key``
+        ``device_key, seq, chain_hash``), and with ``key`` say so in the same transaction: a
+        prune recorded and signed (m011), so probe verify reports these places as pruned, not
+        removed. The number deleted."""
+        doomed = [tuple(r) for r in self.db.conn.execute(select, params)]
+        ids = [str(r[0]) for r in doomed]
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        n = self.db.execute(f"DELETE FROM measurements WHERE id IN ({marks})", ids).rowcount
+        if key is not None:
+            places = [(str(r[1]), int(r[2]), str(r[3])) for r in doomed if r[2] is not None]
+            if places:
+                chain.record_prune(self.db.conn, key, places, utc_now())
+            self.db.execute(f"DELETE FROM unchained_measurements WHERE id IN ({marks})", ids)
+        return int(n)
 
     def prune_counts(self, before: str, *, keep_anomalies: bool = False) -> dict[str, int]:
         """What :meth:`prune` with these arguments would delete now, counted in one read and

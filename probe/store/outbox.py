@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from probe.store.db import Connection
+from probe.store.maintenance import Maintenance
 
 
 class SealedLike(Protocol):
@@ -45,7 +45,7 @@ Seal = Callable[
 class Outbox:
     """The outbox of one database."""
 
-    def __init__(self, store: Connection) -> None:
+    def __init__(self, store: Maintenance) -> None:
         self.store = store
         self.db = store.db
 
@@ -223,19 +223,17 @@ class Outbox:
         """Delete acknowledged measurements started before ``before`` (see the contract);
         yields ("measurements"|"bodies", n) per transaction."""
         doomed = (
-            "SELECT m.id FROM measurements AS m WHERE m.started_at < ? AND m.seq IS NOT NULL "
+            "SELECT m.id, m.device_key, m.seq, m.chain_hash FROM measurements AS m "
+            "WHERE m.started_at < ? AND m.seq IS NOT NULL "
             "AND EXISTS (SELECT 1 FROM outbox AS o WHERE o.device_key = m.device_key "
             "AND o.acked_at IS NOT NULL AND m.seq BETWEEN o.first_seq AND o.last_seq) "
             "AND m.seq < (SELECT max(t.seq) FROM measurements AS t "
             "WHERE t.device_key = m.device_key) LIMIT ?"
         )
+        key = self.store.device_key()  # only chained measurements are ever uploaded
         while True:
             n = self.store._write(
-                lambda: (
-                    self.db.execute(
-                        f"DELETE FROM measurements WHERE id IN ({doomed})", [before, batch]
-                    ).rowcount
-                )
+                lambda: self.store.delete_measurements(doomed, [before, batch], key)
             )
             if n <= 0:
                 break

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from probe import failures
+from probe.analyst import verify
 from probe.evidence import canonical
 from probe.fleet import batch, s3
 from probe.fleet import upload as up
@@ -279,6 +280,11 @@ def test_keep_uploaded_deletes_only_what_the_collective_holds(bucket: S.S3, tmp_
     store.save(measurement("dns_nxdomain", "m-after"))
     assert [m["seq"] for m in stored_rows(tmp_path / "p.db")] == [5, 6, 7]
     store.close()
+    # What keep_uploaded deleted is recorded and signed, as probe prune's is: verify says
+    # pruned, never removed.
+    summary = verify.Summary()
+    assert list(verify.verify(tmp_path / "p.db", summary)) == []
+    assert (summary.pruned, summary.pruned_chains) == (4, 1)
 
 
 def test_the_digest_is_a_content_address_so_a_resend_is_the_same_object(
