@@ -59,6 +59,7 @@ class Where:
 
 
 Lookup = Callable[[str], Where | None]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def no_lookup(address: str) -> Where | None:
@@ -95,7 +96,7 @@ def pop(headers: Sequence[tuple[str, str]]) -> str | None:
 
 def parse_prefixes(
     texts: Iterable[str],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+) -> tuple[IPNetwork, ...]:
     """Known cache prefixes ("103.1.2.0/24"); ValueError naming the first that is not one."""
     return tuple(ipaddress.ip_network(t.strip(), strict=False) for t in texts if t.strip())
 
@@ -104,7 +105,7 @@ def on_net(
     address: str,
     where: Where | None,
     own_asn: str | None,
-    prefixes: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    prefixes: Sequence[IPNetwork] = (),
 ) -> tuple[bool | None, str | None]:
     """(inside the volunteer's network?, why): in a known cache prefix, or in the probe's own
     AS; outside when both ASNs are known and differ; None when it cannot be told."""
@@ -131,7 +132,7 @@ def edge_facts(
     *,
     lookup: Lookup = no_lookup,
     own_asn: str | None = None,
-    prefixes: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    prefixes: Sequence[IPNetwork] = (),
 ) -> tuple[EdgeFact, ...]:
     """One fact per address the flows dialled, in the order first dialled."""
     by_ip: dict[str, list[Flow]] = {}

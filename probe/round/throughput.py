@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from probe.classify.throughput import analyse, looks_slow
 from probe.config.targets import Target
 from probe.measure.discover import MemoryCache, ObjectCache, ObjectResult, object_for
+from probe.measure.edge import IPNetwork, Lookup, edge_facts, no_lookup, served_class, target_edge
 from probe.measure.net import ByteCounter, Shared
 from probe.measure.objects import Found, from_page
 from probe.measure.throughput import Download, HelperBulk, run_test
@@ -84,6 +85,10 @@ class ThroughputOptions:
     objects: ObjectCache = field(default_factory=lambda: MemoryCache({}))
     attempts: Callable[[], Mapping[str, ThroughputAttempt]] = dict
     on_result: Callable[[Measurement], None] = lambda m: None
+    # Where each dialled address is served from (issue 25): its network, and the caches
+    # known to be inside the volunteer's network.
+    edge_lookup: Lookup = no_lookup
+    cache_prefixes: tuple[IPNetwork, ...] = ()
 
     def over_budget(self, need: float | None = None) -> str | None:
         """Why the next step must not start (the budget's one line), or None: ``need`` bytes
@@ -183,6 +188,11 @@ async def _test(
     )
     trials = t_dl is not None and c_dl is not None
     used = res.bytes_used + counter.total
+    edges = edge_facts(
+        res.flows, lookup=opts.edge_lookup, own_asn=m.probe_asn, prefixes=opts.cache_prefixes
+    )
+    served = served_class(target_edge(edges), m.probe_cc)
+    target_class = target.target_class or served
     test = ThroughputRecord(
         skipped=res.skipped,
         url=t_dl.url if trials and t_dl else None,
@@ -197,6 +207,9 @@ async def _test(
         object=obj,
         control_object=control[1] if trials and control else None,
         discovery=found.why,
+        edges=edges,
+        target_class=target_class,
+        class_basis=("declared" if target.target_class else "served") if target_class else None,
     )
     return replace(
         m,
