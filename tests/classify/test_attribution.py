@@ -43,6 +43,13 @@ Change = Callable[[Site], Site]
 Label = Callable[[Site], str | None]
 
 
+def served(s: Site) -> str:
+    """The class where it was served from: a removed cache reads as a foreign origin."""
+    if s.cls == "domestic":
+        return "domestic"
+    return "foreign_on_net" if s.on_net else "foreign_origin"
+
+
 def series(
     change: Change = lambda s: s,
     label: Label = lambda s: None,
@@ -66,8 +73,7 @@ def series(
                     NET,
                     at,
                     s.mbps * 1e6 * rng.uniform(0.75, 1.25),
-                    # The class where it was served from; a removed cache reads as an origin.
-                    "foreign_on_net" if s.on_net and s.cls != "domestic" else s.cls,
+                    served(s),
                     s.asn,
                     s.on_net,
                     s.rtt * rng.uniform(0.9, 1.3),
