@@ -22,7 +22,8 @@ from probe.store import Store
 from tests.lab import LabUnavailable, check_available
 from tests.lab.international import IntlLab, running_intl_lab
 
-pytestmark = pytest.mark.lab
+# Rounds take seconds each; the shared history and the twenty repetitions run in fixtures.
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 HISTORY = 6  # ordinary rounds before any change: the events' min_history and one more
 UNDER = 3  # rounds under a change (an event opens after two)
@@ -82,6 +83,19 @@ SCENARIOS: dict[str, tuple[Callable[[IntlLab], Any], dict[str, str]]] = {
     # can be claimed; the edge stayed where it was.
     "cache throttled, no evidence": (lambda lab: lab.cache_throttled(), {"fb": "unknown"}),
 }
+
+
+def test_a_named_throttle_the_helper_shows_is_targeted(lab: IntlLab, history: Path) -> None:
+    """Facebook's name throttled (its Host header, its SNI): with the helper abroad, the SNI
+    A/B test labels it, and the slowdown is attributed to targeting, not to the cache."""
+    db = _copy(history, lab.tmp / "targeted.db")
+    with lab.targeted():
+        # Trials long and many enough for a significant test (Mann-Whitney over 1-second
+        # rates, Bonferroni-corrected for the round's five tests); two rounds open the event.
+        lab.rounds([db], 2, helper=True, throughput_seconds="4", throughput_trials="3")
+    found = _causes(db)
+    assert {t: c for t, (c, _) in found.items()} == {"fb": "targeted"}, found
+    assert found["fb"][1]["after"]["edge_asn"] == "AS64500"  # still the cache
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

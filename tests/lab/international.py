@@ -47,6 +47,7 @@ GW_F, FAR = "10.88.5.1", "10.88.5.2"
 DOMESTIC = {"dom1": "10.88.2.10", "dom2": "10.88.2.11", "ctl": "10.88.2.12"}
 CACHE = {"fb": "10.88.3.10"}  # inside the ISP's own network
 ORIGINS = {"fb": "10.88.6.10", "wiki": "10.88.7.11", "bbc": "10.88.7.12"}
+HELPER = "10.88.7.70"  # a test helper abroad: the control vantage and the SNI A/B's server
 ASN_TABLE = (
     "10.88.0.0\t10.88.0.255\t64500\tVN\tLAB-ISP subscribers\n"
     "10.88.2.0\t10.88.2.255\t64510\tVN\tLAB-DOMESTIC hosting\n"
@@ -152,6 +153,7 @@ class IntlLab:
     def start(self) -> IntlLab:
         check_available()
         cleanup_stale()
+        self.asn_db.write_text(ASN_TABLE, encoding="utf-8")
         try:
             self._links()
             self._spawn_ready(self.gw, "delay", "tun0", str(DELAY_MS))
@@ -159,6 +161,7 @@ class IntlLab:
             self._spawn_ready(self.isp, "serve", *CACHE.values())
             self._spawn_ready(self.near, "serve", *DOMESTIC.values())
             self._spawn_ready(self.far, "serve", *ORIGINS.values())
+            self._helper()
             self._spawn(
                 self.isp,
                 "dnsmasq",
@@ -215,14 +218,14 @@ class IntlLab:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "lo", ns=self.isp)
         for ip in DOMESTIC.values():
             sh("ip", "addr", "add", f"{ip}/32", "dev", "n0", ns=self.near)
-        for ip in ORIGINS.values():
+        for ip in [*ORIGINS.values(), HELPER]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "f0", ns=self.far)
         for ns in (self.isp, self.gw):
             sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns)
         # The lab's networks only: no namespace has a route out of it.
         sh("ip", "route", "add", "10.88.0.0/16", "via", ISP_C, ns=self.client)
         sh("ip", "route", "add", "10.88.2.0/24", "via", NEAR, ns=self.isp)
-        for net in ("10.88.6.0/24", "10.88.7.0/24"):
+        for net in ("10.88.5.0/24", "10.88.6.0/24", "10.88.7.0/24"):
             sh("ip", "route", "add", net, "via", GW_I, ns=self.isp)
         sh("ip", "route", "add", "10.88.0.0/16", "via", ISP_N, ns=self.near)
         sh("ip", "route", "add", "10.88.0.0/16", "via", GW_F, ns=self.far)
@@ -232,9 +235,11 @@ class IntlLab:
         sh("ip", "link", "set", "tun0", "up", ns=self.gw)
         for key in ("all", "default", "g0", "g1", "tun0"):
             sh("sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0", ns=self.gw)
-        for net in ("10.88.0.0/24", "10.88.6.0/24", "10.88.7.0/24"):
+        home = ("10.88.0.0/24", "10.88.2.0/24", "10.88.3.0/24")  # the subscribers, sites, cache
+        for net in (*home, "10.88.6.0/24", "10.88.7.0/24"):
             sh("ip", "route", "add", net, "dev", "tun0", ns=self.gw)
-        sh("ip", "route", "add", "10.88.0.0/24", "via", ISP_G, "table", "100", ns=self.gw)
+        for net in home:
+            sh("ip", "route", "add", net, "via", ISP_G, "table", "100", ns=self.gw)
         for net in ("10.88.6.0/24", "10.88.7.0/24"):
             sh("ip", "route", "add", net, "via", FAR, "table", "100", ns=self.gw)
         sh("ip", "rule", "add", "iif", "tun0", "lookup", "100", ns=self.gw)
@@ -248,6 +253,24 @@ class IntlLab:
         # data when the next starts.
         sh("tc", *f"qdisc add dev {dev} parent 1:10 handle 10: pfifo limit 60".split(), ns=ns)
 
+    def _helper(self) -> None:
+        """``probe helper serve`` abroad, with a lab CA's certificate (trustme)."""
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert(HELPER, *(f"{n}.slow" for n in (*TARGETS, "ctl")), "www.example.com")
+        self.ca_pem = str(self.tmp / "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_pem)
+        cert, key = self.tmp / "helper-cert.pem", self.tmp / "helper-key.pem"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        args = (
+            f"helper serve --listen {HELPER}:443 --upstream udp://{ISP_C}:53 "
+            f"--allow-network 10.88.0.0/16 --tls-cert {cert} --tls-key {key} "
+            f"--ca-bundle {self.ca_pem} --asn-db {self.asn_db}"
+        )
+        self._spawn(self.far, sys.executable, "-m", "probe", *args.split())
+
     def _rate(self, ns: str, dev: str, rate: str, verb: str = "change") -> None:
         sh(
             "tc",
@@ -256,7 +279,6 @@ class IntlLab:
         )
 
     def _files(self) -> None:
-        self.asn_db.write_text(ASN_TABLE, encoding="utf-8")
         self.set_dns(fb=CACHE["fb"])
         entries = [
             {"name": n, "url": f"http://{n}.slow/", "throughput_url": f"http://{n}.slow/obj"}
@@ -305,8 +327,10 @@ class IntlLab:
         deadline = time.monotonic() + 10
         probe = (
             "import socket\n"
-            f"for a in {[*DOMESTIC.values(), *CACHE.values(), *ORIGINS.values(), ISP_C]!r}:\n"
-            "    socket.create_connection((a, 80 if a != '10.88.0.1' else 53), 2).close()"
+            f"for a in {[*DOMESTIC.values(), *CACHE.values(), *ORIGINS.values()]!r}"
+            f" + {[ISP_C, HELPER]!r}:\n"
+            f"    port = {{'{ISP_C}': 53, '{HELPER}': 443}}.get(a, 80)\n"
+            "    socket.create_connection((a, port), 2).close()"
         )
         while time.monotonic() < deadline:
             r = sh("python3", "-c", probe, ns=self.client, check=False)
@@ -327,12 +351,24 @@ class IntlLab:
             "asn_db": [str(self.asn_db)],
         }
 
-    def rounds(self, dbs: Sequence[Path], n: int, timeout: float = 900) -> None:
-        """``n`` probe rounds into each of ``dbs``, in the client namespace."""
+    def rounds(
+        self,
+        dbs: Sequence[Path],
+        n: int,
+        *,
+        helper: bool = False,
+        timeout: float = 900,
+        **extra: str,
+    ) -> None:
+        """``n`` probe rounds into each of ``dbs``, in the client namespace; ``helper``: with
+        the test helper (its control view and the SNI A/B test); ``extra``: other settings."""
         cfg = self.tmp / f"rounds-{self.rounds_run}.json"
         self.rounds_run += 1
+        flags = self.flags() | extra
+        if helper:
+            flags |= {"helper": f"https://{HELPER}/", "ca_bundle": self.ca_pem}
         cfg.write_text(
-            json.dumps({"dbs": [str(d) for d in dbs], "rounds": n, "flags": self.flags()}),
+            json.dumps({"dbs": [str(d) for d in dbs], "rounds": n, "flags": flags}),
             encoding="utf-8",
         )
         r = subprocess.run(
@@ -407,6 +443,30 @@ class IntlLab:
                 ns=self.isp,
                 check=False,
             )
+
+    @contextlib.contextmanager
+    def targeted(self, rate: str = "250kbit") -> Iterator[None]:
+        """The ISP throttles every connection that names Facebook (its Host header or its TLS
+        SNI: string match -> CONNMARK -> CLASSIFY into a slow htb class), wherever it goes:
+        the helper's SNI A/B shows it."""
+        sh(
+            "tc",
+            *f"class add dev i0 parent 1: classid 1:20 htb rate {rate} ceil {rate}".split(),
+            ns=self.isp,
+        )
+        mangle = [
+            f"PREROUTING -i i0 -s {CLIENT} -p tcp -m multiport --dports 80,443 "
+            "-m string --string fb.slow --algo bm -j CONNMARK --set-mark 7",
+            "POSTROUTING -o i0 -m connmark --mark 7 -j CLASSIFY --set-class 1:20",
+        ]
+        for rule in mangle:
+            sh("sh", "-c", f"iptables -t mangle -A {rule}", ns=self.isp)
+        try:
+            yield
+        finally:
+            for rule in mangle:
+                sh("sh", "-c", f"iptables -t mangle -D {rule}", ns=self.isp, check=False)
+            sh("tc", "class", "del", "dev", "i0", "classid", "1:20", ns=self.isp, check=False)
 
     # -- teardown ------------------------------------------------------------------------
     def stop(self) -> None:
