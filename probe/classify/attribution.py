@@ -28,6 +28,7 @@ where it was served): a removed cache changes where the site is served from, not
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -193,18 +194,46 @@ def _class(tests: Sequence[EdgeTest]) -> str | None:
     return c if isinstance(c, str) else None
 
 
-def _slowed(series: Sequence[EdgeTest], start: str, end: str | None, window: int) -> bool | None:
+@dataclass(slots=True)
+class _Series:
+    """One target's tests on a network, oldest first, with their times for bisection (an
+    event's window is found in log time: a year of hourly tests stays fast)."""
+
+    tests: list[EdgeTest]
+    ats: list[str]
+    overall_class: str | None
+
+    @classmethod
+    def of(cls, tests: list[EdgeTest]) -> _Series:
+        tests.sort(key=lambda t: t.at)
+        return cls(tests, [t.at for t in tests], _class(tests))
+
+    def before(self, start: str, window: int) -> list[EdgeTest]:
+        i = bisect.bisect_left(self.ats, start)
+        return self.tests[max(0, i - window) : i]
+
+    def during(self, start: str, end: str | None) -> list[EdgeTest]:
+        i = bisect.bisect_left(self.ats, start)
+        j = len(self.ats) if end is None else bisect.bisect_left(self.ats, end)
+        return self.tests[i:j]
+
+    def class_before(self, start: str, window: int) -> str | None:
+        """The target's class before ``start`` (most common; else over all its tests)."""
+        return _class(self.before(start, window)) or self.overall_class
+
+
+def _slowed(series: _Series, start: str, end: str | None, window: int) -> bool | None:
     """Did this target's rate fall to at most half its own baseline between start and end?
     None: too few tests before, or none during, to say."""
-    before = [t.bps for t in series if t.at < start and t.bps is not None][-window:]
-    during = [t.bps for t in series if start <= t.at and (end is None or t.at < end)]
+    before = [t.bps for t in series.before(start, window) if t.bps is not None]
+    during = series.during(start, end)
     if len(before) < MIN_BASELINE or not during:
         return None
-    rate = _median(during)
+    rate = _median(t.bps for t in during)
     return rate is None or rate <= SLOW * statistics.median(before)
 
 
-def _tally(series: dict[str, list[EdgeTest]], names: Iterable[str], e: Event, window: int) -> Tally:
+def _tally(series: dict[str, _Series], names: Iterable[str], e: Event, window: int) -> Tally:
     slow, judged, who = 0, 0, []
     for name in sorted(names):
         s = _slowed(series[name], e.opened_at, e.closed_at, window)
@@ -217,18 +246,13 @@ def _tally(series: dict[str, list[EdgeTest]], names: Iterable[str], e: Event, wi
     return Tally(slow, judged, tuple(who))
 
 
-def _class_before(series: Sequence[EdgeTest], start: str, window: int) -> str | None:
-    """A target's class before ``start`` (most common; else over all its tests)."""
-    return _class([t for t in series if t.at < start][-window:]) or _class(series)
-
-
-def _facts(e: Event, series: dict[str, list[EdgeTest]], window: int) -> Facts:
+def _facts(e: Event, series: dict[str, _Series], window: int) -> Facts:
     own = series[e.target]
-    before = [t for t in own if t.at < e.opened_at][-window:]
-    after = [t for t in own if e.opened_at <= t.at and (e.closed_at is None or t.at < e.closed_at)]
-    klass = _class_before(own, e.opened_at, window)
+    before = own.before(e.opened_at, window)
+    after = own.during(e.opened_at, e.closed_at)
+    klass = own.class_before(e.opened_at, window)
     others = [n for n in series if n != e.target]
-    classes = {n: _class_before(series[n], e.opened_at, window) for n in others}
+    classes = {n: series[n].class_before(e.opened_at, window) for n in others}
 
     def of(cls: Iterable[str], *, me: bool) -> list[str]:
         wanted = set(cls)
@@ -274,13 +298,12 @@ def attribute(
     for t in tests:
         by_network.setdefault(t.network, {}).setdefault(t.target, []).append(t)
     out: list[Event] = []
-    for network, series in sorted(by_network.items()):
-        for s in series.values():
-            s.sort(key=lambda t: t.at)
+    for network, grouped in sorted(by_network.items()):
+        series = {name: _Series.of(tests) for name, tests in grouped.items()}
         rates = [
             ThroughputTest(t.target, network, t.at, t.bps or 0.0, None, t.label)
             for s in series.values()
-            for t in s
+            for t in s.tests
         ]
         for e in find_events(
             rates, window=window, min_history=min_history, open_after=open_after, k=k
