@@ -111,3 +111,32 @@ def test_the_report_tells_why_it_was_slow(tmp_path: Path) -> None:
     assert "ngày 2 tháng 3, các máy chủ biên của facebook" in render(
         vi, {"timeline": "", "throughput": "", "dns": ""}
     )
+
+
+def test_probe_events_why_tells_each_slowdown_and_its_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from probe.cli import main
+
+    _store(tmp_path).close()
+    db = str(tmp_path / "p.db")
+    assert main(["events", "--db", db, "--why", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["count"] == 1
+    (s,) = doc["slowdowns"]
+    assert (s["target"], s["cause"], s["rule_id"]) == (
+        "facebook",
+        "local_cache_removed",
+        "cache.removed",
+    )
+    assert s["evidence"]["after"]["edge_asn"] == "AS32934"
+    assert s["sentence"].startswith("on 2 March, facebook's edges moved from inside AS7552")
+    assert main(["--lang", "vi", "events", "--db", db, "--why", "--target", "bbc", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 0  # bbc kept its speed
+    assert main(["--lang", "vi", "events", "--db", db, "--why", "--format", "jsonl"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "máy chủ biên của facebook" in json.loads(line)["sentence"]
+    assert main(["--lang", "vi", "events", "--db", db, "--why"]) == 0
+    assert "1 lần chậm lại" in capsys.readouterr().out  # the table, in Vietnamese
