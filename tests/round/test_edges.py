@@ -11,6 +11,7 @@ import pytest
 
 from probe.config.settings import resolve
 from probe.errors import AsnDbError
+from probe.measure.edge import Where
 from probe.round import prepare, run_once
 from probe.round.edges import local_lookup
 from probe.store import Store
@@ -83,3 +84,12 @@ def test_a_bad_table_names_its_file(tmp_path: Path) -> None:
     with pytest.raises(AsnDbError, match=r"asn\.tsv"):
         local_lookup([str(bad)])
     assert local_lookup([])("192.0.2.1") is None
+
+
+def test_a_table_is_read_once_while_its_file_is_unchanged(tmp_path: Path) -> None:
+    table = tmp_path / "asn.tsv"
+    table.write_text("192.0.2.0\t192.0.2.255\t64500\tVN\tA\n", encoding="utf-8")
+    first = local_lookup([str(table)])
+    assert first("192.0.2.7") == Where("AS64500", "VN", "local")
+    table.write_text("192.0.2.0\t192.0.2.255\t64511\tDE\tChanged table\n", encoding="utf-8")
+    assert local_lookup([str(table)])("192.0.2.7") == Where("AS64511", "DE", "local")
