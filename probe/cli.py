@@ -566,7 +566,10 @@ def _default_controls() -> tuple[Target, ...]:
 
 def _entry_of(t: Target) -> dict[str, Any]:
     fields = ("name", "url", "category", "throughput_url", "tags", "notes", "interval")
-    return {f: getattr(t, f) for f in fields if getattr(t, f) not in (None, ())}
+    entry = {f: getattr(t, f) for f in fields if getattr(t, f) not in (None, ())}
+    if t.target_class is not None:  # targets.yaml's name for it (a keyword in Python)
+        entry["class"] = t.target_class
+    return entry
 
 
 @cli.command()
