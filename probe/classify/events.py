@@ -57,8 +57,12 @@ class Event:
 
     @property
     def verdict(self) -> str:
-        """The event in the verdicts' words (English)."""
-        return verdicts.words(False, True, throttled=True, throttle_label=self.label)
+        """The event in the verdicts' words (English). An attributed slowdown is ``throttled``
+        only when its cause is targeting: any other is ``anomaly (slow)``."""
+        label = self.label
+        if self.cause is not None and self.cause != "targeted":
+            label = "target_slow_unattributed"
+        return verdicts.words(False, True, throttled=True, throttle_label=label)
 
     def as_dict(self) -> dict[str, Any]:
         attributed = {

@@ -148,6 +148,10 @@ def test_a_removed_cache_carries_the_edge_and_rtt_before_and_after() -> None:
     assert ev["target_class"] == "foreign_on_net"  # what it was, not where it went
     assert ev["foreign_others"]["slow"] == 0 and ev["foreign_others"]["judged"] == 4
     assert e.closed_at is not None and e.as_dict()["cause"] == "local_cache_removed"
+    # Not the censor's doing: slow, not throttled, in the verdicts' words.
+    assert e.verdict == "anomaly (slow)"
+    (t,) = attribute(SCENARIOS["targeted"][0])
+    assert t.verdict == "throttled"
 
 
 def test_an_event_without_a_cause_has_the_events_keys_only() -> None:
