@@ -74,6 +74,7 @@ async def run_once(
             attempts=store.throughput_attempts,
             on_result=store.save_throughput,
             edge_lookup=local_lookup(s.asn_db),
+            edge_networks=helper.edges if helper is not None else None,
             cache_prefixes=parse_prefixes(s.cache_prefixes),
         )
     network, recognisers = await learn_network(helper, s)

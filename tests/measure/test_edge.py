@@ -4,6 +4,7 @@ and the pure folding of flows into one fact per address."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -119,3 +120,56 @@ def test_a_target_is_classed_by_where_it_was_served_from() -> None:
     assert served_class(None, "VN") is None
     assert edge.target_edge([EdgeFact("192.0.2.2", roles=("control",)), e()]) == e()
     assert ipaddress.ip_address(e().ip).version == 4
+
+
+def _ask(base: str, addresses: list[str]) -> dict[str, Where]:
+    import asyncio
+
+    from probe.measure.helper_client import HelperClient
+
+    async def go() -> dict[str, Where]:
+        client = HelperClient(base)
+        try:
+            return await client.edges(addresses)
+        finally:
+            await client._client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_the_helpers_table_names_the_edges_networks(world: World, tmp_path: Path) -> None:
+    """POST /edges: the helper's IP-to-ASN table, asked about the servers a test dialled."""
+    import httpx
+
+    from probe.helper.asn import load
+    from tests.servers.helper import helper_server
+
+    tsv = tmp_path / "asn.tsv"
+    tsv.write_text(
+        "192.0.2.0\t192.0.2.255\t32934\tUS\tFACEBOOK\n198.51.100.0\t198.51.100.255\t7552\tVN\tVIETTEL\n",
+        encoding="utf-8",
+    )
+    with helper_server(world, asn_table=load([tsv])) as (base, log):
+        got = _ask(base, ["192.0.2.7", "198.51.100.1", "203.0.113.9", "192.0.2.7"])
+        assert got == {
+            "192.0.2.7": Where("AS32934", "US", "helper"),
+            "198.51.100.1": Where("AS7552", "VN", "helper"),
+        }  # an address the table does not know is left out
+        for bad in ({"addresses": ["not an address"]}, {"addresses": "192.0.2.7"}, [1]):
+            r = httpx.post(f"{base}/edges", json=bad)
+            assert r.status_code == 400 and "edges:" in r.text
+        r = httpx.post(f"{base}/edges", json={"addresses": ["192.0.2.1"] * 65})
+        assert r.status_code == 400
+        assert _ask(base, []) == {}
+    assert "192.0.2.7" not in log.getvalue()  # nothing of the question is logged
+    with helper_server(world) as (base, _):
+        assert _ask(base, ["192.0.2.7"]) == {}  # no table: nothing known
+
+
+def test_a_helper_that_cannot_say_gives_no_networks() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert _ask(f"http://127.0.0.1:{port}", ["192.0.2.7"]) == {}  # refused

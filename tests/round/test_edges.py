@@ -93,3 +93,31 @@ def test_a_table_is_read_once_while_its_file_is_unchanged(tmp_path: Path) -> Non
     assert first("192.0.2.7") == Where("AS64500", "VN", "local")
     table.write_text("192.0.2.0\t192.0.2.255\t64511\tDE\tChanged table\n", encoding="utf-8")
     assert local_lookup([str(table)])("192.0.2.7") == Where("AS64511", "DE", "local")
+
+
+def test_the_helpers_table_is_asked_only_what_the_local_one_does_not_know() -> None:
+    from collections.abc import Mapping, Sequence
+
+    from probe.model import Plan
+    from probe.round.throughput import ThroughputOptions, _lookup
+
+    asked: list[list[str]] = []
+
+    async def helper(addresses: Sequence[str]) -> Mapping[str, Where]:
+        asked.append(list(addresses))
+        return {"198.51.100.1": Where("AS7552", "VN", "helper")}
+
+    local = {"192.0.2.7": Where("AS32934", "US", "local")}
+    opts = ThroughputOptions(Plan(), edge_lookup=local.get, edge_networks=helper)
+    ips = ["192.0.2.7", "198.51.100.1", "198.51.100.1", "203.0.113.9"]
+    lookup = asyncio.run(_lookup(opts, ips))
+    assert asked == [["198.51.100.1", "203.0.113.9"]]  # once each, the local one's first
+    assert lookup("192.0.2.7") == local["192.0.2.7"]
+    assert lookup("198.51.100.1") == Where("AS7552", "VN", "helper")
+    assert lookup("203.0.113.9") is None
+    asyncio.run(
+        _lookup(
+            ThroughputOptions(Plan(), edge_lookup=local.get, edge_networks=helper), ["192.0.2.7"]
+        )
+    )
+    assert len(asked) == 1  # all known locally: the helper is not asked
