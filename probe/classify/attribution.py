@@ -5,7 +5,8 @@ download rate, its class, and the edge its object came from: network, inside the
 network or not, smoothed RTT) and returns one :class:`probe.classify.events.Event` per
 *slowdown*: where a target's own download rate fell well below its own history (the events'
 rule, :func:`probe.classify.events.find_events`, run on the rate rather than on the
-target/control ratio, so a link that slows everything shows too). Each event carries its
+target/control ratio, so a link that slows everything shows too: its ``ratios`` and
+``baseline_ratio`` are therefore rates, in bit/s). Each event carries its
 ``cause``, the ``rule_id`` and :data:`RULES_VERSION`, the ``basis`` (an English message id, said
 in the reader's language by :func:`probe.words.cause_sentence`) and the ``evidence``: before and
 after (edge network, on-net, RTT, rate) and, per class of the other targets on the same
