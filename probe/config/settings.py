@@ -80,8 +80,8 @@ class Settings:
     max_body: int
     asn: str | None
     cc: str | None
-    asn_db: tuple[str, ...] = ()  # IP-to-ASN tables for the edges' networks (issue 25)
-    cache_prefixes: tuple[str, ...] = ()  # caches inside the volunteer's network
+    asn_db: tuple[str, ...]  # IP-to-ASN tables for the edges' networks (issue 25)
+    cache_prefixes: tuple[str, ...]  # caches inside the volunteer's network
     config: str | None = None  # the settings file read, if any
     # The source checkout the probe belongs to (its results/ and targets.yaml are the default
     # paths), if any; sources["checkout"] says how it is known, or why there is none.

@@ -121,3 +121,14 @@ def test_the_helpers_table_is_asked_only_what_the_local_one_does_not_know() -> N
         )
     )
     assert len(asked) == 1  # all known locally: the helper is not asked
+
+
+def test_a_bad_cache_prefix_is_one_line_naming_the_setting() -> None:
+    from probe.errors import SettingsError
+
+    s = resolve({"cache_prefixes": ["203.0.113.0/24", "2001:db8::/32"]}, env={})
+    assert s.cache_prefixes == ("203.0.113.0/24", "2001:db8::/32")
+    with pytest.raises(SettingsError) as e:
+        resolve({}, env={"PROBE_CACHE_PREFIXES": "203.0.113.0/24,cache.example"})
+    assert "PROBE_CACHE_PREFIXES" in str(e.value) and "'cache.example'" in str(e.value)
+    assert "\n" not in str(e.value)
