@@ -567,7 +567,10 @@ def _default_controls() -> tuple[Target, ...]:
 
 def _entry_of(t: Target) -> dict[str, Any]:
     fields = ("name", "url", "category", "throughput_url", "tags", "notes", "interval")
-    return {f: getattr(t, f) for f in fields if getattr(t, f) not in (None, ())}
+    entry = {f: getattr(t, f) for f in fields if getattr(t, f) not in (None, ())}
+    if t.target_class is not None:  # targets.yaml's name for it (a keyword in Python)
+        entry["class"] = t.target_class
+    return entry
 
 
 @cli.command()
@@ -588,6 +591,11 @@ def _entry_of(t: Target) -> dict[str, Any]:
     is_flag=True,
     help="One JSON object, for scripts: {db, count, events: [...]}.",
 )
+@click.option(
+    "--why",
+    is_flag=True,
+    help="Slowdowns of each site's own rate instead, each with its cause and basis.",
+)
 def events(
     db_path: str | None,
     config_path: str | None,
@@ -595,6 +603,7 @@ def events(
     only_open: bool,
     fmt: str,
     as_json: bool,
+    why: bool = False,
 ) -> None:
     """List throttling events: where a target fell well below its own throughput history.
 
@@ -602,6 +611,7 @@ def events(
     Example:
       probe events --db results/probe.db --open
       probe events --json | jq '.events[] | select(.closed_at == null)'
+      probe events --why             # each slowdown's cause, in a sentence
     """
     import json
 
@@ -611,6 +621,9 @@ def events(
         fail(_("--json and --format {format}: choose one").format(format=fmt))
     db = resolve_db(db_path, config_path)
     store = _open_store(db, create=False, readonly=True)
+    if why:
+        _why(db, store, target_names, only_open, fmt, as_json)
+        return
     found = [
         e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
     ]
@@ -643,6 +656,48 @@ def events(
             f"{d['median_ratio']:.3f}",
             "" if d["baseline_ratio"] is None else f"{d['baseline_ratio']:.3f}",
             d["label"] or "",
+        )
+    Console().print(table)
+
+
+def _why(
+    db: str, store: Store, target_names: tuple[str, ...], only_open: bool, fmt: str, as_json: bool
+) -> None:
+    """``probe events --why``: every slowdown with its cause (probe.classify.attribution),
+    judged against every target's tests (the others are its controls), in words."""
+    import json
+
+    from probe.analyst.report.causes import basis, sentence
+    from probe.classify.attribution import attribute
+
+    wanted = set(target_names)
+    found = [
+        e
+        for e in attribute(store.edge_tests())
+        if (not wanted or e.target in wanted) and (e.open or not only_open)
+    ]
+    listed = [e.as_dict() | {"sentence": sentence(e, _lang)} for e in found]
+    if as_json:
+        click.echo(json.dumps({"db": db, "count": len(listed), "slowdowns": listed}))
+        return
+    if fmt == "jsonl":
+        for d in listed:
+            click.echo(json.dumps(d))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=ngettext("{n} slowdown", "{n} slowdowns", len(found)).format(n=len(found)))
+    for col in ("target", "network", "opened", "closed", "cause", "why"):
+        table.add_column(col)
+    for e in found:
+        table.add_row(
+            e.target,
+            e.network,
+            e.opened_at,
+            e.closed_at or "OPEN",
+            e.cause or "",
+            f"{sentence(e, _lang)} ({basis(e, _lang)})",
         )
     Console().print(table)
 

@@ -254,6 +254,9 @@ class Flow:
     samples: tuple[Sample, ...] = ()
     failure: str | None = None
     raw_failure: str | None = None  # the detail: errno, status code
+    connect_s: float | None = None  # request started -> TCP connected (probe.measure.edge)
+    # The CDN's own locality headers of the first response (probe.measure.edge.LOCALITY)
+    locality: tuple[tuple[str, str], ...] = ()
 
 
 # What the size checks of one discovery may use: MAX_CHECKS (8) connections, each a TCP and TLS
@@ -354,6 +357,30 @@ class ObjectChoice:
     why: str = ""
 
 
+# Where a site is served from, relative to the volunteer (issue 25): a domestic site, a foreign
+# site served from inside the volunteer's network (an off-net cache), a foreign origin.
+TARGET_CLASSES = ("domestic", "foreign_on_net", "foreign_origin")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeFact:
+    """Where one address a throughput test dialled is served from (probe.measure.edge): its
+    network, whether that is the volunteer's own, how far away it is, and what the CDN says."""
+
+    ip: str
+    roles: tuple[str, ...] = ()  # the flows' roles that used it ("target", "control", ...)
+    asn: str | None = None  # "AS32934"
+    cc: str | None = None
+    network_source: str = "none"  # "helper", "local" (a table on this machine) or "none"
+    on_net: bool | None = None  # inside the volunteer's own network; None: cannot tell
+    on_net_basis: str | None = None  # "probe_asn", "cache_prefix", "other_network"
+    connect_s: float | None = None  # median TCP connect time of its flows
+    rtt_ms: float | None = None  # median smoothed RTT (TCP_INFO tcpi_rtt) of its flows
+    min_rtt_ms: float | None = None  # the least RTT the kernel saw (tcpi_min_rtt)
+    pop: str | None = None  # the CDN's point of presence, from its own headers
+    locality: tuple[tuple[str, str], ...] = ()  # those headers, as evidence
+
+
 @dataclass(frozen=True, slots=True)
 class ThroughputRecord:
     """One throughput test of a target against a control: what ran, and what it showed."""
@@ -371,6 +398,9 @@ class ThroughputRecord:
     object: ThroughputObject | None = None  # the target's (None: the SNI A/B only)
     control_object: ThroughputObject | None = None
     discovery: str | None = None  # one line: how the object was chosen, or why there is none
+    edges: tuple[EdgeFact, ...] = ()  # where each dialled address is served from
+    target_class: str | None = None  # TARGET_CLASSES: the target's, when the test ran
+    class_basis: str | None = None  # "declared" (targets.yaml) or "served" (from its edges)
 
 
 @dataclass(frozen=True, slots=True)

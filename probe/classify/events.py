@@ -39,6 +39,13 @@ class Event:
     baseline_ratio: float | None = None
     ratios: list[float] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    # A slowdown's attribution (probe.classify.attribution): its cause, the rule and rules
+    # version that gave it, the rule's stated basis (an English message id) and the evidence.
+    cause: str | None = None
+    rule_id: str | None = None
+    rules_version: str | None = None
+    basis: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def open(self) -> bool:
@@ -50,10 +57,21 @@ class Event:
 
     @property
     def verdict(self) -> str:
-        """The event in the verdicts' words (English)."""
-        return verdicts.words(False, True, throttled=True, throttle_label=self.label)
+        """The event in the verdicts' words (English). An attributed slowdown is ``throttled``
+        only when its cause is targeting: any other is ``anomaly (slow)``."""
+        label = self.label
+        if self.cause is not None and self.cause != "targeted":
+            label = "target_slow_unattributed"
+        return verdicts.words(False, True, throttled=True, throttle_label=label)
 
     def as_dict(self) -> dict[str, Any]:
+        attributed = {
+            "cause": self.cause,
+            "rule_id": self.rule_id,
+            "rules_version": self.rules_version,
+            "basis": self.basis,
+            "evidence": self.evidence,
+        }
         return {
             "target": self.target,
             "network": self.network,
@@ -64,7 +82,7 @@ class Event:
             "median_ratio": statistics.median(self.ratios) if self.ratios else None,
             "label": self.label,
             "verdict": self.verdict,
-        }
+        } | (attributed if self.cause is not None else {})
 
 
 def _below(t: ThroughputTest, history: Sequence[float], k: float, min_history: int) -> bool:

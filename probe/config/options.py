@@ -44,6 +44,7 @@ from probe.config.parse import (
     parse_int,
     parse_ip,
     parse_path,
+    parse_prefix,
     parse_size,
     parse_stun_servers,
     parse_text,
@@ -505,6 +506,25 @@ OPTIONS: tuple[Option, ...] = (
         "--keep-uploaded",
         "AGE",
         scope=UPLOAD,
+    ),
+    # -- where sites are served from (issue 25) ------------------------------------------------
+    Option(
+        "asn_db",
+        tuple_of(parse_path),
+        (),
+        "IP-to-ASN table (iptoasn TSV or MaxMind .mmdb) naming each edge's network (repeatable).",
+        "--asn-db",
+        "FILE",
+        multiple=True,
+    ),
+    Option(
+        "cache_prefixes",
+        tuple_of(parse_prefix),
+        (),
+        "Address prefix of a cache inside this network (repeatable; e.g. 203.0.113.0/24).",
+        "--cache-prefix",
+        "PREFIX",
+        multiple=True,
     ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -172,6 +172,19 @@ def parse_ip(v: Any) -> str:
     return addr.ip_address(_text(v).strip())
 
 
+def parse_prefix(v: Any) -> str:
+    """An address prefix ("203.0.113.0/24", "2001:db8::/32"), as its network's text."""
+    import ipaddress
+
+    text = _text(v).strip()
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise BadValue(
+            N_("{value} is not an address prefix (e.g. 203.0.113.0/24)"), value=repr(text[:60])
+        ) from None
+
+
 def parse_asn(v: Any) -> str:
     from probe.network import normalise_asn
 

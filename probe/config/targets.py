@@ -31,6 +31,7 @@ import yaml
 
 from probe.config.parse import parse_duration
 from probe.errors import BadValue, ProbeError, TargetsError, URLError
+from probe.model import TARGET_CLASSES
 from probe.urls import check_url
 from probe.words import N_
 
@@ -103,6 +104,8 @@ class Target(
     notes: str | None = None
     is_control: bool = False
     interval: str | float | None = None  # the daemon's mean gap for this target (e.g. "6h")
+    # ``class:`` where the site is served from (probe.model.TARGET_CLASSES); None: from its edges
+    target_class: str | None = msgspec.field(default=None, name="class")
 
     @property
     def interval_seconds(self) -> float | None:
@@ -129,6 +132,12 @@ class Target(
             _ = self.interval_seconds
         except BadValue as exc:
             return "interval", exc
+        if self.target_class is not None and self.target_class not in TARGET_CLASSES:
+            return "class", BadValue(
+                N_("unknown class {value} ({allowed})"),
+                value=repr(self.target_class),
+                allowed=", ".join(TARGET_CLASSES),
+            )
         return None
 
 
@@ -482,7 +491,7 @@ def _msgspec(text: str) -> BadValue:
     """msgspec's reason for refusing an entry, in words a volunteer reads (and translated)."""
     msg = text.split(" - at ")[0].replace("`", "'")
     if msg.startswith("Object contains unknown field"):
-        allowed = "name, url, category, throughput_url, tags, notes, interval"
+        allowed = "name, url, category, throughput_url, tags, notes, interval, class"
         return BadValue(N_("unknown field (allowed: {allowed})"), allowed=allowed)
     if msg.startswith("Object missing required field"):
         return BadValue(N_("missing (every entry needs name and url)"))

@@ -5,10 +5,12 @@ relayed to the helper's upstream resolver), ``GET /bulk?bytes=N`` (incompressibl
 TLS whatever the SNI: the probe's SNI A/B throttling test), ``POST /speed`` (the helper times a
 download of a URL from its own network), ``POST /network`` (the client's network - AS number,
 country, name - from the operator's IP-to-ASN table, and an HMAC of the client's address under
-the client's nonce, never the address itself; see :mod:`probe.network`), ``GET /health``.
+the client's nonce, never the address itself; see :mod:`probe.network`), ``POST /edges`` (the
+networks of server addresses a probe dialled, from the same table: issue 25), ``GET /health``.
 Bounded: request bodies (64 KiB, 413 past it), the time a client may take to send its body
 (408), the time per measurement, and two pools kept apart, each 503 past its limit: control
-requests in flight (``POST /``, ``/dns-query``, ``/speed``, ``/network``) and ``/bulk`` streams,
+requests in flight (``POST /``, ``/dns-query``, ``/speed``, ``/network``, ``/edges``) and ``/bulk``
+streams,
 per client address and in total, so control requests never wait behind bulk streams. A peer
 that reads nothing of its answer for the send timeout is dropped (:class:`GuardedH11Protocol`).
 ``/health`` is 200 with both pools' counts, 503 when the control pool is full. An optional
@@ -22,6 +24,7 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import ipaddress
 import json
 import math
 import os
@@ -61,6 +64,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
 MAX_DNS_MESSAGE = 4096
+MAX_EDGES = 64  # server addresses per /edges question (a test dials a handful)
 MAX_BULK = 16 * 1024 * 1024
 MAX_BULK_STREAMS = (
     32  # /bulk streams at once, in all: each may pin up to tcp_wmem (4 MiB) of kernel memory
@@ -142,7 +146,7 @@ class HelperApp:
         path, method = scope["path"], scope["method"]
         if path == "/health" and method == "GET":
             return await self._health(send)
-        if path not in ("/", "/dns-query", "/bulk", "/speed", "/network"):
+        if path not in ("/", "/dns-query", "/bulk", "/speed", "/network", "/edges"):
             return await _error(send, 404, "not found")
         if self.token is not None and not self._authorised(scope):
             return await _error(
@@ -162,6 +166,8 @@ class HelperApp:
                 return await self._speed(scope, receive, send)
             if path == "/network":
                 return await self._network(scope, receive, send)
+            if path == "/edges":
+                return await self._edges(scope, receive, send)
             if method != "POST":
                 return await _error(send, 405, "POST a JSON control request", [(b"allow", b"POST")])
             return await self._control(scope, receive, send)
@@ -349,6 +355,38 @@ class HelperApp:
             "addr_hmac": addr_hmac(nonce, address) if address else None,
         }
         return await _reply(send, 200, json.dumps(answer).encode(), "application/json")
+
+    async def _edges(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
+        """The networks of servers a probe dialled (issue 25): ``{"addresses": [IP, ...]}``
+        (at most :data:`MAX_EDGES`) -> ``{"edges": {IP: {asn, cc, network_name}}}`` from the
+        operator's IP-to-ASN table (an address it does not know is left out). Servers'
+        addresses only: the client's own is never asked here, and nothing is logged."""
+        if scope["method"] != "POST":
+            return await _error(send, 405, 'POST {"addresses": [IP, ...]}', [(b"allow", b"POST")])
+        try:
+            doc = decode_json(await self._body(scope, receive, 4096))
+            addresses = doc.get("addresses") if isinstance(doc, dict) else None
+            if not isinstance(addresses, list) or len(addresses) > MAX_EDGES:
+                raise BadRequest(f"addresses: a list of at most {MAX_EDGES} IP addresses")
+            for a in addresses:
+                if not isinstance(a, str):
+                    raise BadRequest("addresses: each an IP address, as text")
+                ipaddress.ip_address(a)
+        except TooLarge:
+            return await _error(send, 413, "request body too large")
+        except TimeoutError:
+            return await _error(send, 408, "request body too slow")
+        except BadRequest as exc:
+            return await _error(send, 400, f"edges: {exc}")
+        except ValueError:  # ip_address
+            return await _error(send, 400, "edges: addresses: each an IP address")
+        found = {}
+        for a in addresses:
+            entry = self.asn_table.lookup(a) if self.asn_table else None
+            if entry is not None:
+                found[a] = entry_fields(entry)
+        body = json.dumps({"edges": found}).encode()
+        return await _reply(send, 200, body, "application/json")
 
     async def _doh(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
         try:

@@ -21,6 +21,7 @@ import msgspec
 
 from probe import failures
 from probe.control import to_evidence
+from probe.measure.edge import Where
 from probe.measure.net import make_ssl_context
 from probe.measure.steps import REQUEST_HEADERS
 from probe.measure.throughput import HelperBulk
@@ -47,6 +48,9 @@ class HelperNetwork:
 @dataclass(frozen=True, slots=True)
 class _Failed:
     failure: str
+
+
+MAX_EDGES = 64  # the helper's limit per /edges question (probe.helper.server.MAX_EDGES)
 
 
 class HelperClient:
@@ -128,6 +132,29 @@ class HelperClient:
             return msgspec.convert(doc, type=HelperSpeed)
         except msgspec.ValidationError:
             return HelperSpeed(failure=failures.JSON_PARSE_ERROR)
+
+    async def edges(self, addresses: Sequence[str]) -> dict[str, Where]:
+        """The networks the helper's IP-to-ASN table gives servers' addresses (issue 25: where
+        a site is served from); {} when it cannot say (no table, an older helper, a failure)."""
+        wanted = list(dict.fromkeys(addresses))[:MAX_EDGES]
+        if not wanted:
+            return {}
+        doc = await self._post_json("/edges", {"addresses": wanted}, timeout=10)
+        found = doc.get("edges") if isinstance(doc, dict) else None
+        if not isinstance(found, dict):
+            return {}
+        out = {}
+        for address, e in found.items():
+            if address not in wanted or not isinstance(e, dict):
+                continue
+            try:
+                asn = normalise_asn(e["asn"]) if e.get("asn") else None
+                cc = normalise_cc(e["cc"]) if e.get("cc") else None
+            except (ValueError, TypeError):
+                continue  # a field this probe cannot read: as if the table did not know
+            if asn or cc:
+                out[address] = Where(asn, cc, "helper")
+        return out
 
     async def network(self) -> HelperNetwork:
         """The helper's view of our network, with a recogniser of our own public address (see

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from probe import failures
-from probe.measure import net, steps
+from probe.measure import edge, net, steps
 from probe.measure.config import skip_address
 from probe.measure.net import PinnedTransport, Shared
 from probe.model import Flow, HelperSpeed, Plan, Sample
@@ -52,7 +52,14 @@ async def download(
     counter = net.ByteCounter()
     backend = net.PinnedBackend(counter, ip, local_addresses=shared.local_addresses)
     sockets: list[socket.socket] = []
-    backend.on_connect = sockets.append
+    connected: list[float] = []  # when each connection was up, since the start
+
+    def on_connect(sock: socket.socket) -> None:
+        connected.append(time.monotonic() - start)
+        sockets.append(sock)
+
+    backend.on_connect = on_connect
+    shown: tuple[tuple[str, str], ...] = ()  # the first response's locality headers
     ctx = shared.ssl_verify if verify else shared.ssl_noverify
     samples: list[Sample] = []
     got = 0
@@ -107,6 +114,7 @@ async def download(
                         ranged = {**headers, "Range": f"bytes=0-{max_bytes - got - 1}"}
                         async with net.fetch(transport, url, ranged, wait) as resp:
                             ttfb = time.monotonic() - start if ttfb is None else ttfb
+                            shown = shown or edge.locality(resp.headers.items())
                             if resp.status_code not in (200, 206):
                                 failure = failures.HTTP_REQUEST_FAILED
                                 raw_failure = f"status:{resp.status_code}"
@@ -139,6 +147,8 @@ async def download(
         tuple(samples),
         failure,
         raw_failure,
+        connect_s=round(connected[0], 4) if connected else None,
+        locality=shown,
     )
 
 

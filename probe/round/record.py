@@ -20,11 +20,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from probe.config.settings import Settings
+from probe.measure.edge import parse_prefixes
 from probe.measure.helper_client import HelperClient
 from probe.model import Measurement, Network, ObjectChoice
 from probe.network import resolver_kind
 from probe.privacy import Recogniser
 from probe.round.budget import Allowance, Budget, Usage
+from probe.round.edges import local_lookup
 from probe.round.run import RoundResult, run_round
 from probe.round.setup import RoundSetup
 from probe.round.target import SOFTWARE
@@ -71,6 +73,9 @@ async def run_once(
             objects=StoreObjects(store),
             attempts=store.throughput_attempts,
             on_result=store.save_throughput,
+            edge_lookup=local_lookup(s.asn_db),
+            edge_networks=helper.edges if helper is not None else None,
+            cache_prefixes=parse_prefixes(s.cache_prefixes),
         )
     network, recognisers = await learn_network(helper, s)
     round_id = str(uuid.uuid4())

@@ -21,7 +21,7 @@ probe's own code is recorded ``skipped="internal_error"``; the other tests go on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -29,6 +29,15 @@ from urllib.parse import urlsplit
 from probe.classify.throughput import analyse, looks_slow
 from probe.config.targets import Target
 from probe.measure.discover import MemoryCache, ObjectCache, ObjectResult, object_for
+from probe.measure.edge import (
+    IPNetwork,
+    Lookup,
+    Where,
+    edge_facts,
+    no_lookup,
+    served_class,
+    target_edge,
+)
 from probe.measure.net import ByteCounter, Shared
 from probe.measure.objects import Found, from_page
 from probe.measure.throughput import Download, HelperBulk, run_test
@@ -84,6 +93,13 @@ class ThroughputOptions:
     objects: ObjectCache = field(default_factory=lambda: MemoryCache({}))
     attempts: Callable[[], Mapping[str, ThroughputAttempt]] = dict
     on_result: Callable[[Measurement], None] = lambda m: None
+    # Where each dialled address is served from (issue 25): its network, and the caches
+    # known to be inside the volunteer's network.
+    edge_lookup: Lookup = no_lookup
+    cache_prefixes: tuple[IPNetwork, ...] = ()
+    # The helper's table, asked about the addresses a test dialled that the local one does
+    # not know (None: no helper).
+    edge_networks: Callable[[Sequence[str]], Awaitable[Mapping[str, Where]]] | None = None
 
     def over_budget(self, need: float | None = None) -> str | None:
         """Why the next step must not start (the budget's one line), or None: ``need`` bytes
@@ -138,6 +154,16 @@ async def find_object(
     )
 
 
+async def _lookup(opts: ThroughputOptions, addresses: Sequence[str]) -> Lookup:
+    """The local table first (the volunteer's own choice), then the helper's for the rest."""
+    local = opts.edge_lookup
+    unknown = [a for a in dict.fromkeys(addresses) if local(a) is None]
+    if not unknown or opts.edge_networks is None:
+        return local
+    remote = await opts.edge_networks(unknown)
+    return lambda a: local(a) or remote.get(a)
+
+
 async def _test(
     shared: Shared,
     p: Pending,
@@ -183,6 +209,14 @@ async def _test(
     )
     trials = t_dl is not None and c_dl is not None
     used = res.bytes_used + counter.total
+    edges = edge_facts(
+        res.flows,
+        lookup=await _lookup(opts, [f.ip for f in res.flows if f.ip]),
+        own_asn=m.probe_asn,
+        prefixes=opts.cache_prefixes,
+    )
+    served = served_class(target_edge(edges), m.probe_cc)
+    target_class = target.target_class or served
     test = ThroughputRecord(
         skipped=res.skipped,
         url=t_dl.url if trials and t_dl else None,
@@ -197,6 +231,9 @@ async def _test(
         object=obj,
         control_object=control[1] if trials and control else None,
         discovery=found.why,
+        edges=edges,
+        target_class=target_class,
+        class_basis=("declared" if target.target_class else "served") if target_class else None,
     )
     return replace(
         m,

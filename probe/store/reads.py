@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from probe.classify.attribution import EdgeTest
 from probe.classify.events import ThroughputTest
 from probe.model import (
     ControlEvidence,
@@ -290,6 +291,27 @@ class Reads(Connection):
                 r["started_at"],
                 float(r["ratio"]),
                 None if r["throttled"] is None else bool(r["throttled"]),
+                r["label"],
+            )
+            for r in rows
+        ]
+
+    def edge_tests(self, targets: Iterable[str] = ()) -> list[EdgeTest]:
+        """Every test with a rate, and the edge its target's object came from (schema m013's
+        ``edge_tests``), for the attribution of slowdowns."""
+        names = list(targets)
+        where = f"WHERE target IN ({', '.join('?' for _ in names)})" if names else ""
+        rows = self.db.query(f"SELECT * FROM edge_tests {where} ORDER BY started_at", names)
+        return [
+            EdgeTest(
+                r["target"],
+                r["network"],
+                r["started_at"],
+                float(r["bps"]),
+                r["target_class"],
+                r["edge_asn"],
+                None if r["on_net"] is None else bool(r["on_net"]),
+                r["rtt_ms"],
                 r["label"],
             )
             for r in rows

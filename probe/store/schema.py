@@ -1,4 +1,4 @@
-"""The schema, by migrations (m001..m012): tables, their indexes and the views analysts read.
+"""The schema, by migrations (m001..m013): tables, their indexes and the views analysts read.
 
 Contract: ``migrations`` (sqlite-utils ``Migrations``) holds every step in order; each runs once,
 inside the store's write transaction (``Store.open``), and none is ever edited once released: a
@@ -527,3 +527,57 @@ def m012_outbox(db: Database) -> None:
     )
     db.table("upload_log").create({"at": str, "bytes": int})
     db.table("upload_log").create_index(["at"])
+
+
+_EDGE_COLUMNS = (
+    "ip roles asn cc network_source on_net on_net_basis connect_s rtt_ms min_rtt_ms pop locality"
+)
+
+
+@migrations()
+def m013_edges(db: Database) -> None:
+    """Where each site is served from (issue 25): ``throughput_edges``, one row per address a
+    throughput test dialled (its network, whether it is inside the volunteer's network, its
+    connect time and smoothed RTT, the CDN's locality headers), and ``edge_tests``, one row
+    per test with a rate and the edge its target's object came from: what the attribution of
+    slowdowns (``probe.classify.attribution``) reads. Views only: every row stays as stored,
+    and an older test (no edges recorded) shows with empty edge columns."""
+    cols = ",\n".join(f"  json_extract(e.value, '$.{c}') AS {c}" for c in _EDGE_COLUMNS.split())
+    db.create_view(
+        "throughput_edges",
+        f"""
+        SELECT m.id AS measurement_id, m.started_at, m.target, {NETWORK_SQL} AS network,
+               json_extract(m.throughput, '$.target_class') AS target_class,
+               json_extract(m.throughput, '$.class_basis') AS class_basis,
+               CAST(e.key AS INTEGER) AS seq,
+        {cols}
+        FROM measurements AS m, json_each(m.throughput, '$.edges') AS e
+        ORDER BY m.started_at""",
+        replace=True,
+    )
+    target_edge = (
+        "(SELECT e.value FROM json_each(m.throughput, '$.edges') AS e "
+        "WHERE EXISTS (SELECT 1 FROM json_each(e.value, '$.roles') AS r "
+        "WHERE r.value = 'target') LIMIT 1)"
+    )
+    db.create_view(
+        "edge_tests",
+        f"""
+        SELECT measurement_id, started_at, target, network, target_class, class_basis, bps,
+               label, json_extract(edge, '$.ip') AS edge_ip,
+               json_extract(edge, '$.asn') AS edge_asn, json_extract(edge, '$.cc') AS edge_cc,
+               json_extract(edge, '$.on_net') AS on_net, json_extract(edge, '$.rtt_ms') AS rtt_ms,
+               json_extract(edge, '$.pop') AS pop
+        FROM (SELECT m.id AS measurement_id, m.started_at, m.target,
+                     {NETWORK_SQL} AS network,
+                     json_extract(m.throughput, '$.target_class') AS target_class,
+                     json_extract(m.throughput, '$.class_basis') AS class_basis,
+                     json_extract(m.throughput, '$.analysis.bps') AS bps,
+                     {THROTTLE_LABEL_SQL} AS label,
+                     {target_edge} AS edge
+              FROM measurements AS m
+              WHERE m.is_control = 0
+                AND json_extract(m.throughput, '$.analysis.bps') IS NOT NULL)
+        ORDER BY started_at""",
+        replace=True,
+    )

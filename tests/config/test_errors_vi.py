@@ -353,7 +353,7 @@ BROKEN = (
 
 
 def _broken_english(t: Path) -> list[str]:
-    allowed = "name, url, category, throughput_url, tags, notes, interval"
+    allowed = "name, url, category, throughput_url, tags, notes, interval, class"
     return [
         f"{t}:4: targets[1].name: must be 1-64 letters, digits, '.', '_' or '-', starting alnum",
         f"{t}:6: targets[2].category: unknown Citizen Lab category code 'NOPE'",

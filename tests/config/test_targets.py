@@ -515,3 +515,18 @@ def test_a_bad_tag_interval_names_file_line_and_tag(
     p.write_text("targets:\n  - {name: a, url: 'https://x.example/', tags: [news]}\n" + text)
     with pytest.raises(TargetsError, match=message):
         load_targets(p)
+
+
+def test_a_target_may_state_its_class_and_a_bad_one_names_the_field(tmp_path: Path) -> None:
+    """``class:`` (issue 25): where the site is served from, when its edges cannot say (a
+    domestic site hosted by the volunteer's own ISP reads as on-net)."""
+    p = tmp_path / "t.yaml"
+    p.write_text("targets:\n  - name: a\n    url: https://x/\n    class: domestic\n")
+    assert load_targets(p).targets[0].target_class == "domestic"
+    p.write_text("targets:\n  - name: a\n    url: https://x/\n    class: abroad\n")
+    with pytest.raises(TargetsError) as e:
+        load_targets(p)
+    assert str(e.value) == (
+        f"{p}:2: targets[0].class: unknown class 'abroad' "
+        "(domestic, foreign_on_net, foreign_origin)"
+    )

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from probe import words as verdicts
+from probe.analyst.export.causes import cause_index
 from probe.analyst.export.records import BOOLEANS, FLAT, NESTED, throughput_record
 from probe.store import RowFilter, Store
 from probe.store.reads import STORED_FLAT
@@ -137,6 +138,8 @@ def write_csv(store: Store, f: RowFilter, out: BinaryIO, *, excel: bool = False)
     i_obs, i_prop, i_title = at["observations_utf8"], at["body_proportion"], at["title_match"]
     diff = [at[k] for k in ("body_length_match", "status_code_match", "headers_match")]
     encode, words, n = msgspec.json.encode, verdicts.words, 0
+    causes = cause_index(store)
+    i_target, i_network, i_started = at["target"], at["network"], at["started_at"]
     sections = msgspec.json.Decoder(_Sections).decode
     nl = newline.encode()
     for rows in store.stream(f, _SQL):
@@ -166,7 +169,8 @@ def write_csv(store: Store, f: RowFilter, out: BinaryIO, *, excel: bool = False)
             }
             cells.append(_quote(encode(http_diff).decode()))
             tp = r[i_tp]
-            cells.append(_quote(encode(throughput_record(tp)).decode()) if tp else "")
+            cause = causes.cause(r[i_target], r[i_network], r[i_started])
+            cells.append(_quote(encode(throughput_record(tp, cause)).decode()) if tp else "")
             steps = sections(r[i_obs])
             control = r[i_control]
             tail = b"" if control in (None, "null") else _quoted(control.encode())

@@ -31,6 +31,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from probe import words as verdicts
+from probe.analyst.export.causes import CauseIndex, cause_index
 from probe.analyst.export.files import new_folder
 from probe.analyst.export.records import throughput_record
 from probe.errors import ExportError
@@ -38,7 +39,7 @@ from probe.store import RowFilter, Store
 from probe.store.reads import STORED_FLAT
 from probe.words import N_
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 BATCH = 4096  # rows per read and per row group: memory stays near 100 MB
 
 _str, _f64, _i64, _i32, _bool = pa.string(), pa.float64(), pa.int64(), pa.int32(), pa.bool_()
@@ -183,7 +184,19 @@ NESTED: list[tuple[str, pa.DataType]] = [
 ADDED: list[tuple[str, pa.DataType]] = [
     ("network_name", _str),
     ("resolver_kind", _str),
+    # Schema 3 (issue 25): where the target's object was served from, and the slowdown's cause.
+    ("target_class", _str),
+    ("edge_asn", _str),
+    ("edge_cc", _str),
+    ("edge_on_net", _bool),
+    ("edge_rtt_ms", _f64),
+    ("edge_pop", _str),
+    ("slowdown_cause", _str),
 ]
+# Computed from the throughput test's target edge (probe.measure.edge.target_edge) and the
+# cause index, not read from a column.
+_EDGE_KEYS = {"edge_asn": "asn", "edge_cc": "cc", "edge_on_net": "on_net"}
+_EDGE_KEYS |= {"edge_rtt_ms": "rtt_ms", "edge_pop": "pop"}
 SCHEMA = pa.schema(FLAT + NESTED + ADDED, metadata={"probe.schema": SCHEMA_VERSION})
 _STEPS = pa.schema(
     [
@@ -201,6 +214,9 @@ _COMPUTED = {
     "throughput_p_value",
     "throttle_label",
     "throttle_mechanism",
+    "target_class",
+    "slowdown_cause",
+    *_EDGE_KEYS,
 }
 # What it reads, in bulk: the store's flat columns (its one declaration, STORED_FLAT), then the
 # JSON ones and OONI's verdict (EXPORT_COLUMNS); every column of the schema that is not computed
@@ -257,12 +273,21 @@ def _times(values: list[str]) -> pa.Array:
         ) from None
 
 
-def _batch(rows: list[tuple[Any, ...]]) -> pa.Table:
+def _target_edge(rec: dict[str, Any]) -> dict[str, Any]:
+    return next((e for e in rec.get("edges") or () if "target" in e.get("roles", ())), {})
+
+
+def _batch(rows: list[tuple[Any, ...]], causes: CauseIndex | None = None) -> pa.Table:
     at = {c: i for i, c in enumerate(_READ)}
     cols = list(zip(*rows, strict=True))
     analyses = []
-    for raw in cols[at["throughput"]]:
-        rec = throughput_record(raw) if raw else None
+    for r, raw in zip(rows, cols[at["throughput"]], strict=True):
+        cause = (
+            causes.cause(r[at["target"]], r[at["network"]], r[at["started_at"]])
+            if causes is not None and raw
+            else None
+        )
+        rec = throughput_record(raw, cause) if raw else None
         analyses.append(rec or {})
     arrays: list[pa.Array] = []
     for name, typ in FLAT:
@@ -307,16 +332,26 @@ def _batch(rows: list[tuple[Any, ...]]) -> pa.Table:
     arrays.append(pa.array(controls, _str))
     arrays.append(pa.array(cols[at["throughput"]], _str))
     arrays.append(pa.array(cols[at["ooni_verdict"]], _str))
-    arrays += [pa.array(cols[at[name]], typ) for name, typ in ADDED]
+    edges = [_target_edge(a) for a in analyses]
+    for name, typ in ADDED:
+        if name in _EDGE_KEYS:
+            arrays.append(pa.array([e.get(_EDGE_KEYS[name]) for e in edges], typ))
+        elif name == "target_class":
+            arrays.append(pa.array([a.get("target_class") for a in analyses], typ))
+        elif name == "slowdown_cause":
+            arrays.append(pa.array([a.get("cause") for a in analyses], typ))
+        else:
+            arrays.append(pa.array(cols[at[name]], typ))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def _tables(store: Store, f: RowFilter) -> Iterator[tuple[str, pa.Table]]:
     """(day, table) runs of one day each, oldest first."""
+    causes = cause_index(store)
     for rows in store.stream(f, _READ, batch=BATCH):
         start = _READ.index("started_at")
         for day, run in groupby(rows, key=lambda r: str(r[start])[:10]):
-            yield day, _batch(list(run))
+            yield day, _batch(list(run), causes)
 
 
 def write_dataset(store: Store, f: RowFilter, output: str) -> int:

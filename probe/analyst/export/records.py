@@ -88,13 +88,16 @@ def records(
     for_json: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """The export records (see :func:`record`; ``for_json``: for an encoder)."""
+    from probe.analyst.export.causes import cause_index
+
     if f is None:
         f = RowFilter(since=since, until=until, targets=tuple(targets))
+    causes = cause_index(store)
     for m in store.stored(f):
-        yield record(m, for_json=for_json)
+        yield record(m, for_json=for_json, cause=causes.cause(m.target, m.network, m.started_at))
 
 
-def record(m: Stored, *, for_json: bool = False) -> dict[str, Any]:
+def record(m: Stored, *, for_json: bool = False, cause: str | None = None) -> dict[str, Any]:
     """The export record of one stored measurement (keys in :data:`FLAT` order, then the
     nested sections, then ``ooni_verdict`` for imported rows). ``for_json``: the sections hold
     the typed records themselves (and the HTTP steps their JSON), which msgspec encodes to the
@@ -145,7 +148,7 @@ def record(m: Stored, *, for_json: bool = False) -> dict[str, Any]:
             del h["body"]  # kept apart, once per SHA-256: never in the record
         rec["http"] = http
         rec["control"] = None if m.control is None else _builtins(m.control)
-    rec["throughput"] = throughput_section(m.throughput, for_json=for_json)
+    rec["throughput"] = throughput_section(m.throughput, for_json=for_json, cause=cause)
     if "ooni_verdict" in m.extra:  # imported: OONI's own verdict, beside ours
         rec["ooni_verdict"] = m.extra["ooni_verdict"]
     return rec
@@ -168,16 +171,18 @@ def http_diff(v: Verdict) -> dict[str, Any]:
     }
 
 
-def throughput_record(raw: str | None) -> dict[str, Any] | None:
+def throughput_record(raw: str | None, cause: str | None = None) -> dict[str, Any] | None:
     """The export's ``throughput`` object from a stored ``throughput`` column's text (for the
     exporters that read columns in bulk)."""
-    return throughput_section(throughput_from_text(raw)) if raw else None
+    return throughput_section(throughput_from_text(raw), cause=cause) if raw else None
 
 
 def throughput_section(
-    tp: ThroughputRecord | None, *, for_json: bool = False
+    tp: ThroughputRecord | None, *, for_json: bool = False, cause: str | None = None
 ) -> dict[str, Any] | None:
-    """The export's ``throughput`` object: the analysis, bytes used, and every flow's samples."""
+    """The export's ``throughput`` object: the analysis, bytes used, and every flow's samples;
+    where the site was served from (``edges``, ``target_class``) and the ``cause`` of the
+    slowdown this test falls in (:mod:`probe.analyst.export.causes`), if any."""
     if tp is None:
         return None
     a = tp.analysis
@@ -197,4 +202,8 @@ def throughput_section(
         "url": tp.url,
         "control": tp.control,
         "samples": tp.flows if for_json else _builtins(tp.flows),
+        "target_class": tp.target_class,
+        "class_basis": tp.class_basis,
+        "edges": tp.edges if for_json else _builtins(tp.edges),
+        "cause": cause,
     }

@@ -18,6 +18,7 @@ from typing import Any
 from probe import __version__
 from probe import words as V
 from probe.analyst.export.files import destination
+from probe.analyst.report import causes
 from probe.analyst.report.model import ReportData, collect
 from probe.errors import ExportError
 from probe.store import RowFilter, Store
@@ -46,6 +47,12 @@ _UI = {
         "Below 1: slower than a control site measured at the same moment; shaded: throttling "
         "events found by probe events."
     ),
+    "causes": N_("Why it was slow"),
+    "causes_note": N_(
+        "Each slowdown of a site's own download rate, with its cause: the rule that decided "
+        "it, and the edge, round trips and rates before and during it."
+    ),
+    "no_cause": N_("No slowdown in this period."),
     "dns": N_("What the resolver under test answered"),
     "dns_note": N_("A new bar starts each time the answer changed."),
     "evidence": N_("Evidence for every anomaly"),
@@ -170,6 +177,17 @@ def render(data: ReportData, figures: dict[str, str]) -> str:
     for key, note in sections:
         out.append(f'<h2 id="{key}">{_e(_u(key, lang))}</h2><p class="note">{_e(note)}</p>')
         out.append(f'<figure id="plot-{key}">{figures[key]}</figure>')
+    out.append(f'<h2 id="causes">{_e(_u("causes", lang))}</h2>')
+    out.append(f'<p class="note">{_e(_u("causes_note", lang))}</p>')
+    out.append(f"<p>{_e(_u('no_cause', lang))}</p>" if not data.causes else "<ul>")
+    for c in data.causes:
+        told = causes.sentence(c, lang) or ""
+        out.append(
+            f'<li class="cause" data-cause="{_e(c.cause)}">{_e(told[:1].upper() + told[1:])}.'
+            f" <small>({_e(causes.basis(c, lang))}; {_e(c.rule_id)})</small></li>"
+        )
+    if data.causes:
+        out.append("</ul>")
     out.append(f'<h2 id="evidence">{_e(_u("evidence", lang))}</h2>')
     out.append(f'<p class="note">{_e(_u("evidence_note", lang))}</p>')
     groups = sorted(data.anomalies.values(), key=lambda a: (a.first_at, a.target))

@@ -23,6 +23,7 @@ from typing import Any
 from probe import words as V
 from probe.analyst.export.records import stored_words
 from probe.analyst.report.evidence import explain
+from probe.classify.attribution import attribute
 from probe.classify.events import Event, find_events
 from probe.store import RowFilter, Store, Stored
 from probe.timeutil import parse_iso
@@ -58,6 +59,7 @@ class ReportData:
     by_network: dict[str, Counter[str]] = field(default_factory=dict)
     throughput: dict[str, list[tuple[datetime, str, float]]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    causes: list[Event] = field(default_factory=list)  # attributed slowdowns (issue 25)
     dns: dict[str, list[tuple[datetime, str, bool | None]]] = field(default_factory=dict)
     anomalies: dict[tuple[Any, ...], Anomaly] = field(default_factory=dict)
 
@@ -125,6 +127,10 @@ def collect(store: Store, f: RowFilter, lang: str = "en") -> ReportData:
         lo, hi = f.since or "", f.until or "\uffff"
         tests = [t for t in store.throughput_tests(targets) if lo <= t.at < hi]
         data.events = find_events(tests)
+    # Every target of the period is a control for the others; only the selected are told.
+    lo, hi = f.since or "", f.until or "\uffff"
+    edge_tests = [t for t in store.edge_tests() if lo <= t.at < hi]
+    data.causes = [e for e in attribute(edge_tests) if e.target in data.timeline]
     return data
 
 
