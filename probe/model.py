@@ -194,6 +194,61 @@ def page_length(h: HTTPTransaction) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class H3Endpoint:
+    """One way to reach a site over HTTP/3 that discovery found (issue 24)."""
+
+    source: str  # "alt-svc" (the TCP response's header) or "https-rr" (the DNS HTTPS record)
+    alpn: str  # "h3"
+    port: int
+    host: str | None = None  # another host named by the advertisement; None: the same
+
+
+@dataclass(frozen=True, slots=True)
+class QUICHandshake:
+    """One QUIC handshake (TLS 1.3 inside QUIC) to one address, as OONI's ``quic_handshakes``.
+    ``role``: "system" (the site's name as SNI, verified) or "neutral_sni" (a neutral name to
+    the same address, unverified: did anything answer?)."""
+
+    ip: str
+    port: int
+    server_name: str
+    sources: tuple[str, ...] = ("system",)
+    role: str = "system"
+    alpn: tuple[str, ...] = ("h3",)  # what the client offered
+    quic_version: str | None = None  # "0x00000001" (QUIC v1)
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    negotiated_protocol: str | None = None
+    certificates: tuple[Certificate, ...] = ()
+    answered: bool = False  # any datagram came back (a handshake failure that was the server's)
+    failure: str | None = None
+    raw_failure: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    depth: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class QUICObservations:
+    """The HTTP/3 part of a measurement: discovery, the handshakes and the HTTP/3 GET (its
+    summary is an :class:`HTTPTransaction`). ``skipped``: why nothing was tried ("off": the
+    setting; "no_https": no HTTPS hop; "not_advertised": neither Alt-Svc nor HTTPS record)."""
+
+    host: str | None = None
+    skipped: str | None = None
+    discovery: tuple[H3Endpoint, ...] = ()
+    dns: tuple[DNSQuery, ...] = ()  # the HTTPS (type 65) queries
+    handshakes: tuple[QUICHandshake, ...] = ()
+    http: tuple[HTTPTransaction, ...] = ()
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Observations:
     """Everything one measurement saw on the local network, step by step."""
 
@@ -202,6 +257,7 @@ class Observations:
     tcp: tuple[TCPConnect, ...] = ()
     tls: tuple[TLSHandshake, ...] = ()
     http: tuple[HTTPTransaction, ...] = ()
+    quic: QUICObservations | None = None  # HTTP/3 (issue 24); None: not measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +463,8 @@ class Verdict:
     title_match: bool | None = None
     offline: bool = False
     throttled: bool | None = None  # None until throughput is measured
+    quic: str | None = None  # the HTTP/3 verdict (probe.classify.quic): "ok", "blocked", ...
+    quic_rule: str | None = None  # the QUIC rule that decided it
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +500,8 @@ def observations_to_json(obs: Observations, *, with_bodies: bool = False) -> Any
     if not with_bodies:
         for h in data["http"]:
             h.pop("body", None)
+    if data.get("quic", 0) is None:
+        del data["quic"]  # not measured: the record reads as it did before HTTP/3 (issue 24)
     return data
 
 

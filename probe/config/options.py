@@ -425,5 +425,15 @@ OPTIONS: tuple[Option, ...] = (
         "--cc",
         "CC",
     ),
+    # -- HTTP/3 (issue 24) -----------------------------------------------------------------
+    Option(
+        "quic",
+        parse_bool,
+        True,
+        "Skip the QUIC and HTTP/3 steps.",
+        "--no-quic",
+        is_flag=True,
+        flag_value=False,
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -31,7 +31,8 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
     list of IPs, an rcode ("NXDOMAIN", "SERVFAIL", "REFUSED"), "DROP", ``{"cname": NAME}`` (a
     CNAME, then NAME's own records, as a recursive resolver sends them) or ``{"foreign": (NAME,
     IPs)}`` (records owned by another name: an off-path injector's or a broken resolver's) or
-    ``{"txt": TEXT}`` (a TXT record in the question's class: a resolver's "what is my address")."""
+    ``{"txt": TEXT}`` (a TXT record in the question's class: a resolver's "what is my address")
+    or ``{"https": RDATA, "addrs": IPs}`` (an HTTPS record, e.g. ``1 . alpn="h3" port=443``)."""
     q = dns.message.from_wire(wire)
     resp = dns.message.make_response(q)
     resp.flags |= dns.flags.RA
@@ -49,6 +50,13 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
             text = '"' + entry["txt"] + '"'
             resp.answer.append(dns.rrset.from_text(question.name, 0, cls, "TXT", text))
         return resp.to_wire()
+    if isinstance(entry, dict) and "https" in entry:  # an HTTPS record (type 65) beside addresses
+        if question.rdtype == dns.rdatatype.HTTPS:
+            resp.answer.append(
+                dns.rrset.from_text(question.name, 300, "IN", "HTTPS", entry["https"])
+            )
+            return resp.to_wire()
+        entry = entry.get("addrs", [])
     owner, seen = question.name, set()
     while isinstance(entry, dict) and "cname" in entry and name not in seen:
         seen.add(name)
