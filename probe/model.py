@@ -283,6 +283,10 @@ class ControlEvidence:
     http_body_length: int | None = None
     http_title: str | None = None
     http_headers: dict[str, str] = field(default_factory=dict)
+    # HTTP/3 from the helper (OONI's quic_handshake and http3_request; issue 24)
+    quic_handshake: dict[str, ControlEndpoint] = field(default_factory=dict)
+    http3_failure: str | None = None
+    http3_status_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,8 @@ def verdict_columns(v: Verdict) -> dict[str, Any]:
         "title_match": bool_to_db(v.title_match),
         "rule_id": v.rule_id,
         "rules_version": v.rules_version,
+        "quic": v.quic,  # m014
+        "quic_rule": v.quic_rule,
     }
 
 
@@ -180,6 +182,8 @@ def verdict_from_row(row: Mapping[str, Any]) -> Verdict:
         title_match=b("title_match"),
         offline=bool(row["offline"]),
         throttled=b("throttled"),
+        quic=row.get("quic"),
+        quic_rule=row.get("quic_rule"),
     )
 
 

@@ -465,3 +465,14 @@ def m010_chain(db: Database) -> None:
             ],
             replace=True,
         )
+
+
+@migrations()
+def m014_quic_verdict(db: Database) -> None:
+    """The HTTP/3 verdict (issue 24, ``probe.classify.quic``): ``quic`` its label ("ok",
+    "blocked", "sni_blocked", "both_blocked", "down", "slower", "failure"; NULL: QUIC was not
+    tried) and ``quic_rule`` the rule that decided it. Verdict columns: outside the record hash,
+    rewritten by ``reclassify``. The QUIC steps themselves are in ``observations`` (``$.quic``)."""
+    m = db.table("measurements")
+    m.add_column("quic", str)
+    m.add_column("quic_rule", str)
