@@ -6,105 +6,24 @@ Hypothesis.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import trustme
 from hypothesis import given
 from hypothesis import strategies as st
 
 from probe import failures
-from probe.config.resolver import parse_resolver
-from probe.measure import net, quic, steps
-from probe.measure.config import MeasureConfig
-from probe.measure.runner import measure_url
+from probe.measure import quic
 from probe.model import DNSAnswer, DNSQuery, H3Endpoint, Observations, QUICObservations
 from tests import servers as S
-from tests.servers.h3 import H3Server, UDPBlackhole, with_alt_svc
-from tests.world import server_context
-
-OK, REFUSED, HOLE, BADCERT, RR, NONE = (f"127.0.24.{i}" for i in range(1, 7))
-NAMES = ["h3.test", "refused.test", "hole.test", "badcert.test", "rr.test", "none.test"]
-
-
-@dataclass
-class H3World:
-    port: int
-    ca_pem: str
-    dns: S.DNSServer
-    h3: H3Server
-
-    def config(self, **kw: Any) -> MeasureConfig:
-        spec = parse_resolver(self.dns.address)
-        base: dict[str, Any] = dict(
-            resolver=spec,
-            control_resolver=spec,
-            ca_bundle=self.ca_pem,
-            timeout=1.0,
-            deadline=20,
-            body_cap=512 * 1024,
-            allow_loopback=True,
-        )
-        base.update(kw)
-        return MeasureConfig(**base)
-
-    def url(self, host: str) -> str:
-        return f"https://{host}:{self.port}/"
-
-    def measure(self, host: str, **kw: Any) -> tuple[Observations, QUICObservations]:
-        async def go() -> tuple[Observations, QUICObservations]:
-            shared = net.Shared.create(self.config(**kw))
-            try:
-                obs, _, _ = await measure_url(shared, self.url(host))
-                ctx = steps.StepContext(
-                    time.monotonic(), shared.cfg.timeout, shared.ssl_verify,
-                    shared.ssl_noverify, net.ByteCounter(),
-                )  # fmt: skip
-                return obs, await quic.measure(shared, ctx, obs)
-            finally:
-                await shared.aclose()
-
-        return asyncio.run(go())
+from tests.h3world import OK, SNI, H3World, make_h3_world
+from tests.servers.h3 import ClientHelloReader
 
 
 @pytest.fixture(scope="module")
 def h3w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H3World]:
-    tmp: Path = tmp_path_factory.mktemp("h3")
-    ca = trustme.CA()
-    pem = tmp / "ca.pem"
-    ca.cert_pem.write_to_path(str(pem))
-    leaf = ca.issue_cert(*NAMES)
-    port = S.free_port([OK, REFUSED, HOLE, BADCERT, RR, NONE])
-    page = S.Site({"/": (200, S.SITE_HEADERS, S.PAGE)})
-    advertised = with_alt_svc(page, port)
-    tls = server_context(leaf)
-    zone: dict[str, Any] = {
-        "h3.test": [OK],
-        "refused.test": [REFUSED],
-        "hole.test": [HOLE],
-        "badcert.test": [BADCERT],
-        "rr.test": {"https": f'1 . alpn="h3,h2" port={port}', "addrs": [RR]},
-        "none.test": [NONE],
-    }
-    h3 = H3Server(page, OK, leaf, port)
-    objs: list[Any] = [
-        h3,
-        H3Server(page, BADCERT, ca.issue_cert("somewhere-else.test"), port),
-        H3Server(page, RR, leaf, port),
-        UDPBlackhole(HOLE, port),
-        *(S.WebServer(advertised, ip, port, tls) for ip in (OK, REFUSED, HOLE, BADCERT)),
-        S.WebServer(page, RR, port, tls),
-        S.WebServer(page, NONE, port, tls),
-    ]
-    dns = S.DNSServer(zone, host="127.0.24.53")
-    objs.append(dns)
-    with S.closing_all(*objs):
-        yield H3World(port, str(pem), dns, h3)
+    with make_h3_world(tmp_path_factory.mktemp("h3")) as w:
+        yield w
 
 
 # -- the steps against real servers ------------------------------------------------------------
@@ -192,7 +111,7 @@ def test_a_certificate_for_another_name_is_ssl_invalid_hostname(h3w: H3World) ->
     assert q.http == ()
 
 
-def test_an_http_only_target_has_no_quic(h3w: H3World) -> None:
+def test_an_http_only_target_has_no_quic() -> None:
     obs = Observations("http://h3.test/")
     assert quic.https_origin(obs) is None
 
@@ -209,7 +128,7 @@ def test_an_http_only_target_has_no_quic(h3w: H3World) -> None:
         (
             'h2="alt.example:8443", h3="[2001:db8::1]:443"',
             [quic.AltSvc("h2", "alt.example", 8443), quic.AltSvc("h3", "2001:db8::1", 443)],
-        ),  # fmt: skip
+        ),
         ("clear", []),
         ('h3=":0"', []),
         ('h3=":99999"', []),
@@ -287,3 +206,32 @@ def test_an_unknown_close_keeps_its_code_scrubbed() -> None:
     info = failures.classify_quic_close(0xA, "peer 192.0.2.7 said no")
     assert info.failure == "unknown_failure: quic:0xa:peer [scrubbed] said no"
     assert failures.is_known(info.failure)
+
+
+# -- a censor that reads the name in QUIC Initial packets -------------------------------------
+def test_a_filter_reading_the_initial_drops_the_blocked_name_only(h3w: H3World) -> None:
+    obs, q = h3w.measure("sni.test")
+    assert obs.tls[0].ok  # TCP and TLS to the same address: fine
+    system, neutral = q.handshakes
+    assert (system.failure, system.answered, system.ip) == (failures.GENERIC_TIMEOUT, False, SNI)
+    assert (neutral.role, neutral.server_name, neutral.ok, neutral.ip) == (
+        "neutral_sni",
+        quic.NEUTRAL_SNI,
+        True,
+        SNI,
+    )
+    assert "sni.test" in h3w.censor.seen and quic.NEUTRAL_SNI in h3w.censor.seen
+
+
+def test_the_client_hello_reader_reads_aioquic_s_initial() -> None:
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    conn = QuicConnection(
+        configuration=QuicConfiguration(is_client=True, alpn_protocols=["h3"], server_name="a.b")
+    )
+    conn.connect(("127.0.0.1", 443), now=0.0)
+    reader = ClientHelloReader()
+    names = [reader.feed(d) for d, _ in conn.datagrams_to_send(now=0.0)]
+    assert names[-1] == "a.b"
+    assert ClientHelloReader().feed(b"\x00" * 1200) is None  # not an Initial
