@@ -27,8 +27,8 @@ from probe.addr import port_of_scheme
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.config.targets import Target
-from probe.measure.helper_client import HelperClient
 from probe.measure import quic
+from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
 from probe.measure.runner import TargetMeasurer
 from probe.model import ControlEvidence, Measurement, Observations

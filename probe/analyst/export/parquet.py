@@ -25,6 +25,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -38,7 +39,7 @@ from probe.store import RowFilter, Store
 from probe.store.reads import STORED_FLAT
 from probe.words import N_
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 BATCH = 4096  # rows per read and per row group: memory stays near 100 MB
 
 _str, _f64, _i64, _i32, _bool = pa.string(), pa.float64(), pa.int64(), pa.int32(), pa.bool_()
@@ -183,6 +184,10 @@ NESTED: list[tuple[str, pa.DataType]] = [
 ADDED: list[tuple[str, pa.DataType]] = [
     ("network_name", _str),
     ("resolver_kind", _str),
+    # schema 3 (issue 24): the HTTP/3 verdict, and the QUIC steps as JSON text
+    ("quic", _str),
+    ("quic_rule", _str),
+    ("http3", _str),
 ]
 SCHEMA = pa.schema(FLAT + NESTED + ADDED, metadata={"probe.schema": SCHEMA_VERSION})
 _STEPS = pa.schema(
@@ -195,6 +200,7 @@ _STEPS = pa.schema(
 )
 _COMPUTED = {
     "verdict",
+    "http3",  # sliced out of the stored observations
     "throughput_ratio",
     "throughput_bps",
     "throughput_control_bps",
@@ -307,8 +313,22 @@ def _batch(rows: list[tuple[Any, ...]]) -> pa.Table:
     arrays.append(pa.array(controls, _str))
     arrays.append(pa.array(cols[at["throughput"]], _str))
     arrays.append(pa.array(cols[at["ooni_verdict"]], _str))
-    arrays += [pa.array(cols[at[name]], typ) for name, typ in ADDED]
+    arrays += [pa.array(cols[at[name]], typ) for name, typ in ADDED if name != "http3"]
+    arrays.append(pa.array([_http3(o) for o in cols[at["observations"]]], _str))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+class _QUIC(msgspec.Struct):
+    quic: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_quic_of = msgspec.json.Decoder(_QUIC).decode
+
+
+def _http3(observations: str) -> str | None:
+    """The observations' ``quic`` section as JSON text (None when QUIC was not measured)."""
+    raw = bytes(_quic_of(observations).quic)
+    return None if raw == b"null" else raw.decode("utf-8")
 
 
 def _tables(store: Store, f: RowFilter) -> Iterator[tuple[str, pa.Table]]:

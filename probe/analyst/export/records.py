@@ -55,8 +55,11 @@ FLAT = [
     "probe_cc",
     "network_name",
     "resolver_kind",
+    "quic",  # the HTTP/3 verdict (issue 24)
+    "quic_rule",
 ]
-NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
+# ``http3``: the QUIC and HTTP/3 steps (discovery, handshakes, the HTTP/3 GET), or null
+NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control", "http3"]
 BOOLEANS = ("is_control", "accessible", "throttled", "offline", "network_ok")
 
 _builtins = msgspec.to_builtins
@@ -132,6 +135,8 @@ def record(m: Stored, *, for_json: bool = False) -> dict[str, Any]:
         "probe_cc": m.probe_cc,
         "network_name": m.network_name,
         "resolver_kind": m.resolver_kind,
+        "quic": v.quic,
+        "quic_rule": v.quic_rule,
         "http_diff": http_diff(v),
     }
     obs = m.observations
@@ -146,6 +151,7 @@ def record(m: Stored, *, for_json: bool = False) -> dict[str, Any]:
         rec["http"] = http
         rec["control"] = None if m.control is None else _builtins(m.control)
     rec["throughput"] = throughput_section(m.throughput, for_json=for_json)
+    rec["http3"] = obs.quic if for_json else _builtins(obs.quic)
     if "ooni_verdict" in m.extra:  # imported: OONI's own verdict, beside ours
         rec["ooni_verdict"] = m.extra["ooni_verdict"]
     return rec
