@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from probe.model import ControlEvidence, HTTPTransaction, Observations, QUICHandshake
 from probe.words import N_
 
+# The labels that say QUIC was blocked (the daemon's round events count them).
+QUIC_BLOCKED = frozenset({"blocked", "sni_blocked", "both_blocked"})
 # Rates compared only over a body this large: a small page's time is its round trips.
 SLOWER_MIN_BYTES = 32 * 1024
 SLOWER_RATIO = 3.0
@@ -175,4 +177,4 @@ def judge(
     return rule.label, rule.id
 
 
-__all__ = ["QUIC_RULES", "QUICFacts", "QUICRule", "derive", "judge"]
+__all__ = ["QUIC_BLOCKED", "QUIC_RULES", "QUICFacts", "QUICRule", "derive", "judge"]

@@ -6,15 +6,29 @@ Hypothesis.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from probe import failures
+from probe.classify.fingerprints import builtin
+from probe.config.targets import Target
 from probe.measure import quic
-from probe.model import DNSAnswer, DNSQuery, H3Endpoint, Observations, QUICObservations
+from probe.measure.net import Shared
+from probe.model import (
+    DNSAnswer,
+    DNSQuery,
+    H3Endpoint,
+    Measurement,
+    Observations,
+    QUICObservations,
+)
+from probe.privacy import Scrubber
+from probe.round import measure_target
 from tests import servers as S
 from tests.h3world import OK, SNI, H3World, make_h3_world
 from tests.servers.h3 import ClientHelloReader
@@ -235,3 +249,40 @@ def test_the_client_hello_reader_reads_aioquic_s_initial() -> None:
     names = [reader.feed(d) for d, _ in conn.datagrams_to_send(now=0.0)]
     assert names[-1] == "a.b"
     assert ClientHelloReader().feed(b"\x00" * 1200) is None  # not an Initial
+
+
+# -- one target, as a round measures it ---------------------------------------------------------
+def _measure_target(w: H3World, host: str, **kw: Any) -> Measurement:
+    async def go() -> Measurement:
+        shared = Shared.create(w.config(**kw))
+        try:
+            return await measure_target(
+                shared,
+                None,
+                Target(name=host, url=w.url(host)),
+                round_id="r",
+                device_id=None,
+                fingerprints=builtin(),
+                network_ok=True,
+                scrubber=Scrubber(shared.local_addresses),
+            )
+        finally:
+            await shared.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_round_s_measurement_carries_http3_and_its_verdict(h3w: H3World) -> None:
+    m = _measure_target(h3w, "sni.test")
+    q = m.observations.quic
+    assert q is not None and [h.role for h in q.handshakes] == ["system", "neutral_sni"]
+    assert (m.verdict.quic, m.verdict.quic_rule, m.verdict.rule_id) == (
+        "sni_blocked",
+        "quic.sni_blocked",
+        "https.success",
+    )
+    tcp_only = _measure_target(h3w, "sni.test", quic=False)
+    assert tcp_only.observations.quic is None and tcp_only.verdict.quic is None
+    # the data budget counts every QUIC datagram and the HTTPS record queries
+    assert m.bytes_used - tcp_only.bytes_used == q.bytes > 2 * 1200
+    assert m.runtime >= q.handshakes[-1].t
