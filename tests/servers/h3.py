@@ -68,7 +68,7 @@ class H3Server:
         self,
         site: Site,
         host: str,
-        leaf: trustme.LeafCert,
+        leaf: trustme.LeafCert | tuple[str, str],  # a trustme leaf, or (cert, key) files
         port: int = 0,
         *,
         rate: float | None = None,
@@ -79,8 +79,11 @@ class H3Server:
         self.handshakes = 0
         self.requests: list[str] = []
         config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
-        with _cert_files(leaf) as (cert, key):
-            config.load_cert_chain(cert, key)
+        if isinstance(leaf, tuple):
+            config.load_cert_chain(*leaf)
+        else:
+            with _cert_files(leaf) as (cert, key):
+                config.load_cert_chain(cert, key)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: QuicServer | None = None
