@@ -514,7 +514,13 @@ def observations_from_json(data: Any) -> Observations:
 
 
 def control_to_json(control: ControlEvidence | None) -> Any:
-    return None if control is None else msgspec.to_builtins(control)
+    if control is None:
+        return None
+    data = msgspec.to_builtins(control)
+    if not control.quic_handshake and control.http3_failure is control.http3_status_code is None:
+        for key in ("quic_handshake", "http3_failure", "http3_status_code"):
+            del data[key]  # no HTTP/3 asked: the record reads as before issue 24
+    return data
 
 
 def control_from_json(data: Any) -> ControlEvidence | None:

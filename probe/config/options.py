@@ -427,11 +427,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     # -- HTTP/3 (issue 24) -----------------------------------------------------------------
     Option(
-        "quic",
+        "http3",
         parse_bool,
         True,
         "Skip the QUIC and HTTP/3 steps.",
-        "--no-quic",
+        "--no-http3",
         is_flag=True,
         flag_value=False,
     ),

@@ -80,7 +80,7 @@ class Settings:
     max_body: int
     asn: str | None
     cc: str | None
-    quic: bool
+    http3: bool  # the QUIC and HTTP/3 steps (issue 24)
     config: str | None = None  # the settings file read, if any
     # The source checkout the probe belongs to (its results/ and targets.yaml are the default
     # paths), if any; sources["checkout"] says how it is known, or why there is none.

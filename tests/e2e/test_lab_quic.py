@@ -79,9 +79,9 @@ def test_the_steps_show_how(alone: dict[str, dict[str, Any]]) -> None:
     assert ok["http"][0]["status_code"] == 200 and ok["discovery"][0]["source"] == "alt-svc"
 
 
-def test_quic_off_measures_none(lab: Lab) -> None:
+def test_http3_off_measures_none(lab: Lab) -> None:
     recs = lab.run_targets(
-        {"h3drop": quic_lab.targets()["h3drop"]}, CONTROLS, "noquic", "--no-quic"
+        {"h3drop": quic_lab.targets()["h3drop"]}, CONTROLS, "noquic", "--no-http3"
     )
     (r,) = [r for r in recs if r["target"] == "h3drop"]
     assert (r["quic"], r["http3"]) == (None, None)

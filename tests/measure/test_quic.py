@@ -283,6 +283,8 @@ def test_a_round_s_measurement_carries_http3_and_its_verdict(h3w: H3World) -> No
     )
     tcp_only = _measure_target(h3w, "sni.test", quic=False)
     assert tcp_only.observations.quic is None and tcp_only.verdict.quic is None
-    # the data budget counts every QUIC datagram and the HTTPS record queries
-    assert m.bytes_used - tcp_only.bytes_used == q.bytes > 2 * 1200
+    # the data budget counts every QUIC datagram and the HTTPS record queries (the TCP part's
+    # count moves a little between runs: the kernel's TCP_INFO)
+    assert q.bytes > 2 * 1200
+    assert abs((m.bytes_used - q.bytes) - tcp_only.bytes_used) < 0.1 * tcp_only.bytes_used
     assert m.runtime >= q.handshakes[-1].t
