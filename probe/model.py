@@ -517,7 +517,8 @@ def control_to_json(control: ControlEvidence | None) -> Any:
     if control is None:
         return None
     data = msgspec.to_builtins(control)
-    if not control.quic_handshake and control.http3_failure is control.http3_status_code is None:
+    asked = control.quic_handshake or control.http3_failure or control.http3_status_code
+    if not asked:
         for key in ("quic_handshake", "http3_failure", "http3_status_code"):
             del data[key]  # no HTTP/3 asked: the record reads as before issue 24
     return data

@@ -30,7 +30,11 @@ from tests import servers as S
 from tests.servers.h3 import H3Server, SNIFilter, UDPBlackhole, with_alt_svc
 from tests.world import server_context
 
-OK, REFUSED, HOLE, BADCERT, RR, NONE, SNI, BIG, DEAD = (f"127.0.24.{i}" for i in range(1, 10))
+OK, REFUSED, HOLE, BADCERT, RR, NONE, SNI, BIG, DEAD, SNIDROP = (
+    f"127.0.24.{i}" for i in range(1, 11)
+)
+# The test helper's QUIC listener (any name), and the censor's relay in front of it.
+HELPER_LISTENER, HELPER = "127.0.24.21", "127.0.24.20"
 DNS = "127.0.24.53"
 NAMES = [
     "h3.test",
@@ -42,8 +46,9 @@ NAMES = [
     "sni.test",
     "big.test",
     "dead.test",
+    "snidrop.test",
 ]
-BLOCKED_SNI = {"sni.test"}
+BLOCKED_SNI = {"sni.test", "snidrop.test"}
 BIG_BYTES = 256 * 1024  # a page large enough for HTTP/3's rate to be compared with TCP's
 BIG_RATE = 400 * 1024  # bytes per second: big.test's HTTP/3 server is throttled to this
 
@@ -56,6 +61,11 @@ class H3World:
     h3: H3Server
     censor: SNIFilter
     servers: list[Any] = field(default_factory=list)
+
+    @property
+    def helper(self) -> tuple[str, int]:
+        """The helper's QUIC address as the probe meets it: behind the censor's relay."""
+        return HELPER, self.port
 
     def config(self, **kw: Any) -> MeasureConfig:
         spec = parse_resolver(self.dns.address)
@@ -74,7 +84,9 @@ class H3World:
     def url(self, host: str) -> str:
         return f"https://{host}:{self.port}/"
 
-    async def measure_async(self, host: str, **kw: Any) -> tuple[Observations, QUICObservations]:
+    async def measure_async(
+        self, host: str, helper: tuple[str, int] | None = None, **kw: Any
+    ) -> tuple[Observations, QUICObservations]:
         shared = net.Shared.create(self.config(**kw))
         try:
             obs, _, _ = await measure_url(shared, self.url(host))
@@ -85,12 +97,14 @@ class H3World:
                 shared.ssl_noverify,
                 net.ByteCounter(),
             )
-            return obs, await quic.measure(shared, ctx, obs)
+            return obs, await quic.measure(shared, ctx, obs, helper=helper)
         finally:
             await shared.aclose()
 
-    def measure(self, host: str, **kw: Any) -> tuple[Observations, QUICObservations]:
-        return asyncio.run(self.measure_async(host, **kw))
+    def measure(
+        self, host: str, helper: tuple[str, int] | None = None, **kw: Any
+    ) -> tuple[Observations, QUICObservations]:
+        return asyncio.run(self.measure_async(host, helper, **kw))
 
 
 @contextlib.contextmanager
@@ -99,7 +113,7 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
     pem = tmp / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
     leaf = ca.issue_cert(*NAMES)
-    hosts = [OK, REFUSED, HOLE, BADCERT, RR, NONE, SNI, BIG, DEAD]
+    hosts = [OK, REFUSED, HOLE, BADCERT, RR, NONE, SNI, BIG, DEAD, SNIDROP, HELPER]
     port = S.free_port(hosts)
     page = S.Site({"/": (200, S.SITE_HEADERS, S.PAGE)})
     big = S.Site(
@@ -116,6 +130,7 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
         "sni.test": [SNI],
         "big.test": [BIG],
         "dead.test": {"https": f'1 . alpn="h3" port={port}', "addrs": [DEAD]},
+        "snidrop.test": [SNIDROP],
     }
     h3 = H3Server(page, OK, leaf, port)
     censor = SNIFilter(SNI, (OK, port), BLOCKED_SNI, port)
@@ -127,10 +142,13 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
         H3Server(big, BIG, leaf, port, rate=BIG_RATE),
         UDPBlackhole(HOLE, port),
         UDPBlackhole(DEAD, port),
+        UDPBlackhole(SNIDROP, port),  # its QUIC dropped by address; its name filtered too
+        H3Server(page, HELPER_LISTENER, ca.issue_cert("helper.test"), port),
+        SNIFilter(HELPER, (HELPER_LISTENER, port), BLOCKED_SNI, port),
         S.Blackhole(DEAD, port),
         *(
             S.WebServer(with_alt_svc(page, port), ip, port, tls)
-            for ip in (OK, REFUSED, HOLE, BADCERT, SNI)
+            for ip in (OK, REFUSED, HOLE, BADCERT, SNI, SNIDROP)
         ),
         S.WebServer(with_alt_svc(big, port), BIG, port, tls),
         S.WebServer(page, RR, port, tls),

@@ -37,6 +37,7 @@ class QUICFacts:
     tcp_ok: bool | None  # TCP (and TLS) to the same host worked; None: not tried
     tcp_get: HTTPTransaction | None  # the TCP GET of the same URL
     helper_quic: bool | None  # the helper's QUIC handshakes: any worked; None: not asked
+    helper_ab: tuple[QUICHandshake, QUICHandshake] | None = None  # the site's name, neutral
 
     @property
     def quic_ok(self) -> bool:
@@ -50,6 +51,14 @@ class QUICFacts:
     @property
     def neutral_answered(self) -> bool:
         return self.neutral is not None and (self.neutral.ok or self.neutral.answered)
+
+    @property
+    def helper_sni_blocked(self) -> bool:
+        """To the helper's listener, the site's name got no answer and the neutral one did."""
+        if self.helper_ab is None:
+            return False
+        named, neutral = self.helper_ab
+        return not (named.ok or named.answered) and (neutral.ok or neutral.answered)
 
     @property
     def slower(self) -> bool:
@@ -95,7 +104,10 @@ def derive(
     helper_quic: bool | None = None
     if control is not None and control.failure is None and control.quic_handshake:
         helper_quic = any(e.ok for e in control.quic_handshake.values())
-    return QUICFacts(True, network_ok, system, neutral, get, tcp_ok, tcp_get, helper_quic)
+    named = next((h for h in q.handshakes if h.role == "helper_sni"), None)
+    other = next((h for h in q.handshakes if h.role == "helper_neutral"), None)
+    ab = (named, other) if named is not None and other is not None else None
+    return QUICFacts(True, network_ok, system, neutral, get, tcp_ok, tcp_get, helper_quic, ab)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,15 @@ QUIC_RULES: tuple[QUICRule, ...] = (
         "quic.sni_blocked",
         N_("QUIC with the site's name got no answer; the same address answered a neutral name"),
         lambda f: f.unanswered and f.neutral_answered,
+        "sni_blocked",
+    ),
+    QUICRule(
+        "quic.sni_blocked.helper",
+        N_(
+            "QUIC with the site's name got no answer, from the site nor from the test helper; "
+            "the helper answered a neutral name"
+        ),
+        lambda f: f.unanswered and f.helper_sni_blocked,
         "sni_blocked",
     ),
     QUICRule(

@@ -64,6 +64,7 @@ NEUTRAL_SNI = "www.example.com"  # the throughput SNI A/B's neutral name
 MAX_SYSTEM = 2  # system addresses handshaken per target
 MAX_CONTROL = 1  # and control-only ones
 SYSTEM, NEUTRAL = "system", "neutral_sni"
+HELPER_SNI, HELPER_NEUTRAL = "helper_sni", "helper_neutral"  # the A/B against the test helper
 ROLE_H3 = "h3"  # HTTPTransaction.role of an HTTP/3 GET
 
 
@@ -226,8 +227,11 @@ class _Response:
 class _Client(asyncio.DatagramProtocol):
     """One QUIC connection on one connected UDP socket, its bytes counted."""
 
-    def __init__(self, quic: QuicConnection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, quic: QuicConnection, loop: asyncio.AbstractEventLoop, *, h3: bool = True
+    ) -> None:
         self.quic = quic
+        self.want_h3 = h3  # open HTTP/3's streams once ALPN says h3 (a GET will follow)
         self.loop = loop
         self.transport: asyncio.DatagramTransport | None = None
         self.connected: asyncio.Future[None] = loop.create_future()
@@ -267,7 +271,7 @@ class _Client(asyncio.DatagramProtocol):
         self.transmit()
 
     def _event(self, event: QuicEvent) -> None:
-        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol == H3:
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol == H3 and self.want_h3:
             self.h3 = H3Connection(self.quic)
         elif isinstance(event, HandshakeCompleted) and not self.connected.done():
             self.connected.set_result(None)
@@ -369,7 +373,9 @@ async def handshake(
         sock.setblocking(False)
         sock.connect((ip, port))
         net.note_local_address(sock, ctx.local_addresses)
-        _, client = await loop.create_datagram_endpoint(lambda: _Client(quic, loop), sock=sock)
+        _, client = await loop.create_datagram_endpoint(
+            lambda: _Client(quic, loop, h3=keep), sock=sock
+        )
         quic.connect(sock.getpeername(), now=loop.time())
         client.transmit()
         async with asyncio.timeout(ctx.timeout):
@@ -545,8 +551,10 @@ async def measure(
     obs: Observations,
     *,
     neutral_sni: str = NEUTRAL_SNI,
+    helper: tuple[str, int] | None = None,
 ) -> QUICObservations:
-    """The HTTP/3 observations of one measured target (see the module's contract)."""
+    """The HTTP/3 observations of one measured target (see the module's contract);
+    ``helper``: the test helper's QUIC address, for the SNI A/B against it."""
     cfg = shared.cfg
     if not cfg.quic:
         return QUICObservations(skipped="off")
@@ -608,7 +616,46 @@ async def measure(
         )
         handshakes.append(neutral)
         used += neutral.bytes
+        if helper is not None:
+            ab = await helper_ab(ctx, helper, host, neutral_sni)
+            handshakes += ab
+            used += sum(h.bytes for h in ab)
     return replace(base, handshakes=tuple(handshakes), http=tuple(http), bytes=used)
+
+
+async def helper_ab(
+    ctx: steps.StepContext, helper: tuple[str, int], host: str, neutral_sni: str = NEUTRAL_SNI
+) -> list[QUICHandshake]:
+    """The SNI A/B over QUIC against the test helper's listener (probe.helper.quic), which
+    completes a handshake for any name: the site's name, then a neutral one, unverified. The
+    helper's address is on nobody's blocklist, so only the name can make the difference."""
+    ip, port = helper
+    named, _ = await handshake(
+        ctx, ip, port, host, ca_bundle=None, role=HELPER_SNI, verify=False, sources=("helper",)
+    )
+    neutral, _ = await handshake(
+        ctx, ip, port, neutral_sni, ca_bundle=None, role=HELPER_NEUTRAL, verify=False,
+        sources=("helper",),
+    )  # fmt: skip
+    return [named, neutral]
+
+
+async def helper_endpoint(shared: net.Shared, url: str) -> tuple[str, int] | None:
+    """The test helper's address and port from its URL (a name through the resolver under
+    test, as the helper client's own connection goes); None for a plain-HTTP helper (it has no
+    certificate, so no QUIC listener) or a name that does not resolve."""
+    u = httpx.URL(url)
+    if u.scheme != "https":
+        return None
+    host = u.raw_host.decode("ascii")
+    port = u.port or 443
+    if _is_ip(host):
+        return host, port
+    q = await dnsq.query(
+        host, "A", shared.cfg.resolver, role=SYSTEM, timeout=shared.cfg.timeout, clock0=0.0,
+        client=shared.doh, tls=shared.dot,
+    )  # fmt: skip
+    return (q.addrs[0], port) if q.addrs else None
 
 
 def _same_origin(url: str, origin: tuple[str, int, str]) -> bool:

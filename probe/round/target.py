@@ -76,7 +76,8 @@ async def measure_target(
     obs, used, runtime = await task
     if shared.cfg.quic:
         # HTTP/3 after the TCP steps, which tell where (Alt-Svc) and to which addresses.
-        h3 = await quic.measure(shared, measurer.ctx, obs)
+        ab = await quic.helper_endpoint(shared, helper.url) if helper is not None else None
+        h3 = await quic.measure(shared, measurer.ctx, obs, helper=ab)
         obs, used = replace(obs, quic=h3), used + h3.bytes
         runtime = time.monotonic() - measurer.clock0
     # The one place the volunteer's addresses leave: before classifying, so the verdict read

@@ -18,8 +18,20 @@ from tests.h3world import make_h3_world
 
 HERE = Path(__file__).parent / "quic_golden"
 
-# name -> (host, expected QUIC verdict, the helper's QUIC handshakes (ok) or None)
+# name -> (host, expected QUIC verdict, the helper's QUIC handshakes (ok) or None); the names
+# in HELPER_AB also get the SNI A/B against the helper's QUIC listener (behind the censor)
+HELPER_AB = {"quic_sni_blocked_told_by_the_helper", "udp_dropped_helper_ab_passes"}
 SCENARIOS: dict[str, tuple[str, dict[str, Any], bool | None]] = {
+    "quic_sni_blocked_told_by_the_helper": (
+        "snidrop.test",
+        {"quic": "sni_blocked", "quic_rule": "quic.sni_blocked.helper"},
+        None,
+    ),
+    "udp_dropped_helper_ab_passes": (
+        "hole.test",
+        {"quic": "blocked", "quic_rule": "quic.blocked"},
+        None,
+    ),
     "h3_ok": ("h3.test", {"quic": "ok", "quic_rule": "quic.ok"}, None),
     "h3_ok_by_https_record": ("rr.test", {"quic": "ok", "quic_rule": "quic.ok"}, None),
     "udp_rejected_tcp_works": (
@@ -73,7 +85,7 @@ def record(only: list[str]) -> None:
         for name, (host, expected, helper_quic) in SCENARIOS.items():
             if only and name not in only:
                 continue
-            obs, q = w.measure(host, timeout=1.0)
+            obs, q = w.measure(host, w.helper if name in HELPER_AB else None, timeout=1.0)
             obs = replace(obs, quic=q)
             doc = {
                 "name": name,
