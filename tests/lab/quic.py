@@ -10,7 +10,10 @@ servers namespace. The ISP (:func:`interfere`, scoped to the subscriber's addres
 to ``h3drop``, rejects it for ``h3reject`` (ICMP port unreachable) and DNATs UDP/443 for
 ``h3sni`` to :func:`relay`, its userspace censor in the ISP namespace, which decrypts each
 flow's Initial packets (their keys are public: RFC 9001 5.2) and drops the flows that name
-``h3sni.lab`` while other names pass. :func:`udp_throttled` shapes UDP from ``h3slow`` (tc htb
+``h3sni.lab`` or ``h3snidrop.lab`` while other names pass; the same censor stands in front of
+the test helper's QUIC listener (UDP/443 on its address), so the SNI A/B against the helper
+meets it too. ``h3snidrop``'s UDP/443 is also dropped by address: only the A/B against the
+helper can tell its name is filtered. :func:`udp_throttled` shapes UDP from ``h3slow`` (tc htb
 on the ISP's client-facing link) while its TCP keeps full speed. ``h3ok`` meets nothing. The
 lab (tests/lab/__init__.py) gives the names to its resolvers and certificate, binds the
 addresses, and calls :func:`start` and :func:`interfere`.
@@ -30,11 +33,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tests.lab import Lab
 
-H3OK, H3DROP, H3REJECT, H3SLOW, H3SNI = (f"10.77.1.{i}" for i in range(140, 145))
-SITES = {"h3ok": H3OK, "h3drop": H3DROP, "h3reject": H3REJECT, "h3slow": H3SLOW, "h3sni": H3SNI}
+H3OK, H3DROP, H3REJECT, H3SLOW, H3SNI, H3SNIDROP = (f"10.77.1.{i}" for i in range(140, 146))
+SITES = {
+    "h3ok": H3OK,
+    "h3drop": H3DROP,
+    "h3reject": H3REJECT,
+    "h3slow": H3SLOW,
+    "h3sni": H3SNI,
+    "h3snidrop": H3SNIDROP,  # UDP/443 dropped by address, and its name filtered too
+}
 ADDRS = list(SITES.values())
 RELAY_PORT = 4443  # the censor's relay, on the ISP's client-facing address
-BLOCKED_NAME = "h3sni.lab"
+HELPER_RELAY_PORT = 4444  # the same censor in front of the test helper's QUIC listener
+BLOCKED_NAMES = "h3sni.lab,h3snidrop.lab"
 SLOW_RATE = "2mbit"
 PAGE = (
     b"<!doctype html><html><head><title>Tin Tuc HTTP/3</title></head><body>"
@@ -47,14 +58,19 @@ BIG_PAGE = b"<html><head><title>Big HTTP/3 page</title></head><body>" + b"q" * (
 
 def rules(subscriber: str, relay_host: str) -> tuple[list[str], list[str]]:
     """(filter FORWARD rules, nat PREROUTING rules) of the ISP's QUIC interference."""
+    from tests.lab import HELPER
+
     filters = [
         f"-s {subscriber} -d {H3DROP} -p udp --dport 443 -j DROP",
+        f"-s {subscriber} -d {H3SNIDROP} -p udp --dport 443 -j DROP",
         f"-s {subscriber} -d {H3REJECT} -p udp --dport 443 "
         "-j REJECT --reject-with icmp-port-unreachable",
     ]
     nat = [
         f"-s {subscriber} -d {H3SNI} -p udp --dport 443 "
-        f"-j DNAT --to-destination {relay_host}:{RELAY_PORT}"
+        f"-j DNAT --to-destination {relay_host}:{RELAY_PORT}",
+        f"-s {subscriber} -d {HELPER} -p udp --dport 443 "
+        f"-j DNAT --to-destination {relay_host}:{HELPER_RELAY_PORT}",
     ]
     return filters, nat
 
@@ -62,23 +78,26 @@ def rules(subscriber: str, relay_host: str) -> tuple[list[str], list[str]]:
 def start(lab: Lab) -> None:
     """The QUIC sites (servers namespace) and the censor's relay (ISP namespace), spawned as
     lab processes (killed with the lab); returns once both say ``ready``."""
-    from tests.lab import ISP_CLIENT_SIDE
+    from tests.lab import HELPER, ISP_CLIENT_SIDE
 
     cfg = {"cert": str(lab.tmp / "lab-cert.pem"), "key": str(lab.tmp / "lab-key.pem")}
     path = lab.tmp / "quic.json"
     path.write_text(json.dumps(cfg), encoding="utf-8")
     procs = [
         lab._spawn(lab.servers, sys.executable, "-m", "tests.lab.quic", "serve", str(path)),
-        lab._spawn(
-            lab.isp,
-            sys.executable,
-            "-m",
-            "tests.lab.quic",
-            "relay",
-            ISP_CLIENT_SIDE,
-            str(RELAY_PORT),
-            H3SNI,
-            BLOCKED_NAME,
+        *(
+            lab._spawn(
+                lab.isp,
+                sys.executable,
+                "-m",
+                "tests.lab.quic",
+                "relay",
+                ISP_CLIENT_SIDE,
+                str(port),
+                upstream,
+                BLOCKED_NAMES,
+            )
+            for port, upstream in ((RELAY_PORT, H3SNI), (HELPER_RELAY_PORT, HELPER))
         ),
     ]
     for proc in procs:
@@ -146,7 +165,7 @@ def serve(config: Path) -> None:
 def relay(listen: str, port: int, upstream: str, blocked: str) -> None:
     from tests.servers.h3 import SNIFilter
 
-    SNIFilter(listen, (upstream, 443), {blocked}, port)
+    SNIFilter(listen, (upstream, 443), set(blocked.split(",")), port)
     print("ready", flush=True)
     threading.Event().wait()
 
