@@ -7,7 +7,8 @@ under test and the control resolver), then handshakes QUIC v1 (ALPN ``h3``, the 
 SNI, the certificate verified) with the addresses the TCP steps dialled, and sends one HTTP/3
 GET on the first system connection that worked. When no system handshake worked and none heard
 anything back, one more handshake with a neutral name to the same address asks whether it is
-the name that is blocked (an SNI A/B over QUIC). Failures are df-007 strings with the
+the name that is blocked (an SNI A/B over QUIC), and, given the test helper's QUIC address,
+the same A/B against the helper's listener (:func:`helper_ab`), all at once. Failures are df-007 strings with the
 operation ``quic_handshake`` (:func:`probe.failures.classify_quic_close` for a closed
 connection); every datagram's bytes count for the data budget. aioquic does the protocol; this
 module owns the UDP socket (connected, so an ICMP port unreachable is ``connection_refused``).
@@ -610,16 +611,15 @@ async def measure(
     )
     sys_hs = [h for h in handshakes if SYSTEM in h.sources]
     if sys_hs and not any(h.ok or h.answered for h in sys_hs):
-        probe_ip = sys_hs[0].ip
-        neutral, _ = await handshake(
-            ctx, probe_ip, port, neutral_sni, ca_bundle=None, role=NEUTRAL, verify=False
+        # The neutral name to the same address, and the A/B against the helper, at once.
+        neutral, ab = await asyncio.gather(
+            handshake(
+                ctx, sys_hs[0].ip, port, neutral_sni, ca_bundle=None, role=NEUTRAL, verify=False
+            ),
+            helper_ab(ctx, helper, host, neutral_sni) if helper is not None else _none(),
         )
-        handshakes.append(neutral)
-        used += neutral.bytes
-        if helper is not None:
-            ab = await helper_ab(ctx, helper, host, neutral_sni)
-            handshakes += ab
-            used += sum(h.bytes for h in ab)
+        handshakes += [neutral[0], *ab]
+        used += neutral[0].bytes + sum(h.bytes for h in ab)
     return replace(base, handshakes=tuple(handshakes), http=tuple(http), bytes=used)
 
 
@@ -630,14 +630,21 @@ async def helper_ab(
     completes a handshake for any name: the site's name, then a neutral one, unverified. The
     helper's address is on nobody's blocklist, so only the name can make the difference."""
     ip, port = helper
-    named, _ = await handshake(
-        ctx, ip, port, host, ca_bundle=None, role=HELPER_SNI, verify=False, sources=("helper",)
-    )
-    neutral, _ = await handshake(
-        ctx, ip, port, neutral_sni, ca_bundle=None, role=HELPER_NEUTRAL, verify=False,
-        sources=("helper",),
+    named, neutral = await asyncio.gather(
+        handshake(
+            ctx, ip, port, host, ca_bundle=None, role=HELPER_SNI, verify=False,
+            sources=("helper",),
+        ),
+        handshake(
+            ctx, ip, port, neutral_sni, ca_bundle=None, role=HELPER_NEUTRAL, verify=False,
+            sources=("helper",),
+        ),
     )  # fmt: skip
-    return [named, neutral]
+    return [named[0], neutral[0]]
+
+
+async def _none() -> list[QUICHandshake]:
+    return []
 
 
 async def helper_endpoint(shared: net.Shared, url: str) -> tuple[str, int] | None:
