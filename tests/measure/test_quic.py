@@ -288,3 +288,18 @@ def test_a_round_s_measurement_carries_http3_and_its_verdict(h3w: H3World) -> No
     assert q.bytes > 2 * 1200
     assert abs((m.bytes_used - q.bytes) - tcp_only.bytes_used) < 0.1 * tcp_only.bytes_used
     assert m.runtime >= q.handshakes[-1].t
+
+
+# -- the setting ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "env", "on"),
+    [
+        ({}, {}, True),
+        ({"http3": True}, {}, False),
+        ({}, {"PROBE_HTTP3": "0"}, False),
+    ],  # --no-http3 given
+)
+def test_the_http3_setting(flags: dict[str, Any], env: dict[str, str], on: bool) -> None:
+    from probe.config.settings import resolve
+
+    assert resolve(flags, env=env).http3 is on
