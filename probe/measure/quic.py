@@ -8,10 +8,11 @@ SNI, the certificate verified) with the addresses the TCP steps dialled, and sen
 GET on the first system connection that worked. When no system handshake worked and none heard
 anything back, one more handshake with a neutral name to the same address asks whether it is
 the name that is blocked (an SNI A/B over QUIC), and, given the test helper's QUIC address,
-the same A/B against the helper's listener (:func:`helper_ab`), all at once. Failures are df-007 strings with the
-operation ``quic_handshake`` (:func:`probe.failures.classify_quic_close` for a closed
-connection); every datagram's bytes count for the data budget. aioquic does the protocol; this
-module owns the UDP socket (connected, so an ICMP port unreachable is ``connection_refused``).
+the same A/B against the helper's listener (:func:`helper_ab`), all at once. Failures are
+df-007 strings with the operation ``quic_handshake``
+(:func:`probe.failures.classify_quic_close` for a closed connection); every datagram's bytes
+count for the data budget. aioquic does the protocol; this module owns the UDP socket
+(connected, so an ICMP port unreachable is ``connection_refused``).
 """
 
 from __future__ import annotations

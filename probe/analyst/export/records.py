@@ -17,7 +17,7 @@ import msgspec
 
 from probe import words as verdicts
 from probe.errors import ExportError
-from probe.model import HTTPTransaction, ThroughputRecord, Verdict
+from probe.model import HTTPTransaction, ThroughputRecord, Verdict, control_to_json
 from probe.store import RowFilter, Store, Stored
 from probe.store.reads import throughput_from_text
 from probe.timeutil import iso, parse_iso
@@ -142,14 +142,14 @@ def record(m: Stored, *, for_json: bool = False) -> dict[str, Any]:
     obs = m.observations
     if for_json and all(h.body is None for h in obs.http):
         rec.update(dns=obs.dns, tcp=obs.tcp, tls=obs.tls, http=_http_json(obs.http))
-        rec["control"] = m.control
+        rec["control"] = control_to_json(m.control)  # as stored: CSV from SQLite reads that
     else:
         rec.update(dns=_builtins(obs.dns), tcp=_builtins(obs.tcp), tls=_builtins(obs.tls))
         http = _builtins(obs.http)
         for h in http:
             del h["body"]  # kept apart, once per SHA-256: never in the record
         rec["http"] = http
-        rec["control"] = None if m.control is None else _builtins(m.control)
+        rec["control"] = control_to_json(m.control)
     rec["throughput"] = throughput_section(m.throughput, for_json=for_json)
     rec["http3"] = obs.quic if for_json else _builtins(obs.quic)
     if "ooni_verdict" in m.extra:  # imported: OONI's own verdict, beside ours
