@@ -171,6 +171,8 @@ class MeasurementRow(msgspec.Struct, kw_only=True):
     throughput: str | None = None
     network_name: Text | None = None
     resolver_kind: Token | None = None
+    quic: Token | None = None  # m014: the HTTP/3 verdict
+    quic_rule: Token | None = None
 
 
 class RoundRow(msgspec.Struct, kw_only=True):

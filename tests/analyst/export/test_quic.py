@@ -92,3 +92,16 @@ def test_parquet_has_the_quic_columns(out: Path) -> None:
     assert rows["quic_sni_blocked"]["quic_rule"] == "quic.sni_blocked"
     assert json.loads(rows["h3_ok"]["http3"])["http"][0]["title"] == "Independent News Today"
     assert rows["h3_not_advertised"]["quic"] is None
+
+
+def test_a_merge_keeps_the_quic_verdict(out: Path) -> None:
+    from probe.analyst.merge import merge
+
+    merge([str(out / "q.db")], str(out / "fleet.db"))
+    store = Store.open(out / "fleet.db")
+    try:
+        got = {m.target: (m.verdict.quic, m.verdict.quic_rule) for m in store.stored(RowFilter())}
+    finally:
+        store.close()
+    assert got["quic_sni_blocked"] == ("sni_blocked", "quic.sni_blocked")
+    assert got["h3_not_advertised"] == (None, None)
