@@ -41,6 +41,8 @@ class _Answer(msgspec.Struct):
     tls_handshake: dict[str, _Endpoint] | None = None
     http_request: _HTTP | None = None
     dns: _DNS | None = None
+    quic_handshake: dict[str, _Endpoint] | None = None
+    http3_request: _HTTP | None = None
 
 
 def to_evidence(resp: Any, source: str = "helper") -> ControlEvidence:
@@ -76,4 +78,12 @@ def to_evidence(resp: Any, source: str = "helper") -> ControlEvidence:
         http_body_length=length if length is not None and length >= 0 else None,
         http_title=http.title or None,
         http_headers=dict(http.headers or {}),
+        quic_handshake=eps(answer.quic_handshake),
+        http3_failure=answer.http3_request.failure if answer.http3_request else None,
+        http3_status_code=_status(answer.http3_request),
     )
+
+
+def _status(http: _HTTP | None) -> int | None:
+    status = http.status_code if http is not None else None
+    return status if status is not None and status > 0 else None

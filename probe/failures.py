@@ -43,6 +43,7 @@ SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 HTTP_INVALID_REDIRECT_LOCATION_HOST = "http_invalid_redirect_location_host"
 HTTP_REQUEST_FAILED = "http_request_failed"  # a non-successful status where one was needed
 JSON_PARSE_ERROR = "json_parse_error"  # e.g. a test helper's answer that is not its JSON
+QUIC_INCOMPATIBLE_VERSION = "quic_incompatible_version"  # no QUIC version both speak
 UNKNOWN_PREFIX = "unknown_failure: "  # any other error, its text kept (addresses scrubbed)
 
 DF007: frozenset[str] = frozenset(
@@ -71,6 +72,7 @@ DF007: frozenset[str] = frozenset(
         HTTP_INVALID_REDIRECT_LOCATION_HOST,
         HTTP_REQUEST_FAILED,
         JSON_PARSE_ERROR,
+        QUIC_INCOMPATIBLE_VERSION,
     }
 )
 
@@ -108,6 +110,7 @@ OP_CONNECT = "connect"
 OP_TLS = "tls_handshake"
 OP_HTTP = "http_round_trip"
 OP_READ = "read"
+OP_QUIC = "quic_handshake"
 
 ERRNO_FAILURES: dict[int, str] = {
     errno_mod.ECONNREFUSED: CONNECTION_REFUSED,
@@ -375,3 +378,41 @@ def not_network_errors() -> dict[type[BaseException], str]:
 def is_known(failure: str | None) -> bool:
     """True for None (success), a vocabulary string, or a scrubbed unknown_failure."""
     return failure is None or failure in VOCABULARY or failure.startswith(UNKNOWN_PREFIX)
+
+
+# -- QUIC (issue 24) ---------------------------------------------------------------------------
+# A QUIC connection ends with a CONNECTION_CLOSE: a transport error code, or 0x100 + a TLS alert
+# for a failed handshake (RFC 9001 4.8), and a reason phrase. aioquic's certificate checks say
+# why in the phrase (OpenSSL's verify messages, service_identity's name mismatch).
+QUIC_CRYPTO_ERROR = 0x100
+_CERT_REASONS: tuple[tuple[str, str], ...] = (
+    ("doesn't match", SSL_INVALID_HOSTNAME),
+    ("hostname", SSL_INVALID_HOSTNAME),
+    ("ip address mismatch", SSL_INVALID_HOSTNAME),
+    ("not valid yet", SSL_INVALID_CERTIFICATE),
+    ("no longer valid", SSL_INVALID_CERTIFICATE),
+    ("expired", SSL_INVALID_CERTIFICATE),
+    ("issuer", SSL_UNKNOWN_AUTHORITY),
+    ("self-signed", SSL_UNKNOWN_AUTHORITY),
+    ("self signed", SSL_UNKNOWN_AUTHORITY),
+)
+
+
+def classify_quic_close(error_code: int, reason: str) -> FailureInfo:
+    """The df-007 failure of a QUIC connection closed before its handshake completed: a TLS
+    alert (certificate failures by their reason, else ``ssl_failed_handshake``), no common
+    version, an idle timeout; anything else keeps its code and phrase as ``unknown_failure``.
+    The raw failure is ``quic:0xCODE:phrase`` (scrubbed)."""
+    raw = scrub(f"quic:0x{error_code:x}:{reason}")[:200]
+    low = reason.lower()
+    if QUIC_CRYPTO_ERROR <= error_code < 2 * QUIC_CRYPTO_ERROR:
+        alert = error_code - QUIC_CRYPTO_ERROR
+        if alert in (42, 43, 44, 45, 46, 48):  # bad/unsupported/revoked/expired/unknown/CA
+            failure = next((f for text, f in _CERT_REASONS if text in low), None)
+            return FailureInfo(failure or SSL_INVALID_CERTIFICATE, OP_QUIC, raw)
+        return FailureInfo(SSL_FAILED_HANDSHAKE, OP_QUIC, raw)
+    if "version" in low and ("common" in low or "compatible" in low):
+        return FailureInfo(QUIC_INCOMPATIBLE_VERSION, OP_QUIC, raw)
+    if "idle timeout" in low:
+        return FailureInfo(GENERIC_TIMEOUT, OP_QUIC, raw)
+    return FailureInfo(UNKNOWN_PREFIX + raw, OP_QUIC, raw)

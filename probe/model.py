@@ -194,6 +194,61 @@ def page_length(h: HTTPTransaction) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class H3Endpoint:
+    """One way to reach a site over HTTP/3 that discovery found (issue 24)."""
+
+    source: str  # "alt-svc" (the TCP response's header) or "https-rr" (the DNS HTTPS record)
+    alpn: str  # "h3"
+    port: int
+    host: str | None = None  # another host named by the advertisement; None: the same
+
+
+@dataclass(frozen=True, slots=True)
+class QUICHandshake:
+    """One QUIC handshake (TLS 1.3 inside QUIC) to one address, as OONI's ``quic_handshakes``.
+    ``role``: "system" (the site's name as SNI, verified) or "neutral_sni" (a neutral name to
+    the same address, unverified: did anything answer?)."""
+
+    ip: str
+    port: int
+    server_name: str
+    sources: tuple[str, ...] = ("system",)
+    role: str = "system"
+    alpn: tuple[str, ...] = ("h3",)  # what the client offered
+    quic_version: str | None = None  # "0x00000001" (QUIC v1)
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    negotiated_protocol: str | None = None
+    certificates: tuple[Certificate, ...] = ()
+    answered: bool = False  # any datagram came back (a handshake failure that was the server's)
+    failure: str | None = None
+    raw_failure: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    depth: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class QUICObservations:
+    """The HTTP/3 part of a measurement: discovery, the handshakes and the HTTP/3 GET (its
+    summary is an :class:`HTTPTransaction`). ``skipped``: why nothing was tried ("off": the
+    setting; "no_https": no HTTPS hop; "not_advertised": neither Alt-Svc nor HTTPS record)."""
+
+    host: str | None = None
+    skipped: str | None = None
+    discovery: tuple[H3Endpoint, ...] = ()
+    dns: tuple[DNSQuery, ...] = ()  # the HTTPS (type 65) queries
+    handshakes: tuple[QUICHandshake, ...] = ()
+    http: tuple[HTTPTransaction, ...] = ()
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Observations:
     """Everything one measurement saw on the local network, step by step."""
 
@@ -202,6 +257,7 @@ class Observations:
     tcp: tuple[TCPConnect, ...] = ()
     tls: tuple[TLSHandshake, ...] = ()
     http: tuple[HTTPTransaction, ...] = ()
+    quic: QUICObservations | None = None  # HTTP/3 (issue 24); None: not measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +283,10 @@ class ControlEvidence:
     http_body_length: int | None = None
     http_title: str | None = None
     http_headers: dict[str, str] = field(default_factory=dict)
+    # HTTP/3 from the helper (OONI's quic_handshake and http3_request; issue 24)
+    quic_handshake: dict[str, ControlEndpoint] = field(default_factory=dict)
+    http3_failure: str | None = None
+    http3_status_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +497,8 @@ class Verdict:
     title_match: bool | None = None
     offline: bool = False
     throttled: bool | None = None  # None until throughput is measured
+    quic: str | None = None  # the HTTP/3 verdict (probe.classify.quic): "ok", "blocked", ...
+    quic_rule: str | None = None  # the QUIC rule that decided it
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,6 +534,8 @@ def observations_to_json(obs: Observations, *, with_bodies: bool = False) -> Any
     if not with_bodies:
         for h in data["http"]:
             h.pop("body", None)
+    if data.get("quic", 0) is None:
+        del data["quic"]  # not measured: the record reads as it did before HTTP/3 (issue 24)
     return data
 
 
@@ -480,7 +544,14 @@ def observations_from_json(data: Any) -> Observations:
 
 
 def control_to_json(control: ControlEvidence | None) -> Any:
-    return None if control is None else msgspec.to_builtins(control)
+    if control is None:
+        return None
+    data = msgspec.to_builtins(control)
+    asked = control.quic_handshake or control.http3_failure or control.http3_status_code
+    if not asked:
+        for key in ("quic_handshake", "http3_failure", "http3_status_code"):
+            del data[key]  # no HTTP/3 asked: the record reads as before issue 24
+    return data
 
 
 def control_from_json(data: Any) -> ControlEvidence | None:

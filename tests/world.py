@@ -65,6 +65,7 @@ class World:
             deadline=20,
             body_cap=BODY_CAP,
             allow_loopback=True,
+            quic=False,  # no HTTP/3 here: tests/h3world.py has the QUIC sites
         )
         base.update(kw)
         return MeasureConfig(**base)

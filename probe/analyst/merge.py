@@ -208,6 +208,8 @@ class MeasurementRow(msgspec.Struct, kw_only=True):
     record_hash: Sha256 | None = None
     chain_hash: Sha256 | None = None
     body_digests: Text | None = None
+    quic: Token | None = None  # m014: the HTTP/3 verdict
+    quic_rule: Token | None = None
 
 
 CHAIN_FIELDS = ("device_key", "seq", "chain_prev", "record_hash", "chain_hash")

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from probe import failures
+from probe.classify import quic
 from probe.classify.facts import DNS_DOWN_FAILURES, Facts, derive
 from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
 from probe.words import N_
 
-RULES_VERSION = "2026.12.1"
+RULES_VERSION = "2026.12.2"  # .2: the HTTP/3 verdict (issue 24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,7 @@ def classify(
     rule = next(r for r in RULES if r.when(f))
     blocking = rule.blocking(f)
     failure = f.final_failure
+    quic_label, quic_rule = quic.judge(obs, control, network_ok)
     return Verdict(
         blocking=blocking,
         accessible=rule.accessible,
@@ -252,6 +254,8 @@ def classify(
         headers_match=f.diff.headers_match,
         title_match=f.diff.title_match,
         offline=rule.id == "offline",
+        quic=quic_label,
+        quic_rule=quic_rule,
     )
 
 

@@ -526,5 +526,15 @@ OPTIONS: tuple[Option, ...] = (
         "PREFIX",
         multiple=True,
     ),
+    # -- HTTP/3 (issue 24) -----------------------------------------------------------------
+    Option(
+        "http3",
+        parse_bool,
+        True,
+        "Skip the QUIC and HTTP/3 steps.",
+        "--no-http3",
+        is_flag=True,
+        flag_value=False,
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -91,6 +91,7 @@ class Settings:
     keep_uploaded: float | None
     asn_db: tuple[str, ...]  # IP-to-ASN tables for the edges' networks (issue 25)
     cache_prefixes: tuple[str, ...]  # caches inside the volunteer's network
+    http3: bool  # the QUIC and HTTP/3 steps (issue 24)
     config: str | None = None  # the settings file read, if any
     # The source checkout the probe belongs to (its results/ and targets.yaml are the default
     # paths), if any; sources["checkout"] says how it is known, or why there is none.

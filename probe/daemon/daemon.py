@@ -53,6 +53,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from probe.classify.quic import QUIC_BLOCKED
 from probe.config.settings import Settings, resolve
 from probe.config.targets import TargetList
 from probe.daemon import schedule
@@ -401,6 +402,8 @@ class Daemon:
             "network": "offline" if offline else "ok",
             "public_address": ",".join(result.address_known_by) or "unknown",
             "next_gap_factor": self.factor(),
+            # HTTP/3 (issue 24): targets whose QUIC was blocked while measured
+            "quic_blocked": sum(m.verdict.quic in QUIC_BLOCKED for m in result.rows),
         }
         counts = ", ".join(
             (

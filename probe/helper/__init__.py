@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from probe import addr, failures
 from probe.errors import BadRequest, URLError
-from probe.measure import steps
+from probe.measure import quic, steps
 from probe.measure.config import MeasureConfig, allowed_network, skip_address
 from probe.measure.net import Shared
 from probe.measure.runner import TargetMeasurer
@@ -42,6 +42,7 @@ class ControlRequest:
     url: str
     headers: dict[str, str]
     endpoints: tuple[tuple[str, int], ...]
+    quic: bool = False  # OONI's x_quic_enabled: measure HTTP/3 too (issue 24)
 
 
 def shown(value: Any) -> str:
@@ -100,7 +101,8 @@ def parse_request(doc: Any) -> ControlRequest:
     eps = doc.get("tcp_connect") or []
     if not isinstance(eps, list) or len(eps) > MAX_ENDPOINTS:
         raise BadRequest(f"tcp_connect: a list of at most {MAX_ENDPOINTS} IP:PORT strings")
-    return ControlRequest(url, headers, tuple(dict.fromkeys(_endpoint(e) for e in eps)))
+    endpoints = tuple(dict.fromkeys(_endpoint(e) for e in eps))
+    return ControlRequest(url, headers, endpoints, doc.get("x_quic_enabled") is True)
 
 
 def tellable(ip: str, cfg: MeasureConfig) -> bool:
@@ -169,6 +171,8 @@ async def measure(shared: Shared, req: ControlRequest) -> dict[str, Any]:
         )
     )
     obs, _, _ = await run
+    if req.quic and cfg.quic:
+        obs = replace(obs, quic=await quic.measure(shared, measurer.ctx, obs))
     return _response(obs, req, extra, cfg)
 
 
@@ -231,12 +235,47 @@ def _response(
         if ip in valid:
             flags |= FLAG_VALID_FOR_DOMAIN
         ip_info[ip] = {"asn": 0, "flags": flags}
+    quic_handshake, http3 = _quic_response(obs)
+    if obs.quic is not None and obs.quic.discovery:
+        first = obs.quic.discovery[0]
+        http["discovered_h3_endpoint"] = f"{first.host or obs.quic.host}:{first.port}"
     return {
         "tcp_connect": tcp,
         "tls_handshake": tls,
-        "quic_handshake": {},
+        "quic_handshake": quic_handshake,
         "http_request": http,
-        "http3_request": None,
+        "http3_request": http3,
         "dns": {"failure": _legacy_dns(dns_failure), "addrs": addrs},
         "ip_info": ip_info,
+    }
+
+
+def _quic_response(obs: Observations) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """OONI's ``quic_handshake`` (endpoint -> server name, status, failure) and
+    ``http3_request`` (shaped as ``http_request``; None when no HTTP/3 GET was sent)."""
+    q = obs.quic
+    if q is None:
+        return {}, None
+    handshakes = {
+        addr.endpoint(h.ip, h.port): {
+            "server_name": h.server_name,
+            "status": h.ok,
+            "failure": h.failure,
+        }
+        for h in q.handshakes
+        if h.role == "system"
+    }
+    if not q.http:
+        return handshakes, None
+    get = q.http[0]
+    headers: dict[str, str] = {}
+    for k, v in get.headers:
+        headers.setdefault(k, v)
+    return handshakes, {
+        "body_length": _or_minus_one(page_length(get)),
+        "discovered_h3_endpoint": "",
+        "failure": get.failure,
+        "title": get.title or "",
+        "headers": headers if get.failure is None else {},
+        "status_code": get.status_code or -1,
     }

@@ -99,6 +99,9 @@ class HelperApp:
         self.in_flight = 0  # control requests being answered
         self.bulk: Counter[str] = Counter()  # /bulk streams open, per client address
         self._shared: Shared | None = None
+        # (host, port, cert, key) of the QUIC listener for the probe's SNI A/B (issue 24)
+        self.quic_listen: tuple[str, int, str, str] | None = None
+        self._quic: Any = None
 
     @property
     def shared(self) -> Shared:
@@ -135,10 +138,16 @@ class HelperApp:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                if self.quic_listen is not None:
+                    from probe.helper import quic_ab
+
+                    self._quic = await quic_ab.listen(*self.quic_listen)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self._shared is not None:
                     await self._shared.aclose()
+                if self._quic is not None:
+                    self._quic.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -828,6 +837,8 @@ def serve(
         max_bulk_per_client=max_bulk_per_client,
         asn_table=asn_table,
     )
+    if tls_cert and tls_key:  # QUIC needs the certificate: an HTTPS helper answers it on UDP
+        app.quic_listen = (host, port, tls_cert, tls_key)
     files = _raise_fd_limit(8192)
     limits = ConnectionLimits(total=max(64, min(MAX_CONNECTIONS, files - 128)))
     config = server_config(app, host, port, limits=limits, tls_cert=tls_cert, tls_key=tls_key)

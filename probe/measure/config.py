@@ -38,6 +38,7 @@ class MeasureConfig:
     deny_addrs: frozenset[str] = frozenset()  # never dial these (the helper's own addresses)
     read_deadline: float | None = None  # seconds for a whole body (default: 2 x timeout)
     stun_servers: tuple[tuple[str, int], ...] = ()  # who tells us our public address (whoami)
+    quic: bool = True  # the QUIC and HTTP/3 steps (issue 24; the "http3" setting)
 
 
 # A page fetch's receive buffer. Reading stops at the body cap, but what the kernel already

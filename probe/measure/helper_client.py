@@ -61,8 +61,10 @@ class HelperClient:
         token: str | None = None,
         ca_bundle: str | None = None,
         timeout: float = 60.0,
+        quic: bool = False,
     ) -> None:
         self.url = url
+        self.quic = quic  # ask the helper for its QUIC handshakes too (OONI's x_quic_enabled)
         self.token = token
         headers = {"content-type": "application/json", "user-agent": "probe"}
         if token:
@@ -78,7 +80,7 @@ class HelperClient:
                 k: [v] for k, v in REQUEST_HEADERS.items() if k.lower() != "accept-encoding"
             },
             "tcp_connect": endpoints[:32],
-            "x_quic_enabled": False,
+            "x_quic_enabled": self.quic,
         }
         try:
             async with self._client.stream("POST", self.url, json=body) as r:

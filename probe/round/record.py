@@ -56,7 +56,7 @@ async def run_once(
     None: the settings' caps, no reserve."""
     s = setup.settings
     helper = (
-        HelperClient(s.helper, token=setup.helper_token, ca_bundle=s.ca_bundle)
+        HelperClient(s.helper, token=setup.helper_token, ca_bundle=s.ca_bundle, quic=s.http3)
         if s.helper
         else None
     )

@@ -129,6 +129,7 @@ def prepare(settings: Settings) -> RoundSetup:
         body_cap=settings.max_body,
         allow_loopback=settings.allow_loopback,
         stun_servers=tuple(addr.split_host_port(x) for x in settings.stun_servers),
+        quic=settings.http3,
     )
     token = read_token(settings.helper_token_file) if settings.helper_token_file else None
     return RoundSetup(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from probe.addr import port_of_scheme
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.config.targets import Target
+from probe.measure import quic
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
 from probe.measure.runner import TargetMeasurer
@@ -72,6 +74,12 @@ async def measure_target(
         system, ctl = measurer.first_hop
         control = await helper.query(target.url, _endpoints(target.url, [*system, *ctl]))
     obs, used, runtime = await task
+    if shared.cfg.quic:
+        # HTTP/3 after the TCP steps, which tell where (Alt-Svc) and to which addresses.
+        ab = await quic.helper_endpoint(shared, helper.url) if helper is not None else None
+        h3 = await quic.measure(shared, measurer.ctx, obs, helper=ab)
+        obs, used = replace(obs, quic=h3), used + h3.bytes
+        runtime = time.monotonic() - measurer.clock0
     # The one place the volunteer's addresses leave: before classifying, so the verdict read
     # back from the database (probe reclassify) is the verdict made now.
     obs = scrubber.observations(obs, keep=control.dns_addrs if control is not None else ())

@@ -157,6 +157,8 @@ STORED_VERDICT = [
     "title_match",
     "offline",
     "throttled",
+    "quic",  # m014
+    "quic_rule",
 ]
 STORED_COLUMNS = [*_PLAIN, "network", *STORED_VERDICT]
 _JSON_DECODE = msgspec.json.Decoder(dict[str, Any])

@@ -137,6 +137,8 @@ def verdict_columns(v: Verdict) -> dict[str, Any]:
         "title_match": bool_to_db(v.title_match),
         "rule_id": v.rule_id,
         "rules_version": v.rules_version,
+        # m014's columns, only when QUIC was judged: a row for an older schema still writes
+        **({"quic": v.quic, "quic_rule": v.quic_rule} if v.quic_rule is not None else {}),
     }
 
 
@@ -180,6 +182,8 @@ def verdict_from_row(row: Mapping[str, Any]) -> Verdict:
         title_match=b("title_match"),
         offline=bool(row["offline"]),
         throttled=b("throttled"),
+        quic=row.get("quic"),
+        quic_rule=row.get("quic_rule"),
     )
 
 

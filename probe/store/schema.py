@@ -1,4 +1,4 @@
-"""The schema, by migrations (m001..m013): tables, their indexes and the views analysts read.
+"""The schema, by migrations (m001..m014): tables, their indexes and the views analysts read.
 
 Contract: ``migrations`` (sqlite-utils ``Migrations``) holds every step in order; each runs once,
 inside the store's write transaction (``Store.open``), and none is ever edited once released: a
@@ -581,3 +581,14 @@ def m013_edges(db: Database) -> None:
         ORDER BY started_at""",
         replace=True,
     )
+
+
+@migrations()
+def m014_quic_verdict(db: Database) -> None:
+    """The HTTP/3 verdict (issue 24, ``probe.classify.quic``): ``quic`` its label ("ok",
+    "blocked", "sni_blocked", "both_blocked", "down", "slower", "failure"; NULL: QUIC was not
+    tried) and ``quic_rule`` the rule that decided it. Verdict columns: outside the record hash,
+    rewritten by ``reclassify``. The QUIC steps themselves are in ``observations`` (``$.quic``)."""
+    m = db.table("measurements")
+    m.add_column("quic", str)
+    m.add_column("quic_rule", str)

@@ -33,6 +33,7 @@ from typing import Any
 
 import trustme
 
+from tests.lab import quic as quic_lab
 from tests.lab import replica
 
 DOMAIN = "lab"
@@ -93,6 +94,7 @@ HONEST = {
     "slowcontrol": HANG,
     "echo": ECHO,
     "mirror": MIRROR,
+    **quic_lab.SITES,  # the HTTP/3 sites (tests/lab/quic.py)
 }
 # The ISP resolver's lies ("" means NXDOMAIN).
 LIES: dict[str, str | list[str]] = {
@@ -236,7 +238,7 @@ class Lab:
         sh("ip", "addr", "add", f"{SERVERS_IP}/24", "dev", "s0", ns=self.servers)
         servers = [*SITE_ADDRS, CONTROL, BLOCKPAGE, HONEST_DNS, DOH, TCP_DOWN, HELPER, HELPER2]
         stun = [STUN] if self.stun else []
-        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO, MIRROR, REPLICA, *stun]:
+        for ip in [*servers, UNKNOWN_BLOCK, HANG, ECHO, MIRROR, REPLICA, *stun, *quic_lab.ADDRS]:
             sh("ip", "addr", "add", f"{ip}/32", "dev", "s0", ns=self.servers)
         for ns, dev in links:
             sh("ip", "link", "set", dev, "up", ns=ns)
@@ -323,6 +325,7 @@ class Lab:
         self.middlebox = self._spawn(
             self.isp, sys.executable, "-m", "tests.lab.middlebox", "8080", "8443"
         )
+        quic_lab.start(self)
         if self.stun:
             # coturn as a plain STUN server (no TURN, no TLS, not the system's user
             # database), logging to the lab's temporary directory.
@@ -396,6 +399,7 @@ class Lab:
             sh("sh", "-c", f"iptables -A FORWARD -s {src} {rule}", ns=self.isp)
         for rule in NAT_RULES:
             sh("sh", "-c", f"iptables -t nat -A PREROUTING -s {src} {rule}", ns=self.isp)
+        quic_lab.interfere(self)
 
     def rules(self) -> str:
         return sh("iptables-save", ns=self.isp).stdout

@@ -34,7 +34,8 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
     ``{"txt": TEXT}`` (a TXT record in the question's class: a resolver's "what is my address";
     TEXT may be a list of records, each a string or a tuple of character-strings, in zone-file
     syntax, so ``\\200`` is the byte 200 (decimal); with ``"class": "CH"`` only a question in that
-    class is answered, as Cloudflare's ``whoami.cloudflare`` is)."""
+    class is answered, as Cloudflare's ``whoami.cloudflare`` is) or ``{"https": RDATA, "addrs":
+    IPs}`` (an HTTPS record, e.g. ``1 . alpn="h3" port=443``)."""
     q = dns.message.from_wire(wire)
     resp = dns.message.make_response(q)
     resp.flags |= dns.flags.RA
@@ -55,6 +56,13 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
             ]
             resp.answer.append(dns.rrset.from_text_list(question.name, 0, cls, "TXT", texts))
         return resp.to_wire()
+    if isinstance(entry, dict) and "https" in entry:  # an HTTPS record (type 65) beside addresses
+        if question.rdtype == dns.rdatatype.HTTPS:
+            resp.answer.append(
+                dns.rrset.from_text(question.name, 300, "IN", "HTTPS", entry["https"])
+            )
+            return resp.to_wire()
+        entry = entry.get("addrs", [])
     owner, seen = question.name, set()
     while isinstance(entry, dict) and "cname" in entry and name not in seen:
         seen.add(name)

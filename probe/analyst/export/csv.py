@@ -49,6 +49,7 @@ class _Sections(msgspec.Struct):
     tcp: msgspec.Raw = msgspec.Raw(b"[]")
     tls: msgspec.Raw = msgspec.Raw(b"[]")
     http: msgspec.Raw = msgspec.Raw(b"[]")
+    quic: msgspec.Raw = msgspec.Raw(b"null")
 
 
 def _cell(v: Any) -> Any:
@@ -183,6 +184,7 @@ def write_csv(store: Store, f: RowFilter, out: BinaryIO, *, excel: bool = False)
                         _quoted(bytes(steps.tls)),
                         _quoted(bytes(steps.http)),
                         tail,
+                        b"" if bytes(steps.quic) == b"null" else _quoted(bytes(steps.quic)),
                     )
                 )
             )

@@ -29,7 +29,14 @@ import msgspec
 
 from probe import addr, failures
 from probe.analyst.export.records import stored_words
-from probe.model import ControlEvidence, DNSQuery, HTTPTransaction, TCPConnect, TLSHandshake
+from probe.model import (
+    ControlEvidence,
+    DNSQuery,
+    HTTPTransaction,
+    QUICHandshake,
+    TCPConnect,
+    TLSHandshake,
+)
 from probe.store import RowFilter, Store, Stored
 
 CONTROL_TAG = "probe_control"
@@ -97,6 +104,29 @@ def _tls(h: TLSHandshake, i: int) -> dict[str, Any]:
     }
 
 
+def _quic(h: QUICHandshake, i: int) -> dict[str, Any]:
+    """A QUIC handshake as OONI's ``quic_handshakes`` entry (its TLS-or-QUIC handshake shape,
+    ``network`` "udp")."""
+    return {
+        "network": "udp",
+        "address": addr.endpoint(h.ip, h.port),
+        "cipher_suite": h.cipher_suite,
+        "failure": h.failure,
+        "negotiated_protocol": h.negotiated_protocol,
+        "no_tls_verify": h.role != "system",
+        "peer_certificates": [],
+        "server_name": h.server_name,
+        "t0": h.t0,
+        "t": h.t,
+        "tags": ["quic", h.role],
+        "tls_version": h.tls_version,
+        "transaction_id": i,
+        "x_quic_version": h.quic_version,
+        "x_answered": h.answered,
+        "x_certificates": msgspec.to_builtins(h.certificates),
+    }
+
+
 def _request(h: HTTPTransaction, i: int, body: str | None) -> dict[str, Any]:
     headers = [[k, v] for k, v in h.headers]
     text = body or ""
@@ -156,6 +186,20 @@ def _control(c: ControlEvidence | None) -> tuple[dict[str, Any] | None, str | No
             "status_code": c.http_status_code or -1,
         },
         "dns": {"failure": c.dns_failure, "addrs": list(c.dns_addrs)},
+        **(
+            {
+                "quic_handshake": {
+                    ep: {"server_name": e.server_name, "status": e.ok, "failure": e.failure}
+                    for ep, e in c.quic_handshake.items()
+                },
+                "http3_request": {
+                    "failure": c.http3_failure,
+                    "status_code": c.http3_status_code or -1,
+                },
+            }
+            if c.quic_handshake
+            else {}
+        ),
     }, None
 
 
@@ -166,7 +210,7 @@ def _ooni_time(stored: str) -> str:
 def to_ooni(m: Stored, body: Callable[[str], str | None]) -> dict[str, Any]:
     """One stored measurement -> an OONI Web Connectivity measurement (a dict)."""
     obs, v = m.observations, m.verdict
-    requests = []
+    requests: list[dict[str, Any]] = []
     for i, h in enumerate(obs.http):
         if h.failure and h.failed_operation not in HTTP_OPERATIONS:
             continue  # never reached HTTP: OONI has no request; DNS, TCP or TLS says why
@@ -175,6 +219,14 @@ def to_ooni(m: Stored, body: Callable[[str], str | None]) -> dict[str, Any]:
     system = [r for r in requests if "classic" in r["tags"]]
     others = [r for r in requests if "classic" not in r["tags"]]
     control, control_failure = _control(m.control)
+    h3 = obs.quic
+    h3_requests = []
+    for i, h in enumerate(h3.http if h3 is not None else ()):
+        # HTTP/3 GETs, as OONI lists them: in ``requests``, over UDP with ALPN h3
+        r = _request(h, 1000 + i, None)
+        r.update(network="udp", alpn="h3", tags=["quic"])
+        r["request"]["x_transport"] = "udp"
+        h3_requests.append(r)
     step, failure = v.failing_step, v.failure
     software = (m.software or "probe").partition("/")
     annotations = {
@@ -187,6 +239,9 @@ def to_ooni(m: Stored, body: Callable[[str], str | None]) -> dict[str, Any]:
         annotations["probe_network_ok"] = "true" if m.network_ok else "false"
     if m.category:
         annotations["probe_category"] = m.category
+    if v.quic_rule:
+        annotations["probe_quic"] = v.quic or ""
+        annotations["probe_quic_rule"] = v.quic_rule
     started = _ooni_time(m.started_at)
     return {
         "annotations": annotations,
@@ -204,7 +259,7 @@ def to_ooni(m: Stored, body: Callable[[str], str | None]) -> dict[str, Any]:
             "queries": [_query(q, i) for i, q in enumerate(obs.dns)],
             "tcp_connect": [_tcp(c, i) for i, c in enumerate(obs.tcp)],
             "tls_handshakes": [_tls(h, i) for i, h in enumerate(obs.tls)],
-            "requests": system[::-1] + others[::-1],  # latest first, as OONI lists them
+            "requests": system[::-1] + others[::-1] + h3_requests,  # latest first, as OONI
             "control": control,
             "control_failure": control_failure,
             "dns_experiment_failure": failure if step == "dns" else None,
@@ -219,6 +274,11 @@ def to_ooni(m: Stored, body: Callable[[str], str | None]) -> dict[str, Any]:
             "title_match": v.title_match,
             "blocking": v.blocking,
             "accessible": v.accessible,
+            **(
+                {"quic_handshakes": [_quic(h, i) for i, h in enumerate(h3.handshakes)]}
+                if h3 is not None and h3.handshakes
+                else {}
+            ),
         },
         "test_name": "web_connectivity",
         "test_runtime": m.runtime or 0.0,

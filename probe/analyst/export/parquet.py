@@ -25,6 +25,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -192,6 +193,10 @@ ADDED: list[tuple[str, pa.DataType]] = [
     ("edge_rtt_ms", _f64),
     ("edge_pop", _str),
     ("slowdown_cause", _str),
+    # Schema 3 too (issue 24): the HTTP/3 verdict, and the QUIC steps as JSON text.
+    ("quic", _str),
+    ("quic_rule", _str),
+    ("http3", _str),
 ]
 # Computed from the throughput test's target edge (probe.measure.edge.target_edge) and the
 # cause index, not read from a column.
@@ -208,6 +213,7 @@ _STEPS = pa.schema(
 )
 _COMPUTED = {
     "verdict",
+    "http3",  # sliced out of the stored observations
     "throughput_ratio",
     "throughput_bps",
     "throughput_control_bps",
@@ -340,9 +346,24 @@ def _batch(rows: list[tuple[Any, ...]], causes: CauseIndex | None = None) -> pa.
             arrays.append(pa.array([a.get("target_class") for a in analyses], typ))
         elif name == "slowdown_cause":
             arrays.append(pa.array([a.get("cause") for a in analyses], typ))
+        elif name == "http3":
+            arrays.append(pa.array([_http3(o) for o in cols[at["observations"]]], typ))
         else:
             arrays.append(pa.array(cols[at[name]], typ))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+class _QUIC(msgspec.Struct):
+    quic: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_quic_of = msgspec.json.Decoder(_QUIC).decode
+
+
+def _http3(observations: str) -> str | None:
+    """The observations' ``quic`` section as JSON text (None when QUIC was not measured)."""
+    raw = bytes(_quic_of(observations).quic)
+    return None if raw == b"null" else raw.decode("utf-8")
 
 
 def _tables(store: Store, f: RowFilter) -> Iterator[tuple[str, pa.Table]]:

@@ -17,7 +17,7 @@ import msgspec
 
 from probe import words as verdicts
 from probe.errors import ExportError
-from probe.model import HTTPTransaction, ThroughputRecord, Verdict
+from probe.model import HTTPTransaction, ThroughputRecord, Verdict, control_to_json
 from probe.store import RowFilter, Store, Stored
 from probe.store.reads import throughput_from_text
 from probe.timeutil import iso, parse_iso
@@ -55,8 +55,11 @@ FLAT = [
     "probe_cc",
     "network_name",
     "resolver_kind",
+    "quic",  # the HTTP/3 verdict (issue 24)
+    "quic_rule",
 ]
-NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control"]
+# ``http3``: the QUIC and HTTP/3 steps (discovery, handshakes, the HTTP/3 GET), or null
+NESTED = ["http_diff", "throughput", "dns", "tcp", "tls", "http", "control", "http3"]
 BOOLEANS = ("is_control", "accessible", "throttled", "offline", "network_ok")
 
 _builtins = msgspec.to_builtins
@@ -135,20 +138,23 @@ def record(m: Stored, *, for_json: bool = False, cause: str | None = None) -> di
         "probe_cc": m.probe_cc,
         "network_name": m.network_name,
         "resolver_kind": m.resolver_kind,
+        "quic": v.quic,
+        "quic_rule": v.quic_rule,
         "http_diff": http_diff(v),
     }
     obs = m.observations
     if for_json and all(h.body is None for h in obs.http):
         rec.update(dns=obs.dns, tcp=obs.tcp, tls=obs.tls, http=_http_json(obs.http))
-        rec["control"] = m.control
+        rec["control"] = control_to_json(m.control)  # as stored: CSV from SQLite reads that
     else:
         rec.update(dns=_builtins(obs.dns), tcp=_builtins(obs.tcp), tls=_builtins(obs.tls))
         http = _builtins(obs.http)
         for h in http:
             del h["body"]  # kept apart, once per SHA-256: never in the record
         rec["http"] = http
-        rec["control"] = None if m.control is None else _builtins(m.control)
+        rec["control"] = control_to_json(m.control)
     rec["throughput"] = throughput_section(m.throughput, for_json=for_json, cause=cause)
+    rec["http3"] = obs.quic if for_json else _builtins(obs.quic)
     if "ooni_verdict" in m.extra:  # imported: OONI's own verdict, beside ours
         rec["ooni_verdict"] = m.extra["ooni_verdict"]
     return rec

@@ -17,11 +17,13 @@ from typing import Any
 
 from probe import failures
 from probe.classify import RULES
+from probe.classify.quic import QUIC_RULES
 from probe.model import DNSQuery, HTTPTransaction
 from probe.store import Stored
 from probe.words import N_, translator
 
 _RULE_WHY = {r.id: r.why for r in RULES}
+_QUIC_WHY = {r.id: r.why for r in QUIC_RULES}
 
 FAILURE_WORDS: dict[str, str] = {
     failures.DNS_NXDOMAIN: N_("the name does not exist (NXDOMAIN)"),
@@ -72,6 +74,9 @@ _T = {
     ),
     "offline": N_("The round's control sites failed too: the volunteer's own link was down."),
     "rule": N_("Decided by rule {rule} (rules {version}): {why}."),
+    "quic_fail": N_("The QUIC handshake with {server} at {endpoint} failed: {failure}."),
+    "quic_neutral": N_("With the neutral name {server}, the same address answered over QUIC."),
+    "quic": N_("Over QUIC (HTTP/3): {why} (rule {rule})."),
     "same": N_("same"),
     "different": N_("different"),
     "unknown": N_("not compared"),
@@ -229,6 +234,7 @@ def explain(m: Stored, lang: str = "en") -> list[str]:
                 label=analysis.label or "?",
             )
         )
+    out += _quic(m, lang)
     rule = v.rule_id or "?"
     out.append(
         t(
@@ -239,4 +245,26 @@ def explain(m: Stored, lang: str = "en") -> list[str]:
             why=translator(lang).gettext(_RULE_WHY[rule]) if rule in _RULE_WHY else "?",
         )
     )
+    return out
+
+
+def _quic(m: Stored, lang: str) -> list[str]:
+    """The HTTP/3 sentences (issue 24): the first failed handshake on the site's name, whether
+    a neutral name got through to the same address, and the QUIC verdict's reason."""
+    q, v = m.observations.quic, m.verdict
+    if q is None or v.quic_rule is None:
+        return []
+    out: list[str] = []
+    failed = next((h for h in q.handshakes if h.role == "system" and h.failure), None)
+    if failed is not None:
+        endpoint = f"{failed.ip}:{failed.port}"
+        words = failure_words(failed.failure, lang)
+        out.append(
+            t("quic_fail", lang, server=failed.server_name, endpoint=endpoint, failure=words)
+        )
+    neutral = next((h for h in q.handshakes if h.role == "neutral_sni"), None)
+    if neutral is not None and (neutral.ok or neutral.answered):
+        out.append(t("quic_neutral", lang, server=neutral.server_name))
+    why = _QUIC_WHY.get(v.quic_rule)
+    out.append(t("quic", lang, why=translator(lang).gettext(why) if why else "?", rule=v.quic_rule))
     return out
