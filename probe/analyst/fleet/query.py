@@ -1,0 +1,132 @@
+"""The fleet's dataset read with DuckDB: the same views, filters and records as a SQLite file.
+
+Contract: :func:`is_dataset` says whether a path is a dataset folder (it holds the manifest of
+:mod:`probe.analyst.fleet.dataset`). :func:`connect` opens an in-memory DuckDB whose view
+``measurements`` is the dataset's measurements (the Hive partitions ``day``, ``country`` and
+``network`` as text columns) and whose views ``daily_blocking`` and ``throughput_tests`` say
+what the store's views of the same names say (schema m009 and m005), column for column; so
+:class:`probe.store.RowFilter`'s SQL selects the same measurements. :func:`throughput_tests`
+(for ``probe events``) and :func:`stored` (for the exports) give what the store's methods of
+the same names give. The dataset's own ``verdict`` column is the words of the verdict it was
+ingested with (as the store's ``verdicts`` view computes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from probe import words
+from probe.analyst.fleet.dataset import MANIFEST, FleetError
+from probe.classify.events import ThroughputTest
+from probe.store import RowFilter, Stored
+from probe.store.reads import STORED_COLUMNS, stored_from_row
+from probe.words import N_
+
+
+def is_dataset(path: str | Path | None) -> bool:
+    return path is not None and (Path(path) / MANIFEST).is_file()
+
+
+_JUDGED = f"verdict NOT IN ({words.sql_text(words.CANT_TELL)}, {words.sql_text(words.OFFLINE)})"
+_ACCESSIBLE = f"({words.sql_text(words.ACCESSIBLE)}, {words.sql_text(words.ACCESSIBLE_NO_CONTROL)})"
+
+# The store's daily_blocking view (schema m009) over the dataset; the same text for DuckDB,
+# ClickHouse (chdb) and Spark SQL but for the table it reads.
+DAILY_BLOCKING = f"""
+SELECT day, target, network,
+       count(*) AS measurements,
+       sum(CASE WHEN {words.blocked_sql("verdict")} THEN 1 ELSE 0 END) AS blocked,
+       sum(CASE WHEN {words.anomaly_sql("verdict")} THEN 1 ELSE 0 END) AS anomalies,
+       sum(CASE WHEN verdict IN {_ACCESSIBLE} THEN 1 ELSE 0 END) AS accessible,
+       sum(CASE WHEN verdict = {words.sql_text(words.CANT_TELL)} THEN 1 ELSE 0 END) AS cant_tell,
+       sum(CASE WHEN verdict = {words.sql_text(words.OFFLINE)} THEN 1 ELSE 0 END) AS offline,
+       round(1.0 * sum(CASE WHEN {words.blocked_sql("verdict")} THEN 1 ELSE 0 END)
+             / nullif(sum(CASE WHEN {_JUDGED} THEN 1 ELSE 0 END), 0), 4) AS blocking_rate
+FROM {{table}} WHERE is_control = 0
+GROUP BY day, target, network ORDER BY day, target, network"""
+
+THROUGHPUT_TESTS = """
+SELECT id AS measurement_id, started_at, target, category, network, probe_asn, probe_cc,
+       throttled, throughput_ratio AS ratio, throughput_label AS label
+FROM {table} WHERE throughput_ratio IS NOT NULL ORDER BY started_at"""
+
+
+def read_sql(glob: str) -> str:
+    """DuckDB's table function over a dataset's measurement files."""
+    return (
+        f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', hive_partitioning = true, "
+        "union_by_name = true, "
+        "hive_types = {'day': VARCHAR, 'country': VARCHAR, 'network': VARCHAR})"
+    )
+
+
+def connect(path: str | Path) -> Any:
+    """An in-memory DuckDB with the dataset's views (see the contract)."""
+    import duckdb
+
+    if not is_dataset(path):
+        raise FleetError(N_("{path}: not a fleet dataset (no {manifest})"), path=path, manifest=MANIFEST)
+    con = duckdb.connect()
+    glob = str(Path(path) / "measurements" / "**" / "*.parquet")
+    if not any((Path(path) / "measurements").glob("**/*.parquet")):
+        from probe.analyst.fleet.dataset import SCHEMA
+
+        cols = ", ".join(
+            f"CAST(NULL AS {_duck(t)}) AS {n}" for n, t in zip(SCHEMA.names, SCHEMA.types, strict=True)
+        )
+        parts = ", ".join(f"CAST(NULL AS VARCHAR) AS {p}" for p in ("day", "country", "network"))
+        con.execute(f"CREATE VIEW measurements AS SELECT {cols}, {parts} WHERE false")
+    else:
+        con.execute(f"CREATE VIEW measurements AS SELECT * FROM {read_sql(glob)}")
+    con.execute(f"CREATE VIEW daily_blocking AS {DAILY_BLOCKING.format(table='measurements')}")
+    con.execute(f"CREATE VIEW throughput_tests AS {THROUGHPUT_TESTS.format(table='measurements')}")
+    return con
+
+
+def _duck(t: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def throughput_tests(path: str | Path, targets: Iterable[str] = ()) -> list[ThroughputTest]:
+    """What :meth:`probe.store.Store.throughput_tests` gives, from the dataset."""
+    names = list(targets)
+    where = f"WHERE target IN ({', '.join('?' for _ in names)})" if names else ""
+    con = connect(path)
+    try:
+        rows = con.execute(
+            "SELECT target, network, started_at, throttled, ratio, label FROM throughput_tests "
+            f"{where} ORDER BY started_at",
+            names,
+        ).fetchall()
+    finally:
+        con.close()
+    return [
+        ThroughputTest(r[0], r[1], r[2], float(r[4]), None if r[3] is None else bool(r[3]), r[5])
+        for r in rows
+    ]
+
+
+def stored(path: str | Path, f: RowFilter, *, batch: int = 2000) -> Iterator[Stored]:
+    """The measurements ``f`` selects, oldest first, as the store's :meth:`stored` gives them
+    (one batch in memory)."""
+    where, params = f.where()
+    con = connect(path)
+    try:
+        cur = con.execute(
+            f"SELECT {', '.join(STORED_COLUMNS)} FROM measurements "
+            f"WHERE true AND {where} ORDER BY started_at, id",
+            params,
+        )
+        while rows := cur.fetchmany(batch):
+            for row in rows:
+                yield stored_from_row(dict(zip(STORED_COLUMNS, row, strict=True)))
+    finally:
+        con.close()
