@@ -38,6 +38,7 @@ import os
 import sqlite3
 import urllib.parse
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from probe import words
 from probe.analyst.merge import M_COLUMNS, Bad, Caps, MeasurementRow, check_measurement, inflate
 from probe.errors import InputError
 from probe.evidence import canonical
+from probe.evidence import heads as signed_heads
 from probe.store.rows import verdict_from_row
 from probe.timeutil import utc_now
 from probe.words import N_
@@ -184,7 +186,9 @@ class Dataset:
             con = sqlite3.connect(root / MANIFEST, isolation_level=None)
             con.executescript(_MANIFEST_SQL)
         except (OSError, sqlite3.Error) as exc:
-            raise FleetError(N_("{path}: cannot open ({problem})"), path=path, problem=exc) from None
+            raise FleetError(
+                N_("{path}: cannot open ({problem})"), path=path, problem=exc
+            ) from None
         con.execute("PRAGMA journal_mode = WAL")
         ds = cls(root, con)
         ds.recover()
@@ -220,7 +224,10 @@ class Dataset:
 
     # -- batches ---------------------------------------------------------------------------------
     def has_batch(self, digest: str) -> bool:
-        return self.con.execute("SELECT 1 FROM batches WHERE digest = ?", [digest]).fetchone() is not None
+        return (
+            self.con.execute("SELECT 1 FROM batches WHERE digest = ?", [digest]).fetchone()
+            is not None
+        )
 
     def reject(self, name: str, digest: str | None, reason: str) -> None:
         self.con.execute(
@@ -247,8 +254,10 @@ class Dataset:
         pending = _Pending()
         records = 0
         fresh: dict[str, tuple[str | None, int | None, str]] = {}  # this batch's ids
-        seqs: dict[tuple[str, int], str] = {}
-        for values in measurements:
+        seqs: dict[tuple[str, int], tuple[str, str | None]] = {}  # -> (id, chain hash)
+        named: set[str] = set()  # the body content hashes the added rows bind
+        ordered = sorted(measurements, key=_seq_of)
+        for values in ordered:
             records += 1
             rid = str(values.get("id"))[:200]
             try:
@@ -268,20 +277,47 @@ class Dataset:
             if key is not None and seq is not None:
                 other = seqs.get((key, seq)) or self._at_seq(key, seq)
                 if other is not None:
-                    why = f"fork: seq {seq} of this device already held by measurement {other}"
+                    why = f"fork: seq {seq} of this device already held by measurement {other[0]}"
                     pending.quarantine.append((digest, key, rid, "fork", why[:300]))
                     continue
-                seqs[(key, seq)] = row["id"]
+                before = (
+                    (None, canonical.GENESIS)
+                    if seq == 1
+                    else seqs.get((key, seq - 1)) or self._at_seq(key, seq - 1)
+                )
+                if before is not None and not _links(before[1], rh, row["chain_hash"]):
+                    why = f"chain_hash: does not follow seq {seq - 1} of this device"
+                    pending.quarantine.append((digest, key, rid, "chain", why))
+                    continue
+                seqs[(key, seq)] = (row["id"], row["chain_hash"])
+            named |= _content_hashes(row["body_digests"])
             fresh[row["id"]] = (key, seq, rh)
             row["batch"] = digest
             pending.rows.setdefault(partition_of(row), []).append(row)
             pending.ids.append((row["id"], key, seq, rh, row["chain_hash"]))
             result.added += 1
+        for (key, seq), (_, chain_hash) in seqs.items():  # a batch that fills a gap
+            if (key, seq + 1) not in seqs:
+                after = self.con.execute(
+                    "SELECT id, record_hash, chain_hash FROM ids WHERE device_key = ? AND seq = ?",
+                    [key, seq + 1],
+                ).fetchone()
+                if after is not None and not _links(chain_hash, after[1], after[2]):
+                    why = f"chain_hash: does not follow seq {seq}, which arrived after it"
+                    pending.quarantine.append((digest, key, str(after[0]), "chain", why))
         result.quarantined = len(pending.quarantine)
-        body_rows, body_problems = self._bodies(bodies)
+        body_rows, body_problems = self._bodies(bodies, named)
         for key, why in body_problems:
             pending.quarantine.append((digest, device_key, key, "body", why))
-        head_rows = [dict(h) | {"batch": digest} for h in heads if self._new_head(h)]
+        head_rows, bad_heads = [], 0
+        for h in heads:
+            if self._new_head(h, device_key):
+                head_rows.append(dict(h) | {"batch": digest})
+            elif not self._held_head(h):
+                bad_heads += 1
+        if bad_heads:
+            why = f"{bad_heads} signed heads refused: their signature or columns do not hold"
+            pending.quarantine.append((digest, device_key, "", "head", why))
         self._commit(digest, pending, body_rows, head_rows, result)
         self.con.execute(
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -300,9 +336,8 @@ class Dataset:
             row[c] = v
         if device_key is not None and row["device_key"] != device_key:
             raise Bad("device_key: not the key that signed the batch")
-        if row["record_hash"] is not None:
-            if canonical.record_hash(values) != row["record_hash"]:
-                raise Bad("record_hash: not the hash of the record (altered on the way)")
+        if row["record_hash"] is not None and canonical.record_hash(values) != row["record_hash"]:
+            raise Bad("record_hash: not the hash of the record (altered on the way)")
         tp = checked.throughput
         analysis = tp.analysis if tp is not None else None
         row["throughput_label"] = analysis.label if analysis is not None else None
@@ -316,37 +351,75 @@ class Dataset:
         ).fetchone()
         return None if r is None else (r[0], r[1], r[2])
 
-    def _at_seq(self, key: str, seq: int) -> str | None:
+    def _at_seq(self, key: str, seq: int) -> tuple[str, str | None] | None:
         r = self.con.execute(
-            "SELECT id FROM ids WHERE device_key = ? AND seq = ?", [key, seq]
+            "SELECT id, chain_hash FROM ids WHERE device_key = ? AND seq = ?", [key, seq]
         ).fetchone()
-        return None if r is None else str(r[0])
+        return None if r is None else (str(r[0]), r[1])
 
     def _bodies(
-        self, bodies: Iterable[Mapping[str, Any]]
+        self, bodies: Iterable[Mapping[str, Any]], named: set[str]
     ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """A batch's bodies (``text`` the stored content, as :mod:`probe.fleet.batch` carries
+        them) checked as the merge checks a source's, each bound by a record added: its
+        content's SHA-256 is in that record's ``body_digests``."""
         rows, problems, seen = [], [], set()
         for b in bodies:
             key = str(b.get("sha256"))[:200]
-            if key in seen or self.con.execute(
-                "SELECT 1 FROM bodies WHERE sha256 = ?", [key]
-            ).fetchone():
+            text = b.get("text")
+            if not isinstance(text, str):
+                problems.append((key, "text: not the body's text"))
                 continue
-            body = inflate(key, dict(b), MERGE_CAPS)
+            raw = text.encode("utf-8", "surrogatepass")
+            if canonical.content_hash(raw) not in named:
+                problems.append((key, "its content is bound by no measurement of the batch"))
+                continue
+            if (
+                key in seen
+                or self.con.execute("SELECT 1 FROM bodies WHERE sha256 = ?", [key]).fetchone()
+            ):
+                continue
+            row = {"sha256": key, "length": b.get("length"), "stored": b.get("stored")}
+            row["data"] = zlib.compress(raw, 6)
+            body = inflate(key, row, MERGE_CAPS)
             if body.problem is not None:
                 problems.append((key, body.problem))
                 continue
             seen.add(key)
-            rows.append({c: b.get(c) for c in BODY_SCHEMA.names})
+            rows.append(row)
         return rows, problems
 
-    def _new_head(self, h: Mapping[str, Any]) -> bool:
+    def _new_head(self, h: Mapping[str, Any], device_key: str | None) -> bool:
+        """Whether a batch's signed head is sound (signed by the key it names, the batch's,
+        its columns what it states) and not held yet."""
+        statement, signature = h.get("statement"), h.get("signature")
+        if not isinstance(statement, str) or not isinstance(signature, str):
+            return False
+        head = signed_heads.check(statement.encode("utf-8"), signature)
+        if head is None or head.device_key != device_key:
+            return False
+        if (head.device_key, head.seq, head.chain_hash, head.kind) != (
+            h.get("device_key"),
+            h.get("seq"),
+            h.get("chain_hash"),
+            h.get("kind"),
+        ):
+            return False
         return (
             self.con.execute(
                 "SELECT 1 FROM heads WHERE device_key = ? AND kind = ? AND label = ?",
                 [h.get("device_key"), h.get("kind"), h.get("label")],
             ).fetchone()
             is None
+        )
+
+    def _held_head(self, h: Mapping[str, Any]) -> bool:
+        return (
+            self.con.execute(
+                "SELECT 1 FROM heads WHERE device_key = ? AND kind = ? AND label = ?",
+                [h.get("device_key"), h.get("kind"), h.get("label")],
+            ).fetchone()
+            is not None
         )
 
     def _commit(
@@ -360,7 +433,9 @@ class Dataset:
         tag = hashlib.sha256(digest.encode()).hexdigest()[:40]
         files: list[tuple[str, pa.Table]] = []
         for part, rows in sorted(pending.rows.items()):
-            folder = "/".join(f"{k}={encode_value(v)}" for k, v in zip(PARTITIONS, part, strict=True))
+            folder = "/".join(
+                f"{k}={encode_value(v)}" for k, v in zip(PARTITIONS, part, strict=True)
+            )
             files.append((f"measurements/{folder}/part-{tag}.parquet", _table(rows, SCHEMA)))
         if body_rows:
             files.append((f"bodies/part-{tag}.parquet", _table(body_rows, BODY_SCHEMA)))
@@ -402,9 +477,7 @@ class Dataset:
         least ``min_files`` of them; returns how many files were joined."""
         joined = 0
         for folder in [*self.partitions(), self.root / "bodies", self.root / "heads"]:
-            small = sorted(
-                p for p in folder.glob("*.parquet") if p.stat().st_size < small_bytes
-            )
+            small = sorted(p for p in folder.glob("*.parquet") if p.stat().st_size < small_bytes)
             if len(small) < min_files:
                 continue
             name = hashlib.sha256("\n".join(p.name for p in small).encode()).hexdigest()[:32]
@@ -413,8 +486,7 @@ class Dataset:
             grp = f"compact:{rel}"
             self.con.executemany(
                 "INSERT OR REPLACE INTO journal VALUES (?, ?, ?)",
-                [(rel, "new", grp)]
-                + [(str(p.relative_to(self.root)), "drop", grp) for p in small],
+                [(rel, "new", grp)] + [(str(p.relative_to(self.root)), "drop", grp) for p in small],
             )
             schema = pq.read_schema(small[0])
             tmp = out.with_suffix(".tmp")
@@ -437,8 +509,9 @@ class Dataset:
             "rejected": int(q("SELECT count(*) FROM rejected").fetchone()[0]),
             "quarantined": int(q("SELECT count(*) FROM quarantine").fetchone()[0]),
             "devices": int(
-                q("SELECT count(DISTINCT device_key) FROM ids WHERE device_key IS NOT NULL")
-                .fetchone()[0]
+                q(
+                    "SELECT count(DISTINCT device_key) FROM ids WHERE device_key IS NOT NULL"
+                ).fetchone()[0]
             ),
         }
 
@@ -457,6 +530,16 @@ class Dataset:
             (str(k), str(r), str(w))
             for k, r, w in self.con.execute(
                 "SELECT device_key, row_id, reason FROM quarantine WHERE kind = 'fork' "
+                "ORDER BY device_key, row_id"
+            )
+        ]
+
+    def broken_links(self) -> list[tuple[str, str, str]]:
+        """(device key, measurement id, reason) of each record whose chain link does not hold."""
+        return [
+            (str(k), str(r), str(w))
+            for k, r, w in self.con.execute(
+                "SELECT device_key, row_id, reason FROM quarantine WHERE kind = 'chain' "
                 "ORDER BY device_key, row_id"
             )
         ]
@@ -487,6 +570,30 @@ class Dataset:
         return str(self.root / table / tail)
 
 
+def _seq_of(values: Mapping[str, Any]) -> int:
+    seq = values.get("seq")
+    return seq if isinstance(seq, int) else 0
+
+
+def _links(prev_chain_hash: str | None, record_hash: str, chain_hash: str | None) -> bool:
+    try:
+        return (
+            prev_chain_hash is not None
+            and canonical.link(prev_chain_hash, record_hash) == chain_hash
+        )
+    except ValueError:  # not hex
+        return False
+
+
+def _content_hashes(body_digests: str | None) -> set[str]:
+    if not body_digests:
+        return set()
+    try:
+        pairs = msgspec.json.decode(body_digests)
+        return {str(p[1]) for p in pairs if isinstance(p, list) and len(p) == 2}
+    except (msgspec.DecodeError, TypeError):
+        return set()
+
+
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
-

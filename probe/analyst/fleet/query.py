@@ -67,14 +67,17 @@ def connect(path: str | Path) -> Any:
     import duckdb
 
     if not is_dataset(path):
-        raise FleetError(N_("{path}: not a fleet dataset (no {manifest})"), path=path, manifest=MANIFEST)
+        raise FleetError(
+            N_("{path}: not a fleet dataset (no {manifest})"), path=path, manifest=MANIFEST
+        )
     con = duckdb.connect()
     glob = str(Path(path) / "measurements" / "**" / "*.parquet")
     if not any((Path(path) / "measurements").glob("**/*.parquet")):
         from probe.analyst.fleet.dataset import SCHEMA
 
         cols = ", ".join(
-            f"CAST(NULL AS {_duck(t)}) AS {n}" for n, t in zip(SCHEMA.names, SCHEMA.types, strict=True)
+            f"CAST(NULL AS {_duck(t)}) AS {n}"
+            for n, t in zip(SCHEMA.names, SCHEMA.types, strict=True)
         )
         parts = ", ".join(f"CAST(NULL AS VARCHAR) AS {p}" for p in ("day", "country", "network"))
         con.execute(f"CREATE VIEW measurements AS SELECT {cols}, {parts} WHERE false")
