@@ -79,9 +79,10 @@ def test_a_second_run_reads_nothing_again_and_changes_nothing(history, tmp_path:
 def test_the_same_records_in_another_batch_are_already_there(history, tmp_path: Path) -> None:
     db, sealed = history
     rows, _, _ = rows_of(db)
-    again = batch.seal(rows[:5], signing_key=device_of(db), collective_public_key=sealed[0].key
-                       and _public(), prev=None)  # fmt: skip
-    ds, lines = run(write(tmp_path / "bucket", [*sealed, again]), tmp_path / "ds")
+    again = batch.seal(
+        rows[:5], signing_key=device_of(db), collective_public_key=_public(), prev=None
+    )
+    _ds, lines = run(write(tmp_path / "bucket", [*sealed, again]), tmp_path / "ds")
     assert "96 measurements added, 5 already there, 0 quarantined" in lines[0]
 
 
@@ -94,14 +95,14 @@ def test_hostile_batches_are_rejected_with_their_reason_and_nothing_else_lost(
 ) -> None:
     _, sealed = history
     bucket = write(tmp_path / "bucket", sealed)
-    other_private, other_public = batch.collective_keypair()
+    _other_private, other_public = batch.collective_keypair()
     evil = DeviceKey.generate()
     largest = max(len(s.data) for s in sealed)
     hostile = {
         "x/truncated.pbatch": sealed[0].data[:-10],
         "x/wrong-key.pbatch": batch.seal(
             [], signing_key=evil, collective_public_key=other_public, prev=None
-        ).data,  # fmt: skip
+        ).data,
         "x/damaged.pbatch": sealed[1].data[:40]
         + bytes([sealed[1].data[40] ^ 1])
         + sealed[1].data[41:],
@@ -133,7 +134,7 @@ def test_a_batch_signed_by_another_key_than_its_records_is_quarantined(
     rows, _, _ = rows_of(db)
     evil = DeviceKey.generate()
     forged = batch.seal(rows[:3], signing_key=evil, collective_public_key=_public(), prev=None)
-    ds, lines = run(write(tmp_path / "bucket", [forged]), tmp_path / "ds")
+    ds, _lines = run(write(tmp_path / "bucket", [forged]), tmp_path / "ds")
     assert ds.counts()["measurements"] == 0
     why = {r for (r,) in ds.con.execute("SELECT reason FROM quarantine")}
     assert why == {"device_key: not the key that signed the batch"}
@@ -161,7 +162,7 @@ def test_a_row_the_merge_refuses_is_quarantined_with_the_merges_reason(
     bad = [dict(r) for r in rows[:2]]
     bad[0]["observations"] = '{"dns": [], "nonsense": 1}'
     sealed = batch.seal(bad, signing_key=device_of(db), collective_public_key=_public(), prev=None)
-    ds, lines = run(write(tmp_path / "bucket", [sealed]), tmp_path / "ds")
+    ds, _lines = run(write(tmp_path / "bucket", [sealed]), tmp_path / "ds")
     (reason,) = ds.con.execute("SELECT reason FROM quarantine").fetchone()
     assert reason.startswith("observations:"), reason
     assert ds.counts()["measurements"] == 1
@@ -230,7 +231,7 @@ def test_a_run_cut_short_is_undone_and_read_again_whole(
     with pytest.raises(OSError):
         run(bucket, tmp_path / "ds")
     monkeypatch.setattr(Dataset, "_write", original)
-    ds, lines = run(bucket, tmp_path / "ds")
+    ds, _lines = run(bucket, tmp_path / "ds")
     con = query.connect(tmp_path / "ds")
     assert con.execute("SELECT count(*), count(DISTINCT id) FROM measurements").fetchone() == (
         96,
@@ -263,5 +264,5 @@ def test_keygen_writes_a_pair_never_over_a_key(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match="already exists"):
         keygen(tmp_path / "collective.key")
     (tmp_path / "bad.key").write_text("not a key")
-    with pytest.raises(FleetError, match="bad.key: not a collective private key"):
+    with pytest.raises(FleetError, match=r"bad\.key: not a collective private key"):
         load_private_key(tmp_path / "bad.key")
