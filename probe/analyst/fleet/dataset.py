@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from probe import words
+from probe.analyst.fleet import MANIFEST
 from probe.analyst.merge import M_COLUMNS, Bad, Caps, MeasurementRow, check_measurement, inflate
 from probe.errors import InputError
 from probe.evidence import canonical
@@ -113,7 +114,6 @@ HEAD_FIELDS = ("device_key", "kind", "label", "seq", "chain_hash", "at", "statem
 HEAD_SCHEMA = pa.schema(
     [(n, pa.int64() if n == "seq" else pa.string()) for n in HEAD_FIELDS] + [("batch", pa.string())]
 )
-MANIFEST = "_fleet.sqlite"
 MERGE_CAPS = Caps()  # the merge's caps, for the bodies a batch carries
 
 _MANIFEST_SQL = """

@@ -13,21 +13,17 @@ ingested with (as the store's ``verdicts`` view computes them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from probe import words
-from probe.analyst.fleet.dataset import MANIFEST, FleetError
+from probe.analyst.fleet import MANIFEST, is_dataset
+from probe.analyst.fleet.dataset import FleetError
 from probe.classify.events import ThroughputTest
-from probe.store import RowFilter, Stored
+from probe.store import RowFilter, Store, Stored
 from probe.store.reads import STORED_COLUMNS, stored_from_row
 from probe.words import N_
-
-
-def is_dataset(path: str | Path | None) -> bool:
-    return path is not None and (Path(path) / MANIFEST).is_file()
-
 
 _JUDGED = f"verdict NOT IN ({words.sql_text(words.CANT_TELL)}, {words.sql_text(words.OFFLINE)})"
 _ACCESSIBLE = f"({words.sql_text(words.ACCESSIBLE)}, {words.sql_text(words.ACCESSIBLE_NO_CONTROL)})"
@@ -133,3 +129,60 @@ def stored(path: str | Path, f: RowFilter, *, batch: int = 2000) -> Iterator[Sto
                 yield stored_from_row(dict(zip(STORED_COLUMNS, row, strict=True)))
     finally:
         con.close()
+
+
+def export(
+    path: str | Path, f: RowFilter, fmt: str, output: str | None, *, excel: bool = False
+) -> int:
+    """``probe export`` from a dataset: JSON Lines or CSV, the same bytes as from the SQLite
+    file the measurements came from."""
+    from probe.analyst.export.csv import write_csv
+    from probe.analyst.export.files import destination
+    from probe.analyst.export.jsonl import write_jsonl
+    from probe.analyst.export.records import record
+
+    if fmt not in ("jsonl", "csv"):
+        raise FleetError(
+            N_("--format {format}: a fleet dataset exports jsonl or csv (it is Parquet already)"),
+            format=fmt,
+        )
+    if excel and fmt != "csv":
+        raise FleetError(N_("--excel goes with --format csv"))
+    with destination(output) as out:
+        if fmt == "csv":
+            # The CSV writer reads columns in bulk from a store's stream(): the dataset's rows
+            # stand in for it (what it reads of a store is that one method).
+            return write_csv(cast(Store, Rows(path)), f, out, excel=excel)
+        return write_jsonl((record(m, for_json=True) for m in stored(path, f)), out)
+
+
+# The store's export columns (probe.store.reads.EXPORT_COLUMNS) in DuckDB's words.
+EXPORT_COLUMNS = {
+    "ooni_verdict": "json_extract_string(extra, '$.ooni_verdict')",
+    "observations_utf8": "encode(observations)",
+    "throttle_label": "throughput_label",
+}
+
+
+class Rows:
+    """A dataset's measurements streamed as :meth:`probe.store.Store.stream` streams a
+    store's: batches of tuples of the named columns, oldest first."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+
+    def stream(
+        self, f: RowFilter, columns: Sequence[str] = (), *, batch: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        select = ", ".join(f"{EXPORT_COLUMNS.get(c, c)} AS {c}" for c in columns)
+        where, params = f.where()
+        con = connect(self.path)
+        try:
+            cur = con.execute(
+                f"SELECT {select} FROM measurements WHERE true AND {where} ORDER BY started_at, id",
+                params,
+            )
+            while rows := cur.fetchmany(batch):
+                yield rows
+        finally:
+            con.close()

@@ -1,0 +1,115 @@
+"""One history both ways: ingested into the fleet dataset and read with DuckDB and chdb, and
+read from the SQLite file it came from, gives the same numbers, events and exports."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from probe.analyst.fleet import query
+from probe.classify.events import find_events
+from probe.store import RowFilter, Store
+from probe.store.chain import sign_heads
+from tests.analyst.fleet.fleets import PRIVATE, seal_db, write
+from tests.dbs import report_fleet
+from tests.runs import run_fresh
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the SQLite file, the dataset ingested from its batches by ``probe fleet ingest``)."""
+    from probe.cli import main
+
+    tmp = tmp_path_factory.mktemp("both")
+    db = report_fleet(tmp / "probe.db")
+    store = Store.open(db)
+    store.db.conn.execute("BEGIN")
+    sign_heads(store.db.conn, store.device_key(), "2026-11-03T23:00:00.000Z", "round-last")
+    store.db.conn.execute("COMMIT")
+    store.close()
+    write(tmp / "bucket", seal_db(db, per=7))
+    (tmp / "collective.key").write_text(PRIVATE + "\n")
+    code = main(["fleet", "ingest", str(tmp / "bucket"), str(tmp / "ds"),
+                 "--key", str(tmp / "collective.key")])  # fmt: skip
+    assert code == 0
+    return db, tmp / "ds"
+
+
+def test_daily_blocking_is_the_same_from_the_dataset_and_the_sqlite_file(both) -> None:
+    db, ds = both
+    sqlite_rows = sqlite3.connect(db).execute("SELECT * FROM daily_blocking").fetchall()
+    duck = query.connect(ds).execute("SELECT * FROM daily_blocking").fetchall()
+    assert duck == sqlite_rows
+    assert len(sqlite_rows) == 18 and sum(r[4] for r in sqlite_rows) > 0  # some blocked
+
+
+def test_the_same_daily_blocking_in_clickhouse_chdb(both) -> None:
+    chdb = pytest.importorskip("chdb")
+    db, ds = both
+    sql = (
+        query.DAILY_BLOCKING.format(table=f"file('{ds}/measurements/**/*.parquet', Parquet)")
+        + " SETTINGS use_hive_partitioning = 1"
+    )
+    got = [line.split(",") for line in str(chdb.query(sql, "CSV")).strip().splitlines()]
+    expected = sqlite3.connect(db).execute("SELECT * FROM daily_blocking").fetchall()
+    assert [tuple(c.strip('"') for c in row[:8]) for row in got] == [
+        tuple(str(v) for v in row[:8]) for row in expected
+    ]
+    rates = [float(row[9]) if row[9] != "\\N" else None for row in got]
+    assert rates == [r[9] for r in expected]
+
+
+def test_throughput_tests_and_events_are_the_same(both) -> None:
+    db, ds = both
+    store = Store.open(db, create=False, readonly=True)
+    key = lambda t: (t.at, t.network, t.target)  # noqa: E731
+    assert sorted(query.throughput_tests(ds), key=key) == sorted(store.throughput_tests(), key=key)
+    events = [e.as_dict() for e in find_events(query.throughput_tests(ds))]
+    assert events == [e.as_dict() for e in find_events(store.throughput_tests())]
+    assert len(events) == 1  # facebook on AS7552, second day
+
+
+def test_probe_events_reads_a_dataset(both, capsys: pytest.CaptureFixture[str]) -> None:
+    db, ds = both
+    code, from_ds, _ = run_fresh(["events", "--db", str(ds), "--format", "jsonl"], capsys)
+    assert code == 0
+    code, from_db, _ = run_fresh(["events", "--db", str(db), "--format", "jsonl"], capsys)
+    assert from_ds == from_db and from_ds.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize(
+    "flags", [[], ["--blocked", "--network", "AS7552"], ["--since", "2026-11-02"]]
+)
+def test_probe_export_from_a_dataset_writes_the_same_bytes(
+    both, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, flags: list[str]
+) -> None:
+    db, ds = both
+    for name, src in (("ds", ds), ("db", db)):
+        code, _, err = run_fresh(
+            ["export", "--db", str(src), "--format", fmt, "-o", str(tmp_path / name), *flags],
+            capsys,
+        )
+        assert code == 0, err
+    assert (tmp_path / "ds").read_bytes() == (tmp_path / "db").read_bytes()
+    assert (tmp_path / "ds").read_bytes().count(b"\n") > 1
+
+
+def test_a_filter_selects_the_same_measurements(both) -> None:
+    db, ds = both
+    store = Store.open(db, create=False, readonly=True)
+    for f in (RowFilter(throttled=True), RowFilter(targets=("facebook",), categories=("GRP",))):
+        assert list(query.stored(ds, f)) == list(store.stored(f))
+
+
+def test_an_export_the_dataset_cannot_make_says_so(
+    both, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, ds = both
+    code, _, err = run_fresh(["export", "--db", str(ds), "--format", "ooni"], capsys)
+    assert code == 2
+    assert err.strip() == (
+        "probe: error: --format ooni: a fleet dataset exports jsonl or csv (it is Parquet already)"
+    )
