@@ -39,6 +39,7 @@ from probe.config.options import (
     DAEMON,
     MEASURE,
     OPTIONS,
+    UPLOAD,
     default_config,
     install_advice,
 )
@@ -1572,6 +1573,39 @@ def targets_discover(config_path: str | None, **flags: Any) -> None:
                 _("{name}: {url} ({size} bytes)").format(name=name, url=obj.url, size=obj.size)
             )
         click.echo(f"    {why}")
+
+
+@cli.command()
+@click.option("--db", "db", metavar="FILE", help="SQLite database (default: the settings' db).")
+@settings_options(UPLOAD)
+def upload(config_path: str | None, **flags: Any) -> None:
+    """Send new measurements to the collective's bucket: batches sealed to its key, signed
+    by this probe's, kept until the store acknowledges them (a failed upload waits for the
+    next run). Set upload_url, collective_key and upload_credentials (or upload_presigned)
+    in the settings; the daemon uploads on its own schedule (upload_interval).
+
+    \b
+    Example:
+      probe upload --upload-url https://s3.example.org/fleet --upload-proxy socks5h://127.0.0.1:9050
+    """
+    from probe.fleet import upload as fleet_upload
+
+    settings = load_settings(flags, config_path)
+    if settings.upload_url is None:
+        fail(_("upload_url: not set (see 'probe upload --help')"))
+    r = fleet_upload.run(settings)
+    assert r is not None
+    click.echo(
+        _(
+            "{made} batches made, {sent} sent ({n} measurements, {bytes} bytes), {waiting} waiting"
+        ).format(made=r.made, sent=r.sent, n=r.measurements, bytes=r.bytes, waiting=r.waiting)
+    )
+    if r.failure is not None:
+        click.echo(_("the store did not take a batch: {failure}").format(failure=r.failure))
+    if r.budget is not None:
+        click.echo(_("waiting for the data budget: {why}").format(why=r.budget))
+    if r.pruned:
+        click.echo(_("{n} uploaded measurements deleted here (keep_uploaded)").format(n=r.pruned))
 
 
 @cli.group()

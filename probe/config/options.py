@@ -34,6 +34,7 @@ import platformdirs
 
 from probe.config.parse import (
     optional,
+    parse_age,
     parse_asn,
     parse_bool,
     parse_cc,
@@ -177,6 +178,7 @@ def default_config() -> Path:
 
 # -- the option table ----------------------------------------------------------------------------
 MEASURE, DAEMON = "measure", "daemon"
+UPLOAD = "upload"  # probe upload's flags (issue 23)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +426,85 @@ OPTIONS: tuple[Option, ...] = (
         "This network's country (e.g. VN), when no test helper tells it.",
         "--cc",
         "CC",
+    ),
+    # -- uploads to the collective (issue 23, probe.fleet): off until upload_url is set -------
+    Option(
+        "upload_url",
+        optional(parse_text),
+        None,
+        "The collective's bucket: http(s)://HOST[:PORT]/BUCKET[/PREFIX] (S3).",
+        "--upload-url",
+        "URL",
+        scope=UPLOAD,
+    ),
+    Option(
+        "collective_key",
+        optional(parse_text),
+        None,
+        "The collective's public key (base64url): batches are sealed to it.",
+        "--collective-key",
+        "KEY",
+        scope=UPLOAD,
+    ),
+    Option(
+        "upload_credentials",
+        optional(parse_path),
+        None,
+        'A JSON file with write-only S3 credentials: {"access_key": ..., "secret_key": ...}.',
+        "--upload-credentials",
+        "FILE",
+        scope=UPLOAD,
+    ),
+    Option(
+        "upload_presigned",
+        optional(parse_path),
+        None,
+        "A JSON file with the collective's pre-signed POST policy (instead of credentials).",
+        "--upload-presigned",
+        "FILE",
+        scope=UPLOAD,
+    ),
+    Option(
+        "upload_region",
+        parse_text,
+        "us-east-1",
+        "The bucket's S3 region (signed into each request).",
+        "--upload-region",
+        "REGION",
+        scope=UPLOAD,
+    ),
+    Option(
+        "upload_proxy",
+        optional(parse_text),
+        None,
+        "Upload through this proxy: socks5h://127.0.0.1:9050 (Tor), socks5://, http://.",
+        "--upload-proxy",
+        "URL",
+        scope=UPLOAD,
+    ),
+    Option(
+        "upload_interval",
+        parse_duration,
+        6 * 3600.0,
+        "Mean gap between the daemon's uploads (e.g. 6h).",
+        "--upload-interval",
+        "DURATION",
+        scope=DAEMON,
+    ),
+    Option(
+        "upload_bodies",
+        parse_bool,
+        True,
+        "Send the stored page bodies with the measurements.",
+    ),
+    Option(
+        "keep_uploaded",
+        optional(parse_age),
+        None,
+        "Delete measurements the collective holds once older than this (e.g. 30d).",
+        "--keep-uploaded",
+        "AGE",
+        scope=UPLOAD,
     ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}

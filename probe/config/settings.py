@@ -80,6 +80,15 @@ class Settings:
     max_body: int
     asn: str | None
     cc: str | None
+    upload_url: str | None
+    collective_key: str | None
+    upload_credentials: str | None
+    upload_presigned: str | None
+    upload_region: str
+    upload_proxy: str | None
+    upload_interval: float
+    upload_bodies: bool
+    keep_uploaded: float | None
     config: str | None = None  # the settings file read, if any
     # The source checkout the probe belongs to (its results/ and targets.yaml are the default
     # paths), if any; sources["checkout"] says how it is known, or why there is none.

@@ -77,6 +77,7 @@ __all__ = [
     "Batch",
     "Rejected",
     "Sealed",
+    "check_public_key",
     "collective_keypair",
     "key_id",
     "object_key",
@@ -171,6 +172,12 @@ def _private(text: str) -> nacl.public.PrivateKey:
     if len(raw) != 32:
         raise ValueError("a collective private key is 32 bytes in base64url")
     return nacl.public.PrivateKey(raw)
+
+
+def check_public_key(text: str) -> str:
+    """``text`` when it is a collective public key (32 bytes in base64url); else ValueError."""
+    _public(text)
+    return text
 
 
 def key_id(public_key: str) -> bytes:

@@ -257,7 +257,8 @@ class Reads(Connection):
         return [c.name for c in self.db.table("measurements").columns]
 
     def bytes_used_since(self, started_at: str) -> int:
-        """Bytes the probe moved in measurements started at or after ``started_at``."""
+        """Bytes the probe moved in measurements started at or after ``started_at``, and in
+        uploads to the collective since then (m012's ``upload_log``)."""
         rows = list(
             self.db.query(
                 "SELECT coalesce(sum(bytes_used), 0) AS n FROM measurements "
@@ -265,7 +266,12 @@ class Reads(Connection):
                 [started_at],
             )
         )
-        return int(rows[0]["n"])
+        uploaded = 0
+        if self.db.table("upload_log").exists():
+            uploaded = self.db.execute(
+                "SELECT coalesce(sum(bytes), 0) FROM upload_log WHERE at >= ?", [started_at]
+            ).fetchone()[0]
+        return int(rows[0]["n"]) + int(uploaded)
 
     def throughput_tests(self, targets: Iterable[str] = ()) -> list[ThroughputTest]:
         """Every analysed throughput test, per target and network, for ``probe events``."""

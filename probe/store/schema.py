@@ -465,3 +465,37 @@ def m010_chain(db: Database) -> None:
             ],
             replace=True,
         )
+
+
+@migrations()
+def m012_outbox(db: Database) -> None:
+    """Store and forward to the collective (issue 23, ``probe.fleet``): ``outbox`` holds one
+    row per batch made (``digest`` the content address of the sealed object, ``object_key``
+    its key in the bucket, ``device_key`` and ``first_seq``..``last_seq`` the stretch of the
+    device's chain it carries, ``prev`` the device's batch before it, ``count`` measurements,
+    ``bytes`` the object's size, ``made_at``), its sealed bytes (``data``) until the store
+    acknowledges it (``acked_at``; ``data`` is then emptied), ``attempts``, and the last
+    failure (``last_error``, a df-007 string). ``upload_log`` counts the bytes each attempt
+    put on the wire (``at``, ``bytes``) for the data budget."""
+    db.table("outbox").create(
+        {
+            "digest": str,
+            "object_key": str,
+            "device_key": str,
+            "prev": str,
+            "first_seq": int,
+            "last_seq": int,
+            "count": int,
+            "bytes": int,
+            "made_at": str,
+            "acked_at": str,
+            "attempts": int,
+            "last_error": str,
+            "data": bytes,
+        },
+        pk="digest",
+        not_null={"object_key", "device_key", "first_seq", "last_seq", "made_at"},
+    )
+    db.table("outbox").create_index(["device_key", "last_seq"], unique=True)
+    db.table("upload_log").create({"at": str, "bytes": int})
+    db.table("upload_log").create_index(["at"])

