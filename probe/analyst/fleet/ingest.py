@@ -71,19 +71,37 @@ class S3Source:
     where: str = ""
 
     def objects(self) -> Iterator[tuple[str, int]]:
-        found = self.client.list_objects(self.bucket, prefix=self.prefix or None, recursive=True)
-        names = sorted((o.last_modified, o.object_name, int(o.size or 0)) for o in found)
+        try:
+            found = self.client.list_objects(
+                self.bucket, prefix=self.prefix or None, recursive=True
+            )
+            names = sorted((o.last_modified, o.object_name, int(o.size or 0)) for o in found)
+        except Exception as exc:  # the SDK's and urllib3's, all said the same way
+            raise self._failed(exc) from None
         for _, name, size in names:  # as they arrived: a device's chain in its order
             if name.endswith(batch.SUFFIX):
                 yield name, size
 
     def read(self, name: str, max_bytes: int) -> bytes:
-        response = self.client.get_object(self.bucket, name, length=max_bytes + 1)
         try:
-            return bytes(response.read())
-        finally:
-            response.close()
-            response.release_conn()
+            response = self.client.get_object(self.bucket, name, length=max_bytes + 1)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+        except Exception as exc:  # the SDK's and urllib3's, all said the same way
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> FleetError:
+        """A store that does not answer or refuses: one line; what was ingested stays, the
+        next run goes on from there."""
+        problem = getattr(exc, "code", None) or type(exc).__name__
+        return FleetError(
+            N_("{source}: the store did not give the batches ({problem})"),
+            source=self.where,
+            problem=problem,
+        )
 
 
 def open_source(source: str, *, endpoint: str | None = None) -> Source:
@@ -106,6 +124,8 @@ def open_source(source: str, *, endpoint: str | None = None) -> Source:
             access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
             secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
             secure=url.scheme == "https",
+            # Named, so that the SDK never asks the bucket's location (a narrow key may not).
+            region=os.environ.get("AWS_REGION") or "us-east-1",
         )
         return S3Source(client, bucket, prefix, where=source)
     root = Path(source)

@@ -1,0 +1,90 @@
+"""``probe fleet ingest`` from a real S3 server (SeaweedFS on loopback): the probes' batches
+put with their write-only key, read with the collective's; a store that is away is one line,
+and the next run takes everything."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probe.fleet import batch
+from tests.analyst.fleet.fleets import PRIVATE, seal_db
+from tests.dbs import report_fleet
+from tests.runs import run_fresh
+from tests.servers.s3 import ADMIN, BUCKET, S3, WRITER, seaweedfs
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    with seaweedfs(tmp_path_factory.mktemp("weed")) as server:
+        yield server
+
+
+def put(server: S3, sealed: list[batch.Sealed], prefix: str) -> None:
+    client = server.client(WRITER)  # the volunteer's key: it can only write
+    for s in sealed:
+        client.put_object(BUCKET, f"{prefix}/{s.key}", io.BytesIO(s.data), len(s.data))
+
+
+def ingest(s3: S3, prefix: str, ds: Path, key: Path, capsys: pytest.CaptureFixture[str],
+           identity: tuple[str, str] = ADMIN) -> tuple[int, str, str]:  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", identity[0])
+        mp.setenv("AWS_SECRET_ACCESS_KEY", identity[1])
+        return run_fresh(
+            ["fleet", "ingest", f"s3://{BUCKET}/{prefix}", str(ds), "--key", str(key),
+             "--endpoint", s3.endpoint],
+            capsys,
+        )  # fmt: skip
+
+
+def test_batches_from_the_bucket_arrive_once(
+    s3: S3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = report_fleet(tmp_path / "probe.db")
+    sealed = seal_db(db, per=30)
+    put(s3, sealed[:2], "one")
+    key = tmp_path / "collective.key"
+    key.write_text(PRIVATE)
+    code, out, err = ingest(s3, "one", tmp_path / "ds", key, capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(
+        f"s3://{BUCKET}/one: 2 batches ingested (0 read before), 60 measurements added"
+    )
+    put(s3, sealed, "one")  # the same two again (the same objects: content addresses), and the rest
+    code, out, err = ingest(s3, "one", tmp_path / "ds", key, capsys)
+    assert out.splitlines()[0].startswith(
+        f"s3://{BUCKET}/one: {len(sealed) - 2} batches ingested (2 read before), 36 measurements added"
+    )
+    assert (
+        out.splitlines()[-1]
+        == f"{tmp_path / 'ds'}: 96 measurements from 1 devices, {len(sealed)} batches"
+    )
+
+
+def test_a_key_that_cannot_read_and_a_store_away_are_one_line_and_lose_nothing(
+    s3: S3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = report_fleet(tmp_path / "probe.db")
+    put(s3, seal_db(db, per=50), "two")
+    key = tmp_path / "collective.key"
+    key.write_text(PRIVATE)
+    code, out, err = ingest(s3, "two", tmp_path / "ds", key, capsys, identity=WRITER)
+    assert code == 2 and err.strip() == (
+        f"probe: error: s3://{BUCKET}/two: the store did not give the batches (AccessDenied)"
+    )
+    s3.stop()
+    try:
+        code, out, err = ingest(s3, "two", tmp_path / "ds", key, capsys)
+        assert code == 2 and err.startswith(
+            f"probe: error: s3://{BUCKET}/two: the store did not give the batches ("
+        ), err
+        assert err.count("\n") == 1
+    finally:
+        s3.start()
+    code, out, err = ingest(s3, "two", tmp_path / "ds", key, capsys)
+    assert code == 0, err
+    assert "96 measurements added" in out.splitlines()[0]
