@@ -113,3 +113,34 @@ def test_an_export_the_dataset_cannot_make_says_so(
     assert err.strip() == (
         "probe: error: --format ooni: a fleet dataset exports jsonl or csv (it is Parquet already)"
     )
+
+
+@pytest.mark.spark
+def test_spark_reads_the_dataset_and_gets_the_same_numbers(
+    both, request: pytest.FixtureRequest
+) -> None:
+    if "spark" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("opt-in: scripts/check-spark (pytest -m spark)")
+    from pyspark.sql import SparkSession
+
+    db, ds = both
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("probe-fleet")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        # day, country and network stay text, as DuckDB and ClickHouse read them
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .getOrCreate()
+    )
+    try:
+        spark.read.parquet(str(ds / "measurements")).createOrReplaceTempView("measurements")
+        rows = [
+            tuple(r) for r in spark.sql(query.DAILY_BLOCKING.format(table="measurements")).collect()
+        ]
+    finally:
+        spark.stop()
+    expected = sqlite3.connect(db).execute("SELECT * FROM daily_blocking").fetchall()
+    assert [r[:9] for r in rows] == [r[:9] for r in expected]
+    assert [None if r[9] is None else float(r[9]) for r in rows] == [r[9] for r in expected]
