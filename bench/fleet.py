@@ -172,8 +172,13 @@ def queries(folder: Path) -> None:
         return len(str(chdb.query(chdb_daily, "CSV")).strip().splitlines())
 
     def events(rows: list[tuple[object, ...]]) -> int:
-        tests = [ThroughputTest(str(r[0]), str(r[1]), str(r[2]), float(r[4]),  # type: ignore[arg-type]
-                                None if r[3] is None else bool(r[3]), r[5]) for r in rows]  # fmt: skip
+        tests = [
+            ThroughputTest(
+                str(r[0]), str(r[1]), str(r[2]), float(r[4]),  # type: ignore[arg-type]
+                None if r[3] is None else bool(r[3]), None if r[5] is None else str(r[5]),
+            )
+            for r in rows
+        ]  # fmt: skip
         return len(find_events(tests))
 
     def sqlite_events() -> int:
@@ -186,8 +191,10 @@ def queries(folder: Path) -> None:
     def duck_events() -> int:
         return events(
             query.connect(ds)
-            .execute("SELECT target, network, started_at, throttled, ratio, label "
-                     "FROM throughput_tests ORDER BY started_at")  # fmt: skip
+            .execute(
+                "SELECT target, network, started_at, throttled, ratio, label "
+                "FROM throughput_tests ORDER BY started_at"
+            )
             .fetchall()
         )
 
@@ -245,7 +252,8 @@ def main() -> None:
               f"{size / n:.0f} MB per million; batches {bucket / n:.0f} B/measurement; "
               f"merged SQLite {sqlite_size / n:.0f} B/measurement")  # fmt: skip
         queries(a.dir)
-        print(f"bench peak RSS (this process) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"bench peak RSS (this process, with the query engines) {rss / 1024:.0f} MB")
     finally:
         if not a.keep:
             shutil.rmtree(a.dir, ignore_errors=True)

@@ -25,23 +25,47 @@ from probe.store import RowFilter, Store, Stored
 from probe.store.reads import STORED_COLUMNS, stored_from_row
 from probe.words import N_
 
-_JUDGED = f"verdict NOT IN ({words.sql_text(words.CANT_TELL)}, {words.sql_text(words.OFFLINE)})"
-_ACCESSIBLE = f"({words.sql_text(words.ACCESSIBLE)}, {words.sql_text(words.ACCESSIBLE_NO_CONTROL)})"
+
+def _in(words_: Iterable[str]) -> str:
+    return ", ".join(words.sql_text(w) for w in words_)
+
+
+# "can't tell" in a form every engine reads alike: Spark SQL reads 'can''t tell' as two
+# literals joined ('cant tell'), so no quote is written inside one.
+_CANT = "verdict LIKE 'can_t tell'"
+_BLOCKED = f"verdict IN ({_in(sorted(words.BLOCKED))})"
+# Not an anomaly: probe.words.NOT_ANOMALIES but can't tell (said as _CANT); the first two
+# are the accessible ones.
+_FINE = [words.ACCESSIBLE, words.ACCESSIBLE_NO_CONTROL, words.DOWN, words.OFFLINE]
+assert {*_FINE, words.CANT_TELL} == set(words.NOT_ANOMALIES)
 
 # The store's daily_blocking view (schema m009) over the dataset; the same text for DuckDB,
-# ClickHouse (chdb) and Spark SQL but for the table it reads.
+# ClickHouse (chdb, s3()) and Spark SQL but for the table it reads.
 DAILY_BLOCKING = f"""
 SELECT day, target, network,
        count(*) AS measurements,
-       sum(CASE WHEN {words.blocked_sql("verdict")} THEN 1 ELSE 0 END) AS blocked,
-       sum(CASE WHEN {words.anomaly_sql("verdict")} THEN 1 ELSE 0 END) AS anomalies,
-       sum(CASE WHEN verdict IN {_ACCESSIBLE} THEN 1 ELSE 0 END) AS accessible,
-       sum(CASE WHEN verdict = {words.sql_text(words.CANT_TELL)} THEN 1 ELSE 0 END) AS cant_tell,
+       sum(CASE WHEN {_BLOCKED} THEN 1 ELSE 0 END) AS blocked,
+       sum(CASE WHEN verdict IN ({_in(_FINE)}) OR {_CANT} THEN 0 ELSE 1 END) AS anomalies,
+       sum(CASE WHEN verdict IN ({_in(_FINE[:2])}) THEN 1 ELSE 0 END) AS accessible,
+       sum(CASE WHEN {_CANT} THEN 1 ELSE 0 END) AS cant_tell,
        sum(CASE WHEN verdict = {words.sql_text(words.OFFLINE)} THEN 1 ELSE 0 END) AS offline,
-       round(1.0 * sum(CASE WHEN {words.blocked_sql("verdict")} THEN 1 ELSE 0 END)
-             / nullif(sum(CASE WHEN {_JUDGED} THEN 1 ELSE 0 END), 0), 4) AS blocking_rate
+       round(1.0 * sum(CASE WHEN {_BLOCKED} THEN 1 ELSE 0 END)
+             / nullif(sum(CASE WHEN {_CANT} OR verdict = {words.sql_text(words.OFFLINE)}
+                               THEN 0 ELSE 1 END), 0), 4) AS blocking_rate
 FROM {{table}} WHERE is_control = 0
 GROUP BY day, target, network ORDER BY day, target, network"""
+
+
+def clickhouse_table(source: str = "file('DATASET/measurements/**/*.parquet', Parquet)") -> str:
+    """The dataset's measurements as a ClickHouse table expression over a table function
+    (``file(...)`` for chdb, ``s3(...)`` for a server): ClickHouse reads Hive partition values
+    as they are in the path, percent-encoded, so they are decoded here."""
+    return (
+        "(SELECT * REPLACE (decodeURLComponent(toString(network)) AS network, "
+        "decodeURLComponent(toString(country)) AS country, toString(day) AS day) "
+        f"FROM {source} SETTINGS use_hive_partitioning = 1)"
+    )
+
 
 THROUGHPUT_TESTS = """
 SELECT id AS measurement_id, started_at, target, category, network, probe_asn, probe_cc,

@@ -57,7 +57,8 @@ def test_batches_from_the_bucket_arrive_once(
     put(s3, sealed, "one")  # the same two again (the same objects: content addresses), and the rest
     code, out, err = ingest(s3, "one", tmp_path / "ds", key, capsys)
     assert out.splitlines()[0].startswith(
-        f"s3://{BUCKET}/one: {len(sealed) - 2} batches ingested (2 read before), 36 measurements added"
+        f"s3://{BUCKET}/one: {len(sealed) - 2} batches ingested (2 read before), "
+        "36 measurements added"
     )
     assert (
         out.splitlines()[-1]
