@@ -257,6 +257,7 @@ class Dataset:
         seqs: dict[tuple[str, int], tuple[str, str | None]] = {}  # -> (id, chain hash)
         named: set[str] = set()  # the body content hashes the added rows bind
         ordered = sorted(measurements, key=_seq_of)
+        held_ids, held_seqs = self._prefetch(ordered)
         for values in ordered:
             records += 1
             rid = str(values.get("id"))[:200]
@@ -266,7 +267,7 @@ class Dataset:
                 pending.quarantine.append((digest, device_key, rid, bad.kind, bad.reason))
                 continue
             key, seq, rh = row["device_key"], row["seq"], row["record_hash"]
-            held = fresh.get(row["id"]) or self._held(row["id"])
+            held = fresh.get(row["id"]) or held_ids.get(row["id"])
             if held is not None:
                 if held[2] == rh:
                     result.seen += 1
@@ -275,7 +276,7 @@ class Dataset:
                     pending.quarantine.append((digest, key, rid, "disputed", why))
                 continue
             if key is not None and seq is not None:
-                other = seqs.get((key, seq)) or self._at_seq(key, seq)
+                other = seqs.get((key, seq)) or held_seqs.get((key, seq))
                 if other is not None:
                     why = f"fork: seq {seq} of this device already held by measurement {other[0]}"
                     pending.quarantine.append((digest, key, rid, "fork", why[:300]))
@@ -283,7 +284,7 @@ class Dataset:
                 before = (
                     (None, canonical.GENESIS)
                     if seq == 1
-                    else seqs.get((key, seq - 1)) or self._at_seq(key, seq - 1)
+                    else seqs.get((key, seq - 1)) or held_seqs.get((key, seq - 1))
                 )
                 if before is not None and not _links(before[1], rh, row["chain_hash"]):
                     why = f"chain_hash: does not follow seq {seq - 1} of this device"
@@ -345,17 +346,37 @@ class Dataset:
         row["verdict"] = words.of(verdict_from_row(row), throttle_label=row["throughput_label"])
         return row
 
-    def _held(self, rid: str) -> tuple[str | None, int | None, str] | None:
-        r = self.con.execute(
-            "SELECT device_key, seq, record_hash FROM ids WHERE id = ?", [rid]
-        ).fetchone()
-        return None if r is None else (r[0], r[1], r[2])
-
-    def _at_seq(self, key: str, seq: int) -> tuple[str, str | None] | None:
-        r = self.con.execute(
-            "SELECT id, chain_hash FROM ids WHERE device_key = ? AND seq = ?", [key, seq]
-        ).fetchone()
-        return None if r is None else (str(r[0]), r[1])
+    def _prefetch(
+        self, rows: list[Mapping[str, Any]]
+    ) -> tuple[
+        dict[str, tuple[str | None, int | None, str]], dict[tuple[str, int], tuple[str, str | None]]
+    ]:
+        """What the manifest already holds of a batch's ids, and of its devices' seq numbers
+        from one before its first to one after its last (a few queries, not a few a row)."""
+        ids = [str(v.get("id")) for v in rows]
+        held_ids: dict[str, tuple[str | None, int | None, str]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for rid, key, seq, rh in self.con.execute(
+                "SELECT id, device_key, seq, record_hash FROM ids "
+                f"WHERE id IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            ):
+                held_ids[rid] = (key, seq, rh)
+        spans: dict[str, tuple[int, int]] = {}
+        for v in rows:
+            key, seq = v.get("device_key"), v.get("seq")
+            if isinstance(key, str) and isinstance(seq, int):
+                lo, hi = spans.get(key, (seq, seq))
+                spans[key] = (min(lo, seq), max(hi, seq))
+        held_seqs: dict[tuple[str, int], tuple[str, str | None]] = {}
+        for key, (lo, hi) in spans.items():
+            for rid, seq, chain_hash in self.con.execute(
+                "SELECT id, seq, chain_hash FROM ids WHERE device_key = ? AND seq BETWEEN ? AND ?",
+                [key, lo - 1, hi + 1],
+            ):
+                held_seqs[(key, seq)] = (rid, chain_hash)
+        return held_ids, held_seqs
 
     def _bodies(
         self, bodies: Iterable[Mapping[str, Any]], named: set[str]
@@ -596,4 +617,6 @@ def _content_hashes(body_digests: str | None) -> set[str]:
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
+    return pa.table(
+        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
+    )

@@ -145,3 +145,14 @@ def test_spark_reads_the_dataset_and_gets_the_same_numbers(
     expected = sqlite3.connect(db).execute("SELECT * FROM daily_blocking").fetchall()
     assert [r[:9] for r in rows] == [r[:9] for r in expected]
     assert [None if r[9] is None else float(r[9]) for r in rows] == [r[9] for r in expected]
+
+
+def test_the_documented_query_is_the_one_the_tests_run() -> None:
+    from tests.paths import REPO
+
+    doc = (REPO / "docs" / "analysts.md").read_text(encoding="utf-8")
+    assert query.DAILY_BLOCKING.format(table="measurements").strip() in doc
+    assert "hive_types = {'day': VARCHAR, 'country': VARCHAR, 'network': VARCHAR}" in doc
+    assert query.read_sql("x").endswith(
+        "hive_types = {'day': VARCHAR, 'country': VARCHAR, 'network': VARCHAR})"
+    )
