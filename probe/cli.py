@@ -1363,7 +1363,14 @@ def report(
     from probe.analyst.report.html import write_report
 
     f = _row_filter(flags)
-    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
+    db = resolve_db(db_path, config_path)
+    if is_dataset(db):  # a fleet dataset (probe fleet ingest), read with DuckDB
+        _need_analyst("probe report over a fleet dataset", ("duckdb",))
+        from probe.analyst.fleet.query import reads
+
+        store = reads(db)
+    else:
+        store = _open_store(db, create=False, readonly=True)
     summary = write_report(store, f, output, lang=lang or _lang, png_dir=png_dir)
     click.echo(summary, err=True)
 

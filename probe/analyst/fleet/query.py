@@ -7,7 +7,11 @@ Contract: :func:`is_dataset` says whether a path is a dataset folder (it holds t
 what the store's views of the same names say (schema m009 and m005), column for column; so
 :class:`probe.store.RowFilter`'s SQL selects the same measurements. :func:`throughput_tests`
 (for ``probe events``) and :func:`stored` (for the exports) give what the store's methods of
-the same names give. The dataset's own ``verdict`` column is the words of the verdict it was
+the same names give; :func:`reads` is the dataset as ``probe report`` and the CSV export read a
+store (:class:`Rows`: ``stream``, ``stored``, ``span``, ``throughput_tests``).
+:func:`export` is ``probe export`` from a dataset (JSON Lines, CSV), and
+:data:`DAILY_BLOCKING` the one text of the daily-blocking query for DuckDB, ClickHouse
+(:func:`clickhouse_table`) and Spark. The dataset's own ``verdict`` column is the words of the verdict it was
 ingested with (as the store's ``verdicts`` view computes them).
 """
 
@@ -176,7 +180,7 @@ def export(
         if fmt == "csv":
             # The CSV writer reads columns in bulk from a store's stream(): the dataset's rows
             # stand in for it (what it reads of a store is that one method).
-            return write_csv(cast(Store, Rows(path)), f, out, excel=excel)
+            return write_csv(reads(path), f, out, excel=excel)
         return write_jsonl((record(m, for_json=True) for m in stored(path, f)), out)
 
 
@@ -189,8 +193,9 @@ EXPORT_COLUMNS = {
 
 
 class Rows:
-    """A dataset's measurements streamed as :meth:`probe.store.Store.stream` streams a
-    store's: batches of tuples of the named columns, oldest first."""
+    """A dataset read as the analysts' commands read a store: :meth:`stream` (the CSV export),
+    :meth:`stored`, :meth:`span` (the report), :meth:`throughput_tests` (the report, events),
+    each giving what the :class:`probe.store.Store` method of the same name gives."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = path
@@ -210,3 +215,28 @@ class Rows:
                 yield rows
         finally:
             con.close()
+
+    def stored(self, f: RowFilter) -> Iterator[Stored]:
+        return stored(self.path, f)
+
+    def span(self, f: RowFilter) -> tuple[str | None, str | None, int]:
+        where, params = f.where()
+        con = connect(self.path)
+        try:
+            first, last, n = con.execute(
+                "SELECT min(started_at), max(started_at), count(*) FROM measurements "
+                f"WHERE true AND {where}",
+                params,
+            ).fetchone()
+        finally:
+            con.close()
+        return first, last, int(n)
+
+    def throughput_tests(self, targets: Iterable[str] = ()) -> list[ThroughputTest]:
+        return throughput_tests(self.path, targets)
+
+
+def reads(path: str | Path) -> Store:
+    """The dataset as the report and the exports read a store (they read only what
+    :class:`Rows` has)."""
+    return cast(Store, Rows(path))

@@ -156,3 +156,24 @@ def test_the_documented_query_is_the_one_the_tests_run() -> None:
     assert query.read_sql("x").endswith(
         "hive_types = {'day': VARCHAR, 'country': VARCHAR, 'network': VARCHAR})"
     )
+
+
+@pytest.mark.parametrize("flags", [[], ["--since", "2026-11-02", "--lang", "vi"]])
+def test_probe_report_from_a_dataset_is_the_same_page(
+    both, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    db, ds = both
+    for name, src in (("ds", ds), ("db", db)):
+        code, _, err = run_fresh(
+            ["report", "--db", str(src), "-o", str(tmp_path / f"{name}.html"), *flags], capsys
+        )
+        assert code == 0, err
+    import re
+
+    def page_of(name: str) -> str:  # matplotlib names clip paths and markers at random
+        text = (tmp_path / f"{name}.html").read_text(encoding="utf-8")
+        return re.sub(r"\b[pm][0-9a-f]{10}\b", "id#", text)
+
+    page = page_of("ds")
+    assert page == page_of("db")
+    assert "facebook" in page and "<svg" in page
