@@ -260,7 +260,7 @@ class Dataset:
         held_ids, held_seqs = self._prefetch(ordered)
         for values in ordered:
             records += 1
-            rid = str(values.get("id"))[:200]
+            rid = _printable(values.get("id"))
             try:
                 row = self._check(values, device_key)
             except Bad as bad:
@@ -328,6 +328,12 @@ class Dataset:
         return result
 
     def _check(self, values: Mapping[str, Any], device_key: str | None) -> dict[str, Any]:
+        for c in (*M_COLUMNS, *CHAIN_COLUMNS):
+            v = values.get(c)
+            if isinstance(v, str) and not _utf8(v):
+                raise Bad(f"{c}: not UTF-8 text (a lone surrogate)")
+            if isinstance(v, int) and not -(2**63) <= v < 2**63:
+                raise Bad(f"{c}: a number out of range (64 bits)")
         checked = check_measurement({k: values.get(k) for k in M_COLUMNS}, False)
         row: dict[str, Any] = {c: getattr(checked.row, c) for c in M_COLUMNS}
         for c, t in CHAIN_COLUMNS.items():
@@ -335,10 +341,17 @@ class Dataset:
             if v is not None and not isinstance(v, int if t == pa.int64() else str):
                 raise Bad(f"{c}: {type(v).__name__}, not {t}")
             row[c] = v
+        if row["seq"] is not None and row["seq"] < 1:
+            raise Bad("seq: not a place in a chain (they start at 1)")
         if device_key is not None and row["device_key"] != device_key:
             raise Bad("device_key: not the key that signed the batch")
-        if row["record_hash"] is not None and canonical.record_hash(values) != row["record_hash"]:
-            raise Bad("record_hash: not the hash of the record (altered on the way)")
+        if row["record_hash"] is not None:
+            try:
+                ours = canonical.record_hash(values)
+            except (ValueError, TypeError) as exc:  # rfc8785's errors are ValueErrors
+                raise Bad(f"record_hash: the record has no canonical form ({exc})") from None
+            if ours != row["record_hash"]:
+                raise Bad("record_hash: not the hash of the record (altered on the way)")
         tp = checked.throughput
         analysis = tp.analysis if tp is not None else None
         row["throughput_label"] = analysis.label if analysis is not None else None
@@ -353,7 +366,7 @@ class Dataset:
     ]:
         """What the manifest already holds of a batch's ids, and of its devices' seq numbers
         from one before its first to one after its last (a few queries, not a few a row)."""
-        ids = [str(v.get("id")) for v in rows]
+        ids = [i for v in rows if isinstance(i := v.get("id"), str) and _utf8(i)]
         held_ids: dict[str, tuple[str | None, int | None, str]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
@@ -366,7 +379,7 @@ class Dataset:
         spans: dict[str, tuple[int, int]] = {}
         for v in rows:
             key, seq = v.get("device_key"), v.get("seq")
-            if isinstance(key, str) and isinstance(seq, int):
+            if isinstance(key, str) and _utf8(key) and isinstance(seq, int) and 0 < seq < 2**63 - 1:
                 lo, hi = spans.get(key, (seq, seq))
                 spans[key] = (min(lo, seq), max(hi, seq))
         held_seqs: dict[tuple[str, int], tuple[str, str | None]] = {}
@@ -386,7 +399,7 @@ class Dataset:
         content's SHA-256 is in that record's ``body_digests``."""
         rows, problems, seen = [], [], set()
         for b in bodies:
-            key = str(b.get("sha256"))[:200]
+            key = _printable(b.get("sha256"))
             text = b.get("text")
             if not isinstance(text, str):
                 problems.append((key, "text: not the body's text"))
@@ -589,6 +602,19 @@ class Dataset:
         """The files of one table, as a glob DuckDB and ClickHouse read."""
         tail = "**/*.parquet" if table == "measurements" else "*.parquet"
         return str(self.root / table / tail)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(value: Any) -> str:
+    """A value named in the quarantine (a hostile id): text SQLite stores, at most 200."""
+    return str(value)[:200].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _seq_of(values: Mapping[str, Any]) -> int:

@@ -11,8 +11,8 @@ the same names give; :func:`reads` is the dataset as ``probe report`` and the CS
 store (:class:`Rows`: ``stream``, ``stored``, ``span``, ``throughput_tests``).
 :func:`export` is ``probe export`` from a dataset (JSON Lines, CSV), and
 :data:`DAILY_BLOCKING` the one text of the daily-blocking query for DuckDB, ClickHouse
-(:func:`clickhouse_table`) and Spark. The dataset's own ``verdict`` column is the words of the verdict it was
-ingested with (as the store's ``verdicts`` view computes them).
+(:func:`clickhouse_table`) and Spark. The dataset's own ``verdict`` column is the words of
+the verdict it was ingested with (as the store's ``verdicts`` view computes them).
 """
 
 from __future__ import annotations
