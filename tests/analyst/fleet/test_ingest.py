@@ -3,6 +3,8 @@ the dataset; every hostile or broken batch refused with its reason and nothing e
 
 from __future__ import annotations
 
+import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from probe.analyst.fleet import query
 from probe.analyst.fleet.dataset import Dataset, FleetError
 from probe.analyst.fleet.ingest import REPLAYED, FolderSource, ingest, keygen, load_private_key
+from probe.evidence import keys
 from probe.evidence.keys import DeviceKey
 from probe.fleet import batch
 from probe.store import Store
@@ -107,6 +110,7 @@ def test_hostile_batches_are_rejected_with_their_reason_and_nothing_else_lost(
         + bytes([sealed[1].data[40] ^ 1])
         + sealed[1].data[41:],
         "x/not.pbatch": b"hello, this is not a batch at all" * 3,
+        "x/bad-signature.pbatch": _payload_changed(sealed[3]),
         "x/replayed.pbatch": sealed[2].data,
         "x/oversized.pbatch": b"PBATCH1\n" + b"\0" * (largest + 1),
     }
@@ -120,11 +124,25 @@ def test_hostile_batches_are_rejected_with_their_reason_and_nothing_else_lost(
         "x/wrong-key.pbatch": batch.WRONG_KEY,
         "x/damaged.pbatch": batch.DAMAGED,
         "x/not.pbatch": batch.NOT_A_BATCH,
+        "x/bad-signature.pbatch": batch.BAD_SIGNATURE,
         "x/replayed.pbatch": REPLAYED,
         "x/oversized.pbatch": batch.OVERSIZED,
     }
     assert ds.counts()["measurements"] == 96
-    assert "6 batches rejected" in lines[0]
+    assert "7 batches rejected" in lines[0]
+
+
+def _payload_changed(sealed: batch.Sealed) -> bytes:
+    """The batch with one byte of its signed payload changed, sealed again to the collective
+    (what a bucket operator who had the collective's private key could do)."""
+    from nacl.public import PrivateKey, PublicKey, SealedBox
+
+    inner = bytearray(SealedBox(PrivateKey(keys.from_b64url(PRIVATE))).decrypt(
+        sealed.data[batch.HEADER :]
+    ))  # fmt: skip
+    inner[-1] ^= 1
+    box = SealedBox(PublicKey(keys.from_b64url(_public()))).encrypt(bytes(inner))
+    return sealed.data[: batch.HEADER - 8] + struct.pack(">Q", len(box)) + bytes(box)
 
 
 def test_a_batch_signed_by_another_key_than_its_records_is_quarantined(
@@ -266,3 +284,51 @@ def test_keygen_writes_a_pair_never_over_a_key(tmp_path: Path) -> None:
     (tmp_path / "bad.key").write_text("not a key")
     with pytest.raises(FleetError, match=r"bad\.key: not a collective private key"):
         load_private_key(tmp_path / "bad.key")
+
+
+def test_an_ingest_killed_mid_run_loses_nothing_and_duplicates_nothing(
+    history, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db, _ = history
+    sealed = seal_db(db, per=1)  # 96 batches: a run long enough to be killed in
+    bucket = write(tmp_path / "bucket", sealed)
+    (tmp_path / "collective.key").write_text(PRIVATE)
+    args = [sys.executable, "-m", "probe", "fleet", "ingest", str(bucket), str(tmp_path / "ds"),
+            "--key", str(tmp_path / "collective.key"), "--no-compact"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while _batches_in(tmp_path / "ds") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    ds = Dataset.open(tmp_path / "ds")
+    cut = ds.counts()["batches"]
+    assert 0 < cut < len(sealed)  # killed part-way
+    ds.close()
+    ds, lines = run(bucket, tmp_path / "ds")
+    assert lines[0].startswith(f"bucket: {len(sealed) - cut} batches ingested ({cut} read before)")
+    con = query.connect(tmp_path / "ds")
+    assert con.execute("SELECT count(*), count(DISTINCT id) FROM measurements").fetchone() == (
+        96,
+        96,
+    )
+
+
+def _batches_in(ds: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{ds / '_fleet.sqlite'}?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT count(*) FROM batches").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:  # not made yet
+        return 0
