@@ -46,6 +46,7 @@ import random
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
@@ -258,6 +259,7 @@ class Daemon:
         self.sched: Any = None
         self.last_beat_error = 0.0
         self.last_write = 0.0
+        self.upload_stop = threading.Event()  # ends an upload run between two batches
 
     # -- schedule --------------------------------------------------------------------------
     def factor(self) -> float:
@@ -528,7 +530,30 @@ class Daemon:
         elif has and not self.wants_throughput():
             self.sched.remove_job("throughput")
 
+    async def upload_job(self) -> None:
+        """Uploads to the collective (issue 23), on their own schedule, in a thread with a
+        connection of its own, so rounds go on meanwhile; a failure waits for the next run."""
+        from probe.fleet import upload as fleet_upload
+
+        try:
+            r = await asyncio.to_thread(
+                fleet_upload.run, self.settings, caps=self.caps(), stop=self.upload_stop
+            )
+        except (ProbeError, sqlite3.DatabaseError) as exc:
+            log.error(_("upload: %s"), _said(exc))
+            return
+        if r is not None:
+            log.info(
+                _("upload: %d batches sent (%d measurements, %d bytes), %d waiting%s"),
+                r.sent,
+                r.measurements,
+                r.bytes,
+                r.waiting,
+                f" ({r.failure or r.budget})" if r.failure or r.budget else "",
+            )
+
     def stop(self, signame: str) -> None:
+        self.upload_stop.set()
         if self.stopping.is_set():
             return
         log.info(_("%s: stopping"), signame)
@@ -559,6 +584,13 @@ class Daemon:
         )
         tp_first = self._first_run(saved.get("next_throughput_at"), now)
         self._sync_throughput_job(tp_first if saved.get("next_throughput_at") else None)
+        if self.settings.upload_url:
+            self.sched.add_job(
+                self.upload_job,
+                schedule.RandomGapTrigger(lambda: self.settings.upload_interval, self.rng),
+                id="upload",
+                next_run_time=now,
+            )
         period = min(HEARTBEAT, watchdog_period() or HEARTBEAT)
         self.sched.add_job(self.heartbeat, "interval", seconds=period, id="heartbeat")
         self.sched.start()
@@ -614,6 +646,9 @@ def run(
     settings = resolve(flags, config=config)
     setup_logging(settings.log_format)
     setup = prepare(settings)
+    from probe.fleet.upload import plan as upload_plan
+
+    upload_plan(settings)  # a half-made upload setup is bad input, before anything is written
     lock = DaemonLock(settings.db).acquire()
     try:
         store = Store.open(settings.db)

@@ -23,6 +23,7 @@ from probe.classify.events import find_events
 from probe.daemon.lock import holder
 from probe.privacy import UNKNOWN_ADDRESS_NOTE
 from probe.store import ANOMALY, Store
+from probe.store.outbox import Outbox
 from probe.timeutil import day_start, from_stored, iso, month_start
 from probe.words import N_, translator
 
@@ -108,6 +109,7 @@ def status(store: Store, now: datetime | None = None) -> dict[str, Any]:
         },
         "throttling_events": events,
         "anomalous_24h": anomalous,
+        "uploads": Outbox(store).summary(),
         "health": health,
         "exit": code,
     }
@@ -226,6 +228,18 @@ def render(doc: dict[str, Any], *, lang: str = "en", tz: tzinfo | None = None) -
                 target=a["target"], verdict=_(a["verdict"]), at=at(a["at"])
             )
         )
+    up = doc.get("uploads")
+    if up:
+        line = _("uploaded   {n} measurements in {acked} batches, {waiting} waiting").format(
+            n=up["acked_measurements"], acked=up["acked_batches"], waiting=up["waiting_batches"]
+        )
+        if up["last_acked_at"]:
+            line += _(" (last {at})").format(at=at(up["last_acked_at"]))
+        if up["waiting_batches"] and up["last_error"]:
+            line += _("; the store did not take a batch: {failure}").format(
+                failure=up["last_error"]
+            )
+        lines.append(line)
     lines.append(_("health     {health}").format(health=_(doc["health"])))
     return lines
 

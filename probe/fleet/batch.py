@@ -6,8 +6,10 @@ Contract, the volunteer's side: :func:`seal` takes the canonical store rows of m
 columns of m010 among them: ``device_key``, ``seq``, ``chain_prev``, ``record_hash``,
 ``chain_hash``, ``body_digests``), the bodies they name (``bodies``: ``{"sha256", "length",
 "stored", "text"}``, ``text`` the stored body decompressed, the UTF-8 text whose SHA-256 is the
-content hash in ``body_digests``) and the signed chain heads they reach (``heads``: rows of
-``chain_heads``), and the digest of the device's previous batch (``prev``, None for its first).
+content hash in ``body_digests``) and the signed chain heads not sent before (``heads``: rows
+of ``chain_heads``; a head's ``seq`` is at most the batch's last, and may be in an earlier
+batch: a round's head is signed at its end, after the batch holding its measurements may have
+left), and the digest of the device's previous batch (``prev``, None for its first).
 It gives a :class:`Sealed`: ``data`` (the object's bytes), ``digest`` (64 hex digits naming its
 content), ``key`` (the object key, ``batches/<device_key>/<digest>.pbatch``, a content address:
 the same batch sent twice is one object) and ``count`` (its records). ``device_key`` is the
@@ -42,10 +44,12 @@ time). The key id tells "sealed to another collective" (``wrong key``) from a bo
 open (``damaged``); it identifies only the collective, whose key is public anyway.
 
 Why PyNaCl sealed boxes and not age (``pyrage``): a sealed box is one libsodium call for a
-single recipient with no header to parse, its format is libsodium's (readable by every binding,
-Go, Rust, JavaScript), PyNaCl has wheels for every Raspberry Pi (piwheels builds the armv6/armv7
-ones; pyrage's Rust wheels miss some), and age's features (several recipients, passphrases,
-streaming of huge files) are not needed for a batch of a few hundred kilobytes.
+single recipient with no header to parse; its format is libsodium's, readable by every binding
+(Go, Rust, JavaScript), where age's needs an age library; PyNaCl builds from source on any
+Raspberry Pi with the system's libsodium (``SODIUM_INSTALL=system``) when no wheel fits, where
+pyrage needs a Rust toolchain (on PyPI both have aarch64 wheels and neither armv7 nor armv6 ones,
+checked with pip download); and age's features (several recipients, passphrases, streaming huge
+files) are not needed for a batch of a few hundred kilobytes.
 Integer-valued floats (a ``runtime`` of 1.0) come back as integers, as JSON has one number type:
 the record hash is the same either way (RFC 8785 writes both as ``1``).
 """

@@ -23,14 +23,17 @@ Proxy: ``socks5h://HOST:PORT`` (the proxy resolves names: with Tor, the ISP sees
 bucket's name nor its address), ``socks5://`` (names resolved here), or ``http(s)://`` (a
 CONNECT proxy); PySocks carries SOCKS through urllib3's ``SOCKSProxyManager``.
 
-Why the MinIO SDK: it is pure Python (one wheel for every Raspberry Pi, armv6 included, no Rust
-or C to build), about 1 MB itself, on urllib3, which the probe has anyway (pycryptodome and
-argon2-cffi come with it; installed, 22 MB with its dependencies against boto3's 38 MB), imports
-in 0.3 s with 31 MB resident (boto3 0.7 s and 63 MB; measured on this machine), signs
-SigV4 for any S3-compatible store without asking the bucket's region (a write-only key may not),
-and takes our own urllib3 pool, which is how SOCKS gets in. boto3/botocore carry every AWS
-service's model and have no SOCKS proxy; obstore (Rust) is light (16 MB, 0.05 s) but has no
-armv6/armv7 wheels and no SOCKS.
+Why the MinIO SDK: it is pure Python itself (about 1 MB) on urllib3, which the probe has anyway;
+its C dependencies (pycryptodome, argon2-cffi-bindings) have aarch64 wheels, like all of the
+probe's (``scripts/arm64-wheels``; checked with pip download). Installed with its dependencies
+it takes 22 MB against boto3's 38 MB, and imports in 0.3 s with 31 MB resident (boto3: 0.7 s and
+63 MB; measured on this machine). It signs SigV4 for any S3-compatible store without asking
+the bucket's region (a write-only key may not ask), and takes our own urllib3 pool, which is
+how SOCKS gets in. boto3/botocore carry every AWS service's model and have no SOCKS proxy;
+obstore (Rust) is light (16 MB installed, 0.05 s,
+16 MB resident) and has aarch64 and armv7 wheels, but none for armv6 (Pi Zero, Pi 1), and its
+proxy option refuses SOCKS (obstore 0.12.1 against our SOCKS5 server: "unsupported scheme
+socks5h").
 """
 
 from __future__ import annotations

@@ -158,10 +158,15 @@ def _usage(store: Store, caps: budget_mod.Budget, t: datetime) -> budget_mod.Usa
     )
 
 
-def run(settings: Any, *, stop: threading.Event | None = None) -> Report | None:
+def run(
+    settings: Any,
+    *,
+    caps: budget_mod.Budget | None = None,
+    stop: threading.Event | None = None,
+) -> Report | None:
     """An upload run over the settings' database, on a connection of its own (the daemon
-    runs it in a thread); None when uploads are not set up."""
-    p = plan(settings)
+    runs it in a thread, with its caps); None when uploads are not set up."""
+    p = plan(settings, caps)
     if p is None:
         return None
     store = Store.open(settings.db)

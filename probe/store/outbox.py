@@ -3,15 +3,16 @@ the pruning of what the collective holds.
 
 Contract: :meth:`Outbox.make` reads the device's chained measurements after its last batch
 (every column, as SQLite gives them back, oldest first), the bodies they name (decompressed
-text) and the chain heads they reach, hands them to ``seal`` (the fleet's, so this module knows
-no format) and records the sealed batch, bytes and all, in the same write transaction: two
-uploaders of one database (a daemon and a manual ``probe upload``) never make overlapping
-batches, and a batch, once made, is the same bytes on every retry. :meth:`Outbox.attempt`
-records one try (its bytes in ``upload_log``, for the data budget) and, when the store
-acknowledged the batch, its time, emptying ``data``. :meth:`Outbox.prune_uploaded` deletes
-measurements started before a time whose batch was acknowledged, a short batch per
-transaction, never the device's last one (the chain goes on from it), and the bodies no
-remaining measurement names.
+text) and the signed chain heads up to its last measurement that no batch carried yet (a head
+signed after its measurements left, at a round's end, goes with the next batch), hands them
+to ``seal`` (the fleet's, so this module knows no format) and records the sealed batch, bytes
+and all, in the same write transaction: two uploaders of one database (a daemon and a manual
+``probe upload``) never make overlapping batches, and a batch, once made, is the same bytes on
+every retry. :meth:`Outbox.attempt` records one try (its bytes in ``upload_log``, for the data
+budget) and, when the store acknowledged the batch, its time, emptying ``data``.
+:meth:`Outbox.prune_uploaded` deletes measurements started before a time whose batch was
+acknowledged, a short batch per transaction, never the device's last one (the chain goes on
+from it), and the bodies no remaining measurement names.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ class Outbox:
                 return None
             first, final = int(records[0]["seq"]), int(records[-1]["seq"])
             held = self._bodies(records) if bodies else []
-            sealed = seal(records, held, self._heads(device_key, first, final), prev)
+            heads = self._heads(device_key, final)
+            sealed = seal(records, held, heads, prev)
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO outbox_heads (device_key, kind, label, seq, digest) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(h["device_key"], h["kind"], h["label"], h["seq"], sealed.digest) for h in heads],
+            )
             self.db.execute(
                 "INSERT INTO outbox (digest, object_key, device_key, prev, first_seq, last_seq, "
                 "count, bytes, made_at, attempts, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
@@ -125,12 +132,16 @@ class Outbox:
             out.append({"sha256": row[0], "length": row[1], "stored": row[2], "text": text})
         return out
 
-    def _heads(self, device_key: str, first: int, last: int) -> list[dict[str, Any]]:
+    def _heads(self, device_key: str, last: int) -> list[dict[str, Any]]:
+        """The device's signed heads up to ``last`` that no batch carried yet (as signed now:
+        a day's head re-signed later is another head)."""
         cursor = self.db.execute(
-            "SELECT device_key, kind, label, seq, chain_hash, at, statement, signature "
-            "FROM chain_heads WHERE device_key = ? AND seq BETWEEN ? AND ? "
-            "ORDER BY seq, kind, label",
-            [device_key, first, last],
+            "SELECT h.device_key, h.kind, h.label, h.seq, h.chain_hash, h.at, h.statement, "
+            "h.signature FROM chain_heads AS h WHERE h.device_key = ? AND h.seq <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM outbox_heads AS o WHERE o.device_key = h.device_key "
+            "AND o.kind = h.kind AND o.label = h.label AND o.seq = h.seq) "
+            "ORDER BY h.seq, h.kind, h.label",
+            [device_key, last],
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
@@ -184,6 +195,23 @@ class Outbox:
             "acked_measurements": acked_n,
             "waiting_batches": made - acked,
         }
+
+    def summary(self) -> dict[str, Any] | None:
+        """For ``probe status``: :meth:`counts`, the last acknowledgement's time and the last
+        failure of a waiting batch; None when nothing was ever made."""
+        if not self.ready():
+            return None
+        out: dict[str, Any] = self.counts()
+        if not out["batches"]:
+            return None
+        row = self.db.execute("SELECT max(acked_at) FROM outbox").fetchone()
+        out["last_acked_at"] = row[0]
+        row = self.db.execute(
+            "SELECT last_error FROM outbox WHERE acked_at IS NULL AND last_error IS NOT NULL "
+            "ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
+        out["last_error"] = row[0] if row else None
+        return out
 
     def bytes_since(self, at: str) -> int:
         row = self.db.execute(

@@ -475,8 +475,10 @@ def m012_outbox(db: Database) -> None:
     device's chain it carries, ``prev`` the device's batch before it, ``count`` measurements,
     ``bytes`` the object's size, ``made_at``), its sealed bytes (``data``) until the store
     acknowledges it (``acked_at``; ``data`` is then emptied), ``attempts``, and the last
-    failure (``last_error``, a df-007 string). ``upload_log`` counts the bytes each attempt
-    put on the wire (``at``, ``bytes``) for the data budget."""
+    failure (``last_error``, a df-007 string). ``outbox_heads`` lists the signed chain heads
+    (``chain_heads``' key and ``seq``) a batch carried (``digest``): a head signed or re-signed
+    after its measurements' batch was made travels with the next one. ``upload_log`` counts the
+    bytes each attempt put on the wire (``at``, ``bytes``) for the data budget."""
     db.table("outbox").create(
         {
             "digest": str,
@@ -497,5 +499,9 @@ def m012_outbox(db: Database) -> None:
         not_null={"object_key", "device_key", "first_seq", "last_seq", "made_at"},
     )
     db.table("outbox").create_index(["device_key", "last_seq"], unique=True)
+    db.table("outbox_heads").create(
+        {"device_key": str, "kind": str, "label": str, "seq": int, "digest": str},
+        pk=("device_key", "kind", "label", "seq"),
+    )
     db.table("upload_log").create({"at": str, "bytes": int})
     db.table("upload_log").create_index(["at"])

@@ -7,7 +7,8 @@ take each HTTP port plus 10000 for its gRPC, which may be taken), its local sock
 folder, and Iceberg's and Lance's extra listeners off. SeaweedFS reads an identity file
 (``-s3.config``, its ``s3.json``): :data:`ADMIN` may do everything (the collective's analysts);
 :data:`WRITER` has only ``Write`` on the bucket (a volunteer's write-only credentials: it can
-put objects and cannot list or read them). The bucket :data:`BUCKET` is made by the admin
+put objects and cannot list or read them; SeaweedFS's ``Write`` includes deleting, which a
+bucket policy takes away with ``write_once``). The bucket :data:`BUCKET` is made by the admin
 before the server is handed out. :meth:`S3.stop` kills the process (the "store went away"
 tests) and :meth:`S3.start` starts it again on the same ports and data.
 """
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,9 +142,16 @@ class S3:
     def stop(self) -> None:
         """Kill the server (its whole process group) and wait for it."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)  # SIGTERM takes it over 30 s
             self.process.wait(timeout=30)
         self.process = None
+        # Its gRPC servers also listen on Unix sockets in /tmp, named by port, left behind.
+        for name in ("master", "volume", "filer", "s3"):
+            sock = (
+                Path(tempfile.gettempdir())
+                / f"seaweedfs-{name}-grpc-{self.ports[name + '_grpc']}.sock"
+            )
+            sock.unlink(missing_ok=True)
 
     def log(self) -> str:
         path = self.root / "weed.log"
@@ -197,9 +206,29 @@ def identities() -> dict[str, object]:
     }
 
 
+def no_deletes() -> str:
+    """A bucket policy denying ``s3:DeleteObject`` to everyone: SeaweedFS's ``Write`` action
+    lets an identity delete too, so this is how its bucket becomes write-once (a PUT under an
+    existing key still replaces it: with content-addressed keys, by the same content)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": ["s3:DeleteObject"],
+                    "Resource": [f"arn:aws:s3:::{BUCKET}/*"],
+                }
+            ],
+        }
+    )
+
+
 @contextmanager
-def seaweedfs(root: Path) -> Iterator[S3]:
-    """A started SeaweedFS S3 server with its data in ``root``; killed on the way out."""
+def seaweedfs(root: Path, *, write_once: bool = False) -> Iterator[S3]:
+    """A started SeaweedFS S3 server with its data in ``root``; killed on the way out. With
+    ``write_once``, nobody may delete an object (:func:`no_deletes`)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "s3.json").write_text(json.dumps(identities()))
     names = ["master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3"]
@@ -207,6 +236,201 @@ def seaweedfs(root: Path) -> Iterator[S3]:
     server = S3(root, dict(zip(names, _free_ports(len(names)), strict=True)))
     try:
         server.start()
+        if write_once:
+            server.client(ADMIN).set_bucket_policy(BUCKET, no_deletes())
         yield server
     finally:
         server.stop()
+
+
+class Relay:
+    """A TCP relay on loopback in front of a server, that can be told to misbehave.
+
+    ``mode``: ``pass`` relays both ways; ``stall_request`` relays the first ``after`` bytes of
+    each client's request and then holds the rest (an upload cut mid-way: the server never
+    gets the whole object); ``stall_response`` relays the whole request and holds the server's
+    answer (the server stored the object; the client never hears it). ``seen`` counts the
+    bytes received from clients; ``stalled`` is set once a connection is held. Every thread
+    and socket ends on :meth:`close`.
+    """
+
+    def __init__(self, upstream: int, mode: str = "pass", after: int = 0) -> None:
+        import threading
+
+        self.upstream, self.mode, self.after = upstream, mode, after
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.seen = 0
+        self.stalled = threading.Event()
+        self.closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self._socks += [client, server]
+            self._spawn(self._pump, client, server, True)
+            self._spawn(self._pump, server, client, False)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
+        sent = 0
+        while not self.closing.is_set():
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib_suppress():
+                    dst.shutdown(socket.SHUT_WR)
+                return
+            if upward:
+                with self._lock:
+                    self.seen += len(data)
+            if upward and self.mode == "stall_request":
+                room = max(self.after - sent, 0)
+                if len(data) > room:
+                    data = data[:room]
+                    with contextlib_suppress():
+                        dst.sendall(data)
+                    self.stalled.set()
+                    self.closing.wait()
+                    return
+            if not upward and self.mode == "stall_response":
+                self.stalled.set()
+                self.closing.wait()
+                return
+            sent += len(data)
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closing.set()
+        with contextlib_suppress():
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        self.sock.close()
+        for s in self._socks:
+            with contextlib_suppress():
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+class Socks5:
+    """A SOCKS5 proxy on loopback (RFC 1928: no authentication, CONNECT, IPv4 or a name),
+    recording each destination asked for in ``asked``."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.asked: list[tuple[str, int]] = []
+        self.closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self._socks.append(client)
+            self._spawn(self._serve, client)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            head = _recv_exactly(client, 2)
+            _recv_exactly(client, head[1])  # the methods offered
+            client.sendall(b"\x05\x00")
+            ver, cmd, _, atyp = _recv_exactly(client, 4)
+            if atyp == 1:
+                host = socket.inet_ntoa(_recv_exactly(client, 4))
+            elif atyp == 3:
+                host = _recv_exactly(client, _recv_exactly(client, 1)[0]).decode()
+            else:
+                client.sendall(b"\x05\x08\x00\x01" + bytes(6))
+                return
+            port = int.from_bytes(_recv_exactly(client, 2), "big")
+            self.asked.append((host, port))
+            if ver != 5 or cmd != 1:
+                client.sendall(b"\x05\x07\x00\x01" + bytes(6))
+                return
+            upstream = socket.create_connection(
+                ("127.0.0.1" if host == "localhost" else host, port)
+            )
+        except OSError:
+            return
+        self._socks.append(upstream)
+        client.sendall(b"\x05\x00\x00\x01" + bytes(6))
+        self._spawn(_pump_plain, upstream, client)
+        _pump_plain(client, upstream)
+
+    def close(self) -> None:
+        self.closing.set()
+        with contextlib_suppress():
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        self.sock.close()
+        for s in self._socks:
+            with contextlib_suppress():
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise OSError("closed")
+        out += chunk
+    return out
+
+
+def _pump_plain(src: socket.socket, dst: socket.socket) -> None:
+    while True:
+        try:
+            data = src.recv(65536)
+            if not data:
+                dst.shutdown(socket.SHUT_WR)
+                return
+            dst.sendall(data)
+        except OSError:
+            return
+
+
+def contextlib_suppress():  # type: ignore[no-untyped-def]
+    import contextlib
+
+    return contextlib.suppress(OSError)
