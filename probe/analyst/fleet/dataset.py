@@ -338,7 +338,8 @@ class Dataset:
         row: dict[str, Any] = {c: getattr(checked.row, c) for c in M_COLUMNS}
         for c, t in CHAIN_COLUMNS.items():
             v = values.get(c)
-            if v is not None and not isinstance(v, int if t == pa.int64() else str):
+            wrong = isinstance(v, bool) or not isinstance(v, int if t == pa.int64() else str)
+            if v is not None and wrong:
                 raise Bad(f"{c}: {type(v).__name__}, not {t}")
             row[c] = v
         if row["seq"] is not None and row["seq"] < 1:

@@ -149,6 +149,7 @@ def test_any_record_is_added_or_quarantined_never_a_crash(
         ("target", "x\ud800", "target: not UTF-8 text (a lone surrogate)"),
         ("id", "\ud800", "id: not UTF-8 text (a lone surrogate)"),
         ("device_key", 7, "device_key: int, not string"),
+        ("seq", True, "seq: bool, not int64"),
     ],
 )
 def test_values_no_probe_writes_are_quarantined_with_their_reason(
