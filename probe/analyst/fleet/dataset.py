@@ -312,19 +312,17 @@ class Dataset:
             pending.quarantine.append((digest, device_key, key, "body", why))
         head_rows, bad_heads = [], 0
         for h in heads:
-            if self._new_head(h, device_key):
-                head_rows.append(dict(h) | {"batch": digest})
-            elif not self._held_head(h):
+            sound = self._sound_head(h, device_key)
+            if sound is not None and not self._held_head(sound):
+                head_rows.append(sound | {"batch": digest})
+            elif sound is None:
                 bad_heads += 1
         if bad_heads:
             why = f"{bad_heads} signed heads refused: their signature or columns do not hold"
             pending.quarantine.append((digest, device_key, "", "head", why))
-        self._commit(digest, pending, body_rows, head_rows, result)
-        self.con.execute(
-            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [digest, device_key, prev, name, records, result.added, result.seen,
-             result.quarantined, utc_now()],
-        )  # fmt: skip
+        batch_row = [digest, device_key, prev, name, records, result.added, result.seen,
+                     result.quarantined, utc_now()]  # fmt: skip
+        self._commit(digest, pending, body_rows, head_rows, batch_row, result)
         return result
 
     def _check(self, values: Mapping[str, Any], device_key: str | None) -> dict[str, Any]:
@@ -424,29 +422,23 @@ class Dataset:
             rows.append(row)
         return rows, problems
 
-    def _new_head(self, h: Mapping[str, Any], device_key: str | None) -> bool:
-        """Whether a batch's signed head is sound (signed by the key it names, the batch's,
-        its columns what it states) and not held yet."""
-        statement, signature = h.get("statement"), h.get("signature")
-        if not isinstance(statement, str) or not isinstance(signature, str):
-            return False
+    def _sound_head(self, h: Mapping[str, Any], device_key: str | None) -> dict[str, Any] | None:
+        """A batch's signed head as its statement says it (signed by the key it names, the
+        batch's; its columns what it states), or None when it is not sound."""
+        statement, signature, label = h.get("statement"), h.get("signature"), h.get("label")
+        if not all(isinstance(v, str) and _utf8(v) for v in (statement, signature, label)):
+            return None
+        assert isinstance(statement, str) and isinstance(signature, str)
         head = signed_heads.check(statement.encode("utf-8"), signature)
         if head is None or head.device_key != device_key:
-            return False
-        if (head.device_key, head.seq, head.chain_hash, head.kind) != (
-            h.get("device_key"),
-            h.get("seq"),
-            h.get("chain_hash"),
-            h.get("kind"),
-        ):
-            return False
-        return (
-            self.con.execute(
-                "SELECT 1 FROM heads WHERE device_key = ? AND kind = ? AND label = ?",
-                [h.get("device_key"), h.get("kind"), h.get("label")],
-            ).fetchone()
-            is None
-        )
+            return None
+        stated = (head.device_key, head.seq, head.chain_hash, head.at, head.kind)
+        given = tuple(h.get(k) for k in ("device_key", "seq", "chain_hash", "at", "kind"))
+        if given != stated or isinstance(h.get("seq"), bool) or not -(2**63) <= head.seq < 2**63:
+            return None
+        return dict(zip(("device_key", "seq", "chain_hash", "at", "kind"), stated, strict=True)) | {
+            "label": label, "statement": statement, "signature": signature
+        }  # fmt: skip
 
     def _held_head(self, h: Mapping[str, Any]) -> bool:
         return (
@@ -463,6 +455,7 @@ class Dataset:
         pending: _Pending,
         body_rows: list[dict[str, Any]],
         head_rows: list[dict[str, Any]],
+        batch_row: list[Any],
         result: Added,
     ) -> None:
         tag = hashlib.sha256(digest.encode()).hexdigest()[:40]
@@ -495,6 +488,7 @@ class Dataset:
                 "INSERT OR IGNORE INTO heads VALUES (?, ?, ?)",
                 [(h["device_key"], h["kind"], h["label"]) for h in head_rows],
             )
+            self.con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch_row)
             self.con.execute("DELETE FROM journal WHERE grp = ?", [grp])
             self.con.execute("COMMIT")
         except BaseException:

@@ -161,3 +161,31 @@ def test_values_no_probe_writes_are_quarantined_with_their_reason(
     assert (added.added, added.quarantined) == (1, 1)
     (why,) = ds.con.execute("SELECT reason FROM quarantine").fetchone()
     assert why.startswith(reason), why
+
+
+def test_signed_heads_are_kept_as_signed_and_any_other_refused(tmp_path: Path) -> None:
+    from probe.evidence import heads
+    from probe.evidence.keys import DeviceKey
+
+    key = DeviceKey.generate()
+    statement, signature = heads.sign(key, 7, "ab" * 32, "2026-11-01T02:00:00Z", heads.DAY)
+    good = {"device_key": key.public, "kind": "day", "label": "2026-11-01", "seq": 7,
+            "chain_hash": "ab" * 32, "at": "2026-11-01T02:00:00Z",
+            "statement": statement.decode(), "signature": signature}  # fmt: skip
+    hostile = [
+        good | {"seq": 8},  # not what it signed
+        good | {"seq": True},  # 1 == True in Python, and no int64 to Arrow
+        good | {"label": {"a": 1}},
+        good | {"signature": signature[::-1]},
+        good | {"label": "x", "device_key": DeviceKey.generate().public},
+    ]
+    ds = Dataset.open(tmp_path / "ds")
+    ds.add("d" * 64, [], device_key=key.public, heads=[good, *hostile])
+    assert ds.con.execute("SELECT row_id, kind, reason FROM quarantine").fetchall() == [
+        ("", "head", "5 signed heads refused: their signature or columns do not hold")
+    ]
+    con = query.connect(tmp_path / "ds")
+    got = con.execute(f"SELECT seq, label, statement FROM read_parquet('{ds.glob('heads')}')")
+    assert got.fetchall() == [(7, "2026-11-01", statement.decode())]
+    ds.add("c" * 64, [], device_key=key.public, heads=[good])  # again, in a later batch
+    assert ds.con.execute("SELECT count(*) FROM heads").fetchone() == (1,)
