@@ -89,3 +89,42 @@ def test_a_key_that_cannot_read_and_a_store_away_are_one_line_and_lose_nothing(
     code, out, err = ingest(s3, "two", tmp_path / "ds", key, capsys)
     assert code == 0, err
     assert "96 measurements added" in out.splitlines()[0]
+
+
+def test_a_probes_uploads_ingested_equal_its_own_database(
+    s3: S3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole road: the probe's own upload (probe.fleet.upload, its write-only key) to the
+    bucket, probe fleet ingest from it; the dataset says what the probe's database says."""
+    import sqlite3
+
+    from probe.analyst.fleet import query
+    from probe.fleet import s3 as fleet_s3
+    from probe.fleet import upload as up
+    from probe.store import Store
+
+    db = report_fleet(tmp_path / "probe.db")
+    store = Store.open(db)
+    dest = fleet_s3.Destination(
+        fleet_s3.parse_bucket_url(f"{s3.url}/three"), WRITER[0], WRITER[1],
+        http=fleet_s3.pool(None),
+    )  # fmt: skip
+    r = up.upload(store, up.Plan(dest, batch.public_of(PRIVATE), limit=25))
+    store.close()
+    assert (r.sent, r.measurements, r.failure) == (4, 96, None)
+    key = tmp_path / "collective.key"
+    key.write_text(PRIVATE)
+    code, out, err = ingest(s3, "three", tmp_path / "ds", key, capsys)
+    assert code == 0, err
+    assert "4 batches ingested (0 read before), 96 measurements added" in out.splitlines()[0]
+    assert not [line for line in out.splitlines() if line.startswith("device ")]  # no gap, fork
+    expected = sqlite3.connect(db).execute("SELECT * FROM daily_blocking").fetchall()
+    assert query.connect(tmp_path / "ds").execute("SELECT * FROM daily_blocking").fetchall() == (
+        expected
+    )
+    for name, src in (("ds", tmp_path / "ds"), ("db", db)):
+        code, _, err = run_fresh(
+            ["export", "--db", str(src), "-o", str(tmp_path / f"{name}.jsonl")], capsys
+        )
+        assert code == 0, err
+    assert (tmp_path / "ds.jsonl").read_bytes() == (tmp_path / "db.jsonl").read_bytes()
