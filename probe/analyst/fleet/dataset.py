@@ -114,6 +114,7 @@ HEAD_FIELDS = ("device_key", "kind", "label", "seq", "chain_hash", "at", "statem
 HEAD_SCHEMA = pa.schema(
     [(n, pa.int64() if n == "seq" else pa.string()) for n in HEAD_FIELDS] + [("batch", pa.string())]
 )
+MANIFEST_VERSION = 1  # the manifest's PRAGMA user_version: a newer dataset is refused
 MERGE_CAPS = Caps()  # the merge's caps, for the bodies a batch carries
 
 _MANIFEST_SQL = """
@@ -184,7 +185,16 @@ class Dataset:
         try:
             root.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(root / MANIFEST, isolation_level=None)
+            version = int(con.execute("PRAGMA user_version").fetchone()[0])
+            if version > MANIFEST_VERSION:
+                con.close()
+                raise FleetError(
+                    N_("{path}: made by a newer probe (dataset version {version})"),
+                    path=path,
+                    version=version,
+                )
             con.executescript(_MANIFEST_SQL)
+            con.execute(f"PRAGMA user_version = {MANIFEST_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             raise FleetError(
                 N_("{path}: cannot open ({problem})"), path=path, problem=exc

@@ -8,7 +8,9 @@ to the dataset (:meth:`probe.analyst.fleet.dataset.Dataset.add`: each validated 
 merge`` validates, its record hash and chain link checked, de-duplicated). A batch refused is
 listed in the manifest's ``rejected`` with its reason: one of ``open_batch``'s (bad signature,
 wrong key, truncated, oversized, damaged, not a batch), or ``replayed`` (its content, under
-another object name, was ingested before), and nothing else of the run is lost. A source is a
+another object name, was ingested before), and nothing else of the run is lost; a truncated
+one is read again by the next run (a file still being copied into a folder), any other
+refusal is final. A source is a
 folder (read recursively) or ``s3://BUCKET[/PREFIX]`` on an S3-compatible store (``endpoint``,
 and the keys from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``; read with the MinIO SDK,
 the client the probes upload with). The chains are reported per device: gaps (seq numbers, and
@@ -176,7 +178,14 @@ def ingest(
     """Every new batch of ``source`` into ``dataset`` (see the contract)."""
     report = Report()
     done = {str(n) for (n,) in dataset.con.execute("SELECT name FROM batches")}
-    done |= {str(n) for (n,) in dataset.con.execute("SELECT name FROM rejected")}
+    # A truncated object is read again next time: a folder's file may have been half-copied
+    # (a bucket's objects appear whole); any other refusal is final for that object.
+    done |= {
+        str(n)
+        for (n,) in dataset.con.execute(
+            "SELECT name FROM rejected WHERE reason != ?", [batch.TRUNCATED]
+        )
+    }
     for name, size in source.objects():
         if name in done:
             report.skipped += 1

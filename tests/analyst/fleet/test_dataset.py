@@ -189,3 +189,12 @@ def test_signed_heads_are_kept_as_signed_and_any_other_refused(tmp_path: Path) -
     assert got.fetchall() == [(7, "2026-11-01", statement.decode())]
     ds.add("c" * 64, [], device_key=key.public, heads=[good])  # again, in a later batch
     assert ds.con.execute("SELECT count(*) FROM heads").fetchone() == (1,)
+
+
+def test_a_dataset_made_by_a_newer_probe_is_refused(tmp_path: Path) -> None:
+    Dataset.open(tmp_path / "ds").close()
+    con = sqlite3.connect(tmp_path / "ds" / "_fleet.sqlite")
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    with pytest.raises(FleetError, match=r"made by a newer probe \(dataset version 99\)"):
+        Dataset.open(tmp_path / "ds")

@@ -332,3 +332,25 @@ def _batches_in(ds: Path) -> int:
             con.close()
     except sqlite3.Error:  # not made yet
         return 0
+
+
+def test_a_file_still_being_copied_is_read_again_next_time(history, tmp_path: Path) -> None:
+    _, sealed = history
+    bucket = tmp_path / "bucket"
+    path = bucket / sealed[0].key
+    path.parent.mkdir(parents=True)
+    path.write_bytes(sealed[0].data[: len(sealed[0].data) // 2])  # half-way through a copy
+    ds, lines = run(bucket, tmp_path / "ds")
+    assert "1 batches rejected (1 truncated)" in lines[0]
+    ds.close()
+    path.write_bytes(sealed[0].data)
+    ds, lines = run(bucket, tmp_path / "ds")
+    assert lines[0].startswith("bucket: 1 batches ingested (0 read before), 20 measurements")
+    # Any other refusal is final: the object is not read again.
+    (bucket / "junk.pbatch").write_bytes(b"not a batch, and never will be")
+    ds.close()
+    _, lines = run(bucket, tmp_path / "ds")
+    _, again = run(bucket, tmp_path / "ds")
+    assert "1 batches rejected (1 not a batch)" in lines[0]
+    assert again[0].startswith("bucket: 0 batches ingested (2 read before)")
+    assert "0 batches rejected" in again[0]
