@@ -1655,9 +1655,14 @@ def fleet_keygen(key_file: str) -> None:
     help="A larger batch object is refused unread.",
 )
 @click.option("--no-compact", is_flag=True, help="Leave small files as they are.")
+@click.option(
+    "--publish",
+    metavar="s3://BUCKET/PREFIX",
+    help="Then mirror the dataset's files there (at --endpoint), for ClickHouse or Spark.",
+)
 def fleet_ingest(
     source: str, dataset: str, key_file: str, endpoint: str | None, max_batch_bytes: int,
-    no_compact: bool,
+    no_compact: bool, publish: str | None,
 ) -> None:  # fmt: skip
     """Read new batches from SOURCE (a folder, or s3://BUCKET/PREFIX) into the Parquet
     dataset DATASET (a folder): opened with the collective's key, signatures and chains
@@ -1684,6 +1689,15 @@ def fleet_ingest(
         )  # fmt: skip
         for line in report.lines(source, dataset, ds.counts()):
             click.echo(line)
+        if publish is not None:
+            from probe.analyst.fleet.ingest import publish as publish_dataset
+
+            put, removed = publish_dataset(ds, publish, endpoint=endpoint)
+            click.echo(
+                _("{target}: {put} files put, {removed} removed").format(
+                    target=publish, put=put, removed=removed
+                )
+            )
     finally:
         ds.close()
 

@@ -273,3 +273,46 @@ def load_private_key(path: str | Path) -> str:
         raise FleetError(N_("{path}: not a collective private key ({problem})"), path=path,
                          problem=exc) from None  # fmt: skip
     return text
+
+
+def publish(dataset: Dataset, target: str, *, endpoint: str | None) -> tuple[int, int]:
+    """Mirror the dataset's Parquet files to ``s3://BUCKET/PREFIX`` (the same layout, so
+    ClickHouse's ``s3()``, Spark's ``s3a://`` and DuckDB's httpfs read it there): files the
+    bucket lacks (or holds at another size) are put, then objects the dataset no longer has
+    (joined by a compaction) are removed. Returns (put, removed). The manifest stays with the
+    collective. A reader listing the bucket between the two steps may see a compaction's input
+    files beside its output: run queries on the mirror after the run."""
+    source = open_source(target, endpoint=endpoint)
+    if not isinstance(source, S3Source):
+        raise FleetError(N_("--publish: {target} is not s3://BUCKET/PREFIX"), target=target)
+    client, bucket = source.client, source.bucket
+    prefix = source.prefix.strip("/")
+    local = {
+        p.relative_to(dataset.root).as_posix(): p
+        for table in ("measurements", "bodies", "heads")
+        for p in (dataset.root / table).rglob("*.parquet")
+    }
+    base = f"{prefix}/" if prefix else ""
+    try:
+        held = {
+            o.object_name[len(base) :]: int(o.size or 0)
+            for table in ("measurements", "bodies", "heads")
+            for o in client.list_objects(bucket, prefix=f"{base}{table}/", recursive=True)
+            if o.object_name.endswith(".parquet")
+        }
+        put = 0
+        for rel, path in sorted(local.items()):
+            if held.get(rel) != path.stat().st_size:
+                client.fput_object(bucket, f"{base}{rel}", str(path))
+                put += 1
+        gone = sorted(set(held) - set(local))
+        for rel in gone:
+            client.remove_object(bucket, f"{base}{rel}")
+    except Exception as exc:  # the SDK's and urllib3's, all said the same way
+        problem = getattr(exc, "code", None) or type(exc).__name__
+        raise FleetError(
+            N_("{target}: the dataset could not be published ({problem})"),
+            target=target,
+            problem=problem,
+        ) from None
+    return put, len(gone)

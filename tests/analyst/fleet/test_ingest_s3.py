@@ -128,3 +128,38 @@ def test_a_probes_uploads_ingested_equal_its_own_database(
         )
         assert code == 0, err
     assert (tmp_path / "ds.jsonl").read_bytes() == (tmp_path / "db.jsonl").read_bytes()
+
+
+def test_a_published_dataset_is_read_in_the_bucket_by_clickhouses_s3_function(
+    s3: S3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    chdb = pytest.importorskip("chdb")
+    import msgspec
+
+    from probe.analyst.fleet import query
+
+    db = report_fleet(tmp_path / "probe.db")
+    put(s3, seal_db(db, per=1), "four")  # many small files: the second run compacts
+    key = tmp_path / "collective.key"
+    key.write_text(PRIVATE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", ADMIN[0])
+        mp.setenv("AWS_SECRET_ACCESS_KEY", ADMIN[1])
+        argv = ["fleet", "ingest", f"s3://{BUCKET}/four", str(tmp_path / "ds"), "--key",
+                str(key), "--endpoint", s3.endpoint, "--no-compact",
+                "--publish", f"s3://{BUCKET}/dataset"]  # fmt: skip
+        code, out, err = run_fresh(argv, capsys)
+        assert code == 0, err
+        files = len(list((tmp_path / "ds").rglob("*.parquet")))
+        assert out.splitlines()[-1] == f"s3://{BUCKET}/dataset: {files} files put, 0 removed"
+        # Compacted: the joined file put, its inputs removed from the bucket too.
+        code, out, err = run_fresh(argv[:-3] + argv[-2:], capsys)
+        assert code == 0, err
+        assert out.splitlines()[-1].endswith(" removed") and " 0 removed" not in out
+    url = f"{s3.endpoint}/{BUCKET}/dataset/measurements/**/*.parquet"
+    table = query.clickhouse_table(f"s3('{url}', '{ADMIN[0]}', '{ADMIN[1]}', 'Parquet')")
+    text = str(chdb.query(query.DAILY_BLOCKING.format(table=table), "JSONCompactEachRow"))
+    got = [tuple(msgspec.json.decode(line)) for line in text.splitlines()]
+    assert got == sqlite3.connect(db).execute("SELECT * FROM daily_blocking").fetchall()
