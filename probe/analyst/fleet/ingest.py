@@ -15,7 +15,8 @@ folder (read recursively) or ``s3://BUCKET[/PREFIX]`` on an S3-compatible store 
 and the keys from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``; read with the MinIO SDK,
 the client the probes upload with). The chains are reported per device: gaps (seq numbers, and
 batches named as ``prev`` but never seen), forks (a seq or a ``prev`` claimed twice) and links
-that do not hold. :func:`keygen` writes the collective's X25519 key pair.
+that do not hold. :func:`keygen` writes the collective's X25519 key pair; :func:`publish`
+mirrors the dataset's files to a bucket, where ClickHouse's ``s3()`` or Spark read them.
 """
 
 from __future__ import annotations
