@@ -104,7 +104,9 @@ assert isinstance(_INFO, msgspec.inspect.StructType)
 MEASUREMENT_TYPES = {f.name: _arrow_type(f.name, f.type) for f in _INFO.fields}
 SCHEMA = pa.schema(
     [pa.field(n, t) for n, t in MEASUREMENT_TYPES.items()]
-    + [pa.field(n, t) for n, t in CHAIN_COLUMNS.items()]
+    # The chain's columns the merge's row type does not type itself (yet: once it does, its
+    # types rule, and each column stays once).
+    + [pa.field(n, t) for n, t in CHAIN_COLUMNS.items() if n not in MEASUREMENT_TYPES]
     + [pa.field(n, t) for n, t in DERIVED_COLUMNS.items()]
 )
 BODY_SCHEMA = pa.schema(

@@ -56,7 +56,8 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> Rows:
 
 def test_the_schema_is_every_column_of_the_merges_row_type_by_name() -> None:
     names = SCHEMA.names
-    assert names == [*M_COLUMNS, *CHAIN_COLUMNS, *DERIVED_COLUMNS]
+    chain = [c for c in CHAIN_COLUMNS if c not in M_COLUMNS]
+    assert names == [*M_COLUMNS, *chain, *DERIVED_COLUMNS] and len(set(names)) == len(names)
     types = dict(zip(names, SCHEMA.types, strict=True))
     assert types["is_control"] == pa.int8() and types["runtime"] == pa.float64()
     assert types["bytes_used"] == pa.int64() and types["target"] == pa.string()
