@@ -31,6 +31,7 @@ import yaml
 from probe import __version__
 from probe.analyst.export import FORMATS
 from probe.analyst.export.files import write_whole
+from probe.analyst.fleet import is_dataset
 from probe.classify.fingerprints import FingerprintSet
 from probe.config import settings as settings_mod
 from probe.config.options import (
@@ -620,13 +621,20 @@ def events(
     if as_json and fmt != "table":
         fail(_("--json and --format {format}: choose one").format(format=fmt))
     db = resolve_db(db_path, config_path)
-    store = _open_store(db, create=False, readonly=True)
-    if why:
-        _why(db, store, target_names, only_open, fmt, as_json)
-        return
-    found = [
-        e for e in find_events(store.throughput_tests(target_names)) if e.open or not only_open
-    ]
+    if is_dataset(db):  # a fleet dataset (probe fleet ingest), read with DuckDB
+        if why:
+            fail(_("--why reads a probe database, not a fleet dataset: {db}").format(db=db))
+        _need_analyst("probe events over a fleet dataset", ("duckdb",))
+        from probe.analyst.fleet.query import throughput_tests
+
+        tests = throughput_tests(db, target_names)
+    else:
+        store = _open_store(db, create=False, readonly=True)
+        if why:
+            _why(db, store, target_names, only_open, fmt, as_json)
+            return
+        tests = store.throughput_tests(target_names)
+    found = [e for e in find_events(tests) if e.open or not only_open]
     if as_json:
         listed = [e.as_dict() for e in found]
         click.echo(json.dumps({"db": db, "count": len(listed), "events": listed}))
@@ -1379,8 +1387,15 @@ def export(
     f = _row_filter(flags)
     if fmt == "parquet":
         _need_analyst("probe export --format parquet", ("pyarrow",))
-    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
-    n = run_export(store, f, fmt, output, excel=excel)
+    db = resolve_db(db_path, config_path)
+    if is_dataset(db):  # a fleet dataset (probe fleet ingest), read with DuckDB
+        _need_analyst("probe export from a fleet dataset", ("duckdb",))
+        from probe.analyst.fleet.query import export as export_dataset
+
+        n = export_dataset(db, f, fmt, output, excel=excel)
+    else:
+        store = _open_store(db, create=False, readonly=True)
+        n = run_export(store, f, fmt, output, excel=excel)
     click.echo(
         ngettext("{n} measurement exported", "{n} measurements exported", n).format(n=n), err=True
     )
@@ -1429,7 +1444,14 @@ def report(
     from probe.analyst.report.html import write_report
 
     f = _row_filter(flags)
-    store = _open_store(resolve_db(db_path, config_path), create=False, readonly=True)
+    db = resolve_db(db_path, config_path)
+    if is_dataset(db):  # a fleet dataset (probe fleet ingest), read with DuckDB
+        _need_analyst("probe report over a fleet dataset", ("duckdb",))
+        from probe.analyst.fleet.query import reads
+
+        store = reads(db)
+    else:
+        store = _open_store(db, create=False, readonly=True)
     summary = write_report(store, f, output, lang=lang or _lang, png_dir=png_dir)
     click.echo(summary, err=True)
 
@@ -1754,6 +1776,93 @@ def upload(config_path: str | None, **flags: Any) -> None:
         click.echo(_("waiting for the data budget: {why}").format(why=r.budget))
     if r.pruned:
         click.echo(_("{n} uploaded measurements deleted here (keep_uploaded)").format(n=r.pruned))
+
+
+@cli.group()
+def fleet() -> None:
+    """The collective's side of the fleet road: keys, and batches into a Parquet dataset."""
+
+
+@fleet.command("keygen")
+@click.argument("key_file", metavar="KEYFILE")
+def fleet_keygen(key_file: str) -> None:
+    """Make the collective's key pair: the private key to KEYFILE (never overwritten), the
+    public one to KEYFILE.pub, which the probes seal their batches to.
+
+    \b
+    Example:
+      probe fleet keygen collective.key    # then hand out collective.key.pub
+    """
+    from probe.analyst.fleet.ingest import keygen
+
+    click.echo(keygen(key_file))
+
+
+@fleet.command("ingest")
+@click.argument("source", metavar="SOURCE")
+@click.argument("dataset", metavar="DATASET")
+@click.option(
+    "--key", "key_file", required=True, metavar="KEYFILE", help="The collective's private key."
+)
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help="The S3 store of an s3://BUCKET/PREFIX source (keys from AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY).",
+)
+@click.option(
+    "--max-batch-bytes",
+    default=64 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    help="A larger batch object is refused unread.",
+)
+@click.option("--no-compact", is_flag=True, help="Leave small files as they are.")
+@click.option(
+    "--publish",
+    metavar="s3://BUCKET/PREFIX",
+    help="Then mirror the dataset's files there (at --endpoint), for ClickHouse or Spark.",
+)
+def fleet_ingest(
+    source: str, dataset: str, key_file: str, endpoint: str | None, max_batch_bytes: int,
+    no_compact: bool, publish: str | None,
+) -> None:  # fmt: skip
+    """Read new batches from SOURCE (a folder, or s3://BUCKET/PREFIX) into the Parquet
+    dataset DATASET (a folder): opened with the collective's key, signatures and chains
+    checked, every record validated as probe merge does, de-duplicated; hostile batches
+    refused with their reason. Running it again reads only new batches.
+
+    \b
+    Example:
+      probe fleet ingest s3://fleet/batches fleet-dataset --key collective.key \\
+          --endpoint https://s3.example.org
+      probe events --db fleet-dataset
+    """
+    _need_analyst("probe fleet ingest", ("pyarrow", "duckdb"))
+    from probe.analyst.fleet.dataset import Dataset
+    from probe.analyst.fleet.ingest import ingest, load_private_key, open_source
+
+    private = load_private_key(key_file)
+    src = open_source(source, endpoint=endpoint)
+    ds = Dataset.open(dataset)
+    try:
+        report = ingest(
+            src, ds, collective_private_key=private, max_bytes=max_batch_bytes,
+            compact=not no_compact,
+        )  # fmt: skip
+        for line in report.lines(source, dataset, ds.counts()):
+            click.echo(line)
+        if publish is not None:
+            from probe.analyst.fleet.ingest import publish as publish_dataset
+
+            put, removed = publish_dataset(ds, publish, endpoint=endpoint)
+            click.echo(
+                _("{target}: {put} files put, {removed} removed").format(
+                    target=publish, put=put, removed=removed
+                )
+            )
+    finally:
+        ds.close()
 
 
 if __name__ == "__main__":  # pragma: no cover
