@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from probe import addr
 from probe.model import ResolverSpec
 
+# The SNI A/B's neutral name (over TCP to the helper's bulk endpoint, over QUIC to a site's
+# address and to the helper's listener): a name no censor has reason to block or slow.
+NEUTRAL_SNI = "www.example.com"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeasureConfig:

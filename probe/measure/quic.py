@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from probe import addr, failures
 from probe.measure import dns as dnsq
 from probe.measure import net, steps
-from probe.measure.config import MeasureConfig, skip_address
+from probe.measure.config import NEUTRAL_SNI, MeasureConfig, skip_address
 from probe.model import (
     Certificate,
     DNSQuery,
@@ -62,7 +62,6 @@ from probe.model import (
 from probe.pages import extract_title
 
 H3 = "h3"
-NEUTRAL_SNI = "www.example.com"  # the throughput SNI A/B's neutral name
 MAX_SYSTEM = 2  # system addresses handshaken per target
 MAX_CONTROL = 1  # and control-only ones
 SYSTEM, NEUTRAL = "system", "neutral_sni"

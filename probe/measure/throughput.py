@@ -20,15 +20,12 @@ import httpx
 
 from probe import failures
 from probe.measure import edge, net, steps
-from probe.measure.config import skip_address
+from probe.measure.config import NEUTRAL_SNI, skip_address
 from probe.measure.net import PinnedTransport, Shared
 from probe.model import Flow, HelperSpeed, Plan, Sample
 
 SAMPLE_EVERY = 0.25
 TRIAL_GAP = 1.0
-# The SNI A/B's neutral name, presented to the helper's bulk endpoint between the legs with the
-# site's own name: a name no censor has reason to slow.
-NEUTRAL_SNI = "www.example.com"
 
 
 async def download(

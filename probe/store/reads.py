@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from sqlite_utils import Database
 
 from probe.classify.attribution import EdgeTest
 from probe.classify.events import ThroughputTest
@@ -301,23 +302,7 @@ class Reads(Connection):
     def edge_tests(self, targets: Iterable[str] = ()) -> list[EdgeTest]:
         """Every test with a rate, and the edge its target's object came from (schema m013's
         ``edge_tests``), for the attribution of slowdowns."""
-        names = list(targets)
-        where = f"WHERE target IN ({', '.join('?' for _ in names)})" if names else ""
-        rows = self.db.query(f"SELECT * FROM edge_tests {where} ORDER BY started_at", names)
-        return [
-            EdgeTest(
-                r["target"],
-                r["network"],
-                r["started_at"],
-                float(r["bps"]),
-                r["target_class"],
-                r["edge_asn"],
-                None if r["on_net"] is None else bool(r["on_net"]),
-                r["rtt_ms"],
-                r["label"],
-            )
-            for r in rows
-        ]
+        return edge_tests_of(self.db, targets)
 
     def stream(
         self, f: RowFilter, columns: Sequence[str] = (), *, batch: int = 2000
@@ -467,3 +452,25 @@ class Reads(Connection):
 
     def network_changes(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM network_changes ORDER BY at"))
+
+
+def edge_tests_of(db: Database, targets: Iterable[str] = ()) -> list[EdgeTest]:
+    """The rows of ``db``'s ``edge_tests`` view (m013) as :class:`EdgeTest`: a store's, or a
+    fleet dataset's tests copied into a database that has the view."""
+    names = list(targets)
+    where = f"WHERE target IN ({', '.join('?' for _ in names)})" if names else ""
+    rows = db.query(f"SELECT * FROM edge_tests {where} ORDER BY started_at", names)
+    return [
+        EdgeTest(
+            r["target"],
+            r["network"],
+            r["started_at"],
+            float(r["bps"]),
+            r["target_class"],
+            r["edge_asn"],
+            None if r["on_net"] is None else bool(r["on_net"]),
+            r["rtt_ms"],
+            r["label"],
+        )
+        for r in rows
+    ]

@@ -24,6 +24,7 @@ from probe.measure.objects import (
     MIN_BYTES,
     Candidate,
     Checked,
+    Found,
     candidates,
     choose,
     from_page,
@@ -154,6 +155,19 @@ def test_a_page_that_is_not_html_is_its_own_candidate() -> None:
     icon = next(s for s in SITES if s.name == "facebook-static-cdn")
     found = from_page(page_as_stored(icon), icon.url)
     assert found is not None and [c.url for c in found.candidates] == [icon.url]
+
+
+def test_a_page_that_is_not_html_is_exactly_one_first_party_candidate_or_one_left_out() -> None:
+    clip = HTTPTransaction(
+        "https://cdn.site.example/v/clip.mp4",
+        role="system",
+        status_code=200,
+        headers=(("Content-Type", "video/mp4"),),
+    )
+    found = from_page(Observations(clip.url, http=(clip,)), "https://site.example/")
+    assert found == Found((Candidate(clip.url, "media", 0, True),), 0)
+    found = from_page(Observations(clip.url, http=(clip,)), "https://other.example/")
+    assert found == Found((), 1)  # on another site: counted, not offered
 
 
 def _fetched(role: str, ctype: str | None, body: str, **kw: Any) -> HTTPTransaction:

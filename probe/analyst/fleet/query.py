@@ -24,6 +24,7 @@ from typing import Any, cast
 from probe import words
 from probe.analyst.fleet import MANIFEST, is_dataset
 from probe.analyst.fleet.dataset import FleetError
+from probe.classify.attribution import EdgeTest
 from probe.classify.events import ThroughputTest
 from probe.store import RowFilter, Store, Stored
 from probe.store.reads import STORED_COLUMNS, stored_from_row
@@ -141,6 +142,34 @@ def throughput_tests(path: str | Path, targets: Iterable[str] = ()) -> list[Thro
     ]
 
 
+def edge_tests(path: str | Path, targets: Iterable[str] = ()) -> list[EdgeTest]:
+    """What :meth:`probe.store.Store.edge_tests` gives, from the dataset: its measurements
+    with a throughput record (their few columns the view reads) are copied into an in-memory
+    SQLite database given the store's own ``edge_tests`` view (m013), so what an edge test is
+    stays said in one place."""
+    from sqlite_utils import Database
+
+    from probe.store import schema
+    from probe.store.reads import edge_tests_of
+
+    con = connect(path)
+    try:
+        rows = con.execute(
+            "SELECT id, started_at, target, is_control, probe_asn, resolver, throughput "
+            "FROM measurements WHERE throughput IS NOT NULL"
+        ).fetchall()
+    finally:
+        con.close()
+    db = Database(memory=True)
+    columns = ("id", "started_at", "target", "is_control", "probe_asn", "resolver", "throughput")
+    db.table("measurements").create(
+        {c: (int if c == "is_control" else str) for c in columns}, pk="id"
+    )
+    db.table("measurements").insert_all(dict(zip(columns, r, strict=True)) for r in rows)
+    schema.m013_edges(db)
+    return edge_tests_of(db, targets)
+
+
 def stored(path: str | Path, f: RowFilter, *, batch: int = 2000) -> Iterator[Stored]:
     """The measurements ``f`` selects, oldest first, as the store's :meth:`stored` gives them
     (one batch in memory)."""
@@ -164,6 +193,7 @@ def export(
 ) -> int:
     """``probe export`` from a dataset: JSON Lines or CSV, the same bytes as from the SQLite
     file the measurements came from."""
+    from probe.analyst.export.causes import cause_index
     from probe.analyst.export.csv import write_csv
     from probe.analyst.export.files import destination
     from probe.analyst.export.jsonl import write_jsonl
@@ -181,7 +211,14 @@ def export(
             # The CSV writer reads columns in bulk from a store's stream(): the dataset's rows
             # stand in for it (what it reads of a store is that one method).
             return write_csv(reads(path), f, out, excel=excel)
-        return write_jsonl((record(m, for_json=True) for m in stored(path, f)), out)
+        causes = cause_index(reads(path))
+        return write_jsonl(
+            (
+                record(m, for_json=True, cause=causes.cause(m.target, m.network, m.started_at))
+                for m in stored(path, f)
+            ),
+            out,
+        )
 
 
 # The store's export columns (probe.store.reads.EXPORT_COLUMNS) in DuckDB's words.
@@ -234,6 +271,9 @@ class Rows:
 
     def throughput_tests(self, targets: Iterable[str] = ()) -> list[ThroughputTest]:
         return throughput_tests(self.path, targets)
+
+    def edge_tests(self, targets: Iterable[str] = ()) -> list[EdgeTest]:
+        return edge_tests(self.path, targets)
 
 
 def reads(path: str | Path) -> Store:

@@ -146,11 +146,11 @@ def test_any_record_is_added_or_quarantined_never_a_crash(
         ("runtime", 2**60, "record_hash: the record has no canonical form"),
         ("bytes_used", 2**70, "bytes_used: a number out of range (64 bits)"),
         ("seq", 2**70, "seq: a number out of range (64 bits)"),
-        ("seq", 0, "seq: not a place in a chain (they start at 1)"),
+        ("seq", 0, "measurements: Expected `int` >= 1 - at `$.seq`"),  # the merge's row type
         ("target", "x\ud800", "target: not UTF-8 text (a lone surrogate)"),
         ("id", "\ud800", "id: not UTF-8 text (a lone surrogate)"),
-        ("device_key", 7, "device_key: int, not string"),
-        ("seq", True, "seq: bool, not int64"),
+        ("device_key", 7, "measurements: Expected `str | null`, got `int` - at `$.device_key`"),
+        ("seq", True, "measurements: Expected `int | null`, got `bool` - at `$.seq`"),
     ],
 )
 def test_values_no_probe_writes_are_quarantined_with_their_reason(
