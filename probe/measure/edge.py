@@ -77,7 +77,7 @@ def locality(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 
 
 def _code(text: str) -> str | None:
-    letters = "".join(c for c in text if c.isalpha())[:3].upper()
+    letters = "".join(c for c in text if c.isascii() and c.isalpha())[:3].upper()
     return letters if len(letters) == 3 else None
 
 

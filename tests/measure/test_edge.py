@@ -99,6 +99,9 @@ def test_the_pop_is_read_from_each_cdns_own_header() -> None:
     assert pop([("x-served-by", "cache-sin1, cache-hkg17920-HKG")]) == "HKG"
     assert pop([("x-cache", "HIT"), ("via", "1.1 varnish")]) is None
     assert pop([("cf-ray", "nodash")]) is None
+    # Letters outside ASCII name no airport (Hypothesis found "AAª" taken for a code).
+    assert pop([("x-amz-cf-pop", "AAª")]) is None
+    assert pop([("cf-ray", "8a1b-Maß")]) is None
 
 
 @given(st.lists(st.tuples(st.sampled_from([*edge.LOCALITY, "x-other"]), st.text(max_size=300))))
