@@ -170,6 +170,25 @@ def test_a_page_that_is_not_html_is_exactly_one_first_party_candidate_or_one_lef
     assert found == Found((), 1)  # on another site: counted, not offered
 
 
+def test_a_resource_linked_twice_is_one_candidate_and_the_ones_after_it_still_count() -> None:
+    html = (
+        "<img src='/a.jpg'><img src='/a.jpg'><img src='/b.jpg'>"
+        "<img src='https://ads.example/x.gif'><img src='https://cdn.other.example/y.gif'>"
+    )
+    found = candidates(html, "https://site.example/", "https://site.example/")
+    assert [c.url for c in found.candidates] == [
+        "https://site.example/a.jpg",
+        "https://site.example/b.jpg",
+    ]
+    assert found.third_party == 2
+
+
+def test_a_relative_base_is_read_against_the_page() -> None:
+    html = "<base href='/static/'><img src='a.jpg'>"
+    found = candidates(html, "https://site.example/news/today", "https://site.example/")
+    assert [c.url for c in found.candidates] == ["https://site.example/static/a.jpg"]
+
+
 def _fetched(role: str, ctype: str | None, body: str, **kw: Any) -> HTTPTransaction:
     headers = (("Content-Type", ctype),) if ctype else ()
     return HTTPTransaction(
