@@ -155,6 +155,14 @@ def _veth(a: str, a_ns: str, b: str, b_ns: str) -> None:
     sh("ip", "link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns)
 
 
+def add_namespaces(names: Sequence[str]) -> None:
+    """Each a new namespace with its loopback up and IPv6 off (nothing of the lab has it)."""
+    for ns in names:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+        sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns)
+
+
 def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = [*(["ip", "netns", "exec", ns] if ns else []), *args]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -219,10 +227,7 @@ class Lab:
         return self
 
     def _namespaces(self) -> None:
-        for ns in self.namespaces:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns)
+        add_namespaces(self.namespaces)
         links = [(self.isp, "i0"), (self.isp, "i1"), (self.servers, "s0")]
         if self.router:  # client c0 -- r0 router r1 -- i0 isp
             _veth("c0", self.client, "r0", self.router)

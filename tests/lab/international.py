@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.lab import REPO, check_available, cleanup_stale, sh
+from tests.lab import REPO, add_namespaces, check_available, cleanup_stale, sh
 
 CLIENT, ISP_C = "10.88.0.2", "10.88.0.1"
 ISP_N, NEAR = "10.88.1.1", "10.88.1.2"
@@ -183,10 +183,7 @@ class IntlLab:
         return self
 
     def _links(self) -> None:
-        for ns in self.namespaces:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns)
+        add_namespaces(self.namespaces)
         pairs = [
             ("c0", self.client, CLIENT, "i0", self.isp, ISP_C),
             ("i1", self.isp, ISP_N, "n0", self.near, NEAR),
