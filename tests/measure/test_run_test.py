@@ -184,3 +184,11 @@ def test_the_ab_alone_alternates_neutral_legs_and_the_helpers_addresses(world: W
     two, _ = legs(world, None, None, (A, B), site_host="news.test", trials=2)
     assert [ip for role, _, ip, _ in two if role == "ab_neutral2"] == [B]
     assert [r for r, *_ in two][-1] == "ab_neutral"  # trials=2: the last neutral is the first's
+
+
+def test_without_a_control_object_the_ab_alone_names_the_site_not_the_object(
+    world: World,
+) -> None:
+    target = Download(world.http("news.test", "/"))  # an object on another name than the site
+    got, _ = legs(world, target, None, (A, B), site_host="www.site.test", trials=1)
+    assert [name for role, name, _, _ in got if role == "ab_target"] == ["www.site.test"]
