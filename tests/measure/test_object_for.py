@@ -146,14 +146,14 @@ def test_discovery_is_cached_with_its_reason_even_when_it_finds_nothing() -> Non
 
 
 def test_a_discovered_object_is_cached_and_used() -> None:
-    clip = Checked(Candidate(MEDIA, "media"), 200, 4 << 20, "video/mp4")
+    clip = Checked(Candidate(MEDIA, "media"), 200, 1 << 20, "video/mp4")
     cache = Cache()
     result, _ = run(cache, {MEDIA: clip}, found=Found((clip.candidate,)))
-    assert result.object == ThroughputObject(MEDIA, 4 << 20, "video/mp4", "discovered", iso(NOW), 1)
+    assert result.object == ThroughputObject(MEDIA, 1 << 20, "video/mp4", "discovered", iso(NOW), 3)
     (put,) = cache.put_
     assert (put.url, put.size, put.content_type, put.why) == (
         MEDIA,
-        4 << 20,
+        1 << 20,
         "video/mp4",
         result.why,
     )
