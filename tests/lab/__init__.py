@@ -163,6 +163,25 @@ def add_namespaces(names: Sequence[str]) -> None:
         sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns)
 
 
+def stop_lab(procs: Sequence[subprocess.Popen[bytes]], namespaces: Sequence[str]) -> None:
+    """Kill a lab's processes (each its own process group), then its namespaces, with any
+    process still inside one (a probe run cut short)."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.wait(5)
+            for stream in (p.stdout, p.stderr):
+                if stream:
+                    stream.close()
+    for ns in namespaces:
+        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        sh("ip", "netns", "del", ns, check=False)
+
+
 def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = [*(["ip", "netns", "exec", ns] if ns else []), *args]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -668,22 +687,7 @@ class Lab:
 
     # -- teardown ------------------------------------------------------------------------
     def stop(self) -> None:
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-        for p in self.procs:
-            with contextlib.suppress(Exception):
-                p.wait(5)
-                for stream in (p.stdout, p.stderr):
-                    if stream:
-                        stream.close()
-        for ns in self.namespaces:
-            # any process still inside (a probe run cut short) goes with its namespace
-            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh("ip", "netns", "del", ns, check=False)
+        stop_lab(self.procs, self.namespaces)
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.lab import REPO, add_namespaces, check_available, cleanup_stale, sh
+from tests.lab import REPO, add_namespaces, check_available, cleanup_stale, sh, stop_lab
 
 CLIENT, ISP_C = "10.88.0.2", "10.88.0.1"
 ISP_N, NEAR = "10.88.1.1", "10.88.1.2"
@@ -467,20 +467,7 @@ class IntlLab:
 
     # -- teardown ------------------------------------------------------------------------
     def stop(self) -> None:
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-        for p in self.procs:
-            with contextlib.suppress(Exception):
-                p.wait(5)
-                for stream in (p.stdout, p.stderr):
-                    if stream:
-                        stream.close()
-        for ns in self.namespaces:
-            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh("ip", "netns", "del", ns, check=False)
+        stop_lab(self.procs, self.namespaces)
 
 
 @contextlib.contextmanager
