@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, TypeVar
 
 import dns.exception
 import dns.message
@@ -71,6 +71,7 @@ MAX_BULK_STREAMS = (
 )
 MAX_BULK_PER_CLIENT = 4  # and per client address (the probe downloads its A/B legs one by one)
 _RANDOM = os.urandom(64 * 1024)  # incompressible, and cheap to repeat
+_T = TypeVar("_T")
 
 
 class HelperApp:
@@ -236,6 +237,26 @@ class HelperApp:
                     break
         return b"".join(chunks)
 
+    async def _json_request(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        cap: int,
+        route: str,
+        parse: Callable[[Any], _T],
+    ) -> _T | _Refused:
+        """A JSON route's body (at most ``cap`` bytes) read and ``parse``d, or the refusal sent
+        for it: 413 past the cap, 408 too slow, 400 with ``route: reason`` for BadRequest."""
+        try:
+            return parse(decode_json(await self._body(scope, receive, cap)))
+        except TooLarge:
+            return _Refused(await _error(send, 413, "request body too large"))
+        except TimeoutError:
+            return _Refused(await _error(send, 408, "request body too slow"))
+        except BadRequest as exc:
+            return _Refused(await _error(send, 400, f"{route}: {exc}"))
+
     async def _control(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
         try:
             req = parse_body(await self._body(scope, receive, MAX_BODY))
@@ -297,17 +318,10 @@ class HelperApp:
     async def _speed(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, int]:
         from probe.measure.throughput import download, first_address
 
-        try:
-            doc = decode_json(await self._body(scope, receive, 4096))
-            if not isinstance(doc, dict):
-                raise BadRequest("the body must be a JSON object")
-            url, max_bytes, max_seconds = _speed_request(doc)
-        except TooLarge:
-            return await _error(send, 413, "request body too large")
-        except TimeoutError:
-            return await _error(send, 408, "request body too slow")
-        except BadRequest as exc:
-            return await _error(send, 400, f"speed: {exc}")
+        req = await self._json_request(scope, receive, send, 4096, "speed", _speed_request)
+        if isinstance(req, _Refused):
+            return req
+        url, max_bytes, max_seconds = req
         ip, why = await first_address(self.shared, url)
         if ip is None:
             answer: dict[str, Any] = {
@@ -342,20 +356,9 @@ class HelperApp:
         it sent): so it can recognise its own public address without being told it."""
         if scope["method"] != "POST":
             return await _error(send, 405, 'POST {"nonce": HEX}', [(b"allow", b"POST")])
-        try:
-            doc = decode_json(await self._body(scope, receive, 1024))
-            hex_nonce = doc.get("nonce") if isinstance(doc, dict) else None
-            nonce = bytes.fromhex(hex_nonce) if isinstance(hex_nonce, str) else b""
-            if not 16 <= len(nonce) <= 64:
-                raise BadRequest("nonce: 16 to 64 random bytes, in hex")
-        except TooLarge:
-            return await _error(send, 413, "request body too large")
-        except TimeoutError:
-            return await _error(send, 408, "request body too slow")
-        except BadRequest as exc:
-            return await _error(send, 400, f"network: {exc}")
-        except ValueError:  # fromhex
-            return await _error(send, 400, "network: nonce: 16 to 64 random bytes, in hex")
+        nonce = await self._json_request(scope, receive, send, 1024, "network", _network_nonce)
+        if isinstance(nonce, _Refused):
+            return nonce
         client = scope.get("client")
         address = str(client[0]) if client else None
         entry = self.asn_table.lookup(address) if address and self.asn_table else None
@@ -372,23 +375,9 @@ class HelperApp:
         addresses only: the client's own is never asked here, and nothing is logged."""
         if scope["method"] != "POST":
             return await _error(send, 405, 'POST {"addresses": [IP, ...]}', [(b"allow", b"POST")])
-        try:
-            doc = decode_json(await self._body(scope, receive, 4096))
-            addresses = doc.get("addresses") if isinstance(doc, dict) else None
-            if not isinstance(addresses, list) or len(addresses) > MAX_EDGES:
-                raise BadRequest(f"addresses: a list of at most {MAX_EDGES} IP addresses")
-            for a in addresses:
-                if not isinstance(a, str):
-                    raise BadRequest("addresses: each an IP address, as text")
-                ipaddress.ip_address(a)
-        except TooLarge:
-            return await _error(send, 413, "request body too large")
-        except TimeoutError:
-            return await _error(send, 408, "request body too slow")
-        except BadRequest as exc:
-            return await _error(send, 400, f"edges: {exc}")
-        except ValueError:  # ip_address
-            return await _error(send, 400, "edges: addresses: each an IP address")
+        addresses = await self._json_request(scope, receive, send, 4096, "edges", _edge_addresses)
+        if isinstance(addresses, _Refused):
+            return addresses
         found = {}
         for a in addresses:
             entry = self.asn_table.lookup(a) if self.asn_table else None
@@ -445,8 +434,41 @@ def _drop_untellable(reply: dns.message.Message, cfg: MeasureConfig) -> None:
         section[:] = kept
 
 
-def _speed_request(doc: dict[str, Any]) -> tuple[str, int, float]:
+class _Refused(tuple[int, int]):
+    """The (status, bytes) of a refusal already sent."""
+
+
+def _network_nonce(doc: Any) -> bytes:
+    """``{"nonce": HEX}`` -> the nonce's 16 to 64 bytes, or BadRequest."""
+    hex_nonce = doc.get("nonce") if isinstance(doc, dict) else None
+    try:
+        nonce = bytes.fromhex(hex_nonce) if isinstance(hex_nonce, str) else b""
+    except ValueError:
+        nonce = b""
+    if not 16 <= len(nonce) <= 64:
+        raise BadRequest("nonce: 16 to 64 random bytes, in hex")
+    return nonce
+
+
+def _edge_addresses(doc: Any) -> list[str]:
+    """``{"addresses": [IP, ...]}`` -> the addresses (at most MAX_EDGES), or BadRequest."""
+    addresses = doc.get("addresses") if isinstance(doc, dict) else None
+    if not isinstance(addresses, list) or len(addresses) > MAX_EDGES:
+        raise BadRequest(f"addresses: a list of at most {MAX_EDGES} IP addresses")
+    for a in addresses:
+        if not isinstance(a, str):
+            raise BadRequest("addresses: each an IP address, as text")
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise BadRequest("addresses: each an IP address") from None
+    return addresses
+
+
+def _speed_request(doc: Any) -> tuple[str, int, float]:
     """(url, max_bytes, max_seconds) of a /speed request, or BadRequest naming the field."""
+    if not isinstance(doc, dict):
+        raise BadRequest("the body must be a JSON object")
     url = doc.get("url")
     if not isinstance(url, str):
         raise BadRequest(f"url: {shown(url)} is not a URL string")

@@ -295,3 +295,27 @@ def test_helper_refuses_its_own_address(world: World) -> None:
     assert doc["tcp_connect"] == {}
     assert doc["http_request"]["failure"] == "dns_lookup_error"
     assert doc["dns"]["addrs"] == [SITE]
+
+
+@pytest.mark.parametrize(
+    ("path", "cap", "bad", "reason"),
+    [
+        ("/speed", 4096, b'{"url": 1}', "speed: "),
+        ("/network", 1024, b'{"nonce": "zz"}', "network: nonce: 16 to 64 random bytes, in hex"),
+        ("/edges", 4096, b'{"addresses": ["no.such"]}', "edges: addresses: each an IP address"),
+    ],
+)
+def test_each_json_route_refuses_too_large_too_slow_and_bad_alike(
+    world: World, path: str, cap: int, bad: bytes, reason: str
+) -> None:
+    with helper_server(world, body_timeout=0.5) as (base, _):
+        big = httpx.post(base + path, content=b"[" * (cap + 1), timeout=10)
+        assert big.status_code == 413 and big.json()["error"] == "request body too large"
+        wrong = httpx.post(base + path, content=bad, timeout=10)
+        assert wrong.status_code == 400 and wrong.json()["error"].startswith(reason), wrong.text
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{".encode())
+            s.settimeout(5)
+            head = s.recv(4096).split(b"\r\n")[0]
+        assert b" 408 " in head + b" ", head
