@@ -243,31 +243,20 @@ def seaweedfs(root: Path, *, write_once: bool = False) -> Iterator[S3]:
         server.stop()
 
 
-class Relay:
-    """A TCP relay on loopback in front of a server, that can be told to misbehave.
+class _Loopback:
+    """A threaded TCP server on loopback: each client handed to :meth:`_serve` in its own
+    thread; :meth:`close` ends every thread and socket."""
 
-    ``mode``: ``pass`` relays both ways; ``stall_request`` relays the first ``after`` bytes of
-    each client's request and then holds the rest (an upload cut mid-way: the server never
-    gets the whole object); ``stall_response`` relays the whole request and holds the server's
-    answer (the server stored the object; the client never hears it). ``seen`` counts the
-    bytes received from clients; ``stalled`` is set once a connection is held. Every thread
-    and socket ends on :meth:`close`.
-    """
-
-    def __init__(self, upstream: int, mode: str = "pass", after: int = 0) -> None:
+    def __init__(self) -> None:
         import threading
 
-        self.upstream, self.mode, self.after = upstream, mode, after
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = int(self.sock.getsockname()[1])
-        self.seen = 0
-        self.stalled = threading.Event()
         self.closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
         self._spawn(self._accept)
 
     def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
@@ -283,10 +272,49 @@ class Relay:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            self._socks += [client, server]
-            self._spawn(self._pump, client, server, True)
-            self._spawn(self._pump, server, client, False)
+            self._socks.append(client)
+            self._spawn(self._serve, client)
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.closing.set()
+        with contextlib_suppress():
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        self.sock.close()
+        for s in self._socks:
+            with contextlib_suppress():
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+class Relay(_Loopback):
+    """A TCP relay on loopback in front of a server, that can be told to misbehave.
+
+    ``mode``: ``pass`` relays both ways; ``stall_request`` relays the first ``after`` bytes of
+    each client's request and then holds the rest (an upload cut mid-way: the server never
+    gets the whole object); ``stall_response`` relays the whole request and holds the server's
+    answer (the server stored the object; the client never hears it). ``seen`` counts the
+    bytes received from clients; ``stalled`` is set once a connection is held.
+    """
+
+    def __init__(self, upstream: int, mode: str = "pass", after: int = 0) -> None:
+        import threading
+
+        self.upstream, self.mode, self.after = upstream, mode, after
+        self.seen = 0
+        self.stalled = threading.Event()
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def _serve(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.upstream))
+        self._socks.append(server)
+        self._spawn(self._pump, server, client, False)
+        self._pump(client, server, True)
 
     def _pump(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
         sent = 0
@@ -321,51 +349,14 @@ class Relay:
             except OSError:
                 return
 
-    def close(self) -> None:
-        self.closing.set()
-        with contextlib_suppress():
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
-        self.sock.close()
-        for s in self._socks:
-            with contextlib_suppress():
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-        for t in self._threads:
-            t.join(timeout=10)
 
-
-class Socks5:
+class Socks5(_Loopback):
     """A SOCKS5 proxy on loopback (RFC 1928: no authentication, CONNECT, IPv4 or a name),
     recording each destination asked for in ``asked``."""
 
     def __init__(self) -> None:
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = int(self.sock.getsockname()[1])
         self.asked: list[tuple[str, int]] = []
-        self.closing = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
-        self._spawn(self._accept)
-
-    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
-        import threading
-
-        t = threading.Thread(target=fn, args=args, daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def _accept(self) -> None:
-        while not self.closing.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            self._socks.append(client)
-            self._spawn(self._serve, client)
+        super().__init__()
 
     def _serve(self, client: socket.socket) -> None:
         try:
@@ -394,18 +385,6 @@ class Socks5:
         client.sendall(b"\x05\x00\x00\x01" + bytes(6))
         self._spawn(_pump_plain, upstream, client)
         _pump_plain(client, upstream)
-
-    def close(self) -> None:
-        self.closing.set()
-        with contextlib_suppress():
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
-        self.sock.close()
-        for s in self._socks:
-            with contextlib_suppress():
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-        for t in self._threads:
-            t.join(timeout=10)
 
 
 def _recv_exactly(s: socket.socket, n: int) -> bytes:
