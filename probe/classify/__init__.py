@@ -20,7 +20,7 @@ from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
 from probe.words import N_
 
-RULES_VERSION = "2026.12.2"  # .2: the HTTP/3 verdict (issue 24)
+RULES_VERSION = "2026.12.3"  # .2: the HTTP/3 verdict (issue 24); .3: local answers without a fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +181,26 @@ RULES: tuple[Rule, ...] = (
         lambda f: f.failing_step == "dns" and f.final_depth > 0,
         lambda f: "dns",
         False,
+    ),
+    Rule(
+        "down.local_address",
+        N_(
+            "the control resolver gives the same local address: the name points into a "
+            "local network"
+        ),
+        lambda f: f.failing_step == "dns" and f.dns_consistency == "consistent",
+        lambda f: False,
+        False,
+    ),
+    Rule(
+        "dns.bogon.unknown",
+        N_(
+            "the resolver answered a local or reserved address and there is no control "
+            "answer to compare"
+        ),
+        lambda f: f.failing_step == "dns",
+        lambda f: None,
+        None,
     ),
     Rule(
         "http.failure",

@@ -1232,15 +1232,31 @@ def test_rule_conditions_from_recorded_facts(
     assert (v.rule_id, v.blocking, v.accessible) == (rule, blocking, accessible)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="suspected classifier bug: a refused bogon answer with no control answer is "
-    "http.failure, blocking http-failure, though the failing step is dns and TCP never ran",
-)
 def test_bogon_answer_without_control_is_not_an_http_failure() -> None:
+    """A local answer refused before any connection, with no control answer to compare: the
+    failing step is DNS and nothing tells the resolver's lie from the site's own setting."""
     obs, _ = _recorded("dns_loopback")
     obs = replace(obs, dns=tuple(q for q in obs.dns if q.resolver != "control"))
     obs = replace(obs, http=tuple(h for h in obs.http if h.role == "system"))
+    obs = replace(obs, tcp=())  # without a control answer there was nothing to dial
     v = classify(obs, network_ok=True)
-    assert v.failing_step == "dns"
-    assert v.blocking != "http-failure"
+    assert v.failing_step == "dns" and v.failure == "dns_bogon_error"
+    assert (v.rule_id, v.blocking, v.accessible) == ("dns.bogon.unknown", None, None)
+
+
+def test_the_control_giving_the_same_local_answer_is_down_not_blocked() -> None:
+    """Both resolvers answer the same loopback address: the name itself points into a local
+    network (the site's own setting), so it is down for everyone, not blocked."""
+    obs, _ = _recorded("dns_loopback")
+    local = [a for q in obs.dns if q.resolver == "system" for a in q.answers]
+    obs = replace(
+        obs,
+        dns=tuple(
+            replace(q, answers=tuple(local)) if q.resolver == "control" else q for q in obs.dns
+        ),
+        http=tuple(h for h in obs.http if h.role == "system"),
+        tcp=(),
+    )
+    v = classify(obs, network_ok=True)
+    assert v.failing_step == "dns" and v.dns_consistency == "consistent"
+    assert (v.rule_id, v.blocking, v.accessible) == ("down.local_address", False, False)

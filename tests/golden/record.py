@@ -124,6 +124,35 @@ SCENARIOS: dict[str, Golden] = {
         ),
         opts={"allow_loopback": False, "allow_networks": ("127.0.0.10/32",)},
     ),
+    "dns_loopback_no_control": Golden(
+        # The same local answer with no control resolver to compare: cannot tell.
+        _http("loopback.test"),
+        dict(
+            blocking=None,
+            accessible=None,
+            failing_step="dns",
+            failure="dns_bogon_error",
+            rule_id="dns.bogon.unknown",
+        ),
+        opts={
+            "allow_loopback": False,
+            "allow_networks": ("127.0.0.10/32",),
+            "control_resolver": None,
+        },
+    ),
+    "dns_loopback_control_agrees": Golden(
+        # The control resolver gives the same local address: the name's own setting.
+        _http("loopback.test"),
+        dict(
+            blocking=False,
+            accessible=False,
+            dns_consistency="consistent",
+            failing_step="dns",
+            rule_id="down.local_address",
+        ),
+        opts={"allow_loopback": False, "allow_networks": ("127.0.0.10/32",)},
+        world_opts=_system_resolver_as_control,
+    ),
     "dns_blockpage_address": Golden(
         _http("blocked.test"),
         dict(
