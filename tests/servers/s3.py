@@ -85,6 +85,9 @@ class S3:
             f"-master.port={p['master']}",
             f"-master.port.grpc={p['master_grpc']}",
             "-master.volumeSizeLimitMB=64",
+            # One master: a restart elects itself in 1 s, not the 10 s of a cluster's default.
+            "-master.electionTimeout=1s",
+            "-master.telemetry=false",  # tests send nothing off this machine
             f"-volume.port={p['volume']}",
             f"-volume.port.grpc={p['volume_grpc']}",
             "-volume.max=4",
@@ -158,6 +161,7 @@ class S3:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def client(self, identity: tuple[str, str] = ADMIN):  # type: ignore[no-untyped-def]
+        import urllib3
         from minio import Minio
 
         return Minio(
@@ -166,6 +170,10 @@ class S3:
             secret_key=identity[1],
             secure=False,
             region="us-east-1",
+            # No retries with back-off: waiting for the server polls on its own clock.
+            http_client=urllib3.PoolManager(
+                retries=False, timeout=urllib3.Timeout(connect=2, read=10)
+            ),
         )
 
     def objects(self, prefix: str = "") -> dict[str, bytes]:
