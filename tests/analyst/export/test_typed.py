@@ -55,7 +55,7 @@ def test_exports_of_the_fixed_database_are_pinned(db: Path, tmp_path: Path) -> N
 
 def test_the_fixed_database_has_every_kind_of_row(db: Path) -> None:
     recs = list(records(Store.open(db)))
-    assert len(recs) == 49  # one day: every golden scenario, with and without helpers
+    assert len(recs) == 51  # one day: every golden scenario, with and without helpers
     words = {r["verdict"] for r in recs}
     assert {"offline", "throttled", "blockpage", "blocked (dns)", "accessible"} <= words
     assert any(r["control"] and r["control"]["failure"] for r in recs)
