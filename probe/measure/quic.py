@@ -665,6 +665,16 @@ async def helper_endpoint(shared: net.Shared, url: str) -> tuple[str, int] | Non
     return (q.addrs[0], port) if q.addrs else None
 
 
+def working_endpoint(obs: Observations) -> tuple[str, int] | None:
+    """(host, UDP port) of the site's HTTP/3 endpoint when a system handshake with it worked:
+    where the throughput test fetches its object over HTTP/3 too (probe.measure.h3flow)."""
+    q = obs.quic
+    if q is None or q.host is None:
+        return None
+    ok = next((h for h in q.handshakes if h.ok and h.role == SYSTEM and SYSTEM in h.sources), None)
+    return None if ok is None else (q.host, ok.port)
+
+
 def _same_origin(url: str, origin: tuple[str, int, str]) -> bool:
     u = httpx.URL(url)
     return (
