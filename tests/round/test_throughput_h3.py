@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from probe.model import Measurement, Plan
 from probe.round import ThroughputOptions, run_round
 from probe.round.budget import Allowance, Budget, Usage
 from probe.round.throughput import h3_worst_case
+from probe.store import Store
 from tests.h3world import H3World, make_h3_world
 
 
@@ -49,9 +51,17 @@ def _round(w: H3World, plan: Plan, **opts: Any) -> tuple[list[Measurement], list
     return [m for m in pages if m.target == "big"], tested
 
 
-def test_the_rounds_test_decides_quic_slower_from_http3_beside_tcp(h3w: H3World) -> None:
+def test_the_rounds_test_decides_quic_slower_from_http3_beside_tcp(
+    h3w: H3World, tmp_path: Path
+) -> None:
     plan = Plan(max_bytes=8 * 1024 * 1024, max_seconds=3.0, trials=3)
     (page,), (m,) = _round(h3w, plan)
+    store = Store.open(tmp_path / "p.db")  # as the round's recorder stores them
+    store.save(page)
+    store.save_throughput(m)
+    (row,) = store.rows()
+    assert store.verdict(row).quic_rule == "quic.slower.throughput"
+    store.close()
     assert (page.verdict.quic, page.verdict.quic_rule) == ("slower", "quic.slower.page")
     tp = m.throughput
     assert tp is not None and tp.skipped is None and tp.analysis is not None
