@@ -15,9 +15,9 @@ the test helper's QUIC listener (UDP/443 on its address), so the SNI A/B against
 meets it too. ``h3snidrop``'s UDP/443 is also dropped by address: only the A/B against the
 helper can tell its name is filtered. :func:`udp_throttled` shapes UDP from ``h3slow`` (tc htb
 on the ISP's client-facing link) while its TCP keeps full speed; its object ``/tp``
-(:func:`throughput_targets`) is the throughput test's, fetched over TCP and HTTP/3 at once. ``h3ok`` meets nothing. The
-lab (tests/lab/__init__.py) gives the names to its resolvers and certificate, binds the
-addresses, and calls :func:`start` and :func:`interfere`.
+(:func:`throughput_targets`) is the throughput test's, fetched over TCP and HTTP/3 at once.
+``h3ok`` meets nothing. The lab (tests/lab/__init__.py) gives the names to its resolvers and
+certificate, binds the addresses, and calls :func:`start` and :func:`interfere`.
 """
 
 from __future__ import annotations
