@@ -12,7 +12,7 @@ import itertools
 import pytest
 
 from probe.classify.quic import judge, refine
-from probe.classify.throughput import RATIO_MAX, analyse, compare_h3
+from probe.classify.throughput import H3_CEILING_BPS, RATIO_MAX, analyse, compare_h3
 from probe.model import (
     Flow,
     HTTPTransaction,
@@ -85,6 +85,16 @@ def test_http3_at_a_fraction_of_tcp_in_every_trial_is_slower() -> None:
 def test_the_ratio_threshold_is_the_throttling_verdicts(ratio: float, slower: bool) -> None:
     c = compare_h3(_trials(ratio))
     assert c is not None and c.slower is slower
+
+
+@pytest.mark.parametrize(("h3_mbit", "slower"), [(19.0, True), (21.0, False)])
+def test_a_fast_http3_is_not_read_as_slower(h3_mbit: float, slower: bool) -> None:
+    """Above H3_CEILING_BPS the probe's own QUIC stack may be what limits HTTP/3: beside a
+    much faster TCP, it is not called slower."""
+    assert H3_CEILING_BPS == 20e6
+    tcp = 500e6 / 8
+    c = compare_h3(_trials(h3_mbit * 1e6 / 8 / tcp, tcp=tcp))
+    assert c is not None and (c.ratio or 1) < 0.1 and c.slower is slower
 
 
 def test_the_throughput_comparison_overrides_the_page_gets() -> None:
