@@ -186,7 +186,8 @@ QUIC_RULES: tuple[QUICRule, ...] = (
     QUICRule(
         "quic.http3_failure",
         N_("the QUIC handshake worked, then the HTTP/3 request failed"),
-        lambda f: f.quic_ok and (f.get is None or f.get.failure is not None),
+        # (no GET at all: an imported OONI measurement that only handshook; probe always GETs)
+        lambda f: f.quic_ok and f.get is not None and f.get.failure is not None,
         "failure",
     ),
     QUICRule(
