@@ -75,7 +75,7 @@ async def download(
     failure: str | None = None
     raw_failure: str | None = None
     connect_s: float | None = None
-    handshake_bytes = 0
+    tally = quic.Tally()  # the connection, even when max_seconds cuts its handshake short
 
     def sample() -> None:
         rtt, low = _rtt_us(client)
@@ -100,8 +100,8 @@ async def download(
                     ca_bundle=shared.cfg.ca_bundle if verify else None,
                     verify=verify,
                     keep=True,
+                    tally=tally,
                 )
-                handshake_bytes = record.bytes
                 if client is None or client.h3 is None:
                     failure = record.failure or failures.QUIC_INCOMPATIBLE_VERSION
                     raw_failure = record.raw_failure or "no h3"
@@ -139,7 +139,7 @@ async def download(
         body.ttfb,
         round(time.monotonic() - start, 4),
         body.n,
-        client.bytes if client is not None else handshake_bytes,
+        sum(c.bytes for c in tally.clients.values()),
         tuple(samples),
         failure,
         raw_failure,

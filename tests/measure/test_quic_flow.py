@@ -95,3 +95,11 @@ def test_run_test_fetches_the_object_over_http3_beside_tcp_in_every_trial(h3w: H
         assert h3.url == tcp.url and h3.ip == tcp.ip == BIG
         assert abs(h3.start - tcp.start) < 0.2  # the same moment
         assert h3.failure is None and h3.bytes < tcp.bytes  # HTTP/3 throttled, TCP not
+
+
+def test_a_flow_whose_time_ends_in_the_handshake_still_counts_its_datagrams(
+    h3w: H3World,
+) -> None:
+    f = _flow(h3w, "hole.test", HOLE, timeout=1.0, max_seconds=0.5)
+    assert (f.failure, f.bytes) == (None, 0)  # the time cap, as a TCP flow's: not a failure
+    assert f.wire_bytes >= 1200 and f.duration < 0.9
