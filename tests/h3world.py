@@ -122,6 +122,7 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
         {
             "/": (200, {"Content-Type": "text/html"}, b"<title>Big</title>" + b"x" * BIG_BYTES),
             "/tp": obj,  # the throughput test's object: over TCP at once, over HTTP/3 throttled
+            "/even": obj,  # over HTTP/3 throttled, and over TCP as much (below)
         }
     )
     tls = server_context(leaf)
@@ -155,7 +156,15 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
             S.WebServer(with_alt_svc(page, port), ip, port, tls)
             for ip in (OK, REFUSED, HOLE, BADCERT, SNI, SNIDROP)
         ),
-        S.WebServer(with_alt_svc(big, port), BIG, port, tls),
+        # /even: over TCP paced at HTTP/3's own pace, so the two carry it as fast
+        S.WebServer(
+            with_alt_svc(
+                S.Site({**big.routes, "/even": S.large(OBJECT_BYTES, BIG_RATE * 8)}), port
+            ),
+            BIG,
+            port,
+            tls,
+        ),
         S.WebServer(page, RR, port, tls),
         S.WebServer(page, NONE, port, tls),
     ]
