@@ -193,8 +193,6 @@ async def _test(
     obj = found.object
     t_dl = Download(obj.url, obj.repeat) if obj is not None else None
     c_dl = Download(control[1].url, control[1].repeat) if control is not None else None
-    # Nothing to test (no object, or none for the control, and no helper's A/B) moves no
-    # bytes: it is recorded for what it is and takes no part of the budget.
     # The object over HTTP/3 too, beside TCP, when the page's HTTP/3 worked on its host.
     h3_port = (
         p.h3[1]
@@ -206,6 +204,8 @@ async def _test(
         and urlsplit(t_dl.url).scheme == "https"
         else None
     )
+    # Nothing to test (no object, or none for the control, and no helper's A/B) moves no
+    # bytes: it is recorded for what it is and takes no part of the budget.
     if (t_dl is not None and c_dl is not None) or opts.bulk is not None:
         extra = h3_worst_case(opts.plan) if h3_port is not None else 0
         why = opts.over_budget(opts.plan.worst_case_bytes + extra)

@@ -21,6 +21,7 @@ from probe.round import ThroughputOptions, run_round
 from probe.round.budget import Allowance, Budget, Usage
 from probe.round.throughput import h3_worst_case
 from probe.store import Store
+from probe.store.reclassify import reclassify
 from tests.h3world import H3World, make_h3_world
 
 
@@ -59,6 +60,9 @@ def test_the_rounds_test_decides_quic_slower_from_http3_beside_tcp(
     store = Store.open(tmp_path / "p.db")  # as the round's recorder stores them
     store.save(page)
     store.save_throughput(m)
+    (row,) = store.rows()
+    assert store.verdict(row).quic_rule == "quic.slower.throughput"
+    assert reclassify(store, builtin()) == (1, 0)  # replayed with the test's flows: the same
     (row,) = store.rows()
     assert store.verdict(row).quic_rule == "quic.slower.throughput"
     store.close()
