@@ -15,6 +15,15 @@ probe's alone. How to read it:
   timeout (the probe's ``--timeout``, here 1 s) twice: the site's name, then the neutral one.
 - ``round``: ``--round-targets`` targets (the five kinds, in turn) measured as a round does,
   all at once (``measure_target``), with QUIC on and off: wall seconds, bytes, CPU.
+- ``throughput flow``: one throughput flow of a 8 MiB object (``--flow-seconds``, 4 MiB cap),
+  over TCP (``probe.measure.throughput.download``) and over HTTP/3 (``probe.measure.h3flow``):
+  body rate, the wire's bytes over the body's (overhead: headers, acknowledgements, QUIC's
+  packet protection), and this process's CPU per body MB. On loopback the HTTP/3 rate is
+  aioquic's CPU ceiling in this process (pure Python), not a network's: a link faster than it
+  would read as HTTP/3 being slower. ``h3 shaped`` is big.test, whose HTTP/3 server paces its
+  body at 400 KiB/s.
+- ``deadline``: a site whose UDP is silent, measured as a round does with ``--deadline``
+  1.5 s and a 1 s timeout: the target ends at its deadline, not after two timeouts.
 - On a shared machine the times move with the load: compare within one session.
 """
 
@@ -114,10 +123,35 @@ async def _round(cfg: Any, urls: list[str]) -> tuple[float, int, float]:
         await shared.aclose()
 
 
+async def _flow(
+    cfg: Any, url: str, ip: str, h3: bool, seconds: float
+) -> tuple[float, float, float]:
+    from probe.measure import h3flow, net, throughput
+
+    shared = net.Shared.create(cfg)
+    try:
+        cpu = time.process_time()
+        get = h3flow.download if h3 else throughput.download
+        f = await get(
+            shared, url, ip, role="h3" if h3 else "target", max_bytes=4 * 1024 * 1024,
+            max_seconds=seconds, clock0=time.monotonic(),
+        )  # fmt: skip
+        used = time.process_time() - cpu
+        assert f.failure is None, f.failure
+        return (
+            f.bytes * 8 / max(f.duration, 1e-3) / 1e6,
+            f.wire_bytes / f.bytes,
+            used / (f.bytes / 1e6),
+        )
+    finally:
+        await shared.aclose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--round-targets", type=int, default=40)
+    ap.add_argument("--flow-seconds", type=float, default=2.0)
     args = ap.parse_args()
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_host, args=(child,), daemon=True)
@@ -137,6 +171,21 @@ def main() -> None:
         for label, on in (("quic on", True), ("quic off", False)):
             wall, used, cpu = asyncio.run(_round(_config(port, ca, dns, quic=on), urls))
             print(f"{label:<16}{wall:>9.2f}{used:>9}{cpu:>9.2f}")
+        from tests.h3world import BIG, OK
+
+        print(f"\n{'throughput flow':<16}{'Mbit/s':>9}{'wire/body':>10}{'CPU s/MB':>9}")
+        for label, host, ip, h3 in (
+            ("tcp", "h3.test", OK, False),
+            ("h3", "h3.test", OK, True),
+            ("h3 shaped", "big.test", BIG, True),
+        ):
+            url = f"https://{host}:{port}/tp"
+            runs = [asyncio.run(_flow(cfg, url, ip, h3, args.flow_seconds)) for _ in range(3)]
+            rate, wire, cpu = (statistics.median(r[i] for r in runs) for i in range(3))
+            print(f"{label:<16}{rate:>9.1f}{wire:>10.3f}{cpu:>9.3f}")
+        tight = _config(port, ca, dns, deadline=1.5)
+        wall, used, _ = asyncio.run(_round(tight, [f"https://hole.test:{port}/"]))
+        print(f"\n{'deadline 1.5 s':<16}{wall:>9.2f}{used:>9}   (udp dropped, timeout 1 s)")
     finally:
         parent.send("done")
         proc.join(10)

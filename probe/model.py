@@ -389,6 +389,11 @@ class ThroughputAnalysis:
     reason: str | None = None  # why there is no verdict
     basis: str | None = None  # "trials" (an object against a control) or "sni_ab" (A/B only)
     ab_ratio: float | None = None  # the site's name over the neutral name, on the helper
+    # HTTP/3 beside TCP (issue 24): the same object over QUIC in every trial (flows "h3")
+    h3_bps: float | None = None  # HTTP/3's steady rate, median over trials
+    h3_ratio: float | None = None  # median HTTP/3 / TCP ratio of the target's object
+    h3_p_value: float | None = None  # HTTP/3's 1-second rates below TCP's (Bonferroni)
+    h3_slower: bool | None = None  # None: not compared (no complete HTTP/3 trial)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ NAMES = [
 BLOCKED_SNI = {"sni.test", "snidrop.test"}
 BIG_BYTES = 256 * 1024  # a page large enough for HTTP/3's rate to be compared with TCP's
 BIG_RATE = 400 * 1024  # bytes per second: big.test's HTTP/3 server is throttled to this
+OBJECT_BYTES = 8 * 1024 * 1024  # /tp on every site: a throughput test's object
 
 
 @dataclass
@@ -115,9 +116,14 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
     leaf = ca.issue_cert(*NAMES)
     hosts = [OK, REFUSED, HOLE, BADCERT, RR, NONE, SNI, BIG, DEAD, SNIDROP, HELPER]
     port = S.free_port(hosts)
-    page = S.Site({"/": (200, S.SITE_HEADERS, S.PAGE)})
+    obj = (200, {"Content-Type": "application/octet-stream"}, b"o" * OBJECT_BYTES)
+    page = S.Site({"/": (200, S.SITE_HEADERS, S.PAGE), "/tp": obj})
     big = S.Site(
-        {"/": (200, {"Content-Type": "text/html"}, b"<title>Big</title>" + b"x" * BIG_BYTES)}
+        {
+            "/": (200, {"Content-Type": "text/html"}, b"<title>Big</title>" + b"x" * BIG_BYTES),
+            "/tp": obj,  # the throughput test's object: over TCP at once, over HTTP/3 throttled
+            "/even": obj,  # over HTTP/3 throttled, and over TCP as much (below)
+        }
     )
     tls = server_context(leaf)
     zone: dict[str, Any] = {
@@ -150,7 +156,15 @@ def make_h3_world(tmp: Path) -> Iterator[H3World]:
             S.WebServer(with_alt_svc(page, port), ip, port, tls)
             for ip in (OK, REFUSED, HOLE, BADCERT, SNI, SNIDROP)
         ),
-        S.WebServer(with_alt_svc(big, port), BIG, port, tls),
+        # /even: over TCP paced at HTTP/3's own pace, so the two carry it as fast
+        S.WebServer(
+            with_alt_svc(
+                S.Site({**big.routes, "/even": S.large(OBJECT_BYTES, BIG_RATE * 8)}), port
+            ),
+            BIG,
+            port,
+            tls,
+        ),
         S.WebServer(page, RR, port, tls),
         S.WebServer(page, NONE, port, tls),
     ]

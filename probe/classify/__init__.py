@@ -20,7 +20,8 @@ from probe.classify.fingerprints import FingerprintSet, builtin
 from probe.model import NO_CONTROL, Blocking, ControlEvidence, Observations, Verdict
 from probe.words import N_
 
-RULES_VERSION = "2026.12.3"  # .2: the HTTP/3 verdict (issue 24); .3: local answers without a fetch
+RULES_VERSION = "2026.12.4"  # .2: HTTP/3 (issue 24); .3: local answers without a fetch;
+# .4: quic.slower.throughput and quic.slower.page (issue 24)
 
 
 @dataclass(frozen=True, slots=True)

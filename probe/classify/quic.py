@@ -7,17 +7,23 @@ first :data:`QUIC_RULES` rule that holds: its ``label`` (``Verdict.quic``) and `
 answer while TCP and TLS to them work: UDP endpoint blocking); ``sni_blocked`` (no answer on
 the site's name, an answer from the same address on a neutral name: the filter reads the name
 in the Initial packet); ``both_blocked`` (neither QUIC nor TCP gets through); ``down`` (the
-helper cannot do QUIC to the site either); ``slower`` (HTTP/3 carried the same page at under a
-third of TCP's rate); ``failure`` (a server answered, and the handshake or the HTTP/3 GET
+helper cannot do QUIC to the site either); ``slower`` (``quic.slower.throughput``: in the
+throughput test's trials, the same object over HTTP/3 beside TCP at the same moment was at most
+half as fast, significantly, as :func:`probe.classify.throughput.compare_h3` judges; without such
+a comparison, ``quic.slower.page``: HTTP/3 carried the same page at under a third of TCP's
+rate, one GET after the other); ``failure`` (a server answered, and the handshake or the HTTP/3 GET
 still failed); None (and no rule) when QUIC was not tried. No I/O; the rules are data with ids.
+The throughput test runs after the page is classified: :func:`refine` is what its comparison
+changes in a page's verdict (the same as :func:`judge` given the flows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from probe.model import ControlEvidence, HTTPTransaction, Observations, QUICHandshake
+from probe.classify.throughput import H3Comparison, compare_h3
+from probe.model import ControlEvidence, Flow, HTTPTransaction, Observations, QUICHandshake
 from probe.words import N_
 
 # The labels that say QUIC was blocked (the daemon's round events count them).
@@ -38,6 +44,12 @@ class QUICFacts:
     tcp_get: HTTPTransaction | None  # the TCP GET of the same URL
     helper_quic: bool | None  # the helper's QUIC handshakes: any worked; None: not asked
     helper_ab: tuple[QUICHandshake, QUICHandshake] | None = None  # the site's name, neutral
+    compared: H3Comparison | None = None  # the throughput test's HTTP/3 beside TCP
+
+    @property
+    def throughput_slower(self) -> bool | None:
+        """The throughput test's verdict on HTTP/3 against TCP; None: not compared."""
+        return None if self.compared is None else self.compared.slower
 
     @property
     def quic_ok(self) -> bool:
@@ -82,7 +94,11 @@ def _rate_ratio(h3: HTTPTransaction | None, tcp: HTTPTransaction | None) -> floa
 
 
 def derive(
-    obs: Observations, control: ControlEvidence | None = None, network_ok: bool | None = None
+    obs: Observations,
+    control: ControlEvidence | None = None,
+    network_ok: bool | None = None,
+    flows: Sequence[Flow] = (),
+    tests_in_round: int = 1,
 ) -> QUICFacts:
     q = obs.quic
     if q is None or q.skipped is not None or not q.handshakes:
@@ -107,7 +123,10 @@ def derive(
     named = next((h for h in q.handshakes if h.role == "helper_sni"), None)
     other = next((h for h in q.handshakes if h.role == "helper_neutral"), None)
     ab = (named, other) if named is not None and other is not None else None
-    return QUICFacts(True, network_ok, system, neutral, get, tcp_ok, tcp_get, helper_quic, ab)
+    compared = compare_h3(flows, tests_in_round=tests_in_round)
+    return QUICFacts(
+        True, network_ok, system, neutral, get, tcp_ok, tcp_get, helper_quic, ab, compared
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +186,23 @@ QUIC_RULES: tuple[QUICRule, ...] = (
     QUICRule(
         "quic.http3_failure",
         N_("the QUIC handshake worked, then the HTTP/3 request failed"),
-        lambda f: f.quic_ok and (f.get is None or f.get.failure is not None),
+        # (no GET at all: an imported OONI measurement that only handshook; probe always GETs)
+        lambda f: f.quic_ok and f.get is not None and f.get.failure is not None,
         "failure",
     ),
     QUICRule(
-        "quic.slower",
+        "quic.slower.throughput",
+        N_(
+            "HTTP/3 carried the throughput test's object at most half as fast as TCP did at the "
+            "same moment, significantly"
+        ),
+        lambda f: f.quic_ok and f.throughput_slower is True,
+        "slower",
+    ),
+    QUICRule(
+        "quic.slower.page",
         N_("HTTP/3 carried the same page at under a third of TCP's rate"),
-        lambda f: f.quic_ok and f.slower,
+        lambda f: f.quic_ok and f.throughput_slower is None and f.slower,
         "slower",
     ),
     QUICRule(
@@ -187,15 +216,46 @@ QUIC_RULES: tuple[QUICRule, ...] = (
 
 
 def judge(
-    obs: Observations, control: ControlEvidence | None = None, network_ok: bool | None = None
+    obs: Observations,
+    control: ControlEvidence | None = None,
+    network_ok: bool | None = None,
+    flows: Sequence[Flow] = (),
+    tests_in_round: int = 1,
 ) -> tuple[str | None, str | None]:
     """(label, rule id) of a measurement's HTTP/3 steps: the first rule that holds; (None,
-    None) when HTTP/3 was not tried (turned off, not HTTPS, not advertised)."""
-    f = derive(obs, control, network_ok)
+    None) when HTTP/3 was not tried (turned off, not HTTPS, not advertised). ``flows``: the
+    throughput test's, for HTTP/3 beside TCP."""
+    f = derive(obs, control, network_ok, flows, tests_in_round)
     if not f.measured:
         return None, None
     rule = next(r for r in QUIC_RULES if r.when(f))
     return rule.label, rule.id
 
 
-__all__ = ["QUIC_BLOCKED", "QUIC_RULES", "QUICFacts", "QUICRule", "derive", "judge"]
+# The rules a page's verdict can have reached that the throughput comparison decides between
+# (every rule before them reads the page's steps only).
+_REFINED = ("quic.slower.throughput", "quic.slower.page", "quic.ok")
+
+
+def refine(
+    label: str | None, rule: str | None, flows: Sequence[Flow], tests_in_round: int = 1
+) -> tuple[str | None, str | None]:
+    """A page's QUIC verdict once its throughput test is known: :func:`judge` with the flows,
+    from the page's (label, rule id) alone (the round holds no observations by then). Only the
+    last rules read the comparison, so a verdict decided before them stays; so does one the
+    test could not compare (no HTTP/3 flow, or none complete)."""
+    slower = None if (c := compare_h3(flows, tests_in_round=tests_in_round)) is None else c.slower
+    if rule not in _REFINED or slower is None:
+        return label, rule
+    return ("slower", "quic.slower.throughput") if slower else ("ok", "quic.ok")
+
+
+__all__ = [
+    "QUIC_BLOCKED",
+    "QUIC_RULES",
+    "QUICFacts",
+    "QUICRule",
+    "derive",
+    "judge",
+    "refine",
+]

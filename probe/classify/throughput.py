@@ -195,6 +195,11 @@ def analyse(
         ab_ratio=_ab_ratio(ab),
         basis="trials",
     )
+    h3 = compare_h3(flows, tests_in_round=tests_in_round, alpha=alpha)
+    if h3 is not None:
+        base = replace(
+            base, h3_bps=h3.h3_bps, h3_ratio=h3.ratio, h3_p_value=h3.p_value, h3_slower=h3.slower
+        )
     if not any(f.role in ("target", "control") for f in flows):
         return _analyse_ab(flows, stats_of, replace(base, basis="sni_ab"), alpha)
     ratios = [
@@ -315,3 +320,64 @@ def _common_slowdown(target: list[FlowStats], control: list[FlowStats]) -> bool:
         return bool(stats) and statistics.median(s.bps / max(s.peak_bps, 1) for s in stats) < 0.5
 
     return slowed(target) and slowed(control)
+
+
+# -- HTTP/3 beside TCP (issue 24) ---------------------------------------------------------------
+H3_ROLE = "h3"  # probe.measure.h3flow.ROLE
+# HTTP/3's rate above which "slower" is not read: the probe's QUIC stack (aioquic, pure Python)
+# tops out at tens of Mbit/s on a small machine (bench/quic.py: about 80 Mbit/s on loopback,
+# alone), so beside a faster TCP it could be the probe's own CPU that is slow, not the path.
+H3_CEILING_BPS = 20e6
+
+
+@dataclass(frozen=True, slots=True)
+class H3Comparison:
+    """The target's object over HTTP/3 against the same object over TCP, fetched at the same
+    moment in each trial. ``slower``: None when no trial has both flows complete."""
+
+    trials: int  # trials with both flows complete
+    h3_bps: float | None = None
+    tcp_bps: float | None = None
+    ratio: float | None = None  # median over trials of HTTP/3's rate over TCP's
+    p_value: float | None = None  # one-sided Mann-Whitney U, Bonferroni-corrected
+    p_raw: float | None = None
+    slower: bool | None = None
+
+
+def compare_h3(
+    flows: Sequence[Flow], *, tests_in_round: int = 1, alpha: float = ALPHA
+) -> H3Comparison | None:
+    """HTTP/3 slower than TCP, with the throttling verdict's care: the median per-trial ratio
+    of HTTP/3's steady rate to TCP's at most :data:`RATIO_MAX`, *and* HTTP/3's 1-second block
+    rates significantly below TCP's (one-sided Mann-Whitney U, Bonferroni-corrected for the
+    round's tests), *and* HTTP/3's median rate under :data:`H3_CEILING_BPS` (above it the
+    probe's own QUIC stack may be the limit). None when the test had no HTTP/3 flow."""
+    if not any(f.role == H3_ROLE for f in flows):
+        return None
+    by_trial: dict[int, dict[str, FlowStats]] = {}
+    for f in flows:
+        if f.role in ("target", H3_ROLE) and (st := flow_stats(f)) is not None:
+            by_trial.setdefault(f.trial, {})[f.role] = st
+    pairs = [t for t in by_trial.values() if "target" in t and H3_ROLE in t]
+    pairs = [t for t in pairs if t["target"].bps > 0]
+    if not pairs:
+        return H3Comparison(0)
+    from scipy.stats import mannwhitneyu
+
+    h3 = [t[H3_ROLE] for t in pairs]
+    tcp = [t["target"] for t in pairs]
+    ratio = statistics.median(t[H3_ROLE].bps / t["target"].bps for t in pairs)
+    h_blocks = [b for s in h3 for b in s.blocks]
+    t_blocks = [b for s in tcp for b in s.blocks]
+    p_raw = float(mannwhitneyu(h_blocks, t_blocks, alternative="less").pvalue)
+    p_adj = min(1.0, p_raw * max(1, tests_in_round))
+    h3_bps = statistics.median(s.bps for s in h3)
+    return H3Comparison(
+        len(pairs),
+        h3_bps=h3_bps,
+        tcp_bps=_median_bps(tcp),
+        ratio=ratio,
+        p_value=p_adj,
+        p_raw=p_raw,
+        slower=ratio <= RATIO_MAX and p_adj < alpha and h3_bps < H3_CEILING_BPS,
+    )

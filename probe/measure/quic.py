@@ -23,6 +23,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -360,9 +361,11 @@ async def handshake(
     role: str = SYSTEM,
     verify: bool = True,
     keep: bool = False,
+    tally: Tally | None = None,
 ) -> tuple[QUICHandshake, _Client | None]:
     """One QUIC handshake, its record, and the open connection when ``keep`` and it worked
-    (the caller closes it). A failure is a result: the record's ``failure``."""
+    (the caller closes it). A failure is a result: the record's ``failure``. Cancelled from
+    outside (the per-target deadline), it closes its socket and leaves its part in ``tally``."""
     loop = asyncio.get_running_loop()
     t0 = ctx.now()
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -370,6 +373,8 @@ async def handshake(
     client: _Client | None = None
     failure: failures.FailureInfo | None = None
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    started = QUICHandshake(ip, port, server_name, sources, role, (H3,), t0=t0)
+    key = tally.begin(started) if tally is not None else 0
     try:
         sock.setblocking(False)
         sock.connect((ip, port))
@@ -377,10 +382,18 @@ async def handshake(
         _, client = await loop.create_datagram_endpoint(
             lambda: _Client(quic, loop, h3=keep), sock=sock
         )
+        if tally is not None:
+            tally.opened(key, client)
         quic.connect(sock.getpeername(), now=loop.time())
         client.transmit()
         async with asyncio.timeout(ctx.timeout):
             await client.connected
+    except asyncio.CancelledError:
+        if client is not None:
+            client.close()
+        else:
+            sock.close()
+        raise
     except TimeoutError:
         failure = failures.FailureInfo(failures.GENERIC_TIMEOUT, failures.OP_QUIC, "timeout")
     except QUICClosed as exc:
@@ -410,10 +423,14 @@ async def handshake(
         client.bytes if client is not None else 0,
     )
     if failure is None and keep:
+        if tally is not None:
+            tally.end(key, record)
         return record, client
     if client is not None:
         client.close()
         record = replace(record, bytes=client.bytes)
+    if tally is not None:
+        tally.end(key, record)
     return record, None
 
 
@@ -553,9 +570,12 @@ async def measure(
     *,
     neutral_sni: str = NEUTRAL_SNI,
     helper: tuple[str, int] | None = None,
+    tally: Tally | None = None,
 ) -> QUICObservations:
     """The HTTP/3 observations of one measured target (see the module's contract);
-    ``helper``: the test helper's QUIC address, for the SNI A/B against it."""
+    ``helper``: the test helper's QUIC address, for the SNI A/B against it; ``tally``: where
+    the steps leave what they did as they go (:func:`measure_within` reads it on a deadline)."""
+    tally = Tally() if tally is None else tally
     cfg = shared.cfg
     if not cfg.quic:
         return QUICObservations(skipped="off")
@@ -576,6 +596,7 @@ async def measure(
         found += [e for e in https_rr_endpoints(q, host) if e not in found]
     used = sum(q.bytes for q in queries)
     base = QUICObservations(host=host, discovery=tuple(found), dns=tuple(queries), bytes=used)
+    tally.base = base
     own = [e for e in found if e.host is None]
     if not own:
         return replace(base, skipped="not_advertised")
@@ -590,7 +611,9 @@ async def measure(
         return replace(base, skipped="no_address")
     results = await asyncio.gather(
         *(
-            handshake(ctx, ip, port, host, ca_bundle=cfg.ca_bundle, sources=s, keep=True)
+            handshake(
+                ctx, ip, port, host, ca_bundle=cfg.ca_bundle, sources=s, keep=True, tally=tally
+            )
             for ip, s in wanted
         )
     )
@@ -601,7 +624,10 @@ async def measure(
         chosen = next(((r, c) for r, c in clients if SYSTEM in r.sources), None)
         if chosen is not None:
             r, c = chosen
+            tally.get = HTTPTransaction(url=url, role=ROLE_H3, ip=r.ip, port=port, t0=ctx.now())
             http.append(await http3_get(ctx, c, url, r.ip, port, cfg.body_cap, cfg.read_deadline))
+            tally.get = None
+            tally.http.extend(http)
     finally:
         for _, c in clients:
             c.close()
@@ -614,9 +640,16 @@ async def measure(
         # The neutral name to the same address, and the A/B against the helper, at once.
         neutral, ab = await asyncio.gather(
             handshake(
-                ctx, sys_hs[0].ip, port, neutral_sni, ca_bundle=None, role=NEUTRAL, verify=False
+                ctx,
+                sys_hs[0].ip,
+                port,
+                neutral_sni,
+                ca_bundle=None,
+                role=NEUTRAL,
+                verify=False,
+                tally=tally,
             ),
-            helper_ab(ctx, helper, host, neutral_sni) if helper is not None else _none(),
+            helper_ab(ctx, helper, host, neutral_sni, tally) if helper is not None else _none(),
         )
         handshakes += [neutral[0], *ab]
         used += neutral[0].bytes + sum(h.bytes for h in ab)
@@ -624,7 +657,11 @@ async def measure(
 
 
 async def helper_ab(
-    ctx: steps.StepContext, helper: tuple[str, int], host: str, neutral_sni: str = NEUTRAL_SNI
+    ctx: steps.StepContext,
+    helper: tuple[str, int],
+    host: str,
+    neutral_sni: str = NEUTRAL_SNI,
+    tally: Tally | None = None,
 ) -> list[QUICHandshake]:
     """The SNI A/B over QUIC against the test helper's listener (probe.helper.quic), which
     completes a handshake for any name: the site's name, then a neutral one, unverified. The
@@ -633,11 +670,11 @@ async def helper_ab(
     named, neutral = await asyncio.gather(
         handshake(
             ctx, ip, port, host, ca_bundle=None, role=HELPER_SNI, verify=False,
-            sources=("helper",),
+            sources=("helper",), tally=tally,
         ),
         handshake(
             ctx, ip, port, neutral_sni, ca_bundle=None, role=HELPER_NEUTRAL, verify=False,
-            sources=("helper",),
+            sources=("helper",), tally=tally,
         ),
     )  # fmt: skip
     return [named[0], neutral[0]]
@@ -663,6 +700,104 @@ async def helper_endpoint(shared: net.Shared, url: str) -> tuple[str, int] | Non
         client=shared.doh, tls=shared.dot,
     )  # fmt: skip
     return (q.addrs[0], port) if q.addrs else None
+
+
+# -- the per-target deadline -----------------------------------------------------------------
+DEADLINE = "target deadline"  # raw_failure of a step the deadline cut (as probe.measure.runner)
+SKIPPED_DEADLINE = "deadline"  # QUICObservations.skipped: the deadline came before any step
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one target's QUIC steps did so far, left by them as they go, so that a deadline
+    cutting them short still finds every handshake (finished, or in flight) and every byte."""
+
+    base: QUICObservations | None = None  # discovery done: the host, the HTTPS records
+    started: list[QUICHandshake] = field(default_factory=list)  # in the order they began
+    done: dict[int, QUICHandshake] = field(default_factory=dict)
+    clients: dict[int, _Client] = field(default_factory=dict)  # every connection opened
+    http: list[HTTPTransaction] = field(default_factory=list)
+    get: HTTPTransaction | None = None  # the HTTP/3 GET in flight
+
+    def begin(self, h: QUICHandshake) -> int:
+        self.started.append(h)
+        return len(self.started) - 1
+
+    def opened(self, key: int, client: _Client) -> None:
+        self.clients[key] = client
+
+    def end(self, key: int, record: QUICHandshake) -> None:
+        self.done[key] = record
+
+    def _cut(self, key: int, h: QUICHandshake, now: float) -> QUICHandshake:
+        c = self.clients.get(key)
+        return replace(
+            h,
+            answered=bool(c is not None and c.received),
+            failure=failures.GENERIC_TIMEOUT,
+            raw_failure=DEADLINE,
+            t=now,
+            bytes=c.bytes if c is not None else 0,
+        )
+
+    def cut_short(self, ctx: steps.StepContext, host: str | None) -> QUICObservations:
+        """The observations as the deadline left them: the steps in flight failed as
+        ``generic_timeout_error`` (raw :data:`DEADLINE`), every connection's bytes counted."""
+        for c in self.clients.values():
+            c.close()  # (those already closed stay as they are)
+        if self.base is None:
+            return QUICObservations(host=host, skipped=SKIPPED_DEADLINE)
+        now = ctx.now()
+        handshakes = [self.done.get(i) or self._cut(i, h, now) for i, h in enumerate(self.started)]
+        http = list(self.http)
+        if self.get is not None:
+            http.append(
+                replace(
+                    self.get, failure=failures.GENERIC_TIMEOUT, raw_failure=DEADLINE,
+                    failed_operation=failures.OP_HTTP, t=now,
+                )
+            )  # fmt: skip
+        used = self.base.bytes + sum(c.bytes for c in self.clients.values())
+        return replace(self.base, handshakes=tuple(handshakes), http=tuple(http), bytes=used)
+
+
+async def measure_within(
+    shared: net.Shared,
+    ctx: steps.StepContext,
+    obs: Observations,
+    deadline_at: float,
+    *,
+    helper_url: str | None = None,
+    neutral_sni: str = NEUTRAL_SNI,
+) -> QUICObservations:
+    """:func:`measure` (and the helper's QUIC address from ``helper_url``, when given) inside
+    the per-target deadline, ``deadline_at`` on the monotonic clock: cut short there, the steps
+    in flight are failed as timeouts and every datagram already sent or received still counts
+    (:meth:`Tally.cut_short`)."""
+    if not shared.cfg.quic:
+        return QUICObservations(skipped="off")
+    origin = https_origin(obs)
+    tally = Tally()
+    remaining = deadline_at - time.monotonic()
+    if remaining <= 0:
+        host = origin[0] if origin is not None else None
+        return QUICObservations(host=host, skipped=SKIPPED_DEADLINE)
+    try:
+        async with asyncio.timeout(remaining):
+            ab = await helper_endpoint(shared, helper_url) if helper_url is not None else None
+            return await measure(shared, ctx, obs, neutral_sni=neutral_sni, helper=ab, tally=tally)
+    except TimeoutError:
+        return tally.cut_short(ctx, origin[0] if origin is not None else None)
+
+
+def working_endpoint(obs: Observations) -> tuple[str, int] | None:
+    """(host, UDP port) of the site's HTTP/3 endpoint when a system handshake with it worked:
+    where the throughput test fetches its object over HTTP/3 too (probe.measure.h3flow)."""
+    q = obs.quic
+    if q is None or q.host is None:
+        return None
+    ok = next((h for h in q.handshakes if h.ok and h.role == SYSTEM and SYSTEM in h.sources), None)
+    return None if ok is None else (q.host, ok.port)
 
 
 def _same_origin(url: str, origin: tuple[str, int, str]) -> bool:

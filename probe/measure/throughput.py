@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from probe import failures
-from probe.measure import edge, net, steps
+from probe.measure import edge, h3flow, net, steps
 from probe.measure.config import NEUTRAL_SNI, skip_address
 from probe.measure.net import PinnedTransport, Shared
 from probe.model import Flow, HelperSpeed, Plan, Sample
@@ -207,6 +207,28 @@ class Download:
     repeat: int = 1
 
 
+def _trial_flow(
+    shared: Shared,
+    role: str,
+    d: Download,
+    ip: str,
+    plan: Plan,
+    clock0: float,
+    trial: int,
+    h3_port: int | None,
+) -> Awaitable[Flow]:
+    """One flow of a trial: over TCP, or over HTTP/3 (role ``h3``) to ``h3_port``."""
+    if role == h3flow.ROLE:
+        return h3flow.download(
+            shared, d.url, ip, port=h3_port, max_bytes=plan.max_bytes,
+            max_seconds=plan.max_seconds, clock0=clock0, trial=trial, repeat=d.repeat,
+        )  # fmt: skip
+    return download(
+        shared, d.url, ip, role=role, max_bytes=plan.max_bytes, max_seconds=plan.max_seconds,
+        clock0=clock0, trial=trial, repeat=d.repeat,
+    )  # fmt: skip
+
+
 def _host(url: str) -> str:
     return httpx.URL(url).raw_host.decode("ascii").lower()
 
@@ -220,12 +242,15 @@ async def run_test(
     helper: HelperBulk | None = None,
     site_host: str | None = None,
     suspicious: Callable[[list[Flow]], bool] = lambda flows: True,
+    h3_port: int | None = None,
 ) -> TestResult:
     """Trials of the target's object and the control's together; then, with a helper, the SNI
     A/B on its bulk endpoint - always: it needs no file on the target's servers - and, when
     ``suspicious(flows)`` says the target looks slow, the helper's own download of the object.
     Without a target object (``target`` None) the A/B is the whole test: ``ab_only_trials``
-    legs with the site's name, each between two with a neutral one."""
+    legs with the site's name, each between two with a neutral one. With ``h3_port`` (the
+    target's HTTP/3 endpoint), every trial also fetches the target's object over HTTP/3 at the
+    same moment (:func:`probe.measure.h3flow.download`, a flow with role ``h3``)."""
     clock0 = time.monotonic()
     result = TestResult()
     if target is not None and control is not None:
@@ -237,21 +262,13 @@ async def run_test(
             return result
         for trial in range(plan.trials):
             jobs = [("target", target, t_ip), ("control", control, c_ip)]
+            if h3_port is not None:
+                jobs.insert(1, (h3flow.ROLE, target, t_ip))  # the same object, over HTTP/3
             if trial % 2:
                 jobs.reverse()  # alternate which request leaves first
             flows = await asyncio.gather(
                 *(
-                    download(
-                        shared,
-                        d.url,
-                        ip,
-                        role=role,
-                        max_bytes=plan.max_bytes,
-                        max_seconds=plan.max_seconds,
-                        clock0=clock0,
-                        trial=trial,
-                        repeat=d.repeat,
-                    )
+                    _trial_flow(shared, role, d, ip, plan, clock0, trial, h3_port)
                     for role, d, ip in jobs
                 )
             )

@@ -8,7 +8,10 @@ no helper was asked: ``control`` and ``control_failure`` both null), plus OONI's
 kept apart so our classifier never sees it. probe's own export (:mod:`probe.analyst.export.ooni`)
 comes back as it was: its resolver under test is tagged ``classic``, its control resolver
 ``probe_control``, ``x_body_length`` gives a whole body's length and the ``probe_network_ok``
-annotation the round's ``network_ok``. It raises :class:`OONIFormatError` for input that is not
+annotation the round's ``network_ok``. OONI's ``quic_handshakes`` and its HTTP/3 requests
+(``network`` "udp") become :attr:`Observations.quic`, so the HTTP/3 verdict can be made again
+(probe's export tags each handshake's role; in OONI's own, an unverified handshake is a neutral
+name's). It raises :class:`OONIFormatError` for input that is not
 a Web Connectivity measurement, and nothing else.
 """
 
@@ -34,6 +37,8 @@ from probe.model import (
     DNSQuery,
     HTTPTransaction,
     Observations,
+    QUICHandshake,
+    QUICObservations,
     TCPConnect,
     TLSHandshake,
     no_address_failure,
@@ -123,7 +128,25 @@ class _Response(msgspec.Struct):
     x_body_length: int | None = None  # probe's export: the whole body's length
 
 
+class _QUICHandshake(_Tagged):
+    """An entry of OONI's ``quic_handshakes`` (df-006's TLS handshake shape, over UDP);
+    probe-cli's netxlite traces also say ``negotiated_proto`` and ``started`` for the same."""
+
+    address: str | None = None
+    server_name: str | None = None
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    negotiated_protocol: str | None = None
+    negotiated_proto: str | None = None
+    no_tls_verify: bool | None = None
+    failure: str | None = None
+    started: float | None = None
+    x_quic_version: str | None = None  # probe's export
+    x_answered: bool | None = None  # probe's export: did any datagram come back?
+
+
 class _Round(_Tagged):
+    network: str | None = None  # "udp": an HTTP/3 request
     address: str | None = None
     request: _Request | None = None
     response: _Response | None = None
@@ -134,6 +157,7 @@ class _TestKeys(msgspec.Struct):
     queries: list[_Query] | None = None
     tcp_connect: list[_Connect] | None = None
     tls_handshakes: list[_Handshake] | None = None
+    quic_handshakes: list[_QUICHandshake] | None = None
     requests: list[_Round] | None = None
     control: dict[str, Any] | None = None
     control_failure: str | None = None
@@ -287,6 +311,60 @@ def _control(tk: _TestKeys, raw: dict[str, Any]) -> ControlEvidence | None:
     return replace(evidence, failure=tk.control_failure)
 
 
+# -- HTTP/3 (issue 24) ------------------------------------------------------------------------
+ROLE_H3 = "h3"  # probe.measure.quic.ROLE_H3
+_QUIC_ROLES = ("system", "neutral_sni", "helper_sni", "helper_neutral")  # probe's export tags
+# Failures that mean no datagram came back (a drop, or ICMP): "nothing answered", when the
+# measurement does not say (probe's own export does, as x_answered).
+_SILENT = frozenset(
+    {
+        failures.GENERIC_TIMEOUT,
+        failures.CONNECTION_REFUSED,
+        failures.HOST_UNREACHABLE,
+        failures.NETWORK_UNREACHABLE,
+    }
+)
+
+
+def _quic_role(h: _QUICHandshake) -> str:
+    """probe's export tags the role; in OONI's own, a handshake that did not verify the
+    certificate is a neutral name's, any other the site's."""
+    for t in h.tags or []:
+        if t in _QUIC_ROLES:
+            return t
+    return "neutral_sni" if h.no_tls_verify else "system"
+
+
+def _quic(entries: list[_QUICHandshake], h3: list[HTTPTransaction], url: str) -> QUICObservations:
+    handshakes = []
+    for h in entries:
+        ip, port = _split_endpoint(h.address or ":0")
+        failure = _failure(h.failure)
+        role = _quic_role(h)
+        answered = h.x_answered if h.x_answered is not None else failure not in _SILENT
+        handshakes.append(
+            QUICHandshake(
+                ip=ip,
+                port=port,
+                server_name=h.server_name or "",
+                sources=("helper",) if role.startswith("helper") else ("system",),
+                role=role,
+                quic_version=h.x_quic_version,
+                tls_version=h.tls_version,
+                cipher_suite=h.cipher_suite,
+                negotiated_protocol=h.negotiated_protocol or h.negotiated_proto,
+                answered=answered,
+                failure=failure,
+                t0=h.t0 if h.t0 is not None else h.started or 0.0,
+                t=h.t or 0.0,
+                depth=_depth(h.tags),
+            )
+        )
+    system = next((h.server_name for h in handshakes if h.role == "system" and h.server_name), None)
+    host = system or (urlsplit(url).hostname or "").lower() or None
+    return QUICObservations(host=host, handshakes=tuple(handshakes), http=tuple(h3))
+
+
 def from_ooni(doc: Any) -> Imported:
     if not isinstance(doc, dict):
         raise OONIFormatError(N_("not a JSON object"))
@@ -331,6 +409,7 @@ def from_ooni(doc: Any) -> Imported:
             )
         )
     http: list[HTTPTransaction] = []
+    h3: list[HTTPTransaction] = []
     for r in reversed(tk.requests or []):  # OONI lists the latest request first
         resp = r.response or _Response()
         body = _body(resp)
@@ -341,10 +420,10 @@ def from_ooni(doc: Any) -> Imported:
         location = dict((k.lower(), v) for k, v in headers).get("location")
         # probe's export: the whole body's length, where the body field holds only its start
         whole = resp.x_body_length if (resp.x_body_length or -1) >= 0 else None
-        http.append(
+        (h3 if r.network == "udp" else http).append(
             HTTPTransaction(
                 url=(r.request.url if r.request else None) or url,
-                role=_role(r.tags),
+                role=ROLE_H3 if r.network == "udp" else _role(r.tags),
                 ip=ip or None,
                 port=port or None,
                 depth=_depth(r.tags),
@@ -374,6 +453,8 @@ def from_ooni(doc: Any) -> Imported:
         if addr.non_internet_literal(urlsplit(nxt).hostname or "") is None:
             http.insert(len(system), _chain_failure(last.depth + 1, dns, tcp, tls, nxt))
     obs = Observations(url, tuple(dns), tuple(tcp), tuple(tls), tuple(http))
+    if tk.quic_handshakes or h3:
+        obs = replace(obs, quic=_quic(tk.quic_handshakes or [], h3, url))
     raw_keys = doc["test_keys"]
     verdict = {k: raw_keys[k] for k in VERDICT_KEYS if k in raw_keys}
     meta = {

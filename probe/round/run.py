@@ -26,7 +26,7 @@ from probe import words as verdict_words
 from probe.classify import classify
 from probe.classify.fingerprints import FingerprintSet
 from probe.config.targets import Target
-from probe.measure import whoami
+from probe.measure import quic, whoami
 from probe.measure.config import MeasureConfig
 from probe.measure.helper_client import HelperClient
 from probe.measure.net import Shared
@@ -185,7 +185,7 @@ async def run_round(
         finish(m)
         if t.name in tp_targets and network_ok is not False and not is_internal_error(m):
             found = None if t.throughput_url else from_page(m.observations, t.url)
-            held.append(Pending(t, _light(m), found))
+            held.append(Pending(t, _light(m), found, quic.working_endpoint(m.observations)))
 
     try:
         public = await learn_public_address(shared)

@@ -75,9 +75,15 @@ async def measure_target(
         control = await helper.query(target.url, _endpoints(target.url, [*system, *ctl]))
     obs, used, runtime = await task
     if shared.cfg.quic:
-        # HTTP/3 after the TCP steps, which tell where (Alt-Svc) and to which addresses.
-        ab = await quic.helper_endpoint(shared, helper.url) if helper is not None else None
-        h3 = await quic.measure(shared, measurer.ctx, obs, helper=ab)
+        # HTTP/3 after the TCP steps, which tell where (Alt-Svc) and to which addresses; inside
+        # the same per-target deadline (what a cut leaves still counts).
+        h3 = await quic.measure_within(
+            shared,
+            measurer.ctx,
+            obs,
+            measurer.clock0 + shared.cfg.deadline,
+            helper_url=helper.url if helper is not None else None,
+        )
         obs, used = replace(obs, quic=h3), used + h3.bytes
         runtime = time.monotonic() - measurer.clock0
     # The one place the volunteer's addresses leave: before classifying, so the verdict read

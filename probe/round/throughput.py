@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from probe.classify import quic as quic_rules
 from probe.classify.throughput import analyse, looks_slow
 from probe.config.targets import Target
 from probe.measure.discover import MemoryCache, ObjectCache, ObjectResult, object_for
@@ -108,6 +109,16 @@ class ThroughputOptions:
         return self.allowance.check(self.usage(), need, self.clock())
 
 
+# What an HTTP/3 flow may add to a trial beyond its body: the QUIC handshake (certificates),
+# the HTTP/3 headers and the acknowledgements it sends.
+H3_OVERHEAD = 64 * 1024
+
+
+def h3_worst_case(plan: Plan) -> int:
+    """The most the HTTP/3 flows of one test may add to :attr:`Plan.worst_case_bytes`."""
+    return plan.trials * (plan.max_bytes + H3_OVERHEAD)
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A target waiting for its throughput test: its stored page (observations dropped) and
@@ -116,6 +127,7 @@ class Pending:
     target: Target
     measurement: Measurement
     found: Found | None
+    h3: tuple[str, int] | None = None  # (host, UDP port) where the page's HTTP/3 worked
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +193,22 @@ async def _test(
     obj = found.object
     t_dl = Download(obj.url, obj.repeat) if obj is not None else None
     c_dl = Download(control[1].url, control[1].repeat) if control is not None else None
+    # The object over HTTP/3 too, beside TCP, when the page's HTTP/3 worked on its host.
+    h3_port = (
+        p.h3[1]
+        if p.h3 is not None
+        and shared.cfg.quic
+        and t_dl is not None
+        and c_dl is not None
+        and urlsplit(t_dl.url).hostname == p.h3[0]
+        and urlsplit(t_dl.url).scheme == "https"
+        else None
+    )
     # Nothing to test (no object, or none for the control, and no helper's A/B) moves no
     # bytes: it is recorded for what it is and takes no part of the budget.
     if (t_dl is not None and c_dl is not None) or opts.bulk is not None:
-        why = opts.over_budget()
+        extra = h3_worst_case(opts.plan) if h3_port is not None else 0
+        why = opts.over_budget(opts.plan.worst_case_bytes + extra)
         if why is not None:
             log.info("%s: throughput test skipped (%s)", target.name, why)
             test = ThroughputRecord(
@@ -201,6 +225,7 @@ async def _test(
         helper=opts.bulk,
         site_host=urlsplit(target.url).hostname,
         suspicious=looks_slow,
+        h3_port=h3_port,
     )
     analysis = (
         None
@@ -235,11 +260,19 @@ async def _test(
         target_class=target_class,
         class_basis=("declared" if target.target_class else "served") if target_class else None,
     )
+    quic_label, quic_rule = quic_rules.refine(
+        m.verdict.quic, m.verdict.quic_rule, res.flows, tests_in_round
+    )
     return replace(
         m,
         throughput=scrubber.struct(test),
         bytes_used=m.bytes_used + used,
-        verdict=replace(m.verdict, throttled=None if analysis is None else analysis.throttled),
+        verdict=replace(
+            m.verdict,
+            throttled=None if analysis is None else analysis.throttled,
+            quic=quic_label,
+            quic_rule=quic_rule,
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from probe.classify import classify
+from probe.classify import classify, quic
 from probe.classify.fingerprints import FingerprintSet
 from probe.classify.throughput import analyse
 from probe.store import Store
@@ -31,7 +31,9 @@ def reclassify(store: Store, fingerprints: FingerprintSet) -> tuple[int, int]:
             )
             if analysis != tp.analysis:
                 store.update_throughput(row["id"], replace(tp, analysis=analysis))
-            v = replace(v, throttled=analysis.throttled)
+            tests = tp.tests_in_round or 1
+            label, rule = quic.refine(v.quic, v.quic_rule, tp.flows, tests)
+            v = replace(v, throttled=analysis.throttled, quic=label, quic_rule=rule)
         if store.verdict(row) != v:  # every field, not only blocking and accessible
             changed += 1
             store.update_verdict(row["id"], v)

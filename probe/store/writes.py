@@ -118,7 +118,9 @@ class Writes(Connection):
 
     def save_throughput(self, m: Measurement) -> None:
         """A stored measurement's throughput test, added once it ran: the test, the throttled
-        verdict and the bytes it used, in one transaction."""
+        verdict, the QUIC verdict its HTTP/3 flows refined (probe.classify.quic.refine) and the
+        bytes it used, in one transaction."""
+        quic = {"quic": m.verdict.quic, "quic_rule": m.verdict.quic_rule}
         self._write(
             lambda: self.db.table("measurements").update(
                 m.id,
@@ -126,6 +128,7 @@ class Writes(Connection):
                     "throughput": json_to_db(throughput_to_json(m.throughput)),
                     "throttled": bool_to_db(m.verdict.throttled),
                     "bytes_used": m.bytes_used,
+                    **(quic if m.verdict.quic_rule is not None else {}),
                 },
             )
         )

@@ -7,14 +7,25 @@ verdict we expect, written here by hand. tests/classify/test_quic.py replays the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from probe.model import ControlEndpoint, ControlEvidence, control_to_json, observations_to_json
-from tests.h3world import make_h3_world
+from probe.measure.net import Shared
+from probe.measure.throughput import Download, run_test
+from probe.model import (
+    ControlEndpoint,
+    ControlEvidence,
+    Plan,
+    ThroughputRecord,
+    control_to_json,
+    observations_to_json,
+    throughput_to_json,
+)
+from tests.h3world import H3World, make_h3_world
 
 HERE = Path(__file__).parent / "quic_golden"
 
@@ -60,9 +71,20 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], bool | None]] = {
         {"quic": "down", "quic_rule": "quic.down_for_everyone"},
         False,
     ),
-    "quic_throttled": ("big.test", {"quic": "slower", "quic_rule": "quic.slower"}, None),
+    "quic_throttled": ("big.test", {"quic": "slower", "quic_rule": "quic.slower.page"}, None),
     "h3_not_advertised": ("none.test", {"quic": None, "quic_rule": None}, None),
+    "quic_slower_by_throughput": (
+        "big.test",
+        {"quic": "slower", "quic_rule": "quic.slower.throughput"},
+        None,
+    ),
+    # the page's HTTP/3 GET is slower, but the object comes as fast over both: not slower
+    "quic_as_fast_by_throughput": ("big.test", {"quic": "ok", "quic_rule": "quic.ok"}, None),
 }
+# names whose recording adds a throughput test: the site's /tp beside the control's (h3.test),
+# with the object over HTTP/3 too (probe.measure.h3flow), its flows kept under "throughput"
+THROUGHPUT = {"quic_slower_by_throughput": "/tp", "quic_as_fast_by_throughput": "/even"}
+TP_PLAN = Plan(max_bytes=8 * 1024 * 1024, max_seconds=3.5, trials=3)
 
 
 def _control(obs: Any, helper_quic: bool | None) -> ControlEvidence | None:
@@ -76,6 +98,24 @@ def _control(obs: Any, helper_quic: bool | None) -> ControlEvidence | None:
         quic_handshake=eps,
         http3_failure=None if helper_quic else "generic_timeout_error",
     )
+
+
+def _throughput(w: H3World, host: str, path: str) -> ThroughputRecord:
+    async def go() -> ThroughputRecord:
+        shared = Shared.create(w.config())
+        try:
+            res = await run_test(
+                shared,
+                Download(f"https://{host}:{w.port}{path}"),
+                Download(f"https://h3.test:{w.port}/tp"),
+                TP_PLAN,
+                h3_port=w.port,
+            )
+        finally:
+            await shared.aclose()
+        return ThroughputRecord(plan=TP_PLAN, flows=tuple(res.flows), bytes_used=res.bytes_used)
+
+    return asyncio.run(go())
 
 
 def record(only: list[str]) -> None:
@@ -95,6 +135,8 @@ def record(only: list[str]) -> None:
                 "observations": observations_to_json(obs),
                 "control": control_to_json(_control(obs, helper_quic)),
             }
+            if name in THROUGHPUT:
+                doc["throughput"] = throughput_to_json(_throughput(w, host, THROUGHPUT[name]))
             path = HERE / f"{name}.json"
             path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             print(path)

@@ -14,7 +14,7 @@ import pytest
 
 from probe import failures
 from probe.classify import classify
-from probe.classify.quic import QUIC_RULES, SLOWER_MIN_BYTES, derive, judge
+from probe.classify.quic import QUIC_RULES, SLOWER_MIN_BYTES, derive, judge, refine
 from probe.model import (
     ControlEndpoint,
     ControlEvidence,
@@ -27,6 +27,7 @@ from probe.model import (
     control_from_json,
     observations_from_json,
     observations_to_json,
+    throughput_from_json,
 )
 from probe.words import N_
 
@@ -42,7 +43,14 @@ def _load(path: Path) -> dict[str, Any]:
 def test_quic_golden(path: Path) -> None:
     doc = _load(path)
     obs = observations_from_json(doc["observations"])
-    v = classify(obs, control=control_from_json(doc["control"]), network_ok=doc["network_ok"])
+    control = control_from_json(doc["control"])
+    v = classify(obs, control=control, network_ok=doc["network_ok"])
+    tp = throughput_from_json(doc.get("throughput"))
+    if tp is not None:
+        # The round's way (the page's verdict, then its test's flows) and judge's, agreeing.
+        quic_label, quic_rule = refine(v.quic, v.quic_rule, tp.flows, tp.tests_in_round)
+        assert judge(obs, control, doc["network_ok"], tp.flows) == (quic_label, quic_rule)
+        v = replace(v, quic=quic_label, quic_rule=quic_rule)
     for key, want in doc["expected"].items():
         assert getattr(v, key) == want, f"{path.stem}: {key} = {getattr(v, key)!r}, want {want!r}"
 

@@ -14,9 +14,10 @@ flow's Initial packets (their keys are public: RFC 9001 5.2) and drops the flows
 the test helper's QUIC listener (UDP/443 on its address), so the SNI A/B against the helper
 meets it too. ``h3snidrop``'s UDP/443 is also dropped by address: only the A/B against the
 helper can tell its name is filtered. :func:`udp_throttled` shapes UDP from ``h3slow`` (tc htb
-on the ISP's client-facing link) while its TCP keeps full speed. ``h3ok`` meets nothing. The
-lab (tests/lab/__init__.py) gives the names to its resolvers and certificate, binds the
-addresses, and calls :func:`start` and :func:`interfere`.
+on the ISP's client-facing link) while its TCP keeps full speed; its object ``/tp``
+(:func:`throughput_targets`) is the throughput test's, fetched over TCP and HTTP/3 at once.
+``h3ok`` meets nothing. The lab (tests/lab/__init__.py) gives the names to its resolvers and
+certificate, binds the addresses, and calls :func:`start` and :func:`interfere`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ PAGE = (
 )
 # h3slow's page: large enough for HTTP/3's rate to be compared with TCP's (probe.classify.quic)
 BIG_PAGE = b"<html><head><title>Big HTTP/3 page</title></head><body>" + b"q" * (256 * 1024)
+# h3slow's throughput object (/tp), over TCP and HTTP/3: the same object beside each other
+OBJECT = b"o" * (4 * 1024 * 1024)
 
 
 def rules(subscriber: str, relay_host: str) -> tuple[list[str], list[str]]:
@@ -144,6 +147,21 @@ def targets(domain: str = "lab") -> dict[str, str]:
     return {name: f"https://{name}.{domain}/" for name in SITES}
 
 
+def throughput_targets(domain: str = "lab") -> dict[str, Any]:
+    """:func:`targets`, with h3slow's object pinned for a throughput test (the others offer
+    none: their tests are skipped for that, at no cost)."""
+    out: dict[str, Any] = dict(targets(domain))
+    out["h3slow"] = {"url": out["h3slow"], "throughput_url": f"https://h3slow.{domain}/tp"}
+    return out
+
+
+# The throughput test's plan in the lab: three trials of four seconds give HTTP/3's shaped
+# flows enough 1-second rates for a significant difference after the round's correction.
+THROUGHPUT_ARGS = (
+    "--throughput-seconds", "4", "--throughput-trials", "3", "--throughput-bytes", "4MiB",
+)  # fmt: skip
+
+
 # -- the processes -----------------------------------------------------------------------------
 def serve(config: Path) -> None:
     from tests import servers as S
@@ -155,7 +173,10 @@ def serve(config: Path) -> None:
     keep: list[Any] = []
     for name, ip in SITES.items():
         body = BIG_PAGE if ip == H3SLOW else PAGE
-        site = S.Site({"/": (200, {"Content-Type": "text/html", "X-Site": name}, body)})
+        routes: dict[str, Any] = {"/": (200, {"Content-Type": "text/html", "X-Site": name}, body)}
+        if ip == H3SLOW:
+            routes["/tp"] = (200, {"Content-Type": "application/octet-stream"}, OBJECT)
+        site = S.Site(routes)
         keep.append(S.WebServer(with_alt_svc(site, 443), ip, 443, ctx))
         keep.append(H3Server(site, ip, (cfg["cert"], cfg["key"]), 443))
     print("ready", flush=True)

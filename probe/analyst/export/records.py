@@ -212,4 +212,9 @@ def throughput_section(
         "class_basis": tp.class_basis,
         "edges": tp.edges if for_json else _builtins(tp.edges),
         "cause": cause,
+        # HTTP/3 beside TCP in the trials (issue 24): the "h3" flows among the samples
+        "h3_bps": None if a is None else a.h3_bps,
+        "h3_ratio": None if a is None else a.h3_ratio,
+        "h3_p_value": None if a is None else a.h3_p_value,
+        "h3_slower": None if a is None else a.h3_slower,
     }
