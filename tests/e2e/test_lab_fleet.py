@@ -1,0 +1,234 @@
+"""The fleet road in the censorship lab (issue 23): three probe daemons, each with its own
+database and device key, measure censored sites and upload on their own schedule to a real
+SeaweedFS (the lab's one door to it, tests/lab/fleet.py); one daemon is killed with SIGKILL
+mid-upload, the store goes away and comes back while the others run; a last ``probe upload``
+sends what waits, ``probe fleet ingest`` reads the bucket into a dataset, and the dataset holds
+every measurement of every probe once, with the verdicts its own database gives.
+
+Needs root and network namespaces (skips elsewhere; fails under CI=true, as test_lab does).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probe.fleet import batch
+from tests.e2e.test_lab_daemon import LabDaemon, Lines
+from tests.lab import REPO, Lab, lab_for_tests
+from tests.lab.fleet import STALL, STORE, Door
+from tests.servers import s3 as S
+
+pytestmark = pytest.mark.lab
+
+PRIVATE, PUBLIC = batch.collective_keypair()
+# Each probe its own censored sites (and so its own verdicts), beside one that loads.
+SITES = {
+    "hanoi": [("news", "http://news.lab/"), ("rst", "http://tcprst.lab/")],
+    "hue": [("nx", "http://dnsnx.lab/"), ("tls", "https://tlsblocked.lab/")],
+    "saigon": [("http", "http://httpblocked.lab/"), ("inj", "http://injected.lab/")],
+}
+KILLED = "hue"  # uploads through the stalling relay, killed while its batch is in flight
+UPLOAD = re.compile(r"upload: (\d+) batches sent \((\d+) measurements, \d+ bytes\), (\d+) waiting")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    yield from lab_for_tests()
+
+
+def uploads(lines: Lines) -> list[tuple[int, int, str]]:
+    """(batches sent, batches waiting, the failure or "") of each upload the daemon logged."""
+    out = []
+    for x in lines:
+        msg = str(x.get("msg", ""))
+        if m := UPLOAD.match(msg):
+            out.append((int(m[1]), int(m[3]), msg[m.end() :].strip(" ()")))
+    return out
+
+
+def sent(d: LabDaemon) -> int:
+    return sum(1 for n, _, _ in uploads(d.lines()) if n > 0)
+
+
+def failed(d: LabDaemon) -> int:
+    return sum(1 for n, _, why in uploads(d.lines()) if n == 0 and why)
+
+
+def cli(*args: str, ns: str | None = None, env: dict[str, str] | None = None) -> Any:
+    """``python -m probe ARGS`` (in namespace ``ns``), started: the caller waits."""
+    return subprocess.Popen(
+        [*(["ip", "netns", "exec", ns] if ns else []), sys.executable, "-m", "probe", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def done(*procs: Any, timeout: float = 60) -> list[str]:
+    """Each one's output, once it ended well."""
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        assert p.returncode == 0, (p.args, stderr)
+        out.append(stdout)
+    return out
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(f"file:{db}?mode=rw", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_three_daemons_a_kill_and_the_store_away_reach_the_dataset_whole(
+    lab: Lab, tmp_path: Path
+) -> None:
+    t0 = time.monotonic()
+    creds = tmp_path / "writer.json"
+    creds.write_text(json.dumps({"access_key": S.WRITER[0], "secret_key": S.WRITER[1]}))
+    with S.seaweedfs(tmp_path / "weed", write_once=True) as store:
+        store_door = Door(lab.servers, STORE, 80, store.ports["s3"])
+        relay = S.Relay(store.ports["s3"], "stall_response")  # the store has it; no answer
+        stall_door = Door(lab.servers, STALL, 80, relay.port)
+        daemons: dict[str, LabDaemon] = {}
+        try:
+            for name, sites in SITES.items():
+                cfg = tmp_path / f"{name}.toml"
+                cfg.write_text(
+                    f'upload_url = "http://{STALL if name == KILLED else STORE}/{S.BUCKET}"\n'
+                    f'collective_key = "{PUBLIC}"\nupload_credentials = "{creds}"\n'
+                )
+                targets = [{"name": n, "url": u} for n, u in sites]
+                extra = ["--config", str(cfg), "--interval", "1s", "--upload-interval", "2s"]
+                extra += ["--no-throughput", "--no-http3"]
+                daemons[name] = LabDaemon(lab, name, targets, *extra).start()
+            killed = daemons.pop(KILLED)
+            # Its first batch reached the store whole; the store's answer is held: SIGKILL.
+            assert relay.stalled.wait(60), killed.log.read_text()[-3000:]
+            assert killed.proc is not None
+            killed.proc.send_signal(signal.SIGKILL)
+            assert killed.proc.wait(10) == -signal.SIGKILL
+            stall_door.close()
+            relay.close()
+            [(device,)] = rows(killed.db, "SELECT DISTINCT device_key FROM measurements")
+            in_flight = store.objects(f"batches/{device}/")
+            assert len(in_flight) == 1, in_flight
+            for d in daemons.values():
+                d.wait_for(lambda ls: any(n > 0 for n, _, _ in uploads(ls)), timeout=60)
+            # The store goes away (its door too: connections refused) while they measure.
+            store_door.close()
+            store.stop()
+            before = {name: failed(d) for name, d in daemons.items()}
+            for name, d in daemons.items():
+                d.wait_for(lambda ls, n=before[name]: sum(  # type: ignore[misc]
+                    1 for s, _, why in uploads(ls) if s == 0 and why
+                ) > n, timeout=60)  # fmt: skip
+            store.start()
+            store_door = Door(lab.servers, STORE, 80, store.ports["s3"])
+            after = {name: sent(d) for name, d in daemons.items()}
+            for name, d in daemons.items():
+                d.wait_for(lambda ls, n=after[name]: sum(  # type: ignore[misc]
+                    1 for s, _, _ in uploads(ls) if s > 0
+                ) > n, timeout=60)  # fmt: skip
+            for d in daemons.values():
+                code, _ = d.stop()
+                assert code == 0, d.log.read_text()[-3000:]
+            daemons[KILLED] = killed
+            for d in daemons.values():
+                assert not [x for x in d.lines() if x.get("level") == "error"], d.name
+            # What waits (the killed one's unanswered batch among it), sent now, once.
+            final = [
+                cli("upload", "--config", str(tmp_path / f"{n}.toml"), "--db", str(d.db),
+                    "--upload-url", f"http://{STORE}/{S.BUCKET}", ns=lab.client)
+                for n, d in daemons.items()
+            ]  # fmt: skip
+            said = dict(zip(daemons, done(*final), strict=True))
+            assert re.match(r"\d+ batches made, [1-9]\d* sent", said[KILLED]), said
+            # The analysts' side: the real CLI, on the store's own address (root namespace).
+            key = tmp_path / "collective.key"
+            key.write_text(PRIVATE + "\n")
+            ds = tmp_path / "dataset"
+            admin = {"AWS_ACCESS_KEY_ID": S.ADMIN[0], "AWS_SECRET_ACCESS_KEY": S.ADMIN[1]}
+            ingest = ["fleet", "ingest", f"s3://{S.BUCKET}/batches", str(ds), "--key", str(key),
+                      "--endpoint", store.endpoint]  # fmt: skip
+            [report] = done(cli(*ingest, env=admin))
+            bucket = store.objects("batches/")
+        finally:
+            for d in daemons.values():
+                if d.proc is not None and d.proc.poll() is None:
+                    d.proc.kill()
+                    d.proc.wait(10)
+            store_door.close()
+            stall_door.close()
+            relay.close()
+    assert set(in_flight) <= set(bucket)  # the retry put the same bytes under the same key
+    assert in_flight == {k: bucket[k] for k in in_flight}
+
+    # Per device: what its database holds and what the bucket and the dataset hold.
+    devices = {}
+    for name, d in daemons.items():
+        [(device,)] = rows(d.db, "SELECT DISTINCT device_key FROM measurements")
+        devices[device] = name
+        ids = [r[0] for r in rows(d.db, "SELECT id FROM measurements ORDER BY seq")]
+        assert len(ids) >= 6, name  # two rounds at least
+        outbox = rows(d.db, "SELECT digest, acked_at FROM outbox")
+        assert outbox and all(acked for _, acked in outbox), name
+        assert sorted(k for k in bucket if k.startswith(f"batches/{device}/")) == sorted(
+            f"batches/{device}/{digest}.pbatch" for digest, _ in outbox
+        ), name
+    assert len(devices) == 3
+    lines = report.splitlines()
+    total = sum(len(rows(d.db, "SELECT id FROM measurements")) for d in daemons.values())
+    assert lines[0] == (
+        f"s3://{S.BUCKET}/batches: {len(bucket)} batches ingested (0 read before), {total} "
+        "measurements added, 0 already there, 0 quarantined, 0 batches rejected"
+    ), report
+    assert not [x for x in lines if x.startswith("device ")], report  # no gap, no fork
+    assert lines[-1] == f"{ds}: {total} measurements from 3 devices, {len(bucket)} batches"
+
+    import duckdb
+
+    from probe.analyst.fleet import query
+
+    con = query.connect(ds)
+    got = con.execute(
+        "SELECT device_key, count(*), count(DISTINCT id), count(DISTINCT seq), min(seq), "
+        "max(seq) FROM measurements GROUP BY device_key"
+    ).fetchall()
+    want = [
+        (device, *rows(daemons[name].db, "SELECT count(*), count(DISTINCT id), "
+                       "count(DISTINCT seq), min(seq), max(seq) FROM measurements")[0])
+        for device, name in devices.items()
+    ]  # fmt: skip
+    assert sorted(got) == sorted(want)
+    assert isinstance(con, duckdb.DuckDBPyConnection)
+
+    # The verdicts and every exported field: the dataset's export is the three databases'.
+    exports = done(
+        cli("export", "--db", str(ds), "--format", "jsonl"),
+        *(cli("export", "--db", str(d.db), "--format", "jsonl") for d in daemons.values()),
+    )
+    from_ds = exports[0].splitlines()
+    from_dbs = [line for text in exports[1:] for line in text.splitlines()]
+    assert len(from_ds) == total and sorted(from_ds) == sorted(from_dbs)
+    verdicts = collections.Counter(
+        (r["target"], r["blocking"]) for r in map(json.loads, from_ds) if not r.get("is_control")
+    )
+    print(verdicts, f"{time.monotonic() - t0:.1f} s")
