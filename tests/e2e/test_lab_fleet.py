@@ -10,7 +10,7 @@ Needs root and network namespaces (skips elsewhere; fails under CI=true, as test
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import json
 import os
 import re
@@ -18,8 +18,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from probe.fleet import batch
 from tests.e2e.test_lab_daemon import LabDaemon, Lines
 from tests.lab import REPO, Lab, lab_for_tests
 from tests.lab.fleet import STALL, STORE, Door
+from tests.runs import run_fresh
 from tests.servers import s3 as S
 
 pytestmark = pytest.mark.lab
@@ -59,12 +60,21 @@ def uploads(lines: Lines) -> list[tuple[int, int, str]]:
     return out
 
 
-def sent(d: LabDaemon) -> int:
-    return sum(1 for n, _, _ in uploads(d.lines()) if n > 0)
+def sent(lines: Lines) -> int:
+    """The uploads that sent something."""
+    return sum(1 for n, _, _ in uploads(lines) if n > 0)
 
 
-def failed(d: LabDaemon) -> int:
-    return sum(1 for n, _, why in uploads(d.lines()) if n == 0 and why)
+def failed(lines: Lines) -> int:
+    """The uploads that sent nothing and said why."""
+    return sum(1 for n, _, why in uploads(lines) if n == 0 and why)
+
+
+def kill(daemons: Iterable[LabDaemon]) -> None:
+    for d in daemons:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
 
 
 def cli(*args: str, ns: str | None = None, env: dict[str, str] | None = None) -> Any:
@@ -98,96 +108,97 @@ def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def test_three_daemons_a_kill_and_the_store_away_reach_the_dataset_whole(
-    lab: Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    t0 = time.monotonic()
     creds = tmp_path / "writer.json"
     creds.write_text(json.dumps({"access_key": S.WRITER[0], "secret_key": S.WRITER[1]}))
-    with S.seaweedfs(tmp_path / "weed", write_once=True) as store:
-        store_door = Door(lab.servers, STORE, 80, store.ports["s3"])
+    daemons: dict[str, LabDaemon] = {}
+    for name, sites in SITES.items():
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(
+            f'upload_url = "http://{STALL if name == KILLED else STORE}/{S.BUCKET}"\n'
+            f'collective_key = "{PUBLIC}"\nupload_credentials = "{creds}"\n'
+        )
+        targets = [{"name": n, "url": u} for n, u in sites]
+        extra = ["--config", str(cfg), "--interval", "1s", "--upload-interval", "2s"]
+        daemons[name] = LabDaemon(lab, name, targets, *extra, "--no-throughput", "--no-http3")
+    killed = daemons[KILLED]
+    others = [d for name, d in daemons.items() if name != KILLED]
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
+        # The store starts while the daemons do (their first uploads may find it not there).
+        weed = S.seaweedfs(tmp_path / "weed", write_once=True)
+        starting = pool.submit(weed.__enter__)
+        stack.callback(lambda: starting.exception() or weed.__exit__(None, None, None))
+        stack.callback(kill, daemons.values())
+        for d in daemons.values():
+            d.start()
+        store = starting.result()
         relay = S.Relay(store.ports["s3"], "stall_response")  # the store has it; no answer
-        stall_door = Door(lab.servers, STALL, 80, relay.port)
-        daemons: dict[str, LabDaemon] = {}
-        try:
-            for name, sites in SITES.items():
-                cfg = tmp_path / f"{name}.toml"
-                cfg.write_text(
-                    f'upload_url = "http://{STALL if name == KILLED else STORE}/{S.BUCKET}"\n'
-                    f'collective_key = "{PUBLIC}"\nupload_credentials = "{creds}"\n'
-                )
-                targets = [{"name": n, "url": u} for n, u in sites]
-                extra = ["--config", str(cfg), "--interval", "1s", "--upload-interval", "2s"]
-                extra += ["--no-throughput", "--no-http3"]
-                daemons[name] = LabDaemon(lab, name, targets, *extra).start()
-            killed = daemons.pop(KILLED)
-            # Its first batch reached the store whole; the store's answer is held: SIGKILL.
-            assert relay.stalled.wait(60), killed.log.read_text()[-3000:]
-            assert killed.proc is not None
-            killed.proc.send_signal(signal.SIGKILL)
-            assert killed.proc.wait(10) == -signal.SIGKILL
-            stall_door.close()
-            relay.close()
-            [(device,)] = rows(killed.db, "SELECT DISTINCT device_key FROM measurements")
-            in_flight = store.objects(f"batches/{device}/")
-            assert len(in_flight) == 1, in_flight
-            for d in daemons.values():
-                d.wait_for(lambda ls: any(n > 0 for n, _, _ in uploads(ls)), timeout=60)
-            # The store goes away (its door too: connections refused) while they measure.
-            store_door.close()
-            store.stop()
-            before = {name: failed(d) for name, d in daemons.items()}
-            for name, d in daemons.items():
-                d.wait_for(lambda ls, n=before[name]: sum(  # type: ignore[misc]
-                    1 for s, _, why in uploads(ls) if s == 0 and why
-                ) > n, timeout=60)  # fmt: skip
-            store.start()
-            store_door = Door(lab.servers, STORE, 80, store.ports["s3"])
-            after = {name: sent(d) for name, d in daemons.items()}
-            for name, d in daemons.items():
-                d.wait_for(lambda ls, n=after[name]: sum(  # type: ignore[misc]
-                    1 for s, _, _ in uploads(ls) if s > 0
-                ) > n, timeout=60)  # fmt: skip
-            for d in daemons.values():
-                code, _ = d.stop()
-                assert code == 0, d.log.read_text()[-3000:]
-            daemons[KILLED] = killed
-            for d in daemons.values():
-                assert not [x for x in d.lines() if x.get("level") == "error"], d.name
-            # What waits (the killed one's unanswered batch among it), sent now, once.
-            final = [
-                cli("upload", "--config", str(tmp_path / f"{n}.toml"), "--db", str(d.db),
-                    "--upload-url", f"http://{STORE}/{S.BUCKET}", ns=lab.client)
-                for n, d in daemons.items()
-            ]  # fmt: skip
-            said = dict(zip(daemons, done(*final), strict=True))
-            assert re.match(r"\d+ batches made, [1-9]\d* sent", said[KILLED]), said
-            # The analysts' side: the real CLI, on the store's own address (root namespace).
-            key = tmp_path / "collective.key"
-            key.write_text(PRIVATE + "\n")
-            ds = tmp_path / "dataset"
-            admin = {"AWS_ACCESS_KEY_ID": S.ADMIN[0], "AWS_SECRET_ACCESS_KEY": S.ADMIN[1]}
-            ingest = ["fleet", "ingest", f"s3://{S.BUCKET}/batches", str(ds), "--key", str(key),
-                      "--endpoint", store.endpoint]  # fmt: skip
-            [report] = done(cli(*ingest, env=admin))
-            bucket = store.objects("batches/")
-        finally:
-            for d in daemons.values():
-                if d.proc is not None and d.proc.poll() is None:
-                    d.proc.kill()
-                    d.proc.wait(10)
-            store_door.close()
-            stall_door.close()
-            relay.close()
-    assert set(in_flight) <= set(bucket)  # the retry put the same bytes under the same key
-    assert in_flight == {k: bucket[k] for k in in_flight}
+        stack.callback(relay.close)
+        stall = Door(lab.servers, STALL, 80, relay.port)
+        stack.callback(stall.close)
+        doors = {"store": Door(lab.servers, STORE, 80, store.ports["s3"])}
+        stack.callback(lambda: doors["store"].close())
 
-    # Per device: what its database holds and what the bucket and the dataset hold.
+        # The killed one's first batch reached the store whole, its answer held: SIGKILL.
+        assert relay.stalled.wait(60), killed.log.read_text()[-3000:]
+        assert killed.proc is not None
+        killed.proc.send_signal(signal.SIGKILL)
+        assert killed.proc.wait(10) == -signal.SIGKILL
+        [(device,)] = rows(killed.db, "SELECT DISTINCT device_key FROM measurements")
+        in_flight = store.objects(f"batches/{device}/")
+        assert len(in_flight) == 1, in_flight
+
+        # The others upload, then the store goes away (its door too: connections refused)
+        # while they measure and try; it comes back on the same data.
+        for d in others:
+            d.wait_for(lambda ls: any(n > 0 for n, _, _ in uploads(ls)), timeout=60)
+        doors["store"].close()
+        store.stop()
+        restarting = pool.submit(store.start)
+        for d in others:
+            n = failed(d.lines())
+            d.wait_for(lambda ls, n=n: failed(ls) > n, timeout=60)
+        restarting.result()
+        doors["store"] = Door(lab.servers, STORE, 80, store.ports["s3"])
+        for d in others:
+            n = sent(d.lines())
+            d.wait_for(lambda ls, n=n: sent(ls) > n, timeout=60)
+        for d in others:
+            assert d.stop()[0] == 0, d.log.read_text()[-3000:]
+            assert not [x for x in d.lines() if x.get("level") == "error"], d.name
+
+        # What waits (the killed one's unanswered batch among it), sent now, once.
+        final = [
+            cli("upload", "--config", str(tmp_path / f"{n}.toml"), "--db", str(d.db),
+                "--upload-url", f"http://{STORE}/{S.BUCKET}", ns=lab.client)
+            for n, d in daemons.items()
+        ]  # fmt: skip
+        said = dict(zip(daemons, done(*final), strict=True))
+        assert re.match(r"\d+ batches made, [1-9]\d* sent", said[KILLED]), said
+        bucket = store.objects("batches/")
+        assert in_flight == {k: bucket[k] for k in in_flight}  # the same bytes, the same key
+
+        # The analysts' side: the real CLI, on the store's own address (root namespace).
+        key = tmp_path / "collective.key"
+        key.write_text(PRIVATE + "\n")
+        ds = tmp_path / "dataset"
+        admin = {"AWS_ACCESS_KEY_ID": S.ADMIN[0], "AWS_SECRET_ACCESS_KEY": S.ADMIN[1]}
+        ingest = ["fleet", "ingest", f"s3://{S.BUCKET}/batches", str(ds), "--key", str(key),
+                  "--endpoint", store.endpoint]  # fmt: skip
+        [report] = done(cli(*ingest, env=admin))
+        for k, v in admin.items():
+            monkeypatch.setenv(k, v)
+        code, again, err = run_fresh(ingest, capsys)  # once more: nothing new, nothing twice
+        assert code == 0, err
+
+    # Per device: what its database holds is what the bucket holds, once.
     devices = {}
     for name, d in daemons.items():
         [(device,)] = rows(d.db, "SELECT DISTINCT device_key FROM measurements")
         devices[device] = name
-        ids = [r[0] for r in rows(d.db, "SELECT id FROM measurements ORDER BY seq")]
-        assert len(ids) >= 6, name  # two rounds at least
+        n = len(rows(d.db, "SELECT id FROM measurements"))
+        assert n >= (3 if d is killed else 6), name  # a round of three sites, or two
         outbox = rows(d.db, "SELECT digest, acked_at FROM outbox")
         assert outbox and all(acked for _, acked in outbox), name
         assert sorted(k for k in bucket if k.startswith(f"batches/{device}/")) == sorted(
@@ -202,33 +213,34 @@ def test_three_daemons_a_kill_and_the_store_away_reach_the_dataset_whole(
     ), report
     assert not [x for x in lines if x.startswith("device ")], report  # no gap, no fork
     assert lines[-1] == f"{ds}: {total} measurements from 3 devices, {len(bucket)} batches"
+    assert again.splitlines()[0].startswith(
+        f"s3://{S.BUCKET}/batches: 0 batches ingested ({len(bucket)} read before), 0 "
+        "measurements added"
+    ), again
 
-    import duckdb
-
+    # The dataset's counts per device are each database's.
     from probe.analyst.fleet import query
 
-    con = query.connect(ds)
-    got = con.execute(
-        "SELECT device_key, count(*), count(DISTINCT id), count(DISTINCT seq), min(seq), "
-        "max(seq) FROM measurements GROUP BY device_key"
-    ).fetchall()
+    per_device = "count(*), count(DISTINCT id), count(DISTINCT seq), min(seq), max(seq)"
+    got = (
+        query.connect(ds)
+        .execute(f"SELECT device_key, {per_device} FROM measurements GROUP BY device_key")
+        .fetchall()
+    )
     want = [
-        (device, *rows(daemons[name].db, "SELECT count(*), count(DISTINCT id), "
-                       "count(DISTINCT seq), min(seq), max(seq) FROM measurements")[0])
+        (device, *rows(daemons[name].db, f"SELECT {per_device} FROM measurements")[0])
         for device, name in devices.items()
-    ]  # fmt: skip
+    ]
     assert sorted(got) == sorted(want)
-    assert isinstance(con, duckdb.DuckDBPyConnection)
 
     # The verdicts and every exported field: the dataset's export is the three databases'.
-    exports = done(
-        cli("export", "--db", str(ds), "--format", "jsonl"),
-        *(cli("export", "--db", str(d.db), "--format", "jsonl") for d in daemons.values()),
-    )
-    from_ds = exports[0].splitlines()
-    from_dbs = [line for text in exports[1:] for line in text.splitlines()]
+    exports = []
+    for db in (ds, *(d.db for d in daemons.values())):
+        code, out, err = run_fresh(["export", "--db", str(db), "--format", "jsonl"], capsys)
+        assert code == 0, err
+        exports.append(out.splitlines())
+    from_ds, from_dbs = exports[0], [line for e in exports[1:] for line in e]
     assert len(from_ds) == total and sorted(from_ds) == sorted(from_dbs)
-    verdicts = collections.Counter(
-        (r["target"], r["blocking"]) for r in map(json.loads, from_ds) if not r.get("is_control")
-    )
-    print(verdicts, f"{time.monotonic() - t0:.1f} s")
+    records = [json.loads(line) for line in from_ds]
+    verdicts = {r["blocking"] for r in records if not r.get("is_control")}
+    assert {False, "dns", "tcp_ip", "http-failure", "http-diff"} <= verdicts, verdicts
