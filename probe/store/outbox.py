@@ -74,11 +74,11 @@ class Outbox:
         def write() -> SealedLike | None:
             last = self.last(device_key)
             prev, after = (None, 0) if last is None else last
-            held = self._held_from(device_key, after)
+            until = self._held_from(device_key, after)
             cursor = self.db.execute(
                 "SELECT * FROM measurements WHERE device_key = ? AND seq > ? AND seq < ? "
                 "ORDER BY seq LIMIT ?",
-                [device_key, after, held if held is not None else 2**63 - 1, limit],
+                [device_key, after, until if until is not None else 2**63 - 1, limit],
             )
             names = [d[0] for d in cursor.description]
             records = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]

@@ -35,11 +35,37 @@ from tests.servers import s3 as S
 pytestmark = pytest.mark.lab
 
 PRIVATE, PUBLIC = batch.collective_keypair()
-# Each probe its own censored sites (and so its own verdicts), beside one that loads.
-SITES = {
-    "hanoi": [("news", "http://news.lab/"), ("rst", "http://tcprst.lab/")],
-    "hue": [("nx", "http://dnsnx.lab/"), ("tls", "https://tlsblocked.lab/")],
-    "saigon": [("http", "http://httpblocked.lab/"), ("inj", "http://injected.lab/")],
+# Each probe its own censored sites (and so its own verdicts) beside one that loads, its own
+# kinds of test: Hanoi throughput tests too (small ones), Saigon HTTP/3 too.
+CONTROL = {"name": "control-site", "url": "https://control.lab/"}
+SMALL_THROUGHPUT = ["--throughput-interval", "1s", "--throughput-bytes", "64K"]
+SMALL_THROUGHPUT += ["--throughput-seconds", "1", "--throughput-trials", "1"]
+PROBES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], list[str]]] = {
+    "hanoi": (
+        [
+            {"name": "news", "url": "https://news.lab/", "throughput_url": "https://news.lab/tp"},
+            {"name": "rst", "url": "http://tcprst.lab/"},
+        ],
+        [{**CONTROL, "throughput_url": "https://control.lab/tp"}],
+        [*SMALL_THROUGHPUT, "--no-http3"],
+    ),
+    "hue": (
+        [
+            {"name": "nx", "url": "http://dnsnx.lab/"},
+            {"name": "tls", "url": "https://tlsblocked.lab/"},
+        ],
+        [CONTROL],
+        ["--no-throughput", "--no-http3"],
+    ),
+    "saigon": (
+        [
+            {"name": "http", "url": "http://httpblocked.lab/"},
+            {"name": "inj", "url": "http://injected.lab/"},
+            {"name": "h3", "url": "https://h3reject.lab/"},  # its UDP/443 refused (ICMP)
+        ],
+        [CONTROL],
+        ["--no-throughput"],
+    ),
 }
 KILLED = "hue"  # uploads through the stalling relay, killed while its batch is in flight
 UPLOAD = re.compile(r"upload: (\d+) batches sent \((\d+) measurements, \d+ bytes\), (\d+) waiting")
@@ -90,13 +116,31 @@ def cli(*args: str, ns: str | None = None, env: dict[str, str] | None = None) ->
 
 
 def done(*procs: Any, timeout: float = 60) -> list[str]:
-    """Each one's output, once it ended well."""
+    """Each one's output, once it ended well (each killed if one did not)."""
     out = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=timeout)
-        assert p.returncode == 0, (p.args, stderr)
-        out.append(stdout)
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            assert p.returncode == 0, (p.args, stderr)
+            out.append(stdout)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     return out
+
+
+def differences(got: list[str], want: list[str]) -> list[tuple[str, str, Any, Any]]:
+    """(id, field, the dataset's, the database's) where two exports differ."""
+    a = {r["id"]: r for r in map(json.loads, got)}
+    b = {r["id"]: r for r in map(json.loads, want)}
+    return [
+        (i, k, a[i].get(k), b[i].get(k))
+        for i in sorted(a.keys() & b.keys())
+        for k in sorted(a[i].keys() | b[i].keys())
+        if a[i].get(k) != b[i].get(k)
+    ] + [(i, "(missing)", i in a, i in b) for i in sorted(a.keys() ^ b.keys())]
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -113,15 +157,15 @@ def test_three_daemons_a_kill_and_the_store_away_reach_the_dataset_whole(
     creds = tmp_path / "writer.json"
     creds.write_text(json.dumps({"access_key": S.WRITER[0], "secret_key": S.WRITER[1]}))
     daemons: dict[str, LabDaemon] = {}
-    for name, sites in SITES.items():
+    for name, (targets, controls, flags) in PROBES.items():
         cfg = tmp_path / f"{name}.toml"
         cfg.write_text(
             f'upload_url = "http://{STALL if name == KILLED else STORE}/{S.BUCKET}"\n'
             f'collective_key = "{PUBLIC}"\nupload_credentials = "{creds}"\n'
         )
-        targets = [{"name": n, "url": u} for n, u in sites]
-        extra = ["--config", str(cfg), "--interval", "1s", "--upload-interval", "2s"]
-        daemons[name] = LabDaemon(lab, name, targets, *extra, "--no-throughput", "--no-http3")
+        extra = ["--config", str(cfg), "--interval", "1s", "--upload-interval", "2s", *flags]
+        daemons[name] = LabDaemon(lab, name, targets, *extra)
+        daemons[name].write_targets(targets, controls)
     killed = daemons[KILLED]
     others = [d for name, d in daemons.items() if name != KILLED]
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
@@ -166,7 +210,9 @@ def test_three_daemons_a_kill_and_the_store_away_reach_the_dataset_whole(
             d.wait_for(lambda ls, n=n: sent(ls) > n, timeout=60)
         for d in others:
             assert d.stop()[0] == 0, d.log.read_text()[-3000:]
-            assert not [x for x in d.lines() if x.get("level") == "error"], d.name
+            assert not [x for x in d.lines() if x.get("level") == "error"], d.log.read_text()[
+                -6000:
+            ]
 
         # What waits (the killed one's unanswered batch among it), sent now, once.
         final = [
@@ -240,7 +286,10 @@ def test_three_daemons_a_kill_and_the_store_away_reach_the_dataset_whole(
         assert code == 0, err
         exports.append(out.splitlines())
     from_ds, from_dbs = exports[0], [line for e in exports[1:] for line in e]
-    assert len(from_ds) == total and sorted(from_ds) == sorted(from_dbs)
+    assert len(from_ds) == total
+    assert sorted(from_ds) == sorted(from_dbs), differences(from_ds, from_dbs)
     records = [json.loads(line) for line in from_ds]
     verdicts = {r["blocking"] for r in records if not r.get("is_control")}
     assert {False, "dns", "tcp_ip", "http-failure", "http-diff"} <= verdicts, verdicts
+    assert any(r["throughput"] and r["throughput"]["ratio"] for r in records), "no throughput"
+    assert any(r["target"] == "h3" and r["quic"] == "blocked" for r in records), "no HTTP/3"
