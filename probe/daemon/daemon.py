@@ -443,9 +443,6 @@ class Daemon:
                 try:
                     await self._round(kind)
                     self.state = "idle" if not self.failed_rounds else "offline"
-                except asyncio.CancelledError:
-                    if not self.stopping.is_set():
-                        raise
                 except sqlite3.DatabaseError as exc:
                     self.failed_rounds += 1
                     self.state = "database error"
@@ -455,6 +452,9 @@ class Daemon:
                         exc,
                         self.page_mean(),
                     )
+        except asyncio.CancelledError:  # the round, or the wait for the other kind's to end
+            if not self.stopping.is_set():
+                raise
         finally:
             if not self.stopping.is_set() and self.sched.get_job(kind) is not None:
                 self.sched.resume_job(kind)
@@ -542,6 +542,10 @@ class Daemon:
             r = await asyncio.to_thread(
                 fleet_upload.run, self.settings, caps=self.caps(), stop=self.upload_stop
             )
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+            return  # the stop: the exit cancels the wait; a batch not acknowledged waits
         except (ProbeError, sqlite3.DatabaseError) as exc:
             log.error(_("upload: %s"), _said(exc))
             return

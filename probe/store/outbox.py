@@ -2,7 +2,9 @@
 the pruning of what the collective holds.
 
 Contract: :meth:`Outbox.make` reads the device's chained measurements after its last batch
-(every column, as SQLite gives them back, oldest first), the bodies they name (decompressed
+(every column, as SQLite gives them back, oldest first), up to the first whose round is still
+being written (open, its writer alive: a throughput round adds its tests to rows it stored
+earlier, so none from there on is final yet), the bodies they name (decompressed
 text) and the signed chain heads up to its last measurement that no batch carried yet (a head
 signed after its measurements left, at a round's end, goes with the next batch), hands them
 to ``seal`` (the fleet's, so this module knows no format) and records the sealed batch, bytes
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -71,9 +74,11 @@ class Outbox:
         def write() -> SealedLike | None:
             last = self.last(device_key)
             prev, after = (None, 0) if last is None else last
+            until = self._held_from(device_key, after)
             cursor = self.db.execute(
-                "SELECT * FROM measurements WHERE device_key = ? AND seq > ? ORDER BY seq LIMIT ?",
-                [device_key, after, limit],
+                "SELECT * FROM measurements WHERE device_key = ? AND seq > ? AND seq < ? "
+                "ORDER BY seq LIMIT ?",
+                [device_key, after, until if until is not None else 2**63 - 1, limit],
             )
             names = [d[0] for d in cursor.description]
             records = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
@@ -107,6 +112,18 @@ class Outbox:
             return sealed
 
         return self.store._write(write)
+
+    def _held_from(self, device_key: str, after: int) -> int | None:
+        """The seq of the device's first measurement after ``after`` in a round still being
+        written (see the contract), or None."""
+        rows = self.db.execute(
+            "SELECT min(m.seq), r.pid FROM measurements m JOIN rounds r ON r.id = m.round_id "
+            "WHERE m.device_key = ? AND m.seq > ? AND r.finished_at IS NULL "
+            "AND r.pid IS NOT NULL GROUP BY r.id",
+            [device_key, after],
+        ).fetchall()
+        live = [int(seq) for seq, pid in rows if int(pid) > 0 and _alive(int(pid))]
+        return min(live) if live else None
 
     def _bodies(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keys: dict[str, None] = {}
@@ -250,3 +267,14 @@ class Outbox:
             sql = f"DELETE FROM bodies WHERE sha256 IN ({', '.join('?' for _ in chunk)})"
             self.store._write(functools.partial(self.db.execute, sql, chunk))
             yield "bodies", len(chunk)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a round's writer; probe.daemon.lock's test, below it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -102,3 +102,39 @@ def test_a_half_made_upload_setup_stops_the_daemon_before_anything(tmp_path: Pat
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("probe: error: upload_url: needs collective_key"), r.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_stop_while_an_upload_is_in_flight_logs_no_error(
+    tmp_path: Path, world: World, bucket: S.S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the daemon waits for the store's answer: the upload's job is cancelled at
+    the exit, which is the stop, not an error (the lab fleet test saw APScheduler log one)."""
+    import signal
+    import time
+
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        f"targets:\n  - name: news\n    url: {world.http('news.test')}\n"
+        f"controls:\n  - name: ctl\n    url: {world.https('news.test')}\n"
+    )
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"access_key": S.WRITER[0], "secret_key": S.WRITER[1]}))
+    relay = S.Relay(bucket.ports["s3"], "stall_response")  # the store has it; no answer
+    try:
+        monkeypatch.setenv("PROBE_UPLOAD_URL", f"http://127.0.0.1:{relay.port}/{S.BUCKET}")
+        monkeypatch.setenv("PROBE_COLLECTIVE_KEY", PUBLIC)
+        monkeypatch.setenv("PROBE_UPLOAD_CREDENTIALS", str(creds))
+        args = [*as_flags(world_settings(world, targets)), "--db", str(tmp_path / "d.db")]
+        d = Daemon([*args, "--interval", "1s", "--upload-interval", "1s"], tmp_path / "d.log")
+        try:
+            assert relay.stalled.wait(60), d.log_path.read_text()
+            d.proc.send_signal(signal.SIGTERM)
+            d.wait_for(lambda ls: any(x.get("msg") == "stopped" for x in ls), timeout=15)
+            time.sleep(0.5)  # the exit cancels what still runs
+        finally:
+            relay.close()  # the answer never comes: the upload's thread ends with it
+            code, _ = d.stop()
+    finally:
+        relay.close()
+    assert code == 0
+    assert not [x for x in d.lines() if x.get("level") == "error"], d.log_path.read_text()
