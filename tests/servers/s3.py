@@ -102,7 +102,6 @@ class S3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={self.root / 's3.json'}",
-            "-master.electionTimeout=1s",  # a restart elects its one master at once, not in 10 s
         ]
 
     def start(self) -> None:
