@@ -331,8 +331,13 @@ def test_budget_stops_throughput_tests_then_pages(lab: Lab) -> None:
         assert tp_stop < pages_stop
         tp_rounds = [x for x in lines if x.get("kind") == "throughput" and "round" in x]
         assert tp_rounds, d.log.read_text()
-        # a page round ran after throughput tests had stopped
-        assert any(x.get("kind") == "pages" and "round" in x for x in lines[tp_stop:pages_stop]), (
+        # A page round ran on what the throughput tests left (the reserve kept for pages),
+        # after the last of them. Not necessarily after the stop was logged: a throughput job
+        # late on a loaded machine lets the page rounds spend the reserve first (CI saw it).
+        last_tp = max(
+            i for i, x in enumerate(lines) if x.get("kind") == "throughput" and "round" in x
+        )
+        assert any(x.get("kind") == "pages" and "round" in x for x in lines[last_tp:pages_stop]), (
             msgs
         )
         code, doc = d.status(lambda doc: doc["state"] == "paused (budget)")
