@@ -42,6 +42,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import rfc8785
 
 RECORD_VERSION = 1
@@ -81,6 +82,10 @@ GENESIS = "0" * 64
 
 def encode(value: Any) -> bytes:
     """``value`` in the RFC 8785 canonical form (UTF-8 bytes)."""
+    if type(value) is dict:
+        flat = _flat(value)
+        if flat is not None:
+            return flat
     parts: list[str] = []
     try:
         _fast(value, parts)
@@ -96,6 +101,41 @@ class _Slow(Exception):
 _INT_MAX = 2**53 - 1  # rfc8785's domain: the integers a double holds exactly
 # What a string needs escaped (or refused: a lone surrogate is no UTF-8) in RFC 8785.
 _ESCAPE = re.compile(r'[\x00-\x1f"\\\ud800-\udfff]')
+
+
+def _flat(d: dict[Any, Any]) -> bytes | None:
+    """A flat object (a record: ASCII keys, scalar values) written by msgspec in C, or None
+    when it is not one. msgspec sorts keys by code point, which for ASCII is UTF-16's order;
+    its output for a string is the string itself unless it escapes something, and then has a
+    backslash (left to the slow path); its floats are not ECMAScript's, so each float is
+    written here (or the object left to the slow path)."""
+    try:
+        if not "".join(d).isascii():
+            return None
+    except TypeError:  # a key that is not a string
+        return None
+    copy: dict[str, Any] | None = None
+    for k, v in d.items():
+        t = type(v)
+        if t is str or v is None or t is bool:
+            continue
+        if t is int:
+            if not -_INT_MAX <= v <= _INT_MAX:
+                return None
+            continue
+        if t is not float:
+            return None
+        text = repr(v)
+        if "e" in text or "n" in text:
+            return None
+        if copy is None:
+            copy = dict(d)
+        copy[k] = msgspec.Raw(b"0" if v == 0 else (text[:-2] if text.endswith(".0") else text).encode())
+    try:
+        out = msgspec.json.encode(d if copy is None else copy, order="sorted")
+    except (msgspec.EncodeError, UnicodeEncodeError):  # a lone surrogate
+        return None
+    return None if b"\\" in out else out
 
 
 def _fast(v: Any, out: list[str]) -> None:

@@ -76,3 +76,15 @@ def test_a_record_hash_is_the_reference_hash() -> None:
     row = {name: f"v-{name}" for name in canonical.RECORD_FIELDS} | {"runtime": 0.25, "seq": 3}
     ref = hashlib.sha256(rfc8785.dumps(canonical.record(row))).hexdigest()
     assert canonical.record_hash(row) == ref
+
+
+ascii_keys = st.text(st.characters(max_codepoint=127), max_size=8)
+
+
+@settings(max_examples=2000)
+@given(st.dictionaries(ascii_keys | texts, scalars, max_size=8))
+@example({"a": 1.0, "b": -0.0, "c": 0.1, "d": 1e16, "e": 2**53, "f": "\x7f\u2028/"})
+@example({"z": "q\"", "y": "\\", "x": "\n"})
+def test_a_flat_object_is_rfc8785(value: dict[str, object]) -> None:
+    # The records' own path (ASCII keys, scalars: written by msgspec) against the reference.
+    assert outcome(canonical.encode, value) == outcome(rfc8785.dumps, value)
