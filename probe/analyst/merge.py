@@ -558,8 +558,11 @@ def _unknown_field(raw: Any, typed: Any, where: str = "$") -> str | None:
 
 def _strict(tp: Any, made: dict[Any, Any]) -> Any:
     """``tp`` with each dataclass of it replaced by a msgspec Struct of the same fields that
-    refuses a field it does not know (``forbid_unknown_fields``): decoding into it finds what
-    :func:`_unknown_field` finds, in C."""
+    refuses a field it does not know (``forbid_unknown_fields``), each ``int`` bounded to 64
+    bits, and each ``float`` a bounded ``int`` or a float (a JSON integer in a float field is
+    an integer to :func:`_numbers_fit`): decoding into it finds what :func:`_unknown_field` and
+    :func:`_numbers_fit` find, in C. A type it holds that it cannot bound (``Any``) goes in
+    ``made[Any]``: the column is then searched for large integers as well."""
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if tp not in made:
             made[tp] = None  # a placeholder while its fields are made (no record nests itself)
@@ -570,6 +573,13 @@ def _strict(tp: Any, made: dict[Any, Any]) -> Any:
                 f"Strict{tp.__name__}", fields, kw_only=True, forbid_unknown_fields=True
             )
         return made[tp]
+    if tp is int:
+        return _Int64
+    if tp is float:
+        return _Int64 | float
+    if tp is Any or tp is object:
+        made[Any] = True
+        return tp
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is None or origin is Literal:
         return tp
@@ -581,12 +591,22 @@ def _strict(tp: Any, made: dict[Any, Any]) -> Any:
     return origin[mapped] if len(mapped) > 1 else origin[mapped[0]]
 
 
-_MADE: dict[Any, Any] = {}
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+def _strict_decoder(tp: Any) -> tuple[msgspec.json.Decoder[Any], bool]:
+    """The strict decoder of a column's type, and whether its text must still be searched for
+    large integers (the type holds ``Any``)."""
+    made: dict[Any, Any] = {}
+    strict = _strict(tp, made)
+    return msgspec.json.Decoder(strict), Any in made
+
+
 _STRICT = {
-    "observations": msgspec.json.Decoder(_strict(Observations, _MADE)),
-    "control": msgspec.json.Decoder(_strict(ControlEvidence | None, _MADE)),
-    "throughput": msgspec.json.Decoder(_strict(ThroughputRecord | None, _MADE)),
-    "extra": _extra,
+    "observations": _strict_decoder(Observations),
+    "control": _strict_decoder(ControlEvidence | None),
+    "throughput": _strict_decoder(ThroughputRecord | None),
+    "extra": (_extra, True),
 }
 # Where an integer could be out of 64 bits: an integer part of 19 digits or more after what
 # precedes a number inside JSON (a colon, a comma, a bracket, and spaces; every column is an
@@ -598,13 +618,14 @@ _BIG_NUMBER = re.compile(r"[:,\[]\s*-?\d{19}")
 
 def _json(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> Any:
     """A JSON column decoded into its typed record, or :class:`Bad`: what :func:`_json_walk`
-    finds, found faster. The typed decode, a decode into the strict copy of the record's types
-    (no unknown field) and a search of the text for a number too large to fit: a column that
-    passes all three passes the walk; any other is judged by the walk itself, which gives the
+    finds, found faster, in C: the typed decode, a decode into the strict copy of the record's
+    types (:func:`_strict`: no unknown field, every integer within 64 bits) and, for a type
+    holding ``Any`` (``extra``), a search of the text for an integer too large to fit. A column
+    that passes them passes the walk; any other is judged by the walk itself, which gives the
     reason."""
     if text is None:
         return None
-    strict = _STRICT.get(column)
+    strict, search = _STRICT.get(column, (None, True))
     if strict is not None:
         try:
             typed = decoder.decode(text)
@@ -613,7 +634,7 @@ def _json(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> 
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
-            if _BIG_NUMBER.search(text) is None:
+            if not search or _BIG_NUMBER.search(text) is None:
                 return typed
     return _json_walk(column, text, decoder)
 
