@@ -558,7 +558,8 @@ def _unknown_field(raw: Any, typed: Any, where: str = "$") -> str | None:
 
 def _strict(tp: Any, made: dict[Any, Any]) -> Any:
     """``tp`` with each dataclass of it replaced by a msgspec Struct of the same fields that
-    refuses a field it does not know (``forbid_unknown_fields``), each ``int`` bounded to 64
+    refuses a field it does not know (``forbid_unknown_fields``; the same fields, defaults and required ones), each
+    ``int`` bounded to 64
     bits, and each ``float`` a bounded ``int`` or a float (a JSON integer in a float field is
     an integer to :func:`_numbers_fit`): decoding into it finds what :func:`_unknown_field` and
     :func:`_numbers_fit` find, in C. A type it holds that it cannot bound (``Any``) goes in
@@ -567,8 +568,15 @@ def _strict(tp: Any, made: dict[Any, Any]) -> Any:
         if tp not in made:
             made[tp] = None  # a placeholder while its fields are made (no record nests itself)
             hints = typing.get_type_hints(tp, include_extras=True)
-            # Every field optional: the typed decode, beside it, says which are required.
-            fields = [(f.name, _strict(hints[f.name], made), None) for f in dataclasses.fields(tp)]
+            fields: list[Any] = []  # the same fields, required as the record's are
+            for f in dataclasses.fields(tp):
+                t = _strict(hints[f.name], made)
+                if f.default is not dataclasses.MISSING:
+                    fields.append((f.name, t, f.default))
+                elif f.default_factory is not dataclasses.MISSING:
+                    fields.append((f.name, t, msgspec.field(default_factory=f.default_factory)))
+                else:
+                    fields.append((f.name, t))
             made[tp] = msgspec.defstruct(
                 f"Strict{tp.__name__}", fields, kw_only=True, forbid_unknown_fields=True
             )
@@ -618,25 +626,31 @@ _BIG_NUMBER = re.compile(r"[:,\[]\s*-?\d{19}")
 
 def _json(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> Any:
     """A JSON column decoded into its typed record, or :class:`Bad`: what :func:`_json_walk`
-    finds, found faster, in C: the typed decode, a decode into the strict copy of the record's
-    types (:func:`_strict`: no unknown field, every integer within 64 bits) and, for a type
-    holding ``Any`` (``extra``), a search of the text for an integer too large to fit. A column
-    that passes them passes the walk; any other is judged by the walk itself, which gives the
-    reason."""
+    says, found faster (:func:`_json_check`)."""
+    value, lazy = _json_check(column, text, decoder)
+    return decoder.decode(text) if lazy else value  # type: ignore[arg-type]
+
+
+def _json_check(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> tuple[Any, bool]:
+    """A JSON column checked as :func:`_json_walk` checks it, or :class:`Bad`, in C: a decode
+    into the strict copy of its record's types (:func:`_strict`: the same fields required, no
+    unknown field, every integer within 64 bits) and, for a type holding ``Any`` (``extra``), a
+    search of the text for an integer too large to fit. What the strict types take, the
+    record's own take (they take less), and the walk passes; any other column is judged by the
+    walk itself, which gives the reason. Returns (the strict value, True), whose typed record is
+    ``decoder.decode(text)``, or (the walk's typed record, False)."""
     if text is None:
-        return None
+        return None, False
     strict, search = _STRICT.get(column, (None, True))
     if strict is not None:
         try:
-            typed = decoder.decode(text)
-            if strict is not decoder:
-                strict.decode(text)
+            value = strict.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
             if not search or _BIG_NUMBER.search(text) is None:
-                return typed
-    return _json_walk(column, text, decoder)
+                return value, True
+    return _json_walk(column, text, decoder), False
 
 
 def _json_walk(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> Any:
@@ -680,12 +694,43 @@ def _scrub_headers(text: str) -> str:
     return json.dumps(obs, ensure_ascii=False) if changed else text
 
 
-@dataclass
+_UNREAD: Any = object()  # a typed record not decoded yet (its column is checked)
+
+
 class Checked:
-    row: MeasurementRow
-    obs: Observations
-    control: ControlEvidence | None
-    throughput: ThroughputRecord | None
+    """A measurement row checked: its row, and its JSON columns' typed records (decoded when
+    first asked for: the fleet's ingest reads only the throughput record's)."""
+
+    __slots__ = ("row", "_obs", "_control", "_throughput")
+
+    def __init__(
+        self,
+        row: MeasurementRow,
+        obs: Observations = _UNREAD,
+        control: ControlEvidence | None = _UNREAD,
+        throughput: ThroughputRecord | None = _UNREAD,
+    ) -> None:
+        self.row, self._obs, self._control, self._throughput = row, obs, control, throughput
+
+    @property
+    def obs(self) -> Observations:
+        if self._obs is _UNREAD:
+            self._obs = _observations.decode(self.row.observations)
+        return self._obs
+
+    @property
+    def control(self) -> ControlEvidence | None:
+        if self._control is _UNREAD:
+            text = self.row.control
+            self._control = None if text is None else _control.decode(text)
+        return self._control
+
+    @property
+    def throughput(self) -> ThroughputRecord | None:
+        if self._throughput is _UNREAD:
+            text = self.row.throughput
+            self._throughput = None if text is None else _throughput.decode(text)
+        return self._throughput
 
 
 def check_measurement(values: dict[str, Any], scrub_headers: bool) -> Checked:
@@ -705,13 +750,18 @@ def check_measurement(values: dict[str, Any], scrub_headers: bool) -> Checked:
         v = getattr(row, name)
         if v is not None and not math.isfinite(v):
             raise Bad(f"{name}: not a finite number")
-    obs = _json("observations", row.observations, _observations)
-    if any(h.body is not None for h in obs.http):
+    obs, lazy_obs = _json_check("observations", row.observations, _observations)
+    if any(h.body is not None for h in obs.http):  # the strict record or the typed one
         raise Bad("observations: a body inside the record (bodies are stored apart)")
-    control = _json("control", row.control, _control)
-    throughput = _json("throughput", row.throughput, _throughput)
-    _json("extra", row.extra, _extra)
-    return Checked(row, obs, control, throughput)
+    control, lazy_control = _json_check("control", row.control, _control)
+    throughput, lazy_throughput = _json_check("throughput", row.throughput, _throughput)
+    _json_check("extra", row.extra, _extra)
+    return Checked(
+        row,
+        _UNREAD if lazy_obs else obs,
+        _UNREAD if lazy_control else control,
+        _UNREAD if lazy_throughput else throughput,
+    )
 
 
 def _replay(c: Checked, obs: Observations) -> None:

@@ -144,6 +144,30 @@ def test_what_the_fast_check_refuses_it_refuses_with_the_walks_reason(
     assert outcome(column, text, merge._json_walk) == ("bad", reason)
 
 
+@pytest.mark.parametrize(
+    ("column", "text"),
+    [
+        ("observations", "{}"),
+        ("observations", '{"url": "u"}'),
+        ("observations", '{"url": "u", "http": [{}]}'),
+        ("observations", '{"url": "u", "dns": [{"answers": []}]}'),
+        ("observations", '{"url": "u", "http": [{"url": "v", "headers": [["a"]]}]}'),
+        ("observations", '{"url": "u", "http": [{"url": "v", "t": 5, "bytes": 2.5}]}'),
+        ("control", "{}"),
+        ("control", "null"),
+        ("control", '{"tcp_connect": {"a": {}}}'),
+        ("throughput", "null"),
+        ("extra", "[]"),
+    ],
+)
+def test_missing_fields_and_defaults_are_judged_as_the_walk_judges(column: str, text: str) -> None:
+    assert outcome(column, text, merge._json) == outcome(column, text, merge._json_walk)
+    if outcome(column, text, merge._json_walk)[0] == "ok":  # and the strict record's defaults
+        strict, lazy = merge._json_check(column, text, DECODERS[column])
+        assert lazy
+        assert msgspec.to_builtins(strict) == msgspec.to_builtins(DECODERS[column].decode(text))
+
+
 def test_a_large_number_that_fits_is_accepted() -> None:
     # 19 digits: the search sends it to the walk, which takes it (a false alarm costs only time).
     text = '{"a": 1000000000000000000, "b": -9223372036854775808}'
