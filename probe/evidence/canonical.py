@@ -8,7 +8,8 @@ package's ``CanonicalizationError``, a ValueError, or TypeError). The ``rfc8785`
 the reference, and slow (a Python walk writing to a BytesIO): :func:`encode` first tries a
 faster path for what records are made of (exact ``None``, ``bool``, ``int``, ``str``,
 ``float``, ``list``, ``tuple`` and ``dict`` with ASCII keys; strings with nothing to escape
-written as they are; floats in Python's shortest form when it has no exponent), and hands the
+written as they are, and those whose only escapes are quotes and backslashes escaped by
+``str.replace``; floats in Python's shortest form when it has no exponent), and hands the
 whole value to ``rfc8785`` whenever it meets anything else (a subclass, a key outside ASCII, an
 integer past +-(2**53 - 1)); a string with something to escape and a float with an exponent are
 written by ``rfc8785`` itself. Its output is byte-identical to ``rfc8785.dumps`` (a Hypothesis
@@ -101,6 +102,7 @@ class _Slow(Exception):
 _INT_MAX = 2**53 - 1  # rfc8785's domain: the integers a double holds exactly
 # What a string needs escaped (or refused: a lone surrogate is no UTF-8) in RFC 8785.
 _ESCAPE = re.compile(r'[\x00-\x1f"\\\ud800-\udfff]')
+_HARD = re.compile(r"[\x00-\x1f\ud800-\udfff]")  # escapes of their own, or refused
 
 
 def _flat(d: dict[Any, Any]) -> bytes | None:
@@ -141,7 +143,12 @@ def _flat(d: dict[Any, Any]) -> bytes | None:
 def _fast(v: Any, out: list[str]) -> None:
     t = type(v)
     if t is str:
-        out.append(rfc8785.dumps(v).decode("utf-8") if _ESCAPE.search(v) else f'"{v}"')
+        if _ESCAPE.search(v) is None:
+            out.append(f'"{v}"')
+        elif _HARD.search(v) is None:  # only quotes and backslashes (JSON text in a record)
+            out.append('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            out.append(rfc8785.dumps(v).decode("utf-8"))
     elif v is None:
         out.append("null")
     elif t is bool:

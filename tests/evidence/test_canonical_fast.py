@@ -50,6 +50,12 @@ def outcome(fn, value):  # type: ignore[no-untyped-def]
 @example([2**60])
 @example({"a": "\ud800"})
 @example([float("nan")])
+@example(["\udfff"])
+@example(['"\udfff'])  # a quote beside what neither can write
+@example(['\\\ud800'])
+@example(['"\x1f'])
+@example(['\\\x00'])
+@example(['a"b\\c', '\\"', '{"k": "v\\n"}'])
 def test_the_fast_path_is_rfc8785(value: object) -> None:
     assert outcome(canonical.encode, value) == outcome(rfc8785.dumps, value)
 
