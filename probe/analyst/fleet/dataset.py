@@ -34,6 +34,7 @@ compaction), whatever the dataset's size.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import sqlite3
 import urllib.parse
@@ -346,7 +347,7 @@ class Dataset:
             raise
         if not _fits(checked.row, given):
             _scan(values)
-        row: dict[str, Any] = {c: getattr(checked.row, c) for c in M_COLUMNS}
+        row: dict[str, Any] = msgspec.structs.asdict(checked.row)
         for c, t in CHAIN_COLUMNS.items():
             v = values.get(c)
             wrong = isinstance(v, bool) or not isinstance(v, int if t == pa.int64() else str)
@@ -721,6 +722,14 @@ def _content_hashes(body_digests: str | None) -> set[str]:
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """The rows as a table of ``schema``, column by column (a column a row lacks is null)."""
+    names = [f.name for f in schema]
+    try:
+        columns: list[Any] = list(zip(*map(operator.itemgetter(*names), rows), strict=True))
+    except KeyError:
+        columns = [[r.get(n) for r in rows] for n in names]
+    if not columns:
+        columns = [[] for _ in names]
     return pa.table(
-        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
+        [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
     )
