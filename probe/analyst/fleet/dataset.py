@@ -339,9 +339,13 @@ class Dataset:
         return result
 
     def _check(self, values: Mapping[str, Any], device_key: str | None) -> dict[str, Any]:
-        given = {k: values.get(k) for k in M_COLUMNS}
+        given: Mapping[str, Any] = (
+            values  # a probe's record: every column, no other (no copy needed)
+            if type(values) is dict and values.keys() == _M_KEYS
+            else {k: values.get(k) for k in M_COLUMNS}
+        )
         try:
-            checked = check_measurement(given, False)
+            checked = check_measurement(given, False)  # type: ignore[arg-type]
         except Exception:  # the scan's reason comes first (a lone surrogate stops a decoder)
             _scan(values)
             raise
@@ -625,6 +629,7 @@ def _scan(values: Mapping[str, Any]) -> None:
 
 
 _SCANNED = (*M_COLUMNS, *CHAIN_COLUMNS)
+_M_KEYS = frozenset(M_COLUMNS)
 
 
 def _unbounded(t: msgspec.inspect.Type) -> bool:

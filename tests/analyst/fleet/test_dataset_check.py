@@ -86,23 +86,36 @@ big = st.sampled_from([2**63, -(2**63) - 1, 2**70, 2**64 - 1, 2**63 - 1, "\ud800
 @given(
     which=st.integers(0, 1000),
     draw_hash=st.booleans(),
+    dropped=st.sets(st.sampled_from(M_COLUMNS), max_size=2) | st.just(set()),
+    extra=st.booleans(),
     changes=st.lists(
         st.tuples(st.sampled_from([*M_COLUMNS, *dataset.CHAIN_COLUMNS]), json_values | big),
         max_size=3,
     ),
 )
-@example(which=0, draw_hash=True, changes=[("runtime", 2**70)])
-@example(which=0, draw_hash=True, changes=[("body_proportion", -(2**63) - 1)])
-@example(which=0, draw_hash=True, changes=[("bytes_used", 2**64)])
-@example(which=0, draw_hash=True, changes=[("target", 2**70), ("id", "\ud800")])
-@example(which=0, draw_hash=True, changes=[("observations", '{"url": "\ud800"}')])
-@example(which=0, draw_hash=True, changes=[("blockpage", "a\ud800"), ("target", 5)])
+@example(which=0, draw_hash=True, dropped=set(), extra=False, changes=[("runtime", 2**70)])
+@example(which=0, draw_hash=True, dropped={"target"}, extra=True, changes=[])
+@example(which=0, draw_hash=True, dropped={"category"}, extra=False, changes=[])
+@example(which=0, draw_hash=True, dropped=set(), extra=False, changes=[("body_proportion", -(2**63) - 1)])
+@example(which=0, draw_hash=True, dropped=set(), extra=False, changes=[("bytes_used", 2**64)])
+@example(which=0, draw_hash=True, dropped=set(), extra=False, changes=[("target", 2**70), ("id", "\ud800")])
+@example(which=0, draw_hash=True, dropped=set(), extra=False, changes=[("observations", '{"url": "\ud800"}')])
+@example(which=0, draw_hash=True, dropped=set(), extra=False, changes=[("blockpage", "a\ud800"), ("target", 5)])
 def test_the_check_judges_as_the_scan_then_the_merge(
-    rows: Rows, which: int, changes: list[tuple[str, Any]], draw_hash: bool
+    rows: Rows,
+    which: int,
+    changes: list[tuple[str, Any]],
+    draw_hash: bool,
+    dropped: set[str],
+    extra: bool,
 ) -> None:
     values = dict(rows[which % len(rows)])
     for name, value in changes:
         values[name] = value
+    for name in dropped:  # a column the record lacks reads as null
+        del values[name]
+    if extra:  # and one no probe writes is not read
+        values["zz_column"] = "\ud800"
     values = json.loads(json.dumps(values))  # as a batch carries them
     if draw_hash:  # the record hash of the changed record, so that the rest is checked too
         try:
