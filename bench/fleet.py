@@ -260,8 +260,11 @@ def main() -> None:
     ap.add_argument("--no-sqlite", action="store_true",
                     help="No merged SQLite file (4.4 kB a measurement) and no SQLite query: "
                          "for the largest runs.")  # fmt: skip
-    ap.add_argument("--reuse", action="store_true",
-                    help="Ingest the batches a --keep run left in --dir again (no build).")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Ingest the batches a --keep run left in --dir again (no build).",
+    )
     a = ap.parse_args()
     if a.reuse:
         n = int((a.dir / "measurements.count").read_text())

@@ -557,13 +557,13 @@ def _unknown_field(raw: Any, typed: Any, where: str = "$") -> str | None:
 
 
 def _strict(tp: Any, made: dict[Any, Any]) -> Any:
-    """``tp`` with each dataclass of it replaced by a msgspec Struct of the same fields that
-    refuses a field it does not know (``forbid_unknown_fields``; the same fields, defaults and required ones), each
-    ``int`` bounded to 64
-    bits, and each ``float`` a bounded ``int`` or a float (a JSON integer in a float field is
-    an integer to :func:`_numbers_fit`): decoding into it finds what :func:`_unknown_field` and
-    :func:`_numbers_fit` find, in C. A type it holds that it cannot bound (``Any``) goes in
-    ``made[Any]``: the column is then searched for large integers as well."""
+    """``tp`` with each dataclass of it replaced by a msgspec Struct of the same fields (the
+    same defaults, the same required ones) that refuses a field it does not know
+    (``forbid_unknown_fields``), each ``int`` bounded to 64 bits, and each ``float`` a bounded
+    ``int`` or a float (a JSON integer in a float field is an integer to :func:`_numbers_fit`):
+    decoding into it finds what :func:`_unknown_field` and :func:`_numbers_fit` find, in C. A
+    type it holds that it cannot bound (``Any``) goes in ``made[Any]``: the column is then
+    searched for large integers as well."""
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if tp not in made:
             made[tp] = None  # a placeholder while its fields are made (no record nests itself)
@@ -631,7 +631,9 @@ def _json(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> 
     return decoder.decode(text) if lazy else value  # type: ignore[arg-type]
 
 
-def _json_check(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> tuple[Any, bool]:
+def _json_check(
+    column: str, text: str | None, decoder: msgspec.json.Decoder[Any]
+) -> tuple[Any, bool]:
     """A JSON column checked as :func:`_json_walk` checks it, or :class:`Bad`, in C: a decode
     into the strict copy of its record's types (:func:`_strict`: the same fields required, no
     unknown field, every integer within 64 bits) and, for a type holding ``Any`` (``extra``), a
@@ -701,7 +703,7 @@ class Checked:
     """A measurement row checked: its row, and its JSON columns' typed records (decoded when
     first asked for: the fleet's ingest reads only the throughput record's)."""
 
-    __slots__ = ("row", "_obs", "_control", "_throughput")
+    __slots__ = ("_control", "_obs", "_throughput", "row")
 
     def __init__(
         self,

@@ -132,7 +132,9 @@ def _flat(d: dict[Any, Any]) -> bytes | None:
             return None
         if copy is None:
             copy = dict(d)
-        copy[k] = msgspec.Raw(b"0" if v == 0 else (text[:-2] if text.endswith(".0") else text).encode())
+        copy[k] = msgspec.Raw(
+            b"0" if v == 0 else (text[:-2] if text.endswith(".0") else text).encode()
+        )
     try:
         out = msgspec.json.encode(d if copy is None else copy, order="sorted")
     except (msgspec.EncodeError, UnicodeEncodeError):  # a lone surrogate

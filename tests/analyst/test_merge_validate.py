@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probe.analyst import merge
@@ -117,7 +117,9 @@ def altered(draw: st.DrawFn, columns: dict[str, list[Any]]) -> tuple[str, str]:
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_the_fast_check_judges_as_the_walk(data: st.DataObject, columns: dict[str, list[Any]]) -> None:
+def test_the_fast_check_judges_as_the_walk(
+    data: st.DataObject, columns: dict[str, list[Any]]
+) -> None:
     column, text = data.draw(altered(columns))
     assert outcome(column, text, merge._json) == outcome(column, text, merge._json_walk)
 
@@ -125,13 +127,16 @@ def test_the_fast_check_judges_as_the_walk(data: st.DataObject, columns: dict[st
 @pytest.mark.parametrize(
     ("column", "text", "reason"),
     [
-        ("observations", '{"url": "u", "zz": 1}', "observations: $.zz is no field of a probe record"),
+        ("observations", '{"url": "u", "zz": 1}',
+         "observations: $.zz is no field of a probe record"),
         ("observations", '{"url": "u", "http": [{"url": "v", "port": 9223372036854775808}]}',
          "observations: a number out of range (64 bits, finite)"),
         ("extra", '{"a": [1, {"b": 18446744073709551615}]}',
          "extra: a number out of range (64 bits, finite)"),
-        ("extra", '{"a": [1, 18446744073709551615]}', "extra: a number out of range (64 bits, finite)"),
-        ("extra", '{"a": [-9223372036854775809]}', "extra: a number out of range (64 bits, finite)"),
+        ("extra", '{"a": [1, 18446744073709551615]}',
+         "extra: a number out of range (64 bits, finite)"),
+        ("extra", '{"a": [-9223372036854775809]}',
+         "extra: a number out of range (64 bits, finite)"),
         ("extra", '{"a": 1e400}', "extra: Number out of range - at `$[...]`"),
         ("control", '{"tcp_connect": {"1.2.3.4:443": {"ok": true, "x": 1}}}',
          "control: $.tcp_connect.1.2.3.4:443.x is no field of a probe record"),

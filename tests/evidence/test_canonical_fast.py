@@ -39,7 +39,7 @@ values = st.recursive(
 def outcome(fn, value):  # type: ignore[no-untyped-def]
     try:
         return ("ok", fn(value))
-    except Exception as exc:  # noqa: BLE001 - the same error is part of the contract
+    except Exception as exc:  # the same error is part of the contract
         return ("error", type(exc), str(exc))
 
 
@@ -52,9 +52,9 @@ def outcome(fn, value):  # type: ignore[no-untyped-def]
 @example([float("nan")])
 @example(["\udfff"])
 @example(['"\udfff'])  # a quote beside what neither can write
-@example(['\\\ud800'])
+@example(["\\\ud800"])
 @example(['"\x1f'])
-@example(['\\\x00'])
+@example(["\\\x00"])
 @example(['a"b\\c', '\\"', '{"k": "v\\n"}'])
 def test_the_fast_path_is_rfc8785(value: object) -> None:
     assert outcome(canonical.encode, value) == outcome(rfc8785.dumps, value)
@@ -64,7 +64,7 @@ class Colour(enum.IntEnum):
     RED = 1
 
 
-class Name(str, enum.Enum):
+class Name(enum.StrEnum):
     A = "a"
 
 
@@ -90,7 +90,7 @@ ascii_keys = st.text(st.characters(max_codepoint=127), max_size=8)
 @settings(max_examples=2000)
 @given(st.dictionaries(ascii_keys | texts, scalars, max_size=8))
 @example({"a": 1.0, "b": -0.0, "c": 0.1, "d": 1e16, "e": 2**53, "f": "\x7f\u2028/"})
-@example({"z": "q\"", "y": "\\", "x": "\n"})
+@example({"z": 'q"', "y": "\\", "x": "\n"})
 def test_a_flat_object_is_rfc8785(value: dict[str, object]) -> None:
     # The records' own path (ASCII keys, scalars: written by msgspec) against the reference.
     assert outcome(canonical.encode, value) == outcome(rfc8785.dumps, value)
