@@ -150,3 +150,30 @@ def test_the_verdicts_remembered_are_the_verdicts(rows: Rows) -> None:
         expected = words.of(verdict_from_row(row), throttle_label=None)
         assert dataset._verdict_words(row) == expected
         assert dataset._verdict_words(row) == expected  # remembered
+
+
+def test_the_files_keep_no_statistics_of_the_json_texts(rows: Rows, tmp_path: Path) -> None:
+    # A min and a max of kilobytes of JSON text in every page and row group make the files a
+    # tenth larger and filter nothing; the other columns keep theirs (DuckDB prunes by them).
+    ds = dataset.Dataset.open(tmp_path / "ds")
+    for i in range(0, len(rows), 10):  # batches of ten: several files a partition
+        part = [dict(r) for r in rows[i : i + 10]]
+        ds.add(f"{i:064x}", part, device_key=rows[0]["device_key"])
+    assert ds.counts()["measurements"] == len(rows)
+    stats_of(tmp_path / "ds")
+    assert ds.compact(min_files=2) > 0  # a compaction writes the files again
+    stats_of(tmp_path / "ds")
+
+
+def stats_of(root: Path) -> None:
+    import pyarrow.parquet as pq
+
+    files = sorted((root / "measurements").rglob("*.parquet"))
+    assert files
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        group = meta.row_group(0)
+        stats = {n: group.column(i).is_stats_set for i, n in enumerate(names)}
+        assert not any(stats[n] for n in dataset.NO_STATISTICS if n in stats), f
+        assert stats["started_at"] and stats["target"], f
