@@ -2,7 +2,8 @@
 
     python bench/fleet.py [--probes 20] [--days 3] [--per-day 800] [--batch 400]
                           [--dir /tmp/probe-fleet-bench] [--keep]
-    python bench/fleet.py --probes 1000 --days 30      # the issue's 24M measurements
+    python bench/fleet.py --probes 1000 --days 30 --no-sqlite  # the issue's 24M measurements
+    python bench/fleet.py --reuse --dir DIR     # ingest a --keep run's batches again
 
 Simulates ``--probes`` probes measuring ``--per-day`` times a day (25 sites, 32 rounds) for
 ``--days`` days: each probe its own Ed25519 key and hash chain, its rows made from a real
@@ -54,22 +55,29 @@ CHILD = (
 )
 START = datetime(2026, 9, 1, tzinfo=UTC)
 ASNS = [f"AS{7552 + 1000 * i}" for i in range(20)]
-_TIMES = re.compile(r'("t0?": )[0-9.e-]+')
+_TIMES = re.compile(r'("t0?": )[0-9.e-]+')  # split: the text between, and each timing's key
 
 
-def build(folder: Path, probes: int, days: int, per_day: int, per_batch: int) -> int:
-    """The bucket folder of sealed batches and the merged SQLite file; returns how many
-    measurements."""
+def build(
+    folder: Path, probes: int, days: int, per_day: int, per_batch: int, with_sqlite: bool = True
+) -> int:
+    """The bucket folder of sealed batches and (``with_sqlite``) the merged SQLite file;
+    returns how many measurements."""
     tmpl_db = report_fleet(folder / "templates.db")
     con = sqlite3.connect(tmpl_db)
     con.row_factory = sqlite3.Row
     templates = [dict(r) for r in con.execute("SELECT * FROM measurements ORDER BY seq")]
     con.close()
+    # Each template's observations cut at its step timings once: a copy's own timings are
+    # put in by a join, not a regular expression over the text each time.
+    pieces = [_TIMES.split(str(t["observations"])) for t in templates]
     cols = list(templates[0])
-    shutil.copy(tmpl_db, folder / "merged.db")
-    merged = sqlite3.connect(folder / "merged.db")
-    merged.execute("PRAGMA synchronous = OFF")
-    merged.execute("DELETE FROM measurements")
+    merged: sqlite3.Connection | None = None
+    if with_sqlite:
+        shutil.copy(tmpl_db, folder / "merged.db")
+        merged = sqlite3.connect(folder / "merged.db")
+        merged.execute("PRAGMA synchronous = OFF")
+        merged.execute("DELETE FROM measurements")
     insert = f"INSERT INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     private, public = batch.collective_keypair()
     (folder / "collective.key").write_text(private)
@@ -83,12 +91,14 @@ def build(folder: Path, probes: int, days: int, per_day: int, per_batch: int) ->
         rows: list[dict[str, object]] = []
         for d in range(days):
             for i in range(per_day):
-                row = dict(templates[(i + p) % len(templates)])
+                t = (i + p) % len(templates)
+                row = dict(templates[t])
                 # Each measurement's own step timings, as a real one has (else zstd would
                 # find one record repeated and the sizes would flatter the format).
-                row["observations"] = _TIMES.sub(
-                    lambda m: f"{m.group(1)}{rng.random() * 0.5!r}", str(row["observations"])
-                )
+                cut = pieces[t][:]
+                for j in range(1, len(cut), 2):
+                    cut[j] = f"{cut[j]}{rng.random() * 0.5!r}"
+                row["observations"] = "".join(cut)
                 at = START + timedelta(days=d) + step * i
                 seq += 1
                 row.update(
@@ -114,8 +124,10 @@ def build(folder: Path, probes: int, days: int, per_day: int, per_batch: int) ->
         if rows:
             _flush(bucket, rows, key, public, prev_batch, merged, insert, cols)
             n += len(rows)
-        merged.commit()
-    merged.close()
+        if merged is not None:
+            merged.commit()
+    if merged is not None:
+        merged.close()
     return n
 
 
@@ -125,7 +137,7 @@ def _flush(
     key: DeviceKey,
     public: str,
     prev: str | None,
-    merged: sqlite3.Connection,
+    merged: sqlite3.Connection | None,
     insert: str,
     cols: list[str],
 ) -> str:
@@ -133,7 +145,8 @@ def _flush(
     path = bucket / sealed.key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(sealed.data)
-    merged.executemany(insert, [tuple(r[c] for c in cols) for r in rows])
+    if merged is not None:
+        merged.executemany(insert, [tuple(r[c] for c in cols) for r in rows])
     return sealed.digest
 
 
@@ -156,7 +169,7 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return time.perf_counter() - t0, out
 
 
-def queries(folder: Path) -> None:
+def queries(folder: Path, with_sqlite: bool = True) -> None:
     import chdb
 
     from probe.analyst.fleet import query
@@ -229,6 +242,8 @@ def queries(folder: Path) -> None:
                                           ("chdb", chdb_events))),
     ):  # fmt: skip
         for engine, fn in runs:
+            if engine == "sqlite" and not with_sqlite:
+                continue
             fn()  # warm: the page cache and the engine's first-call costs
             seconds, rows = timed(fn)
             print(f"{what:<34} {engine:<8} {seconds:>8.3f} {rows:>8}")
@@ -242,14 +257,29 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=400)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/probe-fleet-bench"))
     ap.add_argument("--keep", action="store_true", help="Keep the folder (else removed).")
+    ap.add_argument("--no-sqlite", action="store_true",
+                    help="No merged SQLite file (4.4 kB a measurement) and no SQLite query: "
+                         "for the largest runs.")  # fmt: skip
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Ingest the batches a --keep run left in --dir again (no build).",
+    )
     a = ap.parse_args()
-    shutil.rmtree(a.dir, ignore_errors=True)
-    a.dir.mkdir(parents=True)
+    if a.reuse:
+        n = int((a.dir / "measurements.count").read_text())
+        for old in ("ds", "ds-empty", "empty"):
+            shutil.rmtree(a.dir / old, ignore_errors=True)
+    else:
+        shutil.rmtree(a.dir, ignore_errors=True)
+        a.dir.mkdir(parents=True)
     try:
-        t0 = time.perf_counter()
-        n = build(a.dir, a.probes, a.days, a.per_day, a.batch)
-        print(f"simulated {a.probes} probes x {a.days} days x {a.per_day}: {n} measurements "
-              f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        if not a.reuse:
+            t0 = time.perf_counter()
+            n = build(a.dir, a.probes, a.days, a.per_day, a.batch, not a.no_sqlite)
+            (a.dir / "measurements.count").write_text(str(n))
+            print(f"simulated {a.probes} probes x {a.days} days x {a.per_day}: {n} measurements "
+                  f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
         (a.dir / "empty").mkdir()
         _, idle, idle_rss, _ = ingest(a.dir, "empty", "ds-empty")  # the process's own start
         wall, cpu, rss, out = ingest(a.dir)
@@ -261,11 +291,12 @@ def main() -> None:
         size = sum(p.stat().st_size for p in (a.dir / "ds").rglob("*.parquet"))
         files = len(list((a.dir / "ds").rglob("*.parquet")))
         bucket = sum(p.stat().st_size for p in (a.dir / "bucket").rglob("*.pbatch"))
-        sqlite_size = (a.dir / "merged.db").stat().st_size
+        merged = a.dir / "merged.db"
+        sqlite_size = f"{merged.stat().st_size / n:.0f}" if merged.is_file() else "(not made)"
         print(f"dataset: {size / 1e6:.1f} MB in {files} files, {size / n:.0f} bytes a measurement, "
               f"{size / n:.0f} MB per million; batches {bucket / n:.0f} B/measurement; "
-              f"merged SQLite {sqlite_size / n:.0f} B/measurement")  # fmt: skip
-        queries(a.dir)
+              f"merged SQLite {sqlite_size} B/measurement")  # fmt: skip
+        queries(a.dir, with_sqlite=merged.is_file())
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(f"bench peak RSS (this process, with the query engines) {rss / 1024:.0f} MB")
     finally:

@@ -85,12 +85,15 @@ Nothing else is copied: no other table, no source's ``meta``, no file name.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import re
 import sqlite3
+import types
+import typing
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -553,7 +556,108 @@ def _unknown_field(raw: Any, typed: Any, where: str = "$") -> str | None:
     return None
 
 
+def _strict(tp: Any, made: dict[Any, Any]) -> Any:
+    """``tp`` with each dataclass of it replaced by a msgspec Struct of the same fields (the
+    same defaults, the same required ones) that refuses a field it does not know
+    (``forbid_unknown_fields``), each ``int`` bounded to 64 bits, and each ``float`` a bounded
+    ``int`` or a float (a JSON integer in a float field is an integer to :func:`_numbers_fit`):
+    decoding into it finds what :func:`_unknown_field` and :func:`_numbers_fit` find, in C. A
+    type it holds that it cannot bound (``Any``) goes in ``made[Any]``: the column is then
+    searched for large integers as well."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if tp not in made:
+            made[tp] = None  # a placeholder while its fields are made (no record nests itself)
+            hints = typing.get_type_hints(tp, include_extras=True)
+            fields: list[Any] = []  # the same fields, required as the record's are
+            for f in dataclasses.fields(tp):
+                t = _strict(hints[f.name], made)
+                if f.default is not dataclasses.MISSING:
+                    fields.append((f.name, t, f.default))
+                elif f.default_factory is not dataclasses.MISSING:
+                    fields.append((f.name, t, msgspec.field(default_factory=f.default_factory)))
+                else:
+                    fields.append((f.name, t))
+            made[tp] = msgspec.defstruct(
+                f"Strict{tp.__name__}", fields, kw_only=True, forbid_unknown_fields=True
+            )
+        return made[tp]
+    if tp is int:
+        return _Int64
+    if tp is float:
+        return _Int64 | float
+    if tp is Any or tp is object:
+        made[Any] = True
+        return tp
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is None or origin is Literal:
+        return tp
+    if origin is typing.Annotated:
+        return typing.Annotated[(_strict(args[0], made), *args[1:])]
+    if origin in (types.UnionType, typing.Union):
+        return typing.Union[tuple(_strict(a, made) for a in args)]  # noqa: UP007
+    mapped = tuple(... if a is ... else _strict(a, made) for a in args)
+    return origin[mapped] if len(mapped) > 1 else origin[mapped[0]]
+
+
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+def _strict_decoder(tp: Any) -> tuple[msgspec.json.Decoder[Any], bool]:
+    """The strict decoder of a column's type, and whether its text must still be searched for
+    large integers (the type holds ``Any``)."""
+    made: dict[Any, Any] = {}
+    strict = _strict(tp, made)
+    return msgspec.json.Decoder(strict), Any in made
+
+
+_STRICT = {
+    "observations": _strict_decoder(Observations),
+    "control": _strict_decoder(ControlEvidence | None),
+    "throughput": _strict_decoder(ThroughputRecord | None),
+    "extra": (_extra, True),
+}
+# Where an integer could be out of 64 bits: an integer part of 19 digits or more after what
+# precedes a number inside JSON (a colon, a comma, a bracket, and spaces; every column is an
+# object, so none is a number alone); text without one holds none (one of 19 digits may fit:
+# that column takes the walk, which says). A float is always finite: msgspec refuses a number
+# past a double's range ("1e400").
+_BIG_NUMBER = re.compile(r"[:,\[]\s*-?\d{19}")
+
+
 def _json(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """A JSON column decoded into its typed record, or :class:`Bad`: what :func:`_json_walk`
+    says, found faster (:func:`_json_check`)."""
+    value, lazy = _json_check(column, text, decoder)
+    return decoder.decode(text) if lazy else value  # type: ignore[arg-type]
+
+
+def _json_check(
+    column: str, text: str | None, decoder: msgspec.json.Decoder[Any]
+) -> tuple[Any, bool]:
+    """A JSON column checked as :func:`_json_walk` checks it, or :class:`Bad`, in C: a decode
+    into the strict copy of its record's types (:func:`_strict`: the same fields required, no
+    unknown field, every integer within 64 bits) and, for a type holding ``Any`` (``extra``), a
+    search of the text for an integer too large to fit. What the strict types take, the
+    record's own take (they take less), and the walk passes; any other column is judged by the
+    walk itself, which gives the reason. Returns (the strict value, True), whose typed record is
+    ``decoder.decode(text)``, or (the walk's typed record, False)."""
+    if text is None:
+        return None, False
+    strict, search = _STRICT.get(column, (None, True))
+    if strict is not None:
+        try:
+            value = strict.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            if not search or _BIG_NUMBER.search(text) is None:
+                return value, True
+    return _json_walk(column, text, decoder), False
+
+
+def _json_walk(column: str, text: str | None, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """The reference check of a JSON column: the typed decode, then Python walks over the
+    plain decode (every number within 64 bits and finite, no field the record does not know)."""
     if text is None:
         return None
     try:
@@ -592,12 +696,43 @@ def _scrub_headers(text: str) -> str:
     return json.dumps(obs, ensure_ascii=False) if changed else text
 
 
-@dataclass
+_UNREAD: Any = object()  # a typed record not decoded yet (its column is checked)
+
+
 class Checked:
-    row: MeasurementRow
-    obs: Observations
-    control: ControlEvidence | None
-    throughput: ThroughputRecord | None
+    """A measurement row checked: its row, and its JSON columns' typed records (decoded when
+    first asked for: the fleet's ingest reads only the throughput record's)."""
+
+    __slots__ = ("_control", "_obs", "_throughput", "row")
+
+    def __init__(
+        self,
+        row: MeasurementRow,
+        obs: Observations = _UNREAD,
+        control: ControlEvidence | None = _UNREAD,
+        throughput: ThroughputRecord | None = _UNREAD,
+    ) -> None:
+        self.row, self._obs, self._control, self._throughput = row, obs, control, throughput
+
+    @property
+    def obs(self) -> Observations:
+        if self._obs is _UNREAD:
+            self._obs = _observations.decode(self.row.observations)
+        return self._obs
+
+    @property
+    def control(self) -> ControlEvidence | None:
+        if self._control is _UNREAD:
+            text = self.row.control
+            self._control = None if text is None else _control.decode(text)
+        return self._control
+
+    @property
+    def throughput(self) -> ThroughputRecord | None:
+        if self._throughput is _UNREAD:
+            text = self.row.throughput
+            self._throughput = None if text is None else _throughput.decode(text)
+        return self._throughput
 
 
 def check_measurement(values: dict[str, Any], scrub_headers: bool) -> Checked:
@@ -617,13 +752,18 @@ def check_measurement(values: dict[str, Any], scrub_headers: bool) -> Checked:
         v = getattr(row, name)
         if v is not None and not math.isfinite(v):
             raise Bad(f"{name}: not a finite number")
-    obs = _json("observations", row.observations, _observations)
-    if any(h.body is not None for h in obs.http):
+    obs, lazy_obs = _json_check("observations", row.observations, _observations)
+    if any(h.body is not None for h in obs.http):  # the strict record or the typed one
         raise Bad("observations: a body inside the record (bodies are stored apart)")
-    control = _json("control", row.control, _control)
-    throughput = _json("throughput", row.throughput, _throughput)
-    _json("extra", row.extra, _extra)
-    return Checked(row, obs, control, throughput)
+    control, lazy_control = _json_check("control", row.control, _control)
+    throughput, lazy_throughput = _json_check("throughput", row.throughput, _throughput)
+    _json_check("extra", row.extra, _extra)
+    return Checked(
+        row,
+        _UNREAD if lazy_obs else obs,
+        _UNREAD if lazy_control else control,
+        _UNREAD if lazy_throughput else throughput,
+    )
 
 
 def _replay(c: Checked, obs: Observations) -> None:

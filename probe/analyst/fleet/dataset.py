@@ -34,6 +34,7 @@ compaction), whatever the dataset's size.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import sqlite3
 import urllib.parse
@@ -231,7 +232,7 @@ class Dataset:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", write_statistics=_statistics(table.schema))
         os.replace(tmp, path)
 
     # -- batches ---------------------------------------------------------------------------------
@@ -338,14 +339,19 @@ class Dataset:
         return result
 
     def _check(self, values: Mapping[str, Any], device_key: str | None) -> dict[str, Any]:
-        for c in (*M_COLUMNS, *CHAIN_COLUMNS):
-            v = values.get(c)
-            if isinstance(v, str) and not _utf8(v):
-                raise Bad(f"{c}: not UTF-8 text (a lone surrogate)")
-            if isinstance(v, int) and not -(2**63) <= v < 2**63:
-                raise Bad(f"{c}: a number out of range (64 bits)")
-        checked = check_measurement({k: values.get(k) for k in M_COLUMNS}, False)
-        row: dict[str, Any] = {c: getattr(checked.row, c) for c in M_COLUMNS}
+        given: Mapping[str, Any] = (
+            values  # a probe's record: every column, no other (no copy needed)
+            if type(values) is dict and values.keys() == _M_KEYS
+            else {k: values.get(k) for k in M_COLUMNS}
+        )
+        try:
+            checked = check_measurement(given, False)  # type: ignore[arg-type]
+        except Exception:  # the scan's reason comes first (a lone surrogate stops a decoder)
+            _scan(values)
+            raise
+        if not _fits(checked.row, given):
+            _scan(values)
+        row: dict[str, Any] = msgspec.structs.asdict(checked.row)
         for c, t in CHAIN_COLUMNS.items():
             v = values.get(c)
             wrong = isinstance(v, bool) or not isinstance(v, int if t == pa.int64() else str)
@@ -367,7 +373,7 @@ class Dataset:
         analysis = tp.analysis if tp is not None else None
         row["throughput_label"] = analysis.label if analysis is not None else None
         row["throughput_ratio"] = analysis.ratio if analysis is not None else None
-        row["verdict"] = words.of(verdict_from_row(row), throttle_label=row["throughput_label"])
+        row["verdict"] = _verdict_words(row)
         return row
 
     def _prefetch(
@@ -531,7 +537,9 @@ class Dataset:
             )
             schema = pq.read_schema(small[0])
             tmp = out.with_suffix(".tmp")
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            with pq.ParquetWriter(
+                tmp, schema, compression="zstd", write_statistics=_statistics(schema)
+            ) as writer:
                 for p in small:  # one file in memory at a time
                     writer.write_table(pq.read_table(p, schema=schema))
             os.replace(tmp, out)
@@ -611,6 +619,88 @@ class Dataset:
         return str(self.root / table / tail)
 
 
+# Columns whose min and max the files do not keep: kilobytes of JSON text (or a body) in every
+# page and row group make a file a tenth larger and let no reader skip anything.
+NO_STATISTICS = frozenset(
+    {"observations", "control", "extra", "throughput", "body_digests", "data", "statement"}
+)
+
+
+def _statistics(schema: pa.Schema) -> list[str]:
+    return [n for n in schema.names if n not in NO_STATISTICS]
+
+
+def _scan(values: Mapping[str, Any]) -> None:
+    """:class:`Bad` for the first column (in :data:`_SCANNED` order) whose text is not UTF-8
+    or whose integer is past 64 bits: what every row is checked for before its types."""
+    for c in _SCANNED:
+        v = values.get(c)
+        if isinstance(v, str) and not _utf8(v):
+            raise Bad(f"{c}: not UTF-8 text (a lone surrogate)")
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            raise Bad(f"{c}: a number out of range (64 bits)")
+
+
+_SCANNED = (*M_COLUMNS, *CHAIN_COLUMNS)
+_M_KEYS = frozenset(M_COLUMNS)
+
+
+def _unbounded(t: msgspec.inspect.Type) -> bool:
+    """Whether a field of this type may hold an integer past 64 bits (an int without both
+    bounds within them, or a float, which takes an integer)."""
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_unbounded(k) for k in t.types)
+    if isinstance(t, msgspec.inspect.FloatType):
+        return True
+    if isinstance(t, msgspec.inspect.IntType):
+        lo = t.ge if t.ge is not None else (t.gt + 1 if t.gt is not None else None)
+        hi = t.le if t.le is not None else (t.lt - 1 if t.lt is not None else None)
+        return lo is None or hi is None or lo < -(2**63) or hi >= 2**63
+    return False
+
+
+# The row type's fields that may hold an integer past 64 bits once converted (the others are
+# strings, bounded integers and literals).
+_UNBOUNDED = tuple(f.name for f in _INFO.fields if _unbounded(f.type))
+
+
+def _fits(row: MeasurementRow, given: Mapping[str, Any]) -> bool:
+    """Whether a converted row would pass :func:`_scan`: every string UTF-8 (msgspec writes
+    the row, in C, and refuses a lone surrogate) and every integer within 64 bits (only the
+    :data:`_UNBOUNDED` fields may hold one past them)."""
+    for c in _UNBOUNDED:
+        v = given[c]
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            return False
+    try:
+        msgspec.json.encode(row)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_WORDS: dict[tuple[Any, ...], str] = {}  # the verdict in words of the verdict columns' values
+
+
+def _verdict_words(row: Mapping[str, Any]) -> str:
+    """``words.of`` the row's verdict: the same few verdicts over and over, so remembered (at
+    most 4096 of them, short ones)."""
+    key = tuple(row[c] for c in _WORDS_KEY)
+    said = _WORDS.get(key)
+    if said is None:
+        said = words.of(verdict_from_row(row), throttle_label=row["throughput_label"])
+        if len(_WORDS) >= 4096:
+            _WORDS.clear()
+        if len(str(row["blockpage"])) <= 200:
+            _WORDS[key] = said
+    return said
+
+
+# What words.of reads of a row (through verdict_from_row): its key in _WORDS.
+_WORDS_KEY = ("blocking", "accessible", "evidence", "offline", "throttled", "blockpage",
+              "throughput_label")  # fmt: skip
+
+
 def _utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -650,6 +740,14 @@ def _content_hashes(body_digests: str | None) -> set[str]:
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """The rows as a table of ``schema``, column by column (a column a row lacks is null)."""
+    names = [f.name for f in schema]
+    try:
+        columns: list[Any] = list(zip(*map(operator.itemgetter(*names), rows), strict=True))
+    except KeyError:
+        columns = [[r.get(n) for r in rows] for n in names]
+    if not columns:
+        columns = [[] for _ in names]
     return pa.table(
-        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
+        [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
     )
