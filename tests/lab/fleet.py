@@ -18,10 +18,10 @@ import contextlib
 import ctypes
 import os
 import socket
-import threading
 from collections.abc import Iterator
 
 from tests.lab import sh
+from tests.servers.s3 import TCPServer, pump
 
 STORE, STALL = "10.77.1.90", "10.77.1.91"  # the store's door; a door to a relay that stalls
 CLONE_NEWNET = 0x40000000
@@ -52,7 +52,7 @@ def inside(ns: str) -> Iterator[None]:
         os.close(here)
 
 
-class Door:
+class Door(TCPServer):
     """``addr``:``port`` in namespace ``ns`` (the address added to its ``s0`` if missing), each
     connection relayed to 127.0.0.1:``upstream`` here; one refused upstream closes the client's
     connection. :meth:`close` shuts it (the address then refuses connections) and ends every
@@ -63,57 +63,19 @@ class Door:
             sh("ip", "addr", "add", f"{addr}/32", "dev", "s0", ns=ns)
         self.upstream = upstream
         with inside(ns):
-            self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((addr, port))
-        self.sock.listen(16)
-        self.closing = threading.Event()
-        self._socks: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._spawn(self._accept)
+            sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((addr, port))
+        sock.listen(16)
+        super().__init__(sock)
 
-    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
-        t = threading.Thread(target=fn, args=args, daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def _accept(self) -> None:
-        while not self.closing.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            self._socks.append(client)
-            try:
-                server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            self._socks.append(server)
-            self._spawn(_pump, client, server)
-            self._spawn(_pump, server, client)
-
-    def close(self) -> None:
-        self.closing.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept()
-        self.sock.close()
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-        for t in self._threads:
-            t.join(timeout=10)
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    while True:
+    def _serve(self, client: socket.socket) -> None:
         try:
-            data = src.recv(65536)
-            if not data:
-                dst.shutdown(socket.SHUT_WR)
-                return
-            dst.sendall(data)
+            server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
         except OSError:
+            client.close()
             return
+        server.settimeout(None)
+        self._socks.append(server)
+        self._spawn(pump, server, client)
+        pump(client, server)

@@ -255,16 +255,19 @@ def seaweedfs(root: Path, *, write_once: bool = False) -> Iterator[S3]:
         server.stop()
 
 
-class _Loopback:
-    """A threaded TCP server on loopback: each client handed to :meth:`_serve` in its own
-    thread; :meth:`close` ends every thread and socket."""
+class TCPServer:
+    """A threaded TCP server (on a loopback port of its own, or on ``sock``, a listening
+    socket made elsewhere): each client handed to :meth:`_serve` in its own thread;
+    :meth:`close` ends every thread and socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: socket.socket | None = None) -> None:
         import threading
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        if sock is None:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(16)
+        self.sock = sock
         self.port = int(self.sock.getsockname()[1])
         self.closing = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -303,7 +306,7 @@ class _Loopback:
             t.join(timeout=10)
 
 
-class Relay(_Loopback):
+class Relay(TCPServer):
     """A TCP relay on loopback in front of a server, that can be told to misbehave.
 
     ``mode``: ``pass`` relays both ways; ``stall_request`` relays the first ``after`` bytes of
@@ -362,7 +365,7 @@ class Relay(_Loopback):
                 return
 
 
-class Socks5(_Loopback):
+class Socks5(TCPServer):
     """A SOCKS5 proxy on loopback (RFC 1928: no authentication, CONNECT, IPv4 or a name),
     recording each destination asked for in ``asked``."""
 
@@ -395,8 +398,8 @@ class Socks5(_Loopback):
             return
         self._socks.append(upstream)
         client.sendall(b"\x05\x00\x00\x01" + bytes(6))
-        self._spawn(_pump_plain, upstream, client)
-        _pump_plain(client, upstream)
+        self._spawn(pump, upstream, client)
+        pump(client, upstream)
 
 
 def _recv_exactly(s: socket.socket, n: int) -> bytes:
@@ -409,7 +412,8 @@ def _recv_exactly(s: socket.socket, n: int) -> bytes:
     return out
 
 
-def _pump_plain(src: socket.socket, dst: socket.socket) -> None:
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    """Relay ``src``'s bytes to ``dst`` until either ends (its end passed on as a shutdown)."""
     while True:
         try:
             data = src.recv(65536)
