@@ -165,16 +165,10 @@ async def _get(client: quic._Client, u: httpx.URL, cap: int, body: _Progress) ->
     assert client.h3 is not None, "a handshake that negotiated h3 has its H3 connection"
     sid = client.quic.get_next_available_stream_id()
     resp = client.streams[sid] = quic._Response()
-    path = u.raw_path.decode("ascii") or "/"
-    fields = [
-        (b":method", b"GET"),
-        (b":scheme", b"https"),
-        (b":authority", u.netloc),
-        (b":path", path.encode("ascii")),
-        (b"user-agent", steps.USER_AGENT.encode()),
-        (b"accept", b"*/*"),
-        (b"range", f"bytes=0-{max(want, 1) - 1}".encode()),
-    ]
+    fields = quic.get_fields(
+        u,
+        {"user-agent": steps.USER_AGENT, "accept": "*/*", "range": f"bytes=0-{max(want, 1) - 1}"},
+    )
     client.h3.send_headers(sid, fields, end_stream=True)
     client.transmit()
     status: int | None = None

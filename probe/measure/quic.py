@@ -24,7 +24,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -434,6 +434,18 @@ async def handshake(
     return record, None
 
 
+def get_fields(u: httpx.URL, headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """An HTTP/3 GET of ``u``'s header fields: the pseudo-headers, then ``headers``."""
+    path = u.raw_path.decode("ascii") or "/"
+    return [
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":authority", u.netloc),
+        (b":path", path.encode("ascii")),
+        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+    ]
+
+
 async def http3_get(
     ctx: steps.StepContext,
     client: _Client,
@@ -456,14 +468,7 @@ async def http3_get(
         assert client.h3 is not None, "a handshake that negotiated h3 has its H3 connection"
         sid = client.quic.get_next_available_stream_id()
         resp = client.streams[sid] = _Response()
-        path = u.raw_path.decode("ascii") or "/"
-        fields = [
-            (b":method", b"GET"),
-            (b":scheme", b"https"),
-            (b":authority", u.netloc),
-            (b":path", path.encode("ascii")),
-            *((k.lower().encode(), v.encode()) for k, v in steps.REQUEST_HEADERS.items()),
-        ]
+        fields = get_fields(u, steps.REQUEST_HEADERS)
         client.h3.send_headers(sid, fields, end_stream=True)
         client.transmit()
         decoder: Any = None
