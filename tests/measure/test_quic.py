@@ -303,3 +303,36 @@ def test_the_http3_setting(flags: dict[str, Any], env: dict[str, str], on: bool)
     from probe.config.settings import resolve
 
     assert resolve(flags, env=env).http3 is on
+
+
+def test_the_http3_get_summarises_as_the_tcp_get_does(h3w: H3World) -> None:
+    """Field for field: the page over HTTP/3 is the same page as over TCP (status, headers but
+    the transport's own, title, length, digest, not truncated, no Location), and its timing
+    lies inside the measurement."""
+    obs, q = h3w.measure("h3.test")
+    (get,) = q.http
+    tcp = obs.http[0]
+    assert (get.status_code, get.title, get.body_length, get.body_sha256) == (
+        tcp.status_code,
+        tcp.title,
+        tcp.body_length,
+        tcp.body_sha256,
+    )
+    assert get.body_truncated is False and get.location is None and get.failure is None
+    assert get.headers and not any(k.startswith(":") for k, _ in get.headers)
+    h3_headers = {k.lower(): v for k, v in get.headers}
+    tcp_headers = {k.lower(): v for k, v in tcp.headers}
+    assert h3_headers["content-type"] == tcp_headers["content-type"]
+    assert h3_headers["content-length"] == str(tcp.body_length)
+    assert get.t0 < get.t and get.bytes > 0
+
+
+def test_an_http3_body_past_the_cap_is_cut_at_the_cap(h3w: H3World) -> None:
+    """The body cap holds over HTTP/3 as over TCP: the kept length is the cap, truncated."""
+    cap = 10_000
+    obs, q = h3w.measure("big.test", body_cap=cap)
+    (get,) = q.http
+    assert get.failure is None and get.status_code == 200
+    assert (get.body_length, get.body_truncated) == (cap, True)
+    tcp = obs.http[0]
+    assert (tcp.body_length, tcp.body_truncated) == (cap, True)
